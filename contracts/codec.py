@@ -1,0 +1,97 @@
+"""Envelope <-> Kafka record, in the CloudEvents Kafka protocol binding's binary content mode.
+
+The CloudEvents attributes travel as `ce_*` headers and the record value is the event data as
+JSON, so kcat and Kafka's console consumer show a readable body and every attribute. The key is
+the ticket id.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, NamedTuple
+
+from pydantic import ValidationError
+
+from .envelope import CONTENT_TYPE, Envelope
+from .registry import UnknownEventType, model_for
+
+Headers = list[tuple[str, bytes]]
+
+# CloudEvents extension attribute names must be lower-case alphanumerics.
+_EXTENSIONS = {"ticket_id": "ticketid", "correlation_id": "correlationid", "causation_id": "causationid"}
+_REQUIRED = ("id", "type", "source", "specversion")
+
+
+class DecodeError(ValueError):
+    """A record that is not a valid cityops event; it belongs on the dead-letter topic."""
+
+
+class KafkaRecord(NamedTuple):
+    key: bytes
+    value: bytes
+    headers: Headers
+
+
+def encode(envelope: Envelope[Any]) -> KafkaRecord:
+    headers: Headers = [
+        ("ce_specversion", envelope.specversion.encode()),
+        ("ce_id", envelope.id.encode()),
+        ("ce_source", envelope.source.encode()),
+        ("ce_type", envelope.type.encode()),
+        ("ce_time", envelope.time.isoformat().encode()),
+        ("content-type", envelope.datacontenttype.encode()),
+    ]
+    if envelope.subject is not None:
+        headers.append(("ce_subject", envelope.subject.encode()))
+    for field_name, ext in _EXTENSIONS.items():
+        value = getattr(envelope, field_name)
+        if value is not None:
+            headers.append((f"ce_{ext}", value.encode()))
+    return KafkaRecord(envelope.ticket_id.encode(), envelope.data.model_dump_json().encode(), headers)
+
+
+def _header_map(headers: Any) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, raw in headers or ():
+        try:
+            out[name] = raw.decode() if isinstance(raw, (bytes, bytearray)) else str(raw)
+        except UnicodeDecodeError as exc:
+            raise DecodeError(f"header {name} is not UTF-8") from exc
+    return out
+
+
+def decode(key: bytes | None, value: bytes | None, headers: Any) -> Envelope[Any]:
+    """Rebuild the envelope; raise DecodeError with a readable reason for anything malformed."""
+    h = _header_map(headers)
+    missing = [a for a in _REQUIRED if f"ce_{a}" not in h]
+    if missing:
+        raise DecodeError(f"missing CloudEvents header(s): {', '.join('ce_' + m for m in missing)}")
+    try:
+        model = model_for(h["ce_type"])
+    except UnknownEventType as exc:
+        raise DecodeError(str(exc)) from None
+    if value is None:
+        raise DecodeError("record has no value")
+    try:
+        data = model.model_validate_json(value)
+    except ValidationError as exc:
+        raise DecodeError(f"invalid {h['ce_type']} data: {_short(exc)}") from None
+    ticket_id = h.get("ce_ticketid") or (key.decode(errors="replace") if key else None)
+    if not ticket_id:
+        raise DecodeError("record has neither ce_ticketid nor a key")
+    try:
+        return Envelope(
+            id=h["ce_id"], type=h["ce_type"], source=h["ce_source"], specversion=h["ce_specversion"],
+            time=datetime.fromisoformat(h["ce_time"]) if "ce_time" in h else None,
+            subject=h.get("ce_subject"), datacontenttype=h.get("content-type", CONTENT_TYPE),
+            ticket_id=ticket_id, correlation_id=h.get("ce_correlationid") or h["ce_id"],
+            causation_id=h.get("ce_causationid"), data=data,
+        )
+    except (ValidationError, ValueError) as exc:
+        raise DecodeError(f"invalid envelope: {_short(exc)}") from None
+
+
+def _short(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
+    return str(exc)

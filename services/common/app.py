@@ -1,0 +1,71 @@
+"""Builds a workflow service's FastStream app from its parts (the app-factory shape every service shares).
+
+Every dependency can be passed in, so tests hand over a broker, an engine or a clock of their
+choosing; nothing connects to Kafka or a database until the app starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from contracts.envelope import utcnow
+
+from .kafka import make_broker
+from .logs import configure_logging, get_logger
+from .pipeline import Clock, EventPipeline, Handler, TickHandler
+from .settings import ServiceSettings
+from .store import create_tables, make_engine
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Tick:
+    handler: TickHandler
+    every_s: float
+
+
+def build_service_app(
+    settings: ServiceSettings, *, handler: Handler, topics: Sequence[str], event_types: Iterable[str],
+    tables: Sequence[Any] = (), ticks: Sequence[Tick] = (), broker: KafkaBroker | None = None,
+    engine: Engine | None = None, clock: Clock = utcnow, extras: dict[str, Any] | None = None,
+) -> FastStream:
+    name = settings.service_name
+    broker = broker or make_broker(settings)
+    engine = engine or make_engine(settings.store_url())
+    pipeline = EventPipeline(name=name, settings=settings, engine=engine, handler=handler, topics=topics,
+                             event_types=event_types, clock=clock, extras=extras)
+    pipeline.subscribe(broker)
+    app = FastStream(broker, logger=None, title=f"cityops {name}")
+    app.context.set_global("pipeline", pipeline)
+    stop = asyncio.Event()
+    tasks: list[asyncio.Task[None]] = []
+
+    @app.on_startup
+    async def _prepare() -> None:
+        configure_logging(settings.log_level, settings.log_json, service=name, instance=settings.instance_id or name)
+        await asyncio.to_thread(create_tables, engine, list(tables))
+
+    @app.after_startup
+    async def _started() -> None:
+        await pipeline.recover_outbox()
+        for tick in ticks:
+            tasks.append(asyncio.create_task(pipeline.run_ticks(tick.handler, tick.every_s, stop)))
+        log.info("service_started", service=name, topics=list(topics), group=settings.group_id,
+                 bootstrap=settings.kafka_bootstrap, store=engine.url.render_as_string(hide_password=True))
+
+    @app.on_shutdown
+    async def _stopping() -> None:
+        stop.set()
+        for task in tasks:
+            await task
+        log.info("service_stopping", service=name, **pipeline.stats)
+
+    return app

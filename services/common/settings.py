@@ -1,0 +1,60 @@
+"""Settings shared by every service; each service subclasses `ServiceSettings` with its own prefix.
+
+A field is read from `CITYOPS_<SERVICE>_<FIELD>` first, then from the hub-wide `CITYOPS_<FIELD>`,
+so one `CITYOPS_KAFKA_BOOTSTRAP` serves every process while a single service can still be
+pointed elsewhere. Only settings classes read the environment.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HUB_PREFIX = "CITYOPS_"
+
+
+class ServiceSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYOPS_SERVICE_", extra="ignore")
+
+    service_name: ClassVar[str] = "service"
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    state_dir: Path = Field(default=REPO_ROOT / ".state", description="Where embedded state (SQLite files) lives.")
+    db_url: str | None = Field(default=None, description="SQLAlchemy URL of this service's store; default a SQLite file in state_dir.")
+    log_level: str = Field(default="INFO", description="Log level (DEBUG shows one line per handled event).")
+    log_json: bool | None = Field(default=None, description="JSON logs; default: JSON when stderr is not a terminal.")
+    batch_max_records: int = Field(default=500, ge=1, description="Most records handled in one batch.")
+    batch_timeout_ms: int = Field(default=100, ge=1, description="How long a batch waits to fill.")
+    linger_ms: int = Field(default=5, ge=0, description="Producer linger: small batches of output records.")
+    consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
+    instance_id: str | None = Field(default=None, description="Name of this instance in logs.")
+
+    @property
+    def group_id(self) -> str:
+        return self.consumer_group or f"cityops-{self.service_name}"
+
+    def store_url(self) -> str:
+        if self.db_url:
+            return self.db_url
+        return f"sqlite:///{self.state_dir / (self.service_name + '.db')}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        hub_wide = EnvSettingsSource(settings_cls, env_prefix=HUB_PREFIX)
+        return init_settings, env_settings, hub_wide, dotenv_settings, file_secret_settings
+
+
+def settings_env(settings: BaseSettings) -> dict[str, str]:
+    """The environment that reproduces these settings in a child process (hub-wide prefix)."""
+    out: dict[str, Any] = {}
+    for name, value in settings.model_dump(exclude_none=True).items():
+        out[f"{HUB_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out

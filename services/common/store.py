@@ -1,0 +1,69 @@
+"""A service's own store: its state tables plus the bookkeeping that makes effects exactly-once.
+
+`processed_events` remembers every event a consumer has applied, written in the same
+transaction as the state change, so a redelivered event changes nothing. `outbox` keeps the
+records an event produced until they are confirmed on the broker, so a crash between the
+database commit and the publish re-sends them (with the same derived ids) instead of losing them.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Column, LargeBinary, event
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, SQLModel, create_engine
+
+from contracts.envelope import utcnow
+
+
+class ProcessedEvent(SQLModel, table=True):
+    __tablename__ = "processed_events"
+
+    consumer: str = Field(primary_key=True, description="Service that applied the event.")
+    event_id: str = Field(primary_key=True, description="CloudEvents id of the applied event.")
+    topic: str = Field(description="Topic it was read from.")
+    partition: int = Field(description="Partition it was read from.")
+    offset: int = Field(description="Offset it was read at.")
+    outcome: str = Field(default="applied", description="applied, or dead-lettered with the reason in the DLQ.")
+    processed_at: datetime = Field(default_factory=utcnow, description="When it was applied.")
+
+
+class OutboxRecord(SQLModel, table=True):
+    __tablename__ = "outbox"
+
+    id: int | None = Field(default=None, primary_key=True)
+    cause_id: str = Field(index=True, description="Event whose handling produced this record.")
+    topic: str = Field(description="Destination topic.")
+    key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    headers: bytes = Field(sa_column=Column(LargeBinary, nullable=False), description="JSON list of [name, value] pairs.")
+
+
+BOOKKEEPING_TABLES = [ProcessedEvent.__table__, OutboxRecord.__table__]
+
+
+def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    # WAL lets readers (CLI, tests) look while the service writes; NORMAL sync is durable
+    # against process crashes, which is the failure the outbox is for.
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.execute("PRAGMA busy_timeout=5000")
+    cur.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the store; nothing connects until first use."""
+    if url.startswith("sqlite:///"):
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False})
+        event.listen(engine, "connect", _tune_sqlite)
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+def create_tables(engine: Engine, tables: list[Any]) -> None:
+    SQLModel.metadata.create_all(engine, tables=BOOKKEEPING_TABLES + list(tables))
