@@ -36,6 +36,7 @@ def build_service_app(
     settings: ServiceSettings, *, handler: Handler, topics: Sequence[str], event_types: Iterable[str],
     tables: Sequence[Any] = (), ticks: Sequence[Tick] = (), broker: KafkaBroker | None = None,
     engine: Engine | None = None, clock: Clock = utcnow, extras: dict[str, Any] | None = None,
+    on_ready: Any = None,
 ) -> FastStream:
     name = settings.service_name
     broker = broker or make_broker(settings)
@@ -43,7 +44,7 @@ def build_service_app(
     pipeline = EventPipeline(name=name, settings=settings, engine=engine, handler=handler, topics=topics,
                              event_types=event_types, clock=clock, extras=extras)
     pipeline.subscribe(broker)
-    app = FastStream(broker, logger=None, title=f"cityops {name}")
+    app = FastStream(broker, logger=None)
     app.context.set_global("pipeline", pipeline)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
@@ -56,6 +57,8 @@ def build_service_app(
     @app.after_startup
     async def _started() -> None:
         await pipeline.recover_outbox()
+        if on_ready is not None:
+            await on_ready(pipeline)
         for tick in ticks:
             tasks.append(asyncio.create_task(pipeline.run_ticks(tick.handler, tick.every_s, stop)))
         log.info("service_started", service=name, topics=list(topics), group=settings.group_id,

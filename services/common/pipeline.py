@@ -36,7 +36,7 @@ from contracts.envelope import Envelope, utcnow
 
 from .logs import bound_event, get_logger
 from .settings import ServiceSettings
-from .store import OutboxRecord, ProcessedEvent
+from .store import OutboxRecord, ParkedEvent, ProcessedEvent
 
 log = get_logger(__name__)
 
@@ -87,6 +87,10 @@ def dead_letter_for(record: Any, consumer: str, reason: str) -> DeadLetter:
     return DeadLetter(record.topic + ".dlq", record.key, record.value, headers)
 
 
+class NotYet(LookupError):
+    """Raised by a handler when the event depends on one not seen yet (it arrives on another topic)."""
+
+
 def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
@@ -95,14 +99,18 @@ class EventPipeline:
     """Binds a service's handler to its topics with exactly-once effects."""
 
     def __init__(self, *, name: str, settings: ServiceSettings, engine: Engine, handler: Handler,
-                 topics: Sequence[str], event_types: Iterable[str], clock: Clock = utcnow,
-                 extras: dict[str, Any] | None = None) -> None:
+                 topics: Sequence[str], event_types: Iterable[str] | None, clock: Clock = utcnow,
+                 extras: dict[str, Any] | None = None, group_id: str | None = None,
+                 decoder: Callable[[Any], Envelope[Any]] | None = None) -> None:
         self.name = name
         self.settings = settings
         self.engine = engine
         self.handler = handler
         self.topics = list(topics)
-        self.event_types = {t.encode() for t in event_types}
+        # None: every record is for us (e.g. a channel of plain JSON without CloudEvents headers).
+        self.event_types = None if event_types is None else {t.encode() for t in event_types}
+        self.group_id = group_id or settings.group_id
+        self.decoder = decoder or (lambda r: decode(r.key, r.value, r.headers))
         self.clock = clock
         self.source = f"/cityops/{name}"
         self.extras = extras or {}
@@ -118,10 +126,10 @@ class EventPipeline:
             return None  # we decode ourselves, only the event types we handle
 
         @broker.subscriber(
-            *self.topics, group_id=self.settings.group_id, batch=True,
+            *self.topics, group_id=self.group_id, batch=True,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
             auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
-            title=f"{self.name}", description=f"{self.name} service: {', '.join(sorted(t.decode() for t in self.event_types))}",
+            title=f"{self.name}", description=f"{self.name}: {', '.join(sorted(t.decode() for t in self.event_types or ()))}",
         )
         async def on_batch(message: KafkaMessage) -> None:
             await self.handle_records(message.raw_message)
@@ -148,11 +156,11 @@ class EventPipeline:
         dead: list[DeadLetter] = []
         for record in records:
             ce_type = next((v for k, v in (record.headers or ()) if k == "ce_type"), None)
-            if ce_type is not None and ce_type not in self.event_types:
+            if self.event_types is not None and ce_type is not None and ce_type not in self.event_types:
                 self.stats["skipped"] += 1
                 continue
             try:
-                wanted.append((record, decode(record.key, record.value, record.headers)))
+                wanted.append((record, self.decoder(record)))
             except DecodeError as exc:
                 log.warning("record_dead_lettered", service=self.name, topic=record.topic,
                             partition=record.partition, offset=record.offset, error=str(exc))
@@ -175,15 +183,24 @@ class EventPipeline:
         return outputs, cause_ids, dead
 
     def _apply_one(self, session: Session, ctx: HandlerContext, record: Any, envelope: Envelope[Any],
-                   dead: list[DeadLetter]) -> list[tuple[str, KafkaRecord]]:
+                   dead: list[DeadLetter], unpark: bool = True) -> list[tuple[str, KafkaRecord]]:
         if session.get(ProcessedEvent, (self.name, envelope.id)) is not None:
             self.stats["duplicates"] += 1
             return self._stored_outputs(session, envelope.id)
+        if session.get(ParkedEvent, (self.name, envelope.id)) is not None:
+            self.stats["duplicates"] += 1
+            return []
         try:
             with session.begin_nested(), bound_event(envelope):
                 emits = list(self.handler(ctx, envelope))
                 produced = [(e.topic, encode(e.envelope)) for e in emits]
                 self._remember(session, record, envelope, produced, "applied")
+        except NotYet as exc:
+            session.add(ParkedEvent(consumer=self.name, event_id=envelope.id, ticket_id=envelope.ticket_id, topic=record.topic,
+                                    partition=record.partition, offset=record.offset, key=record.key or b"",
+                                    value=record.value or b"", headers=_headers_json(record.headers), reason=str(exc)))
+            self.stats["parked"] = self.stats.get("parked", 0) + 1
+            return []
         except Exception as exc:
             if _is_transient(exc):
                 raise
@@ -194,6 +211,25 @@ class EventPipeline:
             self.stats["dead_lettered"] += 1
             return []
         self.stats["applied"] += 1
+        return produced + (self._unpark(session, ctx, envelope.ticket_id, dead) if unpark else [])
+
+    def _unpark(self, session: Session, ctx: HandlerContext, ticket_id: str, dead: list[DeadLetter]) -> list[tuple[str, KafkaRecord]]:
+        """Retry the events of this ticket that were waiting for something it may just have brought."""
+        produced: list[tuple[str, KafkaRecord]] = []
+        progress = True
+        while progress:
+            progress = False
+            parked = session.execute(select(ParkedEvent).where(ParkedEvent.consumer == self.name,
+                                                               ParkedEvent.ticket_id == ticket_id)
+                                     .order_by(ParkedEvent.offset)).scalars().all()
+            for row in parked:
+                record = _ParkedRecord(row.topic, row.partition, row.offset, row.key, row.value,
+                                       [(k, v.encode()) for k, v in json.loads(row.headers)])
+                session.delete(row)
+                session.flush()
+                before = self.stats["applied"]
+                produced += self._apply_one(session, ctx, record, self.decoder(record), dead, unpark=False)
+                progress = progress or self.stats["applied"] > before
         return produced
 
     def _remember(self, session: Session, record: Any, envelope: Envelope[Any],
@@ -260,6 +296,20 @@ class EventPipeline:
             await asyncio.to_thread(self._clear_outbox, causes)
             log.info("outbox_recovered", service=self.name, records=len(outputs))
         return len(outputs)
+
+
+@dataclass(frozen=True)
+class _ParkedRecord:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+
+
+def _headers_json(headers: Any) -> bytes:
+    return json.dumps([[k, v.decode(errors="replace")] for k, v in (headers or ())]).encode()
 
 
 def _tick_cause(rec: KafkaRecord) -> str:

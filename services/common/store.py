@@ -42,7 +42,27 @@ class OutboxRecord(SQLModel, table=True):
     headers: bytes = Field(sa_column=Column(LargeBinary, nullable=False), description="JSON list of [name, value] pairs.")
 
 
-BOOKKEEPING_TABLES = [ProcessedEvent.__table__, OutboxRecord.__table__]
+class ParkedEvent(SQLModel, table=True):
+    """An event that arrived before what it depends on (topics are ordered only one by one).
+
+    It waits here and is applied right after the next event of the same ticket is.
+    """
+
+    __tablename__ = "parked_events"
+
+    consumer: str = Field(primary_key=True)
+    event_id: str = Field(primary_key=True)
+    ticket_id: str = Field(index=True)
+    topic: str
+    partition: int
+    offset: int
+    key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    headers: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    reason: str = ""
+
+
+BOOKKEEPING_TABLES = [ProcessedEvent.__table__, OutboxRecord.__table__, ParkedEvent.__table__]
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

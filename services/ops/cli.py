@@ -21,6 +21,15 @@ app = typer.Typer(
 _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("kafka", "services.ops.kafka_cli", "app", "Fetch, start, stop and inspect the local Apache Kafka broker or 3-broker cluster."),
     ("triage", "services.triage.cli", "app", "Train and try the complaint classifier; inspect the responsibility catalogue."),
+    ("service", "services.ops.run", "app", "Run one workflow service in the foreground."),
+    ("contracts", "services.ops.contracts_cli", "app", "Export and check the event contracts' JSON Schemas; list topics."),
+    ("topics", "services.ops.topics_cli", "app", "Create the topic catalogue's topics on a broker."),
+    ("intake", "services.intake.cli", "app", "Serve the hotline's HTTP intake API (and Open311)."),
+    ("unit", "services.units.cli", "app", "Run a unit (department, street office, grid) service, real or simulated."),
+    ("sla", "services.sla.cli", "app", "SLA clocks, ledger and ping-pong reports."),
+    ("replay", "services.projections.replay_cli", "app", "Supervisor replay: a ticket's story, a time range, rebuild, as-of, what-if."),
+    ("import", "services.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),
+    ("up", "services.ops.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
 ]
 
 
@@ -32,7 +41,11 @@ def _mount_subapps() -> None:
             if exc.name and module_path.startswith(exc.name):
                 continue  # area not built yet
             raise
-        app.add_typer(getattr(module, attr), name=name, help=help_text)
+        target = getattr(module, attr)
+        if isinstance(target, typer.Typer):
+            app.add_typer(target, name=name, help=help_text)
+        else:  # a single command, e.g. `cityops up`
+            app.command(name=name, help=help_text)(target)
 
 
 def main() -> None:

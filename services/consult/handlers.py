@@ -1,0 +1,112 @@
+"""consult: convene, collect opinions, agree or escalate to a supervisor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import select
+
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.topics import CONSULT, TRIAGE, UNIT_REPORTS, unit_task_topic
+from services.common.pipeline import Emit, HandlerContext
+from services.common.workcalendar import WorkCalendar
+
+from . import domain
+from .models import Consultation
+
+TOPICS = [TRIAGE.name, UNIT_REPORTS.name, CONSULT.name]
+EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecided.event_type]
+
+
+def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    match envelope.data:
+        case ev.TicketClassified(needs_consultation=True):
+            return convene(ctx, envelope)
+        case ev.OpinionGiven():
+            return record_opinion(ctx, envelope)
+        case ev.SupervisorDecided():
+            return close_decided(ctx, envelope)
+    return ()
+
+
+def convene(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    c: ev.TicketClassified = envelope.data
+    consultation_id = f"C-{envelope.id[:8]}"
+    parties = domain.parties_for(c.routing, c.excluded_units)
+    request = ev.ConsultationRequested(
+        consultation_id=consultation_id, parties=parties, proposed=c.routing, category=c.category, limits=c.limits,
+        reason="returned by " + ", ".join(c.excluded_units) if c.excluded_units else "the catalogue requires consultation",
+        opinions_due=envelope.time + timedelta(seconds=ctx.settings.opinion_window_s), ticket=c.ticket,
+    )
+    for old in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
+                                                           Consultation.status == "open")).all():
+        old.status = "superseded"
+    ctx.session.add(Consultation(consultation_id=consultation_id, ticket_id=envelope.ticket_id, parties=",".join(parties),
+                                 opinions_due=request.opinions_due, request_json=request.model_dump_json()))
+    out_env = envelope.caused(request, source=ctx.source)
+    return [Emit(CONSULT.name, out_env)] + [Emit(unit_task_topic(p), out_env) for p in parties]
+
+
+def _open(ctx: HandlerContext, consultation_id: str | None) -> Consultation | None:
+    row = ctx.session.get(Consultation, consultation_id) if consultation_id else None
+    return row if row is not None and row.status == "open" else None
+
+
+def record_opinion(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    o: ev.OpinionGiven = envelope.data
+    row = _open(ctx, o.consultation_id)
+    if row is None:
+        return []  # late opinion on a closed consultation: recorded on the log, changes nothing
+    opinions = json.loads(row.opinions_json)
+    opinions[o.unit] = [o.agrees, o.proposed_lead]
+    row.opinions_json = json.dumps(opinions)
+    v = domain.verdict(tuple(row.parties.split(",")), {u: (a, p) for u, (a, p) in opinions.items()})
+    if v.outcome == "agreed":
+        return [_agree(ctx, envelope, row)]
+    if v.outcome == "disputed":
+        return [_to_supervisor(ctx, envelope, row, v.reason)]
+    return []
+
+
+def _agree(ctx: HandlerContext, cause: Envelope[Any], row: Consultation) -> Emit:
+    request = ev.ConsultationRequested.model_validate_json(row.request_json)
+    row.status = "agreed"
+    calendar: WorkCalendar = ctx.extras["calendar"]
+    deadline = calendar.add(cause.time, request.limits.resolution.amount, request.limits.resolution.unit)
+    plan = ev.PlanAgreed(consultation_id=row.consultation_id, routing=request.proposed, deadline=deadline,
+                         category=request.category, limits=request.limits, ticket=request.ticket)
+    return Emit(CONSULT.name, cause.caused(plan, source=ctx.source, ticket_id=row.ticket_id))
+
+
+def _to_supervisor(ctx: HandlerContext, cause: Envelope[Any], row: Consultation, reason: str) -> Emit:
+    request = ev.ConsultationRequested.model_validate_json(row.request_json)
+    row.status = "supervisor-review"
+    opinions = tuple((u, bool(a), p) for u, (a, p) in sorted(json.loads(row.opinions_json).items()))
+    review = ev.SupervisorReviewRequested(consultation_id=row.consultation_id, reason=reason, opinions=opinions,
+                                          proposed=request.proposed)
+    return Emit(CONSULT.name, cause.caused(review, source=ctx.source, ticket_id=row.ticket_id))
+
+
+def close_decided(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    for row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
+                                                           Consultation.status.in_(["open", "supervisor-review"]))).all():
+        row.status = "decided"
+    return []
+
+
+def overdue(ctx: HandlerContext) -> list[Emit]:
+    """Tick: consultations whose opinions are late go to a supervisor."""
+    now = ctx.now()
+    out = []
+    rows = ctx.session.exec(select(Consultation).where(Consultation.status == "open", Consultation.opinions_due <= now)).all()
+    for row in rows:
+        request = ev.ConsultationRequested.model_validate_json(row.request_json)
+        missing = [p for p in row.parties.split(",") if p not in json.loads(row.opinions_json)]
+        origin = Envelope(id=f"timeout-{row.consultation_id}", type=request.event_type, source=ctx.source, time=now,
+                          subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.consultation_id, data=request)
+        out.append(_to_supervisor(ctx, origin, row, f"no opinion in time from {', '.join(missing)}"))
+    return out

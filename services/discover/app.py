@@ -1,0 +1,24 @@
+"""discover app factory."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from contracts.catalogue import load_catalogue
+from contracts.envelope import utcnow
+from services.common.app import build_service_app
+from services.common.pipeline import Clock
+
+from .handlers import EVENT_TYPES, TOPICS, handle
+from .models import KnownTicket
+from .settings import DiscoverSettings
+
+
+def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
+    settings = settings or DiscoverSettings()
+    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
+                             tables=[KnownTicket.__table__], broker=broker, engine=engine, clock=clock,
+                             extras={"catalogue": load_catalogue()})

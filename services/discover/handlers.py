@@ -1,0 +1,105 @@
+"""discover: register tickets, merge repeats (and split them again), raise proactive tickets."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import timedelta
+from typing import Any
+
+from sqlmodel import select
+
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.topics import EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from services.common.pipeline import Emit, HandlerContext
+
+from . import domain
+from .models import KnownTicket
+
+TOPICS = [INTAKE.name, RESIDENTS.name, TICKETS.name, TRIAGE.name, EVALUATE.name]
+EVENT_TYPES = [ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type, ev.SplitRequested.event_type,
+               ev.TicketClassified.event_type, ev.TicketClosed.event_type]
+
+
+def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    match envelope.data:
+        case ev.TicketSubmitted():
+            return register(ctx, envelope)
+        case ev.ResidentLifeEventRecorded():
+            return raise_proactive(ctx, envelope)
+        case ev.SplitRequested():
+            return split(ctx, envelope)
+        case ev.TicketClassified():
+            return remember_category(ctx, envelope)
+        case ev.TicketClosed():
+            return forget_closed(ctx, envelope)
+    return ()
+
+
+def _candidates(ctx: HandlerContext, key: str | None, exclude: str) -> list[domain.Candidate]:
+    if key is None:
+        return []
+    rows = ctx.session.exec(select(KnownTicket).where(KnownTicket.place_key == key, KnownTicket.open == True,  # noqa: E712
+                                                      KnownTicket.master_ticket_id == None)).all()  # noqa: E711
+    return [domain.Candidate(r.ticket_id, r.text, r.category, r.lat, r.lon, r.submitted_at) for r in rows if r.ticket_id != exclude]
+
+
+def register(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    s: ev.TicketSubmitted = envelope.data
+    if ctx.session.get(KnownTicket, envelope.ticket_id) is not None:
+        return []  # the same ticket submitted again under a new event id: already registered
+    st = ctx.settings
+    key = domain.place_key(s.location)
+    match = domain.find_master(s, _candidates(ctx, key, envelope.ticket_id), window=timedelta(hours=st.merge_window_hours),
+                               min_similarity=st.merge_similarity, radius_m=st.merge_radius_m)
+    ticket = domain.registered_ticket(s, st.pseudonym_key)
+    _remember(ctx, envelope.ticket_id, key, ticket, match.master_ticket_id if match else None)
+    out = [Emit(TICKETS.name, envelope.caused(ev.TicketRegistered(ticket=ticket, master_ticket_id=match.master_ticket_id if match else None),
+                                              source=ctx.source, time=envelope.time))]
+    if match:
+        merged = ev.TicketMerged(master_ticket_id=match.master_ticket_id, similarity=match.similarity, reason=match.reason)
+        out.append(Emit(TICKETS.name, envelope.caused(merged, source=ctx.source, index=1, time=envelope.time)))
+    return out
+
+
+def _remember(ctx: HandlerContext, ticket_id: str, key: str | None, t: ev.RegisteredTicket, master: str | None) -> None:
+    ctx.session.add(KnownTicket(ticket_id=ticket_id, place_key=key, text=t.text, category=t.category, lat=t.location.lat,
+                                lon=t.location.lon, submitted_at=t.submitted_at, master_ticket_id=master,
+                                registered_json=t.model_dump_json()))
+
+
+def split(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    row = ctx.session.get(KnownTicket, envelope.ticket_id)
+    if row is None or row.master_ticket_id is None:
+        return []  # not merged (any more): nothing to undo
+    former, row.master_ticket_id = row.master_ticket_id, None
+    ticket = ev.RegisteredTicket.model_validate_json(row.registered_json)
+    data = ev.TicketSplit(former_master_ticket_id=former, ticket=ticket, reason=envelope.data.reason)
+    return [Emit(TICKETS.name, envelope.caused(data, source=ctx.source))]
+
+
+def remember_category(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    row = ctx.session.get(KnownTicket, envelope.ticket_id)
+    if row is not None:
+        row.category = envelope.data.category
+    return []
+
+
+def forget_closed(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    row = ctx.session.get(KnownTicket, envelope.ticket_id)
+    if row is not None:
+        row.open = False
+    return []
+
+
+def raise_proactive(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    event: ev.ResidentLifeEventRecorded = envelope.data
+    catalogue = ctx.extras["catalogue"]
+    out = []
+    for i, rule in enumerate(domain.matching_rules(event)):
+        ticket_id = f"P-{envelope.id[:8].upper()}-{i}"
+        ticket = domain.proactive_ticket(rule, event, catalogue.has_category(rule.category))
+        _remember(ctx, ticket_id, None, ticket, None)
+        out.append(Emit(TICKETS.name, envelope.caused(ev.TicketRegistered(ticket=ticket), source=ctx.source,
+                                                      ticket_id=ticket_id, index=i)))
+    return out

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+from sqlmodel import Field, SQLModel
+
+
+class EvalTicket(SQLModel, table=True):
+    __tablename__ = "evaluate_tickets"
+
+    ticket_id: str = Field(primary_key=True)
+    caller_json: str = Field(default="{}", description="Masked caller (CallerRef).")
+    district: str | None = None
+    grid: str | None = None
+    master_ticket_id: str | None = Field(default=None, index=True, description="Set while merged.")
+    round: int = 0
+    units: str = Field(default="", description="Units of the last handled round, lead first.")
+    status: str = Field(default="open", description="open, awaiting-callback, closed.")
+
+
+class Rates(SQLModel, table=True):
+    """Counters per unit, grid and district: response, resolution and satisfaction rates follow from them."""
+
+    __tablename__ = "evaluate_rates"
+
+    scope: str = Field(primary_key=True, description="unit, grid or district.")
+    key: str = Field(primary_key=True, description="The unit, grid or district id.")
+    assigned: int = 0
+    signed_for: int = 0
+    callbacks: int = 0
+    resolved: int = 0
+    satisfied: int = Field(default=0, description="Satisfied or basically satisfied, reasonable demands only.")
+    rated: int = Field(default=0, description="Callbacks on reasonable demands (the satisfaction denominator).")
+    reopened: int = 0

@@ -1,0 +1,256 @@
+"""The hotline's HTTP API: submit, status, operator actions, and the Open311 GeoReport v2 edge."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Annotated, Any
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
+from fastapi.exceptions import RequestValidationError
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.topics import CONSULT, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+
+from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
+from .models import TicketStatus
+
+Publish = Callable[[str, Envelope[Any]], Awaitable[None]]
+
+
+class Accepted(BaseModel):
+    ticket_id: str = Field(description="The ticket's id.")
+    status_url: str = Field(description="Where to follow it.")
+
+
+class ManualTriageIn(BaseModel):
+    category: str = Field(description="Category code the operator chose.")
+    operator: str = Field(min_length=1, description="Operator id.")
+
+
+class SplitIn(BaseModel):
+    operator: str = Field(min_length=1, description="Operator id.")
+    reason: str = Field(min_length=1, description="Why the tickets are different problems.")
+
+
+class DecisionIn(BaseModel):
+    ticket_id: str = Field(description="Ticket decided.")
+    lead: str = Field(description="Unit that leads; it may not return the ticket.")
+    co_units: list[str] = Field(default_factory=list, description="Co-handling units.")
+    level: ev.Level = Field(default=ev.Level.district, description="Level it is handled at.")
+    supervisor: str = Field(min_length=1, description="Supervisor id.")
+    consultation_id: str | None = Field(default=None, description="The consultation decided.")
+    note: str = Field(default="", description="Reasoning.")
+
+
+class CallbackIn(BaseModel):
+    ticket_id: str = Field(description="Ticket called back.")
+    round: int = Field(ge=1, description="Handling round evaluated.")
+    resolved: bool = Field(description="Resident says it is solved.")
+    satisfaction: ev.Satisfaction = Field(description="satisfied, basically-satisfied or unsatisfied.")
+    operator: str = Field(default="hotline", description="Who called.")
+    comment: str = Field(default="", description="Resident's words.")
+    reasonable_demand: bool = Field(default=True, description="False for a demand judged unreasonable.")
+
+
+def build_api(*, publish: Publish, engine: Engine, catalogue: Any, now: Callable[[], datetime],
+              lifespan: Any = None) -> FastAPI:
+    api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
+                  description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; Open311 GeoReport v2 at /open311/v2.")
+    api.include_router(_hotline_router(publish, engine, catalogue, now))
+    api.include_router(_open311_router(publish, engine, catalogue, now), prefix="/open311/v2")
+    return api
+
+
+def _known_category(catalogue: Any, code: str | None, field: tuple[str, ...]) -> None:
+    if code is not None and not catalogue.has_category(code):
+        raise RequestValidationError([{"type": "value_error", "loc": field, "msg": f"unknown category {code!r}", "input": code}])
+
+
+def _has_unit(catalogue: Any, unit_id: str) -> bool:
+    try:
+        catalogue.unit(unit_id)
+    except KeyError:
+        return False
+    return True
+
+
+def _status_or_404(engine: Engine, ticket_id: str) -> TicketStatus:
+    with Session(engine) as s:
+        row = s.get(TicketStatus, ticket_id)
+    if row is None:
+        raise HTTPException(404, f"no ticket {ticket_id} (it may still be on its way: try again in a moment)")
+    return row
+
+
+def _hotline_router(publish: Publish, engine: Engine, catalogue: Any, now: Callable[[], datetime]) -> APIRouter:
+    r = APIRouter()
+
+    @r.post("/tickets", status_code=202, response_model=Accepted, tags=["hotline"])
+    async def submit(complaint: ComplaintIn,
+                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Accepted:
+        """Submit a complaint. A retry with the same Idempotency-Key returns the same ticket and creates nothing new."""
+        _known_category(catalogue, complaint.category, ("body", "category"))
+        envelope = submission_event(complaint, now=now(), idempotency_key=idempotency_key)
+        await publish(INTAKE.name, envelope)
+        return Accepted(ticket_id=envelope.ticket_id, status_url=f"/tickets/{envelope.ticket_id}")
+
+    @r.get("/tickets/{ticket_id}", tags=["hotline"])
+    async def status(ticket_id: str) -> dict[str, Any]:
+        """Where a ticket is now."""
+        return _status_or_404(engine, ticket_id).model_dump()
+
+    @r.get("/tickets", tags=["hotline"])
+    async def list_tickets(status: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+        """Tickets, newest first, optionally by status (e.g. manual-triage, supervisor-review)."""
+        with Session(engine) as s:
+            q = select(TicketStatus)
+            if status:
+                q = q.where(TicketStatus.status == status)
+            rows = s.exec(q.order_by(TicketStatus.updated_at.desc()).limit(limit)).all()
+        return [row.model_dump() for row in rows]
+
+    @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
+    async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn) -> dict[str, str]:
+        """Choose the category of a ticket waiting in the manual-triage queue."""
+        _known_category(catalogue, body.category, ("body", "category"))
+        _status_or_404(engine, ticket_id)
+        data = ev.ManualTriageResolved(category=body.category, operator=body.operator)
+        await publish(TRIAGE.name, Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now()))
+        return {"ticket_id": ticket_id, "category": body.category}
+
+    @r.post("/tickets/{ticket_id}/split", status_code=202, tags=["operators"])
+    async def split(ticket_id: str, body: SplitIn) -> dict[str, str]:
+        """Undo a merge: the ticket is handled on its own."""
+        row = _status_or_404(engine, ticket_id)
+        if row.status != "merged":
+            raise HTTPException(409, f"ticket {ticket_id} is not merged (status {row.status})")
+        data = ev.SplitRequested(requested_by=body.operator, reason=body.reason)
+        await publish(TICKETS.name, Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now()))
+        return {"ticket_id": ticket_id, "status": "split requested"}
+
+    @r.post("/supervisor/decisions", status_code=202, tags=["supervisors"])
+    async def decide(body: DecisionIn) -> dict[str, str]:
+        """Decide who leads a disputed ticket; final: the lead may not return it."""
+        for i, unit in enumerate([body.lead, *body.co_units]):
+            if not _has_unit(catalogue, unit):
+                loc = ("body", "lead") if i == 0 else ("body", "co_units", i - 1)
+                raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": f"unknown unit {unit!r}", "input": unit}])
+        _status_or_404(engine, body.ticket_id)
+        data = ev.SupervisorDecided(consultation_id=body.consultation_id, supervisor=body.supervisor, note=body.note,
+                                    routing=ev.Routing(lead=body.lead, co_units=tuple(body.co_units), level=body.level))
+        await publish(CONSULT.name, Envelope.origin(data, source=SOURCE, ticket_id=body.ticket_id, time=now()))
+        return {"ticket_id": body.ticket_id, "lead": body.lead}
+
+    @r.post("/callbacks", status_code=202, tags=["operators"])
+    async def record_callback(body: CallbackIn) -> dict[str, str]:
+        """Record the resident's verdict at callback (回访)."""
+        _status_or_404(engine, body.ticket_id)
+        data = ev.CallbackRecorded(round=body.round, resolved=body.resolved, satisfaction=body.satisfaction,
+                                   operator=body.operator, comment=body.comment, reasonable_demand=body.reasonable_demand)
+        await publish(EVALUATE.name, Envelope.origin(data, source=SOURCE, ticket_id=body.ticket_id, time=now()))
+        return {"ticket_id": body.ticket_id, "status": "recorded"}
+
+    @r.post("/residents/events", status_code=202, tags=["registers"])
+    async def resident_event(body: ev.ResidentLifeEventRecorded) -> dict[str, str]:
+        """A register reports a resident's life event (input to proactive rules)."""
+        await publish(RESIDENTS.name, Envelope.origin(body, source=SOURCE, ticket_id=f"R-{body.resident_ref}", time=now()))
+        return {"resident_ref": body.resident_ref}
+
+    @r.get("/stats", tags=["hotline"])
+    async def stats() -> dict[str, int]:
+        """How many tickets are in each status now."""
+        from sqlalchemy import func
+
+        with Session(engine) as s:
+            rows = s.exec(select(TicketStatus.status, func.count()).group_by(TicketStatus.status)).all()
+        return {status: count for status, count in rows}
+
+    @r.get("/catalogue/categories", tags=["hotline"])
+    async def categories() -> list[dict[str, Any]]:
+        """The responsibility catalogue's categories (codes for the category field)."""
+        return [{"code": c.code, "name": c.name, "name_en": c.name_en} for c in catalogue.categories]
+
+    return r
+
+
+def _open311_service(c: Any) -> dict[str, Any]:
+    return {"service_code": c.code, "service_name": c.name_en, "description": c.name, "metadata": False,
+            "type": "realtime", "keywords": ",".join(c.keywords_en[:5]), "group": c.lead or f"{c.lead_by_area} office"}
+
+
+def _open311_status(row: TicketStatus, catalogue: Any) -> dict[str, Any]:
+    name = catalogue.category(row.category).name_en if row.category and catalogue.has_category(row.category) else None
+    return {
+        "service_request_id": row.ticket_id, "status": "closed" if row.status in ("closed", "merged") else "open",
+        "status_notes": row.status if row.status != "closed" else f"closed: {row.outcome}",
+        "service_name": name, "service_code": row.category, "description": row.text,
+        "agency_responsible": row.lead, "requested_datetime": row.requested_at, "updated_datetime": row.updated_at,
+        "expected_datetime": None, "address": row.address, "lat": row.lat, "long": row.lon,
+    }
+
+
+def _open311_router(publish: Publish, engine: Engine, catalogue: Any, now: Callable[[], datetime]) -> APIRouter:
+    r = APIRouter(tags=["open311"])
+
+    @r.get("/services.json")
+    async def services() -> list[dict[str, Any]]:
+        """GeoReport v2: the service list (our catalogue categories)."""
+        return [_open311_service(c) for c in catalogue.categories]
+
+    @r.get("/services/{code}.json")
+    async def service_definition(code: str) -> dict[str, Any]:
+        """GeoReport v2: a service definition (no extra attributes)."""
+        if not catalogue.has_category(code):
+            raise HTTPException(404, f"no service {code}")
+        return {"service_code": code, "attributes": []}
+
+    @r.post("/requests.json", status_code=201)
+    async def create_request(request: Request) -> list[dict[str, Any]]:
+        """GeoReport v2: submit a request (form-encoded or JSON)."""
+        raw = await request.body()
+        if request.headers.get("content-type", "").startswith("application/json"):
+            fields = json.loads(raw or b"{}")
+        else:
+            fields = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+        try:
+            submitted = Open311Request.model_validate(fields)
+        except ValidationError as exc:
+            raise RequestValidationError(exc.errors()) from None
+        _known_category(catalogue, submitted.service_code, ("body", "service_code"))
+        key = request.headers.get("idempotency-key")
+        envelope = submission_event(submitted.to_complaint(), now=now(), idempotency_key=key)
+        await publish(INTAKE.name, envelope)
+        return [{"service_request_id": envelope.ticket_id, "service_notice": "registered by the 12345 hotline", "account_id": None}]
+
+    @r.get("/requests.json")
+    async def list_requests(service_request_id: str | None = None, service_code: str | None = None,
+                            status: str | None = Query(None, pattern="^(open|closed)$"),
+                            start_date: datetime | None = None, end_date: datetime | None = None) -> list[dict[str, Any]]:
+        """GeoReport v2: requests, filtered like the standard (ids comma-separated, at most 1000)."""
+        with Session(engine) as s:
+            q = select(TicketStatus).where(TicketStatus.status != "closed-hidden")
+            if service_request_id:
+                q = q.where(TicketStatus.ticket_id.in_(service_request_id.split(",")))
+            if service_code:
+                q = q.where(TicketStatus.category == service_code)
+            if start_date:
+                q = q.where(TicketStatus.requested_at >= start_date)
+            if end_date:
+                q = q.where(TicketStatus.requested_at <= end_date)
+            rows = s.exec(q.order_by(TicketStatus.requested_at.desc()).limit(1000)).all()
+        out = [_open311_status(row, catalogue) for row in rows]
+        return [o for o in out if status is None or o["status"] == status]
+
+    @r.get("/requests/{ticket_id}.json")
+    async def get_request(ticket_id: str) -> list[dict[str, Any]]:
+        """GeoReport v2: one request (as a one-element list, as the standard has it)."""
+        return [_open311_status(_status_or_404(engine, ticket_id), catalogue)]
+
+    return r

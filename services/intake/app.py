@@ -1,0 +1,77 @@
+"""Intake app factory: the HTTP API plus two consumers (machine channel, status view) on one broker."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from faststream.kafka import KafkaBroker
+from fastapi import FastAPI
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+
+from contracts import codec
+from contracts.catalogue import load_catalogue
+from contracts.envelope import Envelope, utcnow
+from contracts.topics import CHANNEL_INTAKE
+from services.common.kafka import make_broker
+from services.common.logs import configure_logging, get_logger
+from services.common.pipeline import Clock, EventPipeline
+from services.common.store import create_tables, make_engine
+
+from .domain import channel_record_to_event
+from .handlers import STATUS_EVENT_TYPES, STATUS_TOPICS, forward_channel_submission, update_status
+from .models import TicketStatus
+from .settings import IntakeSettings
+
+log = get_logger(__name__)
+
+
+def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock = utcnow) -> FastAPI:
+    settings = settings or IntakeSettings()
+    broker = broker or make_broker(settings)
+    engine = engine or make_engine(settings.store_url())
+    catalogue = load_catalogue(settings.catalogue_path)
+
+    def decode_channel(record: Any) -> Envelope[Any]:
+        try:
+            return channel_record_to_event(record.value or b"", record.key, record.topic, record.partition,
+                                           record.offset, clock())
+        except (ValidationError, ValueError) as exc:
+            raise codec.DecodeError(f"invalid channel submission: {exc}".replace("\n", " ")[:1000]) from None
+
+    channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, handler=forward_channel_submission,
+                            topics=[CHANNEL_INTAKE.name], event_types=None, clock=clock,
+                            group_id=f"{settings.group_id}-channel", decoder=decode_channel)
+    status = EventPipeline(name="intake-status", settings=settings, engine=engine, handler=update_status,
+                           topics=STATUS_TOPICS, event_types=STATUS_EVENT_TYPES, clock=clock,
+                           group_id=f"{settings.group_id}-status")
+    channel.subscribe(broker)
+    status.subscribe(broker)
+
+    async def publish(topic: str, envelope: Envelope[Any]) -> None:
+        record = codec.encode(envelope)
+        # An HTTP submit is answered only once the broker has the record: the caller's 202 is a promise.
+        await broker.publish(record.value, topic, key=record.key, headers={k: v.decode() for k, v in record.headers})
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_json, service="intake")
+        create_tables(engine, [TicketStatus.__table__])
+        await broker.start()
+        await channel.recover_outbox()
+        log.info("service_started", service="intake", http=f"{settings.http_host}:{settings.http_port}",
+                 bootstrap=settings.kafka_bootstrap)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            log.info("service_stopping", service="intake", channel=channel.stats, status=status.stats)
+
+    from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)
+
+    api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan)
+    api.state.pipelines = {"channel": channel, "status": status}
+    return api

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+@app.command("serve")
+def serve(host: str = typer.Option(None, help="Listen address (default from CITYOPS_INTAKE_HTTP_HOST)."),
+          port: int = typer.Option(None, help="Listen port (default from CITYOPS_INTAKE_HTTP_PORT, 8080).")) -> None:
+    """Serve the hotline HTTP API, the Open311 edge and the machine-channel consumer (OpenAPI docs at /docs)."""
+    import uvicorn
+
+    from .app import create_app
+    from .settings import IntakeSettings
+
+    settings = IntakeSettings()
+    uvicorn.run(create_app(settings), host=host or settings.http_host, port=port or settings.http_port,
+                log_level="warning", access_log=False)

@@ -1,0 +1,93 @@
+"""What the hotline accepts, and how a submission becomes the intake record. Pure: no I/O."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from contracts import events as ev
+from contracts.envelope import Envelope, derive_event_id
+
+SOURCE = "/cityops/intake"
+_TICKET_NAMESPACE = uuid.UUID("0b5e2a57-6a55-4a8a-9c42-9d7f1b0e4c11")
+
+
+class ComplaintIn(BaseModel):
+    """A complaint as an operator, an app or a grid worker submits it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    text: str = Field(min_length=2, max_length=5000, description="The request in the caller's words (Chinese or English).")
+    channel: ev.Channel = Field(default=ev.Channel.phone, description="How it arrived.")
+    caller_name: str | None = Field(default=None, max_length=100, description="Caller's name (kept in the intake record only).")
+    caller_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 \-]{3,32}$", description="Caller's phone (kept in the intake record only).")
+    location: ev.Location = Field(default_factory=ev.Location, description="district / street / community / grid and/or lat, lon.")
+    category: str | None = Field(default=None, description="Category code chosen by the operator (see GET /catalogue/categories).")
+    urgency: ev.Urgency = Field(default=ev.Urgency.normal, description="normal, urgent or emergency.")
+    submitted_at: datetime | None = Field(default=None, description="When the resident submitted it; default now. Must carry a timezone.")
+    external_id: str | None = Field(default=None, max_length=200, description="Id in the submitting system.")
+
+    @field_validator("submitted_at")
+    @classmethod
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("submitted_at must include a timezone offset")
+        return value
+
+
+def ticket_id_for(idempotency_key: str | None) -> str:
+    """A retried submit with the same key gets the same ticket id (and so the same event id)."""
+    if idempotency_key:
+        return "T-" + uuid.uuid5(_TICKET_NAMESPACE, idempotency_key).hex[:16].upper()
+    return "T-" + uuid.uuid4().hex[:16].upper()
+
+
+def submission_event(complaint: ComplaintIn, *, now: datetime, idempotency_key: str | None,
+                     ticket_id: str | None = None) -> Envelope[Any]:
+    ticket_id = ticket_id or ticket_id_for(idempotency_key)
+    data = ev.TicketSubmitted(
+        channel=complaint.channel, text=complaint.text,
+        caller=ev.Caller(name=complaint.caller_name, phone=complaint.caller_phone),
+        location=complaint.location, category=complaint.category, urgency=complaint.urgency,
+        submitted_at=complaint.submitted_at or now, external_id=complaint.external_id,
+        idempotency_key=idempotency_key,
+    )
+    event_id = derive_event_id("intake", data.event_type, 0, idempotency_key) if idempotency_key else None
+    return Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now, event_id=event_id)
+
+
+# ---------------------------------------------------------------- Open311 GeoReport v2
+
+class Open311Request(BaseModel):
+    """POST requests: the GeoReport v2 fields we accept."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+
+    service_code: str = Field(min_length=1, description="Catalogue category code (GET services).")
+    description: str = Field(min_length=2, max_length=5000, description="What is wrong.")
+    lat: float | None = Field(default=None, ge=-90, le=90, description="Latitude.")
+    long: float | None = Field(default=None, ge=-180, le=180, description="Longitude.")
+    address_string: str | None = Field(default=None, description="Address.")
+    first_name: str | None = Field(default=None, description="Caller's first name.")
+    last_name: str | None = Field(default=None, description="Caller's last name.")
+    phone: str | None = Field(default=None, pattern=r"^\+?[0-9 \-()]{3,32}$", description="Caller's phone.")
+    device_id: str | None = Field(default=None, description="Submitting device.")
+
+    def to_complaint(self) -> ComplaintIn:
+        name = " ".join(p for p in (self.first_name, self.last_name) if p) or None
+        phone = "".join(c for c in self.phone if c.isdigit() or c == "+") if self.phone else None
+        return ComplaintIn(text=self.description, channel=ev.Channel.open311, caller_name=name, caller_phone=phone,
+                           location=ev.Location(lat=self.lat, lon=self.long, address=self.address_string),
+                           category=self.service_code, external_id=self.device_id)
+
+
+def channel_record_to_event(value: bytes, key: bytes | None, topic: str, partition: int, offset: int,
+                            now: datetime) -> Envelope[Any]:
+    """A machine channel's JSON body becomes an intake record; its key (the channel's message id)
+    is the idempotency key, so a channel that re-sends gets one ticket."""
+    complaint = ComplaintIn.model_validate_json(value)
+    idem = f"channel:{key.decode(errors='replace')}" if key else f"channel:{topic}:{partition}:{offset}"
+    return submission_event(complaint, now=now, idempotency_key=idem)

@@ -1,0 +1,78 @@
+"""Intake's consumers: the machine channel (plain JSON → intake record) and the status view."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.topics import ACT, CONSULT, EVALUATE, INTAKE, TICKETS, TRIAGE
+from services.common.pipeline import Emit, HandlerContext
+
+from .models import TicketStatus
+
+
+def forward_channel_submission(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    yield Emit(INTAKE.name, envelope)
+
+
+STATUS_TOPICS = [TICKETS.name, TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name]
+
+
+def _row(ctx: HandlerContext, ticket_id: str) -> TicketStatus:
+    row = ctx.session.get(TicketStatus, ticket_id)
+    if row is None:
+        row = TicketStatus(ticket_id=ticket_id, status="registered")
+        ctx.session.add(row)
+    return row
+
+
+def _registered(row: TicketStatus, t: ev.RegisteredTicket) -> None:
+    row.text, row.requested_at = t.text, t.submitted_at
+    row.district, row.grid, row.address = t.location.district, t.location.grid, t.location.address
+    row.lat, row.lon = t.location.lat, t.location.lon
+
+
+def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    d = envelope.data
+    row = _row(ctx, envelope.ticket_id)
+    match d:
+        case ev.TicketRegistered():
+            _registered(row, d.ticket)
+            row.status = "merged" if d.master_ticket_id else "registered"
+            row.master_ticket_id = d.master_ticket_id
+        case ev.TicketMerged():
+            row.status, row.master_ticket_id = "merged", d.master_ticket_id
+        case ev.TicketSplit():
+            row.status, row.master_ticket_id = "registered", None
+        case ev.ManualTriageRequested():
+            row.status = "manual-triage"
+            _registered(row, d.ticket)
+        case ev.TicketClassified():
+            row.category, row.lead, row.co_units = d.category, d.routing.lead, ",".join(d.routing.co_units)
+            row.status = "consultation" if d.needs_consultation else "dispatched"
+        case ev.ConsultationRequested():
+            row.status, row.consultation_id = "consultation", d.consultation_id
+        case ev.SupervisorReviewRequested():
+            row.status = "supervisor-review"
+        case ev.PlanAgreed() | ev.SupervisorDecided():
+            row.lead, row.co_units, row.status = d.routing.lead, ",".join(d.routing.co_units), "dispatched"
+        case ev.TaskAssigned():
+            row.round = d.round
+        case ev.RerouteRequested():
+            row.status = "rerouting"
+        case ev.TicketHandled():
+            row.status = "handled"
+        case ev.TicketReopened():
+            row.status, row.round = "re-handling", d.round
+        case ev.TicketClosed():
+            row.status, row.outcome = "closed", d.outcome
+    row.updated_at = envelope.time
+    return ()
+
+
+STATUS_EVENT_TYPES = [m.event_type for m in (
+    ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.ManualTriageRequested, ev.TicketClassified,
+    ev.ConsultationRequested, ev.SupervisorReviewRequested, ev.PlanAgreed, ev.SupervisorDecided,
+    ev.TaskAssigned, ev.RerouteRequested, ev.TicketHandled, ev.TicketReopened, ev.TicketClosed)]

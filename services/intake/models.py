@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlmodel import Field, SQLModel
+
+
+class TicketStatus(SQLModel, table=True):
+    """The hotline's own view of where each ticket is (for operators and the Open311 edge)."""
+
+    __tablename__ = "intake_ticket_status"
+
+    ticket_id: str = Field(primary_key=True, description="Ticket id.")
+    status: str = Field(index=True, description="registered, merged, manual-triage, consultation, dispatched, handled, re-handling, closed.")
+    category: str | None = Field(default=None, description="Catalogue category once known.")
+    lead: str | None = Field(default=None, description="Lead unit once dispatched.")
+    co_units: str = Field(default="", description="Comma-separated co-units.")
+    master_ticket_id: str | None = Field(default=None, description="Master when merged.")
+    consultation_id: str | None = Field(default=None, description="Open consultation, if any.")
+    round: int = Field(default=1, description="Handling round.")
+    text: str = Field(default="", description="Request text (no personal data).")
+    district: str | None = Field(default=None, description="District id.")
+    grid: str | None = Field(default=None, description="Grid id.")
+    address: str | None = Field(default=None, description="Address as given.")
+    lat: float | None = Field(default=None, description="Latitude.")
+    lon: float | None = Field(default=None, description="Longitude.")
+    outcome: str | None = Field(default=None, description="Closing outcome.")
+    requested_at: datetime | None = Field(default=None, description="When submitted.")
+    updated_at: datetime | None = Field(default=None, description="Last event time.")

@@ -1,0 +1,57 @@
+"""Run one cityops service in this process: `cityops service run <name>`.
+
+Every service package exposes `create_app()` in `services.<name>.app`; this module only finds
+it and runs it until SIGINT/SIGTERM (FastStream stops the consumers after the current batch,
+so a stopped service never leaves a half-applied batch behind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+from typing import Any
+
+import typer
+
+from services.common.logs import configure_logging
+
+# Consumer services (FastStream apps). intake is HTTP and is started by uvicorn (see `serve_intake`).
+SERVICES = ("discover", "triage", "consult", "act", "evaluate", "units", "sla", "projections", "archiver")
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def load_factory(name: str) -> Any:
+    module = importlib.import_module(f"services.{name.replace('-', '_')}.app")
+    return module.create_app
+
+
+def available_services() -> list[str]:
+    found = []
+    for name in SERVICES:
+        try:
+            load_factory(name)
+        except ModuleNotFoundError:
+            continue
+        found.append(name)
+    return found
+
+
+@app.command("run")
+def run(name: str = typer.Argument(..., help="Service to run, e.g. triage (see `cityops service list`).")) -> None:
+    """Run one consumer service in the foreground until Ctrl-C or SIGTERM."""
+    create_app = load_factory(name)
+    asyncio.run(create_app().run())
+
+
+@app.command("list")
+def list_services() -> None:
+    """List the services this installation can run."""
+    for name in available_services():
+        typer.echo(name)
+    typer.echo("intake-http (cityops intake serve)")
+
+
+def main_for(name: str) -> None:
+    configure_logging()
+    run(name)

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import asyncio
+
+import typer
+
+app = typer.Typer(no_args_is_help=True)
+
+
+def hub_topics() -> list:
+    from contracts.catalogue import load_catalogue
+    from contracts.topics import all_topics
+
+    return all_topics(list(load_catalogue().units_for_topics()))
+
+
+@app.command("create")
+def create(bootstrap: str = typer.Option("127.0.0.1:9092", help="Kafka bootstrap servers."),
+           replication: int = typer.Option(1, help="Replication factor (3 on the 3-broker cluster).")) -> None:
+    """Create every topic of the catalogue (workflow, unit task topics, DLQs) that does not exist yet."""
+    from services.common.kafka import ensure_topics
+
+    created = asyncio.run(ensure_topics(bootstrap, hub_topics(), replication=replication))
+    typer.echo(f"{len(created)} topic(s) created, {len(hub_topics()) - len(created)} already there")
+
+
+@app.command("list")
+def list_topics() -> None:
+    """Print the topic catalogue: name, partitions, key, events."""
+    for spec in hub_topics():
+        events = ", ".join(spec.event_types) or "-"
+        typer.echo(f"{spec.name:48} p={spec.partitions} key={spec.key}  {events}")

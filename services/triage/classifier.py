@@ -1,0 +1,438 @@
+"""Complaint classifier: free text in Chinese or English -> a catalogue category with a probability.
+
+Pure domain logic (no Kafka, no I/O except ``save``/``load``). Features are a union of
+* character n-grams (``char_wb``, 1-3) - Chinese has no spaces, so characters and their bigrams/trigrams are
+  the words; they also make English robust to plurals and typos;
+* English word uni- and bigrams ("street light", "no heat").
+A multinomial logistic regression turns them into calibrated-enough probabilities for "is the classifier
+sure?" decisions; operators resolve the unsure ones.
+
+The label set is open: any labels train (catalogue codes, NYC complaint types, a city's own list). Labels the
+catalogue does not know are *reported* by ``unmapped_labels``, never rejected.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+import unicodedata
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:  # the catalogue is only needed for typing here; routing lives in contracts.catalogue
+    from contracts.catalogue import Catalogue
+
+FORMAT_NAME = "cityops.triage.complaint-classifier"
+FORMAT_VERSION = 1
+
+__all__ = [
+    "FORMAT_NAME",
+    "FORMAT_VERSION",
+    "ComplaintClassifier",
+    "Confusion",
+    "EvaluationReport",
+    "LabelCounts",
+    "ModelFormatError",
+    "Prediction",
+    "SeedExample",
+    "default_classifier",
+    "evaluate",
+    "holdout_split",
+    "normalise_text",
+    "seed_examples",
+]
+
+
+class ModelFormatError(ValueError):
+    """A saved model file is not a classifier of a format version this code reads."""
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Prediction(_Frozen):
+    """The classifier's answer for one text."""
+
+    category: str = Field(description="The most probable label (a catalogue code when trained on the catalogue).")
+    confidence: float = Field(ge=0.0, le=1.0, description="Probability of that label.")
+    alternatives: tuple[tuple[str, float], ...] = Field(
+        default=(), description="The next most probable (label, probability) pairs, best first."
+    )
+
+
+class LabelCounts(_Frozen):
+    """How one label fared in an evaluation."""
+
+    train: int = Field(description="Examples of this label used for training.")
+    test: int = Field(description="Examples of this label held back for testing.")
+    correct: int = Field(description="Held-back examples predicted correctly.")
+
+
+class Confusion(_Frozen):
+    """A frequent mistake: true label predicted as another."""
+
+    true: str = Field(description="The true label.")
+    predicted: str = Field(description="The label predicted instead.")
+    count: int = Field(description="How many held-back examples made this mistake.")
+
+
+class EvaluationReport(_Frozen):
+    """Accuracy on a held-back part of a labelled set."""
+
+    accuracy: float = Field(description="Share of held-back examples predicted correctly.")
+    n_train: int = Field(description="Examples used for training.")
+    n_test: int = Field(description="Examples held back for testing.")
+    n_labels: int = Field(description="Distinct labels in the whole set.")
+    split: str = Field(description="'stratified' (per-label random) or 'grouped' (whole groups held back).")
+    train_seconds: float = Field(description="Wall time to fit on the training part.")
+    per_label: dict[str, LabelCounts] = Field(description="Counts per label.")
+    top_confusions: tuple[Confusion, ...] = Field(description="The most frequent mistakes, most frequent first.")
+
+
+# ---------------------------------------------------------------------- text features
+
+
+def normalise_text(text: str) -> str:
+    """NFKC (full-width -> half-width), lower case, punctuation -> space. Module-level so a saved model can
+    pickle it by reference."""
+    text = unicodedata.normalize("NFKC", text or "").lower()
+    return re.sub(r"[^\w]+", " ", text).strip()
+
+
+def _build_pipeline(c: float, max_iter: int) -> Any:
+    # Imported here so that importing this module (e.g. for `cityops --help`) does not load scikit-learn.
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import FeatureUnion, Pipeline
+
+    characters = TfidfVectorizer(
+        analyzer="char_wb", ngram_range=(1, 3), preprocessor=normalise_text, sublinear_tf=True, dtype=_float32()
+    )
+    # Latin words only: a Chinese clause as one "word" would be a feature that never repeats.
+    words = TfidfVectorizer(
+        analyzer="word",
+        ngram_range=(1, 2),
+        preprocessor=normalise_text,
+        token_pattern=r"[a-z][a-z0-9]+",
+        sublinear_tf=True,
+        dtype=_float32(),
+    )
+    features = FeatureUnion([("chars", characters), ("words", words)])
+    model = LogisticRegression(C=c, max_iter=max_iter)
+    return Pipeline([("features", features), ("model", model)])
+
+
+def _float32() -> Any:
+    import numpy
+
+    return numpy.float32
+
+
+# ---------------------------------------------------------------------- the classifier
+
+
+class ComplaintClassifier:
+    """TF-IDF (char + word n-grams) + logistic regression over an arbitrary label set."""
+
+    def __init__(self, *, c: float = 20.0, max_iter: int = 1000, top_k: int = 3) -> None:
+        self.c = c
+        self.max_iter = max_iter
+        self.top_k = top_k
+        self._pipeline: Any = None
+        self._labels: tuple[str, ...] = ()
+        self.metadata: dict[str, Any] = {}
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        """The labels the classifier can predict, sorted."""
+        return self._labels
+
+    @property
+    def is_fitted(self) -> bool:
+        return self._pipeline is not None
+
+    def fit(self, texts: Sequence[str], labels: Sequence[str]) -> ComplaintClassifier:
+        """Train on parallel sequences of texts and labels; returns self."""
+        if len(texts) != len(labels):
+            raise ValueError(f"{len(texts)} texts but {len(labels)} labels")
+        if len(set(labels)) < 2:
+            raise ValueError("need at least two distinct labels to train a classifier")
+        # Real hotline data repeats the same text many times; fitting each distinct (text, label) once with a
+        # weight equal to its count gives the same loss at a fraction of the cost. (Document frequencies are
+        # then counted over distinct texts, which is what we want from idf anyway.)
+        weighted = Counter(zip(texts, labels))
+        unique_texts = [text for text, _ in weighted]
+        unique_labels = [label for _, label in weighted]
+        started = time.perf_counter()
+        pipeline = _build_pipeline(self.c, self.max_iter)
+        with warnings.catch_warnings():
+            # A few rare labels may not fully converge within max_iter; predictions are still usable.
+            warnings.filterwarnings("ignore", message=".*did not converge.*|.*lbfgs failed.*")
+            pipeline.fit(unique_texts, unique_labels, model__sample_weight=list(weighted.values()))
+        self._pipeline = pipeline
+        self._labels = tuple(str(label) for label in pipeline.classes_)
+        self.metadata = {
+            "n_examples": len(texts),
+            "n_distinct_examples": len(unique_texts),
+            "n_labels": len(self._labels),
+            "train_seconds": round(time.perf_counter() - started, 3),
+        }
+        return self
+
+    def predict(self, text: str) -> Prediction:
+        """The most probable label for one text, with its probability and the runners-up."""
+        return self.predict_many([text])[0]
+
+    def predict_many(self, texts: Sequence[str]) -> list[Prediction]:
+        """Predictions for many texts at once (much faster than one by one)."""
+        self._require_fitted()
+        if not texts:
+            return []
+        probabilities = self._pipeline.predict_proba(list(texts))
+        return [self._prediction_from(row) for row in probabilities]
+
+    def _prediction_from(self, row: Any) -> Prediction:
+        best_first = row.argsort()[::-1][: 1 + self.top_k]
+        ranked = [(self._labels[i], round(float(row[i]), 6)) for i in best_first]
+        return Prediction(category=ranked[0][0], confidence=ranked[0][1], alternatives=tuple(ranked[1:]))
+
+    def unmapped_labels(self, catalogue: Catalogue) -> list[str]:
+        """Labels this classifier predicts that are not category codes of ``catalogue`` (reported, not
+        rejected: such a model still classifies, its answers just cannot be routed automatically)."""
+        return [label for label in self._labels if not catalogue.has_category(label)]
+
+    def _require_fitted(self) -> None:
+        if self._pipeline is None:
+            raise RuntimeError("the classifier is not trained: call fit() or load() first")
+
+    # ------------------------------------------------------------------ persistence
+
+    def save(self, path: str | Path) -> Path:
+        """Write the trained model to ``path`` (joblib). Only load model files you made: joblib is pickle."""
+        import joblib
+        import sklearn
+
+        self._require_fitted()
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        payload = {
+            "format": FORMAT_NAME,
+            "format_version": FORMAT_VERSION,
+            "sklearn_version": sklearn.__version__,
+            "params": {"c": self.c, "max_iter": self.max_iter, "top_k": self.top_k},
+            "labels": self._labels,
+            "metadata": self.metadata,
+            "pipeline": self._pipeline,
+        }
+        joblib.dump(payload, path, compress=3)
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> ComplaintClassifier:
+        """Read a model written by ``save``; ``ModelFormatError`` if it is not one this version reads."""
+        import joblib
+        import sklearn
+
+        payload = joblib.load(Path(path))
+        if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
+            raise ModelFormatError(f"{path} is not a cityops complaint classifier")
+        if payload.get("format_version") != FORMAT_VERSION:
+            raise ModelFormatError(
+                f"{path} has format version {payload.get('format_version')}, this code reads {FORMAT_VERSION}"
+            )
+        if payload.get("sklearn_version") != sklearn.__version__:
+            warnings.warn(
+                f"{path} was saved with scikit-learn {payload.get('sklearn_version')}, running "
+                f"{sklearn.__version__}; retrain if predictions look wrong",
+                stacklevel=2,
+            )
+        classifier = cls(**payload["params"])
+        classifier._pipeline = payload["pipeline"]
+        classifier._labels = tuple(payload["labels"])
+        classifier.metadata = dict(payload.get("metadata") or {})
+        return classifier
+
+
+# ---------------------------------------------------------------------- evaluation
+
+
+def holdout_split(
+    labels: Sequence[str], holdout_fraction: float, seed: int, groups: Sequence[str] | None = None
+) -> tuple[list[int], list[int]]:
+    """Indices (train, test). Per label, about ``holdout_fraction`` is held back, but never a label's last
+    training example (a label seen only in testing measures nothing). With ``groups``, whole groups are held
+    back together, so a test text's group (its keyword, its exact wording) is never seen in training."""
+    if not 0.0 < holdout_fraction < 1.0:
+        raise ValueError("holdout_fraction must be between 0 and 1")
+    group_of = list(groups) if groups is not None else [str(i) for i in range(len(labels))]
+    members: dict[str, list[int]] = defaultdict(list)
+    for index, group in enumerate(group_of):
+        members[group].append(index)
+    groups_by_label: dict[str, list[str]] = defaultdict(list)
+    for group, indices in members.items():
+        groups_by_label[labels[indices[0]]].append(group)
+    rng = random.Random(seed)
+    test_groups: set[str] = set()
+    for label in sorted(groups_by_label):
+        label_groups = sorted(groups_by_label[label])
+        rng.shuffle(label_groups)
+        n_test = min(round(len(label_groups) * holdout_fraction), len(label_groups) - 1)
+        test_groups.update(label_groups[:n_test])
+    train = [i for i, g in enumerate(group_of) if g not in test_groups]
+    test = [i for i, g in enumerate(group_of) if g in test_groups]
+    return train, test
+
+
+def evaluate(
+    texts: Sequence[str],
+    labels: Sequence[str],
+    holdout_fraction: float = 0.2,
+    seed: int = 2026,
+    groups: Sequence[str] | None = None,
+    make_classifier: Callable[[], ComplaintClassifier] = ComplaintClassifier,
+) -> EvaluationReport:
+    """Train a fresh classifier on part of the set and measure accuracy on the part held back."""
+    train, test = holdout_split(labels, holdout_fraction, seed, groups)
+    classifier = make_classifier().fit([texts[i] for i in train], [labels[i] for i in train])
+    predicted = [p.category for p in classifier.predict_many([texts[i] for i in test])]
+    truth = [labels[i] for i in test]
+    return _report(labels, train, truth, predicted, classifier, split="grouped" if groups else "stratified")
+
+
+def _report(
+    labels: Sequence[str],
+    train: list[int],
+    truth: list[str],
+    predicted: list[str],
+    classifier: ComplaintClassifier,
+    split: str,
+) -> EvaluationReport:
+    train_counts = Counter(labels[i] for i in train)
+    test_counts = Counter(truth)
+    correct = Counter(t for t, p in zip(truth, predicted) if t == p)
+    mistakes = Counter((t, p) for t, p in zip(truth, predicted) if t != p)
+    per_label = {
+        label: LabelCounts(train=train_counts[label], test=test_counts[label], correct=correct[label])
+        for label in sorted(set(labels))
+    }
+    return EvaluationReport(
+        accuracy=round(sum(correct.values()) / len(truth), 4) if truth else 0.0,
+        n_train=len(train),
+        n_test=len(truth),
+        n_labels=len(per_label),
+        split=split,
+        train_seconds=classifier.metadata.get("train_seconds", 0.0),
+        per_label=per_label,
+        top_confusions=tuple(Confusion(true=t, predicted=p, count=n) for (t, p), n in mistakes.most_common(10)),
+    )
+
+
+# ---------------------------------------------------------------------- seed examples from the catalogue
+
+
+@dataclass(frozen=True)
+class SeedExample:
+    """One generated training sentence."""
+
+    text: str
+    category: str
+    language: str  # "zh" or "en"
+    keyword: str  # the catalogue keyword it was built from (a natural group for held-out evaluation)
+
+
+# Templates wrap a catalogue keyword in the framing callers actually use: where, how long, a plea, who they
+# are. The framing words are shared by every category, so the model has to learn from the keyword itself.
+_ZH_TEMPLATES = (
+    "{place}{kw}，{duration}了也没人管",
+    "我要反映一下，{place}{kw}，{plea}",
+    "{kw}",
+    "您好，{place}{kw}，{plea}",
+    "投诉{place}{kw}的问题，{impact}",
+    "{duration}以来{place}{kw}，打了好几次电话都没解决",
+    "请问{kw}应该找哪个部门？",
+    "{place}{kw}，{impact}，{plea}",
+    "我是{who}，{kw}，{plea}",
+)
+_ZH_SLOTS = {
+    "place": ("我家楼下", "小区门口", "我们小区", "单元楼里", "家附近的路口", "学校旁边", "菜市场边上",
+              "我住的这栋楼", "幸福路上", "公司附近", ""),
+    "duration": ("好几天", "一个星期", "半个月", "两个月", "一整天"),
+    "plea": ("请尽快处理", "希望有关部门管一管", "麻烦派人来看看", "请给个答复", "希望尽快解决"),
+    "impact": ("严重影响生活", "老人孩子很不方便", "存在安全隐患", "大家意见很大", "晚上睡不着觉"),
+    "who": ("附近居民", "一名业主", "这里的租户", "退休老人", "外地务工人员"),
+}
+_EN_TEMPLATES = (
+    "{Kw} {place} for {duration}, nobody has fixed it.",
+    "I want to report {kw} {place}.",
+    "{kw}",
+    "Hello, there is a problem: {kw} {place}. {plea}",
+    "Complaint about {kw} {place}. {impact}",
+    "Who is responsible for {kw}? It has been {duration}.",
+    "{Kw} again {place}, this is the third time I call. {plea}",
+    "I am a {who} and I have to report {kw} {place}. {plea}",
+)
+_EN_SLOTS = {
+    "place": ("outside my house", "near my building", "in our neighbourhood", "on Main Road",
+              "at the corner of my street", "next to the school", "by the market", "in my block",
+              "near my office", ""),
+    "duration": ("days", "a week", "two weeks", "a month", "the whole day"),
+    "plea": ("Please send someone.", "Please fix it soon.", "Please look into it.", "I need an answer.",
+             "Can you help?"),
+    "impact": ("It affects our daily life.", "It is dangerous for children.", "Everyone here is upset.",
+               "We cannot sleep.", "It is a safety hazard."),
+    "who": ("resident", "homeowner", "tenant", "retired teacher", "local shop owner"),
+}
+
+
+def seed_examples(catalogue: Catalogue, per_keyword: int = 4, seed: int = 2026) -> list[SeedExample]:
+    """Realistic training sentences for every category, in Chinese and English, from its keywords.
+
+    Each keyword is placed in ``per_keyword`` different templates with randomly chosen (seeded, so
+    reproducible) places, durations and pleas."""
+    rng = random.Random(seed)
+    examples: list[SeedExample] = []
+    for category in catalogue.categories:
+        for keyword in category.keywords_zh:
+            examples += _fill(rng, category.code, "zh", keyword, _ZH_TEMPLATES, _ZH_SLOTS, per_keyword)
+        for keyword in category.keywords_en:
+            examples += _fill(rng, category.code, "en", keyword, _EN_TEMPLATES, _EN_SLOTS, per_keyword)
+    return examples
+
+
+def _fill(
+    rng: random.Random,
+    code: str,
+    language: str,
+    keyword: str,
+    templates: tuple[str, ...],
+    slots: dict[str, tuple[str, ...]],
+    count: int,
+) -> list[SeedExample]:
+    chosen = rng.sample(templates, k=min(count, len(templates)))
+    examples = []
+    for template in chosen:
+        values = {name: rng.choice(options) for name, options in slots.items()}
+        text = template.format(kw=keyword, Kw=keyword[:1].upper() + keyword[1:], **values)
+        examples.append(SeedExample(text=re.sub(r"\s+", " ", text).strip(), category=code, language=language,
+                                    keyword=keyword))
+    return examples
+
+
+def default_classifier(catalogue: Catalogue | None = None) -> ComplaintClassifier:
+    """A classifier trained on the seed sentences of ``catalogue`` (default: the packaged catalogue)."""
+    if catalogue is None:
+        from contracts.catalogue import load_catalogue
+
+        catalogue = load_catalogue()
+    examples = seed_examples(catalogue)
+    classifier = ComplaintClassifier().fit([e.text for e in examples], [e.category for e in examples])
+    classifier.metadata["trained_on"] = f"catalogue {catalogue.version} seed examples"
+    return classifier

@@ -1,0 +1,21 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class TriageSettings(ServiceSettings):
+    """Classification against the responsibility catalogue, routing, the manual-triage queue."""
+
+    model_config = SettingsConfigDict(env_prefix="CITYOPS_TRIAGE_", extra="ignore")
+    service_name: ClassVar[str] = "triage"
+
+    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
+    model_path: Path | None = Field(default=None, description="Trained classifier (cityops triage train); default: trained from the catalogue at start.")
+    min_confidence: float = Field(default=0.35, ge=0, le=1, description="Below this the ticket goes to the manual-triage queue.")
+    consult_after_returns: int = Field(default=2, ge=1, description="From this many returns on, re-routing convenes a consultation.")

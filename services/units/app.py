@@ -1,0 +1,34 @@
+"""Simulated unit service factory: one process can answer for one unit or for all of them."""
+
+from __future__ import annotations
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from contracts.catalogue import load_catalogue
+from contracts.envelope import utcnow
+from contracts.topics import CONSULT, EVALUATE, unit_task_topic
+from services.common.app import Tick, build_service_app
+from services.common.pipeline import Clock
+
+from .handlers import EVENT_TYPES, handle, send_due
+from .models import PendingAction
+from .settings import UnitSettings
+
+
+def create_app(settings: UnitSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
+    settings = settings or UnitSettings()
+    units = settings.units or list(load_catalogue().units_for_topics())
+    topics = [unit_task_topic(u) for u in units]
+    topics += [EVALUATE.name] if settings.callbacks else []
+    topics += [CONSULT.name] if settings.supervisor else []
+    name = "units-" + ("all" if not settings.units else "-".join(sorted(settings.units))[:60])
+    if settings.consumer_group is None:
+        settings = settings.model_copy(update={"consumer_group": f"cityops-{name}"})
+    if settings.db_url is None:
+        settings = settings.model_copy(update={"db_url": f"sqlite:///{settings.state_dir / (name + '.db')}"})
+    return build_service_app(settings, handler=handle, topics=topics, event_types=EVENT_TYPES,
+                             tables=[PendingAction.__table__], ticks=[Tick(send_due, settings.tick_s)],
+                             broker=broker, engine=engine, clock=clock, extras={"units": set(units)})

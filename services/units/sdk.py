@@ -1,0 +1,111 @@
+"""The unit SDK: what a department's, street office's or grid's own system calls to take its work
+and report back. It speaks only the contracts; nothing else of cityops is needed.
+
+    async with UnitClient("127.0.0.1:9092", "water") as unit:
+        async for task in unit.tasks():
+            await unit.sign_for(task)
+            await unit.complete(task, "pipe repaired")
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts import codec, events as ev
+from contracts.envelope import Envelope, Event
+from contracts.topics import UNIT_REPORTS, unit_task_topic
+
+
+def report(cause: Envelope[Any], data: Event, unit: str) -> Envelope[Any]:
+    """A unit's report on a task or consultation, with an id derived from its cause and unit."""
+    return cause.caused(data, source=f"/cityops/unit/{unit}", id_extra=f"{unit}:{data.event_type}")
+
+
+def sign_for(task: Envelope[Any], unit: str, handler: str | None = None) -> Envelope[Any]:
+    return report(task, ev.TaskSignedFor(task_id=task.data.task_id, unit=unit, handler=handler), unit)
+
+
+def progress(task: Envelope[Any], unit: str, note: str, waiting_on_resident: bool = False) -> Envelope[Any]:
+    return report(task, ev.ProgressReported(task_id=task.data.task_id, unit=unit, note=note,
+                                            waiting_on_resident=waiting_on_resident), unit)
+
+
+def request_extension(task: Envelope[Any], unit: str, amount: int, time_unit: str, reason: str) -> Envelope[Any]:
+    return report(task, ev.ExtensionRequested(task_id=task.data.task_id, unit=unit, reason=reason,
+                                              extra=ev.TimeLimitSpec(amount=amount, unit=time_unit)), unit)
+
+
+def return_task(task: Envelope[Any], unit: str, reason: str, suggested_unit: str | None = None) -> Envelope[Any]:
+    return report(task, ev.TaskReturned(task_id=task.data.task_id, unit=unit, reason=reason, suggested_unit=suggested_unit), unit)
+
+
+def complete(task: Envelope[Any], unit: str, result: str) -> Envelope[Any]:
+    return report(task, ev.TaskCompleted(task_id=task.data.task_id, unit=unit, result=result), unit)
+
+
+def opinion(consultation: Envelope[Any], unit: str, agrees: bool, proposed_lead: str | None = None,
+            comment: str = "") -> Envelope[Any]:
+    return report(consultation, ev.OpinionGiven(consultation_id=consultation.data.consultation_id, unit=unit, agrees=agrees,
+                                                proposed_lead=proposed_lead, comment=comment), unit)
+
+
+class UnitClient:
+    """Async client for one unit: iterate its inbox, send reports (each awaited: a unit's report is a promise)."""
+
+    def __init__(self, bootstrap: str, unit: str, group_id: str | None = None) -> None:
+        self.unit = unit
+        self._bootstrap = bootstrap
+        self._group = group_id or f"cityops-unit-{unit}-sdk"
+        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        self._consumer: AIOKafkaConsumer | None = None
+
+    async def __aenter__(self) -> UnitClient:
+        await self._producer.start()
+        self._consumer = AIOKafkaConsumer(unit_task_topic(self.unit), bootstrap_servers=self._bootstrap, group_id=self._group,
+                                          auto_offset_reset="earliest", enable_auto_commit=False)
+        await self._consumer.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        await self._producer.stop()
+
+    async def tasks(self, timeout_s: float | None = None) -> AsyncIterator[Envelope[Any]]:
+        """Everything on the unit's topic (tasks, consultations, decisions), committed after you handled it."""
+        assert self._consumer is not None, "use `async with UnitClient(...)`"
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout_s is None else loop.time() + timeout_s
+        while deadline is None or loop.time() < deadline:
+            batch = await self._consumer.getmany(timeout_ms=200)
+            for records in batch.values():
+                for r in records:
+                    yield codec.decode(r.key, r.value, r.headers)
+                    await self._consumer.commit()
+
+    async def send(self, envelope: Envelope[Any]) -> None:
+        rec = codec.encode(envelope)
+        await self._producer.send_and_wait(UNIT_REPORTS.name, rec.value, key=rec.key, headers=rec.headers)
+
+    async def sign_for(self, task: Envelope[Any], handler: str | None = None) -> None:
+        await self.send(sign_for(task, self.unit, handler))
+
+    async def report_progress(self, task: Envelope[Any], note: str, waiting_on_resident: bool = False) -> None:
+        await self.send(progress(task, self.unit, note, waiting_on_resident))
+
+    async def request_extension(self, task: Envelope[Any], amount: int, time_unit: str, reason: str) -> None:
+        await self.send(request_extension(task, self.unit, amount, time_unit, reason))
+
+    async def return_task(self, task: Envelope[Any], reason: str, suggested_unit: str | None = None) -> None:
+        await self.send(return_task(task, self.unit, reason, suggested_unit))
+
+    async def complete(self, task: Envelope[Any], result: str) -> None:
+        await self.send(complete(task, self.unit, result))
+
+    async def give_opinion(self, consultation: Envelope[Any], agrees: bool, proposed_lead: str | None = None,
+                           comment: str = "") -> None:
+        await self.send(opinion(consultation, self.unit, agrees, proposed_lead, comment))

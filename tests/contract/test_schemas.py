@@ -1,0 +1,71 @@
+"""Contracts v1 may only grow: every frozen schema must still accept what it accepted."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from contracts.events import TicketSubmitted
+from contracts.registry import EVENT_TYPES
+from contracts.schemas import compatibility_problems, current_schemas, load_frozen
+
+FROZEN = load_frozen()
+CURRENT = current_schemas()
+
+
+def test_every_event_type_has_a_frozen_schema():
+    missing = sorted(set(CURRENT) - set(FROZEN))
+    assert not missing, f"run `cityops contracts export` and commit: {missing}"
+
+
+@pytest.mark.parametrize("event_type", sorted(FROZEN))
+def test_current_model_is_compatible_with_frozen_schema(event_type):
+    assert event_type in CURRENT, f"{event_type} was removed from contracts v1"
+    assert compatibility_problems(FROZEN[event_type], CURRENT[event_type]) == []
+
+
+def test_checker_catches_a_removed_field():
+    changed = copy.deepcopy(CURRENT[TicketSubmitted.event_type])
+    del changed["properties"]["text"]
+    assert any("text: field removed" in p for p in compatibility_problems(CURRENT[TicketSubmitted.event_type], changed))
+
+
+def test_checker_catches_a_new_required_field():
+    changed = copy.deepcopy(CURRENT[TicketSubmitted.event_type])
+    changed["properties"]["ward"] = {"type": "string"}
+    changed["required"] = [*changed["required"], "ward"]
+    assert any("new required" in p for p in compatibility_problems(CURRENT[TicketSubmitted.event_type], changed))
+
+
+def test_checker_catches_a_retyped_field_but_not_a_new_description():
+    base = CURRENT[TicketSubmitted.event_type]
+    retyped = copy.deepcopy(base)
+    retyped["properties"]["text"] = {"type": "integer"}
+    reworded = copy.deepcopy(base)
+    reworded["properties"]["text"]["description"] = "reworded"
+    assert any("type changed" in p for p in compatibility_problems(base, retyped))
+    assert compatibility_problems(base, reworded) == []
+
+
+def test_adding_an_optional_field_is_allowed():
+    base = CURRENT[TicketSubmitted.event_type]
+    grown = copy.deepcopy(base)
+    grown["properties"]["ward"] = {"anyOf": [{"type": "string"}, {"type": "null"}], "default": None}
+    assert compatibility_problems(base, grown) == []
+
+
+def test_every_field_is_described():
+    undocumented = []
+    for event_type, schema in CURRENT.items():
+        for scope in [schema, *schema.get("$defs", {}).values()]:
+            for name, prop in scope.get("properties", {}).items():
+                if "description" not in prop:
+                    undocumented.append(f"{event_type}:{scope.get('title')}.{name}")
+    assert undocumented == []
+
+
+def test_event_type_names_follow_the_convention():
+    for event_type in EVENT_TYPES:
+        parts = event_type.split(".")
+        assert parts[0] == "cityops" and parts[-1] == "v1" and len(parts) == 5, event_type
