@@ -1,0 +1,295 @@
+"""The five steps end to end: the real broker, every service as its own OS process, tickets over
+HTTP and Open311, and each branch of the lifecycle.
+
+Simulated units answer for every unit except `housing`, which this test plays itself through the
+unit SDK (as a department's own system would), so it can return a task and dispute a plan.
+Callbacks and supervisor decisions go through the hotline API, as operators and supervisors do.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from contracts import codec, events as ev
+from contracts.catalogue import load_catalogue
+from contracts.topics import ACT, CONSULT, EVALUATE, TRIAGE
+from services.common.kafka import ensure_topics
+from services.common.settings import REPO_ROOT
+from services.ops.topics_cli import hub_topics
+from services.units.sdk import UnitClient
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+SDK_UNIT = "housing"
+HTTP_PORT = int(os.environ.get("CITYOPS_TEST_HTTP_PORT", "18080"))
+SERVICES = ["discover", "triage", "consult", "act", "evaluate"]
+EAST = {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}
+
+
+class Hub:
+    def __init__(self, bootstrap: str, state: Path) -> None:
+        self.bootstrap, self.state = bootstrap, state
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        units = [u for u in load_catalogue().units_for_topics() if u != SDK_UNIT]
+        self.env = dict(os.environ, CITYOPS_KAFKA_BOOTSTRAP=bootstrap, CITYOPS_STATE_DIR=str(state), CITYOPS_LOG_JSON="true",
+                        CITYOPS_INTAKE_HTTP_PORT=str(HTTP_PORT), CITYOPS_BATCH_TIMEOUT_MS="20",
+                        CITYOPS_UNIT_UNITS="[" + ",".join(f'"{u}"' for u in units) + "]",
+                        CITYOPS_UNIT_P_RETURN="0", CITYOPS_UNIT_P_EXTENSION="0", CITYOPS_UNIT_P_DISAGREE="0",
+                        CITYOPS_UNIT_SIGN_DELAY_S="0.05", CITYOPS_UNIT_WORK_DELAY_S="0.3",
+                        CITYOPS_CONSULT_OPINION_WINDOW_S="60", PYTHONUNBUFFERED="1")
+
+    def start(self, name: str) -> None:
+        argv = ["intake", "serve"] if name == "intake" else ["service", "run", name]
+        log = open(self.state / f"{name}.log", "ab")
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "services.ops.cli", *argv], env=self.env, cwd=REPO_ROOT,
+                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    def kill(self, name: str) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(signal.SIGKILL)  # a crash, not a clean stop
+        proc.wait(10)
+
+    def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def logs(self) -> str:
+        return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(self.state.glob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def hub(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    asyncio.run(ensure_topics(kafka_bootstrap, hub_topics()))
+    h = Hub(kafka_bootstrap, tmp_path_factory.mktemp("hub"))
+    try:
+        for name in [*SERVICES, "units", "intake"]:
+            h.start(name)
+        asyncio.run(_wait_http())
+        yield h
+    finally:
+        h.stop_all()
+
+
+async def _wait_http(timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as c:
+        while time.monotonic() < deadline:
+            try:
+                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/stats")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.3)
+    raise TimeoutError("intake did not come up")
+
+
+class Story:
+    """Every event of the workflow topics, read back from Kafka, grouped by ticket."""
+
+    def __init__(self, bootstrap: str) -> None:
+        self.bootstrap = bootstrap
+
+    async def events(self, ticket_id: str) -> list[Any]:
+        consumer = AIOKafkaConsumer(TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name, "cityops.tickets.v1",
+                                    bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None,
+                                    enable_auto_commit=False)
+        await consumer.start()
+        out = []
+        try:
+            while True:
+                batch = await consumer.getmany(timeout_ms=700)
+                if not batch:
+                    break
+                out += [codec.decode(r.key, r.value, r.headers) for rs in batch.values() for r in rs if r.key == ticket_id.encode()]
+        finally:
+            await consumer.stop()
+        return sorted(out, key=lambda e: e.time)
+
+
+async def _status(client: httpx.AsyncClient, ticket_id: str) -> dict[str, Any] | None:
+    r = await client.get(f"/tickets/{ticket_id}")
+    return r.json() if r.status_code == 200 else None
+
+
+async def wait_status(client: httpx.AsyncClient, ticket_id: str, wanted: set[str], timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = await _status(client, ticket_id)
+        if last and last["status"] in wanted:
+            return last
+        await asyncio.sleep(0.2)
+    raise AssertionError(f"{ticket_id} never reached {wanted}; last seen {last}")
+
+
+async def callback_operator(client: httpx.AsyncClient, unsatisfied_once: set[str], stop: asyncio.Event) -> None:
+    """Plays the hotline's callback desk: satisfied, except the first call of the tickets named."""
+    called: set[tuple[str, int]] = set()
+    while not stop.is_set():
+        for row in (await client.get("/tickets", params={"status": "handled", "limit": 1000})).json():
+            key = (row["ticket_id"], row["round"])
+            if key in called:
+                continue
+            called.add(key)
+            unhappy = row["ticket_id"] in unsatisfied_once and row["round"] == 1
+            await client.post("/callbacks", json={"ticket_id": row["ticket_id"], "round": row["round"], "resolved": not unhappy,
+                                                  "satisfaction": "unsatisfied" if unhappy else "satisfied"})
+        await asyncio.sleep(0.2)
+
+
+async def housing_department(bootstrap: str, returns: set[str], disputes: set[str], stop: asyncio.Event,
+                             seen: list[Any]) -> None:
+    """The housing bureau's own system, through the SDK: returns or disputes the named tickets, does the rest."""
+    async with UnitClient(bootstrap, SDK_UNIT) as unit:
+        async for item in unit.tasks():
+            seen.append(item)
+            match item.data:
+                case ev.TaskAssigned(role=ev.Role.lead, final=False) if item.ticket_id in returns:
+                    await unit.sign_for(item)
+                    await unit.return_task(item, "not a housing matter: a market supervision case", "market-supervision")
+                case ev.TaskAssigned():
+                    await unit.sign_for(item)
+                    await unit.complete(item, "housing bureau inspected and fixed it")
+                case ev.ConsultationRequested():
+                    disagree = item.ticket_id in disputes
+                    await unit.give_opinion(item, agrees=not disagree, proposed_lead="street-east-1" if disagree else None)
+            if stop.is_set():
+                return
+
+
+def submit(client: httpx.AsyncClient, text: str, **extra: Any) -> Any:
+    body = {"text": text, "caller_name": "张三", "caller_phone": "13812345678", **extra}
+    return client.post("/tickets", json=body, headers={"Idempotency-Key": "e2e-" + hashlib.sha1(f"{text}|{extra.get('category')}".encode()).hexdigest()})
+
+
+async def _run_scenarios(hub: Hub) -> None:
+    story = Story(hub.bootstrap)
+    stop = asyncio.Event()
+    housing_seen: list[Any] = []
+    base = f"http://127.0.0.1:{HTTP_PORT}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+        ids: dict[str, str] = {}
+
+        async def new(name: str, text: str, **extra: Any) -> str:
+            r = await submit(client, text, **extra)
+            assert r.status_code == 202, r.text
+            ids[name] = r.json()["ticket_id"]
+            return ids[name]
+
+        # Submitting twice with the same Idempotency-Key is one ticket.
+        first = await new("light", "小区门口的路灯坏了好几天了，晚上很黑", location=EAST, category="city-management.street-light")
+        again = await submit(client, "小区门口的路灯坏了好几天了，晚上很黑", location=EAST, category="city-management.street-light")
+        assert again.json()["ticket_id"] == first
+        # Bad input: 422 naming the field, nothing published.
+        bad = await client.post("/tickets", json={"text": "x", "caller_phone": "not-a-phone", "category": "no.such"})
+        assert bad.status_code == 422 and {tuple(e["loc"])[-1] for e in bad.json()["detail"]} >= {"text", "caller_phone"}
+
+        await new("repeat", "小区门口的路灯坏了好几天了，晚上黑乎乎的", location=EAST)
+        await new("gibberish", "xyzzy plugh qwerty 42", location=EAST)
+        await new("returned", "新买的商品房墙体开裂，开发商不管", location=EAST, category="housing.new-home-quality")
+        await new("consulted", "化工厂往河里排污水，河水发黑发臭", location=EAST, category="environment.water-pollution")
+        await new("disputed", "小区物业和业主委员会因为停车位归属闹矛盾", location=EAST, category="housing.property-dispute")
+        o311 = await client.post("/open311/v2/requests.json", data={
+            "service_code": "market-supervision.price", "description": "Shop charging far above the posted price",
+            "lat": "31.23", "long": "121.47", "first_name": "Li", "phone": "13900001111"})
+        assert o311.status_code == 201, o311.text
+        ids["open311"] = o311.json()[0]["service_request_id"]
+
+        workers = [asyncio.create_task(callback_operator(client, {ids["light"]}, stop)),
+                   asyncio.create_task(housing_department(hub.bootstrap, {ids["returned"]}, {ids["disputed"]}, stop, housing_seen))]
+        try:
+            # Repeat merged into its master, then split again: handled on its own.
+            await wait_status(client, ids["repeat"], {"merged"})
+            assert (await _status(client, ids["repeat"]))["master_ticket_id"] == ids["light"]
+            assert (await client.post(f"/tickets/{ids['repeat']}/split", json={"operator": "op-7", "reason": "different lamp"})).status_code == 202
+            # Low confidence -> manual triage -> an operator decides.
+            await wait_status(client, ids["gibberish"], {"manual-triage"})
+            r = await client.post(f"/triage/{ids['gibberish']}/resolve", json={"category": "hotline.policy-inquiry", "operator": "op-7"})
+            assert r.status_code == 202, r.text
+            # Disagreement -> supervisor review -> a final decision.
+            row = await wait_status(client, ids["disputed"], {"supervisor-review"})
+            r = await client.post("/supervisor/decisions", json={"ticket_id": ids["disputed"], "lead": "street-east-1",
+                                                                  "co_units": ["housing"], "level": "street", "supervisor": "sup-1",
+                                                                  "consultation_id": row["consultation_id"]})
+            assert r.status_code == 202, r.text
+
+            closed = {name: await wait_status(client, tid, {"closed"}, timeout=120) for name, tid in ids.items()}
+            assert {n: c["outcome"] for n, c in closed.items()} == {n: "resolved" for n in ids}
+
+            # Kill a service mid-run: nothing is lost.
+            batch = [await new(f"load-{i}", f"Garbage not collected on lane {i} for days") for i in range(12)]
+            hub.kill("act")
+            await asyncio.sleep(2)
+            hub.start("act")
+            for tid in batch:
+                await wait_status(client, tid, {"closed"}, timeout=120)
+        finally:
+            stop.set()
+            for w in workers:
+                w.cancel()
+
+    # What each branch left on the log.
+    light = await story.events(ids["light"])
+    assert [e.data.round for e in light if isinstance(e.data, ev.TicketReopened)] == [2]
+    assert [e.data.rounds for e in light if isinstance(e.data, ev.TicketClosed)] == [2]
+    handled_light = [e.data for e in light if isinstance(e.data, ev.TicketHandled)]
+    assert len(handled_light) == 2 and set(handled_light[0].units) == {"city-management", "power"}  # co-handled
+
+    repeat = await story.events(ids["repeat"])
+    assert [type(e.data).__name__ for e in repeat][:3] == ["TicketRegistered", "TicketMerged", "SplitRequested"]
+    assert any(isinstance(e.data, ev.TicketSplit) for e in repeat)
+
+    gib = await story.events(ids["gibberish"])
+    assert any(isinstance(e.data, ev.ManualTriageRequested) for e in gib)
+    assert [e.data.method for e in gib if isinstance(e.data, ev.TicketClassified)] == ["manual"]
+
+    returned = await story.events(ids["returned"])
+    reroutes = [e.data for e in returned if isinstance(e.data, ev.RerouteRequested)]
+    assert reroutes and reroutes[0].excluded_units == (SDK_UNIT,)
+    second = [e.data for e in returned if isinstance(e.data, ev.TicketClassified)][-1]
+    assert second.method == "reroute" and SDK_UNIT not in (second.routing.lead, *second.routing.co_units)
+    assert all(e.data.unit != SDK_UNIT for e in returned if isinstance(e.data, ev.TaskAssigned) and e.data.task_id.endswith(":2"))
+
+    consulted = await story.events(ids["consulted"])
+    assert any(isinstance(e.data, ev.PlanAgreed) for e in consulted)
+    handled = [e.data for e in consulted if isinstance(e.data, ev.TicketHandled)][0]
+    assert handled.units[0] == "environment" and set(handled.units) == {"environment", "water", "city-management"}
+
+    disputed = await story.events(ids["disputed"])
+    review = [e.data for e in disputed if isinstance(e.data, ev.SupervisorReviewRequested)]
+    assert review and ("housing", False, "street-east-1") in review[0].opinions
+    finals = [e.data for e in disputed if isinstance(e.data, ev.TaskAssigned)]
+    assert finals and all(t.final for t in finals) and finals[0].unit == "street-east-1"
+
+    o311 = await story.events(ids["open311"])
+    assert any(isinstance(e.data, ev.TicketClosed) for e in o311)
+    # Privacy: nothing the housing bureau received carries the caller's number.
+    assert housing_seen and all("13812345678" not in item.model_dump_json() for item in housing_seen)
+
+
+def test_every_branch_of_the_five_steps(hub: Hub) -> None:
+    try:
+        asyncio.run(asyncio.wait_for(_run_scenarios(hub), timeout=420))
+    except BaseException:
+        print(hub.logs())
+        raise
