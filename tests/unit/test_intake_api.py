@@ -1,0 +1,89 @@
+"""The hotline API's validation and idempotency, with the broker replaced by a recording fake."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session
+
+from contracts.catalogue import load_catalogue
+from services.common.store import create_tables, make_engine
+from services.intake.api import build_api
+from services.intake.models import TicketStatus
+
+NOW = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def api(tmp_path):
+    published: list = []
+
+    async def publish(topic, envelope):
+        published.append((topic, envelope))
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    create_tables(engine, [TicketStatus.__table__])
+    client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW))
+    return client, published, engine
+
+
+def test_submit_answers_202_and_publishes_the_intake_record(api):
+    client, published, _ = api
+    r = client.post("/tickets", json={"text": "路灯坏了", "caller_phone": "13812345678", "category": "city-management.street-light"})
+    assert r.status_code == 202
+    topic, envelope = published[0]
+    assert topic == "cityops.intake.v1" and envelope.ticket_id == r.json()["ticket_id"]
+    assert envelope.data.caller.phone == "13812345678" and envelope.data.submitted_at == NOW
+
+
+def test_same_idempotency_key_gives_the_same_ticket_and_event(api):
+    client, published, _ = api
+    body = {"text": "noise at night from the bar"}
+    a = client.post("/tickets", json=body, headers={"Idempotency-Key": "abc"}).json()["ticket_id"]
+    b = client.post("/tickets", json=body, headers={"Idempotency-Key": "abc"}).json()["ticket_id"]
+    c = client.post("/tickets", json=body, headers={"Idempotency-Key": "other"}).json()["ticket_id"]
+    assert a == b != c
+    assert published[0][1].id == published[1][1].id != published[2][1].id
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"text": ""}, "text"),
+    ({"text": "ok text", "caller_phone": "call me maybe"}, "caller_phone"),
+    ({"text": "ok text", "category": "no.such-category"}, "category"),
+    ({"text": "ok text", "urgency": "whenever"}, "urgency"),
+    ({"text": "ok text", "location": {"lat": 123}}, "lat"),
+    ({"text": "ok text", "submitted_at": "2026-05-01T10:00:00"}, "submitted_at"),
+    ({"text": "ok text", "surprise": 1}, "surprise"),
+])
+def test_bad_input_is_422_naming_the_field_and_publishes_nothing(api, body, field):
+    client, published, _ = api
+    r = client.post("/tickets", json=body)
+    assert r.status_code == 422
+    assert field in [str(part) for e in r.json()["detail"] for part in e["loc"]]
+    assert published == []
+
+
+def test_open311_post_form_and_service_list(api):
+    client, published, _ = api
+    services = client.get("/open311/v2/services.json").json()
+    assert len(services) >= 40 and {"service_code", "service_name"} <= set(services[0])
+    r = client.post("/open311/v2/requests.json", data={"service_code": services[0]["service_code"],
+                                                       "description": "broken lamp", "lat": "31.2", "long": "121.4"})
+    assert r.status_code == 201 and r.json()[0]["service_request_id"] == published[0][1].ticket_id
+    assert published[0][1].data.channel == "open311"
+    bad = client.post("/open311/v2/requests.json", data={"description": "no code"})
+    assert bad.status_code == 422 and "service_code" in str(bad.json())
+
+
+def test_status_reads_the_intake_view_and_404s_unknown(api, tmp_path):
+    client, _, engine = api
+    with Session(engine) as s:
+        s.add(TicketStatus(ticket_id="T-1", status="closed", outcome="resolved", category="city-management.street-light",
+                           lead="city-management", requested_at=NOW, updated_at=NOW))
+        s.commit()
+    assert client.get("/tickets/T-1").json()["status"] == "closed"
+    assert client.get("/open311/v2/requests/T-1.json").json()[0]["status"] == "closed"
+    assert client.get("/tickets/T-404").status_code == 404
+    assert client.post("/tickets/T-1/split", json={"operator": "o", "reason": "r"}).status_code == 409

@@ -1,0 +1,90 @@
+"""Pure rules of the workflow services, without a broker."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from contracts import events as ev
+from services.act import domain as act
+from services.consult import domain as consult
+from services.discover import domain as discover
+from services.evaluate import domain as evaluate
+
+T0 = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
+
+
+def submitted(text: str, when: datetime = T0, **loc: object) -> ev.TicketSubmitted:
+    return ev.TicketSubmitted(channel="phone", text=text, submitted_at=when, location=ev.Location(**loc))
+
+
+def test_phone_is_masked_and_pseudonym_is_stable_and_keyed():
+    ref = discover.caller_ref(ev.Caller(name="张三", phone="13812345678"), key="k1")
+    assert ref.masked_phone == "138****5678"
+    assert ref == discover.caller_ref(ev.Caller(phone="138 1234 5678"), key="k1")
+    assert ref.pseudonym != discover.caller_ref(ev.Caller(phone="13812345678"), key="k2").pseudonym
+    assert "13812345678" not in ref.model_dump_json()
+    assert discover.caller_ref(ev.Caller(), key="k1").anonymous
+
+
+def test_repeat_needs_same_place_similar_text_and_window():
+    master = discover.Candidate("T-1", "小区门口的路灯坏了好几天了", None, 31.2300, 121.4700, T0)
+    near_same = submitted("小区门口路灯坏了好几天", T0 + timedelta(hours=3), lat=31.2301, lon=121.4701)
+    kw = dict(window=timedelta(hours=72), min_similarity=0.5, radius_m=150)
+    assert discover.find_master(near_same, [master], **kw).master_ticket_id == "T-1"
+    far = submitted("小区门口路灯坏了好几天", T0, lat=31.2400, lon=121.4700)
+    assert discover.find_master(far, [master], **kw) is None
+    late = submitted("小区门口路灯坏了好几天", T0 + timedelta(days=5), lat=31.2301, lon=121.4701)
+    assert discover.find_master(late, [master], **kw) is None
+    other = submitted("楼上装修噪音太大", T0, lat=31.2301, lon=121.4701)
+    assert discover.find_master(other, [master], **kw) is None
+
+
+def test_repeat_with_a_different_operator_category_is_not_merged():
+    master = discover.Candidate("T-1", "street light out on Elm Street", "city-management.street-light", None, None, T0)
+    new = ev.TicketSubmitted(channel="phone", text="street light out on Elm Street", submitted_at=T0, category="power.outage",
+                             location=ev.Location(grid="g1"))
+    assert discover.find_master(new, [master], window=timedelta(hours=72), min_similarity=0.5, radius_m=150) is None
+
+
+def test_english_similarity_uses_words():
+    a, b = discover.shingles("Loud music from the bar every night"), discover.shingles("loud music from the bar at night")
+    assert discover.similarity(a, b) > 0.5 > discover.similarity(a, discover.shingles("pothole on the main road"))
+
+
+def test_proactive_rule_fires_only_at_seventy():
+    event = lambda age: ev.ResidentLifeEventRecorded(resident_ref="R1", kind="birthday", age=age, occurred_on=T0)  # noqa: E731
+    assert [r.rule_id for r in discover.matching_rules(event(70))] == ["elderly-subsidy-70"]
+    assert discover.matching_rules(event(69)) == []
+
+
+def test_consultation_verdicts():
+    parties = ("water", "environment")
+    assert consult.verdict(parties, {"water": (True, None)}).outcome == "waiting"
+    assert consult.verdict(parties, {"water": (True, None), "environment": (True, None)}).outcome == "agreed"
+    disputed = consult.verdict(parties, {"water": (False, "environment")})
+    assert disputed.outcome == "disputed" and "water" in disputed.reason
+    routing = ev.Routing(lead="water", co_units=("environment",), level="district")
+    assert consult.parties_for(routing, ("housing", "water")) == ("water", "environment", "housing")
+
+
+def test_ticket_is_handled_only_when_lead_and_every_remaining_co_unit_completed():
+    L, C = ev.Role.lead, ev.Role.co
+    assert not act.handling_complete([(L, "completed"), (C, "signed-for")])
+    assert act.handling_complete([(L, "completed"), (C, "completed")])
+    assert act.handling_complete([(L, "completed"), (C, "returned")])
+    assert not act.handling_complete([(L, "withdrawn"), (C, "completed")])
+    assert not act.handling_complete([])
+
+
+def test_extension_allowance():
+    assert act.extension_decision(0, 1, final=False)[0]
+    assert not act.extension_decision(1, 1, final=False)[0]
+
+
+def test_callback_verdicts():
+    cb = lambda resolved, sat, rnd=1: ev.CallbackRecorded(round=rnd, resolved=resolved, satisfaction=sat)  # noqa: E731
+    assert evaluate.after_callback(cb(True, "basically-satisfied"), 3) == "close"
+    assert evaluate.after_callback(cb(True, "unsatisfied"), 3) == "reopen"
+    assert evaluate.after_callback(cb(False, "satisfied"), 3) == "reopen"
+    assert evaluate.after_callback(cb(False, "satisfied", 3), 3) == "close-unresolved"
+    assert evaluate.rate(0, 0) is None and evaluate.rate(1, 4) == 0.25
