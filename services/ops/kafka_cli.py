@@ -87,7 +87,8 @@ def up(port: PortOption = None, fresh: FreshOption = False, timeout: TimeoutOpti
         bootstrap, seconds = _timed(lambda: kafka.start(timeout))
     typer.secho(f"Kafka is up: bootstrap {bootstrap}", fg=typer.colors.GREEN)
     typer.echo(
-        f"started in {seconds:.1f} s (JVM launch to answering {kafka.timings['launch_to_answering']:.1f} s); "
+        f"started in {seconds:.1f} s (JVM launch to answering {kafka.timings['launch_to_answering']:.1f} s, "
+        f"storage format {kafka.timings['format']:.1f} s); "
         f"pid {kafka.running_pid()}, logs in {kafka.log_dir}"
     )
 

@@ -295,13 +295,8 @@ rootLogger.appenderRef.console.ref = console
 
 
 def broker_ids_seen_by(bootstrap: str, timeout: float = 5.0) -> set[int]:
-    """The broker ids in the metadata that `bootstrap` returns; raises if it does not answer.
-
-    Runs its own event loop in a worker thread, so it works both from plain code and from
-    inside a running event loop (an async pytest fixture).
-    """
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        return pool.submit(asyncio.run, _fetch_broker_ids(bootstrap, timeout)).result()
+    """The broker ids in the metadata that `bootstrap` returns; raises if it does not answer."""
+    return _run_in_own_loop(_fetch_broker_ids(bootstrap, timeout))
 
 
 async def _fetch_broker_ids(bootstrap: str, timeout: float) -> set[int]:
@@ -313,6 +308,32 @@ async def _fetch_broker_ids(bootstrap: str, timeout: float) -> set[int]:
         return {broker.nodeId for broker in client.cluster.brokers()}
     finally:
         await client.close()
+
+
+def _coordinators_answer(bootstrap: str, timeout: float = 5.0) -> bool:
+    try:
+        _run_in_own_loop(_find_coordinators(bootstrap, timeout))
+    except Exception:  # noqa: BLE001 - any failure just means "not yet"
+        return False
+    return True
+
+
+async def _find_coordinators(bootstrap: str, timeout: float) -> None:
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+        for coordinator_type in (0, 1):  # 0 = consumer group, 1 = transaction
+            await admin.find_coordinator("cityops-readiness-probe", coordinator_type)
+    finally:
+        await admin.close()
+
+
+def _run_in_own_loop(coroutine: Any) -> Any:
+    # Works from plain code and from inside a running event loop (an async pytest fixture).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def _broker_answers(bootstrap: str, expected_ids: set[int]) -> bool:
@@ -539,12 +560,22 @@ class LocalKafka:
     # -- lifecycle -----------------------------------------------------------------------
 
     def start(self, timeout: float | None = None) -> str:
-        """Start the node and return its bootstrap address once it answers metadata requests.
+        """Start the node and return its bootstrap address once consumers and producers can use it.
 
         Fetches the jars if needed, formats storage on first use (or after fresh=True wiped it),
         and stops the JVM again if it does not come up within `timeout` seconds.
         """
         deadline = time.monotonic() + (timeout or self.settings.start_timeout)
+        self.bring_up(deadline)
+        try:
+            self.wait_until_coordinators_ready(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self.bootstrap
+
+    def bring_up(self, deadline: float) -> None:
+        """Format if needed, launch the JVM and wait until it answers metadata requests."""
         self.check_can_start()
         fetch_kafka(self.settings)
         if self.fresh:
@@ -563,7 +594,6 @@ class LocalKafka:
         except BaseException:
             self.stop()
             raise
-        return self.bootstrap
 
     async def start_async(self, timeout: float | None = None) -> str:
         """`start` without blocking the running event loop."""
@@ -609,6 +639,21 @@ class LocalKafka:
                 raise KafkaLocalError(f"{self.name} logged started but does not answer on {self.bootstrap}")
             time.sleep(0.2)
         self.timings["launch_to_answering"] = time.monotonic() - self._launched_at
+
+    def wait_until_coordinators_ready(self, deadline: float) -> None:
+        """Wait until the group and transaction coordinators answer, creating their internal topics.
+
+        Kafka creates __consumer_offsets and __transaction_state on first use; doing it here means
+        the first consumer group of a test session joins at once instead of logging
+        GroupCoordinatorNotAvailable errors while it waits.
+        """
+        began = time.monotonic()
+        while not _coordinators_answer(self.bootstrap):
+            self._raise_if_died()
+            if time.monotonic() > deadline:
+                raise KafkaLocalError(f"{self.name}: group/transaction coordinators did not become available")
+            time.sleep(0.2)
+        self.timings["coordinators"] = time.monotonic() - began
 
     def _log_mentions_started(self) -> bool:
         if not self.server_log.exists():
@@ -803,10 +848,12 @@ class LocalKafkaCluster:
         self._abandon.clear()
         began = time.monotonic()
         try:
-            self._on_every_node(lambda node: node.start(deadline - time.monotonic()))
+            self._on_every_node(lambda node: node.bring_up(deadline))
             everyone = {node.node_id for node in self.nodes}
             self._on_every_node(lambda node: node.wait_until_answering(deadline, everyone))
+            self.nodes[0].wait_until_coordinators_ready(deadline)
         except BaseException:
+            self._abandon.set()  # e.g. Ctrl-C: node threads still waiting must give up too
             self.stop()
             raise
         self.timings["start"] = time.monotonic() - began

@@ -1,0 +1,262 @@
+"""The project-managed Kafka (services/ops/kafka_local.py) against the real broker it launches.
+
+These are also the proof that aiokafka 0.14 works with Kafka 4.1.1 for what cityops relies on:
+record headers, transactions with consumer offsets (exactly-once read-process-write), and a
+replicated cluster with acks=all. Ports 29000-29999 are ours; other engineers use 9092/19092.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.ops.kafka_local import (
+    KafkaLocalError,
+    KafkaLocalSettings,
+    LocalKafka,
+    LocalKafkaCluster,
+    find_free_ports,
+)
+
+pytestmark = pytest.mark.kafka
+
+PORT_RANGE = (29000, 29999)
+
+
+@pytest.fixture(scope="module")
+def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> KafkaLocalSettings:
+    # State in pytest's temp dir: a developer's own broker in .state/kafka is never touched,
+    # and the last runs' broker logs stay around for post-mortems.
+    return KafkaLocalSettings(state_dir=tmp_path_factory.mktemp("kafka-state"))
+
+
+@pytest.fixture
+def single_kafka(kafka_settings: KafkaLocalSettings) -> Iterator[LocalKafka]:
+    """A started one-node broker; always stopped afterwards, even if the test failed."""
+    port = find_free_ports(2, *PORT_RANGE)
+    kafka = LocalKafka(kafka_settings, name=f"single-{uuid.uuid4().hex[:6]}", port=port, fresh=True)
+    try:
+        kafka.start()
+        yield kafka
+    finally:
+        kafka.stop()
+
+
+def _pid_is_gone(pid: int) -> bool:
+    return not Path(f"/proc/{pid}").exists()
+
+
+async def _create_topic(bootstrap: str, topic: NewTopic) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        response = await admin.create_topics([topic])
+        errors = [(t[0], t[1]) for t in response.topic_errors if t[1] != 0]
+        assert not errors, f"create_topics failed: {errors}"
+        # CreateTopics returns once the controller committed the topic; the broker that answers
+        # metadata learns of it a moment later, so wait until it lists every partition's leader.
+        async with asyncio.timeout(30):
+            while not await _topic_has_leaders(admin, topic.name):
+                await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+async def _topic_has_leaders(admin: AIOKafkaAdminClient, topic: str) -> bool:
+    [description] = await admin.describe_topics([topic])
+    partitions = description["partitions"]
+    return description["error_code"] == 0 and bool(partitions) and all(p["leader"] >= 0 for p in partitions)
+
+
+async def _consume(bootstrap: str, topic: str, count: int, linger: float = 0.0, **consumer_options: object) -> list:
+    """At least `count` records from the start of `topic`, plus whatever arrives in `linger` more seconds."""
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, **consumer_options
+    )
+    await consumer.start()
+    try:
+        records = await _get_records(consumer, count)
+        if linger:
+            batches = await consumer.getmany(timeout_ms=int(linger * 1000))
+            records.extend(r for batch in batches.values() for r in batch)
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def test_single_broker_round_trip_with_headers_and_kcat(kafka_settings: KafkaLocalSettings) -> None:
+    kafka = LocalKafka(kafka_settings, name="roundtrip", port=find_free_ports(2, *PORT_RANGE), fresh=True)
+    try:
+        bootstrap = await kafka.start_async()
+        pid = kafka.running_pid()
+        assert pid is not None
+        topic = "test.ticket.registered"
+        await _create_topic(bootstrap, NewTopic(topic, num_partitions=3, replication_factor=1))
+
+        body = {"ticket_id": "T-0001", "category": "street-light", "text": "路灯不亮"}
+        headers = [("event_type", b"ticket.registered"), ("trace_id", b"trace-42")]
+        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        await producer.start()
+        try:
+            await producer.send_and_wait(topic, json.dumps(body).encode(), key=b"T-0001", headers=headers)
+        finally:
+            await producer.stop()
+
+        [record] = await _consume(bootstrap, topic, 1, group_id="test-roundtrip")
+        assert record.key == b"T-0001"
+        assert list(record.headers) == headers
+        assert json.loads(record.value) == body
+
+        kcat = shutil.which("kcat")
+        assert kcat, "kcat is needed to prove a non-aiokafka client reads our records"
+        result = await asyncio.to_thread(
+            subprocess.run,
+            [kcat, "-b", bootstrap, "-C", "-t", topic, "-c", "1", "-e", "-f", "%h %s\n"],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        printed_headers, printed_body = result.stdout.strip().split(" ", 1)
+        assert printed_headers == "event_type=ticket.registered,trace_id=trace-42"
+        assert json.loads(printed_body) == body
+    finally:
+        await asyncio.to_thread(kafka.stop)
+    assert kafka.running_pid() is None
+    assert _pid_is_gone(pid), f"JVM {pid} still exists after stop()"
+
+
+async def test_transactional_read_process_write_commits_offsets(single_kafka: LocalKafka) -> None:
+    bootstrap = single_kafka.bootstrap
+    source, sink, group = "test.txn.in", "test.txn.out", "test-txn-relay"
+    await _create_topic(bootstrap, NewTopic(source, num_partitions=1, replication_factor=1))
+    await _create_topic(bootstrap, NewTopic(sink, num_partitions=1, replication_factor=1))
+
+    plain = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await plain.start()
+    try:
+        for n in range(3):
+            await plain.send_and_wait(source, f"in-{n}".encode())
+    finally:
+        await plain.stop()
+
+    consumer = AIOKafkaConsumer(
+        source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+        enable_auto_commit=False, isolation_level="read_committed",
+    )  # fmt: skip
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id="test-txn-relay-1")
+    await consumer.start()
+    await producer.start()
+    try:
+        inputs = await _get_records(consumer, 3)
+        async with producer.transaction():
+            for record in inputs:
+                await producer.send(sink, record.value.replace(b"in-", b"out-"))
+            last = inputs[-1]
+            await producer.send_offsets_to_transaction({TopicPartition(source, last.partition): last.offset + 1}, group)
+
+        # An aborted transaction's records must stay invisible to read_committed readers.
+        await producer.begin_transaction()
+        await producer.send(sink, b"never-visible")
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+    # The linger gives a leaked aborted record the chance to show up.
+    outputs = await _consume(
+        bootstrap, sink, 3, linger=1.0, group_id="test-txn-check", isolation_level="read_committed"
+    )
+    assert sorted(r.value for r in outputs) == [b"out-0", b"out-1", b"out-2"]
+    assert await _committed_offset(bootstrap, group, TopicPartition(source, 0)) == 3
+
+
+async def _get_records(consumer: AIOKafkaConsumer, count: int) -> list:
+    records: list = []
+    async with asyncio.timeout(30):
+        while len(records) < count:
+            batches = await consumer.getmany(timeout_ms=500)
+            records.extend(r for batch in batches.values() for r in batch)
+    return records
+
+
+async def _committed_offset(bootstrap: str, group: str, partition: TopicPartition) -> int | None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
+    finally:
+        await admin.close()
+    return offsets[partition].offset if partition in offsets else None
+
+
+def test_jvm_dying_during_start_raises_with_its_log_tail(kafka_settings: KafkaLocalSettings) -> None:
+    doomed_settings = kafka_settings.model_copy(update={"heap": "-Xmx1k"})  # the JVM refuses to boot
+    kafka = LocalKafka(doomed_settings, name="doomed", port=find_free_ports(2, *PORT_RANGE), fresh=True)
+    try:
+        with pytest.raises(KafkaLocalError, match="Too small maximum heap"):
+            kafka.start(timeout=60)
+    finally:
+        kafka.stop()
+    assert kafka.running_pid() is None
+    assert not kafka.pid_file.exists()
+
+
+@pytest.fixture
+def cluster(kafka_settings: KafkaLocalSettings) -> Iterator[LocalKafkaCluster]:
+    """A started 3-node cluster; always stopped afterwards, even if the test failed."""
+    base_port = find_free_ports(6, *PORT_RANGE)
+    local_cluster = LocalKafkaCluster(kafka_settings, n=3, base_port=base_port, name="cluster", fresh=True)
+    try:
+        local_cluster.start()
+        yield local_cluster
+    finally:
+        local_cluster.stop()
+
+
+async def test_three_broker_cluster_replicates_with_acks_all(cluster: LocalKafkaCluster) -> None:
+    pids = cluster.pids()
+    assert len(pids) == 3
+    bootstrap = cluster.bootstrap
+    topic = "test.cluster.replicated"
+    await _create_topic(
+        bootstrap, NewTopic(topic, num_partitions=3, replication_factor=3, topic_configs={"min.insync.replicas": "2"})
+    )
+    await _assert_fully_replicated(bootstrap, topic, replicas=3)
+
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for n in range(30):
+            await producer.send_and_wait(topic, f"event-{n}".encode(), key=f"ticket-{n % 7}".encode())
+    finally:
+        await producer.stop()
+    records = await _consume(bootstrap, topic, 30, group_id="test-cluster")
+    assert sorted(r.value for r in records) == sorted(f"event-{n}".encode() for n in range(30))
+
+    await asyncio.to_thread(cluster.stop)
+    assert cluster.pids() == []
+    assert all(_pid_is_gone(pid) for pid in pids), f"cluster JVMs left: {[p for p in pids if not _pid_is_gone(p)]}"
+
+
+async def _assert_fully_replicated(bootstrap: str, topic: str, replicas: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                [description] = await admin.describe_topics([topic])
+                partitions = description["partitions"]
+                if partitions and all(len(p["isr"]) == replicas for p in partitions):
+                    break
+                await asyncio.sleep(0.2)
+        assert all(len(p["replicas"]) == replicas for p in partitions)
+    finally:
+        await admin.close()
