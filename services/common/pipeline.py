@@ -237,16 +237,18 @@ class EventPipeline:
         session.add(ProcessedEvent(consumer=self.name, event_id=envelope.id, topic=record.topic,
                                    partition=record.partition, offset=record.offset, outcome=outcome))
         for topic, rec in produced:
-            session.add(_outbox_row(envelope.id, topic, rec))
+            session.add(_outbox_row(self.name, envelope.id, topic, rec))
 
     def _stored_outputs(self, session: Session, cause_id: str) -> list[tuple[str, KafkaRecord]]:
-        rows = session.execute(select(OutboxRecord).where(OutboxRecord.cause_id == cause_id)).scalars().all()
+        rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name,
+                                                           OutboxRecord.cause_id == cause_id)).scalars().all()
         return [_row_to_output(r) for r in rows]
 
     def _clear_outbox(self, cause_ids: list[str]) -> None:
         with Session(self.engine) as session, session.begin():
             for chunk in range(0, len(cause_ids), 500):
-                session.execute(delete(OutboxRecord).where(OutboxRecord.cause_id.in_(cause_ids[chunk:chunk + 500])))
+                session.execute(delete(OutboxRecord).where(OutboxRecord.consumer == self.name,
+                                                           OutboxRecord.cause_id.in_(cause_ids[chunk:chunk + 500])))
 
     async def _publish(self, outputs: list[tuple[str, KafkaRecord]], dead: list[DeadLetter]) -> None:
         assert self.broker is not None, "subscribe() first"
@@ -281,14 +283,14 @@ class EventPipeline:
             produced = [(e.topic, encode(e.envelope)) for e in tick(self.context(session))]
             for topic, rec in produced:
                 # Through the outbox, so a crash before the publish re-sends at the next start.
-                session.add(_outbox_row(_tick_cause(rec), topic, rec))
+                session.add(_outbox_row(self.name, _tick_cause(rec), topic, rec))
             return produced
 
     async def recover_outbox(self) -> int:
         """Publish what a crash left in the outbox (before any new work); return how many."""
         def load() -> tuple[list[tuple[str, KafkaRecord]], list[str]]:
             with Session(self.engine) as session:
-                rows = session.execute(select(OutboxRecord)).scalars().all()
+                rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name)).scalars().all()
                 return [_row_to_output(r) for r in rows], sorted({r.cause_id for r in rows})
         outputs, causes = await asyncio.to_thread(load)
         if outputs:
@@ -316,8 +318,8 @@ def _tick_cause(rec: KafkaRecord) -> str:
     return "tick:" + next(v.decode() for k, v in rec.headers if k == "ce_id")
 
 
-def _outbox_row(cause_id: str, topic: str, rec: KafkaRecord) -> OutboxRecord:
-    return OutboxRecord(cause_id=cause_id, topic=topic, key=rec.key, value=rec.value,
+def _outbox_row(consumer: str, cause_id: str, topic: str, rec: KafkaRecord) -> OutboxRecord:
+    return OutboxRecord(consumer=consumer, cause_id=cause_id, topic=topic, key=rec.key, value=rec.value,
                         headers=json.dumps([[k, v.decode()] for k, v in rec.headers]).encode())
 
 

@@ -35,6 +35,7 @@ class OutboxRecord(SQLModel, table=True):
     __tablename__ = "outbox"
 
     id: int | None = Field(default=None, primary_key=True)
+    consumer: str = Field(index=True, description="Pipeline that produced it (several may share one store).")
     cause_id: str = Field(index=True, description="Event whose handling produced this record.")
     topic: str = Field(description="Destination topic.")
     key: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
