@@ -26,6 +26,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("topics", "services.ops.topics_cli", "app", "Create the topic catalogue's topics on a broker."),
     ("intake", "services.intake.cli", "app", "Serve the hotline's HTTP intake API (and Open311)."),
     ("unit", "services.units.cli", "app", "Run a unit (department, street office, grid) service, real or simulated."),
+    ("evaluate", "services.evaluate.cli", "app", "Rates units, grids and districts are judged on (response, resolution, satisfaction)."),
     ("sla", "services.sla.cli", "app", "SLA clocks, ledger and ping-pong reports."),
     ("replay", "services.projections.replay_cli", "app", "Supervisor replay: a ticket's story, a time range, rebuild, as-of, what-if."),
     ("import", "services.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),

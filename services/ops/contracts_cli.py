@@ -37,3 +37,20 @@ def events() -> None:
 
     for t in sorted(EVENT_TYPES):
         typer.echo(f"{t:55} {topic_for_event(t)}")
+
+
+@app.command("asyncapi")
+def asyncapi(output: str = typer.Option("-", help="File to write (YAML), - for stdout.")) -> None:
+    """Write an AsyncAPI 3.0 document of every topic and event (unit task topics included)."""
+    import yaml
+
+    from contracts.asyncapi import asyncapi_document
+    from contracts.catalogue import load_catalogue
+
+    text = yaml.safe_dump(asyncapi_document(load_catalogue().units_for_topics()), allow_unicode=True, sort_keys=False)
+    if output == "-":
+        typer.echo(text)
+    else:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+        typer.echo(f"wrote {output}")

@@ -69,3 +69,15 @@ def test_event_type_names_follow_the_convention():
     for event_type in EVENT_TYPES:
         parts = event_type.split(".")
         assert parts[0] == "cityops" and parts[-1] == "v1" and len(parts) == 5, event_type
+
+
+def test_asyncapi_names_every_topic_and_event():
+    from contracts.asyncapi import asyncapi_document
+    from contracts.topics import WORKFLOW_TOPICS
+
+    doc = asyncapi_document(["water"])
+    addresses = {c["address"] for c in doc["channels"].values()}
+    assert {t.name for t in WORKFLOW_TOPICS} | {"cityops.unit.water.tasks.v1"} <= addresses
+    assert {m["name"] for m in doc["components"]["messages"].values()} == set(EVENT_TYPES)
+    refs = {r["$ref"].rsplit("/", 1)[1] for c in doc["channels"].values() for r in c["messages"].values()}
+    assert refs <= set(doc["components"]["messages"])
