@@ -1,0 +1,50 @@
+"""sla app factory: the workflow topics in, reminders / breaches / escalations out, a timer sweep every tick_s."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from contracts.envelope import utcnow
+from services.common.app import Tick, build_service_app
+from services.common.pipeline import Clock
+
+from .handlers import EVENT_TYPES, TOPICS, build_runtime, handle, sweep
+from .models import TABLES, make_store_engine
+from .settings import SlaSettings
+
+
+class FileClock:
+    """'now' read from a file holding an ISO 8601 instant: lets a drill or a test running the service as its
+    own process move time forward without sleeping until deadlines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    def __call__(self) -> datetime:
+        return datetime.fromisoformat(self.path.read_text(encoding="utf-8").strip())
+
+
+def load_catalogue_or_none(path: Path | None) -> Any:
+    """The responsibility catalogue, for supervisors by area; None where it is not installed (level only)."""
+    try:
+        from contracts.catalogue import load_catalogue
+    except ImportError:
+        return None
+    return load_catalogue(path)
+
+
+def create_app(settings: SlaSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock | None = None) -> FastStream:
+    settings = settings or SlaSettings()
+    clock = clock or (FileClock(settings.clock_file) if settings.clock_file else utcnow)
+    runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_path))
+    engine = engine or make_store_engine(settings.store_url())
+    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES, tables=TABLES,
+                             ticks=[Tick(sweep, settings.tick_s)], broker=broker, engine=engine, clock=clock,
+                             extras={"sla": runtime})

@@ -1,0 +1,241 @@
+"""sla: keep the timers and the ledger from the workflow's events; fire reminders, breaches and escalations.
+
+`handle` applies one workflow event (event time = when it happened); `sweep` is the tick: it fires what is
+due at `ctx.now()`. Both run inside the pipeline's batch transaction, so a timer's fired marks commit with
+the outbox rows of the events they produced.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from contracts import events as ev
+from contracts.envelope import Envelope, derive_event_id
+from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TICKETS, TRIAGE, UNIT_REPORTS, unit_task_topic
+from services.common.logs import get_logger
+from services.common.pipeline import Emit, HandlerContext
+from services.common.workcalendar import WorkCalendar, parse_working_hours
+
+from . import domain
+from .ledger import LedgerFact, fact_from
+from .models import (SlaTaskRow, SlaTicketRow, SlaTimerRow, insert_fact, new_timer_row, store_timer, ticket_facts,
+                     to_timer)
+from .settings import SlaSettings
+
+log = get_logger(__name__)
+
+TOPICS = [TICKETS.name, TRIAGE.name, CONSULT.name, ACT.name, UNIT_REPORTS.name, EVALUATE.name]
+HANDLED = (
+    ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.TicketClassified, ev.ManualTriageRequested,
+    ev.ConsultationRequested, ev.PlanAgreed, ev.SupervisorReviewRequested, ev.SupervisorDecided,
+    ev.TaskAssigned, ev.TaskSignedFor, ev.ProgressReported, ev.ExtensionRequested, ev.ExtensionDecided,
+    ev.TaskReturned, ev.ReturnRejected, ev.RerouteRequested, ev.TaskCompleted, ev.TicketHandled,
+    ev.CallbackRequested, ev.CallbackRecorded, ev.TicketReopened, ev.TicketClosed,
+)
+EVENT_TYPES = [cls.event_type for cls in HANDLED]
+
+
+@dataclass(frozen=True)
+class SlaRuntime:
+    """What the handlers compute with: the working-day calendar, the firing policy, the catalogue (or None)."""
+
+    calendar: WorkCalendar
+    policy: domain.SlaPolicy
+    catalogue: Any = None
+
+
+def build_runtime(settings: SlaSettings, catalogue: Any = None) -> SlaRuntime:
+    calendar = WorkCalendar.load(settings.calendar_path, settings.calendar_overrides,
+                                 working_hours=parse_working_hours(settings.working_hours),
+                                 timezone=settings.timezone, strict_coverage=settings.calendar_strict)
+    window = domain.parse_limit(settings.escalation_window) if settings.escalation_window else None
+    policy = domain.SlaPolicy(reminder_fractions=settings.reminder_fractions,
+                              ladder=tuple(level.value for level in settings.ladder), escalation_window=window)
+    return SlaRuntime(calendar=calendar, policy=policy, catalogue=catalogue)
+
+
+def _rt(ctx: HandlerContext) -> SlaRuntime:
+    return ctx.extras["sla"]
+
+
+# ---------------------------------------------------------------------------- event handling
+
+# Facts that change a clock: the task's own, and the ticket-wide ones (consultation, closing).
+TIMER_FACTS = frozenset({"signed-for", "progress", "extension-requested", "extension-decided", "completed",
+                         "returned", "return-rejected"}) | domain.TICKET_WIDE_FACTS
+
+
+def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """Record the event as a fact of its ticket, keep the ticket's details, and rebuild the clocks it touches."""
+    fact = fact_from(envelope)
+    _record_fact(ctx, envelope, fact)
+    data = envelope.data
+    if isinstance(data, ev.TicketRegistered | ev.TicketSplit | ev.TicketClassified):
+        _remember_ticket(ctx, envelope)
+    elif isinstance(data, ev.TaskAssigned):
+        _start_clocks(ctx, envelope)
+    if fact.kind in TIMER_FACTS:
+        _replay(ctx, envelope.ticket_id, None if fact.kind in domain.TICKET_WIDE_FACTS else fact.task_id)
+    if fact.kind == "returned":
+        return _ping_pong(ctx, envelope)
+    return ()
+
+
+def _record_fact(ctx: HandlerContext, envelope: Envelope[Any], fact: LedgerFact) -> None:
+    insert_fact(ctx.session, envelope.id, envelope.ticket_id, fact)
+
+
+def _ticket(ctx: HandlerContext, ticket_id: str) -> SlaTicketRow:
+    row = ctx.session.get(SlaTicketRow, ticket_id)
+    if row is None:
+        row = SlaTicketRow(ticket_id=ticket_id)
+        ctx.session.add(row)
+    return row
+
+
+def _remember_ticket(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
+    data, row = envelope.data, _ticket(ctx, envelope.ticket_id)
+    row.location = data.ticket.location.model_dump(exclude_none=True)
+    if isinstance(data, ev.TicketClassified):
+        row.level, row.category = data.routing.level.value, data.category
+
+
+def _timers(ctx: HandlerContext, ticket_id: str, task_id: str | None = None) -> list[SlaTimerRow]:
+    # Locked on PostgreSQL, so a concurrent sweep cannot write a timer between our read and our write.
+    query = select(SlaTimerRow).where(SlaTimerRow.ticket_id == ticket_id).with_for_update()
+    if task_id is not None:
+        query = query.where(SlaTimerRow.task_id == task_id)
+    return list(ctx.session.execute(query).scalars().all())
+
+
+def _replay(ctx: HandlerContext, ticket_id: str, task_id: str | None) -> None:
+    """Rebuild the clocks of one task (or of every task of the ticket) from all the ticket's facts."""
+    rows = _timers(ctx, ticket_id, task_id)
+    if not rows:
+        return  # the assignment has not arrived yet: its clocks replay these facts when it does
+    facts = ticket_facts(ctx.session, ticket_id)
+    rt = _rt(ctx)
+    for row in rows:
+        timer = domain.replay(to_timer(row), facts, rt.calendar)
+        store_timer(row, timer, domain.next_due_at(timer, rt.calendar, rt.policy))
+
+
+def _start_clocks(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
+    data: ev.TaskAssigned = envelope.data
+    if _timers(ctx, envelope.ticket_id, data.task_id):
+        return  # the same task announced again: its clocks already run
+    rt = _rt(ctx)
+    ticket = _ticket(ctx, envelope.ticket_id)
+    ticket.location = ticket.location or data.ticket.location.model_dump(exclude_none=True)
+    _warn_if_uncovered(rt.calendar, envelope.time)
+    level = domain.unit_level(rt.catalogue, data.unit, ticket.level)
+    timers = domain.timers_for_task(task_id=data.task_id, ticket_id=envelope.ticket_id, unit=data.unit, level=level,
+                                    limits=data.limits, assigned_at=envelope.time, resolution_due=data.resolution_due)
+    ctx.session.add(SlaTaskRow(task_id=data.task_id, ticket_id=envelope.ticket_id, unit=data.unit))
+    for timer in timers:
+        ctx.session.add(new_timer_row(timer, cause_id=envelope.id, correlation_id=envelope.correlation_id,
+                                      location=ticket.location))
+    ctx.session.flush()
+    _replay(ctx, envelope.ticket_id, data.task_id)  # facts that arrived before the assignment
+
+
+def _warn_if_uncovered(calendar: WorkCalendar, at: datetime) -> None:
+    if at.year not in calendar.holidays.covered_years:
+        log.warning("calendar_year_not_covered", year=at.year, effect="plain Monday-Friday week assumed")
+
+
+def _ping_pong(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    settings: SlaSettings = ctx.settings  # type: ignore[assignment]
+    ticket = _ticket(ctx, envelope.ticket_id)
+    times = [f.at for f in ticket_facts(ctx.session, envelope.ticket_id) if f.kind == "returned"]
+    if ticket.pingpong_escalated or not domain.is_ping_pong(times, envelope.time, settings.pingpong_max_returns,
+                                                            settings.pingpong_window):
+        return []
+    ticket.pingpong_escalated = True
+    arbiter = settings.arbitration_unit
+    to_level = domain.unit_level(_rt(ctx).catalogue, arbiter, None)
+    data = ev.TicketEscalated(from_level=ticket.level, to_level=to_level, to_unit=arbiter, reason="ping-pong",
+                              task_id=envelope.data.task_id)
+    escalated = envelope.caused(data, source=ctx.source, time=envelope.time)
+    log.info("ticket_escalated_ping_pong", ticket_id=envelope.ticket_id, returns=len(times), arbiter=arbiter)
+    return [Emit(SLA.name, escalated), Emit(unit_task_topic(arbiter), escalated)]
+
+
+# ---------------------------------------------------------------------------- the sweep (tick)
+
+
+def sweep(ctx: HandlerContext) -> list[Emit]:
+    """Fire every timer due at `ctx.now()` (at most `tick_batch` of them; the rest at the next tick)."""
+    now = ctx.now()
+    settings: SlaSettings = ctx.settings  # type: ignore[assignment]
+    due = ctx.session.execute(
+        select(SlaTimerRow).where(SlaTimerRow.status == "running", SlaTimerRow.next_due_at <= now)
+        .order_by(SlaTimerRow.next_due_at).limit(settings.tick_batch)
+        # Several instances sharing PostgreSQL split the due timers instead of firing them twice.
+        .with_for_update(skip_locked=True)).scalars().all()
+    out: list[Emit] = []
+    for row in due:
+        try:
+            timer, firings, next_due, task_rung = _fire(ctx, row, now)
+            emits = [emit for firing in firings for emit in _emits_for(ctx, row, firing, now)]
+        except Exception as exc:  # one corrupt timer must not stop every other timer
+            log.error("timer_parked", task_id=row.task_id, clock=row.clock, error=repr(exc))
+            row.next_due_at = None
+            continue
+        # Written only once everything is computed: a timer that fails leaves nothing half-marked.
+        store_timer(row, timer, next_due)
+        _set_task_rung(ctx, row.task_id, task_rung)
+        out += emits
+    return out
+
+
+def _fire(ctx: HandlerContext, row: SlaTimerRow, now: datetime) -> tuple[domain.Timer, list[domain.Firing], datetime | None, int]:
+    rt = _rt(ctx)
+    timer, firings = domain.fire_due(to_timer(row), now, rt.calendar, rt.policy)
+    task = ctx.session.get(SlaTaskRow, row.task_id)
+    task_rung, firings = domain.task_escalations(task.rung if task else 0, firings)
+    return timer, firings, domain.next_due_at(timer, rt.calendar, rt.policy), task_rung
+
+
+def _set_task_rung(ctx: HandlerContext, task_id: str, rung: int) -> None:
+    task = ctx.session.get(SlaTaskRow, task_id)
+    if task is not None:
+        task.rung = rung
+
+
+def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now: datetime) -> list[Emit]:
+    timer = firing.timer
+    if firing.kind == "reminder":
+        data: ev.Event = ev.SlaReminderSent(task_id=timer.task_id, unit=timer.unit, clock=timer.clock,
+                                            fraction=firing.fraction, deadline=firing.deadline)
+        return _to_topics(ctx, row, firing, data, now, [SLA.name, unit_task_topic(timer.unit)])
+    if firing.kind == "breach":
+        data = ev.SlaBreached(task_id=timer.task_id, unit=timer.unit, clock=timer.clock, deadline=firing.deadline)
+        return _to_topics(ctx, row, firing, data, now, [SLA.name])
+    to_unit = domain.supervisor_for(_rt(ctx).catalogue, timer.unit, row.location, firing.to_level,
+                                    ctx.settings.top_supervisor)  # type: ignore[attr-defined]
+    data = ev.TicketEscalated(from_level=firing.from_level, to_level=firing.to_level, to_unit=to_unit,
+                              reason="breach", task_id=timer.task_id)
+    topics = [SLA.name, unit_task_topic(timer.unit)]
+    if to_unit is not None and to_unit != timer.unit:
+        topics.append(unit_task_topic(to_unit))
+    log.debug("ticket_escalated", ticket_id=timer.ticket_id, task_id=timer.task_id, clock=timer.clock,
+             rung=firing.rung, to_level=firing.to_level, to_unit=to_unit)
+    return _to_topics(ctx, row, firing, data, now, topics)
+
+
+def _to_topics(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, data: ev.Event, now: datetime,
+               topics: list[str]) -> list[Emit]:
+    # The id derives from the assignment and the firing's key: however often a crash makes us compute this
+    # firing again, it is the same event, and consumers drop the copy.
+    envelope = Envelope(
+        id=derive_event_id(row.cause_id, data.event_type, 0, firing.key), type=data.event_type, source=ctx.source,
+        time=now, subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.correlation_id,
+        causation_id=row.cause_id, data=data,
+    )
+    return [Emit(topic, envelope) for topic in topics]

@@ -1,0 +1,218 @@
+"""The SLA service's store: timers with what they already fired, tasks, tickets and the facts of every ticket.
+
+A timer's fired marks (reminder fractions, breach, escalation rung) are written in the same transaction
+as the events they produce, and those events go through the pipeline's outbox: a crash before the commit
+loses both (the next sweep fires them again, with the same derived ids), a crash after it leaves them in
+the outbox, published at the next start. So no reminder is lost and none is fired twice.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, Session, SQLModel
+
+from services.common.store import make_engine
+from services.common.workcalendar import Extension, Pause
+
+from . import domain
+from .ledger import LedgerFact
+
+
+def make_store_engine(url: str) -> Engine:
+    """The service's engine. On SQLite every transaction starts with BEGIN IMMEDIATE, because the consumer and
+    the timer sweep run in two threads on one store: without it pysqlite opens a transaction only at the first
+    write, so one could read a timer, the other commit a change to it, and the first overwrite that change
+    (a completion lost, or a reminder fired twice); and a savepoint released outside a transaction commits,
+    so a rolled-back batch would keep half its effects."""
+    return make_engine(url, immediate=True)
+
+
+class UtcDateTime(TypeDecorator):
+    """An aware datetime stored as naive UTC (SQLite keeps no zone), read back as aware UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"refusing to store a naive datetime {value.isoformat()}")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _utc(*, index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_column=Column(UtcDateTime(), index=index, nullable=nullable))
+
+
+def _json(default: Any) -> Any:
+    return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
+
+
+class SlaTimerRow(SQLModel, table=True):
+    """One clock of one task."""
+
+    __tablename__ = "sla_timers"
+
+    task_id: str = Field(primary_key=True, description="Task id (ticket, unit, round).")
+    clock: str = Field(primary_key=True, description="sign_for, response or resolution.")
+    ticket_id: str = Field(index=True)
+    unit: str = Field(index=True)
+    level: str | None = Field(default=None, description="The unit's level on the escalation ladder.")
+    cause_id: str = Field(description="Id of the TaskAssigned event: the ids of everything this timer fires derive from it.")
+    correlation_id: str
+    limit_amount: int
+    limit_unit: str
+    started_at: datetime = _utc(nullable=False)
+    pauses: list = _json(list)  # [[start ISO, end ISO or null], ...]
+    extensions: list = _json(list)  # [[amount, unit], ...]
+    pause_reasons: list = _json(list)
+    status: str = Field(default="running", index=True, description="running, done, returned or stopped.")
+    finished_at: datetime | None = _utc()
+    on_time: bool | None = None
+    fired: list = _json(list)  # reminder fractions already sent
+    breach_deadline: datetime | None = _utc()
+    rung: int = Field(default=0, description="Escalations fired so far.")
+    next_due_at: datetime | None = _utc(index=True)
+    location: dict = _json(dict)
+
+
+class SlaTaskRow(SQLModel, table=True):
+    """How far up the ladder a task has been escalated (shared by its clocks)."""
+
+    __tablename__ = "sla_tasks"
+
+    task_id: str = Field(primary_key=True)
+    ticket_id: str = Field(index=True)
+    unit: str
+    rung: int = Field(default=0, description="Escalations announced so far.")
+
+
+class SlaTicketRow(SQLModel, table=True):
+    """What the SLA service knows of a ticket beyond its tasks."""
+
+    __tablename__ = "sla_tickets"
+
+    ticket_id: str = Field(primary_key=True)
+    level: str | None = Field(default=None, description="Level the ticket was routed at.")
+    category: str | None = None
+    location: dict = _json(dict)
+    pingpong_escalated: bool = False
+    closed_at: datetime | None = _utc()
+
+
+class SlaFactRow(SQLModel, table=True):
+    """A ledger fact (one per workflow event of the ticket)."""
+
+    __tablename__ = "sla_ledger_facts"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: str = Field(unique=True)
+    ticket_id: str = Field(index=True)
+    at: datetime = _utc(nullable=False)
+    kind: str
+    task_id: str | None = None
+    unit: str | None = None
+    role: str | None = None
+    round: int | None = None
+    waiting: bool = False
+    detail: dict = _json(dict)
+
+
+TABLES = [SlaTimerRow.__table__, SlaTaskRow.__table__, SlaTicketRow.__table__, SlaFactRow.__table__]
+
+
+# ---------------------------------------------------------------------------- rows <-> domain
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.isoformat()
+
+
+def _dt(value: str | None) -> datetime | None:
+    return None if value is None else datetime.fromisoformat(value)
+
+
+def to_timer(row: SlaTimerRow) -> domain.Timer:
+    return domain.Timer(
+        task_id=row.task_id, clock=row.clock, ticket_id=row.ticket_id, unit=row.unit, level=row.level,  # type: ignore[arg-type]
+        limit=row.limit_amount, limit_unit=row.limit_unit, started_at=row.started_at,  # type: ignore[arg-type]
+        pauses=tuple(Pause(_dt(s), _dt(e)) for s, e in row.pauses),  # type: ignore[arg-type]
+        extensions=tuple(Extension(a, u) for a, u in row.extensions), pause_reasons=frozenset(row.pause_reasons),
+        status=row.status, finished_at=row.finished_at, on_time=row.on_time, fired=tuple(row.fired),  # type: ignore[arg-type]
+        breach_deadline=row.breach_deadline, rung=row.rung,
+    )
+
+
+def store_timer(row: SlaTimerRow, timer: domain.Timer, next_due: datetime | None) -> None:
+    row.pauses = [[_iso(p.started_at), _iso(p.ended_at)] for p in timer.pauses]
+    row.extensions = [[e.amount, e.unit] for e in timer.extensions]
+    row.pause_reasons = sorted(timer.pause_reasons)
+    row.status = timer.status
+    row.finished_at = timer.finished_at
+    row.on_time = timer.on_time
+    row.fired = list(timer.fired)
+    row.breach_deadline = timer.breach_deadline
+    row.rung = timer.rung
+    row.next_due_at = next_due
+
+
+def new_timer_row(timer: domain.Timer, *, cause_id: str, correlation_id: str, location: dict) -> SlaTimerRow:
+    return SlaTimerRow(task_id=timer.task_id, clock=timer.clock, ticket_id=timer.ticket_id, unit=timer.unit,
+                       level=timer.level, cause_id=cause_id, correlation_id=correlation_id, limit_amount=timer.limit,
+                       limit_unit=timer.limit_unit, started_at=timer.started_at, location=location)
+
+
+def to_fact(row: SlaFactRow) -> LedgerFact:
+    return LedgerFact(row.at, row.kind, row.task_id, row.unit, row.role, row.round, row.waiting,  # type: ignore[arg-type]
+                      dict(row.detail or {}))
+
+
+# ---------------------------------------------------------------------------- read side (CLI, reports)
+
+
+_FACTS = SlaFactRow.__table__
+_INSERT_FACT = _FACTS.insert()  # one statement object: compiled once, cached
+
+
+def insert_fact(session: Session, event_id: str, ticket_id: str, fact: LedgerFact) -> None:
+    """Facts are only ever inserted: a plain INSERT, without building an ORM object (the hot path)."""
+    session.execute(_INSERT_FACT, {
+        "event_id": event_id, "ticket_id": ticket_id, "at": fact.at, "kind": fact.kind, "task_id": fact.task_id,
+        "unit": fact.unit, "role": fact.role, "round": fact.round, "waiting": fact.waiting, "detail": fact.detail})
+
+
+def ticket_facts(session: Session, ticket_id: str) -> list[LedgerFact]:
+    """A ticket's facts in the order they were recorded (`LedgerFact`s, read without ORM objects)."""
+    columns = (_FACTS.c.at, _FACTS.c.kind, _FACTS.c.task_id, _FACTS.c.unit, _FACTS.c.role, _FACTS.c.round,
+               _FACTS.c.waiting, _FACTS.c.detail)
+    rows = session.execute(select(*columns).where(_FACTS.c.ticket_id == ticket_id).order_by(_FACTS.c.id)).all()
+    return [LedgerFact(at, kind, task, unit, role, rnd, bool(waiting), dict(detail or {}))
+            for at, kind, task, unit, role, rnd, waiting, detail in rows]
+
+
+def all_timers(session: Session) -> list[domain.Timer]:
+    return [to_timer(r) for r in session.execute(select(SlaTimerRow)).scalars().all()]
+
+
+def returns_and_tickets(session: Session) -> tuple[list[tuple[str, bool]], dict[str, int]]:
+    """(unit, overruled) per return, and the number of distinct tickets each unit was given."""
+    kinds = ("returned", "return-rejected", "consultation-closed")
+    rows = session.execute(select(SlaFactRow).where(SlaFactRow.kind.in_(kinds)).order_by(SlaFactRow.id)).scalars().all()
+    by_ticket: dict[str, list[LedgerFact]] = defaultdict(list)
+    for row in rows:
+        by_ticket[row.ticket_id].append(to_fact(row))
+    returns = [verdict for facts in by_ticket.values() for verdict in domain.return_verdicts(facts)]
+    counted = session.execute(
+        select(SlaTimerRow.unit, func.count(func.distinct(SlaTimerRow.ticket_id)))
+        .where(SlaTimerRow.clock == "resolution").group_by(SlaTimerRow.unit)).all()
+    return returns, {unit: n for unit, n in counted}
