@@ -14,7 +14,7 @@ from contracts.envelope import utcnow
 from services.common.app import build_service_app
 from services.common.pipeline import Clock
 
-from .classifier import ComplaintClassifier, default_classifier
+from .classifier import SEED_RECIPE_VERSION, ComplaintClassifier, default_classifier
 from .handlers import EVENT_TYPES, TOPICS, handle
 from .models import TriageTicket
 from .settings import TriageSettings
@@ -23,7 +23,7 @@ from .settings import TriageSettings
 def cached_default(settings: TriageSettings, catalogue: Any) -> ComplaintClassifier:
     """The catalogue-trained classifier, trained once per catalogue and kept in the state dir,
     so a restarted triage is back in a second instead of retraining."""
-    digest = hashlib.sha256(catalogue.model_dump_json().encode()).hexdigest()[:12]
+    digest = hashlib.sha256(f"{SEED_RECIPE_VERSION}|{catalogue.model_dump_json()}".encode()).hexdigest()[:12]
     path = settings.state_dir / f"triage-default-{catalogue.version}-{digest}.model"
     if path.exists():
         try:

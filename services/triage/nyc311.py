@@ -17,7 +17,10 @@ from pathlib import Path
 
 import yaml
 
-NYC_MAPPING_V1_PATH = Path(__file__).resolve().parents[2] / "contracts" / "catalogue" / "nyc311_mapping.v1.yaml"
+from contracts.catalogue import CATALOGUE_V1_PATH
+
+# Shipped next to the catalogue it maps into (package data of contracts.catalogue).
+NYC_MAPPING_V1_PATH = CATALOGUE_V1_PATH.with_name("nyc311_mapping.v1.yaml")
 
 # Descriptors that say nothing; they would only add noise to the text.
 _EMPTY_DESCRIPTORS = {"", "n/a", "na", "none", "other", "other/unknown"}

@@ -1,0 +1,377 @@
+"""`cityops triage`: train and try the complaint classifier, inspect and check the responsibility catalogue.
+
+Heavy imports (scikit-learn, the catalogue) happen inside the commands so that `cityops --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from contracts.catalogue import Catalogue
+    from services.triage.classifier import ComplaintClassifier, EvaluationReport
+
+app = typer.Typer(
+    help="Train and try the complaint classifier; inspect the responsibility catalogue.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+_MAX_LABELS_LISTED = 25
+
+
+# ---------------------------------------------------------------------- train
+
+
+@app.command()
+def train(
+    csv_file: Path | None = typer.Option(
+        None, "--csv", exists=True, dir_okay=False, help="CSV file with a text column and a label column."
+    ),
+    nyc: Path | None = typer.Option(
+        None, "--nyc", exists=True, dir_okay=False, help="NYC 311 CSV export (complaint_type, descriptor, ...)."
+    ),
+    text_col: str = typer.Option("text", "--text-col", help="CSV column holding the complaint text."),
+    label_col: str = typer.Option("category", "--label-col", help="CSV column holding the label."),
+    raw_labels: bool = typer.Option(
+        False, "--raw-labels", help="NYC: label rows with the raw complaint type instead of our category."
+    ),
+    without_type: bool = typer.Option(
+        False, "--without-type", help="NYC: leave the complaint type out of the text (a harder, fairer test)."
+    ),
+    out: Path | None = typer.Option(None, "--out", help="Where to save the model trained on all rows."),
+    holdout: float = typer.Option(
+        0.2, "--holdout", min=0.0, max=0.9, help="Share held back to measure accuracy; 0 skips the measurement."
+    ),
+    unseen: bool = typer.Option(
+        False,
+        "--unseen",
+        help="Hold back whole groups so no test text (seed keyword, or exact CSV/NYC text) was seen in training.",
+    ),
+    group_col: str | None = typer.Option(None, "--group-col", help="CSV column grouping rows for --unseen."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N rows of the file."),
+    seed: int = typer.Option(2026, "--seed", help="Random seed of the held-back split."),
+    catalogue_path: Path | None = typer.Option(None, "--catalogue", help="Catalogue YAML (default: packaged v1)."),
+) -> None:
+    """Train a complaint classifier and print its accuracy on a held-back part.
+
+    Data: --csv FILE (columns --text-col/--label-col), --nyc PATH (an NYC 311 export), or neither to train on
+    the catalogue's generated seed sentences. Prints the accuracy, the label count, the training time and the
+    labels the catalogue does not map (those still train; they just cannot be routed).
+    """
+    from contracts.catalogue import load_catalogue
+    from services.triage.classifier import ComplaintClassifier, evaluate
+
+    if csv_file and nyc:
+        raise typer.BadParameter("give either --csv or --nyc, not both")
+    catalogue = load_catalogue(catalogue_path)
+    texts, labels, groups, source = _training_data(
+        catalogue, csv_file, nyc, text_col, label_col, group_col, raw_labels, without_type, limit
+    )
+    console.print(f"[bold]{source}[/]: {len(texts):,} examples, {len(set(labels)):,} labels")
+    if holdout > 0:
+        with _spinner("measuring accuracy on the held-back part"):
+            report = evaluate(texts, labels, holdout_fraction=holdout, seed=seed, groups=groups if unseen else None)
+        _print_report(report)
+    with _spinner("training on all examples"):
+        classifier = ComplaintClassifier().fit(texts, labels)
+        classifier.metadata["trained_on"] = source
+    console.print(
+        f"trained on all {len(texts):,} examples in {classifier.metadata['train_seconds']:.2f} s "
+        f"({classifier.metadata['train_cpu_seconds']:.2f} s CPU)"
+    )
+    _print_unmapped(classifier, catalogue)
+    if out is not None:
+        classifier.save(out)
+        console.print(f"model saved to {out}")
+
+
+def _training_data(
+    catalogue: Catalogue,
+    csv_file: Path | None,
+    nyc: Path | None,
+    text_col: str,
+    label_col: str,
+    group_col: str | None,
+    raw_labels: bool,
+    without_type: bool,
+    limit: int | None,
+) -> tuple[list[str], list[str], list[str] | None, str]:
+    """(texts, labels, groups for --unseen, a description of the source)."""
+    if nyc is not None:
+        return _nyc_data(nyc, raw_labels, without_type, limit)
+    if csv_file is not None:
+        return _csv_data(csv_file, text_col, label_col, group_col, limit)
+    from services.triage.classifier import seed_examples
+
+    examples = seed_examples(catalogue)
+    groups = [f"{e.category}|{e.language}|{e.keyword}" for e in examples]
+    return [e.text for e in examples], [e.category for e in examples], groups, f"catalogue {catalogue.version} seeds"
+
+
+def _nyc_data(
+    path: Path, raw_labels: bool, without_type: bool, limit: int | None
+) -> tuple[list[str], list[str], list[str], str]:
+    from services.triage.nyc311 import nyc_training_set
+
+    with _file_progress(path) as advance:
+        rows = _first(_rows(path, advance), limit)
+        data = nyc_training_set(rows, raw_labels=raw_labels, include_type=not without_type)
+    if data.skipped_unmapped or data.skipped_empty:
+        console.print(
+            f"skipped {data.skipped_unmapped:,} rows whose complaint type maps to no category and "
+            f"{data.skipped_empty:,} empty rows"
+        )
+    kind = "raw complaint types" if raw_labels else "mapped categories"
+    return data.texts, data.labels, list(data.texts), f"NYC 311 {path.name} ({kind})"
+
+
+def _csv_data(
+    path: Path, text_col: str, label_col: str, group_col: str | None, limit: int | None
+) -> tuple[list[str], list[str], list[str], str]:
+    texts: list[str] = []
+    labels: list[str] = []
+    groups: list[str] = []
+    with _file_progress(path) as advance:
+        for row in _first(_rows(path, advance), limit):
+            _require_columns(row, path, text_col, label_col, group_col)
+            text, label = (row.get(text_col) or "").strip(), (row.get(label_col) or "").strip()
+            if text and label:
+                texts.append(text)
+                labels.append(label)
+                groups.append((row.get(group_col) or "") if group_col else text)
+    if not texts:
+        raise typer.BadParameter(f"{path} has no rows with both {text_col!r} and {label_col!r}")
+    return texts, labels, groups, f"CSV {path.name}"
+
+
+def _require_columns(row: dict[str, str], path: Path, *columns: str | None) -> None:
+    missing = [c for c in columns if c and c not in row]
+    if missing:
+        raise typer.BadParameter(f"{path} has no column(s) {', '.join(missing)}; it has {', '.join(row)}")
+
+
+def _rows(path: Path, advance: Callable[[int], None]) -> Iterator[dict[str, str]]:
+    from services.triage.nyc311 import iter_csv_rows
+
+    return iter_csv_rows(path, on_bytes=advance)
+
+
+def _first(rows: Iterator[dict[str, str]], limit: int | None) -> Iterator[dict[str, str]]:
+    for count, row in enumerate(rows):
+        if limit is not None and count >= limit:
+            return
+        yield row
+
+
+@contextmanager
+def _file_progress(path: Path) -> Iterator[Callable[[int], None]]:
+    """A progress bar over the bytes of a file being read (large CSVs take a while)."""
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("reading {task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err_console, transient=True) as progress:
+        task = progress.add_task(path.name, total=path.stat().st_size)
+        yield lambda n: progress.advance(task, n)
+
+
+@contextmanager
+def _spinner(message: str) -> Iterator[None]:
+    with err_console.status(message):
+        yield
+
+
+def _print_report(report: EvaluationReport) -> None:
+    console.print(
+        f"held-back accuracy: [bold]{report.accuracy:.2%}[/] on {report.n_test:,} examples "
+        f"({report.split} split; trained on {report.n_train:,} in {report.train_seconds:.2f} s, "
+        f"{report.train_cpu_seconds:.2f} s CPU)"
+    )
+    if report.top_confusions:
+        mistakes = ", ".join(f"{c.true} -> {c.predicted} ({c.count})" for c in report.top_confusions[:5])
+        console.print(f"most frequent mistakes: {mistakes}")
+
+
+def _print_unmapped(classifier: ComplaintClassifier, catalogue: Catalogue) -> None:
+    unmapped = classifier.unmapped_labels(catalogue)
+    console.print(f"labels: {len(classifier.labels):,}; not in catalogue {catalogue.version}: {len(unmapped):,}")
+    if unmapped:
+        shown = ", ".join(unmapped[:_MAX_LABELS_LISTED])
+        more = f" ... and {len(unmapped) - _MAX_LABELS_LISTED} more" if len(unmapped) > _MAX_LABELS_LISTED else ""
+        console.print(f"unmapped labels (they train and predict, but cannot be routed): {shown}{more}")
+
+
+# ---------------------------------------------------------------------- classify
+
+
+@app.command()
+def classify(
+    text: str = typer.Argument(..., help="The complaint text, Chinese or English."),
+    model: Path | None = typer.Option(
+        None, "--model", exists=True, dir_okay=False, help="A model saved by `train --out` (default: seed model)."
+    ),
+    district: str | None = typer.Option(None, "--district", help="District area id of the location."),
+    street: str | None = typer.Option(None, "--street", help="Street area id of the location."),
+    community: str | None = typer.Option(None, "--community", help="Community area id of the location."),
+    grid: str | None = typer.Option(None, "--grid", help="Grid area id of the location."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object instead of a table."),
+    catalogue_path: Path | None = typer.Option(None, "--catalogue", help="Catalogue YAML (default: packaged v1)."),
+) -> None:
+    """Classify one complaint and show where the catalogue routes it.
+
+    Prints the category, its name, the confidence and the runners-up, then the routing (lead unit, co-units,
+    level, whether the parties must consult) and the time limits. Without --model, a classifier is trained
+    from the catalogue's seed sentences first (a few seconds).
+    """
+    from contracts.catalogue import Location, load_catalogue
+    from services.triage.classifier import ComplaintClassifier, default_classifier
+
+    catalogue = load_catalogue(catalogue_path)
+    if model is not None:
+        classifier = ComplaintClassifier.load(model)
+    else:
+        with _spinner("training the seed classifier from the catalogue"):
+            classifier = default_classifier(catalogue)
+    prediction = classifier.predict(text)
+    location = Location(district=district, street=street, community=community, grid=grid)
+    result = _classification(catalogue, prediction, location)
+    if as_json:
+        console.print_json(json.dumps(result, ensure_ascii=False))
+    else:
+        _print_classification(result)
+
+
+def _classification(catalogue: Catalogue, prediction: Any, location: Any) -> dict[str, Any]:
+    result: dict[str, Any] = {
+        "category": prediction.category,
+        "confidence": prediction.confidence,
+        "alternatives": [list(a) for a in prediction.alternatives],
+        "in_catalogue": catalogue.has_category(prediction.category),
+    }
+    if not result["in_catalogue"]:
+        return result
+    category = catalogue.category(prediction.category)
+    decision = catalogue.route(category.code, location)
+    lead = catalogue.unit(decision.lead)
+    result.update(
+        name=category.name,
+        name_en=category.name_en,
+        routing=decision.model_dump(mode="json") | {"lead_name": lead.name, "lead_name_en": lead.name_en},
+        limits={k: str(v) for k, v in category.limits},
+    )
+    return result
+
+
+def _print_classification(result: dict[str, Any]) -> None:
+    table = Table(show_header=False, box=None)
+    table.add_row("category", f"[bold]{result['category']}[/]")
+    if result["in_catalogue"]:
+        table.add_row("name", f"{result['name']} / {result['name_en']}")
+    table.add_row("confidence", f"{result['confidence']:.2f}")
+    table.add_row("alternatives", ", ".join(f"{label} {p:.2f}" for label, p in result["alternatives"]))
+    if not result["in_catalogue"]:
+        table.add_row("routing", "[yellow]not a catalogue category: an operator must classify this ticket[/]")
+        console.print(table)
+        return
+    routing = result["routing"]
+    table.add_row("lead", f"{routing['lead']} ({routing['lead_name']}) - {routing['basis']}, level {routing['level']}")
+    table.add_row("co-units", ", ".join(routing["co_units"]) or "-")
+    table.add_row("consultation", "needed" if routing["needs_consultation"] else "not needed")
+    table.add_row("limits", ", ".join(f"{k} {v}" for k, v in result["limits"].items()))
+    console.print(table)
+
+
+# ---------------------------------------------------------------------- catalogue
+
+
+@app.command()
+def catalogue(
+    check: bool = typer.Option(False, "--check", help="Validate the catalogue and the NYC mapping; exit 1 on errors."),
+    units: bool = typer.Option(False, "--units", help="List the units (and their task topics) instead."),
+    diff: Path | None = typer.Option(
+        None, "--diff", exists=True, dir_okay=False, help="List categories whose routing differs in this catalogue."
+    ),
+    path: Path | None = typer.Option(None, "--path", help="Catalogue YAML (default: packaged v1)."),
+) -> None:
+    """List the responsibility catalogue's categories (or units), check it, or diff it against another.
+
+    --check validates every reference (units, areas, limits, levels) and that the NYC 311 mapping only names
+    existing categories. --diff OTHER lists categories a what-if run with OTHER would route differently.
+    """
+    from pydantic import ValidationError
+
+    from contracts.catalogue import load_catalogue
+
+    try:
+        loaded = load_catalogue(path)
+    except (ValidationError, ValueError, OSError) as exc:
+        err_console.print(f"[red]catalogue invalid[/]: {exc}")
+        raise typer.Exit(code=1) from None
+    if check:
+        _check(loaded)
+    elif diff is not None:
+        _print_diff(loaded, load_catalogue(diff))
+    elif units:
+        _print_units(loaded)
+    else:
+        _print_categories(loaded)
+
+
+def _check(loaded: Catalogue) -> None:
+    from services.triage.nyc311 import load_nyc_mapping
+
+    unknown = sorted({code for code in load_nyc_mapping().values() if code and not loaded.has_category(code)})
+    if unknown:
+        err_console.print(f"[red]NYC mapping names categories the catalogue lacks[/]: {', '.join(unknown)}")
+        raise typer.Exit(code=1)
+    departments = sum(1 for u in loaded.units if u.area is None)
+    console.print(
+        f"catalogue {loaded.version} OK: {len(loaded.categories)} categories, {len(loaded.units)} units "
+        f"({departments} city-level departments and hotline, {len(loaded.areas)} area units), "
+        f"{len(loaded.units_for_topics())} task topics; NYC mapping OK"
+    )
+
+
+def _print_categories(loaded: Catalogue) -> None:
+    table = Table(title=f"responsibility catalogue {loaded.version}: {len(loaded.categories)} categories")
+    for column in ("code", "name", "lead", "co-units", "consult", "sign / response / resolution"):
+        table.add_column(column, overflow="fold")
+    for cat in loaded.categories:
+        lead = cat.lead or f"[cyan]{cat.lead_by_area} of location[/]"
+        limits = f"{cat.limits.sign_for} / {cat.limits.response} / {cat.limits.resolution}"
+        table.add_row(
+            cat.code, f"{cat.name}\n{cat.name_en}", lead, ", ".join(cat.co_units), _yes(cat.needs_consultation), limits
+        )
+    console.print(table)
+
+
+def _print_units(loaded: Catalogue) -> None:
+    from contracts.catalogue import unit_task_topic
+
+    table = Table(title=f"units of catalogue {loaded.version}")
+    for column in ("id", "name", "level", "kind", "task topic"):
+        table.add_column(column, overflow="fold")
+    for unit in loaded.units:
+        table.add_row(unit.id, f"{unit.name}\n{unit.name_en}", unit.level, unit.kind, unit_task_topic(unit.id))
+    console.print(table)
+
+
+def _print_diff(mine: Catalogue, other: Catalogue) -> None:
+    changed = mine.diff(other)
+    console.print(f"{len(changed)} categories route differently ({mine.version} vs {other.version})")
+    for code in changed:
+        console.print(f"  {code}")
+
+
+def _yes(flag: bool) -> str:
+    return "yes" if flag else ""
