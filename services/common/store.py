@@ -74,14 +74,23 @@ def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")
     cur.execute("PRAGMA busy_timeout=5000")
     cur.close()
+    dbapi_connection.isolation_level = None  # SQLAlchemy's BEGIN (see make_engine) owns transactions
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for the store; nothing connects until first use."""
+def make_engine(url: str, *, immediate: bool = False) -> Engine:
+    """An engine for the store; nothing connects until first use.
+
+    On SQLite the driver is told to leave transactions to SQLAlchemy and every transaction starts
+    with an explicit BEGIN: pysqlite otherwise opens none before a SAVEPOINT, so releasing a
+    savepoint would commit and a rolled-back batch would keep half its effects. `immediate` takes
+    the write lock at BEGIN, for stores where two threads read-then-write the same rows.
+    """
     if url.startswith("sqlite:///"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"check_same_thread": False})
         event.listen(engine, "connect", _tune_sqlite)
+        begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     return create_engine(url, pool_pre_ping=True)
 
