@@ -12,7 +12,7 @@ from services.common.pipeline import Clock
 from services.common.workcalendar import WorkCalendar
 
 from .handlers import EVENT_TYPES, TOPICS, handle, overdue
-from .models import Consultation
+from .models import Consultation, RoutedTicket
 from .settings import ConsultSettings
 
 
@@ -20,6 +20,6 @@ def create_app(settings: ConsultSettings | None = None, *, broker: KafkaBroker |
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or ConsultSettings()
     return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
-                             tables=[Consultation.__table__], ticks=[Tick(overdue, settings.tick_s)],
+                             tables=[Consultation.__table__, RoutedTicket.__table__], ticks=[Tick(overdue, settings.tick_s)],
                              broker=broker, engine=engine, clock=clock,
                              extras={"calendar": WorkCalendar.load(strict_coverage=False)})

@@ -11,21 +11,25 @@ from sqlmodel import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import CONSULT, TRIAGE, UNIT_REPORTS, unit_task_topic
-from services.common.pipeline import Emit, HandlerContext
+from contracts.topics import CONSULT, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
+from services.common.pipeline import Emit, HandlerContext, NotYet
 from services.common.workcalendar import WorkCalendar
 
 from . import domain
-from .models import Consultation
+from .models import Consultation, RoutedTicket
 
-TOPICS = [TRIAGE.name, UNIT_REPORTS.name, CONSULT.name]
-EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecided.event_type]
+TOPICS = [TRIAGE.name, UNIT_REPORTS.name, CONSULT.name, SLA.name]
+EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecided.event_type,
+               ev.TicketEscalated.event_type]
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
-        case ev.TicketClassified(needs_consultation=True):
-            return convene(ctx, envelope)
+        case ev.TicketClassified():
+            _remember_routing(ctx, envelope)
+            return convene(ctx, envelope) if envelope.data.needs_consultation else ()
+        case ev.TicketEscalated(reason="ping-pong"):
+            return arbitrate(ctx, envelope)
         case ev.OpinionGiven():
             return record_opinion(ctx, envelope)
         case ev.SupervisorDecided():
@@ -49,6 +53,27 @@ def convene(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
                                  opinions_due=request.opinions_due, request_json=request.model_dump_json()))
     out_env = envelope.caused(request, source=ctx.source)
     return [Emit(CONSULT.name, out_env)] + [Emit(unit_task_topic(p), out_env) for p in parties]
+
+
+def _remember_routing(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
+    row = ctx.session.get(RoutedTicket, envelope.ticket_id) or RoutedTicket(ticket_id=envelope.ticket_id, routing_json="")
+    row.routing_json = envelope.data.routing.model_dump_json()
+    ctx.session.add(row)
+
+
+def arbitrate(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    """A ticket bounced between units (退单 ping-pong) goes to a supervisor on its own: nobody owns it."""
+    row = ctx.session.get(RoutedTicket, envelope.ticket_id)
+    if row is None:
+        raise NotYet(f"consult has not seen ticket {envelope.ticket_id} routed yet")
+    row.arbitrations += 1
+    for open_row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
+                                                                Consultation.status == "open")).all():
+        open_row.status = "superseded"
+    review = ev.SupervisorReviewRequested(
+        consultation_id=f"A-{envelope.id[:8]}", reason=f"ping-pong: returned too often ({envelope.data.task_id or 'ticket'})",
+        opinions=(), proposed=ev.Routing.model_validate_json(row.routing_json))
+    return [Emit(CONSULT.name, envelope.caused(review, source=ctx.source))]
 
 
 def _open(ctx: HandlerContext, consultation_id: str | None) -> Consultation | None:

@@ -15,3 +15,13 @@ class Consultation(SQLModel, table=True):
     opinions_json: str = Field(default="{}", description="unit -> [agrees, proposed_lead].")
     opinions_due: datetime = Field(index=True)
     request_json: str = Field(description="The ConsultationRequested payload.")
+
+
+class RoutedTicket(SQLModel, table=True):
+    """The last routing triage gave each ticket: what arbitration starts from after a ping-pong."""
+
+    __tablename__ = "consult_routed_tickets"
+
+    ticket_id: str = Field(primary_key=True)
+    routing_json: str = Field(description="The Routing of the last TicketClassified.")
+    arbitrations: int = Field(default=0, description="Ping-pong arbitrations opened for it.")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts import events as ev
@@ -34,12 +35,27 @@ def _registered(row: TicketStatus, t: ev.RegisteredTicket) -> None:
     row.lat, row.lon = t.location.lat, t.location.lon
 
 
+def _naive_utc(t: datetime) -> datetime:
+    return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
+
+
 def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """Move the ticket's status to what this event says, unless a later event already did.
+
+    Each topic is ordered, but this view reads six of them: after a restart it may see a ticket's
+    TicketHandled (act topic) before its TicketClassified (triage topic). An event is caused after
+    its cause, so event time orders them; the older event only fills in what is still missing.
+    """
     d = envelope.data
     row = _row(ctx, envelope.ticket_id)
+    if isinstance(d, ev.TicketRegistered | ev.ManualTriageRequested) and not row.text:
+        _registered(row, d.ticket)
+    if row.status == "closed" or (row.updated_at is not None and _naive_utc(envelope.time) < _naive_utc(row.updated_at)):
+        if isinstance(d, ev.TicketClassified) and row.category is None:
+            row.category = d.category
+        return ()
     match d:
         case ev.TicketRegistered():
-            _registered(row, d.ticket)
             row.status = "merged" if d.master_ticket_id else "registered"
             row.master_ticket_id = d.master_ticket_id
         case ev.TicketMerged():
@@ -48,7 +64,6 @@ def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit
             row.status, row.master_ticket_id = "registered", None
         case ev.ManualTriageRequested():
             row.status = "manual-triage"
-            _registered(row, d.ticket)
         case ev.TicketClassified():
             row.category, row.lead, row.co_units = d.category, d.routing.lead, ",".join(d.routing.co_units)
             row.status = "consultation" if d.needs_consultation else "dispatched"

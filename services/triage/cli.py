@@ -62,22 +62,31 @@ def train(
     limit: int | None = typer.Option(None, "--limit", min=1, help="Use only the first N rows of the file."),
     seed: int = typer.Option(2026, "--seed", help="Random seed of the held-back split."),
     catalogue_path: Path | None = typer.Option(None, "--catalogue", help="Catalogue YAML (default: packaged v1)."),
+    from_log: str | None = typer.Option(
+        None, "--from-log", metavar="BOOTSTRAP",
+        help="Train on the categories people confirmed in the event log (operator or manual triage) on this broker.",
+    ),
 ) -> None:
     """Train a complaint classifier and print its accuracy on a held-back part.
 
-    Data: --csv FILE (columns --text-col/--label-col), --nyc PATH (an NYC 311 export), or neither to train on
-    the catalogue's generated seed sentences. Prints the accuracy, the label count, the training time and the
+    Data: --csv FILE (columns --text-col/--label-col), --nyc PATH (an NYC 311 export), --from-log BOOTSTRAP
+    (confirmed categories in cityops.triage.v1), or none of them to train on the catalogue's generated seed sentences. Prints the accuracy, the label count, the training time and the
     labels the catalogue does not map (those still train; they just cannot be routed).
     """
     from contracts.catalogue import load_catalogue
     from services.triage.classifier import ComplaintClassifier, evaluate
 
-    if csv_file and nyc:
-        raise typer.BadParameter("give either --csv or --nyc, not both")
+    if sum(x is not None for x in (csv_file, nyc, from_log)) > 1:
+        raise typer.BadParameter("give one of --csv, --nyc or --from-log")
     catalogue = load_catalogue(catalogue_path)
-    texts, labels, groups, source = _training_data(
-        catalogue, csv_file, nyc, text_col, label_col, group_col, raw_labels, without_type, limit
-    )
+    if from_log is not None:
+        texts, labels, groups, source = _log_data(from_log)
+    else:
+        texts, labels, groups, source = _training_data(
+            catalogue, csv_file, nyc, text_col, label_col, group_col, raw_labels, without_type, limit
+        )
+    if len(set(labels)) < 2:
+        raise typer.BadParameter(f"{source}: {len(texts)} examples with {len(set(labels))} label(s); a classifier needs at least 2")
     console.print(f"[bold]{source}[/]: {len(texts):,} examples, {len(set(labels)):,} labels")
     if holdout > 0:
         with _spinner("measuring accuracy on the held-back part"):
@@ -94,6 +103,16 @@ def train(
     if out is not None:
         classifier.save(out)
         console.print(f"model saved to {out}")
+
+
+def _log_data(bootstrap: str) -> tuple[list[str], list[str], list[str], str]:
+    import asyncio
+
+    from services.triage.logdata import confirmed_examples
+
+    with _spinner(f"reading confirmed categories from {bootstrap}"):
+        texts, labels = asyncio.run(confirmed_examples(bootstrap))
+    return texts, labels, list(texts), f"event log on {bootstrap} (confirmed categories)"
 
 
 def _training_data(

@@ -27,11 +27,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec, events as ev
 from contracts.catalogue import load_catalogue
-from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE
+from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
 from services.common.kafka import ensure_topics
 from services.common.settings import REPO_ROOT
 from services.ops.topics_cli import hub_topics
 from services.intake.domain import ticket_id_for
+from services.sla.ledger import bounds_for, check_tiles, ledger_for
 from services.units.sdk import UnitClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -108,26 +109,35 @@ async def _wait_http(timeout: float = 120) -> None:
 
 
 class Story:
-    """Every event of the workflow topics, read back from Kafka, grouped by ticket."""
+    """Every event of the workflow topics, read back from Kafka once, grouped by ticket (duplicates by id dropped)."""
 
     def __init__(self, bootstrap: str) -> None:
         self.bootstrap = bootstrap
+        self._by_ticket: dict[str, dict[str, Any]] | None = None
 
-    async def events(self, ticket_id: str) -> list[Any]:
-        consumer = AIOKafkaConsumer(TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name, "cityops.tickets.v1",
+    async def _load(self) -> dict[str, dict[str, Any]]:
+        consumer = AIOKafkaConsumer(TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name, "cityops.tickets.v1", UNIT_REPORTS.name,
                                     bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None,
                                     enable_auto_commit=False)
         await consumer.start()
-        out = []
+        by_ticket: dict[str, dict[str, Any]] = {}
         try:
             while True:
-                batch = await consumer.getmany(timeout_ms=700)
+                batch = await consumer.getmany(timeout_ms=1500, max_records=5000)
                 if not batch:
                     break
-                out += [codec.decode(r.key, r.value, r.headers) for rs in batch.values() for r in rs if r.key == ticket_id.encode()]
+                for rs in batch.values():
+                    for r in rs:
+                        e = codec.decode(r.key, r.value, r.headers)
+                        by_ticket.setdefault(e.ticket_id, {})[e.id] = e
         finally:
             await consumer.stop()
-        return sorted(out, key=lambda e: e.time)
+        return by_ticket
+
+    async def events(self, ticket_id: str) -> list[Any]:
+        if self._by_ticket is None:
+            self._by_ticket = await self._load()
+        return sorted(self._by_ticket.get(ticket_id, {}).values(), key=lambda e: e.time)
 
 
 async def _status(client: httpx.AsyncClient, ticket_id: str) -> dict[str, Any] | None:
@@ -235,8 +245,9 @@ async def _run_scenarios(hub: Hub) -> None:
     stop = asyncio.Event()
     housing_seen: list[Any] = []
     base = f"http://127.0.0.1:{HTTP_PORT}"
+    ids: dict[str, str] = {}
+    batch: list[str] = []
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
-        ids: dict[str, str] = {}
 
         async def new(name: str, text: str, **extra: Any) -> str:
             r = await submit(client, text, **extra)
@@ -297,7 +308,6 @@ async def _run_scenarios(hub: Hub) -> None:
             assert {n: c["outcome"] for n, c in closed.items()} == {n: "resolved" for n in ids}
 
             # Kill each service in turn (SIGKILL, mid-run) and restart it: no ticket is lost.
-            batch = []
             for name in [*SERVICES, "units", "intake"]:
                 batch += [await new(f"{name}-{i}", f"Garbage not collected on lane {i} near {name} road") for i in range(3)]
                 hub.kill(name)
@@ -355,6 +365,11 @@ async def _run_scenarios(hub: Hub) -> None:
 
     o311 = await story.events(ids["open311"])
     assert any(isinstance(e.data, ev.TicketClosed) for e in o311)
+    # Whose clock was running: for every ticket, the ledger's spans tile its whole life exactly.
+    for tid in [*ids.values(), *batch]:
+        events = await story.events(tid)
+        check_tiles(ledger_for(events), *bounds_for(events))
+
     # Privacy: nothing the housing bureau received carries the caller's number.
     assert housing_seen and all("13812345678" not in item.model_dump_json() for item in housing_seen)
 

@@ -87,3 +87,27 @@ def test_status_reads_the_intake_view_and_404s_unknown(api, tmp_path):
     assert client.get("/open311/v2/requests/T-1.json").json()[0]["status"] == "closed"
     assert client.get("/tickets/T-404").status_code == 404
     assert client.post("/tickets/T-1/split", json={"operator": "o", "reason": "r"}).status_code == 409
+
+
+def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
+    from datetime import timedelta
+
+    from contracts import events as ev
+    from contracts.envelope import Envelope
+    from contracts.examples import build_example
+    from services.common.pipeline import HandlerContext
+    from services.intake.handlers import update_status
+    from services.intake.settings import IntakeSettings
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'status.db'}")
+    create_tables(engine, [TicketStatus.__table__])
+    classified = Envelope.origin(build_example(ev.TicketClassified).model_copy(update={"needs_consultation": False}),
+                                 source="/t", ticket_id="T-1", time=NOW)
+    handled = Envelope.origin(build_example(ev.TicketHandled), source="/t", ticket_id="T-1", time=NOW + timedelta(seconds=5))
+    with Session(engine) as s, s.begin():
+        ctx = HandlerContext(session=s, now=lambda: NOW, source="/t", settings=IntakeSettings())
+        update_status(ctx, handled)  # read first: the act topic was ahead after a restart
+        update_status(ctx, classified)
+    with Session(engine) as s:
+        row = s.get(TicketStatus, "T-1")
+    assert row.status == "handled" and row.category == classified.data.category

@@ -88,3 +88,27 @@ def test_callback_verdicts():
     assert evaluate.after_callback(cb(False, "satisfied"), 3) == "reopen"
     assert evaluate.after_callback(cb(False, "satisfied", 3), 3) == "close-unresolved"
     assert evaluate.rate(0, 0) is None and evaluate.rate(1, 4) == 0.25
+
+
+def test_ping_pong_escalation_opens_an_arbitration_for_a_supervisor(tmp_path):
+    from sqlmodel import Session
+
+    from contracts.envelope import Envelope
+    from contracts.examples import build_example
+    from services.common.pipeline import HandlerContext
+    from services.common.store import create_tables, make_engine
+    from services.consult import handlers
+    from services.consult.models import Consultation, RoutedTicket
+    from services.consult.settings import ConsultSettings
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'consult.db'}")
+    create_tables(engine, [Consultation.__table__, RoutedTicket.__table__])
+    classified = build_example(ev.TicketClassified).model_copy(update={"needs_consultation": False})
+    escalated = ev.TicketEscalated(reason="ping-pong", to_unit="hotline", task_id="T-9:water:3")
+    with Session(engine) as s, s.begin():
+        ctx = HandlerContext(session=s, now=lambda: T0, source="/test", settings=ConsultSettings())
+        assert list(handlers.handle(ctx, Envelope.origin(classified, source="/t", ticket_id="T-9"))) == []
+        out = list(handlers.handle(ctx, Envelope.origin(escalated, source="/sla", ticket_id="T-9")))
+    review = out[0].envelope.data
+    assert isinstance(review, ev.SupervisorReviewRequested) and review.proposed == classified.routing
+    assert out[0].topic == "cityops.consult.v1" and "ping-pong" in review.reason
