@@ -543,7 +543,8 @@ class LocalKafka:
             java_executable(), *_TOOL_JVM_FLAGS,
             f"-Dlog4j2.configurationFile={self.tool_log4j_file}",
             "-cp", self._classpath(), STORAGE_TOOL_CLASS,
-            "format", "-t", self.cluster_id, "-c", str(self.properties_file),
+            # "=" form: a random id may start with "-", which argparse would take for an option.
+            "format", f"--cluster-id={self.cluster_id}", "-c", str(self.properties_file),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
