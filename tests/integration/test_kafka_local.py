@@ -266,5 +266,6 @@ def test_a_cluster_id_starting_with_a_dash_still_formats(tmp_path):
     """URL-safe base64 ids start with '-' one time in 64; the storage tool must not read it as an option."""
     node = LocalKafka(KafkaLocalSettings(state_dir=tmp_path), name="dash", port=find_free_ports(2, *PORT_RANGE),
                       cluster_id="-AbCdEfGhIjKlMnOpQrStU", fresh=True)
+    node._write_config_files()
     node._format_storage()
     assert node._formatted_cluster_id() == "-AbCdEfGhIjKlMnOpQrStU"
