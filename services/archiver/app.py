@@ -1,0 +1,92 @@
+"""The archiver service: copies every record of every cityops topic into the `archive` table.
+
+`cityops service run archiver`. A pattern subscription picks up new topics (a new unit's task
+topic) within `metadata_max_age_ms`. Each batch is stored in one transaction and only then are
+its offsets committed; a redelivered batch is ignored row by row on (topic, partition, offset).
+Records are not decoded: undecodable records, DLQs and raw channel submissions are history too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.middlewares import AckPolicy
+from sqlalchemy.engine import Engine
+
+from contracts.envelope import utcnow
+from services.common.logs import configure_logging, get_logger
+from services.common.pipeline import Clock
+from services.common.store import make_engine
+
+from .handlers import archive_records
+from .migrate import upgrade
+from .settings import ArchiverSettings
+
+log = get_logger(__name__)
+
+
+def _broker(settings: ArchiverSettings) -> KafkaBroker:
+    # Consumes only; its own broker so that new topics are noticed sooner than the 5 minute default.
+    return KafkaBroker(settings.kafka_bootstrap, client_id="cityops-archiver",
+                       metadata_max_age_ms=settings.metadata_max_age_ms, logger=None)
+
+
+async def _lenient_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream decodes every header as UTF-8; one record with binary header bytes would fail its
+    batch for ever. Parse a UTF-8-safe copy and keep the original records (and bytes) as the raw message."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        safe = tuple(dataclasses.replace(r, headers=[(k, v.decode(errors="replace").encode()) for k, v in r.headers])
+                     for r in records)
+        parsed = await original(safe)
+        parsed.raw_message = records
+        return parsed
+
+
+def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock | None = None) -> FastStream:
+    settings = settings or ArchiverSettings()
+    broker = broker or _broker(settings)
+    engine = engine or make_engine(settings.store_url())
+    now = clock or utcnow
+    stats = {"batches": 0, "records": 0, "stored": 0}
+
+    async def _no_decode(_msg: Any) -> None:
+        return None  # raw bytes are what we keep
+
+    @broker.subscriber(pattern=settings.pattern(), group_id=settings.group_id, batch=True,
+                       max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms,
+                       auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
+                       parser=_lenient_parser,
+                       title="archiver", description="Every record of every cityops topic, into the archive table.")
+    async def on_batch(message: KafkaMessage) -> None:
+        records = message.raw_message
+        stored = await asyncio.to_thread(archive_records, engine, records, now)
+        stats["batches"] += 1
+        stats["records"] += len(records)
+        stats["stored"] += stored
+
+    app = FastStream(broker, logger=None)
+    app.context.set_global("archiver_stats", stats)
+
+    @app.on_startup
+    async def _prepare() -> None:
+        configure_logging(settings.log_level, settings.log_json, service="archiver", instance=settings.instance_id or "archiver")
+        await asyncio.to_thread(upgrade, engine)
+
+    @app.after_startup
+    async def _started() -> None:
+        log.info("service_started", service="archiver", pattern=settings.pattern(), group=settings.group_id,
+                 store=engine.url.render_as_string(hide_password=True))
+
+    @app.on_shutdown
+    async def _stopping() -> None:
+        log.info("service_stopping", service="archiver", **stats)
+
+    return app

@@ -1,0 +1,24 @@
+"""Settings of the archiver (env: CITYOPS_ARCHIVER_*, then CITYOPS_*)."""
+
+from __future__ import annotations
+
+import re
+from typing import ClassVar
+
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+from services.common.settings import ServiceSettings
+
+
+class ArchiverSettings(ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="CITYOPS_ARCHIVER_", extra="ignore")
+
+    service_name: ClassVar[str] = "archiver"
+
+    topic_prefix: str = Field(default="", description="Prefix before every topic name (a test namespace); empty in production.")
+    topic_regex: str = Field(default=r"cityops\..+", description="Topics to archive (after the prefix): by default every cityops topic, unit topics and DLQs included.")
+    metadata_max_age_ms: int = Field(default=30_000, ge=1000, description="How soon a newly created topic (a new unit) is noticed.")
+
+    def pattern(self) -> str:
+        return "^" + re.escape(self.topic_prefix) + self.topic_regex + "$"

@@ -1,0 +1,102 @@
+"""The replay HTTP API for the supervisors' console (a FastAPI router; the console mounts it).
+
+    GET /replay/tickets/{id}              current state and tasks (projection store)
+    GET /replay/tickets/{id}/story        the whole story; ?source=store|kafka|archive (default kafka: the log)
+    GET /replay/events                    ?since&until&type&unit&district&ticket&limit&source
+    GET /replay/as-of                     ?time&ticket|unit|rankings&scope&min_n&source (default store)
+    GET /replay/rankings                  ?scope&min_n
+    GET /replay/units/{unit}/queue        open tasks, oldest first
+
+Times are ISO 8601; without an offset they are in the settings' zone. Nothing connects until the
+first request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy.engine import Engine
+
+from services.common.store import make_engine
+
+from . import queries
+from .logsource import ArchiveLog, KafkaLog, LogSource
+from .queries import EventFilter, parse_time
+from .replay import AsOfQuestion, as_of_log, as_of_store, events_from_log, story_from_log, story_from_store
+from .settings import ProjectionsSettings
+
+Source = Literal["store", "kafka", "archive"]
+
+
+def create_router(settings: ProjectionsSettings | None = None, *, engine: Engine | None = None,
+                  log_factory: Callable[[bool], LogSource] | None = None) -> APIRouter:
+    settings = settings or ProjectionsSettings()
+    router = APIRouter(prefix="/replay", tags=["replay"])
+
+    @cache
+    def store() -> Engine:
+        return engine or make_engine(settings.store_url())
+
+    def log(from_archive: bool) -> LogSource:
+        if log_factory is not None:
+            return log_factory(from_archive)
+        if from_archive:
+            return ArchiveLog(make_engine(settings.archive_store_url()), settings.projected_topics())
+        return KafkaLog(settings.kafka_bootstrap, settings.projected_topics())
+
+    def when(text: str | None) -> datetime | None:
+        if text is None:
+            return None
+        try:
+            return parse_time(text, settings.timezone)
+        except ValueError:
+            raise HTTPException(422, f"not an ISO 8601 time: {text!r}") from None
+
+    @router.get("/tickets/{ticket_id}")
+    def get_ticket(ticket_id: str) -> dict[str, Any]:
+        row = queries.ticket(store(), ticket_id)
+        if row is None:
+            raise HTTPException(404, f"no ticket {ticket_id}")
+        return {"ticket": row, "tasks": queries.ticket_tasks(store(), ticket_id)}
+
+    @router.get("/tickets/{ticket_id}/story")
+    async def get_story(ticket_id: str, source: Source = "kafka") -> dict[str, Any]:
+        result = story_from_store(store(), ticket_id) if source == "store" else \
+            await story_from_log(log(source == "archive"), ticket_id)
+        if not result.entries:
+            raise HTTPException(404, f"no events of {ticket_id}")
+        return result.as_dict(datetime.now(UTC))
+
+    @router.get("/events")
+    async def get_events(since: str | None = None, until: str | None = None,
+                         type: list[str] = Query(default=[]), unit: str | None = None,  # noqa: A002 - the query name
+                         district: str | None = None, ticket: str | None = None,
+                         limit: int = Query(default=1000, ge=1, le=100_000), source: Source = "store") -> list[dict[str, Any]]:
+        flt = EventFilter(when(since), when(until), tuple(type), unit, district, ticket, limit)
+        if source == "store":
+            return queries.events(store(), flt)
+        return await events_from_log(log(source == "archive"), flt)
+
+    @router.get("/as-of")
+    async def get_as_of(time: str, ticket: str | None = None, unit: str | None = None, rankings: bool = False,
+                        scope: str | None = None, min_n: int | None = None, source: Source = "store") -> dict[str, Any]:
+        if not (ticket or unit or rankings):
+            raise HTTPException(422, "ask for a ticket, a unit or the rankings")
+        question = AsOfQuestion(when(time), ticket, unit, rankings, scope, min_n or settings.min_rank_sample)
+        answer = as_of_store(store(), question) if source == "store" else \
+            await as_of_log(log(source == "archive"), question)
+        return answer.as_dict()
+
+    @router.get("/rankings")
+    def get_rankings(scope: str | None = None, min_n: int | None = None) -> list[dict[str, Any]]:
+        return [r.as_dict() for r in queries.rankings(store(), min_n or settings.min_rank_sample, scope)]
+
+    @router.get("/units/{unit}/queue")
+    def get_queue(unit: str) -> list[dict[str, Any]]:
+        return queries.unit_queue(store(), unit)
+
+    return router

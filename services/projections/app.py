@@ -1,0 +1,40 @@
+"""The live projections service: every workflow topic into the read models, exactly once.
+
+`cityops service run projections`. It consumes the ticket events of every workflow topic (not the
+unit topics, whose records are copies of act's, and not the DLQs) with the shared pipeline, so an
+event id is recorded in the same transaction as its effect and offsets are committed after it.
+The store's schema is upgraded by Alembic when the service starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from faststream import FastStream
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from contracts.envelope import utcnow
+from services.common.app import build_service_app
+from services.common.pipeline import Clock
+from services.common.store import make_engine
+
+from .domain import PROJECTED_TYPES
+from .handlers import handle
+from .migrate import upgrade
+from .settings import ProjectionsSettings
+
+
+def create_app(settings: ProjectionsSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock | None = None) -> FastStream:
+    settings = settings or ProjectionsSettings()
+    engine = engine or make_engine(settings.store_url())
+    app = build_service_app(settings, handler=handle, topics=settings.projected_topics(), event_types=PROJECTED_TYPES,
+                            tables=[], broker=broker, engine=engine, clock=clock or utcnow)
+
+    @app.on_startup
+    async def _migrate() -> None:
+        # Registered after build_service_app's own startup hook (bookkeeping tables), before consuming.
+        await asyncio.to_thread(upgrade, engine)
+
+    return app

@@ -1,0 +1,174 @@
+"""Writing the projections: exactly-once apply of events, and (re)folding tickets into their rows.
+
+`apply` is what the live consumer runs per event: it adds the event to its ticket's timeline unless
+that id is already there (a redelivery changes nothing, in the same transaction that would have
+written it) and marks the ticket for refolding. The refold runs once per ticket when the
+transaction commits (`refold_marked`, hooked on the session's commit), so a batch of 500 events
+refolds each of its tickets once, with a few set-based statements, instead of once per event.
+A rebuild runs the same two steps over the whole log (`store_facts`, then `refold`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Table, delete, event, insert, select, text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from services.common.logs import get_logger
+
+from contracts.envelope import Envelope
+
+from .domain import Fact, Folded, fold, is_projected, parse_facts, task_row, ticket_row, timeline_row
+from .models import ProjRebuildPending, ProjTask, ProjTicket, ProjTicketMetric, ProjTimelineEntry
+
+log = get_logger(__name__)
+
+_IN_CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
+
+TIMELINE = ProjTimelineEntry.__table__
+_VIEW_TABLES_BY_TICKET: tuple[Table, ...] = (ProjTicket.__table__, ProjTask.__table__, ProjTicketMetric.__table__)
+
+
+def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """Insert rows, skipping those whose primary key exists; returns how many were inserted."""
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - other databases are not supported stores
+        raise NotImplementedError(f"no insert-or-ignore for {dialect}")
+    # RETURNING counts what was inserted: psycopg reports no rowcount for a multi-row insert. One row
+    # goes as a plain execute, which is much cheaper than an executemany of one.
+    stmt = stmt.returning(*table.primary_key.columns)
+    params: Any = dict(rows[0]) if len(rows) == 1 else list(rows)
+    return len(session.execute(stmt, params).all())
+
+
+def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    if not rows:
+        return
+    dialect = session.get_bind().dialect.name
+    module = postgresql if dialect == "postgresql" else sqlite
+    stmt = module.insert(table)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+
+
+def lock_tickets(session: Session, ticket_ids: Sequence[str]) -> None:
+    """Serialise writers of the same ticket. SQLite has one writer at a time anyway; on PostgreSQL two
+    instances could each fold a ticket without the other's uncommitted event. Sorted, so that two
+    transactions never wait for each other in a cycle."""
+    if session.get_bind().dialect.name == "postgresql" and ticket_ids:
+        session.execute(_LOCK_TICKETS, {"ids": sorted(set(ticket_ids))})
+
+
+_LOCK_TICKETS = text("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(t, 0) AS h "
+                     "FROM unnest(CAST(:ids AS text[])) AS t ORDER BY h) AS locks")
+_MARKED = "cityops.projections.marked"
+
+
+def apply(session: Session, envelope: Envelope[Any]) -> bool:
+    """Add one event to its ticket's timeline; False when it is not a ticket event or was already applied.
+
+    The ticket is refolded when the session's outermost transaction commits."""
+    if not is_projected(envelope.type):
+        return False
+    _install_commit_hook()
+    fact = Fact.from_envelope(envelope)
+    if insert_ignore(session, TIMELINE, [timeline_row(fact)]) == 0:
+        return False
+    session.info.setdefault(_MARKED, set()).add(fact.ticket_id)
+    return True
+
+
+def refold_marked(session: Session) -> int:
+    """Refold the tickets `apply` marked in this session; returns how many."""
+    marked = session.info.pop(_MARKED, set())
+    if marked:
+        refold(session, marked)
+    return len(marked)
+
+
+def _refold_before_commit(session: Session) -> None:
+    # Fires for savepoint releases too; only the outermost commit ends the batch.
+    if session.info.get(_MARKED) and session.get_nested_transaction() is None:
+        refold_marked(session)
+
+
+def _forget_marks(session: Session, transaction: Any) -> None:
+    # Only when the outermost transaction ends: a rolled-back savepoint (one event dead-lettered)
+    # must not make the batch forget the tickets its other events touched. A ticket marked by a
+    # rolled-back event is refolded for nothing, which is harmless.
+    if transaction.parent is None:
+        session.info.pop(_MARKED, None)
+
+
+def _install_commit_hook() -> None:
+    if not event.contains(Session, "before_commit", _refold_before_commit):
+        event.listen(Session, "before_commit", _refold_before_commit)
+        event.listen(Session, "after_transaction_end", _forget_marks)
+
+
+def store_facts(session: Session, facts: Sequence[Fact]) -> int:
+    """Add facts to the timelines without folding (a rebuild folds each ticket once, afterwards)."""
+    rows = [timeline_row(f) for f in facts]
+    inserted = 0
+    for start in range(0, len(rows), _IN_CHUNK):
+        inserted += insert_ignore(session, TIMELINE, rows[start:start + _IN_CHUNK])
+    return inserted
+
+
+def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fact]]:
+    ids = sorted(set(ticket_ids))
+    out: dict[str, list[Fact]] = defaultdict(list)
+    for start in range(0, len(ids), _IN_CHUNK):
+        rows = session.execute(select(TIMELINE).where(TIMELINE.c.ticket_id.in_(ids[start:start + _IN_CHUNK]))).mappings().all()
+        for fact in parse_facts(rows):
+            out[fact.ticket_id].append(fact)
+    return out
+
+
+def refold(session: Session, ticket_ids: Iterable[str]) -> list[Folded]:
+    """Recompute the rows of these tickets from their stored events and replace the old ones.
+
+    A ticket whose fold fails keeps its old rows and is listed in `proj_rebuild_pending` for a
+    later refold, so one bad ticket never blocks the others or the partition."""
+    ids = sorted(set(ticket_ids))
+    lock_tickets(session, ids)
+    facts = load_facts(session, ids)
+    folds, failed = [], []
+    for ticket_id in ids:
+        try:
+            folded = fold(facts.get(ticket_id, []), ticket_id)
+        except Exception as exc:  # a fold bug must not stop the projection
+            log.error("ticket_fold_failed", ticket_id=ticket_id, error=repr(exc))
+            failed.append(ticket_id)
+            continue
+        if folded is not None:
+            folds.append(folded)
+    failed_set = set(failed)
+    good = [t for t in ids if t not in failed_set]
+    write_folds(session, good, folds)
+    insert_ignore(session, ProjRebuildPending.__table__, [{"ticket_id": t} for t in failed])
+    return folds
+
+
+def write_folds(session: Session, ticket_ids: Sequence[str], folds: Sequence[Folded]) -> None:
+    for start in range(0, len(ticket_ids), _IN_CHUNK):
+        chunk = list(ticket_ids[start:start + _IN_CHUNK])
+        for table in _VIEW_TABLES_BY_TICKET:
+            session.execute(delete(table).where(table.c.ticket_id.in_(chunk)))
+    tickets = [ticket_row(f.ticket) for f in folds]
+    tasks = [task_row(k) for f in folds for k in f.tasks]
+    metrics = [{"ticket_id": f.ticket.ticket_id, "scope": scope, "key": key, **counts}
+               for f in folds for (scope, key), counts in sorted(f.metrics.items())]
+    for table, rows in ((ProjTicket.__table__, tickets), (ProjTask.__table__, tasks), (ProjTicketMetric.__table__, metrics)):
+        if rows:
+            session.execute(insert(table), rows)
