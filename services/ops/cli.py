@@ -30,6 +30,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("sla", "services.sla.cli", "app", "SLA clocks, ledger and ping-pong reports."),
     ("replay", "services.projections.replay_cli", "app", "Supervisor replay: a ticket's story, a time range, rebuild, as-of, what-if."),
     ("import", "services.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),
+    ("bench", "services.ops.bench", "bench", "Benchmark the pipeline against raw Kafka on one broker started for it; prints a table, writes JSON."),
     ("up", "services.ops.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
 ]
 

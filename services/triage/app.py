@@ -15,7 +15,7 @@ from services.common.app import build_service_app
 from services.common.pipeline import Clock
 
 from .classifier import SEED_RECIPE_VERSION, ComplaintClassifier, default_classifier
-from .handlers import EVENT_TYPES, TOPICS, handle
+from .handlers import EVENT_TYPES, TOPICS, PrimedClassifier, handle
 from .models import TriageTicket
 from .settings import TriageSettings
 
@@ -46,4 +46,4 @@ def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | 
         classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default(settings, catalogue)
     return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
                              tables=[TriageTicket.__table__], broker=broker, engine=engine, clock=clock,
-                             extras={"catalogue": catalogue, "classifier": classifier})
+                             extras={"catalogue": catalogue, "classifier": PrimedClassifier(classifier)})

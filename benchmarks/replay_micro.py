@@ -1,0 +1,186 @@
+"""Offline cost of one service's consume -> apply -> publish loop, without Kafka.
+
+Feeds the records a `cityops bench --dump-log FILE` run wrote through one service's own
+EventPipeline (built by its create_app, so with its real handler and extras) on a scratch SQLite
+store, with a broker stand-in whose publish returns at once. Prints microseconds per record, and
+with --profile a pyinstrument profile. Used to find and check the pipeline's per-event costs:
+
+    .venv/bin/python benchmarks/replay_micro.py --log /tmp/run.jsonl --service evaluate --profile
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+@dataclass(frozen=True)
+class Rec:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes
+    value: bytes
+    headers: list[tuple[str, bytes]]
+    timestamp: int
+
+
+def load(path: Path) -> list[Rec]:
+    out = []
+    with path.open() as f:
+        for line in f:
+            d = json.loads(line)
+            b = base64.b64decode
+            out.append(Rec(d["topic"], d["partition"], d["offset"], b(d["key"]), b(d["value"]),
+                           [(k, b(v)) for k, v in d["headers"]], d["ts"]))
+    out.sort(key=lambda r: (r.timestamp, r.topic, r.partition, r.offset))
+    return out
+
+
+class FakeBroker:
+    def __init__(self) -> None:
+        self.published = 0
+
+    async def publish(self, *args: Any, **kwargs: Any) -> asyncio.Future[None]:
+        self.published += 1
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut.set_result(None)
+        return fut
+
+
+def suggested_prefetch(service: str) -> list[tuple[Any, Any]]:
+    """What-if: the `handler.prefetch` declarations other services could make (see EventPipeline._prefetch)."""
+    by_ticket = lambda e: e.ticket_id  # noqa: E731
+    if service == "intake":
+        from services.intake.models import TicketStatus
+        return [(TicketStatus, by_ticket)]
+    if service == "act":
+        from services.act.models import ActTicket
+        return [(ActTicket, by_ticket)]
+    if service == "evaluate":
+        from services.evaluate.models import EvalTicket
+        return [(EvalTicket, by_ticket)]
+    if service == "discover":
+        from services.discover.models import KnownTicket
+        return [(KnownTicket, by_ticket)]
+    if service == "consult":
+        from services.consult.models import RoutedTicket
+        return [(RoutedTicket, by_ticket)]
+    return []
+
+
+class _Prefetching:
+    """The service's handler with a prefetch declaration added (measurement only)."""
+
+    def __init__(self, inner: Any, prefetch: list[tuple[Any, Any]]) -> None:
+        self.inner, self.prefetch = inner, prefetch
+        self.prepare_batch = getattr(inner, "prepare_batch", None)
+
+    def __call__(self, ctx: Any, envelope: Any) -> Any:
+        return self.inner(ctx, envelope)
+
+
+def pipelines_of(service: str, state: Path) -> list[Any]:
+    os.environ["CITYOPS_STATE_DIR"] = str(state)
+    os.environ["CITYOPS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"  # never connected
+    from sqlmodel import SQLModel
+
+    from services.ops.run import load_factory
+
+    if service == "intake":
+        from services.intake.app import create_app
+
+        api = create_app()
+        found = [api.state.pipelines["status"]]
+    else:
+        app = load_factory(service)()
+        found = [app.context.get("pipeline")]
+    for p in found:
+        SQLModel.metadata.create_all(p.engine)
+        if service == "projections":
+            from services.projections.migrate import upgrade
+
+            upgrade(p.engine)
+        p.broker = FakeBroker()
+    return found
+
+
+async def run(pipeline: Any, records: list[Rec], batch: int) -> tuple[int, float, float]:
+    mine = [r for r in records if r.topic in set(pipeline.topics)]
+    started, cpu = time.perf_counter(), time.process_time()
+    for i in range(0, len(mine), batch):
+        await pipeline.handle_records(mine[i:i + batch])
+    return len(mine), time.perf_counter() - started, time.process_time() - cpu
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--log", type=Path, required=True)
+    ap.add_argument("--service", required=True)
+    ap.add_argument("--batch", type=int, default=500)
+    ap.add_argument("--limit", type=int, default=0, help="only the first N records of the log")
+    ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--plain-session", action="store_true", help="A/B: the optimistic pass with a plain Session")
+    ap.add_argument("--what-if-prefetch", action="store_true",
+                    help="add the prefetch declaration this service could make (measurement only)")
+    ap.add_argument("--model-cache", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "bench")
+    args = ap.parse_args()
+    records = load(args.log)
+    if args.limit:
+        records = records[:args.limit]
+    state = Path(tempfile.mkdtemp(prefix="replay-micro-"))
+    for model in args.model_cache.glob("triage-default-*.model"):
+        shutil.copy(model, state / model.name)
+    try:
+        from services.common.logs import configure_logging
+
+        configure_logging("WARNING", json=False)
+        pipelines = pipelines_of(args.service, state)
+        if args.plain_session:
+            import services.common.pipeline as pipeline_module
+            from sqlmodel import Session
+
+            class PlainSession(Session):
+                absent: set[Any] = set()  # noqa: RUF012 (written, never read: a plain get selects)
+
+            pipeline_module._BatchSession = PlainSession  # type: ignore[misc,assignment]
+        if args.what_if_prefetch:
+            for p in pipelines:
+                p.handler = _Prefetching(p.handler, suggested_prefetch(args.service))
+        profiler = None
+        if args.profile:
+            from pyinstrument import Profiler
+
+            async def inline(func: Any, /, *a: Any, **kw: Any) -> Any:
+                return func(*a, **kw)
+
+            asyncio.to_thread = inline  # the pipeline's database work, on the profiled thread
+
+            profiler = Profiler(interval=0.0005, async_mode="disabled")
+            profiler.start()
+        for p in pipelines:
+            n, secs, cpu = asyncio.run(run(p, records, args.batch))
+            print(f"{args.service}/{p.name}: {n} records, batches of {args.batch}: {secs:.2f}s wall, {cpu:.2f}s CPU = "
+                  f"{cpu / max(n, 1) * 1e6:,.0f} us CPU/record ({n / cpu if cpu else 0:,.0f} records per CPU-second); "
+                  f"stats {p.stats}")
+        if profiler:
+            profiler.stop()
+            print(profiler.output_text(unicode=False, color=False, show_all=False))
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
