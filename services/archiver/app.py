@@ -9,8 +9,6 @@ Records are not decoded: undecodable records, DLQs and raw channel submissions a
 from __future__ import annotations
 
 import asyncio
-import dataclasses
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from faststream import FastStream
@@ -19,6 +17,7 @@ from faststream.middlewares import AckPolicy
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
+from services.common.kafka import lenient_batch_parser
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import Clock
 from services.common.store import make_engine
@@ -36,19 +35,6 @@ def _broker(settings: ArchiverSettings) -> KafkaBroker:
                        metadata_max_age_ms=settings.metadata_max_age_ms, logger=None)
 
 
-async def _lenient_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
-    """FastStream decodes every header as UTF-8; one record with binary header bytes would fail its
-    batch for ever. Parse a UTF-8-safe copy and keep the original records (and bytes) as the raw message."""
-    try:
-        return await original(records)
-    except UnicodeDecodeError:
-        safe = tuple(dataclasses.replace(r, headers=[(k, v.decode(errors="replace").encode()) for k, v in r.headers])
-                     for r in records)
-        parsed = await original(safe)
-        parsed.raw_message = records
-        return parsed
-
-
 def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock | None = None) -> FastStream:
     settings = settings or ArchiverSettings()
@@ -63,7 +49,7 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
     @broker.subscriber(pattern=settings.pattern(), group_id=settings.group_id, batch=True,
                        max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms,
                        auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
-                       parser=_lenient_parser,
+                       parser=lenient_batch_parser,
                        title="archiver", description="Every record of every cityops topic, into the archive table.")
     async def on_batch(message: KafkaMessage) -> None:
         records = message.raw_message

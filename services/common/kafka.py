@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+import dataclasses
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
@@ -15,6 +17,20 @@ from .logs import get_logger
 from .settings import ServiceSettings
 
 log = get_logger(__name__)
+
+
+async def lenient_batch_parser(records: Any, original: Callable[[Any], Awaitable[Any]]) -> Any:
+    """FastStream decodes every header as UTF-8; one record with binary header bytes would fail its
+    batch for ever. Parse a UTF-8-safe copy and keep the original records (and bytes) as the raw
+    message, so our own decoding can dead-letter that record alone."""
+    try:
+        return await original(records)
+    except UnicodeDecodeError:
+        safe = tuple(dataclasses.replace(r, headers=[(k, v.decode(errors="replace").encode()) for k, v in r.headers])
+                     for r in records)
+        parsed = await original(safe)
+        parsed.raw_message = records
+        return parsed
 
 
 def make_broker(settings: ServiceSettings) -> KafkaBroker:

@@ -48,6 +48,7 @@ from sqlmodel import Session
 from contracts.codec import DecodeError, KafkaRecord, decode, encode
 from contracts.envelope import Envelope, utcnow
 
+from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .settings import ServiceSettings
 from .store import OutboxRecord, ParkedEvent, ProcessedEvent
@@ -162,6 +163,7 @@ class EventPipeline:
             *self.topics, group_id=self.group_id, batch=True,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
             auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
+            parser=lenient_batch_parser,
             title=f"{self.name}", description=f"{self.name}: {', '.join(sorted(t.decode() for t in self.event_types or ()))}",
         )
         async def on_batch(message: KafkaMessage) -> None:

@@ -140,3 +140,31 @@ async def test_redelivered_events_change_nothing_and_resend_the_same_ids(kafka_b
     ids = [dict(r.headers)["ce_id"] for r in outputs]
     # Duplicates are re-sent only while still in the outbox; whatever was sent carries derived ids.
     assert len(set(ids)) == 5 and pipeline.stats["applied"] == 5 and pipeline.stats["duplicates"] == 5
+
+
+async def test_a_record_with_binary_header_bytes_is_dead_lettered_not_stuck(kafka_bootstrap, unique, tmp_path):
+    src, out = f"test.in.{unique}", f"test.out.{unique}"
+    await ensure_topics(kafka_bootstrap, [TopicSpec(n, n, (), partitions=1) for n in (src, out, src + ".dlq")])
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    create_tables(engine, [])
+    good = _submitted("after the binary one", "T-GOOD")
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    await producer.start()
+    try:
+        bad = codec.encode(_submitted("binary header", "T-BIN"))
+        await producer.send_and_wait(src, bad.value, key=bad.key, headers=bad.headers + [("trace", b"\xff\xfe\x00")])
+        rec = codec.encode(good)
+        await producer.send_and_wait(src, rec.value, key=rec.key, headers=rec.headers)
+    finally:
+        await producer.stop()
+    settings = ServiceSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
+    broker = make_broker(settings)
+    pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, handler=_register, topics=[src],
+                             event_types=[ev.TicketSubmitted.event_type], extras={"out": out})
+    pipeline.subscribe(broker)
+    async with broker:
+        await broker.start()
+        outputs = await read_all(kafka_bootstrap, out, 1)
+        dead = await read_all(kafka_bootstrap, src + ".dlq", 1)
+    assert [r.key for r in outputs] == [b"T-GOOD"]
+    assert [r.key for r in dead] == [b"T-BIN"] and b"not UTF-8" in dict(dead[0].headers)["dlq_error"]
