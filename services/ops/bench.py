@@ -80,20 +80,20 @@ class BenchConfig:
     state_dir: Path = REPO_ROOT / ".state" / "bench"
     out: Path | None = None
     rate: float = 200.0                 # fixed offered load of the latency phase, tickets/s
-    latency_s: float = 10.0
+    latency_s: float = 5.0
     low_fraction: float = 0.5           # second latency phase: this share of the measured capacity
     low_s: float = 20.0
-    nyc_speedup: float = 120.0
+    nyc_speedup: float = 60.0
     nyc_s: float = 40.0
     nyc_day: str = "2026-05-22"         # the sample's busiest day
     nyc_start: str = "12:20"            # the window holds its 39-a-minute peak (12:46)
-    burst: int = 2000                   # tickets fed at once for the pipeline rate
-    http_s: float = 15.0
+    burst: int = 1000                   # tickets fed at once for the pipeline rate
+    http_s: float = 10.0
     http_concurrency: int = 16
-    raw_records: int = 100_000
+    raw_records: int = 50_000
     hop_s: float = 10.0
     warmup: int = 40
-    drain_timeout_s: float = 90.0       # longest wait for a phase's tickets to close
+    drain_timeout_s: float = 150.0      # longest wait for a phase's tickets to close (the next phase starts clean)
     services: tuple[str, ...] = ()      # empty: the same set `cityops up` starts
     profile: bool = False
     dump_log: Path | None = None        # write every record of the run (JSON lines) here, for offline profiling
@@ -617,20 +617,26 @@ class Watcher:
         return seen, published, missing
 
 
-HOPS = (("discover", b"cityops.intake.ticket.submitted.v1", b"cityops.tickets.ticket.registered.v1"),
-        ("triage", b"cityops.tickets.ticket.registered.v1", b"cityops.triage.ticket.classified.v1"),
-        ("act", b"cityops.triage.ticket.classified.v1", b"cityops.act.task.assigned.v1"))
+def _types() -> dict[str, bytes]:
+    from contracts import events as ev
+
+    return {name: model.event_type.encode() for name, model in (
+        ("submitted", ev.TicketSubmitted), ("registered", ev.TicketRegistered), ("classified", ev.TicketClassified),
+        ("consultation", ev.ConsultationRequested), ("assigned", ev.TaskAssigned))}
 
 
 async def hop_breakdown(bootstrap: str, subs: Sequence[Submission]) -> dict[str, Any]:
     """Where intake -> assignment time goes: for each step, the time from its input record to its
-    output record (both record timestamps, set by their producers), for the tickets given. Tickets
-    that went through a consultation are left out of the act step."""
-    from contracts.topics import ACT, INTAKE, TICKETS, TRIAGE
+    output record (record timestamps, set by their producers), for the tickets given. A ticket
+    whose category needs a consultation is assigned only after the parties answered (consult ->
+    simulated units -> consult -> act): that step is reported apart from the direct one."""
+    from contracts.topics import ACT, CONSULT, INTAKE, TICKETS, TRIAGE
 
     keys = {s.key for s in subs}
+    t = _types()
     first: dict[tuple[bytes, bytes], int] = {}
-    consumer = await _assigned_consumer(bootstrap, [INTAKE.name, TICKETS.name, TRIAGE.name, ACT.name], from_end=False)
+    consumer = await _assigned_consumer(bootstrap, [INTAKE.name, TICKETS.name, TRIAGE.name, CONSULT.name, ACT.name],
+                                        from_end=False)
     try:
         ends = await consumer.end_offsets(list(consumer.assignment()))
         want, got = sum(ends.values()), 0
@@ -645,11 +651,21 @@ async def hop_breakdown(bootstrap: str, subs: Sequence[Submission]) -> dict[str,
                         first.setdefault((r.key, _header(r.headers, "ce_type") or b""), r.timestamp)
     finally:
         await consumer.stop()
-    out = {}
-    for name, before, after in HOPS:
-        gaps = [(first[(k, after)] - first[(k, before)]) / 1000 for k in keys if (k, before) in first and (k, after) in first]
-        out[name] = latency_summary(gaps)
-    return out
+
+    def gaps(before: str, after: str, consulted: bool | None = None) -> dict[str, Any]:
+        out = []
+        for k in keys:
+            if (k, t[before]) in first and (k, t[after]) in first:
+                if consulted is not None and ((k, t["consultation"]) in first) != consulted:
+                    continue
+                out.append((first[(k, t[after])] - first[(k, t[before])]) / 1000)
+        return latency_summary(out)
+
+    consulted = sum(1 for k in keys if (k, t["consultation"]) in first)
+    return {"discover": gaps("submitted", "registered"), "triage": gaps("registered", "classified"),
+            "act": gaps("classified", "assigned", consulted=False),
+            "consult+act": gaps("classified", "assigned", consulted=True),
+            "consulted_share": round(consulted / len(keys), 3) if keys else None}
 
 
 async def unclosed_report(http_port: int, watcher: Watcher, ticket_ids: Sequence[str], limit: int = 50) -> dict[str, Any]:
@@ -898,7 +914,7 @@ async def pipeline_phase(hub: BenchHub, watcher: Watcher, subs: list[Submission]
         await asyncio.sleep(0.6)
         first_sent = time.time()
         fed_s = await feed(producer, subs, watcher, INTAKE.name)
-        closed = await watcher.wait_closed([s.ticket_id for s in subs], cfg.drain_timeout_s * 2, hub)
+        closed = await watcher.wait_closed([s.ticket_id for s in subs], cfg.drain_timeout_s * 1.5, hub)
         await asyncio.sleep(1.0)
     finally:
         sampler.cancel()
@@ -1313,6 +1329,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         subs = uniform_schedule(pool, rng, cfg.rate, int(cfg.rate * cfg.latency_s))
         with memory:
             res.phases["latency"] = await latency_phase(hub, watcher, subs, linger_ms, cfg)
+        res.phases["latency"]["steps"] = await hop_breakdown(hub.bootstrap, subs)
         peaks = memory.peaks()
         res.processes["memory_at_fixed_load"] = {
             "offered_per_s": cfg.rate, "peak_bytes": peaks, "sum_of_peaks_bytes": sum(peaks.values()),
@@ -1332,14 +1349,16 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         lat = res.phases["latency_low"]["intake_to_assignment_seen"]
         steps = res.phases["latency_low"]["steps"]
         say(f"  p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms; p50 by step: "
-            + ", ".join(f"{k} {v['p50_ms']} ms" for k, v in steps.items()))
+            + ", ".join(f"{k} {v['p50_ms']} ms" for k, v in steps.items() if isinstance(v, dict))
+            + f" ({steps['consulted_share'] or 0:.0%} of tickets consulted first)")
 
         # -- NYC 311 arrival curve
         if rows:
             subs, shape = nyc_schedule(pool, rng, rows, cfg.nyc_day, cfg.nyc_start, cfg.nyc_speedup, cfg.nyc_s)
             say(f"NYC 311 curve: {shape['requests']} requests of {shape['window_start']}..{shape['window_end']} "
                 f"x{cfg.nyc_speedup:.0f} (mean {shape['mean_rate_per_s']}/s, peak minute {shape['peak_rate_per_s']}/s)")
-            res.phases["nyc_curve"] = {"shape": shape, **await latency_phase(hub, watcher, subs, linger_ms, cfg)}
+            res.phases["nyc_curve"] = {"shape": shape, **await latency_phase(hub, watcher, subs, linger_ms, cfg),
+                                       "steps": await hop_breakdown(hub.bootstrap, subs)}
             lat = res.phases["nyc_curve"]["intake_to_assignment_seen"]
             say(f"  p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms")
         else:
@@ -1442,14 +1461,14 @@ def bench(
     kafka_port: int = typer.Option(59092, help="Port of the broker started for this run (and port+1 for its controller)."),
     http_port: int = typer.Option(58080, help="Port of the intake HTTP API started for this run."),
     rate: float = typer.Option(200.0, help="Fixed offered load of the latency phase, tickets/s."),
-    latency_seconds: float = typer.Option(None, help="Length of the fixed-load phase (default 10, quick 2)."),
+    latency_seconds: float = typer.Option(None, help="Length of the fixed-load phase (default 5, quick 1)."),
     low_seconds: float = typer.Option(None, help="Length of the below-saturation latency phase (default 20, quick 4)."),
-    nyc_speedup: float = typer.Option(None, help="How many times faster than real the NYC 311 arrivals are replayed (default 120, quick 300)."),
-    nyc_seconds: float = typer.Option(None, help="Wall seconds of the NYC 311 curve phase (default 40, quick 6)."),
-    burst: int = typer.Option(None, help="Tickets fed at once for the pipeline rate (default 2000, quick 300)."),
-    http_seconds: float = typer.Option(None, help="Length of the HTTP phase (default 15, quick 4)."),
+    nyc_speedup: float = typer.Option(None, help="How many times faster than real the NYC 311 arrivals are replayed (default 60, quick 300)."),
+    nyc_seconds: float = typer.Option(None, help="Wall seconds of the NYC 311 curve phase (default 40, quick 4)."),
+    burst: int = typer.Option(None, help="Tickets fed at once for the pipeline rate (default 1000, quick 150)."),
+    http_seconds: float = typer.Option(None, help="Length of the HTTP phase (default 10, quick 3)."),
     http_concurrency: int = typer.Option(16, help="Concurrent HTTP clients."),
-    raw_records: int = typer.Option(None, help="Records for the raw produce/consume ceiling (default 100000, quick 15000)."),
+    raw_records: int = typer.Option(None, help="Records for the raw produce/consume ceiling (default 50000, quick 10000)."),
     services: str = typer.Option("", help="Comma-separated services to start (default: what `cityops up` starts)."),
     state_dir: Path = typer.Option(REPO_ROOT / ".state" / "bench", help="Scratch directory (wiped at start)."),
     out: Path = typer.Option(None, help="JSON result file (default benchmarks/results/bench-<time>.json)."),

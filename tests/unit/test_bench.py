@@ -1,0 +1,111 @@
+"""`cityops bench`: its arithmetic, its table, and one `--quick` run end to end.
+
+The run checks only the JSON's shape and that the measured figures are positive: the machine is
+shared, so no timing is asserted.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from services.common.settings import REPO_ROOT
+from services.ops import bench
+from services.ops.kafka_local import find_free_ports
+
+
+def test_percentiles_are_nearest_rank():
+    values = list(range(1, 101))
+    assert bench.percentile(values, 50) == 50
+    assert bench.percentile(values, 99) == 99
+    assert bench.percentile(values, 100) == 100
+    assert bench.percentile([7.0], 99) == 7.0
+    assert bench.percentile([], 50) is None
+
+
+def test_latency_summary_is_in_milliseconds():
+    summary = bench.latency_summary([0.010, 0.020, 0.030])
+    assert summary == {"n": 3, "p50_ms": 20.0, "p95_ms": 30.0, "p99_ms": 30.0, "max_ms": 30.0, "mean_ms": 20.0}
+    assert bench.latency_summary([])["p99_ms"] is None
+
+
+def test_ratio_is_none_without_a_reference():
+    assert bench.ratio(50, 100) == 0.5
+    assert bench.ratio(None, 100) is None
+    assert bench.ratio(5, 0) is None
+
+
+def _result() -> bench.Result:
+    res = bench.Result(started_at="2026-01-01T00:00:00+00:00", config={"rate": 200.0, "nyc_speedup": 120.0},
+                       machine={}, kafka={}, code={})
+    res.phases = {
+        "ceiling": {"produce_per_s": 10000.0, "consume_per_s": 40000.0, "produce_consume_per_s": 8000.0,
+                    "hop_latency": {"offered_per_s": 200.0,
+                                    "send_to_seen": {"p50_ms": 5.0, "p95_ms": 10.0, "p99_ms": 20.0},
+                                    "send_to_ack": {"p50_ms": 4.0, "p95_ms": 8.0, "p99_ms": 16.0}}},
+        "pipeline": {"events_per_s": 4000.0, "tickets_per_s": 250.0, "events_per_ticket": 16.0},
+        "latency": {"intake_to_assignment_seen": {"p50_ms": 30.0, "p95_ms": 60.0, "p99_ms": 90.0}},
+        "replay": {"events_per_s": 30000.0},
+        "http": {"requests_per_s": 500.0, "latency": {"p50_ms": 8.0, "p99_ms": 40.0}},
+    }
+    res.processes = {"memory_at_fixed_load": {"peak_bytes": {"kafka-broker": 400 * 2 ** 20, "triage": 200 * 2 ** 20},
+                                              "sum_of_peaks_bytes": 600 * 2 ** 20}}
+    return res
+
+
+def test_the_table_gives_each_figure_its_ratio_to_the_raw_ceiling():
+    rows = {r["figure"]: r for r in bench.build_table(_result())}
+    events = rows["pipeline events/s (all topics)"]
+    assert events["ratio"] == 0.5 and events["met"] is True
+    tickets = rows["pipeline tickets/s (intake -> closed)"]
+    assert tickets["ratio"] == 0.5  # 250 tickets/s x 16 events = half of 8,000 records/s
+    p99 = rows["intake -> assignment @200/s p99"]
+    assert p99["ratio"] == 4.5 and p99["met"] is True
+    assert rows["replay: rebuild of all projections"]["ratio"] == 0.75
+    assert rows["peak RSS whole hub (sum of per-process peaks)"]["met"] is True
+    text = bench.format_table(bench.build_table(_result()))
+    assert "pipeline events/s" in text and "raw produce+consume" in text
+
+
+def test_a_missing_phase_leaves_its_figures_empty_not_wrong():
+    res = _result()
+    del res.phases["replay"]
+    rows = {r["figure"]: r for r in bench.build_table(res)}
+    assert rows["replay: rebuild of all projections"]["value"] is None
+    assert rows["replay: rebuild of all projections"]["met"] is None
+
+
+@pytest.mark.kafka
+@pytest.mark.timeout(420)
+def test_quick_run_writes_the_figures(tmp_path):
+    kafka_port = find_free_ports(2, 59000, 59999)
+    http_port = find_free_ports(1, 58000, 58999)
+    out = tmp_path / "bench.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "services.ops.bench", "--quick", "--kafka-port", str(kafka_port), "--http-port", str(http_port),
+         "--state-dir", str(tmp_path / "state"), "--out", str(out)],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=400,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "[bench" in proc.stdout and "pipeline events/s" in proc.stdout  # progress lines, then the table
+    result = json.loads(out.read_text())
+    assert result["errors"] == []
+    assert result["machine"]["cores"] >= 1 and result["machine"]["memory_bytes"] > 0
+    assert result["kafka"]["version"] and result["code"]["commit"]
+    phases = result["phases"]
+    assert phases["ceiling"]["produce_per_s"] > 0 and phases["ceiling"]["consume_per_s"] > 0
+    assert phases["ceiling"]["produce_consume_per_s"] > 0
+    assert phases["pipeline"]["tickets_per_s"] > 0 and phases["pipeline"]["events_per_s"] > 0
+    assert phases["latency"]["intake_to_assignment_seen"]["p99_ms"] > 0
+    assert phases["latency_low"]["intake_to_assignment_seen"]["p99_ms"] > 0
+    assert phases["http"]["requests_per_s"] > 0 and phases["http"]["latency"]["p99_ms"] > 0
+    assert phases["replay"]["events_per_s"] > 0
+    peaks = result["processes"]["memory_at_fixed_load"]["peak_bytes"]
+    assert peaks["kafka-broker"] > 0 and all(v > 0 for v in peaks.values()) and {"discover", "triage", "act", "intake"} <= set(peaks)
+    figures = {r["figure"] for r in result["table"]}
+    assert {"raw aiokafka produce", "raw aiokafka consume", "pipeline events/s (all topics)",
+            "replay: rebuild of all projections"} <= figures
+    assert all(r["ratio"] is None or r["ratio"] > 0 for r in result["table"])
