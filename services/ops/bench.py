@@ -82,6 +82,7 @@ class BenchConfig:
     rate: float = 200.0                 # fixed offered load of the latency phase, tickets/s
     latency_s: float = 5.0
     low_fraction: float = 0.5           # second latency phase: this share of the measured capacity
+    low_rate: float | None = None       # ... or this fixed rate (tickets/s), e.g. to compare two trees at one load
     low_s: float = 20.0
     nyc_speedup: float = 60.0
     nyc_s: float = 40.0
@@ -1206,7 +1207,7 @@ def build_table(res: Result) -> list[dict[str, Any]]:
     low = p.get("latency_low", {})
     for key, label in (("latency", f"intake -> assignment @{res.config.get('rate', 0):.0f}/s"),
                        ("latency_low", f"intake -> assignment @{low.get('offered_per_s') or 0:.0f}/s "
-                                       f"({low.get('fraction_of_capacity', 0):.0%} of capacity)"),
+                                       f"({low.get('fraction_of_capacity') or 0:.0%} of capacity)"),
                        ("nyc_curve", f"intake -> assignment, NYC 311 curve x{res.config.get('nyc_speedup', 0):.0f}")):
         if key not in p:
             continue
@@ -1259,7 +1260,6 @@ def format_table(rows: list[dict[str, Any]]) -> str:
 
 
 async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> None:
-    from contracts.topics import INTAKE
     from services.common.kafka import ensure_topics
     from services.common.logs import configure_logging
     from services.common.settings import ServiceSettings
@@ -1340,10 +1340,11 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
 
         # -- latency below saturation: half the capacity the burst measured
         capacity = pl.get("tickets_per_s") or 0
-        low = max(2.0, round(capacity * cfg.low_fraction, 1))
-        say(f"latency: {low:.1f} tickets/s ({cfg.low_fraction:.0%} of the measured capacity) for {cfg.low_s:.0f}s")
+        low = cfg.low_rate or max(2.0, round(capacity * cfg.low_fraction, 1))
+        fraction = round(low / capacity, 2) if capacity else None
+        say(f"latency: {low:.1f} tickets/s ({fraction or 0:.0%} of the measured capacity) for {cfg.low_s:.0f}s")
         subs = uniform_schedule(pool, rng, low, max(1, int(low * cfg.low_s)))
-        res.phases["latency_low"] = {"fraction_of_capacity": cfg.low_fraction,
+        res.phases["latency_low"] = {"fraction_of_capacity": fraction,
                                      **await latency_phase(hub, watcher, subs, linger_ms, cfg),
                                      "steps": await hop_breakdown(hub.bootstrap, subs)}
         lat = res.phases["latency_low"]["intake_to_assignment_seen"]
@@ -1463,6 +1464,7 @@ def bench(
     rate: float = typer.Option(200.0, help="Fixed offered load of the latency phase, tickets/s."),
     latency_seconds: float = typer.Option(None, help="Length of the fixed-load phase (default 5, quick 1)."),
     low_seconds: float = typer.Option(None, help="Length of the below-saturation latency phase (default 20, quick 4)."),
+    low_rate: float = typer.Option(None, help="Offered load of that phase in tickets/s (default: half the capacity the burst measured)."),
     nyc_speedup: float = typer.Option(None, help="How many times faster than real the NYC 311 arrivals are replayed (default 60, quick 300)."),
     nyc_seconds: float = typer.Option(None, help="Wall seconds of the NYC 311 curve phase (default 40, quick 4)."),
     burst: int = typer.Option(None, help="Tickets fed at once for the pipeline rate (default 1000, quick 150)."),
@@ -1477,7 +1479,7 @@ def bench(
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE setting for every service, e.g. CITYOPS_LINGER_MS=0 (repeatable; recorded in the JSON)."),
 ) -> None:
     """Measure the hub against the raw Kafka ceiling of a broker started for the run; print one table, write JSON."""
-    overrides = {k: v for k, v in {"latency_s": latency_seconds, "low_s": low_seconds, "nyc_speedup": nyc_speedup, "nyc_s": nyc_seconds,
+    overrides = {k: v for k, v in {"latency_s": latency_seconds, "low_s": low_seconds, "low_rate": low_rate, "nyc_speedup": nyc_speedup, "nyc_s": nyc_seconds,
                                    "burst": burst, "http_s": http_seconds, "raw_records": raw_records}.items() if v is not None}
     common = dict(kafka_port=kafka_port, http_port=http_port, rate=rate, http_concurrency=http_concurrency,
                   services=tuple(s.strip() for s in services.split(",") if s.strip()), state_dir=state_dir, out=out,
