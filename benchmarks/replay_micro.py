@@ -108,11 +108,15 @@ def pipelines_of(service: str, state: Path) -> list[Any]:
         app = load_factory(service)()
         found = [app.context.get("pipeline")]
     for p in found:
-        SQLModel.metadata.create_all(p.engine)
-        if service == "projections":
-            from services.projections.migrate import upgrade
+        if service in ("projections", "archiver"):  # their schema is Alembic's
+            from importlib import import_module
 
-            upgrade(p.engine)
+            import_module(f"services.{service}.migrate").upgrade(p.engine)
+            from services.common.store import OutboxRecord, ParkedEvent, ProcessedEvent
+
+            SQLModel.metadata.create_all(p.engine, tables=[t.__table__ for t in (ProcessedEvent, OutboxRecord, ParkedEvent)])
+        else:
+            SQLModel.metadata.create_all(p.engine)
         p.broker = FakeBroker()
     return found
 

@@ -73,6 +73,8 @@ class HandlerContext:
     source: str
     settings: ServiceSettings
     extras: dict[str, Any] = field(default_factory=dict)
+    # Per-batch working state of a handler with batch hooks (see `EventPipeline._apply_batch`).
+    batch: dict[str, Any] = field(default_factory=dict)
 
 
 class Handler(Protocol):
@@ -239,12 +241,17 @@ class EventPipeline:
         with write_lock(self.engine), session_class(self.engine) as session, session.begin():
             ctx = self.context(session)
             batch = self._batch_state(session, wanted, careful)
-            self._prefetch(session, [envelope for _, envelope in wanted])
+            envelopes = [envelope for _, envelope in wanted]
+            self._prefetch(session, envelopes)
+            if not careful:
+                self._start_batch(ctx, envelopes)
             for record, envelope in wanted:
                 produced = self._apply_one(session, ctx, record, envelope, dead, batch)
                 if produced:
                     cause_ids.append(envelope.id)
                     outputs.extend(produced)
+            if not careful:
+                self._finish_batch(ctx)
             batch.write(session)
         return outputs, cause_ids, dead
 
@@ -287,6 +294,23 @@ class EventPipeline:
             if isinstance(session, _BatchSession):
                 session.absent |= {session.identity_key(model, k) for k in keys - found}
 
+    def _start_batch(self, ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+        """A handler may keep a batch's working state in memory (`ctx.batch`) and write it once at the
+        end: it declares `start_batch(ctx, envelopes)` (load what these events touch, with one query per
+        table) and `finish_batch(ctx)` (write what changed, with one statement per table). The optimistic
+        pass calls them around the whole batch; the careful pass around each event, inside its savepoint,
+        so a parked or dead-lettered event leaves no trace in the state of the others."""
+        ctx.batch.clear()
+        start = getattr(self.handler, "start_batch", None)
+        if start is not None:
+            start(ctx, envelopes)
+
+    def _finish_batch(self, ctx: HandlerContext) -> None:
+        finish = getattr(self.handler, "finish_batch", None)
+        if finish is not None:
+            finish(ctx)
+        ctx.batch.clear()
+
     def _apply_one(self, session: Session, ctx: HandlerContext, record: Any, envelope: Envelope[Any],
                    dead: list[DeadLetter], batch: _Batch, unpark: bool = True) -> list[tuple[str, KafkaRecord]]:
         if envelope.id in batch.processed:
@@ -297,7 +321,11 @@ class EventPipeline:
             return []
         try:
             with (session.begin_nested() if batch.careful else contextlib.nullcontext()), bound_event(envelope):
+                if batch.careful:
+                    self._start_batch(ctx, [envelope])
                 emits = list(self.handler(ctx, envelope))
+                if batch.careful:
+                    self._finish_batch(ctx)
                 produced = [(e.topic, encode(e.envelope)) for e in emits]
         except NotYet as exc:
             if not batch.careful:
