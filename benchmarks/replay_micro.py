@@ -139,12 +139,14 @@ def main() -> None:
     ap.add_argument("--plain-session", action="store_true", help="A/B: the optimistic pass with a plain Session")
     ap.add_argument("--what-if-prefetch", action="store_true",
                     help="add the prefetch declaration this service could make (measurement only)")
+    ap.add_argument("--keep-state", type=Path, help="keep the service's scratch store in this new directory (to compare two trees' results)")
     ap.add_argument("--model-cache", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "bench")
     args = ap.parse_args()
     records = load(args.log)
     if args.limit:
         records = records[:args.limit]
-    state = Path(tempfile.mkdtemp(prefix="replay-micro-"))
+    state = args.keep_state or Path(tempfile.mkdtemp(prefix="replay-micro-"))
+    state.mkdir(parents=True, exist_ok=True)
     for model in args.model_cache.glob("triage-default-*.model"):
         shutil.copy(model, state / model.name)
     try:
@@ -183,7 +185,8 @@ def main() -> None:
             profiler.stop()
             print(profiler.output_text(unicode=False, color=False, show_all=False))
     finally:
-        shutil.rmtree(state, ignore_errors=True)
+        if not args.keep_state:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ the outbox rows of the events they produced.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -16,15 +17,35 @@ from sqlalchemy import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
-from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TICKETS, TRIAGE, UNIT_REPORTS, unit_task_topic
+from contracts.topics import (
+    ACT,
+    CONSULT,
+    EVALUATE,
+    SLA,
+    TICKETS,
+    TRIAGE,
+    UNIT_REPORTS,
+    unit_task_topic,
+)
 from services.common.logs import get_logger
 from services.common.pipeline import Emit, HandlerContext
 from services.common.workcalendar import WorkCalendar, parse_working_hours
 
 from . import domain
 from .ledger import LedgerFact, fact_from
-from .models import (SlaTaskRow, SlaTicketRow, SlaTimerRow, insert_fact, new_timer_row, store_timer, ticket_facts,
-                     to_timer)
+from .models import (
+    SlaTaskRow,
+    SlaTicketRow,
+    SlaTimerRow,
+    fact_values,
+    facts_of_tickets,
+    new_timer_values,
+    store_timer,
+    ticket_rows,
+    timer_rows_of_tickets,
+    to_timer,
+    write_batch,
+)
 from .settings import SlaSettings
 
 log = get_logger(__name__)
@@ -71,77 +92,142 @@ TIMER_FACTS = frozenset({"signed-for", "progress", "extension-requested", "exten
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
-    """Record the event as a fact of its ticket, keep the ticket's details, and rebuild the clocks it touches."""
+    """Record the event as a fact of its ticket, keep the ticket's details, and mark the clocks it touches for
+    a replay (done once per clock at the end of the batch, see `finish_batch`). Called on its own (tests,
+    tools), it is a batch of one."""
+    batch = ctx.batch.get(_BATCH)
+    if batch is not None:
+        return _apply(ctx, batch, envelope)
+    start_batch(ctx, [envelope])
+    try:
+        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
+        finish_batch(ctx)
+        return emits
+    finally:
+        ctx.batch.pop(_BATCH, None)
+
+
+def _apply(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
     fact = fact_from(envelope)
-    _record_fact(ctx, envelope, fact)
+    batch.add_fact(envelope, fact)
     data = envelope.data
     if isinstance(data, ev.TicketRegistered | ev.TicketSplit | ev.TicketClassified):
-        _remember_ticket(ctx, envelope)
+        _remember_ticket(ctx, batch, envelope)
     elif isinstance(data, ev.TaskAssigned):
-        _start_clocks(ctx, envelope)
+        _start_clocks(ctx, batch, envelope)
     if fact.kind in TIMER_FACTS:
-        _replay(ctx, envelope.ticket_id, None if fact.kind in domain.TICKET_WIDE_FACTS else fact.task_id)
+        batch.replay_later(envelope.ticket_id, None if fact.kind in domain.TICKET_WIDE_FACTS else fact.task_id)
     if fact.kind == "returned":
-        return _ping_pong(ctx, envelope)
-    return ()
+        return _ping_pong(ctx, batch, envelope)
+    return []
 
 
-def _record_fact(ctx: HandlerContext, envelope: Envelope[Any], fact: LedgerFact) -> None:
-    insert_fact(ctx.session, envelope.id, envelope.ticket_id, fact)
+# ---------------------------------------------------------------------------- a batch's working state
+
+_BATCH = "sla"
 
 
-def _ticket(ctx: HandlerContext, ticket_id: str) -> SlaTicketRow:
-    row = ctx.session.get(SlaTicketRow, ticket_id)
+@dataclass
+class _Clock:
+    """One timer as a batch sees it: its clock, and the row's columns a replay does not change."""
+
+    timer: domain.Timer
+    next_due_at: datetime | None
+    cause_id: str
+    correlation_id: str
+    location: dict
+    stored: bool  # a row exists (written with an UPDATE) or is new in this batch (an INSERT)
+
+
+@dataclass
+class SlaBatch:
+    """What the batch's events touch, loaded with one query per table (`start_batch`), changed in memory,
+    written with one statement per table (`finish_batch`). Replaying a clock is a pure function of its facts,
+    so one replay per clock at the end of the batch equals a replay after each of its events."""
+
+    facts: dict[str, list[LedgerFact]]
+    clocks: dict[str, list[_Clock]]
+    tickets: dict[str, SlaTicketRow]
+    new_facts: list[dict[str, Any]] = field(default_factory=list)
+    new_tasks: list[dict[str, Any]] = field(default_factory=list)
+    to_replay: dict[str, set[str | None]] = field(default_factory=lambda: defaultdict(set))
+
+    def add_fact(self, envelope: Envelope[Any], fact: LedgerFact) -> None:
+        self.facts.setdefault(envelope.ticket_id, []).append(fact)
+        self.new_facts.append(fact_values(envelope.id, envelope.ticket_id, fact))
+
+    def replay_later(self, ticket_id: str, task_id: str | None) -> None:
+        """Mark one task's clocks (None: every task of the ticket) for the replay at the end of the batch."""
+        self.to_replay[ticket_id].add(task_id)
+
+
+def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+    tickets = sorted({e.ticket_id for e in envelopes})
+    clocks: dict[str, list[_Clock]] = defaultdict(list)
+    for row in timer_rows_of_tickets(ctx.session, tickets):
+        clocks[row.ticket_id].append(_Clock(to_timer(row), row.next_due_at, row.cause_id, row.correlation_id,
+                                            row.location, stored=True))
+    ctx.batch[_BATCH] = SlaBatch(facts=facts_of_tickets(ctx.session, tickets), clocks=clocks,
+                                 tickets=ticket_rows(ctx.session, tickets))
+
+
+def finish_batch(ctx: HandlerContext) -> None:
+    """Replay every clock the batch touched, once, then write the batch's facts, tasks and clocks."""
+    batch: SlaBatch = ctx.batch.pop(_BATCH)
+    rt = _rt(ctx)
+    changed: list[tuple[domain.Timer, datetime | None]] = []
+    for ticket_id, tasks in batch.to_replay.items():
+        facts = batch.facts.get(ticket_id, [])
+        for clock in batch.clocks.get(ticket_id, ()):
+            if None not in tasks and clock.timer.task_id not in tasks:
+                continue
+            timer = domain.replay(clock.timer, facts, rt.calendar)
+            next_due = domain.next_due_at(timer, rt.calendar, rt.policy)
+            if clock.stored and (timer, next_due) != (clock.timer, clock.next_due_at):
+                changed.append((timer, next_due))
+            clock.timer, clock.next_due_at = timer, next_due
+    new_timers = [new_timer_values(c.timer, c.next_due_at, cause_id=c.cause_id, correlation_id=c.correlation_id,
+                                   location=c.location)
+                  for clocks in batch.clocks.values() for c in clocks if not c.stored]
+    write_batch(ctx.session, facts=batch.new_facts, tasks=batch.new_tasks, new_timers=new_timers,
+                changed_timers=changed)
+
+
+handle.start_batch = start_batch  # type: ignore[attr-defined]
+handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+
+
+def _ticket(ctx: HandlerContext, batch: SlaBatch, ticket_id: str) -> SlaTicketRow:
+    row = batch.tickets.get(ticket_id)
     if row is None:
-        row = SlaTicketRow(ticket_id=ticket_id)
+        row = batch.tickets[ticket_id] = SlaTicketRow(ticket_id=ticket_id)
         ctx.session.add(row)
     return row
 
 
-def _remember_ticket(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
-    data, row = envelope.data, _ticket(ctx, envelope.ticket_id)
+def _remember_ticket(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> None:
+    data, row = envelope.data, _ticket(ctx, batch, envelope.ticket_id)
     row.location = data.ticket.location.model_dump(exclude_none=True)
     if isinstance(data, ev.TicketClassified):
         row.level, row.category = data.routing.level.value, data.category
 
 
-def _timers(ctx: HandlerContext, ticket_id: str, task_id: str | None = None) -> list[SlaTimerRow]:
-    # Locked on PostgreSQL, so a concurrent sweep cannot write a timer between our read and our write.
-    query = select(SlaTimerRow).where(SlaTimerRow.ticket_id == ticket_id).with_for_update()
-    if task_id is not None:
-        query = query.where(SlaTimerRow.task_id == task_id)
-    return list(ctx.session.execute(query).scalars().all())
-
-
-def _replay(ctx: HandlerContext, ticket_id: str, task_id: str | None) -> None:
-    """Rebuild the clocks of one task (or of every task of the ticket) from all the ticket's facts."""
-    rows = _timers(ctx, ticket_id, task_id)
-    if not rows:
-        return  # the assignment has not arrived yet: its clocks replay these facts when it does
-    facts = ticket_facts(ctx.session, ticket_id)
-    rt = _rt(ctx)
-    for row in rows:
-        timer = domain.replay(to_timer(row), facts, rt.calendar)
-        store_timer(row, timer, domain.next_due_at(timer, rt.calendar, rt.policy))
-
-
-def _start_clocks(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
+def _start_clocks(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> None:
     data: ev.TaskAssigned = envelope.data
-    if _timers(ctx, envelope.ticket_id, data.task_id):
+    clocks = batch.clocks[envelope.ticket_id]
+    if any(c.timer.task_id == data.task_id for c in clocks):
         return  # the same task announced again: its clocks already run
     rt = _rt(ctx)
-    ticket = _ticket(ctx, envelope.ticket_id)
+    ticket = _ticket(ctx, batch, envelope.ticket_id)
     ticket.location = ticket.location or data.ticket.location.model_dump(exclude_none=True)
     _warn_if_uncovered(rt.calendar, envelope.time)
     level = domain.unit_level(rt.catalogue, data.unit, ticket.level)
     timers = domain.timers_for_task(task_id=data.task_id, ticket_id=envelope.ticket_id, unit=data.unit, level=level,
                                     limits=data.limits, assigned_at=envelope.time, resolution_due=data.resolution_due)
-    ctx.session.add(SlaTaskRow(task_id=data.task_id, ticket_id=envelope.ticket_id, unit=data.unit))
-    for timer in timers:
-        ctx.session.add(new_timer_row(timer, cause_id=envelope.id, correlation_id=envelope.correlation_id,
-                                      location=ticket.location))
-    ctx.session.flush()
-    _replay(ctx, envelope.ticket_id, data.task_id)  # facts that arrived before the assignment
+    batch.new_tasks.append({"task_id": data.task_id, "ticket_id": envelope.ticket_id, "unit": data.unit, "rung": 0})
+    clocks += [_Clock(timer, None, envelope.id, envelope.correlation_id, dict(ticket.location), stored=False)
+               for timer in timers]
+    batch.replay_later(envelope.ticket_id, data.task_id)  # facts that arrived before the assignment
 
 
 def _warn_if_uncovered(calendar: WorkCalendar, at: datetime) -> None:
@@ -149,10 +235,10 @@ def _warn_if_uncovered(calendar: WorkCalendar, at: datetime) -> None:
         log.warning("calendar_year_not_covered", year=at.year, effect="plain Monday-Friday week assumed")
 
 
-def _ping_pong(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def _ping_pong(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
     settings: SlaSettings = ctx.settings  # type: ignore[assignment]
-    ticket = _ticket(ctx, envelope.ticket_id)
-    times = [f.at for f in ticket_facts(ctx.session, envelope.ticket_id) if f.kind == "returned"]
+    ticket = _ticket(ctx, batch, envelope.ticket_id)
+    times = [f.at for f in batch.facts[envelope.ticket_id] if f.kind == "returned"]
     if ticket.pingpong_escalated or not domain.is_ping_pong(times, envelope.time, settings.pingpong_max_returns,
                                                             settings.pingpong_window):
         return []

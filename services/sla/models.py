@@ -9,10 +9,11 @@ the outbox, published at the next start. So no reminder is lost and none is fire
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, func, select
+from sqlalchemy import JSON, Column, DateTime, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
@@ -153,23 +154,18 @@ def to_timer(row: SlaTimerRow) -> domain.Timer:
     )
 
 
+def timer_state(timer: domain.Timer, next_due: datetime | None) -> dict[str, Any]:
+    """The columns a clock's replays and firings change."""
+    return {"pauses": [[_iso(p.started_at), _iso(p.ended_at)] for p in timer.pauses],
+            "extensions": [[e.amount, e.unit] for e in timer.extensions],
+            "pause_reasons": sorted(timer.pause_reasons), "status": timer.status, "finished_at": timer.finished_at,
+            "on_time": timer.on_time, "fired": list(timer.fired), "breach_deadline": timer.breach_deadline,
+            "rung": timer.rung, "next_due_at": next_due}
+
+
 def store_timer(row: SlaTimerRow, timer: domain.Timer, next_due: datetime | None) -> None:
-    row.pauses = [[_iso(p.started_at), _iso(p.ended_at)] for p in timer.pauses]
-    row.extensions = [[e.amount, e.unit] for e in timer.extensions]
-    row.pause_reasons = sorted(timer.pause_reasons)
-    row.status = timer.status
-    row.finished_at = timer.finished_at
-    row.on_time = timer.on_time
-    row.fired = list(timer.fired)
-    row.breach_deadline = timer.breach_deadline
-    row.rung = timer.rung
-    row.next_due_at = next_due
-
-
-def new_timer_row(timer: domain.Timer, *, cause_id: str, correlation_id: str, location: dict) -> SlaTimerRow:
-    return SlaTimerRow(task_id=timer.task_id, clock=timer.clock, ticket_id=timer.ticket_id, unit=timer.unit,
-                       level=timer.level, cause_id=cause_id, correlation_id=correlation_id, limit_amount=timer.limit,
-                       limit_unit=timer.limit_unit, started_at=timer.started_at, location=location)
+    for column, value in timer_state(timer, next_due).items():
+        setattr(row, column, value)
 
 
 def to_fact(row: SlaFactRow) -> LedgerFact:
@@ -184,20 +180,78 @@ _FACTS = SlaFactRow.__table__
 _INSERT_FACT = _FACTS.insert()  # one statement object: compiled once, cached
 
 
-def insert_fact(session: Session, event_id: str, ticket_id: str, fact: LedgerFact) -> None:
-    """Facts are only ever inserted: a plain INSERT, without building an ORM object (the hot path)."""
-    session.execute(_INSERT_FACT, {
-        "event_id": event_id, "ticket_id": ticket_id, "at": fact.at, "kind": fact.kind, "task_id": fact.task_id,
-        "unit": fact.unit, "role": fact.role, "round": fact.round, "waiting": fact.waiting, "detail": fact.detail})
+def fact_values(event_id: str, ticket_id: str, fact: LedgerFact) -> dict[str, Any]:
+    return {"event_id": event_id, "ticket_id": ticket_id, "at": fact.at, "kind": fact.kind, "task_id": fact.task_id,
+            "unit": fact.unit, "role": fact.role, "round": fact.round, "waiting": fact.waiting, "detail": fact.detail}
+
+
+_FACT_COLUMNS = (_FACTS.c.ticket_id, _FACTS.c.at, _FACTS.c.kind, _FACTS.c.task_id, _FACTS.c.unit, _FACTS.c.role,
+                 _FACTS.c.round, _FACTS.c.waiting, _FACTS.c.detail)
 
 
 def ticket_facts(session: Session, ticket_id: str) -> list[LedgerFact]:
     """A ticket's facts in the order they were recorded (`LedgerFact`s, read without ORM objects)."""
-    columns = (_FACTS.c.at, _FACTS.c.kind, _FACTS.c.task_id, _FACTS.c.unit, _FACTS.c.role, _FACTS.c.round,
-               _FACTS.c.waiting, _FACTS.c.detail)
-    rows = session.execute(select(*columns).where(_FACTS.c.ticket_id == ticket_id).order_by(_FACTS.c.id)).all()
-    return [LedgerFact(at, kind, task, unit, role, rnd, bool(waiting), dict(detail or {}))
-            for at, kind, task, unit, role, rnd, waiting, detail in rows]
+    return facts_of_tickets(session, [ticket_id]).get(ticket_id, [])
+
+
+def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, list[LedgerFact]]:
+    """Every fact of these tickets, per ticket in the order they were recorded, with one query per 500 tickets."""
+    facts: dict[str, list[LedgerFact]] = defaultdict(list)
+    for chunk in _chunks(ticket_ids):
+        rows = session.execute(select(*_FACT_COLUMNS).where(_FACTS.c.ticket_id.in_(chunk)).order_by(_FACTS.c.id))
+        for ticket, at, kind, task, unit, role, rnd, waiting, detail in rows:
+            facts[ticket].append(LedgerFact(at, kind, task, unit, role, rnd, bool(waiting), dict(detail or {})))
+    return facts
+
+
+def ticket_rows(session: Session, ticket_ids: Sequence[str]) -> dict[str, SlaTicketRow]:
+    """These tickets' rows (ORM objects: a batch changes a few of them in place)."""
+    rows: dict[str, SlaTicketRow] = {}
+    for chunk in _chunks(ticket_ids):
+        rows |= {r.ticket_id: r for r in session.execute(
+            select(SlaTicketRow).where(SlaTicketRow.ticket_id.in_(chunk))).scalars()}
+    return rows
+
+
+_TIMERS = SlaTimerRow.__table__
+_TIMER_KEY = (bindparam("key_task_id"), bindparam("key_clock"))
+_UPDATE_TIMER = _TIMERS.update().where(_TIMERS.c.task_id == _TIMER_KEY[0], _TIMERS.c.clock == _TIMER_KEY[1])
+
+
+def timer_rows_of_tickets(session: Session, ticket_ids: Sequence[str]) -> list[Any]:
+    """The timer rows of these tickets (plain rows: attribute access like the ORM's, without its cost). Locked
+    on PostgreSQL, so a concurrent sweep cannot write a timer between our read and our write."""
+    rows: list[Any] = []
+    for chunk in _chunks(ticket_ids):
+        rows += session.execute(select(_TIMERS).where(_TIMERS.c.ticket_id.in_(chunk)).with_for_update()).all()
+    return rows
+
+
+def new_timer_values(timer: domain.Timer, next_due: datetime | None, *, cause_id: str, correlation_id: str,
+                     location: dict) -> dict[str, Any]:
+    return {"task_id": timer.task_id, "clock": timer.clock, "ticket_id": timer.ticket_id, "unit": timer.unit,
+            "level": timer.level, "cause_id": cause_id, "correlation_id": correlation_id, "limit_amount": timer.limit,
+            "limit_unit": timer.limit_unit, "started_at": timer.started_at, "location": location,
+            **timer_state(timer, next_due)}
+
+
+def write_batch(session: Session, *, facts: list[dict[str, Any]], tasks: list[dict[str, Any]],
+                new_timers: list[dict[str, Any]], changed_timers: list[tuple[domain.Timer, datetime | None]]) -> None:
+    """A batch's writes, one executemany statement per table."""
+    if facts:
+        session.execute(_INSERT_FACT, facts)
+    if tasks:
+        session.execute(SlaTaskRow.__table__.insert(), tasks)
+    if new_timers:
+        session.execute(_TIMERS.insert(), new_timers)
+    if changed_timers:
+        session.execute(_UPDATE_TIMER, [{"key_task_id": t.task_id, "key_clock": t.clock, **timer_state(t, due)}
+                                        for t, due in changed_timers])
+
+
+def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
 
 
 def all_timers(session: Session) -> list[domain.Timer]:

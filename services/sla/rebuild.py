@@ -17,6 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
+from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
@@ -28,7 +29,7 @@ from services.common.pipeline import HandlerContext
 from services.common.store import ProcessedEvent, create_tables
 
 from . import domain
-from .handlers import EVENT_TYPES, TOPICS, SlaRuntime, handle
+from .handlers import EVENT_TYPES, TOPICS, SlaRuntime, finish_batch, handle, start_batch
 from .models import TABLES, SlaTaskRow, SlaTicketRow, SlaTimerRow, store_timer, to_timer
 from .settings import SlaSettings
 
@@ -95,20 +96,28 @@ def _decoded(records: Iterable[Any], wanted: set[str]) -> Iterable[tuple[Any, En
                 continue  # the live service dead-lettered it too
 
 
+REBUILD_BATCH = 2000  # events per start_batch/finish_batch round, as the live service's batches but larger
+
+
 def _apply(engine: Engine, settings: SlaSettings, runtime: SlaRuntime, records: list[Any]) -> int:
-    applied = 0
+    seen: set[str] = set()
+    unique = []
+    for record, envelope in _decoded(records, set(EVENT_TYPES)):
+        if envelope.id not in seen:  # else a redelivered copy
+            seen.add(envelope.id)
+            unique.append((record, envelope))
     with Session(engine) as session, session.begin():
         ctx = HandlerContext(session=session, now=utcnow, source=SOURCE, settings=settings, extras={"sla": runtime})
-        seen: set[str] = set()
-        for record, envelope in _decoded(records, set(EVENT_TYPES)):
-            if envelope.id in seen:
-                continue  # a redelivered copy
-            seen.add(envelope.id)
-            list(handle(ctx, envelope))
-            session.add(ProcessedEvent(consumer="sla", event_id=envelope.id, topic=record.topic,
-                                       partition=record.partition, offset=record.offset))
-            applied += 1
-    return applied
+        for start in range(0, len(unique), REBUILD_BATCH):
+            chunk = unique[start:start + REBUILD_BATCH]
+            start_batch(ctx, [envelope for _, envelope in chunk])
+            for _, envelope in chunk:
+                list(handle(ctx, envelope))
+            finish_batch(ctx)
+        session.execute(insert(ProcessedEvent.__table__), [
+            {"consumer": "sla", "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
+             "offset": record.offset, "outcome": "applied", "processed_at": utcnow()} for record, envelope in unique])
+    return len(unique)
 
 
 def _mark(engine: Engine, runtime: SlaRuntime, records: list[Any]) -> int:
