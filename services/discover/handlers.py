@@ -103,3 +103,7 @@ def raise_proactive(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
         out.append(Emit(TICKETS.name, envelope.caused(ev.TicketRegistered(ticket=ticket), source=ctx.source,
                                                       ticket_id=ticket_id, index=i)))
     return out
+
+
+# Every handled event looks its ticket up by id: load the batch's rows with one query (see EventPipeline._prefetch).
+handle.prefetch = [(KnownTicket, lambda e: e.ticket_id)]  # type: ignore[attr-defined]
