@@ -91,3 +91,6 @@ STATUS_EVENT_TYPES = [m.event_type for m in (
     ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.ManualTriageRequested, ev.TicketClassified,
     ev.ConsultationRequested, ev.SupervisorReviewRequested, ev.PlanAgreed, ev.SupervisorDecided,
     ev.TaskAssigned, ev.RerouteRequested, ev.TicketHandled, ev.TicketReopened, ev.TicketClosed)]
+
+# Every status event looks its ticket's row up by id: load the batch's rows with one query (EventPipeline._prefetch).
+update_status.prefetch = [(TicketStatus, lambda e: e.ticket_id)]  # type: ignore[attr-defined]
