@@ -135,3 +135,7 @@ def overdue(ctx: HandlerContext) -> list[Emit]:
                           subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.consultation_id, data=request)
         out.append(_to_supervisor(ctx, origin, row, f"no opinion in time from {', '.join(missing)}"))
     return out
+
+
+# Most events look their ticket's routing up by id: load the batch's rows with one query (EventPipeline._prefetch).
+handle.prefetch = [(RoutedTicket, lambda e: e.ticket_id)]  # type: ignore[attr-defined]
