@@ -6,15 +6,13 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlmodel import select
-
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS, unit_task_topic
 from services.common.pipeline import Emit, HandlerContext, NotYet
 
 from . import domain
-from .models import ActTicket, Task
+from .state import ActBatch, TaskRow, TicketRow
 
 TOPICS = [TRIAGE.name, CONSULT.name, UNIT_REPORTS.name, EVALUATE.name]
 EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.SupervisorDecided, ev.TaskSignedFor,
@@ -23,55 +21,95 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.Sup
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """Apply one event to the batch's tickets and tasks (`start_batch`), written at its end (`finish_batch`).
+    Called on its own (tests, tools), the event is a batch of one."""
+    batch = ctx.batch.get(_BATCH)
+    if batch is not None:
+        return _apply(ctx, batch, envelope)
+    start_batch(ctx, [envelope])
+    try:
+        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
+        finish_batch(ctx)
+        return emits
+    finally:
+        ctx.batch.pop(_BATCH, None)
+
+
+def _apply(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     match envelope.data:
         case ev.TicketClassified():
-            return on_classified(ctx, envelope)
+            return on_classified(ctx, batch, envelope)
         case ev.PlanAgreed():
-            return dispatch(ctx, envelope, envelope.data.routing, resolution_due=envelope.data.deadline)
+            return dispatch(ctx, batch, envelope, envelope.data.routing, resolution_due=envelope.data.deadline)
         case ev.SupervisorDecided():
-            return dispatch(ctx, envelope, envelope.data.routing, final=True)
+            return dispatch(ctx, batch, envelope, envelope.data.routing, final=True)
         case ev.TaskSignedFor():
-            return set_task_state(ctx, envelope, "signed-for")
+            return set_task_state(batch, envelope, "signed-for")
         case ev.ProgressReported():
-            return set_task_state(ctx, envelope, "in-progress")
+            return set_task_state(batch, envelope, "in-progress")
         case ev.ExtensionRequested():
-            return decide_extension(ctx, envelope)
+            return decide_extension(ctx, batch, envelope)
         case ev.TaskReturned():
-            return on_returned(ctx, envelope)
+            return on_returned(ctx, batch, envelope)
         case ev.TaskCompleted():
-            return on_completed(ctx, envelope)
+            return on_completed(ctx, batch, envelope)
         case ev.TicketReopened():
-            return rehandle(ctx, envelope)
-    return ()
+            return rehandle(ctx, batch, envelope)
+    return []
 
 
-def _ticket(ctx: HandlerContext, ticket_id: str) -> ActTicket:
-    row = ctx.session.get(ActTicket, ticket_id)
+# ---------------------------------------------------------------------------- a batch's working state
+
+_BATCH = "act"
+
+
+def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+    """Load the tickets of these events, with their tasks, in one query per table."""
+    batch = ActBatch(ctx.session.connection())
+    batch.load((e.ticket_id for e in envelopes), [t for e in envelopes if (t := getattr(e.data, "task_id", None))])
+    ctx.batch[_BATCH] = batch
+
+
+def finish_batch(ctx: HandlerContext) -> None:
+    """Write what the batch added and changed, one statement per table and kind of change."""
+    ctx.batch.pop(_BATCH).write()
+
+
+handle.start_batch = start_batch  # type: ignore[attr-defined]
+handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------- the rules
+
+def _ticket(batch: ActBatch, ticket_id: str) -> TicketRow:
+    row = batch.ticket(ticket_id)
     if row is None:
         raise NotYet(f"act has no classified ticket {ticket_id} yet")
     return row
 
 
-def _open_tasks(ctx: HandlerContext, ticket_id: str) -> list[Task]:
-    return list(ctx.session.exec(select(Task).where(Task.ticket_id == ticket_id, Task.status.in_(domain.OPEN_TASK_STATES))).all())
+def _open_tasks(batch: ActBatch, ticket_id: str) -> list[TaskRow]:
+    return [t for t in batch.tasks_of(ticket_id) if t.status in domain.OPEN_TASK_STATES]
 
 
-def on_classified(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def on_classified(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     c: ev.TicketClassified = envelope.data
-    row = ctx.session.get(ActTicket, envelope.ticket_id) or ActTicket(ticket_id=envelope.ticket_id, classified_json="")
+    row = batch.ticket(envelope.ticket_id)
+    if row is None:
+        row = TicketRow(ticket_id=envelope.ticket_id, classified_json="")
+        batch.add_ticket(row)
     row.classified_json = c.model_dump_json()
     row.status = "waiting"
-    ctx.session.add(row)
     if c.needs_consultation:
         return []  # consult convenes the parties; we dispatch on its plan or the supervisor's decision
-    return dispatch(ctx, envelope, c.routing)
+    return dispatch(ctx, batch, envelope, c.routing)
 
 
-def dispatch(ctx: HandlerContext, cause: Envelope[Any], routing: ev.Routing, *, final: bool = False,
+def dispatch(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], routing: ev.Routing, *, final: bool = False,
              resolution_due: datetime | None = None) -> list[Emit]:
-    row = _ticket(ctx, cause.ticket_id)
-    c = ev.TicketClassified.model_validate_json(row.classified_json)
-    for task in _open_tasks(ctx, row.ticket_id):
+    row = _ticket(batch, cause.ticket_id)
+    c = row.classified()
+    for task in _open_tasks(batch, row.ticket_id):
         task.status = "withdrawn"  # a new plan replaces whatever was still open
     row.dispatches += 1
     row.lead, row.co_units, row.final, row.status = routing.lead, ",".join(routing.co_units), final, "dispatched"
@@ -79,8 +117,8 @@ def dispatch(ctx: HandlerContext, cause: Envelope[Any], routing: ev.Routing, *, 
     out = []
     for i, (unit, role) in enumerate(units):
         tid = domain.task_id(row.ticket_id, unit, row.dispatches)
-        ctx.session.add(Task(task_id=tid, ticket_id=row.ticket_id, unit=unit, role=role.value, round=row.round,
-                             dispatch_no=row.dispatches, final=final))
+        batch.add_task(TaskRow(task_id=tid, ticket_id=row.ticket_id, unit=unit, role=role.value, round=row.round,
+                               dispatch_no=row.dispatches, final=final))
         assigned = ev.TaskAssigned(task_id=tid, unit=unit, role=role, round=row.round, final=final, category=c.category,
                                    limits=c.limits, resolution_due=resolution_due,
                                    joint_with=tuple(u for u, _ in units if u != unit), ticket=c.ticket)
@@ -89,23 +127,23 @@ def dispatch(ctx: HandlerContext, cause: Envelope[Any], routing: ev.Routing, *, 
     return out
 
 
-def _task(ctx: HandlerContext, task_id: str) -> Task:
-    task = ctx.session.get(Task, task_id)
+def _task(batch: ActBatch, task_id: str) -> TaskRow:
+    task = batch.task(task_id)
     if task is None:
         raise NotYet(f"unknown task {task_id}")
     return task
 
 
-def set_task_state(ctx: HandlerContext, envelope: Envelope[Any], state: str) -> list[Emit]:
-    task = _task(ctx, envelope.data.task_id)
+def set_task_state(batch: ActBatch, envelope: Envelope[Any], state: str) -> list[Emit]:
+    task = _task(batch, envelope.data.task_id)
     if task.status in ("assigned", "signed-for", "in-progress"):
         task.status = state
     return []
 
 
-def decide_extension(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def decide_extension(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.ExtensionRequested = envelope.data
-    task = _task(ctx, r.task_id)
+    task = _task(batch, r.task_id)
     approved, reason = domain.extension_decision(task.extensions, ctx.settings.max_extensions, task.final)
     task.extensions += int(approved)
     decided = envelope.caused(ev.ExtensionDecided(task_id=r.task_id, unit=r.unit, approved=approved, extra=r.extra,
@@ -113,9 +151,9 @@ def decide_extension(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]
     return [Emit(ACT.name, decided), Emit(unit_task_topic(r.unit), decided)]
 
 
-def on_returned(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def on_returned(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.TaskReturned = envelope.data
-    task = _task(ctx, r.task_id)
+    task = _task(batch, r.task_id)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
     if task.final:
@@ -125,45 +163,43 @@ def on_returned(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
         return [Emit(ACT.name, rejected), Emit(unit_task_topic(r.unit), rejected)]
     task.status = "returned"
     if task.role == ev.Role.co.value:
-        return _maybe_handled(ctx, envelope, task.ticket_id)  # the lead carries on without this co-unit
-    row = _ticket(ctx, task.ticket_id)
-    for other in _open_tasks(ctx, row.ticket_id):
+        return _maybe_handled(ctx, batch, envelope, task.ticket_id)  # the lead carries on without this co-unit
+    row = _ticket(batch, task.ticket_id)
+    for other in _open_tasks(batch, row.ticket_id):
         other.status = "withdrawn"
     row.returns += 1
     excluded = [u for u in row.excluded.split(",") if u] + [r.unit]
     row.excluded, row.status = ",".join(dict.fromkeys(excluded)), "rerouting"
-    c = ev.TicketClassified.model_validate_json(row.classified_json)
+    c = row.classified()
     reroute = ev.RerouteRequested(category=c.category, excluded_units=tuple(dict.fromkeys(excluded)), returns=row.returns,
                                   reason=r.reason, suggested_unit=r.suggested_unit, ticket=c.ticket)
     return [Emit(ACT.name, envelope.caused(reroute, source=ctx.source))]
 
 
-def on_completed(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
-    task = _task(ctx, envelope.data.task_id)
+def on_completed(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+    task = _task(batch, envelope.data.task_id)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
     task.status, task.result = "completed", envelope.data.result
-    return _maybe_handled(ctx, envelope, task.ticket_id)
+    return _maybe_handled(ctx, batch, envelope, task.ticket_id)
 
 
-def _maybe_handled(ctx: HandlerContext, cause: Envelope[Any], ticket_id: str) -> list[Emit]:
-    row = _ticket(ctx, ticket_id)
-    tasks = list(ctx.session.exec(select(Task).where(Task.ticket_id == ticket_id, Task.dispatch_no == row.dispatches)).all())
-    ctx.session.flush()
+def _maybe_handled(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], ticket_id: str) -> list[Emit]:
+    row = _ticket(batch, ticket_id)
+    tasks = [t for t in batch.tasks_of(ticket_id) if t.dispatch_no == row.dispatches]
     if row.status != "dispatched" or not domain.handling_complete([(ev.Role(t.role), t.status) for t in tasks]):
         return []
     row.status = "handled"
     done = sorted((t for t in tasks if t.status == "completed"), key=lambda t: t.role != "lead")
-    c = ev.TicketClassified.model_validate_json(row.classified_json)
+    c = row.classified()
     handled = ev.TicketHandled(round=row.round, units=tuple(t.unit for t in done), results=tuple(t.result or "" for t in done),
                                category=c.category, location=c.ticket.location)
     return [Emit(ACT.name, cause.caused(handled, source=ctx.source))]
 
 
-def rehandle(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def rehandle(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.TicketReopened = envelope.data
-    row = _ticket(ctx, envelope.ticket_id)
+    row = _ticket(batch, envelope.ticket_id)
     row.round = r.round
-    routing = ev.Routing(lead=r.units[0], co_units=tuple(r.units[1:]),
-                         level=ev.TicketClassified.model_validate_json(row.classified_json).routing.level)
-    return dispatch(ctx, envelope, routing, final=row.final)
+    routing = ev.Routing(lead=r.units[0], co_units=tuple(r.units[1:]), level=row.classified().routing.level)
+    return dispatch(ctx, batch, envelope, routing, final=row.final)
