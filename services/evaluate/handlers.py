@@ -13,7 +13,8 @@ from contracts.topics import ACT, EVALUATE, TICKETS, UNIT_REPORTS
 from services.common.pipeline import Emit, HandlerContext, NotYet
 
 from . import domain
-from .models import EvalTicket, Rates
+from .batch import EvalBatch, Ticket
+from .models import Rates
 
 TOPICS = [TICKETS.name, ACT.name, UNIT_REPORTS.name, EVALUATE.name]
 EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.TaskAssigned,
@@ -21,89 +22,117 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.T
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """Apply one event to the batch's tickets and rates (see `start_batch`). Called on its own (tests,
+    tools), it is a batch of one."""
+    batch = ctx.batch.get(_BATCH)
+    if batch is not None:
+        return _apply(ctx, batch, envelope)
+    start_batch(ctx, [envelope])
+    try:
+        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
+        finish_batch(ctx)
+        return emits
+    finally:
+        ctx.batch.pop(_BATCH, None)
+
+
+def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit]:
     d = envelope.data
     match d:
         case ev.TicketRegistered():
-            _ensure(ctx, envelope.ticket_id, d.ticket, d.master_ticket_id)
+            _ensure(ctx, batch, envelope.ticket_id, d.ticket, d.master_ticket_id)
         case ev.TicketMerged():
-            _ticket(ctx, envelope.ticket_id).master_ticket_id = d.master_ticket_id
+            _ticket(ctx, batch, envelope.ticket_id).master_ticket_id = d.master_ticket_id
         case ev.TicketSplit():
-            _ensure(ctx, envelope.ticket_id, d.ticket, None).master_ticket_id = None
+            _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
-            _count(ctx, "unit", d.unit, assigned=1)
+            _count(batch, "unit", d.unit, assigned=1)
         case ev.TaskSignedFor():
-            _count(ctx, "unit", d.unit, signed_for=1)
+            _count(batch, "unit", d.unit, signed_for=1)
         case ev.TicketHandled():
-            return request_callback(ctx, envelope)
+            return request_callback(ctx, batch, envelope)
         case ev.CallbackRecorded():
-            return on_callback(ctx, envelope)
+            return on_callback(ctx, batch, envelope)
     return ()
 
 
-def _ensure(ctx: HandlerContext, ticket_id: str, t: ev.RegisteredTicket, master: str | None) -> EvalTicket:
-    row = ctx.session.get(EvalTicket, ticket_id)
+# ---------------------------------------------------------------------------- a batch's working state
+
+_BATCH = "evaluate"
+
+
+def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+    """Load the batch's tickets with one query, instead of a lookup per event."""
+    ctx.batch[_BATCH] = EvalBatch.load(ctx.session, (e.ticket_id for e in envelopes))
+
+
+def finish_batch(ctx: HandlerContext) -> None:
+    """Write what the batch changed: one statement per table and kind."""
+    batch: EvalBatch = ctx.batch.pop(_BATCH)
+    batch.write(ctx.session)
+
+
+handle.start_batch = start_batch  # type: ignore[attr-defined]
+handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+
+
+def _ensure(ctx: HandlerContext, batch: EvalBatch, ticket_id: str, t: ev.RegisteredTicket, master: str | None) -> Ticket:
+    row = batch.ticket(ctx.session, ticket_id)
     if row is None:
-        row = EvalTicket(ticket_id=ticket_id, caller_json=t.caller.model_dump_json(), district=t.location.district,
-                         grid=t.location.grid, master_ticket_id=master)
-        ctx.session.add(row)
+        row = batch.add_ticket(Ticket(ticket_id=ticket_id, caller_json=t.caller.model_dump_json(), district=t.location.district,
+                                      grid=t.location.grid, master_ticket_id=master))
     return row
 
 
-def _ticket(ctx: HandlerContext, ticket_id: str) -> EvalTicket:
-    row = ctx.session.get(EvalTicket, ticket_id)
+def _ticket(ctx: HandlerContext, batch: EvalBatch, ticket_id: str) -> Ticket:
+    row = batch.ticket(ctx.session, ticket_id)
     if row is None:
         raise NotYet(f"evaluate has not seen ticket {ticket_id} registered yet")
     return row
 
 
-def _count(ctx: HandlerContext, scope: str, key: str | None, **increments: int) -> None:
-    if not key:
-        return
-    row = ctx.session.get(Rates, (scope, key))
-    if row is None:
-        row = Rates(scope=scope, key=key)
-        ctx.session.add(row)
-    for name, by in increments.items():
-        setattr(row, name, getattr(row, name) + by)
+def _count(batch: EvalBatch, scope: str, key: str | None, **increments: int) -> None:
+    if key:
+        batch.count(scope, key, increments)
 
 
-def request_callback(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def request_callback(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
     h: ev.TicketHandled = envelope.data
-    row = _ticket(ctx, envelope.ticket_id)
+    row = _ticket(ctx, batch, envelope.ticket_id)
     row.round, row.units, row.status = h.round, ",".join(h.units), "awaiting-callback"
     caller = ev.CallerRef.model_validate_json(row.caller_json)
     data = ev.CallbackRequested(round=h.round, caller=caller, units=h.units)
     return [Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
 
 
-def _scopes(row: EvalTicket) -> list[tuple[str, str | None]]:
+def _scopes(row: Ticket) -> list[tuple[str, str | None]]:
     return [("unit", u) for u in row.units.split(",") if u] + [("grid", row.grid), ("district", row.district)]
 
 
-def on_callback(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def on_callback(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
     c: ev.CallbackRecorded = envelope.data
-    row = _ticket(ctx, envelope.ticket_id)
+    row = _ticket(ctx, batch, envelope.ticket_id)
     if row.status != "awaiting-callback" or c.round != row.round:
         raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {c.round} (status {row.status}, round {row.round})")
     decision = domain.after_callback(c, ctx.settings.max_rounds)
     satisfied = int(c.satisfaction != ev.Satisfaction.unsatisfied and c.reasonable_demand)
     for scope, key in _scopes(row):
-        _count(ctx, scope, key, callbacks=1, resolved=int(c.resolved), satisfied=satisfied, rated=int(c.reasonable_demand),
+        _count(batch, scope, key, callbacks=1, resolved=int(c.resolved), satisfied=satisfied, rated=int(c.reasonable_demand),
                reopened=int(decision == "reopen"))
     if decision == "reopen":
         row.status = "open"
         data: Any = ev.TicketReopened(round=c.round + 1, units=tuple(row.units.split(",")),
                                       reason="unresolved" if not c.resolved else "resident unsatisfied")
         return [Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
-    return close(ctx, envelope, row, "resolved" if decision == "close" else "unresolved", c.satisfaction)
+    return close(ctx, batch, envelope, row, "resolved" if decision == "close" else "unresolved", c.satisfaction)
 
 
-def close(ctx: HandlerContext, cause: Envelope[Any], row: EvalTicket, outcome: str, satisfaction: ev.Satisfaction) -> list[Emit]:
+def close(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,
+          satisfaction: ev.Satisfaction) -> list[Emit]:
     row.status = "closed"
     out = [Emit(EVALUATE.name, cause.caused(ev.TicketClosed(outcome=outcome, satisfaction=satisfaction, rounds=row.round),
                                             source=ctx.source))]
-    children = ctx.session.exec(select(EvalTicket).where(EvalTicket.master_ticket_id == row.ticket_id,
-                                                         EvalTicket.status != "closed")).all()
+    children = batch.open_children(ctx.session, row.ticket_id) if batch.may_have_children(row.ticket_id) else []
     for i, child in enumerate(children, start=1):
         child.status = "closed"
         data = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=row.ticket_id)
