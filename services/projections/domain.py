@@ -14,14 +14,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope, Event
 from contracts.registry import model_for
 from contracts.topics import topic_for_event
-from services.common.workcalendar import CalendarCoverageError, WorkCalendar
+from services.common.workcalendar import CalendarCoverageError, SlaUnit, WorkCalendar
 
 from .models import METRIC_COUNTERS
 
@@ -74,6 +74,12 @@ class Fact:
                      correlation_id: str = "", causation_id: str | None = None) -> Fact:
         data = model_for(type).model_validate_json(payload)
         return cls(id, type, as_utc(time), ticket_id, data, source, correlation_id, causation_id)
+
+    @property
+    def data_is_stored_as_is(self) -> bool:
+        """Whether the timeline's payload (`stored_payload`) parses back to this very data: all but a
+        submission, whose caller details are left out."""
+        return not isinstance(self.data, ev.TicketSubmitted)
 
     @property
     def sort_key(self) -> tuple[datetime, int, str]:
@@ -213,12 +219,19 @@ class Folded:
     handled_at_by_round: dict[int, datetime] = field(default_factory=dict)
 
 
+# The columns of each row, listed once: `dataclasses.fields` per row was a tenth of a refold.
+_TICKET_COLUMNS = tuple(f.name for f in fields(TicketState))
+_TASK_COLUMNS = tuple(f.name for f in fields(TaskState) if f.name != "status_before_return")
+
+
 def ticket_row(state: TicketState) -> dict[str, Any]:
-    return {f.name: _db_value(getattr(state, f.name)) for f in fields(state)}
+    values = vars(state)
+    return {name: _db_value(values[name]) for name in _TICKET_COLUMNS}
 
 
 def task_row(state: TaskState) -> dict[str, Any]:
-    return {f.name: _db_value(getattr(state, f.name)) for f in fields(state) if f.name != "status_before_return"}
+    values = vars(state)
+    return {name: _db_value(values[name]) for name in _TASK_COLUMNS}
 
 
 def _db_value(value: Any) -> Any:
@@ -393,8 +406,15 @@ def nominal_due(start: datetime | None, limit: ev.TimeLimitSpec) -> datetime | N
     states a deadline (a reminder, a breach) that replaces this one."""
     if start is None:
         return None
+    return _calendar_deadline(as_utc(start), limit.amount, limit.unit)
+
+
+@lru_cache(maxsize=8192)
+def _calendar_deadline(start: datetime, amount: int, unit: SlaUnit) -> datetime | None:
+    # Memoised: a live ticket is refolded once per batch that brings it an event, and each refold
+    # computes the deadlines of all its tasks again (the calendar walk is most of a fold's cost).
     try:
-        return as_utc(_calendar().add(start, limit.amount, limit.unit))
+        return as_utc(_calendar().add(start, amount, unit))
     except (CalendarCoverageError, ValueError):  # years the holiday data does not cover: no guess
         return None
 
@@ -647,13 +667,19 @@ def event_units(data: Event) -> tuple[str, ...]:
         return tuple(data.excluded_units)
     if isinstance(data, ev.TicketEscalated):
         return (data.to_unit,) if data.to_unit else ()
-    unit = data.unit if "unit" in type(data).model_fields else None  # type: ignore[attr-defined]
+    unit = data.unit if _has_field(type(data), "unit") else None  # type: ignore[attr-defined]
     return (unit,) if isinstance(unit, str) else ()
 
 
 def event_round(data: Event) -> int | None:
     """The handling round an event states (task reports do not: their task id carries a dispatch number)."""
-    return data.round if "round" in type(data).model_fields else None  # type: ignore[attr-defined]
+    return data.round if _has_field(type(data), "round") else None  # type: ignore[attr-defined]
+
+
+@cache
+def _has_field(model: type[Event], name: str) -> bool:
+    # Cached: pydantic's `model_fields` goes through a (deprecation-checking) descriptor on each access.
+    return name in model.model_fields
 
 
 def _short(text: str, limit: int = 80) -> str:

@@ -142,6 +142,20 @@ def test_a_ticket_whose_fold_fails_keeps_its_rows_and_waits_while_others_go_on(e
     assert checksum(engine) == checksum(reference)
 
 
+def test_the_facts_remembered_when_writing_are_those_the_rows_parse_back_to(engine):
+    """A refold takes the facts of the rows this process wrote from memory (store.FACTS) instead of
+    parsing their payloads: they must be the very facts the stored rows parse to."""
+    store_module.FACTS.clear()
+    with Session(engine) as session, session.begin():
+        store_facts(session, [Fact.from_envelope(e) for e in HISTORY])
+    with Session(engine) as session:
+        rows = [tuple(r) for r in session.execute(select(*store_module._FACT_COLUMNS))]
+    assert len(rows) == len(HISTORY)
+    for row in rows:
+        assert row in store_module.FACTS._facts  # written rows read back as the same key: no parse
+        assert store_module.FACTS.of_row(row) == store_module._parse_row(row)
+
+
 # ---------------------------------------------------------------------------------------------- rebuild
 
 class ListLog:
