@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import timedelta
+from functools import cache
 from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import delete, insert, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
@@ -20,49 +21,112 @@ from .models import PendingAction
 
 EVENT_TYPES = [m.event_type for m in (ev.TaskAssigned, ev.ConsultationRequested, ev.ReturnRejected,
                                       ev.CallbackRequested, ev.SupervisorReviewRequested)]
+_ACTIONS = PendingAction.__table__
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """Plan the simulated answers to one event and keep them for the batch's end (see `start_batch`).
+    Called on its own (tests, tools), it is a batch of one."""
+    batch = ctx.batch.get(_BATCH)
+    if batch is not None:
+        return _apply(ctx, batch, envelope)
+    start_batch(ctx, [envelope])
+    try:
+        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
+        finish_batch(ctx)
+        return emits
+    finally:
+        ctx.batch.pop(_BATCH, None)
+
+
+def _apply(ctx: HandlerContext, batch: dict[str, dict[str, Any]], envelope: Envelope[Any]) -> Iterable[Emit]:
+    _schedule(ctx, batch, envelope, _plan(ctx, envelope))
+    return ()
+
+
+def _plan(ctx: HandlerContext, envelope: Envelope[Any]) -> list[tuple[str, int, domain.PlannedAction]]:
+    """What the simulated parties will do about this event: (who, index among its actions, action)."""
     units: set[str] = ctx.extras["units"]
     d = envelope.data
     match d:
         case ev.TaskAssigned() if d.unit in units:
-            for i, a in enumerate(domain.plan_task(d, ctx.settings)):
-                _schedule(ctx, envelope, d.unit, a, i)
+            return [(d.unit, i, a) for i, a in enumerate(domain.plan_task(d, ctx.settings))]
         case ev.ConsultationRequested():
-            for unit in sorted(set(d.parties) & units):
-                _schedule(ctx, envelope, unit, domain.plan_opinion(d, unit, ctx.settings), 0)
+            return [(unit, 0, domain.plan_opinion(d, unit, ctx.settings)) for unit in sorted(set(d.parties) & units)]
         case ev.ReturnRejected() if d.unit in units:
-            _schedule(ctx, envelope, d.unit, domain.PlannedAction("complete-rejected", ctx.settings.work_delay_s,
-                                                                  {"result": "handled after the return was refused (simulated)"}), 0)
+            return [(d.unit, 0, domain.PlannedAction("complete-rejected", ctx.settings.work_delay_s,
+                                                     {"result": "handled after the return was refused (simulated)"}))]
         case ev.CallbackRequested() if ctx.settings.callbacks:
-            _schedule(ctx, envelope, "hotline", domain.plan_callback(d, envelope.ticket_id, ctx.settings), 0)
+            return [("hotline", 0, domain.plan_callback(d, envelope.ticket_id, ctx.settings))]
         case ev.SupervisorReviewRequested() if ctx.settings.supervisor:
-            _schedule(ctx, envelope, "supervisor", domain.plan_decision(d), 0)
-    return ()
+            return [("supervisor", 0, domain.plan_decision(d))]
+    return []
 
 
-def _schedule(ctx: HandlerContext, cause: Envelope[Any], unit: str, action: domain.PlannedAction, index: int) -> None:
-    action_id = f"{cause.id}:{unit}:{index}"
-    if ctx.session.get(PendingAction, action_id) is None:
-        ctx.session.add(PendingAction(action_id=action_id, due_at=ctx.now() + timedelta(seconds=action.delay_s),
-                                      kind=action.kind, unit=unit, cause_json=cause.model_dump_json(), cause_type=cause.type,
-                                      detail_json=json.dumps(action.detail)))
+def _schedule(ctx: HandlerContext, batch: dict[str, dict[str, Any]], cause: Envelope[Any],
+              planned: list[tuple[str, int, domain.PlannedAction]]) -> None:
+    """Keep the planned actions as pending_actions rows of the batch; an action already planned keeps its row."""
+    if not planned:
+        return
+    cause_json = cause.model_dump_json()  # the same for every action of this cause
+    for unit, index, action in planned:
+        action_id = f"{cause.id}:{unit}:{index}"
+        if action_id not in batch:
+            batch[action_id] = {"action_id": action_id, "due_at": ctx.now() + timedelta(seconds=action.delay_s),
+                                "kind": action.kind, "unit": unit, "cause_json": cause_json, "cause_type": cause.type,
+                                "detail_json": json.dumps(action.detail)}
+
+
+# ---------------------------------------------------------------------------- a batch's working state
+
+# The batch's new pending_actions rows by action id, in planning order (the store's row order). Nothing
+# reads them back while the batch runs, so there is nothing to load before it, and they are written
+# with one INSERT at its end instead of a lookup and an ORM object per action.
+_BATCH = "units"
+
+
+def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+    ctx.batch[_BATCH] = {}
+
+
+def finish_batch(ctx: HandlerContext) -> None:
+    """Insert the batch's actions with one statement. As before, an action already stored keeps its row:
+    they are looked up with one query for the batch, not one per action."""
+    rows: dict[str, dict[str, Any]] = ctx.batch.pop(_BATCH)
+    ids = list(rows)
+    for i in range(0, len(ids), 500):
+        stored = ctx.session.execute(select(_ACTIONS.c.action_id).where(_ACTIONS.c.action_id.in_(ids[i:i + 500]))).scalars()
+        for action_id in stored:
+            del rows[action_id]
+    if rows:
+        ctx.session.execute(insert(_ACTIONS), list(rows.values()))
+
+
+handle.start_batch = start_batch  # type: ignore[attr-defined]
+handle.finish_batch = finish_batch  # type: ignore[attr-defined]
 
 
 def send_due(ctx: HandlerContext) -> list[Emit]:
-    """Tick: send every simulated action whose time has come."""
-    due = ctx.session.exec(select(PendingAction).where(PendingAction.due_at <= ctx.now()).order_by(PendingAction.due_at)
-                           .limit(2000)).all()
-    out = []
-    for row in due:
-        cause = Envelope[model_for(row.cause_type)].model_validate_json(row.cause_json)  # type: ignore[misc]
-        out.append(_action_event(row, cause, json.loads(row.detail_json), ctx))
-        ctx.session.delete(row)
+    """Tick: send every simulated action whose time has come (read as plain rows and deleted with one
+    statement: no ORM object per action)."""
+    due = ctx.session.execute(select(_ACTIONS).where(_ACTIONS.c.due_at <= ctx.now()).order_by(_ACTIONS.c.due_at)
+                              .limit(2000)).all()
+    out = [_action_event(row, _envelope_type(row.cause_type).model_validate_json(row.cause_json), json.loads(row.detail_json), ctx)
+           for row in due]
+    sent = [row.action_id for row in due]
+    for i in range(0, len(sent), 500):
+        ctx.session.execute(delete(_ACTIONS).where(_ACTIONS.c.action_id.in_(sent[i:i + 500])))
     return out
 
 
-def _action_event(row: PendingAction, cause: Envelope[Any], detail: dict[str, Any], ctx: HandlerContext) -> Emit:
+@cache
+def _envelope_type(cause_type: str) -> type[Envelope[Any]]:
+    """The envelope model of an event type (a parametrised generic is not free to look up each time)."""
+    return Envelope[model_for(cause_type)]  # type: ignore[misc]
+
+
+def _action_event(row: Any, cause: Envelope[Any], detail: dict[str, Any], ctx: HandlerContext) -> Emit:
+    """The report, callback or decision a due pending_actions row stands for."""
     u = row.unit
     match row.kind:
         case "sign-for":
