@@ -36,7 +36,10 @@ class LogRecord:
     timestamp_ms: int
 
     def header(self, name: str) -> bytes | None:
-        return next((v for k, v in self.headers if k == name), None)
+        for key, value in self.headers:  # a plain loop: a generator per call was a tenth of a rebuild's load
+            if key == name:
+                return value
+        return None
 
 
 class LogSource(Protocol):

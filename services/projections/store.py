@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict, defaultdict
 from collections.abc import Iterable, Sequence
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, delete, event, insert, select, text
@@ -168,6 +169,7 @@ def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fa
 # The timeline columns a Fact is made of, in `_parse_row`'s order.
 _FACT_NAMES = ("event_id", "type", "time", "ticket_id", "payload", "source", "correlation_id", "causation_id")
 _FACT_COLUMNS = tuple(TIMELINE.c[name] for name in _FACT_NAMES)
+_fact_key = itemgetter(*_FACT_NAMES)  # a timeline row dict -> its columns as `load_facts` reads them
 
 
 def _parse_row(row: tuple[Any, ...]) -> Fact:
@@ -199,19 +201,19 @@ class FactMemo:
                 self._facts.move_to_end(row)
                 return fact
         fact = _parse_row(row)
-        self._put(row, fact)
+        self._put((row, fact))
         return fact
 
     def remember(self, facts: Sequence[Fact], rows: Sequence[dict[str, Any]]) -> None:
         """Remember what the timeline rows written from these facts will read back as."""
-        for fact, row in zip(facts, rows, strict=True):
-            key = tuple(row[name] for name in _FACT_NAMES)
-            self._put(key, fact if fact.data_is_stored_as_is else _parse_row(key))
+        keys = [_fact_key(row) for row in rows]
+        self._put(*[(key, fact if fact.data_is_stored_as_is else _parse_row(key))
+                    for key, fact in zip(keys, facts, strict=True)])
 
-    def _put(self, row: tuple[Any, ...], fact: Fact) -> None:
+    def _put(self, *entries: tuple[tuple[Any, ...], Fact]) -> None:
         with self._lock:
-            self._facts[row] = fact
-            if len(self._facts) > self.size:
+            self._facts.update(entries)
+            for _ in range(len(self._facts) - self.size):
                 self._facts.popitem(last=False)
 
     def clear(self) -> None:
