@@ -30,7 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from replay_micro import Rec, load, pipelines_of  # noqa: E402
+from replay_micro import Rec, load, pipelines_of
 
 
 class DumpLog:

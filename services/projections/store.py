@@ -201,16 +201,16 @@ class FactMemo:
                 self._facts.move_to_end(row)
                 return fact
         fact = _parse_row(row)
-        self._put((row, fact))
+        self._put([(row, fact)])
         return fact
 
     def remember(self, facts: Sequence[Fact], rows: Sequence[dict[str, Any]]) -> None:
         """Remember what the timeline rows written from these facts will read back as."""
         keys = [_fact_key(row) for row in rows]
-        self._put(*[(key, fact if fact.data_is_stored_as_is else _parse_row(key))
-                    for key, fact in zip(keys, facts, strict=True)])
+        self._put([(key, fact if fact.data_is_stored_as_is else _parse_row(key))
+                   for key, fact in zip(keys, facts, strict=True)])
 
-    def _put(self, *entries: tuple[tuple[Any, ...], Fact]) -> None:
+    def _put(self, entries: Iterable[tuple[tuple[Any, ...], Fact]]) -> None:
         with self._lock:
             self._facts.update(entries)
             for _ in range(len(self._facts) - self.size):
