@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
@@ -185,7 +186,7 @@ class FactMemo:
     A live ticket is refolded in every batch that brings it an event, and each refold reads all its
     events again; a rebuild reads every event back to fold it. Parsing their payloads was the largest
     cost of a refold. The rows this process writes are remembered with the facts it wrote them from,
-    so most are never parsed at all. Least recently used entries go first (an entry takes about 3 KB).
+    so most are never parsed at all. Least recently used entries go first (an entry takes about 1.5 KB).
     Folds do not modify facts. Pipelines on other stores may share it from their own threads.
     """
 
@@ -193,6 +194,7 @@ class FactMemo:
         self.size = size
         self._facts: OrderedDict[tuple[Any, ...], Fact] = OrderedDict()
         self._lock = threading.Lock()
+        self._leases: list[int] = []  # larger sizes asked for a while (`at_least`)
 
     def of_row(self, row: tuple[Any, ...]) -> Fact:
         with self._lock:
@@ -210,10 +212,22 @@ class FactMemo:
         self._put([(key, fact if fact.data_is_stored_as_is else _parse_row(key))
                    for key, fact in zip(keys, facts, strict=True)])
 
+    @contextmanager
+    def at_least(self, size: int) -> Iterator[None]:
+        """Hold up to `size` facts for a while (a rebuild: until its fold phase has read them back)."""
+        with self._lock:
+            self._leases.append(size)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._leases.remove(size)
+            self._put([])
+
     def _put(self, entries: Iterable[tuple[tuple[Any, ...], Fact]]) -> None:
         with self._lock:
             self._facts.update(entries)
-            for _ in range(len(self._facts) - self.size):
+            for _ in range(len(self._facts) - max([self.size, *self._leases])):
                 self._facts.popitem(last=False)
 
     def clear(self) -> None:
@@ -221,7 +235,7 @@ class FactMemo:
             self._facts.clear()
 
 
-FACTS = FactMemo(20_000)
+FACTS = FactMemo(20_000)  # about 30 MB when full
 
 
 def refold(session: Session, ticket_ids: Iterable[str]) -> list[Folded]:

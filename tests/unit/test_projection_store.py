@@ -156,6 +156,15 @@ def test_the_facts_remembered_when_writing_are_those_the_rows_parse_back_to(engi
         assert store_module.FACTS.of_row(row) == store_module._parse_row(row)
 
 
+def test_the_fact_memo_holds_more_only_while_a_larger_size_is_leased():
+    memo = store_module.FactMemo(2)
+    fact = Fact.from_envelope(HISTORY[1])
+    with memo.at_least(4):
+        memo._put([((str(i),), fact) for i in range(5)])
+        assert list(memo._facts) == [("1",), ("2",), ("3",), ("4",)]  # least recently used first out
+    assert list(memo._facts) == [("3",), ("4",)]
+
+
 # ---------------------------------------------------------------------------------------------- rebuild
 
 class ListLog:
