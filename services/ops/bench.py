@@ -207,6 +207,39 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def proc_cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds a process has used so far (None if it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15 of stat)
+
+
+class CpuWatch:
+    """CPU seconds each process (and this benchmark) used during a phase: where a saturated hub's time goes."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = {**pids, "bench (this process)": os.getpid()}
+        self.start: dict[str, float | None] = {}
+
+    def __enter__(self) -> CpuWatch:
+        self.start = {name: proc_cpu_seconds(pid) for name, pid in self.pids.items()}
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.used = {}
+        for name, pid in self.pids.items():
+            now, then = proc_cpu_seconds(pid), self.start.get(name)
+            if now is not None and then is not None:
+                self.used[name] = round(now - then, 2)
+
+    def report(self, events: int) -> dict[str, Any]:
+        total = sum(self.used.values())
+        return {"cpu_seconds": self.used, "cpu_seconds_total": round(total, 2),
+                "cpu_us_per_event": {n: round(v * 1e6 / events) for n, v in self.used.items()} if events else {}}
+
+
 def reset_peak(pid: int) -> bool:
     """Reset a process's peak RSS (VmHWM) to its current RSS (Linux >= 4.0, our own processes only)."""
     try:
@@ -1312,13 +1345,17 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         say(f"pipeline: burst of {cfg.burst} tickets, intake -> closed, events on every topic")
         subs = uniform_schedule(pool, rng, 0, cfg.burst)
         prof = Profiler(REPO_ROOT / "benchmarks" / "profiles", hub.pids(), 20) if cfg.profile else contextlib.nullcontext()
-        with prof:
+        with prof, CpuWatch(hub.pids()) as cpu:
             res.phases["pipeline"] = await pipeline_phase(hub, watcher, subs, linger_ms, cfg, all_topics)
         if cfg.profile:
             res.phases["pipeline"]["profiles"] = prof.files  # type: ignore[union-attr]
         pl = res.phases["pipeline"]
+        pl["cpu"] = cpu.report(pl.get("events_total") or 0)
         say(f"  {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s (peak {pl.get('events_per_s_peak')}/s; "
             f"{pl.get('events_per_ticket')} events per ticket); {pl['closed']}/{pl['tickets']} closed")
+        busiest = sorted(pl["cpu"]["cpu_seconds"].items(), key=lambda kv: -kv[1])
+        say("  CPU seconds in the burst: " + ", ".join(f"{n} {v:.1f}" for n, v in busiest)
+            + f" (total {pl['cpu']['cpu_seconds_total']:.1f})")
 
         # -- latency at the fixed offered load, with the memory peak of that phase
         pids = hub.pids()
