@@ -406,7 +406,7 @@ def nominal_due(start: datetime | None, limit: ev.TimeLimitSpec) -> datetime | N
     states a deadline (a reminder, a breach) that replaces this one."""
     if start is None:
         return None
-    return _calendar_deadline(as_utc(start), limit.amount, limit.unit)
+    return _calendar_deadline(start, limit.amount, limit.unit)
 
 
 @lru_cache(maxsize=8192)
