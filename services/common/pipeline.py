@@ -287,8 +287,13 @@ class EventPipeline:
             (pk,) = mapper.primary_key
             attr = mapper.get_property_by_column(pk).key
             found: set[Any] = set()
+            # The identity map holds unchanged objects weakly: keep them for the transaction, or they are
+            # collected at once and every `get` selects its row again.
+            kept = session.info.setdefault("prefetched", [])
             for chunk in _chunks(list(keys)):
-                found |= {getattr(row, attr) for row in session.execute(select(model).where(pk.in_(chunk))).scalars()}
+                rows = session.execute(select(model).where(pk.in_(chunk))).scalars().all()
+                kept += rows
+                found |= {getattr(row, attr) for row in rows}
             if isinstance(session, _BatchSession):
                 session.absent |= {session.identity_key(model, k) for k in keys - found}
 
@@ -441,10 +446,14 @@ class EventPipeline:
 
     def _tick_once(self, tick: TickHandler) -> list[tuple[str, KafkaRecord]]:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
-            produced = [(e.topic, encode(e.envelope)) for e in tick(self.context(session))]
-            for topic, rec in produced:
-                # Through the outbox, so a crash before the publish re-sends at the next start.
-                session.add(_outbox_row(self.name, _tick_cause(rec), topic, rec))
+            ctx = self.context(session)
+            produced = [(e.topic, encode(e.envelope)) for e in tick(ctx)]
+            if produced:
+                # Through the outbox, so a crash before the publish re-sends at the next start (one
+                # executemany on the connection, after the tick's own ORM changes are flushed).
+                session.flush()
+                session.connection().execute(_INSERT_OUTBOX, [_outbox_values(self.name, _tick_cause(rec), topic, rec)
+                                                              for topic, rec in produced])
             return produced
 
     async def recover_outbox(self) -> int:
@@ -590,11 +599,6 @@ def _tick_cause(rec: KafkaRecord) -> str:
 def _outbox_values(consumer: str, cause_id: str, topic: str, rec: KafkaRecord) -> dict[str, Any]:
     return {"consumer": consumer, "cause_id": cause_id, "topic": topic, "key": rec.key, "value": rec.value,
             "headers": json.dumps([[k, v.decode()] for k, v in rec.headers]).encode()}
-
-
-def _outbox_row(consumer: str, cause_id: str, topic: str, rec: KafkaRecord) -> OutboxRecord:
-    return OutboxRecord(consumer=consumer, cause_id=cause_id, topic=topic, key=rec.key, value=rec.value,
-                        headers=json.dumps([[k, v.decode()] for k, v in rec.headers]).encode())
 
 
 def _row_to_output(row: OutboxRecord) -> tuple[str, KafkaRecord]:
