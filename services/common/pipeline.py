@@ -20,8 +20,10 @@ event; the bookkeeping rows are written with one INSERT per table at the end; th
 applied without a savepoint per event, and again with savepoints only when a handler raised; in
 that first pass `session.get` does not flush before each lookup (`_BatchSession`); a handler may
 declare `prepare_batch` (batch-wide work such as classifying every text at once) and `prefetch`
-(rows to load with one query); one write lock per store keeps a service's own transactions
-(batches, ticks, outbox clean-up) from failing each other with "database is locked".
+(rows to load with one query, kept alive for the transaction), or keep the whole batch's state in
+memory with `start_batch` / `finish_batch` and write it with one statement per table; one write
+lock per store keeps a service's own transactions (batches, ticks, outbox clean-up) from failing
+each other with "database is locked".
 """
 
 from __future__ import annotations
