@@ -9,7 +9,7 @@ from typing import Any
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS, unit_task_topic
-from services.common.pipeline import Emit, HandlerContext, NotYet
+from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
 
 from . import domain
 from .state import ActBatch, TaskRow, TicketRow
@@ -23,16 +23,7 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.Sup
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     """Apply one event to the batch's tickets and tasks (`start_batch`), written at its end (`finish_batch`).
     Called on its own (tests, tools), the event is a batch of one."""
-    batch = ctx.batch.get(_BATCH)
-    if batch is not None:
-        return _apply(ctx, batch, envelope)
-    start_batch(ctx, [envelope])
-    try:
-        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
-        finish_batch(ctx)
-        return emits
-    finally:
-        ctx.batch.pop(_BATCH, None)
+    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
 
 
 def _apply(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:

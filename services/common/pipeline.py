@@ -106,6 +106,24 @@ def dead_letter_for(record: Any, consumer: str, reason: str) -> DeadLetter:
     return DeadLetter(record.topic + ".dlq", record.key, record.value, headers)
 
 
+def apply_in_batch(ctx: HandlerContext, envelope: Envelope[Any], key: str,
+                   start_batch: Callable[[HandlerContext, list[Envelope[Any]]], None],
+                   apply: Callable[[HandlerContext, Any, Envelope[Any]], Iterable[Emit]],
+                   finish_batch: Callable[[HandlerContext], None]) -> list[Emit]:
+    """Run `apply(ctx, state, envelope)` on the batch state `start_batch` keeps in `ctx.batch[key]`.
+    Called outside the pipeline's batch hooks (tests, tools), the event is a batch of one."""
+    state = ctx.batch.get(key)
+    if state is not None:
+        return list(apply(ctx, state, envelope))
+    start_batch(ctx, [envelope])
+    try:
+        emits = list(apply(ctx, ctx.batch[key], envelope))
+        finish_batch(ctx)
+        return emits
+    finally:
+        ctx.batch.pop(key, None)
+
+
 class NotYet(LookupError):
     """Raised by a handler when the event depends on one not seen yet (it arrives on another topic)."""
 

@@ -10,7 +10,7 @@ from sqlmodel import select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, EVALUATE, TICKETS, UNIT_REPORTS
-from services.common.pipeline import Emit, HandlerContext, NotYet
+from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
 
 from . import domain
 from .batch import EvalBatch, Ticket
@@ -24,16 +24,7 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.T
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     """Apply one event to the batch's tickets and rates (see `start_batch`). Called on its own (tests,
     tools), it is a batch of one."""
-    batch = ctx.batch.get(_BATCH)
-    if batch is not None:
-        return _apply(ctx, batch, envelope)
-    start_batch(ctx, [envelope])
-    try:
-        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
-        finish_batch(ctx)
-        return emits
-    finally:
-        ctx.batch.pop(_BATCH, None)
+    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
 
 
 def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit]:

@@ -28,7 +28,7 @@ from contracts.topics import (
     unit_task_topic,
 )
 from services.common.logs import get_logger
-from services.common.pipeline import Emit, HandlerContext
+from services.common.pipeline import Emit, HandlerContext, apply_in_batch
 from services.common.workcalendar import WorkCalendar, parse_working_hours
 
 from . import domain
@@ -95,16 +95,7 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     """Record the event as a fact of its ticket, keep the ticket's details, and mark the clocks it touches for
     a replay (done once per clock at the end of the batch, see `finish_batch`). Called on its own (tests,
     tools), it is a batch of one."""
-    batch = ctx.batch.get(_BATCH)
-    if batch is not None:
-        return _apply(ctx, batch, envelope)
-    start_batch(ctx, [envelope])
-    try:
-        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
-        finish_batch(ctx)
-        return emits
-    finally:
-        ctx.batch.pop(_BATCH, None)
+    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
 
 
 def _apply(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
