@@ -3,46 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from sqlalchemy.engine import Engine
-
-MIGRATIONS_DIR = Path(__file__).with_name("migrations")
-VERSION_TABLE = "alembic_version_archiver"
+from services.common.migrations import ServiceMigrations
 
 
-def include_name(name: str | None, type_: str, parent_names: Any) -> bool:
-    if type_ == "table":
-        from .models import ARCHIVE_TABLE_NAMES
-
-        return name in ARCHIVE_TABLE_NAMES
-    return True
-
-
-def include_object(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    """Tables of the metadata that are not ours (other services register theirs too) are not compared."""
+def _table_names() -> frozenset[str]:
     from .models import ARCHIVE_TABLE_NAMES
 
-    table = obj if type_ == "table" else getattr(obj, "table", None)
-    return table is None or table.name in ARCHIVE_TABLE_NAMES
+    return frozenset(ARCHIVE_TABLE_NAMES)
 
 
-def alembic_config(connection: Any = None) -> Config:
-    config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    if connection is not None:
-        config.attributes["connection"] = connection
-    return config
-
-
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as connection:
-        command.upgrade(alembic_config(connection), revision)
-
-
-def current_revision(engine: Engine) -> str | None:
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE}).get_current_revision()
+MIGRATIONS = ServiceMigrations(Path(__file__).with_name("migrations"), "alembic_version_archiver", _table_names)
+VERSION_TABLE = MIGRATIONS.version_table
+include_name = MIGRATIONS.include_name
+include_object = MIGRATIONS.include_object
+alembic_config = MIGRATIONS.config
+upgrade = MIGRATIONS.upgrade
+current_revision = MIGRATIONS.current_revision
+head_revision = MIGRATIONS.head_revision
