@@ -18,10 +18,4 @@ def _table_names() -> frozenset[str]:
 
 
 MIGRATIONS = ServiceMigrations(Path(__file__).with_name("migrations"), "alembic_version_projections", _table_names)
-VERSION_TABLE = MIGRATIONS.version_table
-include_name = MIGRATIONS.include_name
-include_object = MIGRATIONS.include_object
-alembic_config = MIGRATIONS.config
-upgrade = MIGRATIONS.upgrade
-current_revision = MIGRATIONS.current_revision
-head_revision = MIGRATIONS.head_revision
+upgrade = MIGRATIONS.upgrade  # what the service and the rebuild call

@@ -19,7 +19,7 @@ from sqlalchemy import func, select
 from contracts import events as ev
 from contracts.topics import TopicSpec, topic_for_event, unit_task_topic
 from services.archiver.app import create_app
-from services.archiver.migrate import current_revision
+from services.archiver.migrate import MIGRATIONS
 from services.archiver.models import ArchivedRecord
 from services.archiver.settings import ArchiverSettings
 from services.common.store import make_engine
@@ -79,7 +79,7 @@ async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap
         stats = app.context.get("archiver_stats")
         await wait_until(lambda: archived(engine) == total, 300, f"the archive to hold every record ({stats})")
         assert app.context.get("archiver_stats")["stored"] == total
-    assert current_revision(engine) == "a0001"
+    assert MIGRATIONS.current_revision(engine) == "a0001"
 
     # A rewound group reads everything again; the archive stores nothing twice.
     await _rewind_to_zero(kafka_bootstrap, settings.group_id, [s.name for s in specs] + [extra_topic])

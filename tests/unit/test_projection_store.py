@@ -23,7 +23,7 @@ from services.projections import queries
 from services.projections import store as store_module
 from services.projections.domain import Fact
 from services.projections.logsource import LogRecord, Position
-from services.projections.migrate import current_revision, head_revision, include_name, include_object, upgrade
+from services.projections.migrate import MIGRATIONS, upgrade
 from services.projections.models import PROJECTION_TABLE_NAMES, ProjRebuildPending, ProjTicket, ProjTimelineEntry
 from services.projections.rebuild import NotARebuildStore, RebuildInterrupted, checksum, rebuild
 from services.projections.store import apply, refold, store_facts
@@ -57,9 +57,9 @@ def _apply_in_batches(engine, envelopes, batch=300):
 
 
 def test_migrations_reach_head_and_match_the_models(engine):
-    assert current_revision(engine) == head_revision() == "0001"
+    assert MIGRATIONS.current_revision(engine) == MIGRATIONS.head_revision() == "0001"
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"include_name": include_name, "include_object": include_object,
+        context = MigrationContext.configure(conn, opts={"include_name": MIGRATIONS.include_name, "include_object": MIGRATIONS.include_object,
                                                          "compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
     assert PROJECTION_TABLE_NAMES <= set(inspect(engine).get_table_names())
@@ -67,7 +67,7 @@ def test_migrations_reach_head_and_match_the_models(engine):
 
 def test_upgrading_twice_changes_nothing(engine):
     upgrade(engine)
-    assert current_revision(engine) == "0001"
+    assert MIGRATIONS.current_revision(engine) == "0001"
 
 
 def test_live_apply_in_any_order_equals_one_batch_fold(tmp_path, engine):
