@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -70,34 +71,53 @@ def _submitted(text: str, ticket_id: str) -> Envelope:
                            source="/test", ticket_id=ticket_id)
 
 
-async def test_malformed_record_is_dead_lettered_and_the_next_one_processed(kafka_bootstrap, unique, tmp_path):
+async def _topics_and_store(bootstrap: str, unique: str, tmp_path) -> tuple[str, str, Any]:
+    """A source topic, an output topic, the source's DLQ (one partition each) and a fresh SQLite store."""
     src, out = f"test.in.{unique}", f"test.out.{unique}"
-    specs = [TopicSpec(n, n, (), partitions=1) for n in (src, out, src + ".dlq")]
-    await ensure_topics(kafka_bootstrap, specs)
-    settings = ServiceSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
+    await ensure_topics(bootstrap, [TopicSpec(n, n, (), partitions=1) for n in (src, out, src + ".dlq")])
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     create_tables(engine, [])
+    return src, out, engine
+
+
+async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list]]) -> None:
+    """(value, key, headers) records, each acknowledged before the next: their order on the partition is known."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        for value, key, headers in records:
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
+    finally:
+        await producer.stop()
+
+
+def _encoded(envelope: Envelope) -> tuple[bytes, bytes, list]:
+    rec = codec.encode(envelope)
+    return rec.value, rec.key, rec.headers
+
+
+def _registrar(bootstrap: str, unique: str, engine: Any, src: str, out: str) -> tuple[Any, EventPipeline]:
+    """A broker and the `_register` pipeline from `src` to `out`, subscribed, not started."""
+    settings = ServiceSettings(kafka_bootstrap=bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
     broker = make_broker(settings)
     pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, handler=_register, topics=[src],
                              event_types=[ev.TicketSubmitted.event_type], extras={"out": out})
     pipeline.subscribe(broker)
+    return broker, pipeline
 
+
+async def test_malformed_record_is_dead_lettered_and_the_next_one_processed(kafka_bootstrap, unique, tmp_path):
+    src, out, engine = await _topics_and_store(kafka_bootstrap, unique, tmp_path)
+    broker, _ = _registrar(kafka_bootstrap, unique, engine, src, out)
     good_before, good_after = _submitted("路灯坏了", "T-1"), _submitted("noise at night", "T-2")
     poison_handler = _submitted("please explode", "T-3")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        for rec in [codec.encode(good_before)]:
-            await producer.send_and_wait(src, rec.value, key=rec.key, headers=rec.headers)
-        bad_headers = codec.encode(good_after).headers
-        await producer.send_and_wait(src, b'{"channel": "phone"', key=b"T-X", headers=bad_headers)  # truncated JSON
-        await producer.send_and_wait(src, b"{}", key=b"T-Y", headers=[("ce_id", b"x")])  # no ce_type: not ours to judge
-        rec = codec.encode(poison_handler)
-        await producer.send_and_wait(src, rec.value, key=rec.key, headers=rec.headers)
-        rec = codec.encode(good_after)
-        await producer.send_and_wait(src, rec.value, key=rec.key, headers=rec.headers)
-    finally:
-        await producer.stop()
+    await _produce(kafka_bootstrap, src, [
+        _encoded(good_before),
+        (b'{"channel": "phone"', b"T-X", codec.encode(good_after).headers),  # truncated JSON
+        (b"{}", b"T-Y", [("ce_id", b"x")]),  # no ce_type: not ours to judge
+        _encoded(poison_handler),
+        _encoded(good_after),
+    ])
 
     async with broker:
         await broker.start()
@@ -112,25 +132,11 @@ async def test_malformed_record_is_dead_lettered_and_the_next_one_processed(kafk
 
 
 async def test_redelivered_events_change_nothing_and_resend_the_same_ids(kafka_bootstrap, unique, tmp_path):
-    src, out = f"test.in.{unique}", f"test.out.{unique}"
-    await ensure_topics(kafka_bootstrap, [TopicSpec(n, n, (), partitions=1) for n in (src, out, src + ".dlq")])
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    create_tables(engine, [])
+    src, out, engine = await _topics_and_store(kafka_bootstrap, unique, tmp_path)
     events = [_submitted(f"complaint {i}", f"T-{i}") for i in range(5)]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        # The same five events twice: what an at-least-once producer does after a lost ack.
-        for envelope in events + events:
-            rec = codec.encode(envelope)
-            await producer.send_and_wait(src, rec.value, key=rec.key, headers=rec.headers)
-    finally:
-        await producer.stop()
-    settings = ServiceSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
-    broker = make_broker(settings)
-    pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, handler=_register, topics=[src],
-                             event_types=[ev.TicketSubmitted.event_type], extras={"out": out})
-    pipeline.subscribe(broker)
+    # The same five events twice: what an at-least-once producer does after a lost ack.
+    await _produce(kafka_bootstrap, src, [_encoded(e) for e in events + events])
+    broker, pipeline = _registrar(kafka_bootstrap, unique, engine, src, out)
     async with broker:
         await broker.start()
         outputs = await read_all(kafka_bootstrap, out, 10, timeout=8)
@@ -143,25 +149,11 @@ async def test_redelivered_events_change_nothing_and_resend_the_same_ids(kafka_b
 
 
 async def test_a_record_with_binary_header_bytes_is_dead_lettered_not_stuck(kafka_bootstrap, unique, tmp_path):
-    src, out = f"test.in.{unique}", f"test.out.{unique}"
-    await ensure_topics(kafka_bootstrap, [TopicSpec(n, n, (), partitions=1) for n in (src, out, src + ".dlq")])
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    create_tables(engine, [])
-    good = _submitted("after the binary one", "T-GOOD")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
-    await producer.start()
-    try:
-        bad = codec.encode(_submitted("binary header", "T-BIN"))
-        await producer.send_and_wait(src, bad.value, key=bad.key, headers=bad.headers + [("trace", b"\xff\xfe\x00")])
-        rec = codec.encode(good)
-        await producer.send_and_wait(src, rec.value, key=rec.key, headers=rec.headers)
-    finally:
-        await producer.stop()
-    settings = ServiceSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
-    broker = make_broker(settings)
-    pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, handler=_register, topics=[src],
-                             event_types=[ev.TicketSubmitted.event_type], extras={"out": out})
-    pipeline.subscribe(broker)
+    src, out, engine = await _topics_and_store(kafka_bootstrap, unique, tmp_path)
+    value, key, headers = _encoded(_submitted("binary header", "T-BIN"))
+    await _produce(kafka_bootstrap, src, [(value, key, headers + [("trace", b"\xff\xfe\x00")]),
+                                          _encoded(_submitted("after the binary one", "T-GOOD"))])
+    broker, _ = _registrar(kafka_bootstrap, unique, engine, src, out)
     async with broker:
         await broker.start()
         outputs = await read_all(kafka_bootstrap, out, 1)
