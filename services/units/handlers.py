@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from datetime import timedelta
 from functools import cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, select
 
@@ -14,7 +14,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.registry import model_for
 from contracts.topics import CONSULT, EVALUATE, UNIT_REPORTS
-from services.common.pipeline import Emit, HandlerContext
+from services.common.pipeline import Emit, HandlerContext, apply_in_batch
 
 from . import domain, sdk
 from .models import PendingAction
@@ -25,23 +25,25 @@ _ACTIONS = PendingAction.__table__
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
-    """Plan the simulated answers to one event and keep them for the batch's end (see `start_batch`).
-    Called on its own (tests, tools), it is a batch of one."""
-    batch = ctx.batch.get(_BATCH)
-    if batch is not None:
-        return _apply(ctx, batch, envelope)
-    start_batch(ctx, [envelope])
-    try:
-        emits = _apply(ctx, ctx.batch[_BATCH], envelope)
-        finish_batch(ctx)
-        return emits
-    finally:
-        ctx.batch.pop(_BATCH, None)
+    """Answer one event: what is due at once is emitted now, the rest kept for the batch's end (see
+    `start_batch`) and sent by the tick when due. Called on its own (tests, tools), it is a batch of one."""
+    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
 
 
-def _apply(ctx: HandlerContext, batch: dict[str, dict[str, Any]], envelope: Envelope[Any]) -> Iterable[Emit]:
-    _schedule(ctx, batch, envelope, _plan(ctx, envelope))
-    return ()
+class _Action(NamedTuple):
+    """The parts of a pending_actions row `_action_event` reads."""
+
+    unit: str
+    kind: str
+
+
+def _apply(ctx: HandlerContext, batch: dict[str, dict[str, Any]], envelope: Envelope[Any]) -> list[Emit]:
+    planned = _plan(ctx, envelope)
+    # An action without delay goes out with this batch (through the pipeline's outbox, with the same
+    # derived id the tick would give it): no pending row, no tick round trip.
+    now = [(unit, action) for unit, _, action in planned if action.delay_s <= 0]
+    _schedule(ctx, batch, envelope, [p for p in planned if p[2].delay_s > 0])
+    return [_action_event(_Action(unit, action.kind), envelope, action.detail, ctx) for unit, action in now]
 
 
 def _plan(ctx: HandlerContext, envelope: Envelope[Any]) -> list[tuple[str, int, domain.PlannedAction]]:
