@@ -27,7 +27,7 @@ async def _no_publish(topic: str, envelope: Any) -> None:
 
 def intake_document() -> dict[str, Any]:
     engine = make_engine("sqlite://")
-    api = build_api(publish=_no_publish, engine=engine, catalogue=None, now=lambda: None)  # type: ignore[arg-type, return-value]
+    api = build_api(publish=_no_publish, engine=engine, catalogue=None, now=lambda: None)
     return api.openapi()
 
 
