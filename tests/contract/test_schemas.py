@@ -117,3 +117,19 @@ def test_no_event_declares_topic_area_any_more():
     """It was a class constant on every event, read nowhere and never on the wire (not in any schema)."""
     assert not any(hasattr(model, "topic_area") for model in EVENT_TYPES.values())
     assert not any("topic_area" in json.dumps(schema) for schema in FROZEN.values())
+
+
+def test_the_events_package_exports_every_model_of_its_modules():
+    """contracts.registry finds event types on the package: a model left out of __init__ would not decode."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from contracts import events
+
+    defined = set()
+    for info in pkgutil.iter_modules(events.__path__):
+        module = importlib.import_module(f"{events.__name__}.{info.name}")
+        defined |= {name for name, obj in inspect.getmembers(module, inspect.isclass) if obj.__module__ == module.__name__}
+    assert defined and defined <= set(events.__all__), sorted(defined - set(events.__all__))
+    assert set(events.__all__) <= set(dir(events)), sorted(set(events.__all__) - set(dir(events)))
