@@ -3,8 +3,11 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The official AsyncAPI parser (Node), used by tests/contract/test_asyncapi_document.py.
+ASYNCAPI_CHECK := tools/asyncapi-check
+NODE_STAMP := $(ASYNCAPI_CHECK)/node_modules/.installed
 
-.PHONY: up test deps install kafka clean
+.PHONY: up test deps install kafka clean lint
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,10 +15,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[test]"
 	touch $(STAMP)
 
+$(NODE_STAMP): $(ASYNCAPI_CHECK)/package.json $(ASYNCAPI_CHECK)/package-lock.json
+	cd $(ASYNCAPI_CHECK) && npm ci --no-audit --no-fund
+	touch $(NODE_STAMP)
+
 deps:
 	bash deploy/system-deps.sh
 
-install: deps $(STAMP)
+install: deps $(STAMP) $(NODE_STAMP)
 
 kafka: install
 	$(BIN)/cityops kafka fetch
@@ -25,6 +32,10 @@ up: kafka
 
 test: kafka
 	$(BIN)/python -m pytest
+
+# ruff and mypy alone: the same test `make test` runs (it passes mypy every top-level package present).
+lint: install
+	$(BIN)/python -m pytest -q tests/unit/test_static_checks.py
 
 clean:
 	rm -rf .state

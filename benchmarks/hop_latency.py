@@ -25,7 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
-from contracts import codec, events as ev  # noqa: E402
+from contracts import codec  # noqa: E402
+from contracts import events as ev  # noqa: E402
 from contracts.envelope import Envelope  # noqa: E402
 from contracts.topics import TopicSpec  # noqa: E402
 from services.common.kafka import ensure_topics, make_broker  # noqa: E402

@@ -155,8 +155,9 @@ def main() -> None:
         configure_logging("WARNING", json=False)
         pipelines = pipelines_of(args.service, state)
         if args.plain_session:
-            import services.common.pipeline as pipeline_module
             from sqlmodel import Session
+
+            import services.common.pipeline as pipeline_module
 
             class PlainSession(Session):
                 absent: set[Any] = set()  # noqa: RUF012 (written, never read: a plain get selects)

@@ -2,51 +2,107 @@
 
 FastStream could describe each service's own subscribers, but our subscribers take raw records (we
 decode ourselves, to dead-letter what does not decode), so the catalogue is the better source.
+
+The document must pass the official parser (@asyncapi/parser; tools/asyncapi-check runs it in
+tests/contract/test_asyncapi_document.py), which validates the Kafka bindings against their own
+schema: topic configuration values keep Kafka's types there (integers, a list for cleanup.policy),
+while the catalogue keeps them as the strings the admin client sends.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+from pydantic import BaseModel
 
 from .envelope import Envelope
 from .registry import EVENT_TYPES
 from .topics import all_topics
+
+ASYNCAPI_VERSION = "3.0.0"
+KAFKA_BINDING_VERSION = "0.5.0"
+SCHEMA_REF_TEMPLATE = "#/components/schemas/{model}"
+CLOUDEVENTS_HEADERS = ("id", "type", "source", "time", "subject", "specversion", "ticketid", "correlationid", "causationid")
+
+# Topic configuration keys the Kafka channel binding types; any other key stays a string.
+_INTEGER_CONFIGS = frozenset({"retention.ms", "retention.bytes", "delete.retention.ms", "max.message.bytes"})
+_LIST_CONFIGS = frozenset({"cleanup.policy"})
+_BOOLEAN_CONFIGS = frozenset({"confluent.key.schema.validation", "confluent.value.schema.validation"})
 
 
 def _message_name(event_type: str) -> str:
     return event_type.removeprefix("cityops.").replace(".", "_")
 
 
-def asyncapi_document(unit_ids: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    messages = {
-        _message_name(t): {
-            "name": t, "title": model.__name__, "summary": (model.__doc__ or "").strip().splitlines()[0],
+def _channel_name(topic: str) -> str:
+    return topic.replace(".", "_")
+
+
+def binding_topic_configuration(config: Mapping[str, str]) -> dict[str, Any]:
+    """A topic's Kafka configuration with the types the AsyncAPI Kafka channel binding requires."""
+    typed: dict[str, Any] = {}
+    for key, value in config.items():
+        if key in _INTEGER_CONFIGS:
+            typed[key] = int(value)
+        elif key in _LIST_CONFIGS:
+            typed[key] = [part.strip() for part in value.split(",") if part.strip()]
+        elif key in _BOOLEAN_CONFIGS:
+            typed[key] = value.strip().lower() == "true"
+        else:
+            typed[key] = value
+    return typed
+
+
+def _schema_with_shared_defs(model: type[BaseModel], shared: dict[str, Any]) -> dict[str, Any]:
+    """The model's JSON Schema whose nested definitions move to components/schemas (into `shared`)."""
+    schema = model.model_json_schema(ref_template=SCHEMA_REF_TEMPLATE)
+    shared.update(schema.pop("$defs", {}))
+    return schema
+
+
+def _headers_schema() -> dict[str, Any]:
+    return {"type": "object", "description": "CloudEvents Kafka binding (binary mode)",
+            "properties": {f"ce_{attribute}": {"type": "string"} for attribute in CLOUDEVENTS_HEADERS}}
+
+
+def _messages(shared: dict[str, Any]) -> dict[str, Any]:
+    return {
+        _message_name(event_type): {
+            "name": event_type, "title": model.__name__, "summary": (model.__doc__ or "").strip().splitlines()[0],
             "contentType": "application/json",
-            "bindings": {"kafka": {"key": {"type": "string", "description": "ticket id"}}},
-            "headers": {"type": "object", "description": "CloudEvents Kafka binding (binary mode)",
-                        "properties": {f"ce_{a}": {"type": "string"} for a in
-                                       ("id", "type", "source", "time", "subject", "specversion", "ticketid",
-                                        "correlationid", "causationid")}},
-            "payload": model.model_json_schema(ref_template="#/components/schemas/{model}"),
+            "bindings": {"kafka": {"key": {"type": "string", "description": "ticket id"},
+                                   "bindingVersion": KAFKA_BINDING_VERSION}},
+            "headers": _headers_schema(),
+            "payload": _schema_with_shared_defs(model, shared),
         }
-        for t, model in sorted(EVENT_TYPES.items())
+        for event_type, model in sorted(EVENT_TYPES.items())
     }
-    channels = {}
-    for spec in all_topics(list(unit_ids)):
-        channels[spec.name.replace(".", "_")] = {
+
+
+def _channels(unit_ids: Sequence[str]) -> dict[str, Any]:
+    return {
+        _channel_name(spec.name): {
             "address": spec.name, "description": spec.description,
             "messages": {_message_name(t): {"$ref": f"#/components/messages/{_message_name(t)}"} for t in spec.event_types},
-            "bindings": {"kafka": {"partitions": spec.partitions, "topicConfiguration": dict(spec.config)}},
+            "bindings": {"kafka": {"partitions": spec.partitions,
+                                   "topicConfiguration": binding_topic_configuration(spec.config),
+                                   "bindingVersion": KAFKA_BINDING_VERSION}},
         }
+        for spec in all_topics(list(unit_ids))
+    }
+
+
+def asyncapi_document(unit_ids: Sequence[str] = ()) -> dict[str, Any]:
     schemas: dict[str, Any] = {}
-    for msg in messages.values():
-        schemas.update(msg["payload"].pop("$defs", {}))
-    schemas["Envelope"] = {k: v for k, v in Envelope.model_json_schema().items() if k != "$defs"}
+    messages = _messages(schemas)
+    # The envelope is documented for readers of the binding; its `data` refers to the Event base.
+    schemas["Envelope"] = _schema_with_shared_defs(Envelope, schemas)
     return {
-        "asyncapi": "3.0.0",
+        "asyncapi": ASYNCAPI_VERSION,
         "info": {"title": "cityops", "version": "1",
                  "description": "Topics and events of the cityops 12345 hotline hub (contracts v1)."},
         "servers": {"local": {"host": "127.0.0.1:9092", "protocol": "kafka"}},
-        "channels": channels,
+        "channels": _channels(unit_ids),
         "components": {"messages": messages, "schemas": schemas},
     }

@@ -29,7 +29,6 @@ class Event(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_type: ClassVar[str]
-    topic_area: ClassVar[str]
 
 
 E = TypeVar("E", bound=Event)
@@ -71,14 +70,14 @@ class Envelope(BaseModel, Generic[E]):
 
     @classmethod
     def origin(cls, data: E, *, source: str, ticket_id: str, time: datetime | None = None,
-               event_id: str | None = None) -> "Envelope[E]":
+               event_id: str | None = None) -> Envelope[E]:
         """An event that starts a chain (an intake, an operator action)."""
         eid = event_id or new_event_id()
         return cls(id=eid, type=data.event_type, source=source, time=time or utcnow(), subject=ticket_id,
                    ticket_id=ticket_id, correlation_id=eid, data=data)
 
     def caused(self, data: Event, *, source: str, index: int = 0, ticket_id: str | None = None,
-               time: datetime | None = None, id_extra: str = "") -> "Envelope[Any]":
+               time: datetime | None = None, id_extra: str = "") -> Envelope[Any]:
         """An event caused by this one, with a derived (redelivery-stable) id."""
         tid = ticket_id or self.ticket_id
         return Envelope(

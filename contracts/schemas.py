@@ -3,6 +3,13 @@
 Within a version a schema may only grow: `compatibility_problems(frozen, current)` lists what a
 model change would break for existing consumers or stored events (a removed or retyped field,
 a new required field, a dropped enum value). tests/contract/test_schemas.py runs it for every type.
+
+Retiring a field within a version: mark it deprecated (`Field(deprecated="why, and what replaces
+it")`, which puts `"deprecated": true` in the schema); producers stop relying on it, it stays in the
+schema and on the model so records already in the log still decode, and it is removed only by the
+next version. The check treats the marker like a description. Class-level constants of an event
+(`event_type`, and `topic_area`, which every event declared and nothing read) are not fields: they
+are not in the schema or on the wire, so dropping one changes no schema and needs no deprecation.
 """
 
 from __future__ import annotations
@@ -75,8 +82,8 @@ def _object_problems(frozen: dict[str, Any], current: dict[str, Any], where: str
 
 
 def _type_signature(prop: dict[str, Any]) -> str:
-    """What a field accepts, ignoring prose (descriptions, titles, examples) that may change freely."""
-    prose = {"description", "title", "examples", "default"}
+    """What a field accepts, ignoring prose (descriptions, titles, examples) and the deprecation marker."""
+    prose = {"description", "title", "examples", "default", "deprecated"}
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):

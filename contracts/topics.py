@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from . import events as ev
+from .envelope import Event
 
 DLQ_SUFFIX = ".dlq"
 # The log is the truth: workflow topics keep their events for ever (issue 4 replays a year).
@@ -21,7 +22,7 @@ DLQ_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}
 class TopicSpec:
     name: str
     description: str
-    events: tuple[type, ...]
+    events: tuple[type[Event], ...]
     partitions: int = 3
     key: str = "ticket_id"
     config: dict[str, str] = field(default_factory=lambda: dict(RETAIN_FOREVER))
@@ -42,7 +43,8 @@ CHANNEL_INTAKE = TopicSpec(
     events=(),
 )
 INTAKE = TopicSpec("cityops.intake.v1", "The hotline's intake records (with caller contact).", (ev.TicketSubmitted,))
-RESIDENTS = TopicSpec("cityops.residents.v1", "Resident life events from city registers, for proactive rules.", (ev.ResidentLifeEventRecorded,))
+RESIDENTS = TopicSpec("cityops.residents.v1", "Resident life events from city registers, for proactive rules.",
+                      (ev.ResidentLifeEventRecorded,))
 TICKETS = TopicSpec(
     "cityops.tickets.v1", "Registered tickets, merges and splits (no personal data).",
     (ev.TicketRegistered, ev.TicketMerged, ev.SplitRequested, ev.TicketSplit),
@@ -72,9 +74,10 @@ SLA = TopicSpec(
     (ev.SlaReminderSent, ev.SlaBreached, ev.TicketEscalated),
 )
 
-WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, RESIDENTS, TICKETS, TRIAGE, CONSULT, ACT, UNIT_REPORTS, EVALUATE, SLA)
+WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, RESIDENTS, TICKETS, TRIAGE, CONSULT, ACT, UNIT_REPORTS,
+                                          EVALUATE, SLA)
 # What each unit finds on its own task topic.
-UNIT_TOPIC_EVENTS: tuple[type, ...] = (ev.TaskAssigned, ev.ConsultationRequested, ev.ExtensionDecided,
+UNIT_TOPIC_EVENTS: tuple[type[Event], ...] = (ev.TaskAssigned, ev.ConsultationRequested, ev.ExtensionDecided,
                                        ev.ReturnRejected, ev.SlaReminderSent, ev.TicketEscalated)
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages cityops needs on a fresh machine, only those missing:
 # a JDK and Maven (to fetch and run Apache Kafka), kcat (to read records by hand and in tests),
-# PostgreSQL (the production store, used by the storage tests).
+# PostgreSQL (the production store, used by the storage tests), Node.js and npm (the official
+# AsyncAPI parser in tools/asyncapi-check checks the AsyncAPI document).
 set -euo pipefail
 
 missing=()
@@ -9,6 +10,8 @@ command -v java >/dev/null 2>&1 || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null 2>&1 || missing+=(maven)
 command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

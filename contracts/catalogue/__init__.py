@@ -506,7 +506,8 @@ def read_catalogue_data(path: Path | None = None) -> dict[str, Any]:
     # The C loader is ~8x faster than the pure-Python one; both are "safe" (no arbitrary objects).
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(path or CATALOGUE_V1_PATH, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
+        data: dict[str, Any] = yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
+    return data
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:

@@ -1119,7 +1119,8 @@ async def replay_phase(hub: BenchHub, cfg: BenchConfig) -> dict[str, Any]:
 
 async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, Any]:
     """The whole log through a projection-like consumer on the shared pipeline, into a fresh SQLite DB."""
-    from sqlmodel import Field as SqlField, Session, SQLModel, select
+    from sqlmodel import Field as SqlField
+    from sqlmodel import Session, SQLModel, select
 
     from contracts.topics import WORKFLOW_TOPICS
     from services.common.pipeline import EventPipeline

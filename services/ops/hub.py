@@ -93,7 +93,7 @@ class Hub:
         typer.echo(f"started {len(self.processes)} service processes: {', '.join(self.processes)} (logs in {self.state_dir / 'logs'})")
 
     def stop(self) -> None:
-        for name, proc in self.processes.items():
+        for proc in self.processes.values():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + 15

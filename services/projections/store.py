@@ -22,9 +22,8 @@ from sqlalchemy import Table, delete, event, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from services.common.logs import get_logger
-
 from contracts.envelope import Envelope
+from services.common.logs import get_logger
 
 from .domain import Fact, Folded, fold, is_projected, task_row, ticket_row, timeline_row
 from .models import ProjRebuildPending, ProjTask, ProjTicket, ProjTicketMetric, ProjTimelineEntry

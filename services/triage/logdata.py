@@ -8,7 +8,8 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer
 
-from contracts import codec, events as ev
+from contracts import codec
+from contracts import events as ev
 from contracts.topics import TRIAGE
 
 CONFIRMED_METHODS = ("operator", "manual")

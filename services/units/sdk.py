@@ -15,7 +15,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from contracts import codec, events as ev
+from contracts import codec
+from contracts import events as ev
 from contracts.envelope import Envelope, Event
 from contracts.topics import UNIT_REPORTS, unit_task_topic
 

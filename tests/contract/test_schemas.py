@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 
@@ -81,3 +82,54 @@ def test_asyncapi_names_every_topic_and_event():
     assert {m["name"] for m in doc["components"]["messages"].values()} == set(EVENT_TYPES)
     refs = {r["$ref"].rsplit("/", 1)[1] for c in doc["channels"].values() for r in c["messages"].values()}
     assert refs <= set(doc["components"]["messages"])
+
+
+def test_marking_a_field_deprecated_is_allowed_but_removing_it_is_not():
+    base = CURRENT[TicketSubmitted.event_type]
+    deprecated = copy.deepcopy(base)
+    deprecated["properties"]["language"]["deprecated"] = True
+    assert compatibility_problems(base, deprecated) == []
+    removed = copy.deepcopy(deprecated)
+    del removed["properties"]["language"]
+    assert any("language: field removed" in p for p in compatibility_problems(base, removed))
+
+
+def test_a_deprecated_model_field_keeps_old_records_decodable():
+    from pydantic import Field
+
+    from contracts.envelope import Event
+
+    class Old(Event):
+        event_type = "cityops.test.thing.happened.v1"
+        area: str | None = Field(default=None, description="Where it happened.")
+
+    class Retiring(Event):
+        event_type = "cityops.test.thing.happened.v1"
+        area: str | None = Field(default=None, deprecated="nothing reads it", description="Where it happened.")
+
+    old, new = Old.model_json_schema(), Retiring.model_json_schema()
+    assert new["properties"]["area"].get("deprecated") is True
+    assert compatibility_problems(old, new) == []
+    assert Retiring.model_validate_json(Old(area="east").model_dump_json()).model_dump() == {"area": "east"}
+
+
+def test_no_event_declares_topic_area_any_more():
+    """It was a class constant on every event, read nowhere and never on the wire (not in any schema)."""
+    assert not any(hasattr(model, "topic_area") for model in EVENT_TYPES.values())
+    assert not any("topic_area" in json.dumps(schema) for schema in FROZEN.values())
+
+
+def test_the_events_package_exports_every_model_of_its_modules():
+    """contracts.registry finds event types on the package: a model left out of __init__ would not decode."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    from contracts import events
+
+    defined = set()
+    for info in pkgutil.iter_modules(events.__path__):
+        module = importlib.import_module(f"{events.__name__}.{info.name}")
+        defined |= {name for name, obj in inspect.getmembers(module, inspect.isclass) if obj.__module__ == module.__name__}
+    assert defined and defined <= set(events.__all__), sorted(defined - set(events.__all__))
+    assert set(events.__all__) <= set(dir(events)), sorted(set(events.__all__) - set(dir(events)))

@@ -11,7 +11,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlmodel import Session, select
 
-from contracts import codec, events as ev
+from contracts import codec
+from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import all_examples
 from contracts.topics import TopicSpec

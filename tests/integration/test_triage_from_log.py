@@ -6,8 +6,8 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import codec
 from contracts.envelope import Envelope
-from contracts.examples import build_example
 from contracts.events import TicketClassified
+from contracts.examples import build_example
 from contracts.topics import TRIAGE
 from services.common.kafka import ensure_topics
 from services.ops.topics_cli import hub_topics

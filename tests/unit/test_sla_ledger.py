@@ -18,8 +18,8 @@ from services.sla.ledger import (
     check_tiles,
     ledger_for,
     ledgers_by_ticket,
-    time_by_party,
     tiling_problems,
+    time_by_party,
 )
 from services.sla.synthetic import TicketStory
 
