@@ -52,7 +52,7 @@ import typer
 
 from services.common.settings import REPO_ROOT
 
-NYC_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "nyc311" / "nyc311_2026_merged.csv"
+NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
 NYC_ATTRIBUTION = "NYC Open Data, 311 Service Requests (erm2-nwe9)"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 MODEL_CACHE = REPO_ROOT / ".cache" / "bench"
@@ -528,7 +528,7 @@ def nyc_schedule(pool: TextPool, rng: random.Random, rows: list[dict[str, str]],
     for created, _ in chosen:
         m = created.replace(second=0, microsecond=0)
         per_minute[m] = per_minute.get(m, 0) + 1
-    shape = {"source": NYC_ATTRIBUTION, "file": str(NYC_SAMPLE.relative_to(REPO_ROOT.parent)) if NYC_SAMPLE.exists() else None,
+    shape = {"source": NYC_ATTRIBUTION, "file": str(NYC_SAMPLE.relative_to(REPO_ROOT)) if NYC_SAMPLE.exists() else None,
              "window_start": t0.isoformat(), "window_end": (t0 + window).isoformat(), "speedup": speedup,
              "requests": len(out), "mean_rate_per_s": round(len(out) / seconds, 1) if seconds else None,
              "peak_minute_requests": max(per_minute.values()) if per_minute else 0,

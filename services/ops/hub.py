@@ -26,7 +26,7 @@ from services.common.settings import REPO_ROOT
 
 WORKFLOW = ["discover", "triage", "consult", "act", "evaluate"]
 OPTIONAL = ["sla", "projections", "archiver"]
-NYC_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "nyc311" / "nyc311_2026_merged.csv"
+NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
 
 DEMO_COMPLAINTS = [
     ("小区门口的路灯坏了好几天了，晚上很黑", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}),
@@ -110,7 +110,7 @@ class Hub:
 
 
 def nyc_complaints(limit: int = 2000) -> list[str]:
-    """Real NYC 311 requests (NYC Open Data, see shared/data/nyc311/PROVENANCE.md) as English complaint texts."""
+    """Real NYC 311 requests (NYC Open Data, see data/nyc311/PROVENANCE.md) as English complaint texts."""
     if not NYC_SAMPLE.exists():
         return []
     with NYC_SAMPLE.open(newline="", encoding="utf-8") as f:

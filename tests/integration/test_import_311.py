@@ -1,4 +1,4 @@
-"""The importers load the full NYC sample and the Baltimore sample onto the real broker, with original
+"""The importers load the vendored NYC and Baltimore samples (data/) onto the real broker, with original
 times and stable ids; a rebuild then projects every imported ticket. Rates are printed (events/s).
 
 Data: NYC Open Data, 311 Service Requests (erm2-nwe9); City of Baltimore, Open Baltimore 311.
@@ -26,7 +26,7 @@ from services.projections.rebuild import rebuild
 
 pytestmark = [pytest.mark.kafka]
 
-NYC_ROWS, BALTIMORE_ROWS = 100_000, 10_000
+NYC_ROWS, BALTIMORE_ROWS = 11_225, 10_000  # data/nyc311 (a subset) and data/baltimore311 (whole)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list:

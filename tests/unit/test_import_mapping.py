@@ -97,7 +97,7 @@ def test_a_generic_mapping_file_drives_any_csv(tmp_path):
     assert env.data.location.district == "district-east"
 
 
-def test_the_shared_samples_convert_without_skips():
+def test_the_vendored_samples_convert_without_skips():
     settings = ImporterSettings()
     for mapping, path in ((NYC, settings.nyc_csv), (BALTIMORE, settings.baltimore_csv)):
         report = ImportReport(mapping.source, "t")
