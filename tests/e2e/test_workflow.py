@@ -30,7 +30,7 @@ from contracts.catalogue import load_catalogue
 from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
 from services.common.kafka import ensure_topics
 from services.common.settings import REPO_ROOT
-from services.ops.topics_cli import hub_topics
+from tools.topics_cli import hub_topics
 from services.intake.domain import ticket_id_for
 from services.sla.ledger import bounds_for, check_tiles, ledger_for
 from services.units.sdk import UnitClient
@@ -59,7 +59,7 @@ class Hub:
     def start(self, name: str) -> None:
         argv = ["intake", "serve"] if name == "intake" else ["service", "run", name]
         log = open(self.state / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "services.ops.cli", *argv], env=self.env, cwd=REPO_ROOT,
+        self.procs[name] = subprocess.Popen([sys.executable, "-m", "tools.cli", *argv], env=self.env, cwd=REPO_ROOT,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     def kill(self, name: str) -> None:

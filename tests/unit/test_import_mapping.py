@@ -9,10 +9,10 @@ import pytest
 
 from contracts import events as ev
 from contracts.catalogue import load_catalogue
-from services.importers.domain import AreaMapper, SkipRow, row_to_envelope
-from services.importers.mapping import BALTIMORE, NYC, CsvMapping, load_mapping
-from services.importers.publish import ImportReport, envelopes_from_rows, read_csv
-from services.importers.settings import ImporterSettings
+from tools.importers.domain import AreaMapper, SkipRow, row_to_envelope
+from tools.importers.mapping import BALTIMORE, NYC, CsvMapping, load_mapping
+from tools.importers.publish import ImportReport, envelopes_from_rows, read_csv
+from tools.importers.settings import ImporterSettings
 
 CATALOGUE = load_catalogue()
 NYC_ROW = {"unique_key": "68630470", "created_date": "2026-04-11T23:28:40.000", "closed_date": "", "agency": "HPD",

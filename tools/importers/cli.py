@@ -2,7 +2,7 @@
 
   nyc                     the NYC sample (NYC Open Data, 311 Service Requests, erm2-nwe9)
   baltimore               the Baltimore sample (City of Baltimore, Open Baltimore 311)
-  csv FILE --mapping M    any CSV, with a column mapping in YAML (see services/importers/mapping.py)
+  csv FILE --mapping M    any CSV, with a column mapping in YAML (see tools/importers/mapping.py)
   synthetic --tickets N   a synthetic history of whole ticket lifecycles, on every workflow topic (demos, benchmarks)
 
 Each row keeps its original creation time (event time and record timestamp). Importing the same

@@ -64,7 +64,7 @@ class Hub:
         return env
 
     def start_broker(self) -> None:
-        from services.ops.kafka_local import KafkaLocalSettings, LocalKafka
+        from tools.kafka import KafkaLocalSettings, LocalKafka
 
         self.kafka = LocalKafka(KafkaLocalSettings(state_dir=self.state_dir / "kafka"), name="hub", port=self.kafka_port)
         if self.kafka.status(probe=True).answering:
@@ -79,11 +79,11 @@ class Hub:
         log_dir = self.state_dir / "logs"
         log_dir.mkdir(parents=True, exist_ok=True)
         out = open(log_dir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.ops.cli", *argv], env=self.env(),
+        self.processes[name] = subprocess.Popen([sys.executable, "-m", "tools.cli", *argv], env=self.env(),
                                                 stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True)
 
     def start_services(self) -> None:
-        from services.ops.run import available_services
+        from tools.run import available_services
 
         available = set(available_services())
         for name in WORKFLOW + [s for s in OPTIONAL if s in available]:
@@ -165,7 +165,7 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
     try:
         hub.start_broker()
         from services.common.kafka import ensure_topics
-        from services.ops.topics_cli import hub_topics
+        from tools.topics_cli import hub_topics
 
         created = asyncio.run(ensure_topics(hub.bootstrap, hub_topics()))
         typer.echo(f"{len(created)} topics created")
