@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from services.common.settings import REPO_ROOT
 from tools.bench.config import UNIT_ENV, BenchConfig
+from tools.supervisor import Supervisor
 
 # ============================================================================================ the hub
 
@@ -24,7 +20,7 @@ class BenchHub:
 
     config: BenchConfig
     kafka: Any = None
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    supervisor: Supervisor | None = None
     broker_pid: int | None = None
 
     @property
@@ -56,48 +52,34 @@ class BenchHub:
     def service_names(self) -> list[str]:
         if self.config.services:
             return list(self.config.services)
-        from tools.hub import OPTIONAL, WORKFLOW
-        from tools.run import available_services
+        from tools.hub import hub_service_names
 
-        available = set(available_services())
-        return WORKFLOW + [s for s in OPTIONAL if s in available] + ["units", "intake"]
+        return hub_service_names()
 
     def start_services(self) -> list[str]:
-        logs = self.config.state_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
         self.service_state.mkdir(parents=True, exist_ok=True)
+        self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env())
         for name in self.service_names():
-            argv = ["intake", "serve"] if name == "intake" else ["service", "run", name]
-            out = open(logs / f"{name}.log", "ab")
-            self.processes[name] = subprocess.Popen([sys.executable, "-m", "tools.cli", *argv], env=self.env(),
-                                                    stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                                                    start_new_session=True)
-            out.close()
-        return list(self.processes)
+            self.supervisor.start_service(name)
+        return list(self.supervisor)
 
     def pids(self) -> dict[str, int]:
         out = {"kafka-broker": self.broker_pid} if self.broker_pid else {}
-        out.update({name: p.pid for name, p in self.processes.items() if p.poll() is None})
+        out.update(self.supervisor.pids() if self.supervisor else {})
         return out
 
-    def dead(self, critical_only: bool = False) -> dict[str, int]:
-        from tools.hub import WORKFLOW
+    def dead(self, critical_only: bool = False) -> dict[str, int | None]:
+        from tools.hub import CRITICAL
 
-        critical = set(WORKFLOW) | {"units", "intake"}
-        return {name: p.returncode for name, p in self.processes.items()
-                if p.poll() is not None and (not critical_only or name in critical)}
+        dead = self.supervisor.dead() if self.supervisor else {}
+        return {name: code for name, code in dead.items() if not critical_only or name in CRITICAL}
+
+    def exit_codes(self) -> dict[str, int | None]:
+        return self.supervisor.exit_codes() if self.supervisor else {}
 
     def stop_services(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 20
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if self.supervisor is not None:
+            self.supervisor.stop_all(timeout=20)
 
     def stop(self) -> None:
         try:
@@ -108,7 +90,4 @@ class BenchHub:
                 self.kafka = None
 
     def log_tail(self, name: str, lines: int = 20) -> str:
-        path = self.config.state_dir / "logs" / f"{name}.log"
-        with contextlib.suppress(OSError):
-            return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-        return ""
+        return self.supervisor.log_tail(name, lines) if self.supervisor else ""

@@ -56,7 +56,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
     from services.common.kafka import ensure_topics
     from services.common.logs import configure_logging
     from services.common.settings import ServiceSettings
-    from tools.hub import wait_for_http
+    from tools.hub import intake_answers
     from tools.topics_cli import hub_topics
 
     say = lambda m: log(m, started)  # noqa: E731
@@ -79,7 +79,8 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
 
     names = hub.start_services()
     say(f"started {len(names)} service processes: {', '.join(names)}")
-    await wait_for_http(f"http://127.0.0.1:{cfg.http_port}", timeout_s=180)
+    if "intake" in names:  # fails at once, with its log, if intake exits instead
+        await asyncio.to_thread(hub.supervisor.wait_ready, "intake", intake_answers(f"http://127.0.0.1:{cfg.http_port}"), 180)
 
     watcher = Watcher(hub.bootstrap)
     await watcher.start()
@@ -180,7 +181,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
     res.processes["dead_before_stop"] = hub.dead()
     say("stopping services for the replay")
     hub.stop_services()
-    res.processes["exit_codes"] = {n: p.returncode for n, p in hub.processes.items()}
+    res.processes["exit_codes"] = hub.exit_codes()
 
     say("replay: rebuild every projection from the log into a fresh SQLite database")
     res.phases["replay"] = await replay_phase(hub, cfg)
