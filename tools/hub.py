@@ -167,5 +167,9 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
     except KeyboardInterrupt:
         typer.echo("stopping")
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the stop short and leave processes behind;
+        # the stop itself is bounded (SIGKILL after the grace period).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         hub.stop()
         typer.echo("hub stopped")

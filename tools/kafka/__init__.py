@@ -9,9 +9,20 @@
 """
 
 from tools.kafka.cluster import LocalKafkaCluster
-from tools.kafka.install import KafkaLocalError, KafkaLocalSettings, fetch_kafka, java_executable
+from tools.kafka.install import (
+    KafkaLocalError,
+    KafkaLocalSettings,
+    fetch_kafka,
+    java_executable,
+)
 from tools.kafka.node import LocalKafka
-from tools.kafka.probe import NodeStatus, broker_ids_seen_by, find_free_ports, new_cluster_id, port_is_free
+from tools.kafka.probe import (
+    NodeStatus,
+    broker_ids_seen_by,
+    find_free_ports,
+    new_cluster_id,
+    port_is_free,
+)
 
 __all__ = [
     "KafkaLocalError",

@@ -15,7 +15,6 @@ from tools.kafka.install import KafkaLocalSettings, fetch_kafka
 from tools.kafka.node import LocalKafka
 from tools.kafka.probe import NodeStatus, new_cluster_id
 
-
 # --------------------------------------------------------------------------------------------
 # several nodes
 

@@ -25,7 +25,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tools.kafka.install import KafkaLocalError, KafkaLocalSettings, fetch_kafka, java_executable
+from tools.kafka.install import (
+    KafkaLocalError,
+    KafkaLocalSettings,
+    fetch_kafka,
+    java_executable,
+)
 from tools.kafka.probe import (
     HOST,
     NodeStatus,
@@ -37,7 +42,12 @@ from tools.kafka.probe import (
     process_is_alive,
     tail,
 )
-from tools.kafka.properties import TOOL_LOG4J2_PROPERTIES, log4j2_properties, read_properties, write_properties
+from tools.kafka.properties import (
+    TOOL_LOG4J2_PROPERTIES,
+    log4j2_properties,
+    read_properties,
+    write_properties,
+)
 
 STARTED_MESSAGE = "Kafka Server started"
 BROKER_MAIN_CLASS = "kafka.Kafka"
