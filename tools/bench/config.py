@@ -10,8 +10,8 @@ from typing import Any
 import typer
 
 from services.common.settings import REPO_ROOT
+from tools.hub import NYC_SAMPLE  # the demo feed's sample: the same vendored subset
 
-NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
 NYC_ATTRIBUTION = "NYC Open Data, 311 Service Requests (erm2-nwe9)"
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 MODEL_CACHE = REPO_ROOT / ".cache" / "bench"
