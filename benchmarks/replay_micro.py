@@ -97,7 +97,7 @@ def pipelines_of(service: str, state: Path) -> list[Any]:
     os.environ["CITYOPS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"  # never connected
     from sqlmodel import SQLModel
 
-    from services.ops.run import load_factory
+    from tools.run import load_factory
 
     if service == "intake":
         from services.intake.app import create_app

@@ -21,7 +21,7 @@ def kafka_bootstrap() -> Iterator[str]:
     if external:
         yield external
         return
-    from services.ops.kafka_local import LocalKafka
+    from tools.kafka import LocalKafka
 
     node = LocalKafka(name="pytest", port=TEST_KAFKA_PORT, fresh=True)
     node.start()

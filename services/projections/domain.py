@@ -40,7 +40,7 @@ PROJECTED_TYPES: tuple[str, ...] = tuple(TYPE_RANK)
 KIND: dict[str, str] = {model.event_type: model.__name__ for model in _LIFECYCLE}
 TOPIC: dict[str, str] = {model.event_type: topic_for_event(model.event_type) for model in _LIFECYCLE}
 
-# Ticket states, roughly in lifecycle order (see GUIDE.md, "Lifecycle of a ticket").
+# Ticket states, roughly in lifecycle order.
 STATUSES = ("submitted", "registered", "merged", "manual-triage", "classified", "consulting", "supervisor-review",
             "decided", "agreed", "rerouting", "dispatched", "signed-for", "in-progress", "waiting-on-resident",
             "returned", "completed", "handled", "callback", "evaluated", "reopened", "closed")

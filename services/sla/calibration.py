@@ -1,7 +1,7 @@
 """Real due dates from the Baltimore 311 sample: the evidence the catalogue's per-category limits rest on.
 
 Source: City of Baltimore, Open Baltimore 311 ("311 Customer Service Requests"), a 10,000-row sample from
-github.com/city-of-baltimore/city-R-training-series (see shared/data/baltimore311/PROVENANCE.md).
+github.com/city-of-baltimore/city-R-training-series (shipped as data/baltimore311/, see its PROVENANCE.md).
 
 Baltimore fixes a due date per request type when the request is created; the span DueDate - CreatedDate is
 (almost) constant per type, in natural hours. `due_spans` recovers that span per type, and the real on-time

@@ -118,7 +118,7 @@ def rebuild(db_url: str | None = DB_URL) -> None:
 
 
 @app.command("calibrate")
-def calibrate(csv_path: Path = typer.Argument(..., help="Baltimore 311 sample CSV (shared/data/baltimore311/311_sample.csv)."),
+def calibrate(csv_path: Path = typer.Argument(..., help="Baltimore 311 sample CSV (data/baltimore311/311_sample.csv)."),
               top: int = typer.Option(25, help="How many request types to show, most frequent first.")) -> None:
     """Real due dates of the Baltimore 311 sample per request type (the span DueDate - CreatedDate, its share
     of the type's requests) and the real on-time rate: the evidence behind the catalogue's limits."""

@@ -4,7 +4,7 @@ NYC rows carry no free text, so a row's text is built from its structured fields
 ``"Noise - Residential: Loud Music/Party at Residential Building/House"``. Labels are either our catalogue
 codes (via ``contracts/catalogue/nyc311_mapping.v1.yaml``) or NYC's raw complaint types.
 
-Data attribution: NYC Open Data, 311 Service Requests (erm2-nwe9); see shared/data/nyc311/PROVENANCE.md.
+Data attribution: NYC Open Data, 311 Service Requests (erm2-nwe9); a subset ships as data/nyc311/ (see its PROVENANCE.md).
 """
 
 from __future__ import annotations

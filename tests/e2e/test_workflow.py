@@ -12,9 +12,6 @@ import asyncio
 import hashlib
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,6 +32,8 @@ from services.intake.domain import ticket_id_for
 from services.ops.topics_cli import hub_topics
 from services.sla.ledger import bounds_for, check_tiles, ledger_for
 from services.units.sdk import UnitClient
+from tools.supervisor import Supervisor
+from tools.topics_cli import hub_topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -46,9 +45,10 @@ EAST = {"district": "district-east", "street": "street-east-1", "community": "co
 
 
 class Hub:
+    """Every service as its own OS process, through the one supervisor the hub and the benchmark use."""
+
     def __init__(self, bootstrap: str, state: Path) -> None:
         self.bootstrap, self.state = bootstrap, state
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
         units = [u for u in load_catalogue().units_for_topics() if u != SDK_UNIT]
         self.env = dict(os.environ, CITYOPS_KAFKA_BOOTSTRAP=bootstrap, CITYOPS_STATE_DIR=str(state), CITYOPS_LOG_JSON="true",
                         CITYOPS_INTAKE_HTTP_PORT=str(HTTP_PORT), CITYOPS_BATCH_TIMEOUT_MS="20",
@@ -56,28 +56,16 @@ class Hub:
                         CITYOPS_UNIT_P_RETURN="0", CITYOPS_UNIT_P_EXTENSION="0", CITYOPS_UNIT_P_DISAGREE="0",
                         CITYOPS_UNIT_SIGN_DELAY_S="0.05", CITYOPS_UNIT_WORK_DELAY_S="0.3",
                         CITYOPS_CONSULT_OPINION_WINDOW_S="60", PYTHONUNBUFFERED="1")
+        self.supervisor = Supervisor(state, env=self.env, cwd=REPO_ROOT, stop_timeout=20)
 
     def start(self, name: str) -> None:
-        argv = ["intake", "serve"] if name == "intake" else ["service", "run", name]
-        log = open(self.state / f"{name}.log", "ab")
-        self.procs[name] = subprocess.Popen([sys.executable, "-m", "services.ops.cli", *argv], env=self.env, cwd=REPO_ROOT,
-                                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.supervisor.start_service(name)
 
     def kill(self, name: str) -> None:
-        proc = self.procs.pop(name)
-        proc.send_signal(signal.SIGKILL)  # a crash, not a clean stop
-        proc.wait(10)
+        self.supervisor.kill(name)  # SIGKILL: a crash, not a clean stop
 
     def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        self.supervisor.stop_all()
 
     def logs(self) -> str:
         return "\n".join(f"--- {p.name}\n" + p.read_text(errors="replace")[-3000:] for p in sorted(self.state.glob("*.log")))

@@ -1,4 +1,4 @@
-"""The importers load the full NYC sample and the Baltimore sample onto the real broker, with original
+"""The importers load the vendored NYC and Baltimore samples (data/) onto the real broker, with original
 times and stable ids; a rebuild then projects every imported ticket. Rates are printed (events/s).
 
 Data: NYC Open Data, 311 Service Requests (erm2-nwe9); City of Baltimore, Open Baltimore 311.
@@ -17,16 +17,16 @@ from sqlalchemy import func, select
 from contracts import codec
 from contracts.topics import INTAKE
 from services.common.store import make_engine
-from services.importers.cli import import_csv
-from services.importers.mapping import BALTIMORE, NYC
-from services.importers.settings import ImporterSettings
+from tools.importers.cli import import_csv
+from tools.importers.mapping import BALTIMORE, NYC
+from tools.importers.settings import ImporterSettings
 from services.projections.logsource import KafkaLog, partitions_of
 from services.projections.models import ProjTicket
 from services.projections.rebuild import rebuild
 
 pytestmark = [pytest.mark.kafka]
 
-NYC_ROWS, BALTIMORE_ROWS = 100_000, 10_000
+NYC_ROWS, BALTIMORE_ROWS = 11_225, 10_000  # data/nyc311 (a subset) and data/baltimore311 (whole)
 
 
 async def read_topic(bootstrap: str, topic: str) -> list:

@@ -1,4 +1,4 @@
-"""The project-managed Kafka (services/ops/kafka_local.py) against the real broker it launches.
+"""The project-managed Kafka (tools/kafka/) against the real broker it launches.
 
 These are also the proof that aiokafka 0.14 works with Kafka 4.1.1 for what cityops relies on:
 record headers, transactions with consumer offsets (exactly-once read-process-write), and a
@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.ops.kafka_local import (
+from tools.kafka import (
     KafkaLocalError,
     KafkaLocalSettings,
     LocalKafka,

@@ -30,8 +30,8 @@ from sqlalchemy.engine import Engine
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from services.common.store import make_engine
-from services.importers.publish import ImportReport, publish
-from services.importers.synthetic import SyntheticHistory
+from tools.importers.publish import ImportReport, publish
+from tools.importers.synthetic import SyntheticHistory
 from services.projections import queries
 from services.projections.app import create_app
 from services.projections.logsource import KafkaLog, partitions_of

@@ -14,8 +14,8 @@ from contracts import events as ev
 from contracts.catalogue import parse_catalogue, read_catalogue_data
 from contracts.topics import topic_for_event
 from services.common.store import make_engine
-from services.importers.publish import ImportReport, publish
-from services.importers.synthetic import SyntheticHistory
+from tools.importers.publish import ImportReport, publish
+from tools.importers.synthetic import SyntheticHistory
 from services.projections.logsource import KafkaLog
 from services.projections.settings import projected_specs
 from services.projections.whatif import WHATIF_TOPICS, what_if

@@ -10,7 +10,7 @@ from contracts.events import TicketClassified
 from contracts.examples import build_example
 from contracts.topics import TRIAGE
 from services.common.kafka import ensure_topics
-from services.ops.topics_cli import hub_topics
+from tools.topics_cli import hub_topics
 from services.triage.logdata import confirmed_examples
 
 

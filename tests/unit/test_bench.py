@@ -13,8 +13,8 @@ import sys
 import pytest
 
 from services.common.settings import REPO_ROOT
-from services.ops import bench
-from services.ops.kafka_local import find_free_ports
+from tools import bench
+from tools.kafka import find_free_ports
 
 
 def test_percentiles_are_nearest_rank():
@@ -85,7 +85,7 @@ def test_quick_run_writes_the_figures(tmp_path):
     http_port = find_free_ports(1, 58000, 58999)
     out = tmp_path / "bench.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "services.ops.bench", "--quick", "--kafka-port", str(kafka_port), "--http-port", str(http_port),
+        [sys.executable, "-m", "tools.bench", "--quick", "--kafka-port", str(kafka_port), "--http-port", str(http_port),
          "--state-dir", str(tmp_path / "state"), "--out", str(out)],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=400,
     )

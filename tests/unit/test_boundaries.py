@@ -3,7 +3,9 @@
 * A service package (services/<svc>/, any svc but common and ops) imports only contracts,
   services.common, itself, the standard library and third-party packages. Checked on the AST, so
   imports inside functions and `importlib.import_module("...")` with a literal name count too.
-* contracts/ never imports services (contracts are the bottom layer every service shares).
+* contracts/ never imports services or tools (contracts are the bottom layer every service shares).
+* Nothing under services/ (services.common included) imports tools/: tools run and measure the
+  services (the hub, the benchmark, the importers, the CLI), never the other way round.
 * Importing any module opens no network connection: the check runs in a fresh interpreter
   (in this one most modules are already in sys.modules, so their import-time code would not run
   again) with socket connects and name lookups made to fail.
@@ -22,8 +24,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED = {"common", "ops"}  # services/ packages that are not services
-FIRST_PARTY = {"services", "contracts", "tests"}
+SHARED = {"common"}  # services/ packages that are not services
+FIRST_PARTY = {"services", "contracts", "tests", "tools"}
 # Alembic script directories hold migration scripts Alembic loads itself (env.py only runs
 # inside an Alembic command). They are boundary-checked but not imported; see alembic_dirs().
 ALEMBIC_MARKERS = ("script.py.mako", "env.py")
@@ -87,13 +89,13 @@ def service_import_allowed(svc: str, module: str) -> bool:
         return False
     if parts[0] == "services":
         return len(parts) >= 2 and parts[1] in {svc, "common"}
-    if parts[0] == "tests":
+    if parts[0] in {"tests", "tools"}:
         return False
     return True  # contracts, the standard library, third-party packages
 
 
 def contracts_import_allowed(module: str) -> bool:
-    return not module.startswith("<") and module.split(".")[0] not in {"services", "tests"}
+    return not module.startswith("<") and module.split(".")[0] not in {"services", "tests", "tools"}
 
 
 def service_offenders(root: Path) -> list[str]:
@@ -105,6 +107,16 @@ def service_offenders(root: Path) -> list[str]:
             for line, module in imported_modules(root, path):
                 if not service_import_allowed(svc_dir.name, module):
                     offenders.append(f"{path.relative_to(root)}:{line}: {svc_dir.name} imports {module}")
+    return offenders
+
+
+def services_importing_tools(root: Path) -> list[str]:
+    """Imports of tools/ anywhere under services/, services.common included."""
+    offenders = []
+    for path in python_files(root / "services"):
+        for line, module in imported_modules(root, path):
+            if module.split(".")[0] == "tools":
+                offenders.append(f"{path.relative_to(root)}:{line}: imports {module}")
     return offenders
 
 
@@ -122,6 +134,11 @@ def contracts_offenders(root: Path) -> list[str]:
 def test_services_import_only_contracts_common_and_themselves() -> None:
     offenders = service_offenders(REPO)
     assert not offenders, "service packages importing another service package:\n" + "\n".join(offenders)
+
+
+def test_no_service_and_no_plumbing_imports_tools() -> None:
+    offenders = services_importing_tools(REPO)
+    assert not offenders, "services/ importing tools/:\n" + "\n".join(offenders)
 
 
 def test_contracts_import_no_service() -> None:
@@ -142,8 +159,8 @@ def test_checker_finds_every_kind_of_cross_service_import(tmp_path: Path) -> Non
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
 
-    for pkg in ("services", "services/common", "services/ops", "services/triage", "services/triage/sub",
-                "services/act", "contracts"):
+    for pkg in ("services", "services/common", "services/triage", "services/triage/sub",
+                "services/act", "contracts", "tools"):
         write(f"{pkg}/__init__.py", "")
     write("services/triage/good.py",
           "import os\nimport yaml\nfrom contracts.topics import X\nimport contracts\nfrom services.common.app import y\n"
@@ -154,11 +171,13 @@ def test_checker_finds_every_kind_of_cross_service_import(tmp_path: Path) -> Non
           "import services.act\n"                          # 2
           "from services import act\n"                     # 3
           "from ..act import handlers\n"                   # 4
-          "def f():\n    from services.ops import run\n"   # 6
+          "def f():\n    from tools.hub import up\n"   # 6
           "import importlib\nimportlib.import_module('services.act.app')\n"  # 8
           "from tests.conftest import unique\n"           # 9
           "from .... import x\n")                          # 10
-    write("services/common/fine.py", "from services.act import app\n")  # common is not checked
+    write("services/common/fine.py", "from services.act import app\n")  # common is not checked for services
+    write("services/common/bad.py", "import os\nfrom tools import bench\n")  # ... but it is for tools
+    write("tools/fine.py", "from services.act import app\nfrom services.common import store\n")  # tools may
     write("contracts/bad.py", "from services.common import store\nimport os\n")
     write("contracts/good.py", "from .topics import X\nfrom contracts import envelope\n")
 
@@ -166,6 +185,8 @@ def test_checker_finds_every_kind_of_cross_service_import(tmp_path: Path) -> Non
     assert [o.split(":")[0] + ":" + o.split(":")[1] for o in found] == [
         f"services/triage/bad.py:{n}" for n in (1, 2, 3, 4, 6, 8, 9, 10)], found
     assert contracts_offenders(tmp_path) == ["contracts/bad.py:1: contracts imports services.common"]
+    assert services_importing_tools(tmp_path) == [
+        "services/common/bad.py:2: imports tools.bench", "services/triage/bad.py:6: imports tools.hub"]
 
 
 # --- importing opens no socket ------------------------------------------------------------------
@@ -175,10 +196,10 @@ def alembic_dirs(root: Path) -> list[Path]:
 
 
 def importable_modules(root: Path) -> tuple[list[str], list[str]]:
-    """Every module of services/ and contracts/ by its dotted name, and the Alembic scripts left out."""
+    """Every module of contracts/, services/ and tools/ by its dotted name, and the Alembic scripts left out."""
     skip = alembic_dirs(root)
     modules, left_out = [], []
-    for top in ("contracts", "services"):
+    for top in ("contracts", "services", "tools"):
         for path in python_files(root / top):
             rel = path.relative_to(root)
             if any(path.is_relative_to(d) for d in skip):
@@ -203,7 +224,7 @@ class NetworkAtImport(OSError):
 def _refuse(what):
     def refuse(*args, **kwargs):
         stack = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack()[:-1]
-                 if "/services/" in f.filename or "/contracts/" in f.filename]
+                 if any(top in f.filename for top in ("/services/", "/contracts/", "/tools/"))]
         attempts.append({"module": current[0], "call": what, "args": repr(args[1:] if what.startswith("socket.") else args)[:200],
                          "where": stack[-3:]})
         raise NetworkAtImport(f"{what} called while importing {current[0]}")
@@ -226,7 +247,7 @@ print(json.dumps({"attempts": attempts, "failures": failures}))
 
 def test_every_module_imports_without_opening_a_socket(tmp_path: Path) -> None:
     modules, left_out = importable_modules(REPO)
-    assert "services.ops.cli" in modules and "contracts.envelope" in modules
+    assert "tools.cli" in modules and "contracts.envelope" in modules
     assert all("migrations" in Path(p).parts for p in left_out), left_out
     env = {**os.environ, "CITYOPS_STATE_DIR": str(tmp_path / "state"), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-c", _IMPORT_ALL, json.dumps(modules)], cwd=REPO, env=env,

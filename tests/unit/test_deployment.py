@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
-from services.ops.run import available_services
+from tools.run import available_services
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -56,9 +56,9 @@ def missing_consumer_entries(doc: dict[str, Any], services: list[str]) -> list[s
 
 
 def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
-    """`cityops <args>` as the image runs it (the console script is services.ops.cli:main)."""
+    """`cityops <args>` as the image runs it (the console script is tools.cli:main)."""
     env = {**os.environ, "COLUMNS": "200", "NO_COLOR": "1"}
-    return subprocess.run([sys.executable, "-m", "services.ops.cli", *args], cwd=REPO, env=env,
+    return subprocess.run([sys.executable, "-m", "tools.cli", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -74,7 +74,7 @@ def kafka_version_in_pom() -> str:
 
 def test_every_available_consumer_service_has_a_compose_entry() -> None:
     services = available_services()
-    assert services, "services.ops.run.available_services() found no service at all"
+    assert services, "tools.run.available_services() found no service at all"
     missing = missing_consumer_entries(compose(), services)
     assert not missing, f"docker-compose.yml has no entry running `cityops service run <name>` for: {missing}"
 
@@ -108,7 +108,7 @@ def test_units_entry_runs_the_simulated_units_for_the_demo() -> None:
 
 def test_console_script_is_the_module_the_tests_run() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
-    assert project["scripts"]["cityops"] == "services.ops.cli:main"
+    assert project["scripts"]["cityops"] == "tools.cli:main"
 
 
 def test_compose_has_cityops_commands() -> None:
@@ -194,6 +194,16 @@ def test_dockerfile_installs_the_package_as_a_non_root_user() -> None:
     assert re.search(r"pip install \.(\s|$)", text)
     users = re.findall(r"^USER\s+(\S+)", text, re.M)
     assert users and users[-1].split(":")[0] not in {"root", "0"}, f"last USER is {users}"
-    copied = " ".join(re.findall(r"^COPY\s+(.+)$", text, re.M))
-    for needed in ("pyproject.toml", "README.md", "contracts", "services"):
+    copied = [source for line in re.findall(r"^COPY\s+(.+)$", text, re.M) for source in line.split()[:-1]]
+    for needed in ("pyproject.toml", "README.md", *packaged_top_levels()):
         assert needed in copied, f"deploy/Dockerfile does not COPY {needed}"
+
+
+def packaged_top_levels() -> list[str]:
+    """The top-level packages pyproject.toml installs (`contracts*` -> contracts): the image needs each."""
+    find = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]["find"]
+    return sorted({pattern.split(".")[0].rstrip("*") for pattern in find["include"]})
+
+
+def test_the_image_gets_every_packaged_top_level_package() -> None:
+    assert {"contracts", "services", "tools"} <= set(packaged_top_levels())

@@ -9,10 +9,10 @@ import pytest
 
 from contracts import events as ev
 from contracts.catalogue import load_catalogue
-from services.importers.domain import AreaMapper, SkipRow, row_to_envelope
-from services.importers.mapping import BALTIMORE, NYC, CsvMapping, load_mapping
-from services.importers.publish import ImportReport, envelopes_from_rows, read_csv
-from services.importers.settings import ImporterSettings
+from tools.importers.domain import AreaMapper, SkipRow, row_to_envelope
+from tools.importers.mapping import BALTIMORE, NYC, CsvMapping, load_mapping
+from tools.importers.publish import ImportReport, envelopes_from_rows, read_csv
+from tools.importers.settings import ImporterSettings
 
 CATALOGUE = load_catalogue()
 NYC_ROW = {"unique_key": "68630470", "created_date": "2026-04-11T23:28:40.000", "closed_date": "", "agency": "HPD",
@@ -97,7 +97,7 @@ def test_a_generic_mapping_file_drives_any_csv(tmp_path):
     assert env.data.location.district == "district-east"
 
 
-def test_the_shared_samples_convert_without_skips():
+def test_the_vendored_samples_convert_without_skips():
     settings = ImporterSettings()
     for mapping, path in ((NYC, settings.nyc_csv), (BALTIMORE, settings.baltimore_csv)):
         report = ImportReport(mapping.source, "t")

@@ -12,7 +12,7 @@ from sqlmodel import Session
 
 from contracts import events as ev
 from services.common.store import make_engine
-from services.importers.synthetic import DEFAULT_START, SyntheticHistory
+from tools.importers.synthetic import DEFAULT_START, SyntheticHistory
 from services.projections import queries
 from services.projections.api import create_router
 from services.projections.logsource import MemoryLog

@@ -18,7 +18,7 @@ from sqlmodel import Session, SQLModel
 
 from contracts import codec
 from services.common.store import make_engine
-from services.importers.synthetic import SyntheticHistory
+from tools.importers.synthetic import SyntheticHistory
 from services.projections import queries
 from services.projections import store as store_module
 from services.projections.domain import Fact

@@ -8,7 +8,7 @@ import copy
 from contracts import events as ev
 from contracts.catalogue import load_catalogue, parse_catalogue, read_catalogue_data
 from services.common.store import make_engine
-from services.importers.synthetic import SyntheticHistory
+from tools.importers.synthetic import SyntheticHistory
 from services.projections.logsource import MemoryLog
 from services.projections.whatif import RUNS, TICKETS_TABLE, Guess, SavedModel, what_if
 

@@ -9,12 +9,12 @@ import pytest
 from contracts.catalogue import load_catalogue
 from services.sla.calibration import EVIDENCE, due_spans, limit_fits_due_span
 
-SAMPLE = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "baltimore311" / "311_sample.csv"
+SAMPLE = Path(__file__).resolve().parents[2] / "data" / "baltimore311" / "311_sample.csv"
 
 
 @pytest.fixture(scope="module")
 def spans():
-    assert SAMPLE.exists(), f"the Baltimore sample is expected at {SAMPLE} (see GUIDE.md, section 5)"
+    assert SAMPLE.exists(), f"the Baltimore sample ships with the repository at {SAMPLE}"
     return {row.request_type: row for row in due_spans(SAMPLE)}
 
 

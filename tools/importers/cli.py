@@ -2,7 +2,7 @@
 
   nyc                     the NYC sample (NYC Open Data, 311 Service Requests, erm2-nwe9)
   baltimore               the Baltimore sample (City of Baltimore, Open Baltimore 311)
-  csv FILE --mapping M    any CSV, with a column mapping in YAML (see services/importers/mapping.py)
+  csv FILE --mapping M    any CSV, with a column mapping in YAML (see tools/importers/mapping.py)
   synthetic --tickets N   a synthetic history of whole ticket lifecycles, on every workflow topic (demos, benchmarks)
 
 Each row keeps its original creation time (event time and record timestamp). Importing the same
@@ -108,7 +108,7 @@ def _run(path: Path, mapping: CsvMapping, bootstrap: str | None, limit: int | No
 
 
 @app.command()
-def nyc(path: Path | None = typer.Argument(None, help="CSV file (default: the shared NYC sample)."),
+def nyc(path: Path | None = typer.Argument(None, help="CSV file (default: the NYC sample in data/nyc311/)."),
         bootstrap: str | None = _BOOTSTRAP, limit: int | None = _LIMIT, progress: bool = _PROGRESS,
         no_areas: bool = _NO_AREAS, as_json: bool = _JSON) -> None:
     """Import NYC 311 requests. Data: NYC Open Data, 311 Service Requests (erm2-nwe9)."""
@@ -116,7 +116,7 @@ def nyc(path: Path | None = typer.Argument(None, help="CSV file (default: the sh
 
 
 @app.command()
-def baltimore(path: Path | None = typer.Argument(None, help="CSV file (default: the shared Baltimore sample)."),
+def baltimore(path: Path | None = typer.Argument(None, help="CSV file (default: the Baltimore sample in data/baltimore311/)."),
               bootstrap: str | None = _BOOTSTRAP, limit: int | None = _LIMIT, progress: bool = _PROGRESS,
               no_areas: bool = _NO_AREAS, as_json: bool = _JSON) -> None:
     """Import Baltimore 311 requests. Data: City of Baltimore, Open Baltimore 311."""

@@ -17,7 +17,7 @@ class ImporterSettings(ServiceSettings):
     service_name: ClassVar[str] = "importers"
 
     topic_prefix: str = Field(default="", description="Prefix before every topic name (a test namespace); empty in production.")
-    data_dir: Path = Field(default=REPO_ROOT.parent / "shared" / "data", description="Where the NYC and Baltimore samples live.")
+    data_dir: Path = Field(default=REPO_ROOT / "data", description="Where the NYC and Baltimore samples live (the repository's data/).")
     chunk: int = Field(default=5000, ge=1, description="Records sent before their acknowledgements are awaited together.")
     keep_record_time: bool = Field(default=True, description="Stamp each record with the row's creation time (only on topics that keep records for ever).")
 
@@ -26,7 +26,7 @@ class ImporterSettings(ServiceSettings):
 
     @property
     def nyc_csv(self) -> Path:
-        return self.data_dir / "nyc311" / "nyc311_2026_merged.csv"
+        return self.data_dir / "nyc311" / "nyc311_2026_subset.csv"
 
     @property
     def baltimore_csv(self) -> Path:

@@ -1,7 +1,8 @@
 """`cityops up`: the whole hub on this machine — broker, every service as its own OS process,
 simulated units, and a stream of demo complaints — with a live view of tickets moving.
 
-Everything started here is stopped here (Ctrl-C, SIGTERM or --duration), by the pids recorded.
+Everything started here is stopped here (Ctrl-C, SIGTERM or --duration), by the pids the
+supervisor recorded (tools/supervisor.py).
 """
 
 from __future__ import annotations
@@ -12,8 +13,6 @@ import itertools
 import os
 import random
 import signal
-import subprocess
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,10 +22,13 @@ import httpx
 import typer
 
 from services.common.settings import REPO_ROOT
+from tools.supervisor import Probe, Supervisor
 
 WORKFLOW = ["discover", "triage", "consult", "act", "evaluate"]
 OPTIONAL = ["sla", "projections", "archiver"]
-NYC_SAMPLE = REPO_ROOT.parent / "shared" / "data" / "nyc311" / "nyc311_2026_merged.csv"
+# Without these no ticket moves; the benchmark stops when one of them dies.
+CRITICAL = frozenset([*WORKFLOW, "units", "intake"])
+NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
 
 DEMO_COMPLAINTS = [
     ("小区门口的路灯坏了好几天了，晚上很黑", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}),
@@ -44,13 +46,29 @@ DEMO_COMPLAINTS = [
 ]
 
 
+def hub_service_names() -> list[str]:
+    """Every process `cityops up` starts besides the broker, in start order."""
+    from tools.run import available_services
+
+    available = set(available_services())
+    return WORKFLOW + [s for s in OPTIONAL if s in available] + ["units", "intake"]
+
+
+def intake_answers(base: str) -> Probe:
+    """Readiness of the intake: its /stats answers 200."""
+    return lambda: httpx.get(f"{base}/stats", timeout=2).status_code == 200
+
+
 @dataclass
 class Hub:
     kafka_port: int
     http_port: int
     state_dir: Path
-    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    supervisor: Supervisor = field(init=False)
     kafka: Any = None
+
+    def __post_init__(self) -> None:
+        self.supervisor = Supervisor(self.state_dir / "logs", env=self.env(), stop_timeout=15)
 
     @property
     def bootstrap(self) -> str:
@@ -64,7 +82,7 @@ class Hub:
         return env
 
     def start_broker(self) -> None:
-        from services.ops.kafka_local import KafkaLocalSettings, LocalKafka
+        from tools.kafka import KafkaLocalSettings, LocalKafka
 
         self.kafka = LocalKafka(KafkaLocalSettings(state_dir=self.state_dir / "kafka"), name="hub", port=self.kafka_port)
         if self.kafka.status(probe=True).answering:
@@ -75,65 +93,33 @@ class Hub:
         self.kafka.start()
         typer.echo(f"broker up on {self.bootstrap} in {time.monotonic() - started:.1f}s (Apache Kafka {self.kafka.settings.version}, KRaft)")
 
-    def spawn(self, name: str, argv: list[str]) -> None:
-        log_dir = self.state_dir / "logs"
-        log_dir.mkdir(parents=True, exist_ok=True)
-        out = open(log_dir / f"{name}.log", "ab")
-        self.processes[name] = subprocess.Popen([sys.executable, "-m", "services.ops.cli", *argv], env=self.env(),
-                                                stdout=out, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True)
-
     def start_services(self) -> None:
-        from services.ops.run import available_services
-
-        available = set(available_services())
-        for name in WORKFLOW + [s for s in OPTIONAL if s in available]:
-            self.spawn(name, ["service", "run", name])
-        self.spawn("units", ["service", "run", "units"])
-        self.spawn("intake", ["intake", "serve"])
-        typer.echo(f"started {len(self.processes)} service processes: {', '.join(self.processes)} (logs in {self.state_dir / 'logs'})")
+        for name in hub_service_names():
+            self.supervisor.start_service(name)
+        names = ", ".join(self.supervisor)
+        typer.echo(f"started {len(self.supervisor.processes)} service processes: {names} (logs in {self.state_dir / 'logs'})")
 
     def stop(self) -> None:
-        for proc in self.processes.values():
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + 15
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        self.processes.clear()
-        if self.kafka is not None:
-            self.kafka.stop()
-            self.kafka = None
+        try:
+            self.supervisor.stop_all()
+        finally:
+            if self.kafka is not None:
+                self.kafka.stop()
+                self.kafka = None
 
 
-def nyc_complaints(limit: int = 2000) -> list[str]:
-    """Real NYC 311 requests (NYC Open Data, see shared/data/nyc311/PROVENANCE.md) as English complaint texts."""
-    if not NYC_SAMPLE.exists():
+def nyc_complaints(path: Path = NYC_SAMPLE, limit: int = 2000) -> list[str]:
+    """Real NYC 311 requests (NYC Open Data, see data/nyc311/PROVENANCE.md) as English complaint texts."""
+    if not path.exists():
         return []
-    with NYC_SAMPLE.open(newline="", encoding="utf-8") as f:
+    with path.open(newline="", encoding="utf-8") as f:
         rows = list(itertools.islice(csv.DictReader(f), limit))
     return [f"{r['complaint_type']}: {r['descriptor']} at {r['location_type'] or 'street'}".strip() for r in rows]
 
 
-async def wait_for_http(base: str, timeout_s: float = 90) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with httpx.AsyncClient() as client:
-        while time.monotonic() < deadline:
-            try:
-                if (await client.get(f"{base}/stats", timeout=2)).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.5)
-    raise TimeoutError(f"intake did not answer at {base} within {timeout_s}s")
-
-
-async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hub) -> None:
+async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hub, nyc_sample: Path = NYC_SAMPLE) -> None:
     rng = random.Random(2026)
-    nyc = nyc_complaints()
+    nyc = nyc_complaints(nyc_sample)
     sent = 0
     started = time.monotonic()
     next_report = started
@@ -147,7 +133,7 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
             sent += r.status_code == 202
             if time.monotonic() >= next_report:
                 stats = (await client.get("/stats")).json()
-                dead = [n for n, p in hub.processes.items() if p.poll() is not None]
+                dead = list(hub.supervisor.dead())
                 typer.echo(f"[{time.monotonic() - started:5.0f}s] submitted {sent:5d} | " +
                            " | ".join(f"{k} {v}" for k, v in sorted(stats.items())) + (f" | STOPPED: {dead}" if dead else ""))
                 next_report += 3
@@ -158,27 +144,32 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        http_port: int = typer.Option(8080, help="Intake HTTP port (OpenAPI docs at /docs)."),
        rate: float = typer.Option(2.0, help="Demo complaints per second (0 = no demo feed)."),
        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
-       state_dir: Path = typer.Option(REPO_ROOT / ".state" / "hub", help="Where the hub keeps its data and logs.")) -> None:
+       state_dir: Path = typer.Option(REPO_ROOT / ".state" / "hub", help="Where the hub keeps its data and logs."),
+       nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
     hub = Hub(kafka_port, http_port, state_dir)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()
         from services.common.kafka import ensure_topics
-        from services.ops.topics_cli import hub_topics
+        from tools.topics_cli import hub_topics
 
         created = asyncio.run(ensure_topics(hub.bootstrap, hub_topics()))
         typer.echo(f"{len(created)} topics created")
         hub.start_services()
         base = f"http://127.0.0.1:{http_port}"
-        asyncio.run(wait_for_http(base))
+        hub.supervisor.wait_ready("intake", intake_answers(base), timeout=90)
         typer.echo(f"hotline API on {base} (docs: {base}/docs, Open311: {base}/open311/v2/services.json)")
         if rate > 0:
-            asyncio.run(feed_and_watch(base, rate, duration, hub))
+            asyncio.run(feed_and_watch(base, rate, duration, hub, nyc_sample))
         else:
             time.sleep(duration or 10**9)
     except KeyboardInterrupt:
         typer.echo("stopping")
     finally:
+        # A second Ctrl-C or SIGTERM must not cut the stop short and leave processes behind;
+        # the stop itself is bounded (SIGKILL after the grace period).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
         hub.stop()
         typer.echo("hub stopped")

@@ -19,19 +19,19 @@ app = typer.Typer(
 
 # (command name, module path, attribute holding the typer app, help text)
 _SUBAPPS: list[tuple[str, str, str, str]] = [
-    ("kafka", "services.ops.kafka_cli", "app", "Fetch, start, stop and inspect the local Apache Kafka broker or 3-broker cluster."),
+    ("kafka", "tools.kafka.cli", "app", "Fetch, start, stop and inspect the local Apache Kafka broker or 3-broker cluster."),
     ("triage", "services.triage.cli", "app", "Train and try the complaint classifier; inspect the responsibility catalogue."),
-    ("service", "services.ops.run", "app", "Run one workflow service in the foreground."),
-    ("contracts", "services.ops.contracts_cli", "app", "Export and check the event contracts' JSON Schemas; list topics."),
-    ("topics", "services.ops.topics_cli", "app", "Create the topic catalogue's topics on a broker."),
+    ("service", "tools.run", "app", "Run one workflow service in the foreground."),
+    ("contracts", "tools.contracts_cli", "app", "Export and check the event contracts' JSON Schemas; list topics."),
+    ("topics", "tools.topics_cli", "app", "Create the topic catalogue's topics on a broker."),
     ("intake", "services.intake.cli", "app", "Serve the hotline's HTTP intake API (and Open311)."),
     ("unit", "services.units.cli", "app", "Run a unit (department, street office, grid) service, real or simulated."),
     ("evaluate", "services.evaluate.cli", "app", "Rates units, grids and districts are judged on (response, resolution, satisfaction)."),
     ("sla", "services.sla.cli", "app", "SLA clocks, ledger and ping-pong reports."),
     ("replay", "services.projections.replay_cli", "app", "Supervisor replay: a ticket's story, a time range, rebuild, as-of, what-if."),
-    ("import", "services.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),
-    ("bench", "services.ops.bench", "bench", "Benchmark the pipeline against raw Kafka on one broker started for it; prints a table, writes JSON."),
-    ("up", "services.ops.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
+    ("import", "tools.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),
+    ("bench", "tools.bench", "bench", "Benchmark the pipeline against raw Kafka on one broker started for it; prints a table, writes JSON."),
+    ("up", "tools.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
 ]
 
 

@@ -1,6 +1,6 @@
 """Publishing many envelopes fast: send without waiting for each acknowledgement, await them in chunks.
 
-One awaited acknowledgement per record costs an order of magnitude (GUIDE.md, section 4); here a
+One awaited acknowledgement per record costs an order of magnitude in throughput; here a
 chunk of records is handed to the producer, then all its acknowledgements are awaited together,
 so nothing is reported as imported before the broker has it.
 """

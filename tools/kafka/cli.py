@@ -1,7 +1,7 @@
 """`cityops kafka ...`: fetch, start, stop and inspect the project-managed Kafka broker or cluster.
 
 `up` returns once the broker answers and leaves it running in the background; `down` stops it,
-from any shell, via the pid file under the state directory (see services/ops/kafka_local.py).
+from any shell, via the pid file under the state directory (see tools/kafka/).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from services.ops.kafka_local import (
+from tools.kafka import (
     KafkaLocalError,
     KafkaLocalSettings,
     LocalKafka,

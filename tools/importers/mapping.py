@@ -94,7 +94,7 @@ NYC = CsvMapping(
     areas={"MANHATTAN": "district-west", "BRONX": "district-west", "BROOKLYN": "district-east",
            "QUEENS": "district-east", "STATEN ISLAND": "district-east"},
     null_values=("", "N/A", "NA", "Unspecified", "Other", "Other/Unknown", "None"),
-    attribution="NYC Open Data, 311 Service Requests (erm2-nwe9); see shared/data/nyc311/PROVENANCE.md",
+    attribution="NYC Open Data, 311 Service Requests (erm2-nwe9); see data/nyc311/PROVENANCE.md",
 )
 
 BALTIMORE = CsvMapping(
@@ -102,5 +102,5 @@ BALTIMORE = CsvMapping(
     timezone="America/New_York", text="{SRType}[ ({Agency})]", language="en", lat="Latitude", lon="Longitude",
     placeholder_coordinates=((39.0, -77.0),), address="{Address}", area="Neighborhood", sub_area="Neighborhood",
     attribution="City of Baltimore, Open Baltimore 311 (311 Customer Service Requests), via "
-                "github.com/city-of-baltimore/city-R-training-series; see shared/data/baltimore311/PROVENANCE.md",
+                "github.com/city-of-baltimore/city-R-training-series; see data/baltimore311/PROVENANCE.md",
 )

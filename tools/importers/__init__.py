@@ -7,9 +7,9 @@ ids derive from the source and the row's id, so importing the same file twice is
 every consumer drops, not a second copy of the city's history.
 
 Data attribution (keep it wherever the data is shipped):
-- NYC: "NYC Open Data, 311 Service Requests (erm2-nwe9)", see shared/data/nyc311/PROVENANCE.md.
+- NYC: "NYC Open Data, 311 Service Requests (erm2-nwe9)", see data/nyc311/PROVENANCE.md.
 - Baltimore: "City of Baltimore, Open Baltimore 311 (311 Customer Service Requests)", see
-  shared/data/baltimore311/PROVENANCE.md.
+  data/baltimore311/PROVENANCE.md.
 
 `synthetic` (in `synthetic.py`) generates whole workflow histories for demos and benchmarks.
 """

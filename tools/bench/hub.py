@@ -1,0 +1,93 @@
+"""The broker and every service process one benchmark run starts and stops."""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tools.bench.config import UNIT_ENV, BenchConfig
+from tools.supervisor import Supervisor
+
+# ============================================================================================ the hub
+
+
+@dataclass
+class BenchHub:
+    """The broker and every service process this run started; stops them all by their pids."""
+
+    config: BenchConfig
+    kafka: Any = None
+    supervisor: Supervisor | None = None
+    broker_pid: int | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.config.kafka_port}"
+
+    @property
+    def service_state(self) -> Path:
+        return self.config.state_dir / "services"
+
+    def start_broker(self) -> float:
+        from tools.kafka import KafkaLocalSettings, LocalKafka
+
+        self.kafka = LocalKafka(KafkaLocalSettings(state_dir=self.config.state_dir / "kafka"), name="bench",
+                                port=self.config.kafka_port, fresh=True)
+        started = time.monotonic()
+        self.kafka.start()
+        self.broker_pid = self.kafka.running_pid()
+        return time.monotonic() - started
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
+        env.update({"CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.service_state),
+                    "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.config.http_port),
+                    "PYTHONUNBUFFERED": "1", **UNIT_ENV})
+        env.update(dict(item.split("=", 1) for item in self.config.service_env))
+        return env
+
+    def service_names(self) -> list[str]:
+        if self.config.services:
+            return list(self.config.services)
+        from tools.hub import hub_service_names
+
+        return hub_service_names()
+
+    def start_services(self) -> list[str]:
+        self.service_state.mkdir(parents=True, exist_ok=True)
+        self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env())
+        for name in self.service_names():
+            self.supervisor.start_service(name)
+        return list(self.supervisor)
+
+    def pids(self) -> dict[str, int]:
+        out = {"kafka-broker": self.broker_pid} if self.broker_pid else {}
+        out.update(self.supervisor.pids() if self.supervisor else {})
+        return out
+
+    def dead(self, critical_only: bool = False) -> dict[str, int | None]:
+        from tools.hub import CRITICAL
+
+        dead = self.supervisor.dead() if self.supervisor else {}
+        return {name: code for name, code in dead.items() if not critical_only or name in CRITICAL}
+
+    def exit_codes(self) -> dict[str, int | None]:
+        return self.supervisor.exit_codes() if self.supervisor else {}
+
+    def stop_services(self) -> None:
+        if self.supervisor is not None:
+            self.supervisor.stop_all(timeout=20)
+
+    def stop(self) -> None:
+        try:
+            self.stop_services()
+        finally:
+            if self.kafka is not None:
+                self.kafka.stop()
+                self.kafka = None
+
+    def log_tail(self, name: str, lines: int = 20) -> str:
+        return self.supervisor.log_tail(name, lines) if self.supervisor else ""

@@ -1,0 +1,110 @@
+"""One run's result, its table (every figure with its ratio to the raw-Kafka figure that bounds it)
+and the JSON it is written as."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from tools.bench.config import GIB
+from tools.bench.measure import ratio
+
+# ============================================================================================ phases
+
+
+@dataclass
+class Result:
+    started_at: str
+    config: dict[str, Any]
+    machine: dict[str, Any]
+    kafka: dict[str, Any]
+    code: dict[str, Any]
+    phases: dict[str, Any] = field(default_factory=dict)
+    processes: dict[str, Any] = field(default_factory=dict)
+    table: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    result_path: str | None = None
+
+
+# ============================================================================================ the table
+
+
+def build_table(res: Result) -> list[dict[str, Any]]:
+    p = res.phases
+    raw = p.get("ceiling", {})
+    hop = raw.get("hop_latency", {})
+    hop_seen, hop_ack = hop.get("send_to_seen", {}), hop.get("send_to_ack", {})
+    pipe = raw.get("produce_consume_per_s")
+    rows: list[dict[str, Any]] = []
+
+    def row(figure: str, value: Any, unit: str, reference: str, r: float | None, target: str = "", met: bool | None = None) -> None:
+        rows.append({"figure": figure, "value": value, "unit": unit, "reference": reference, "ratio": r,
+                     "target": target, "met": met})
+
+    row("raw aiokafka produce", raw.get("produce_per_s"), "records/s", "itself", 1.0 if raw.get("produce_per_s") else None)
+    row("raw aiokafka consume", raw.get("consume_per_s"), "records/s", "itself", 1.0 if raw.get("consume_per_s") else None)
+    row("raw aiokafka produce+consume", pipe, "records/s", "itself", 1.0 if pipe else None)
+    row(f"raw hop latency p99 @{hop.get('offered_per_s', 0):.0f}/s", hop_seen.get("p99_ms"), "ms", "itself",
+        1.0 if hop_seen.get("p99_ms") else None)
+
+    pl = p.get("pipeline", {})
+    ept = pl.get("events_per_ticket")
+    ev_s = pl.get("events_per_s")
+    r = ratio(ev_s, pipe)
+    row("pipeline events/s (all topics)", ev_s, "events/s", "raw produce+consume", r, ">= 0.5 x raw",
+        None if r is None else r >= 0.5)
+    t_s = pl.get("tickets_per_s")
+    row("pipeline tickets/s (intake -> closed)", t_s, "tickets/s",
+        f"raw produce+consume / {ept} events per ticket", ratio(t_s, pipe / ept if pipe and ept else None))
+
+    low = p.get("latency_low", {})
+    for key, label in (("latency", f"intake -> assignment @{res.config.get('rate', 0):.0f}/s"),
+                       ("latency_low", f"intake -> assignment @{low.get('offered_per_s') or 0:.0f}/s "
+                                       f"({low.get('fraction_of_capacity') or 0:.0%} of capacity)"),
+                       ("nyc_curve", f"intake -> assignment, NYC 311 curve x{res.config.get('nyc_speedup', 0):.0f}")):
+        if key not in p:
+            continue
+        lat = p.get(key, {}).get("intake_to_assignment_seen", {})
+        for q in (50, 95, 99):
+            v = lat.get(f"p{q}_ms")
+            target, met = ("<= 100 ms", None if v is None else v <= 100) if (q == 99 and key == "latency") else ("", None)
+            row(f"{label} p{q}", v, "ms", f"raw hop p{q} (x)", ratio(v, hop_seen.get(f"p{q}_ms")), target, met)
+
+    h = p.get("http", {})
+    row("HTTP intake POST /tickets", h.get("requests_per_s"), "requests/s", "raw produce", ratio(h.get("requests_per_s"), raw.get("produce_per_s")))
+    hl = h.get("latency", {})
+    row("HTTP intake p50", hl.get("p50_ms"), "ms", "raw produce ack p50 (x)", ratio(hl.get("p50_ms"), hop_ack.get("p50_ms")))
+    row("HTTP intake p99", hl.get("p99_ms"), "ms", "raw produce ack p99 (x)", ratio(hl.get("p99_ms"), hop_ack.get("p99_ms")))
+
+    rp = p.get("replay", {})
+    r = ratio(rp.get("events_per_s"), raw.get("consume_per_s"))
+    row("replay: rebuild of all projections", rp.get("events_per_s"), "events/s", "raw consume", r, ">= 0.5 x raw",
+        None if r is None else r >= 0.5)
+
+    mem = res.processes.get("memory_at_fixed_load", {})
+    for name, peak in mem.get("peak_bytes", {}).items():
+        row(f"peak RSS {name} @{res.config.get('rate', 0):.0f}/s", round(peak / 2 ** 20, 1), "MiB", "share of 2 GiB", ratio(peak, 2 * GIB))
+    total = mem.get("sum_of_peaks_bytes")
+    if total:
+        row("peak RSS whole hub (sum of per-process peaks)", round(total / 2 ** 20, 1), "MiB", "share of 2 GiB",
+            ratio(total, 2 * GIB), "< 2048 MiB", total < 2 * GIB)
+    return rows
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    def fmt(v: Any) -> str:
+        if v is None:
+            return "-"
+        if isinstance(v, float):
+            return f"{v:,.1f}" if abs(v) >= 100 else f"{v:,.2f}"
+        return f"{v:,}" if isinstance(v, int) else str(v)
+
+    header = ("figure", "value", "unit", "ratio", "vs", "target", "met")
+    lines = [[r["figure"], fmt(r["value"]), r["unit"], fmt(r["ratio"]), r["reference"], r["target"],
+              "" if r["met"] is None else ("yes" if r["met"] else "NO")] for r in rows]
+    widths = [max(len(h), *(len(line[i]) for line in lines)) for i, h in enumerate(header)]
+    out = ["  ".join(h.ljust(w) for h, w in zip(header, widths)), "  ".join("-" * w for w in widths)]
+    for line in lines:
+        out.append("  ".join((c.rjust(w) if i in (1, 3) else c.ljust(w)) for i, (c, w) in enumerate(zip(line, widths))))
+    return "\n".join(out)
