@@ -13,7 +13,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import CONSULT, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
 from services.common.pipeline import Emit, HandlerContext, NotYet
-from services.common.workcalendar import WorkCalendar
+from domain.calendar import WorkCalendar
 
 from . import domain
 from .models import Consultation, RoutedTicket

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts import events as ev
-from contracts.catalogue import Catalogue, load_catalogue
+from domain.catalogue import Catalogue, load_catalogue
 from contracts.envelope import Envelope, Event, derive_event_id
 from contracts.topics import topic_for_event
 

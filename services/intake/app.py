@@ -12,7 +12,7 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from contracts import codec
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import CHANNEL_INTAKE
 from services.common.kafka import make_broker

@@ -21,7 +21,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope, Event
 from contracts.registry import model_for
 from contracts.topics import topic_for_event
-from services.common.workcalendar import CalendarCoverageError, SlaUnit, WorkCalendar
+from domain.calendar import CalendarCoverageError, SlaUnit, WorkCalendar
 
 from .models import METRIC_COUNTERS
 

@@ -31,7 +31,7 @@ from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, Stri
 from sqlalchemy.engine import Engine
 
 from contracts import events as ev
-from contracts.catalogue import Catalogue, UnknownCategoryError
+from domain.catalogue import Catalogue, UnknownCategoryError
 from contracts.envelope import utcnow
 from contracts.topics import EVALUATE, INTAKE, TICKETS, TRIAGE
 

@@ -43,7 +43,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from contracts import events as ev
-from services.common.workcalendar import Extension, Pause, SlaClock, SlaUnit, WorkCalendar
+from domain.calendar import Extension, Pause, SlaClock, SlaUnit, WorkCalendar
 
 from .ledger import LedgerFact
 

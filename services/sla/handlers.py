@@ -29,7 +29,7 @@ from contracts.topics import (
 )
 from services.common.logs import get_logger
 from services.common.pipeline import Emit, HandlerContext, apply_in_batch
-from services.common.workcalendar import WorkCalendar, parse_working_hours
+from domain.calendar import WorkCalendar
 
 from . import domain
 from .ledger import LedgerFact, fact_from
@@ -71,9 +71,7 @@ class SlaRuntime:
 
 
 def build_runtime(settings: SlaSettings, catalogue: Any = None) -> SlaRuntime:
-    calendar = WorkCalendar.load(settings.calendar_path, settings.calendar_overrides,
-                                 working_hours=parse_working_hours(settings.working_hours),
-                                 timezone=settings.timezone, strict_coverage=settings.calendar_strict)
+    calendar = settings.work_calendar()
     window = domain.parse_limit(settings.escalation_window) if settings.escalation_window else None
     policy = domain.SlaPolicy(reminder_fractions=settings.reminder_fractions,
                               ladder=tuple(level.value for level in settings.ladder), escalation_window=window)

@@ -19,7 +19,7 @@ from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
 from services.common.store import make_engine
-from services.common.workcalendar import Extension, Pause
+from domain.calendar import Extension, Pause
 
 from . import domain
 from .ledger import LedgerFact

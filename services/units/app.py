@@ -6,7 +6,7 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from contracts.envelope import utcnow
 from contracts.topics import CONSULT, EVALUATE, unit_task_topic
 from services.common.app import Tick, build_service_app

@@ -26,7 +26,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec, events as ev
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
 from services.common.kafka import ensure_topics
 from services.common.settings import REPO_ROOT

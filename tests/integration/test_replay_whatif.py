@@ -11,7 +11,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import events as ev
-from contracts.catalogue import parse_catalogue, read_catalogue_data
+from domain.catalogue import parse_catalogue, read_catalogue_data
 from contracts.topics import topic_for_event
 from services.common.store import make_engine
 from services.importers.publish import ImportReport, publish

@@ -31,7 +31,7 @@ from services.common.kafka import ensure_topics
 from services.common.store import create_tables, make_engine
 from services.sla.app import create_app
 from services.sla.handlers import TOPICS
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from services.sla.handlers import build_runtime
 from services.sla.models import TABLES, SlaFactRow, SlaTaskRow, SlaTimerRow, make_store_engine
 from services.sla.rebuild import rebuild_from_log

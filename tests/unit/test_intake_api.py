@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
 from services.intake.models import TicketStatus

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from contracts.envelope import Envelope
 from services.common.pipeline import EventPipeline, HandlerContext, NotYet
 from services.common.settings import ServiceSettings

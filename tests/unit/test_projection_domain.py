@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from services.common.workcalendar import WorkCalendar
+from domain.calendar import WorkCalendar
 from services.importers.synthetic import SyntheticHistory
 from services.projections.domain import (TYPE_RANK, Fact, TaskState, TicketState, aggregate, fold, holdings, rank,
                                          stored_payload, task_row, ticket_row, timeline_row)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session
 
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from contracts.topics import SLA, unit_task_topic
 from services.common.pipeline import Emit, HandlerContext
 from services.common.store import create_tables
