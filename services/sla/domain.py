@@ -44,8 +44,8 @@ from typing import Any, Literal
 
 from contracts import events as ev
 from domain.calendar import Extension, Pause, SlaClock, SlaUnit, WorkCalendar
-
-from .ledger import LedgerFact
+from domain.catalogue import Catalogue
+from domain.holders import LedgerFact
 
 ClockName = Literal["sign_for", "response", "resolution"]
 CLOCKS: tuple[ClockName, ...] = ("sign_for", "response", "resolution")
@@ -357,7 +357,7 @@ def next_due_at(timer: Timer, calendar: WorkCalendar, policy: SlaPolicy) -> date
 # ---------------------------------------------------------------------------- who supervises
 
 
-def supervisor_for(catalogue: Any, unit_id: str, location: Any, level: str, top_supervisor: str) -> str | None:
+def supervisor_for(catalogue: Catalogue, unit_id: str, location: Any, level: str, top_supervisor: str) -> str | None:
     """The unit that supervises a task of `unit_id` at `level`: the office of the area at that level above the
     unit's own area (for an area unit), else above the ticket's location; at the top, the city's supervisor.
     None when the catalogue is unknown or the location names no area at that level."""
@@ -371,7 +371,7 @@ def supervisor_for(catalogue: Any, unit_id: str, location: Any, level: str, top_
     return None
 
 
-def _areas_above(catalogue: Any, unit_id: str, location: Any) -> tuple[Any, ...]:
+def _areas_above(catalogue: Catalogue, unit_id: str, location: Any) -> tuple[Any, ...]:
     try:
         unit = catalogue.unit(unit_id)
     except KeyError:
@@ -381,7 +381,7 @@ def _areas_above(catalogue: Any, unit_id: str, location: Any) -> tuple[Any, ...]
     return catalogue.area_chain(location)
 
 
-def unit_level(catalogue: Any, unit_id: str, ticket_level: str | None) -> str | None:
+def unit_level(catalogue: Catalogue, unit_id: str, ticket_level: str | None) -> str | None:
     """A unit's level: the catalogue's when it knows the unit, else the level the ticket was routed at."""
     if catalogue is not None:
         try:

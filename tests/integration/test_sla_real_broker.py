@@ -27,11 +27,11 @@ from sqlmodel import Session
 from contracts import codec
 from contracts import events as ev
 from contracts.topics import SLA, WORKFLOW_TOPICS, unit_task_topic, unit_topic_spec
+from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics
 from services.common.store import create_tables, make_engine
 from services.sla.app import create_app
 from services.sla.handlers import TOPICS
-from domain.catalogue import load_catalogue
 from services.sla.handlers import build_runtime
 from services.sla.models import TABLES, SlaFactRow, SlaTaskRow, SlaTimerRow, make_store_engine
 from services.sla.rebuild import rebuild_from_log
