@@ -24,7 +24,10 @@ def read_catalogue_data(path: Path | None = None) -> dict[str, Any]:
     # The C loader is ~8x faster than the pure-Python one; both are "safe" (no arbitrary objects).
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     with open(path or CATALOGUE_V1_PATH, encoding="utf-8") as handle:
-        return yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
+        data = yaml.load(handle, Loader=loader)  # noqa: S506 - a safe loader
+    if not isinstance(data, dict):
+        raise ValueError(f"catalogue file {path or CATALOGUE_V1_PATH} does not hold a mapping")
+    return data
 
 
 def load_catalogue(path: Path | None = None) -> Catalogue:
