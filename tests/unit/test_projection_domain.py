@@ -270,6 +270,27 @@ def test_holders_tell_who_held_a_ticket_in_time_order():
     assert all(h.end is not None and h.end >= h.start for h in held)
 
 
+def test_holders_are_the_sla_ledger_one_holder_at_a_time():
+    from domain.holders import bounds_for, check_tiles, ledger_for
+
+    s = Story()
+    _submitted_and_classified(s)
+    s.dispatch([("city-management", "lead"), ("street-east-1", "co")], 1, 1)
+    s.add(ev.TaskCompleted(task_id="T-1:city-management:1", unit="city-management", result="fixed"))
+    s.add(ev.TaskCompleted(task_id="T-1:street-east-1:1", unit="street-east-1", result="helped"))
+    s.add(ev.TicketHandled(round=1, units=("city-management", "street-east-1"), results=("fixed", "helped"),
+                           category="x", location=LOCATION))
+    s.add(ev.TicketClosed(outcome="resolved", rounds=1))
+    held = holdings(fold(s.facts()))
+    # The lead holds it while it works, then the co-unit still working: never two holders at once.
+    assert [(h.holder, h.role) for h in held] == [
+        ("hotline", "intake+triage"), ("city-management", "lead"), ("street-east-1", "co"), ("hotline", "callback")]
+    ledger = ledger_for(s.events)
+    assert [(h.holder, h.start, h.end) for h in held] == [
+        (span.party.removeprefix("unit:"), span.start, span.end) for span in ledger]
+    check_tiles(ledger, *bounds_for(s.events))
+
+
 # ---------------------------------------------------------------------------------------------- rankings
 
 def _counts(**given: int) -> dict[str, int]:
