@@ -256,6 +256,16 @@ def test_no_closed_ticket_of_the_synthetic_history_leaves_a_task_open():
     assert closed and all(not k.open for f in closed for k in f.tasks)
 
 
+def test_a_task_is_open_exactly_in_the_open_states_act_uses():
+    from domain.statuses import OPEN_TASK_STATES, TaskStatus, TicketStatus
+
+    folds = [f for f in map(fold, BY_TICKET.values()) if f is not None]
+    tasks = [k for f in folds for k in f.tasks]
+    assert {k.status for k in tasks} <= set(TaskStatus)
+    assert {f.ticket.status for f in folds} <= set(TicketStatus)
+    assert all(k.open == (k.status in OPEN_TASK_STATES) for k in tasks)
+
+
 def test_holders_tell_who_held_a_ticket_in_time_order():
     s = Story()
     _submitted_and_classified(s, co=())
