@@ -216,7 +216,7 @@ def _open311_status(row: TicketStatus, catalogue: Catalogue) -> dict[str, Any]:
     name = catalogue.category(row.category).name_en if row.category and catalogue.has_category(row.category) else None
     return {
         "service_request_id": row.ticket_id, "status": "closed" if row.status in ("closed", "merged") else "open",
-        "status_notes": row.status if row.status != "closed" else f"closed: {row.outcome}",
+        "status_notes": _canonical(row.status) if row.status != "closed" else f"closed: {row.outcome}",
         "service_name": name, "service_code": row.category, "description": row.text,
         "agency_responsible": row.lead, "requested_datetime": row.requested_at, "updated_datetime": row.updated_at,
         "expected_datetime": None, "address": row.address, "lat": row.lat, "long": row.lon,
