@@ -45,7 +45,7 @@ def asyncapi(output: str = typer.Option("-", help="File to write (YAML), - for s
     import yaml
 
     from contracts.asyncapi import asyncapi_document
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
 
     text = yaml.safe_dump(asyncapi_document(load_catalogue().units_for_topics()), allow_unicode=True, sort_keys=False)
     if output == "-":

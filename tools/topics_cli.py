@@ -8,7 +8,7 @@ app = typer.Typer(no_args_is_help=True)
 
 
 def hub_topics() -> list:
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
     from contracts.topics import all_topics
 
     return all_topics(list(load_catalogue().units_for_topics()))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from contracts import events as ev
+from domain.statuses import OPEN_TASK_STATES, TaskStatus
 
-OPEN_TASK_STATES = ("assigned", "signed-for", "in-progress")
+__all__ = ["OPEN_TASK_STATES", "TaskStatus", "assignments", "extension_decision", "handling_complete", "task_id"]
 
 
 def task_id(ticket_id: str, unit: str, dispatch_no: int) -> str:
@@ -24,5 +25,5 @@ def extension_decision(granted_so_far: int, max_extensions: int, final: bool) ->
 
 def handling_complete(states: list[tuple[ev.Role, str]]) -> bool:
     """The ticket is handled when the lead and every co-unit still on it completed."""
-    active = [(role, s) for role, s in states if s not in ("returned", "withdrawn")]
-    return bool(active) and any(r == ev.Role.lead for r, _ in active) and all(s == "completed" for _, s in active)
+    active = [(role, s) for role, s in states if s not in (TaskStatus.returned, TaskStatus.withdrawn)]
+    return bool(active) and any(r == ev.Role.lead for r, _ in active) and all(s == TaskStatus.completed for _, s in active)

@@ -9,6 +9,7 @@ from typing import Any
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS, unit_task_topic
+from domain.statuses import status_after_progress
 from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
 
 from . import domain
@@ -35,9 +36,9 @@ def _apply(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> lis
         case ev.SupervisorDecided():
             return dispatch(ctx, batch, envelope, envelope.data.routing, final=True)
         case ev.TaskSignedFor():
-            return set_task_state(batch, envelope, "signed-for")
+            return set_task_state(batch, envelope, domain.TaskStatus.signed_for)
         case ev.ProgressReported():
-            return set_task_state(batch, envelope, "in-progress")
+            return set_task_state(batch, envelope, status_after_progress(envelope.data.waiting_on_resident))
         case ev.ExtensionRequested():
             return decide_extension(ctx, batch, envelope)
         case ev.TaskReturned():
@@ -101,7 +102,7 @@ def dispatch(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], routing
     row = _ticket(batch, cause.ticket_id)
     c = row.classified()
     for task in _open_tasks(batch, row.ticket_id):
-        task.status = "withdrawn"  # a new plan replaces whatever was still open
+        task.status = domain.TaskStatus.withdrawn  # a new plan replaces whatever was still open
     row.dispatches += 1
     row.lead, row.co_units, row.final, row.status = routing.lead, ",".join(routing.co_units), final, "dispatched"
     units = domain.assignments(routing)
@@ -127,7 +128,7 @@ def _task(batch: ActBatch, task_id: str) -> TaskRow:
 
 def set_task_state(batch: ActBatch, envelope: Envelope[Any], state: str) -> list[Emit]:
     task = _task(batch, envelope.data.task_id)
-    if task.status in ("assigned", "signed-for", "in-progress"):
+    if task.status in domain.OPEN_TASK_STATES:
         task.status = state
     return []
 
@@ -152,12 +153,12 @@ def on_returned(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -
                                                      reason="assigned by a supervisor's final decision: it may not be returned"),
                                    source=ctx.source)
         return [Emit(ACT.name, rejected), Emit(unit_task_topic(r.unit), rejected)]
-    task.status = "returned"
+    task.status = domain.TaskStatus.returned
     if task.role == ev.Role.co.value:
         return _maybe_handled(ctx, batch, envelope, task.ticket_id)  # the lead carries on without this co-unit
     row = _ticket(batch, task.ticket_id)
     for other in _open_tasks(batch, row.ticket_id):
-        other.status = "withdrawn"
+        other.status = domain.TaskStatus.withdrawn
     row.returns += 1
     excluded = [u for u in row.excluded.split(",") if u] + [r.unit]
     row.excluded, row.status = ",".join(dict.fromkeys(excluded)), "rerouting"
@@ -171,7 +172,7 @@ def on_completed(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) 
     task = _task(batch, envelope.data.task_id)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
-    task.status, task.result = "completed", envelope.data.result
+    task.status, task.result = domain.TaskStatus.completed, envelope.data.result
     return _maybe_handled(ctx, batch, envelope, task.ticket_id)
 
 
@@ -181,7 +182,7 @@ def _maybe_handled(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], t
     if row.status != "dispatched" or not domain.handling_complete([(ev.Role(t.role), t.status) for t in tasks]):
         return []
     row.status = "handled"
-    done = sorted((t for t in tasks if t.status == "completed"), key=lambda t: t.role != "lead")
+    done = sorted((t for t in tasks if t.status == domain.TaskStatus.completed), key=lambda t: t.role != "lead")
     c = row.classified()
     handled = ev.TicketHandled(round=row.round, units=tuple(t.unit for t in done), results=tuple(t.result or "" for t in done),
                                category=c.category, location=c.ticket.location)

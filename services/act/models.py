@@ -28,6 +28,6 @@ class Task(SQLModel, table=True):
     round: int
     dispatch_no: int
     final: bool = False
-    status: str = Field(default="assigned", description="assigned, signed-for, in-progress, returned, withdrawn, completed.")
+    status: str = Field(default="assigned", description="A domain.statuses.TaskStatus: assigned, signed-for, in-progress, waiting-on-resident, returned, withdrawn, completed.")
     extensions: int = 0
     result: str | None = None

@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
+from domain.calendar import DEFAULT_TIMEZONE, DEFAULT_WORKING_HOURS_TEXT, CalendarSettings, WorkCalendar, calendar_for
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_PREFIX = "CITYOPS_"
 
@@ -53,6 +55,28 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         hub_wide = EnvSettingsSource(settings_cls, env_prefix=HUB_PREFIX)
         return init_settings, env_settings, hub_wide, dotenv_settings, file_secret_settings
+
+
+class CalendarServiceSettings(ServiceSettings):
+    """A service that computes deadlines: the working-day calendar's settings, shared by name.
+
+    sla, consult and projections inherit these fields, so the hub-wide `CITYOPS_WORKING_HOURS`,
+    `CITYOPS_TIMEZONE` and `CITYOPS_CALENDAR_*` give all of them the same calendar."""
+
+    working_hours: str = Field(default=DEFAULT_WORKING_HOURS_TEXT, description="Working periods of a working day.")
+    timezone: str = Field(default=DEFAULT_TIMEZONE, description="Zone of the working-day calendar (and of times shown).")
+    calendar_path: Path | None = Field(default=None, description="National holiday file; default domain/calendar/cn.yaml.")
+    calendar_overrides: tuple[Path, ...] = Field(default=(), description="The city's own holiday files, applied in order.")
+    calendar_strict: bool = Field(
+        default=False, description="Refuse deadlines in years without holiday data (dead-letters the event); "
+                                   "default: count a plain Monday-Friday week there and log a warning.")
+
+    def calendar_settings(self) -> CalendarSettings:
+        return CalendarSettings(working_hours=self.working_hours, timezone=self.timezone, path=self.calendar_path,
+                                overrides=tuple(self.calendar_overrides), strict=self.calendar_strict)
+
+    def work_calendar(self) -> WorkCalendar:
+        return calendar_for(self.calendar_settings())
 
 
 def settings_env(settings: BaseSettings) -> dict[str, str]:

@@ -9,7 +9,6 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from services.common.app import Tick, build_service_app
 from services.common.pipeline import Clock
-from services.common.workcalendar import WorkCalendar
 
 from .handlers import EVENT_TYPES, TOPICS, handle, overdue
 from .models import Consultation, RoutedTicket
@@ -22,4 +21,4 @@ def create_app(settings: ConsultSettings | None = None, *, broker: KafkaBroker |
     return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
                              tables=[Consultation.__table__, RoutedTicket.__table__], ticks=[Tick(overdue, settings.tick_s)],
                              broker=broker, engine=engine, clock=clock,
-                             extras={"calendar": WorkCalendar.load(strict_coverage=False)})
+                             extras={"calendar": settings.work_calendar()})

@@ -12,8 +12,8 @@ from sqlmodel import select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import CONSULT, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
+from domain.calendar import WorkCalendar
 from services.common.pipeline import Emit, HandlerContext, NotYet
-from services.common.workcalendar import WorkCalendar
 
 from . import domain
 from .models import Consultation, RoutedTicket

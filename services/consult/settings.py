@@ -5,10 +5,10 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import CalendarServiceSettings
 
 
-class ConsultSettings(ServiceSettings):
+class ConsultSettings(CalendarServiceSettings):
     """Consultation (协商): convene the parties, collect opinions, agree a plan or ask a supervisor."""
 
     model_config = SettingsConfigDict(env_prefix="CITYOPS_CONSULT_", extra="ignore")

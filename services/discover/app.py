@@ -6,8 +6,8 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
-from contracts.catalogue import load_catalogue
 from contracts.envelope import utcnow
+from domain.catalogue import load_catalogue
 from services.common.app import build_service_app
 from services.common.pipeline import Clock
 

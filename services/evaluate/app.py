@@ -11,7 +11,7 @@ from services.common.app import build_service_app
 from services.common.pipeline import Clock
 
 from .handlers import EVENT_TYPES, TOPICS, handle
-from .models import EvalTicket, Rates
+from .models import EvalTask, EvalTicket, Rates
 from .settings import EvaluateSettings
 
 
@@ -19,4 +19,4 @@ def create_app(settings: EvaluateSettings | None = None, *, broker: KafkaBroker 
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or EvaluateSettings()
     return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
-                             tables=[EvalTicket.__table__, Rates.__table__], broker=broker, engine=engine, clock=clock)
+                             tables=[EvalTicket.__table__, EvalTask.__table__, Rates.__table__], broker=broker, engine=engine, clock=clock)

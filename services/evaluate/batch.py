@@ -9,16 +9,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, fields
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from .models import EvalTicket, Rates
+from .models import EvalTask, EvalTicket, Rates
 
 _TICKETS = EvalTicket.__table__
+_TASKS = EvalTask.__table__
 _RATES = Rates.__table__
-COUNTERS = ("assigned", "signed_for", "callbacks", "resolved", "satisfied", "rated", "reopened")
+COUNTERS = ("assigned", "signed_for", "response_n", "responded", "callbacks", "resolved", "satisfied", "rated", "reopened")
 
 
 @dataclass(slots=True)
@@ -46,6 +48,19 @@ class Ticket:
 _TICKET_COLUMNS = tuple(f.name for f in fields(Ticket))
 
 
+@dataclass(slots=True)
+class Task:
+    """One evaluate_tasks row."""
+
+    task_id: str
+    unit: str
+    sign_for_due: datetime | None = None
+    judged: bool = False
+
+    def values(self) -> dict[str, Any]:
+        return {"task_id": self.task_id, "unit": self.unit, "sign_for_due": self.sign_for_due, "judged": self.judged}
+
+
 @dataclass
 class EvalBatch:
     """The tickets of a batch's events as plain objects, and the rate counters' increments."""
@@ -55,12 +70,49 @@ class EvalBatch:
     new_tickets: list[Ticket] = field(default_factory=list)           # in creation order, the store's row order
     masters_in_store: set[str] = field(default_factory=set)           # loaded tickets that have merged children stored
     rate_increments: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    tasks: dict[str, Task | None] = field(default_factory=dict)     # None: no such task (yet)
+    new_tasks: dict[str, Task] = field(default_factory=dict)
+    judged_tasks: set[str] = field(default_factory=set)               # stored tasks judged in this batch
 
     @classmethod
-    def load(cls, session: Session, ticket_ids: Iterable[str]) -> EvalBatch:
+    def load(cls, session: Session, ticket_ids: Iterable[str], task_ids: Iterable[str] = ()) -> EvalBatch:
         batch = cls()
         batch.load_tickets(session, ticket_ids)
+        batch.load_tasks(session, task_ids)
         return batch
+
+    # ------------------------------------------------------------ tasks (for the response rate)
+
+    def load_tasks(self, session: Session, task_ids: Iterable[str]) -> None:
+        wanted = [t for t in dict.fromkeys(task_ids) if t not in self.tasks]
+        for chunk in _chunks(wanted):
+            self.tasks.update(dict.fromkeys(chunk))
+            for row in session.execute(select(_TASKS).where(_TASKS.c.task_id.in_(chunk))):
+                self.tasks[row.task_id] = Task(**row._mapping)
+
+    def task(self, session: Session, task_id: str) -> Task | None:
+        if task_id not in self.tasks:
+            self.load_tasks(session, [task_id])
+        return self.tasks[task_id]
+
+    def add_task(self, task: Task) -> None:
+        if self.tasks.get(task.task_id) is None:
+            self.tasks[task.task_id] = task
+            self.new_tasks[task.task_id] = task
+
+    def judge(self, task: Task) -> None:
+        task.judged = True
+        if task.task_id not in self.new_tasks:  # a new one is inserted judged
+            self.judged_tasks.add(task.task_id)
+
+    def write_tasks(self, session: Session) -> None:
+        if self.new_tasks:
+            session.execute(insert(_TASKS), [t.values() for t in self.new_tasks.values()])
+            self.new_tasks = {}
+        if self.judged_tasks:
+            session.execute(update(_TASKS).where(_TASKS.c.task_id == bindparam("b_task_id")).values(judged=True),
+                            [{"b_task_id": task_id} for task_id in sorted(self.judged_tasks)])
+            self.judged_tasks = set()
 
     # ------------------------------------------------------------ tickets
 
@@ -150,6 +202,7 @@ class EvalBatch:
 
     def write(self, session: Session) -> None:
         self.write_tickets(session)
+        self.write_tasks(session)
         self.write_rates(session)
 
 

@@ -21,7 +21,8 @@ def rates(scope: str = typer.Option("unit", help="unit, grid or district."),
     engine = make_engine(EvaluateSettings().store_url())
     with Session(engine) as session:
         rows = [r for r in rates_table(session, scope) if r["callbacks"] >= min_callbacks]
-    table = Table(title=f"rates per {scope} (n = callbacks; satisfaction excludes unreasonable demands)")
+    table = Table(title=f"rates per {scope} (n = callbacks; response = signed for within the limit; "
+                        "satisfaction excludes unreasonable demands)")
     for col in ("key", "assigned", "response_rate", "callbacks", "resolution_rate", "satisfaction_rate", "reopened"):
         table.add_column(col)
     fmt = lambda v: "-" if v is None else (f"{v:.1%}" if isinstance(v, float) else str(v))  # noqa: E731

@@ -1,4 +1,4 @@
-"""Callback verdicts and rates. Pure: no I/O."""
+"""Callback verdicts. Pure: no I/O. (The rates are defined in `domain.rates`.)"""
 
 from __future__ import annotations
 
@@ -10,7 +10,3 @@ def after_callback(c: ev.CallbackRecorded, max_rounds: int) -> str:
     if c.resolved and c.satisfaction != ev.Satisfaction.unsatisfied:
         return "close"
     return "reopen" if c.round < max_rounds else "close-unresolved"
-
-
-def rate(numerator: int, denominator: int) -> float | None:
-    return None if denominator == 0 else round(numerator / denominator, 4)

@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, EVALUATE, TICKETS, UNIT_REPORTS
+from contracts.topics import ACT, EVALUATE, SLA, TICKETS, UNIT_REPORTS
+from domain import rates
+from domain.calendar import CalendarCoverageError
 from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
 
 from . import domain
-from .batch import EvalBatch, Ticket
+from .batch import EvalBatch, Task, Ticket
 from .models import Rates
 
-TOPICS = [TICKETS.name, ACT.name, UNIT_REPORTS.name, EVALUATE.name]
+# sla's breaches give the response verdict of a task never signed for (domain.rates).
+TOPICS = [TICKETS.name, ACT.name, UNIT_REPORTS.name, EVALUATE.name, SLA.name]
 EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.TaskAssigned,
-                                      ev.TaskSignedFor, ev.TicketHandled, ev.CallbackRecorded)]
+                                      ev.TaskSignedFor, ev.SlaBreached, ev.TicketHandled, ev.CallbackRecorded)]
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
@@ -38,8 +42,14 @@ def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> It
             _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
             _count(batch, "unit", d.unit, assigned=1)
+            batch.add_task(Task(task_id=d.task_id, unit=d.unit, sign_for_due=_sign_for_due(ctx, envelope)))
         case ev.TaskSignedFor():
             _count(batch, "unit", d.unit, signed_for=1)
+            task = _task(ctx, batch, d.task_id)
+            late = task.sign_for_due is not None and envelope.time > task.sign_for_due
+            _judge_response(batch, task, rates.response_counts(signed_for=True, sign_for_breached=late))
+        case ev.SlaBreached() if d.clock == "sign_for":
+            _judge_response(batch, _task(ctx, batch, d.task_id), rates.response_counts(signed_for=False, sign_for_breached=True))
         case ev.TicketHandled():
             return request_callback(ctx, batch, envelope)
         case ev.CallbackRecorded():
@@ -53,8 +63,9 @@ _BATCH = "evaluate"
 
 
 def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
-    """Load the batch's tickets with one query, instead of a lookup per event."""
-    ctx.batch[_BATCH] = EvalBatch.load(ctx.session, (e.ticket_id for e in envelopes))
+    """Load the batch's tickets and tasks with one query each, instead of a lookup per event."""
+    task_ids = [e.data.task_id for e in envelopes if isinstance(e.data, ev.TaskSignedFor | ev.SlaBreached)]
+    ctx.batch[_BATCH] = EvalBatch.load(ctx.session, (e.ticket_id for e in envelopes), task_ids)
 
 
 def finish_batch(ctx: HandlerContext) -> None:
@@ -82,6 +93,31 @@ def _ticket(ctx: HandlerContext, batch: EvalBatch, ticket_id: str) -> Ticket:
     return row
 
 
+def _sign_for_due(ctx: HandlerContext, envelope: Envelope[Any]) -> datetime | None:
+    """When the task's sign-for limit ends, on the calendar sla counts on (None: a year without holiday
+    data under a strict calendar; then only sla's breach can judge it)."""
+    limit = envelope.data.limits.sign_for
+    try:
+        return ctx.settings.work_calendar().add(envelope.time, limit.amount, limit.unit).astimezone(UTC)
+    except CalendarCoverageError:
+        return None
+
+
+def _task(ctx: HandlerContext, batch: EvalBatch, task_id: str) -> Task:
+    task = batch.task(ctx.session, task_id)
+    if task is None:
+        raise NotYet(f"evaluate has not seen task {task_id} assigned yet")
+    return task
+
+
+def _judge_response(batch: EvalBatch, task: Task, verdict: rates.RateCounts) -> None:
+    """Count a task in the response rate once: by whichever of its sign-for and sla's breach comes first."""
+    if task.judged:
+        return
+    batch.judge(task)
+    _count(batch, "unit", task.unit, response_n=verdict.response_n, responded=verdict.responded)
+
+
 def _count(batch: EvalBatch, scope: str, key: str | None, **increments: int) -> None:
     if key:
         batch.count(scope, key, increments)
@@ -106,10 +142,10 @@ def on_callback(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) 
     if row.status != "awaiting-callback" or c.round != row.round:
         raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {c.round} (status {row.status}, round {row.round})")
     decision = domain.after_callback(c, ctx.settings.max_rounds)
-    satisfied = int(c.satisfaction != ev.Satisfaction.unsatisfied and c.reasonable_demand)
+    verdict = rates.callback_counts(resolved=c.resolved, satisfaction=c.satisfaction, reasonable_demand=c.reasonable_demand)
     for scope, key in _scopes(row):
-        _count(batch, scope, key, callbacks=1, resolved=int(c.resolved), satisfied=satisfied, rated=int(c.reasonable_demand),
-               reopened=int(decision == "reopen"))
+        _count(batch, scope, key, callbacks=verdict.callbacks, resolved=verdict.resolved, satisfied=verdict.satisfied,
+               rated=verdict.rated, reopened=int(decision == "reopen"))
     if decision == "reopen":
         row.status = "open"
         data: Any = ev.TicketReopened(round=c.round + 1, units=tuple(row.units.split(",")),
@@ -133,6 +169,5 @@ def close(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Tick
 
 def rates_table(session: Any, scope: str) -> list[dict[str, Any]]:
     rows = session.exec(select(Rates).where(Rates.scope == scope).order_by(Rates.key)).all()
-    return [{"key": r.key, "response_rate": domain.rate(r.signed_for, r.assigned), "resolution_rate": domain.rate(r.resolved, r.callbacks),
-             "satisfaction_rate": domain.rate(r.satisfied, r.rated), "callbacks": r.callbacks, "assigned": r.assigned,
-             "reopened": r.reopened} for r in rows]
+    return [{"key": r.key, **rates.three_rates(r.model_dump()), "callbacks": r.callbacks, "assigned": r.assigned,
+             "signed_for": r.signed_for, "response_n": r.response_n, "reopened": r.reopened} for r in rows]

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlmodel import Field, SQLModel
 
 
@@ -16,6 +18,17 @@ class EvalTicket(SQLModel, table=True):
     status: str = Field(default="open", description="open, awaiting-callback, closed.")
 
 
+class EvalTask(SQLModel, table=True):
+    """A task's sign-for verdict for the response rate: given once, by its sign-for or by sla's breach."""
+
+    __tablename__ = "evaluate_tasks"
+
+    task_id: str = Field(primary_key=True)
+    unit: str
+    sign_for_due: datetime | None = Field(default=None, description="End of the sign-for limit on the calendar.")
+    judged: bool = Field(default=False, description="Counted in the response rate already.")
+
+
 class Rates(SQLModel, table=True):
     """Counters per unit, grid and district: response, resolution and satisfaction rates follow from them."""
 
@@ -25,6 +38,8 @@ class Rates(SQLModel, table=True):
     key: str = Field(primary_key=True, description="The unit, grid or district id.")
     assigned: int = 0
     signed_for: int = 0
+    response_n: int = Field(default=0, description="Tasks whose sign-for clock has a verdict (domain.rates).")
+    responded: int = Field(default=0, description="Of those, signed for within the limit.")
     callbacks: int = 0
     resolved: int = 0
     satisfied: int = Field(default=0, description="Satisfied or basically satisfied, reasonable demands only.")

@@ -17,6 +17,8 @@ from sqlmodel import Session, select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import CONSULT, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from domain.catalogue import Catalogue, Category
+from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 
 from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
 from .models import TicketStatus
@@ -59,7 +61,7 @@ class CallbackIn(BaseModel):
     reasonable_demand: bool = Field(default=True, description="False for a demand judged unreasonable.")
 
 
-def build_api(*, publish: Publish, engine: Engine, catalogue: Any, now: Callable[[], datetime],
+def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
               lifespan: Any = None) -> FastAPI:
     api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
                   description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; Open311 GeoReport v2 at /open311/v2.")
@@ -68,17 +70,37 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Any, now: Callable
     return api
 
 
-def _known_category(catalogue: Any, code: str | None, field: tuple[str, ...]) -> None:
+def _known_category(catalogue: Catalogue, code: str | None, field: tuple[str, ...]) -> None:
     if code is not None and not catalogue.has_category(code):
         raise RequestValidationError([{"type": "value_error", "loc": field, "msg": f"unknown category {code!r}", "input": code}])
 
 
-def _has_unit(catalogue: Any, unit_id: str) -> bool:
+def _has_unit(catalogue: Catalogue, unit_id: str) -> bool:
     try:
         catalogue.unit(unit_id)
     except KeyError:
         return False
     return True
+
+
+def _canonical(word: str) -> str:
+    """The status word of today's vocabulary (a row written before the rename may hold an older one)."""
+    try:
+        return str(parse_status(word))
+    except ValueError:
+        return word
+
+
+def _status_words(word: str) -> list[str]:
+    """Every stored word that means this status: its name and its legacy synonyms."""
+    canonical = _canonical(word)
+    return [canonical, *(old for old, new in LEGACY_STATUS_NAMES.items() if new == canonical)]
+
+
+def _public(row: TicketStatus) -> dict[str, Any]:
+    out = row.model_dump()
+    out["status"] = _canonical(row.status)
+    return out
 
 
 def _status_or_404(engine: Engine, ticket_id: str) -> TicketStatus:
@@ -89,7 +111,7 @@ def _status_or_404(engine: Engine, ticket_id: str) -> TicketStatus:
     return row
 
 
-def _hotline_router(publish: Publish, engine: Engine, catalogue: Any, now: Callable[[], datetime]) -> APIRouter:
+def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter()
 
     @r.post("/tickets", status_code=202, response_model=Accepted, tags=["hotline"])
@@ -104,17 +126,18 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Any, now: Calla
     @r.get("/tickets/{ticket_id}", tags=["hotline"])
     async def status(ticket_id: str) -> dict[str, Any]:
         """Where a ticket is now."""
-        return _status_or_404(engine, ticket_id).model_dump()
+        return _public(_status_or_404(engine, ticket_id))
 
     @r.get("/tickets", tags=["hotline"])
     async def list_tickets(status: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
-        """Tickets, newest first, optionally by status (e.g. manual-triage, supervisor-review)."""
+        """Tickets, newest first, optionally by status (e.g. manual-triage, supervisor-review; the older
+        words consultation and re-handling still select consulting and reopened)."""
         with Session(engine) as s:
             q = select(TicketStatus)
             if status:
-                q = q.where(TicketStatus.status == status)
+                q = q.where(TicketStatus.status.in_(_status_words(status)))  # type: ignore[attr-defined]
             rows = s.exec(q.order_by(TicketStatus.updated_at.desc()).limit(limit)).all()
-        return [row.model_dump() for row in rows]
+        return [_public(row) for row in rows]
 
     @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
     async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn) -> dict[str, str]:
@@ -170,7 +193,11 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Any, now: Calla
 
         with Session(engine) as s:
             rows = s.exec(select(TicketStatus.status, func.count()).group_by(TicketStatus.status)).all()
-        return {status: count for status, count in rows}
+        counts: dict[str, int] = {}
+        for status, count in rows:
+            word = _canonical(status)
+            counts[word] = counts.get(word, 0) + count
+        return counts
 
     @r.get("/catalogue/categories", tags=["hotline"])
     async def categories() -> list[dict[str, Any]]:
@@ -180,23 +207,23 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Any, now: Calla
     return r
 
 
-def _open311_service(c: Any) -> dict[str, Any]:
+def _open311_service(c: Category) -> dict[str, Any]:
     return {"service_code": c.code, "service_name": c.name_en, "description": c.name, "metadata": False,
             "type": "realtime", "keywords": ",".join(c.keywords_en[:5]), "group": c.lead or f"{c.lead_by_area} office"}
 
 
-def _open311_status(row: TicketStatus, catalogue: Any) -> dict[str, Any]:
+def _open311_status(row: TicketStatus, catalogue: Catalogue) -> dict[str, Any]:
     name = catalogue.category(row.category).name_en if row.category and catalogue.has_category(row.category) else None
     return {
         "service_request_id": row.ticket_id, "status": "closed" if row.status in ("closed", "merged") else "open",
-        "status_notes": row.status if row.status != "closed" else f"closed: {row.outcome}",
+        "status_notes": _canonical(row.status) if row.status != "closed" else f"closed: {row.outcome}",
         "service_name": name, "service_code": row.category, "description": row.text,
         "agency_responsible": row.lead, "requested_datetime": row.requested_at, "updated_datetime": row.updated_at,
         "expected_datetime": None, "address": row.address, "lat": row.lat, "long": row.lon,
     }
 
 
-def _open311_router(publish: Publish, engine: Engine, catalogue: Any, now: Callable[[], datetime]) -> APIRouter:
+def _open311_router(publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter(tags=["open311"])
 
     @r.get("/services.json")

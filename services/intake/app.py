@@ -12,9 +12,9 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from contracts import codec
-from contracts.catalogue import load_catalogue
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import CHANNEL_INTAKE
+from domain.catalogue import load_catalogue
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import Clock, EventPipeline

@@ -9,6 +9,7 @@ from typing import Any
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, INTAKE, TICKETS, TRIAGE
+from domain.statuses import TicketStatus as Status
 from services.common.pipeline import Emit, HandlerContext
 
 from .models import TicketStatus
@@ -24,7 +25,7 @@ STATUS_TOPICS = [TICKETS.name, TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.nam
 def _row(ctx: HandlerContext, ticket_id: str) -> TicketStatus:
     row = ctx.session.get(TicketStatus, ticket_id)
     if row is None:
-        row = TicketStatus(ticket_id=ticket_id, status="registered")
+        row = TicketStatus(ticket_id=ticket_id, status=Status.registered)
         ctx.session.add(row)
     return row
 
@@ -39,6 +40,27 @@ def _naive_utc(t: datetime) -> datetime:
     return t.astimezone(UTC).replace(tzinfo=None) if t.tzinfo else t
 
 
+def _lead_of(d: Any) -> tuple[str, tuple[str, ...]] | None:
+    """(lead, co-units) an event states: a routing decision, or the lead's own task."""
+    if isinstance(d, ev.TicketClassified | ev.PlanAgreed | ev.SupervisorDecided):
+        return d.routing.lead, tuple(d.routing.co_units)
+    if isinstance(d, ev.TaskAssigned) and d.role == ev.Role.lead:
+        return d.unit, ()
+    return None
+
+
+def _fill_in_missing(row: TicketStatus, d: Any) -> None:
+    """What an event read late (older than the row, or after the close) may still tell: the category
+    and the lead, when no later event set them. A ticket whose close was read before its classification
+    (the evaluate topic ahead of the triage topic after a restart) must still show who led it."""
+    if isinstance(d, ev.TicketClassified) and row.category is None:
+        row.category = d.category
+    lead = _lead_of(d)
+    if lead is not None and not row.lead:
+        row.lead, co_units = lead
+        row.co_units = row.co_units or ",".join(co_units)
+
+
 def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     """Move the ticket's status to what this event says, unless a later event already did.
 
@@ -50,39 +72,40 @@ def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit
     row = _row(ctx, envelope.ticket_id)
     if isinstance(d, ev.TicketRegistered | ev.ManualTriageRequested) and not row.text:
         _registered(row, d.ticket)
-    if row.status == "closed" or (row.updated_at is not None and _naive_utc(envelope.time) < _naive_utc(row.updated_at)):
-        if isinstance(d, ev.TicketClassified) and row.category is None:
-            row.category = d.category
+    if row.status == Status.closed or (row.updated_at is not None and _naive_utc(envelope.time) < _naive_utc(row.updated_at)):
+        _fill_in_missing(row, d)
         return ()
     match d:
         case ev.TicketRegistered():
-            row.status = "merged" if d.master_ticket_id else "registered"
+            row.status = Status.merged if d.master_ticket_id else Status.registered
             row.master_ticket_id = d.master_ticket_id
         case ev.TicketMerged():
-            row.status, row.master_ticket_id = "merged", d.master_ticket_id
+            row.status, row.master_ticket_id = Status.merged, d.master_ticket_id
         case ev.TicketSplit():
-            row.status, row.master_ticket_id = "registered", None
+            row.status, row.master_ticket_id = Status.registered, None
         case ev.ManualTriageRequested():
-            row.status = "manual-triage"
+            row.status = Status.manual_triage
         case ev.TicketClassified():
             row.category, row.lead, row.co_units = d.category, d.routing.lead, ",".join(d.routing.co_units)
-            row.status = "consultation" if d.needs_consultation else "dispatched"
+            row.status = Status.consulting if d.needs_consultation else Status.dispatched
         case ev.ConsultationRequested():
-            row.status, row.consultation_id = "consultation", d.consultation_id
+            row.status, row.consultation_id = Status.consulting, d.consultation_id
         case ev.SupervisorReviewRequested():
-            row.status = "supervisor-review"
+            row.status = Status.supervisor_review
         case ev.PlanAgreed() | ev.SupervisorDecided():
-            row.lead, row.co_units, row.status = d.routing.lead, ",".join(d.routing.co_units), "dispatched"
+            row.lead, row.co_units, row.status = d.routing.lead, ",".join(d.routing.co_units), Status.dispatched
         case ev.TaskAssigned():
             row.round = d.round
+            if d.role == ev.Role.lead:
+                row.lead = d.unit  # who was actually given the lead task
         case ev.RerouteRequested():
-            row.status = "rerouting"
+            row.status = Status.rerouting
         case ev.TicketHandled():
-            row.status = "handled"
+            row.status = Status.handled
         case ev.TicketReopened():
-            row.status, row.round = "re-handling", d.round
+            row.status, row.round = Status.reopened, d.round
         case ev.TicketClosed():
-            row.status, row.outcome = "closed", d.outcome
+            row.status, row.outcome = Status.closed, d.outcome
     row.updated_at = envelope.time
     return ()
 

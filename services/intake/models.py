@@ -11,7 +11,8 @@ class TicketStatus(SQLModel, table=True):
     __tablename__ = "intake_ticket_status"
 
     ticket_id: str = Field(primary_key=True, description="Ticket id.")
-    status: str = Field(index=True, description="registered, merged, manual-triage, consultation, dispatched, handled, re-handling, closed.")
+    status: str = Field(index=True, description="A domain.statuses.TicketStatus: registered, merged, manual-triage, consulting, supervisor-review, "
+                        "dispatched, rerouting, handled, reopened, closed.")
     category: str | None = Field(default=None, description="Catalogue category once known.")
     lead: str | None = Field(default=None, description="Lead unit once dispatched.")
     co_units: str = Field(default="", description="Comma-separated co-units.")

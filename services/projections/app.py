@@ -19,7 +19,7 @@ from services.common.app import build_service_app
 from services.common.pipeline import Clock
 from services.common.store import make_engine
 
-from .domain import PROJECTED_TYPES
+from .domain import PROJECTED_TYPES, use_calendar
 from .handlers import handle
 from .migrate import upgrade
 from .settings import ProjectionsSettings
@@ -28,6 +28,7 @@ from .settings import ProjectionsSettings
 def create_app(settings: ProjectionsSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock | None = None) -> FastStream:
     settings = settings or ProjectionsSettings()
+    use_calendar(settings.work_calendar())  # nominal deadlines on the calendar sla counts on
     engine = engine or make_engine(settings.store_url())
     app = build_service_app(settings, handler=handle, topics=settings.projected_topics(), event_types=PROJECTED_TYPES,
                             tables=[], broker=broker, engine=engine, clock=clock or utcnow)

@@ -33,6 +33,7 @@ from services.common.logs import configure_logging
 from services.common.settings import ServiceSettings
 from services.common.store import make_engine
 
+from .domain import use_calendar
 from .logsource import ArchiveLog, KafkaLog, LogSource
 from .progress import Meter, NullMeter, RichMeter
 from .queries import EventFilter, parse_time
@@ -56,6 +57,7 @@ _PROGRESS = typer.Option(True, "--progress/--no-progress", help="Show a progress
 
 def _settings(bootstrap: str | None = None) -> ProjectionsSettings:
     settings = ProjectionsSettings()
+    use_calendar(settings.work_calendar())  # nominal deadlines on the calendar sla counts on
     return settings.model_copy(update={"kafka_bootstrap": bootstrap}) if bootstrap else settings
 
 
@@ -359,7 +361,7 @@ def what_if_command(catalogue: Path = typer.Option(..., "--catalogue", exists=Tr
                     bootstrap: str | None = _BOOTSTRAP, from_archive: bool = _FROM_ARCHIVE, as_json: bool = _JSON,
                     progress: bool = _PROGRESS) -> None:
     """Re-run triage over past intake with another catalogue or classifier; publish nothing, write a scratch store."""
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
 
     from .whatif import WHATIF_TOPICS, SavedModel, what_if
 

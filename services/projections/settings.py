@@ -9,10 +9,10 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from contracts.topics import RESIDENTS, WORKFLOW_TOPICS, TopicSpec
-from services.common.settings import ServiceSettings
+from services.common.settings import CalendarServiceSettings
 
 
-class ProjectionsSettings(ServiceSettings):
+class ProjectionsSettings(CalendarServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOPS_PROJECTIONS_", extra="ignore")
 
     service_name: ClassVar[str] = "projections"
@@ -23,7 +23,6 @@ class ProjectionsSettings(ServiceSettings):
     rebuild_batch: int = Field(default=5000, ge=1, description="Records per transaction when rebuilding.")
     fold_batch: int = Field(default=500, ge=1, description="Tickets folded per transaction when rebuilding.")
     whatif_dir: Path | None = Field(default=None, description="Where what-if scratch stores go; default state_dir/whatif.")
-    timezone: str = Field(default="Asia/Shanghai", description="Zone of times typed without an offset, and of times shown.")
 
     def topic(self, name: str) -> str:
         return self.topic_prefix + name

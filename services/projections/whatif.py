@@ -31,11 +31,13 @@ from sqlalchemy import Boolean, Column, DateTime, Float, Integer, MetaData, Stri
 from sqlalchemy.engine import Engine
 
 from contracts import events as ev
-from contracts.catalogue import Catalogue, UnknownCategoryError
 from contracts.envelope import utcnow
 from contracts.topics import EVALUATE, INTAKE, TICKETS, TRIAGE
+from domain.catalogue import Catalogue, UnknownCategoryError
 
-from .domain import SATISFIED, Fact, rank
+from domain import rates as rate_rules
+
+from .domain import Fact, rank
 from .logsource import LogSource
 from .progress import Meter
 from .replay import scan
@@ -210,11 +212,10 @@ def unit_changes(diffs: Sequence[TicketDiff], seen: dict[str, _Seen], min_n: int
             c["tasks"] += 1
             outcome = seen[tid].outcome
             if outcome is not None:
-                c["callbacks"] += 1
-                c["resolved"] += int(outcome.resolved)
-                if outcome.reasonable_demand:
-                    c["rated"] += 1
-                    c["satisfied"] += int(outcome.satisfaction.value in SATISFIED)
+                verdict = rate_rules.callback_counts(resolved=outcome.resolved, satisfaction=outcome.satisfaction,
+                                                     reasonable_demand=outcome.reasonable_demand)
+                for name, value in verdict.as_dict().items():
+                    c[name] += value
         ranked = {r.key: r for r in rank((("unit", u, dict(c)) for u, c in contributions.items()), min_n)}
         return counts, ranked
 

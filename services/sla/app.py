@@ -33,7 +33,7 @@ class FileClock:
 def load_catalogue_or_none(path: Path | None) -> Any:
     """The responsibility catalogue, for supervisors by area; None where it is not installed (level only)."""
     try:
-        from contracts.catalogue import load_catalogue
+        from domain.catalogue import load_catalogue
     except ImportError:
         return None
     return load_catalogue(path)

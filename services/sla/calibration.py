@@ -56,7 +56,7 @@ def due_spans(path: Path) -> list[DueSpan]:
 
 
 # Baltimore request type -> the catalogue category whose resolution limit it informed (as cited in
-# contracts/catalogue/responsibility.v1.yaml), with Baltimore's due span in natural hours.
+# domain/catalogue/responsibility.v1.yaml), with Baltimore's due span in natural hours.
 EVIDENCE: dict[str, tuple[str, float]] = {
     "BGE-StLight(s) Out": ("city-management.street-light", 96.0),
     "TRM-Street Light Out": ("city-management.street-light", 96.0),

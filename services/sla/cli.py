@@ -10,10 +10,10 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from contracts.envelope import utcnow
+from domain.holders import ledger_bounds, spans_from_facts, time_by_party
 from services.common.store import create_tables, make_engine
 
 from . import domain
-from .ledger import ledger_bounds, spans_from_facts, time_by_party
 from .models import TABLES, all_timers, returns_and_tickets, ticket_facts
 from .settings import SlaSettings
 

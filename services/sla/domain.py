@@ -43,9 +43,10 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from contracts import events as ev
-from services.common.workcalendar import Extension, Pause, SlaClock, SlaUnit, WorkCalendar
-
-from .ledger import LedgerFact
+from domain.calendar import Extension, Pause, SlaClock, SlaUnit, WorkCalendar
+from domain.catalogue import Catalogue
+from domain.holders import LedgerFact
+from domain.rates import RateCounts, rate, response_counts
 
 ClockName = Literal["sign_for", "response", "resolution"]
 CLOCKS: tuple[ClockName, ...] = ("sign_for", "response", "resolution")
@@ -357,7 +358,7 @@ def next_due_at(timer: Timer, calendar: WorkCalendar, policy: SlaPolicy) -> date
 # ---------------------------------------------------------------------------- who supervises
 
 
-def supervisor_for(catalogue: Any, unit_id: str, location: Any, level: str, top_supervisor: str) -> str | None:
+def supervisor_for(catalogue: Catalogue, unit_id: str, location: Any, level: str, top_supervisor: str) -> str | None:
     """The unit that supervises a task of `unit_id` at `level`: the office of the area at that level above the
     unit's own area (for an area unit), else above the ticket's location; at the top, the city's supervisor.
     None when the catalogue is unknown or the location names no area at that level."""
@@ -371,7 +372,7 @@ def supervisor_for(catalogue: Any, unit_id: str, location: Any, level: str, top_
     return None
 
 
-def _areas_above(catalogue: Any, unit_id: str, location: Any) -> tuple[Any, ...]:
+def _areas_above(catalogue: Catalogue, unit_id: str, location: Any) -> tuple[Any, ...]:
     try:
         unit = catalogue.unit(unit_id)
     except KeyError:
@@ -381,7 +382,7 @@ def _areas_above(catalogue: Any, unit_id: str, location: Any) -> tuple[Any, ...]
     return catalogue.area_chain(location)
 
 
-def unit_level(catalogue: Any, unit_id: str, ticket_level: str | None) -> str | None:
+def unit_level(catalogue: Catalogue, unit_id: str, ticket_level: str | None) -> str | None:
     """A unit's level: the catalogue's when it knows the unit, else the level the ticket was routed at."""
     if catalogue is not None:
         try:
@@ -446,12 +447,14 @@ def returns_index(returns: Iterable[tuple[str, bool]], tickets_per_unit: Mapping
 
 @dataclass(frozen=True)
 class ClockRate:
+    """How many clocks of one kind were judged (stopped, or overdue while running), and how many on time."""
+
     finished: int
     on_time: int
 
     @property
     def rate(self) -> float | None:
-        return None if self.finished == 0 else self.on_time / self.finished
+        return rate(self.on_time, self.finished)
 
 
 @dataclass(frozen=True)
@@ -466,8 +469,17 @@ class UnitRates:
     small_sample: bool
 
 
+def clock_verdict(timer: Timer) -> RateCounts:
+    """A clock's contribution to its on-time rate, by the rule of `domain.rates` (for the sign-for clock
+    that rule is the response rate): a clock is judged once it stopped, or once its deadline passed while
+    it still runs (late, whatever comes next); returned and stopped clocks have no verdict."""
+    done = timer.status == "done"
+    breached = (not timer.on_time) if done else (timer.status == "running" and timer.breach_deadline is not None)
+    return response_counts(signed_for=done, sign_for_breached=breached)
+
+
 def unit_rates(timers: Sequence[Timer], min_sample: int) -> list[UnitRates]:
-    """On-time rates per unit over finished clocks; returned and stopped clocks have no verdict."""
+    """On-time rates per unit and clock (see `clock_verdict`)."""
     by_unit: dict[str, list[Timer]] = defaultdict(list)
     for timer in timers:
         by_unit[timer.unit].append(timer)
@@ -475,8 +487,8 @@ def unit_rates(timers: Sequence[Timer], min_sample: int) -> list[UnitRates]:
     for unit, own in sorted(by_unit.items()):
         clocks = {}
         for name in CLOCKS:
-            done = [t for t in own if t.clock == name and t.status == "done"]
-            clocks[name] = ClockRate(len(done), sum(1 for t in done if t.on_time))
+            verdicts = [clock_verdict(t) for t in own if t.clock == name]
+            clocks[name] = ClockRate(sum(v.response_n for v in verdicts), sum(v.responded for v in verdicts))
         out.append(UnitRates(
             unit=unit, clocks=clocks,
             running=sum(1 for t in own if t.clock == "resolution" and t.status == "running"),

@@ -27,12 +27,13 @@ from contracts.topics import (
     UNIT_REPORTS,
     unit_task_topic,
 )
+from domain.calendar import WorkCalendar
+from domain.catalogue import Catalogue
+from domain.holders import LedgerFact, fact_from
 from services.common.logs import get_logger
 from services.common.pipeline import Emit, HandlerContext, apply_in_batch
-from services.common.workcalendar import WorkCalendar, parse_working_hours
 
 from . import domain
-from .ledger import LedgerFact, fact_from
 from .models import (
     SlaTaskRow,
     SlaTicketRow,
@@ -67,13 +68,11 @@ class SlaRuntime:
 
     calendar: WorkCalendar
     policy: domain.SlaPolicy
-    catalogue: Any = None
+    catalogue: Catalogue | None = None
 
 
-def build_runtime(settings: SlaSettings, catalogue: Any = None) -> SlaRuntime:
-    calendar = WorkCalendar.load(settings.calendar_path, settings.calendar_overrides,
-                                 working_hours=parse_working_hours(settings.working_hours),
-                                 timezone=settings.timezone, strict_coverage=settings.calendar_strict)
+def build_runtime(settings: SlaSettings, catalogue: Catalogue | None = None) -> SlaRuntime:
+    calendar = settings.work_calendar()
     window = domain.parse_limit(settings.escalation_window) if settings.escalation_window else None
     policy = domain.SlaPolicy(reminder_fractions=settings.reminder_fractions,
                               ladder=tuple(level.value for level in settings.ladder), escalation_window=window)

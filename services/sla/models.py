@@ -18,11 +18,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
+from domain.calendar import Extension, Pause
+from domain.holders import LedgerFact
 from services.common.store import make_engine
-from services.common.workcalendar import Extension, Pause
 
 from . import domain
-from .ledger import LedgerFact
 
 
 def make_store_engine(url: str) -> Engine:

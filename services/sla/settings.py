@@ -10,12 +10,12 @@ from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from contracts.events import Level
-from services.common.settings import ServiceSettings
+from services.common.settings import CalendarServiceSettings
 
 DEFAULT_LADDER: tuple[Level, ...] = (Level.grid, Level.community, Level.street, Level.district, Level.city)
 
 
-class SlaSettings(ServiceSettings):
+class SlaSettings(CalendarServiceSettings):
     """Timers (sign-for, first response, resolution), reminders (催办), escalation (督办), the ledger of
     whose clock was running, and the ping-pong (退单) detector."""
 
@@ -39,13 +39,6 @@ class SlaSettings(ServiceSettings):
         default=timedelta(days=10), description="Window of the ping-pong detector (ISO 8601 duration or seconds).")
     arbitration_unit: str = Field(
         default="hotline", description="Unit that arbitrates disputed ownership (派单争议裁定): the 12345 centre.")
-    working_hours: str = Field(default="09:00-12:00,13:30-17:30", description="Working periods of a working day.")
-    timezone: str = Field(default="Asia/Shanghai", description="Zone of the working-day calendar.")
-    calendar_path: Path | None = Field(default=None, description="National holiday file; default contracts/calendar/cn.yaml.")
-    calendar_overrides: tuple[Path, ...] = Field(default=(), description="The city's own holiday files, applied in order.")
-    calendar_strict: bool = Field(
-        default=False, description="Refuse deadlines in years without holiday data (dead-letters the event); "
-                                   "default: count a plain Monday-Friday week there and log a warning.")
     catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue file; default the packaged v1.")
     min_sample: int = Field(default=20, ge=1, description="Rates over fewer finished tasks than this are flagged as too small to rank.")
     clock_file: Path | None = Field(

@@ -9,8 +9,8 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
-from contracts.catalogue import load_catalogue
 from contracts.envelope import utcnow
+from domain.catalogue import Catalogue, load_catalogue
 from services.common.app import build_service_app
 from services.common.pipeline import Clock
 
@@ -20,7 +20,7 @@ from .models import TriageTicket
 from .settings import TriageSettings
 
 
-def cached_default(settings: TriageSettings, catalogue: Any) -> ComplaintClassifier:
+def cached_default(settings: TriageSettings, catalogue: Catalogue) -> ComplaintClassifier:
     """The catalogue-trained classifier, trained once per catalogue and kept in the state dir,
     so a restarted triage is back in a second instead of retraining."""
     digest = hashlib.sha256(f"{SEED_RECIPE_VERSION}|{catalogue.model_dump_json()}".encode()).hexdigest()[:12]

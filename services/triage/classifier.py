@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-if TYPE_CHECKING:  # the catalogue is only needed for typing here; routing lives in contracts.catalogue
-    from contracts.catalogue import Catalogue
+if TYPE_CHECKING:  # the catalogue is only needed for typing here; routing lives in domain.catalogue
+    from domain.catalogue import Catalogue
 
 FORMAT_NAME = "cityops.triage.complaint-classifier"
 FORMAT_VERSION = 1
@@ -449,7 +449,7 @@ def _fill(
 def default_classifier(catalogue: Catalogue | None = None) -> ComplaintClassifier:
     """A classifier trained on the seed sentences of ``catalogue`` (default: the packaged catalogue)."""
     if catalogue is None:
-        from contracts.catalogue import load_catalogue
+        from domain.catalogue import load_catalogue
 
         catalogue = load_catalogue()
     examples = seed_examples(catalogue)

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from contracts.catalogue import Catalogue
+    from domain.catalogue import Catalogue
     from services.triage.classifier import ComplaintClassifier, EvaluationReport
 
 app = typer.Typer(
@@ -73,7 +73,7 @@ def train(
     (confirmed categories in cityops.triage.v1), or none of them to train on the catalogue's generated seed sentences. Prints the accuracy, the label count, the training time and the
     labels the catalogue does not map (those still train; they just cannot be routed).
     """
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
     from services.triage.classifier import ComplaintClassifier, evaluate
 
     if sum(x is not None for x in (csv_file, nyc, from_log)) > 1:
@@ -252,7 +252,7 @@ def classify(
     level, whether the parties must consult) and the time limits. Without --model, a classifier is trained
     from the catalogue's seed sentences first (a few seconds).
     """
-    from contracts.catalogue import Location, load_catalogue
+    from domain.catalogue import Location, load_catalogue
     from services.triage.classifier import ComplaintClassifier, default_classifier
 
     catalogue = load_catalogue(catalogue_path)
@@ -329,7 +329,7 @@ def catalogue(
     """
     from pydantic import ValidationError
 
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
 
     try:
         loaded = load_catalogue(path)
@@ -375,7 +375,7 @@ def _print_categories(loaded: Catalogue) -> None:
 
 
 def _print_units(loaded: Catalogue) -> None:
-    from contracts.catalogue import unit_task_topic
+    from domain.catalogue import unit_task_topic
 
     table = Table(title=f"units of catalogue {loaded.version}")
     for column in ("id", "name", "level", "kind", "task topic"):

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts import events as ev
+from domain.catalogue import Catalogue
 
 
 @dataclass(frozen=True)
@@ -17,7 +18,7 @@ class CategoryChoice:
     reason: str = ""
 
 
-def choose_category(ticket: ev.RegisteredTicket, classifier: Any, catalogue: Any, min_confidence: float) -> CategoryChoice:
+def choose_category(ticket: ev.RegisteredTicket, classifier: Any, catalogue: Catalogue, min_confidence: float) -> CategoryChoice:
     """The operator's choice wins; otherwise the classifier's, if it is sure enough and the catalogue knows it."""
     if ticket.category and catalogue.has_category(ticket.category):
         return CategoryChoice(ticket.category, 1.0, "rule" if ticket.proactive_rule else "operator", ())
@@ -30,13 +31,13 @@ def choose_category(ticket: ev.RegisteredTicket, classifier: Any, catalogue: Any
     return CategoryChoice(p.category, p.confidence, "model", candidates)
 
 
-def limits_of(catalogue: Any, category: str) -> ev.Limits:
+def limits_of(catalogue: Catalogue, category: str) -> ev.Limits:
     lim = catalogue.category(category).limits
     spec = lambda t: ev.TimeLimitSpec(amount=t.amount, unit=t.unit)  # noqa: E731
     return ev.Limits(sign_for=spec(lim.sign_for), response=spec(lim.response), resolution=spec(lim.resolution))
 
 
-def classified(ticket: ev.RegisteredTicket, category: str, confidence: float, method: str, catalogue: Any,
+def classified(ticket: ev.RegisteredTicket, category: str, confidence: float, method: str, catalogue: Catalogue,
                excluding: tuple[str, ...] = (), force_consultation: bool = False) -> ev.TicketClassified:
     route = catalogue.route(category, ticket.location, excluding=excluding)
     return ev.TicketClassified(

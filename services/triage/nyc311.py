@@ -2,7 +2,7 @@
 
 NYC rows carry no free text, so a row's text is built from its structured fields, e.g.
 ``"Noise - Residential: Loud Music/Party at Residential Building/House"``. Labels are either our catalogue
-codes (via ``contracts/catalogue/nyc311_mapping.v1.yaml``) or NYC's raw complaint types.
+codes (via ``domain/catalogue/nyc311_mapping.v1.yaml``) or NYC's raw complaint types.
 
 Data attribution: NYC Open Data, 311 Service Requests (erm2-nwe9); a subset ships as data/nyc311/ (see its PROVENANCE.md).
 """
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from contracts.catalogue import CATALOGUE_V1_PATH
+from domain.catalogue import CATALOGUE_V1_PATH
 
-# Shipped next to the catalogue it maps into (package data of contracts.catalogue).
+# Shipped next to the catalogue it maps into (package data of domain.catalogue).
 NYC_MAPPING_V1_PATH = CATALOGUE_V1_PATH.with_name("nyc311_mapping.v1.yaml")
 
 # Descriptors that say nothing; they would only add noise to the text.

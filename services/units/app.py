@@ -6,9 +6,9 @@ from faststream import FastStream
 from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
-from contracts.catalogue import load_catalogue
 from contracts.envelope import utcnow
 from contracts.topics import CONSULT, EVALUATE, unit_task_topic
+from domain.catalogue import load_catalogue
 from services.common.app import Tick, build_service_app
 from services.common.pipeline import Clock
 

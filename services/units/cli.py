@@ -31,7 +31,7 @@ def run(unit: list[str] = typer.Option([], "--unit", "-u", help="Unit id to answ
 @app.command("list")
 def list_units() -> None:
     """List every unit of the catalogue and its task topic."""
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
     from contracts.topics import unit_task_topic
 
     cat = load_catalogue()

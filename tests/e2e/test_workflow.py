@@ -24,13 +24,12 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
 from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
+from domain.catalogue import load_catalogue
+from domain.holders import bounds_for, check_tiles, ledger_for
 from services.common.kafka import ensure_topics
 from services.common.settings import REPO_ROOT
 from services.intake.domain import ticket_id_for
-from services.ops.topics_cli import hub_topics
-from services.sla.ledger import bounds_for, check_tiles, ledger_for
 from services.units.sdk import UnitClient
 from tools.supervisor import Supervisor
 from tools.topics_cli import hub_topics

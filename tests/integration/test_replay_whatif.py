@@ -11,8 +11,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from contracts import events as ev
-from contracts.catalogue import parse_catalogue, read_catalogue_data
 from contracts.topics import topic_for_event
+from domain.catalogue import parse_catalogue, read_catalogue_data
 from services.common.store import make_engine
 from tools.importers.publish import ImportReport, publish
 from tools.importers.synthetic import SyntheticHistory

@@ -26,8 +26,9 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from contracts.topics import SLA, WORKFLOW_TOPICS, unit_task_topic, unit_topic_spec
+from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics
 from services.common.store import create_tables, make_engine
 from services.sla.app import create_app

@@ -1,9 +1,11 @@
 """Package boundaries: services talk through contracts and Kafka, never through each other's code.
 
-* A service package (services/<svc>/, any svc but common and ops) imports only contracts,
+* A service package (services/<svc>/, any svc but common and ops) imports only contracts, domain,
   services.common, itself, the standard library and third-party packages. Checked on the AST, so
   imports inside functions and `importlib.import_module("...")` with a literal name count too.
-* contracts/ never imports services or tools (contracts are the bottom layer every service shares).
+* contracts/ never imports services, domain or tools (contracts are the bottom layer every service shares).
+* domain/ (the city's rules shared by services) imports only contracts, itself, the standard library
+  and third-party packages.
 * Nothing under services/ (services.common included) imports tools/: tools run and measure the
   services (the hub, the benchmark, the importers, the CLI), never the other way round.
 * Importing any module opens no network connection: the check runs in a fresh interpreter
@@ -25,7 +27,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED = {"common"}  # services/ packages that are not services
-FIRST_PARTY = {"services", "contracts", "tests", "tools"}
+FIRST_PARTY = {"services", "contracts", "domain", "tests", "tools"}
 # Alembic script directories hold migration scripts Alembic loads itself (env.py only runs
 # inside an Alembic command). They are boundary-checked but not imported; see alembic_dirs().
 ALEMBIC_MARKERS = ("script.py.mako", "env.py")
@@ -91,10 +93,14 @@ def service_import_allowed(svc: str, module: str) -> bool:
         return len(parts) >= 2 and parts[1] in {svc, "common"}
     if parts[0] in {"tests", "tools"}:
         return False
-    return True  # contracts, the standard library, third-party packages
+    return True  # contracts, domain, the standard library, third-party packages
 
 
 def contracts_import_allowed(module: str) -> bool:
+    return not module.startswith("<") and module.split(".")[0] not in {"services", "domain", "tests", "tools"}
+
+
+def domain_import_allowed(module: str) -> bool:
     return not module.startswith("<") and module.split(".")[0] not in {"services", "tests", "tools"}
 
 
@@ -129,6 +135,15 @@ def contracts_offenders(root: Path) -> list[str]:
     return offenders
 
 
+def domain_offenders(root: Path) -> list[str]:
+    offenders = []
+    for path in python_files(root / "domain"):
+        for line, module in imported_modules(root, path):
+            if not domain_import_allowed(module):
+                offenders.append(f"{path.relative_to(root)}:{line}: domain imports {module}")
+    return offenders
+
+
 # --- the boundaries of this repository ----------------------------------------------------------
 
 def test_services_import_only_contracts_common_and_themselves() -> None:
@@ -146,6 +161,11 @@ def test_contracts_import_no_service() -> None:
     assert not offenders, "contracts importing services:\n" + "\n".join(offenders)
 
 
+def test_domain_imports_only_contracts() -> None:
+    offenders = domain_offenders(REPO)
+    assert not offenders, "domain importing services:\n" + "\n".join(offenders)
+
+
 def test_the_checker_sees_every_service_package() -> None:
     checked = {p.name for p in (REPO / "services").iterdir() if p.is_dir() and python_files(p)} - SHARED
     assert {"discover", "triage", "act", "intake"} <= checked, checked
@@ -160,10 +180,11 @@ def test_checker_finds_every_kind_of_cross_service_import(tmp_path: Path) -> Non
         path.write_text(text, encoding="utf-8")
 
     for pkg in ("services", "services/common", "services/triage", "services/triage/sub",
-                "services/act", "contracts", "tools"):
+                "services/act", "contracts", "domain", "tools"):
         write(f"{pkg}/__init__.py", "")
     write("services/triage/good.py",
           "import os\nimport yaml\nfrom contracts.topics import X\nimport contracts\nfrom services.common.app import y\n"
+          "from domain.catalogue import Catalogue\nimport domain.calendar\n"
           "from services import common\nfrom . import handlers\nfrom .models import M\nimport services.triage.models\n")
     write("services/triage/sub/good.py", "from .. import app\nfrom ...common import store\nfrom ..models import M\n")
     write("services/triage/bad.py",
@@ -178,15 +199,20 @@ def test_checker_finds_every_kind_of_cross_service_import(tmp_path: Path) -> Non
     write("services/common/fine.py", "from services.act import app\n")  # common is not checked for services
     write("services/common/bad.py", "import os\nfrom tools import bench\n")  # ... but it is for tools
     write("tools/fine.py", "from services.act import app\nfrom services.common import store\n")  # tools may
-    write("contracts/bad.py", "from services.common import store\nimport os\n")
+    write("contracts/bad.py", "from services.common import store\nimport os\nfrom domain import rates\n")
     write("contracts/good.py", "from .topics import X\nfrom contracts import envelope\n")
+    write("domain/good.py", "from contracts import events\nfrom .catalogue import Catalogue\nimport yaml\n")
+    write("domain/bad.py", "import os\nfrom services.common.settings import S\nfrom tests import x\n")
 
     found = service_offenders(tmp_path)
     assert [o.split(":")[0] + ":" + o.split(":")[1] for o in found] == [
         f"services/triage/bad.py:{n}" for n in (1, 2, 3, 4, 6, 8, 9, 10)], found
-    assert contracts_offenders(tmp_path) == ["contracts/bad.py:1: contracts imports services.common"]
+    assert contracts_offenders(tmp_path) == ["contracts/bad.py:1: contracts imports services.common",
+                                             "contracts/bad.py:3: contracts imports domain.rates"]
     assert services_importing_tools(tmp_path) == [
         "services/common/bad.py:2: imports tools.bench", "services/triage/bad.py:6: imports tools.hub"]
+    assert domain_offenders(tmp_path) == ["domain/bad.py:2: domain imports services.common.settings",
+                                          "domain/bad.py:3: domain imports tests.x"]
 
 
 # --- importing opens no socket ------------------------------------------------------------------
@@ -196,10 +222,10 @@ def alembic_dirs(root: Path) -> list[Path]:
 
 
 def importable_modules(root: Path) -> tuple[list[str], list[str]]:
-    """Every module of contracts/, services/ and tools/ by its dotted name, and the Alembic scripts left out."""
+    """Every module of contracts/, domain/, services/ and tools/ by its dotted name, and the Alembic scripts left out."""
     skip = alembic_dirs(root)
     modules, left_out = [], []
-    for top in ("contracts", "services", "tools"):
+    for top in ("contracts", "domain", "services", "tools"):
         for path in python_files(root / top):
             rel = path.relative_to(root)
             if any(path.is_relative_to(d) for d in skip):
@@ -224,7 +250,7 @@ class NetworkAtImport(OSError):
 def _refuse(what):
     def refuse(*args, **kwargs):
         stack = [f"{f.filename}:{f.lineno}" for f in traceback.extract_stack()[:-1]
-                 if any(top in f.filename for top in ("/services/", "/contracts/", "/tools/"))]
+                 if any(f"/{top}/" in f.filename for top in ("services", "contracts", "domain", "tools"))]
         attempts.append({"module": current[0], "call": what, "args": repr(args[1:] if what.startswith("socket.") else args)[:200],
                          "where": stack[-3:]})
         raise NetworkAtImport(f"{what} called while importing {current[0]}")
@@ -247,7 +273,7 @@ print(json.dumps({"attempts": attempts, "failures": failures}))
 
 def test_every_module_imports_without_opening_a_socket(tmp_path: Path) -> None:
     modules, left_out = importable_modules(REPO)
-    assert "tools.cli" in modules and "contracts.envelope" in modules
+    assert "tools.cli" in modules and "contracts.envelope" in modules and "domain.catalogue" in modules
     assert all("migrations" in Path(p).parts for p in left_out), left_out
     env = {**os.environ, "CITYOPS_STATE_DIR": str(tmp_path / "state"), "PYTHONDONTWRITEBYTECODE": "1"}
     result = subprocess.run([sys.executable, "-c", _IMPORT_ALL, json.dumps(modules)], cwd=REPO, env=env,

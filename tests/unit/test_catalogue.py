@@ -11,7 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from contracts.catalogue import (
+from domain.catalogue import (
     AREA_LEVELS,
     Catalogue,
     Location,

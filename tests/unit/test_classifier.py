@@ -10,7 +10,7 @@ import joblib
 import pytest
 from typer.testing import CliRunner
 
-from contracts.catalogue import Catalogue, load_catalogue
+from domain.catalogue import Catalogue, load_catalogue
 from services.triage.classifier import (
     ComplaintClassifier,
     ModelFormatError,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from tools.importers.domain import AreaMapper, SkipRow, row_to_envelope
 from tools.importers.mapping import BALTIMORE, NYC, CsvMapping, load_mapping
 from tools.importers.publish import ImportReport, envelopes_from_rows, read_csv

@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
 from services.intake.models import TicketStatus
@@ -111,3 +111,67 @@ def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
     with Session(engine) as s:
         row = s.get(TicketStatus, "T-1")
     assert row.status == "handled" and row.category == classified.data.category
+
+
+def _status_view(tmp_path, *envelopes):
+    from services.common.pipeline import HandlerContext
+    from services.intake.handlers import update_status
+    from services.intake.settings import IntakeSettings
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'status.db'}")
+    create_tables(engine, [TicketStatus.__table__])
+    with Session(engine) as s, s.begin():
+        ctx = HandlerContext(session=s, now=lambda: NOW, source="/t", settings=IntakeSettings())
+        for envelope in envelopes:
+            update_status(ctx, envelope)
+    with Session(engine) as s:
+        return s.get(TicketStatus, "T-1")
+
+
+def _street_light_story():
+    """A street-light ticket led by city-management and closed, as its events were stamped."""
+    from datetime import timedelta
+
+    from contracts import events as ev
+    from contracts.envelope import Envelope
+    from contracts.examples import build_example
+
+    def at(seconds, data):
+        return Envelope.origin(data, source="/t", ticket_id="T-1", time=NOW + timedelta(seconds=seconds))
+
+    routing = ev.Routing(lead="city-management", co_units=("power",), level=ev.Level.city)
+    classified = build_example(ev.TicketClassified).model_copy(
+        update={"category": "city-management.street-light", "routing": routing, "needs_consultation": False})
+    assigned = build_example(ev.TaskAssigned).model_copy(update={"unit": "city-management", "role": ev.Role.lead})
+    closed = ev.TicketClosed(outcome="resolved", satisfaction=ev.Satisfaction.satisfied, rounds=1)
+    return at(1, classified), at(2, assigned), at(9, closed)
+
+
+def test_the_lead_shows_when_the_close_was_read_before_the_classification(tmp_path):
+    # The evaluate topic was ahead of the triage topic (a restart, a slow consumer): the close came first.
+    classified, assigned, closed = _street_light_story()
+    row = _status_view(tmp_path, closed, classified, assigned)
+    assert (row.status, row.lead, row.co_units) == ("closed", "city-management", "power")
+    assert row.category == "city-management.street-light"
+
+
+def test_the_lead_shows_when_only_the_lead_task_tells_it(tmp_path):
+    classified, assigned, closed = _street_light_story()
+    row = _status_view(tmp_path, closed, assigned)
+    assert (row.status, row.lead) == ("closed", "city-management")
+    row = _status_view(tmp_path / "in-order", assigned)
+    assert row.lead == "city-management"
+
+
+def test_status_words_are_the_shared_vocabulary_and_old_words_still_select(api):
+    from domain.statuses import TicketStatus as Status
+
+    client, _, engine = api
+    with Session(engine) as s:
+        s.add(TicketStatus(ticket_id="T-new", status=Status.consulting, updated_at=NOW))
+        s.add(TicketStatus(ticket_id="T-old", status="re-handling", updated_at=NOW))  # written before the rename
+        s.commit()
+    assert client.get("/tickets/T-old").json()["status"] == "reopened"
+    assert [r["ticket_id"] for r in client.get("/tickets", params={"status": "consultation"}).json()] == ["T-new"]
+    assert [r["ticket_id"] for r in client.get("/tickets", params={"status": "reopened"}).json()] == ["T-old"]
+    assert client.get("/stats").json() == {"consulting": 1, "reopened": 1}

@@ -17,8 +17,8 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
 from contracts.envelope import Envelope
+from domain.catalogue import load_catalogue
 from services.common.pipeline import EventPipeline, HandlerContext, NotYet
 from services.common.settings import ServiceSettings
 from services.common.store import ParkedEvent, create_tables

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from services.common.workcalendar import WorkCalendar
+from domain.calendar import WorkCalendar
 from tools.importers.synthetic import SyntheticHistory
 from services.projections.domain import (TYPE_RANK, Fact, TaskState, TicketState, aggregate, fold, holdings, rank,
                                          stored_payload, task_row, ticket_row, timeline_row)
@@ -256,6 +256,16 @@ def test_no_closed_ticket_of_the_synthetic_history_leaves_a_task_open():
     assert closed and all(not k.open for f in closed for k in f.tasks)
 
 
+def test_a_task_is_open_exactly_in_the_open_states_act_uses():
+    from domain.statuses import OPEN_TASK_STATES, TaskStatus, TicketStatus
+
+    folds = [f for f in map(fold, BY_TICKET.values()) if f is not None]
+    tasks = [k for f in folds for k in f.tasks]
+    assert {k.status for k in tasks} <= set(TaskStatus)
+    assert {f.ticket.status for f in folds} <= set(TicketStatus)
+    assert all(k.open == (k.status in OPEN_TASK_STATES) for k in tasks)
+
+
 def test_holders_tell_who_held_a_ticket_in_time_order():
     s = Story()
     _submitted_and_classified(s, co=())
@@ -268,6 +278,27 @@ def test_holders_tell_who_held_a_ticket_in_time_order():
         ("hotline", "intake+triage", "dispatched"), ("city-management", "lead", "completed"),
         ("hotline", "callback", "resolved")]
     assert all(h.end is not None and h.end >= h.start for h in held)
+
+
+def test_holders_are_the_sla_ledger_one_holder_at_a_time():
+    from domain.holders import bounds_for, check_tiles, ledger_for
+
+    s = Story()
+    _submitted_and_classified(s)
+    s.dispatch([("city-management", "lead"), ("street-east-1", "co")], 1, 1)
+    s.add(ev.TaskCompleted(task_id="T-1:city-management:1", unit="city-management", result="fixed"))
+    s.add(ev.TaskCompleted(task_id="T-1:street-east-1:1", unit="street-east-1", result="helped"))
+    s.add(ev.TicketHandled(round=1, units=("city-management", "street-east-1"), results=("fixed", "helped"),
+                           category="x", location=LOCATION))
+    s.add(ev.TicketClosed(outcome="resolved", rounds=1))
+    held = holdings(fold(s.facts()))
+    # The lead holds it while it works, then the co-unit still working: never two holders at once.
+    assert [(h.holder, h.role) for h in held] == [
+        ("hotline", "intake+triage"), ("city-management", "lead"), ("street-east-1", "co"), ("hotline", "callback")]
+    ledger = ledger_for(s.events)
+    assert [(h.holder, h.start, h.end) for h in held] == [
+        (span.party.removeprefix("unit:"), span.start, span.end) for span in ledger]
+    check_tiles(ledger, *bounds_for(s.events))
 
 
 # ---------------------------------------------------------------------------------------------- rankings

@@ -6,7 +6,7 @@ import asyncio
 import copy
 
 from contracts import events as ev
-from contracts.catalogue import load_catalogue, parse_catalogue, read_catalogue_data
+from domain.catalogue import load_catalogue, parse_catalogue, read_catalogue_data
 from services.common.store import make_engine
 from tools.importers.synthetic import SyntheticHistory
 from services.projections.logsource import MemoryLog

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from contracts.catalogue import load_catalogue
+from domain.catalogue import load_catalogue
 from services.sla.calibration import EVIDENCE, due_spans, limit_fits_due_span
 
 SAMPLE = Path(__file__).resolve().parents[2] / "data" / "baltimore311" / "311_sample.csv"

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
-from services.common.workcalendar import WorkCalendar
+from domain.catalogue import load_catalogue
+from domain.calendar import WorkCalendar
 from services.sla import domain
 from services.sla.domain import SlaPolicy, Timer
 
@@ -297,6 +297,19 @@ def test_unit_rates_use_finished_clocks_only_and_flag_small_samples(cal):
     water = rates[0]
     assert (water.clocks["resolution"].finished, water.clocks["resolution"].on_time) == (2, 1)
     assert water.clocks["resolution"].rate == 0.5 and water.small_sample and water.running == 1
+
+
+def test_a_running_clock_past_its_deadline_is_judged_late_as_projections_judge_it(cal):
+    import dataclasses
+
+    from domain.rates import response_counts
+
+    base = timer(assigned=at(11, 3, 9), resolution="1wd")
+    overdue = dataclasses.replace(base, breach_deadline=at(11, 4, 17))  # breached, still not done
+    water = domain.unit_rates([domain.finish(base, at(11, 4, 10), cal), overdue, base], min_sample=1)[0]
+    assert (water.clocks["resolution"].finished, water.clocks["resolution"].on_time) == (2, 1)
+    # the same verdict the projections give a task whose sign-for clock breached without a sign-for
+    assert domain.clock_verdict(overdue) == response_counts(signed_for=False, sign_for_breached=True)
 
 
 def test_parse_limit():

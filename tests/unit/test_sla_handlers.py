@@ -12,13 +12,13 @@ from hypothesis import strategies as st
 from sqlmodel import Session
 
 from contracts import events as ev
-from contracts.catalogue import load_catalogue
 from contracts.topics import SLA, unit_task_topic
+from domain.catalogue import load_catalogue
+from domain.holders import check_tiles, ledger_bounds, spans_from_facts
 from services.common.pipeline import Emit, HandlerContext
 from services.common.store import create_tables
 from services.sla import domain
 from services.sla.handlers import build_runtime, handle, sweep
-from services.sla.ledger import check_tiles, ledger_bounds, spans_from_facts
 from services.sla.models import TABLES, all_timers, make_store_engine, returns_and_tickets, ticket_facts
 from services.sla.settings import SlaSettings
 from services.sla.synthetic import TicketStory

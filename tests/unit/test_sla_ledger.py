@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.sla.ledger import (
+from domain.holders import (
     CONSULTATION,
     HOTLINE,
     RESIDENT,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts.calendar import load_calendar
-from services.sla.workcalendar import (
+from domain.calendar import load_calendar
+from domain.calendar import (
     CalendarCoverageError,
     ClockStateError,
     NaiveDatetimeError,

@@ -87,7 +87,8 @@ def test_callback_verdicts():
     assert evaluate.after_callback(cb(True, "unsatisfied"), 3) == "reopen"
     assert evaluate.after_callback(cb(False, "satisfied"), 3) == "reopen"
     assert evaluate.after_callback(cb(False, "satisfied", 3), 3) == "close-unresolved"
-    assert evaluate.rate(0, 0) is None and evaluate.rate(1, 4) == 0.25
+    from domain.rates import rate
+    assert rate(0, 0) is None and rate(1, 4) == 0.25
 
 
 def test_ping_pong_escalation_opens_an_arbitration_for_a_supervisor(tmp_path):

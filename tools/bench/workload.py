@@ -37,7 +37,7 @@ def classifier_for_bench(service_state: Path) -> tuple[Any, float]:
     """The classifier the triage service will use, loaded (or trained) by triage's own cache
     (`services.triage.app.cached_default`) in the services' state dir, so that the benchmark picks
     texts that model routes with confidence. Trained models are kept in .cache/bench between runs."""
-    from contracts.catalogue import load_catalogue
+    from domain.catalogue import load_catalogue
     from services.triage.settings import TriageSettings
 
     catalogue = load_catalogue()
@@ -82,7 +82,7 @@ class TextPool:
 
     @classmethod
     def build(cls, classifier: Any, min_confidence: float, rows: list[dict[str, str]]) -> TextPool:
-        from contracts.catalogue import load_catalogue
+        from domain.catalogue import load_catalogue
         from services.triage.nyc311 import load_nyc_mapping, nyc_row_text
         from tools.hub import DEMO_COMPLAINTS
 

@@ -59,7 +59,7 @@ def _areas(mapping: CsvMapping, no_areas: bool) -> AreaMapper:
     if no_areas:
         return AreaMapper(None, {})
     try:
-        from contracts.catalogue import load_catalogue
+        from domain.catalogue import load_catalogue
 
         catalogue = load_catalogue()
     except (FileNotFoundError, ValueError):

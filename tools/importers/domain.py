@@ -17,8 +17,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from contracts import events as ev
-from contracts.catalogue import Catalogue
 from contracts.envelope import Envelope, derive_event_id
+from domain.catalogue import Catalogue
 
 from .mapping import CsvMapping
 

@@ -19,9 +19,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from contracts import events as ev
-from contracts.catalogue import Catalogue, load_catalogue
 from contracts.envelope import Envelope, Event, derive_event_id
 from contracts.topics import topic_for_event
+from domain.catalogue import Catalogue, load_catalogue
 
 DEFAULT_START = datetime(2026, 5, 4, 0, 0, tzinfo=UTC)
 _NS = "cityops-synthetic"

@@ -35,7 +35,7 @@ from types import MappingProxyType
 from typing import Literal, get_args
 from zoneinfo import ZoneInfo
 
-from contracts.calendar import DayKind, HolidayCalendar, load_calendar
+from .holidays import DayKind, HolidayCalendar, load_calendar
 
 __all__ = [
     "DEFAULT_TIMEZONE",

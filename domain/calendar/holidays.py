@@ -7,7 +7,7 @@ add its own local days off or extra workdays in a YAML file of the same shape; `
 such files on top of the national one, the last file winning for any date it mentions.
 
 Only data and its validation live here; the arithmetic (deadlines, working hours, paused clocks) is
-in `services.sla.workcalendar`.
+in `domain.calendar.workcalendar`.
 """
 
 from __future__ import annotations

@@ -1,4 +1,7 @@
-"""Whose clock was running: every instant of a ticket's life attributed to exactly one party. Pure.
+"""Who held a ticket when: every instant of its life attributed to exactly one party. Pure.
+
+The one who-held-it rule of the hub: sla's ledger (`cityops sla ledger`) and the projections' story
+(`cityops replay story`, "who held it") both come from `spans_from_facts`.
 
 Parties:
 
@@ -30,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from contracts import events as ev
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, Event
 
 HOTLINE = "hotline"
 CONSULTATION = "consultation"
@@ -50,6 +53,8 @@ class Span:
     party: str
     start: datetime
     end: datetime
+    ended_by: str = field(default="", compare=False)
+    """The kind of fact that handed the ticket on (`closed` at the close, `open` while it still runs)."""
 
     @property
     def duration(self) -> timedelta:
@@ -72,7 +77,11 @@ class LedgerFact:
 
 def fact_from(envelope: Envelope[Any]) -> LedgerFact:
     """The ledger's view of one workflow event (`noted` for events that change no holder)."""
-    data, at = envelope.data, envelope.time
+    return fact_of(envelope.data, envelope.time)
+
+
+def fact_of(data: Event, at: datetime) -> LedgerFact:
+    """The ledger's view of one event's data at its time (`noted` for events that change no holder)."""
     match data:
         case ev.TicketRegistered():
             return LedgerFact(at, "registered")
@@ -189,9 +198,9 @@ def spans_from_facts(facts: Sequence[LedgerFact], now: datetime | None = None) -
             break
         now_holding = holding.holder()
         if now_holding != party:
-            spans.append(Span(party, since, fact.at))
+            spans.append(Span(party, since, fact.at, fact.kind))
             party, since = now_holding, fact.at
-    spans.append(Span(party, since, end))
+    spans.append(Span(party, since, end, "closed" if holding.closed else "open"))
     return _tidy(spans)
 
 
@@ -203,7 +212,7 @@ def _tidy(spans: list[Span]) -> list[Span]:
         if span.end <= span.start:
             continue
         if out and out[-1].party == span.party:
-            out[-1] = Span(span.party, out[-1].start, span.end)
+            out[-1] = Span(span.party, out[-1].start, span.end, span.ended_by)
         else:
             out.append(span)
     return out

@@ -1,0 +1,64 @@
+"""evaluate keeps the three rates by the rules of domain.rates (the ones projections and sla apply)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlmodel import Session
+
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.examples import build_example
+from services.common.pipeline import HandlerContext, NotYet
+from services.common.store import create_tables, make_engine
+from services.evaluate.handlers import handle, rates_table
+from services.evaluate.models import EvalTask, EvalTicket, Rates
+from services.evaluate.settings import EvaluateSettings
+
+MONDAY_9 = datetime(2026, 5, 11, 1, 0, tzinfo=UTC)  # 09:00 in Asia/Shanghai, a working day
+LIMITS = ev.Limits(sign_for=ev.TimeLimitSpec(amount=30, unit="m"), response=ev.TimeLimitSpec(amount=1, unit="wd"),
+                   resolution=ev.TimeLimitSpec(amount=3, unit="wd"))
+
+
+@pytest.fixture
+def apply(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'evaluate.db'}")
+    create_tables(engine, [EvalTicket.__table__, EvalTask.__table__, Rates.__table__])
+
+    def run(*events: tuple[int, ev.Event]) -> dict:
+        for minutes, data in events:
+            envelope = Envelope.origin(data, source="/t", ticket_id="T-1", time=MONDAY_9 + timedelta(minutes=minutes))
+            with Session(engine) as s, s.begin():
+                handle(HandlerContext(session=s, now=lambda: MONDAY_9, source="/t", settings=EvaluateSettings()), envelope)
+        with Session(engine) as s:
+            return {row["key"]: row for row in rates_table(s, "unit")}
+    return run
+
+
+def assigned(task: str, unit: str = "water") -> ev.TaskAssigned:
+    return build_example(ev.TaskAssigned).model_copy(update={"task_id": task, "unit": unit, "limits": LIMITS})
+
+
+def signed(task: str, unit: str = "water") -> ev.TaskSignedFor:
+    return ev.TaskSignedFor(task_id=task, unit=unit)
+
+
+def breached(task: str, unit: str = "water") -> ev.SlaBreached:
+    return ev.SlaBreached(task_id=task, unit=unit, clock="sign_for", deadline=MONDAY_9 + timedelta(minutes=30))
+
+
+def test_response_rate_counts_sign_fors_within_the_limit_over_tasks_judged(apply):
+    rows = apply((0, assigned("a")), (0, assigned("b")), (0, assigned("c")), (0, assigned("d")),
+                 (10, signed("a")),                    # on time
+                 (120, signed("b")),                   # late, and sla's breach read only afterwards
+                 (31, breached("c")), (200, signed("c")),  # never twice: the breach judged it
+                 (31, breached("b")))                  # d: still inside nothing judged, never signed
+    water = rows["water"]
+    assert (water["assigned"], water["signed_for"], water["response_n"]) == (4, 3, 3)
+    assert water["response_rate"] == round(1 / 3, 4)
+
+
+def test_a_sign_for_read_before_its_assignment_waits_for_it(apply):
+    with pytest.raises(NotYet):
+        apply((10, signed("x")))
