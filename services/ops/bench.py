@@ -61,7 +61,8 @@ GIB = 1024 ** 3
 TASK_ASSIGNED = b"cityops.act.task.assigned.v1"
 TICKET_CLOSED = b"cityops.evaluate.ticket.closed.v1"
 
-# Simulated units, callback operators and supervisor that answer at once and never bounce a ticket.
+# Simulated units, callback operators and supervisor that answer at once and never bounce a ticket (the
+# operators and the supervisor through intake's HTTP API: CITYOPS_UNIT_HOTLINE_URL in BenchHub.env).
 UNIT_ENV = {
     "CITYOPS_UNIT_SIGN_DELAY_S": "0", "CITYOPS_UNIT_WORK_DELAY_S": "0", "CITYOPS_UNIT_CALLBACKS": "true",
     "CITYOPS_UNIT_SUPERVISOR": "true", "CITYOPS_UNIT_P_RETURN": "0", "CITYOPS_UNIT_P_EXTENSION": "0",
@@ -317,6 +318,7 @@ class BenchHub:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
         env.update({"CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.service_state),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.config.http_port),
+                    "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.config.http_port}",
                     "PYTHONUNBUFFERED": "1", **UNIT_ENV})
         env.update(dict(item.split("=", 1) for item in self.config.service_env))
         return env

@@ -25,7 +25,6 @@ from contracts.topics import (
     TICKETS,
     TRIAGE,
     UNIT_REPORTS,
-    unit_task_topic,
 )
 from services.common.logs import get_logger
 from services.common.pipeline import Emit, HandlerContext, apply_in_batch
@@ -240,7 +239,7 @@ def _ping_pong(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) ->
                               task_id=envelope.data.task_id)
     escalated = envelope.caused(data, source=ctx.source, time=envelope.time)
     log.info("ticket_escalated_ping_pong", ticket_id=envelope.ticket_id, returns=len(times), arbiter=arbiter)
-    return [Emit(SLA.name, escalated), Emit(unit_task_topic(arbiter), escalated)]
+    return [Emit(SLA.name, escalated)]  # act forwards it to the arbiter's task topic
 
 
 # ---------------------------------------------------------------------------- the sweep (tick)
@@ -290,7 +289,7 @@ def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now
     if firing.kind == "reminder":
         data: ev.Event = ev.SlaReminderSent(task_id=timer.task_id, unit=timer.unit, clock=timer.clock,
                                             fraction=firing.fraction, deadline=firing.deadline)
-        return _to_topics(ctx, row, firing, data, now, [SLA.name, unit_task_topic(timer.unit)])
+        return _to_topics(ctx, row, firing, data, now, [SLA.name])  # act forwards it to the unit
     if firing.kind == "breach":
         data = ev.SlaBreached(task_id=timer.task_id, unit=timer.unit, clock=timer.clock, deadline=firing.deadline)
         return _to_topics(ctx, row, firing, data, now, [SLA.name])
@@ -298,9 +297,8 @@ def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now
                                     ctx.settings.top_supervisor)  # type: ignore[attr-defined]
     data = ev.TicketEscalated(from_level=firing.from_level, to_level=firing.to_level, to_unit=to_unit,
                               reason="breach", task_id=timer.task_id)
-    topics = [SLA.name, unit_task_topic(timer.unit)]
-    if to_unit is not None and to_unit != timer.unit:
-        topics.append(unit_task_topic(to_unit))
+    # act forwards it to the unit and to the supervising unit (the writer of their task topics).
+    topics = [SLA.name]
     log.debug("ticket_escalated", ticket_id=timer.ticket_id, task_id=timer.task_id, clock=timer.clock,
              rung=firing.rung, to_level=firing.to_level, to_unit=to_unit)
     return _to_topics(ctx, row, firing, data, now, topics)
