@@ -69,17 +69,17 @@ RESIDENTS = TopicSpec("cityops.residents.v1", "Resident life events from city re
 TICKETS = TopicSpec(
     "cityops.tickets.v1", "Registered tickets, merges and splits (no personal data).",
     (ev.TicketRegistered, ev.TicketMerged, ev.SplitRequested, ev.TicketSplit),
-    writer="discover", readers=("discover", "triage", "evaluate", "sla", "intake", "projections", ARCHIVER),
+    writer="discover", readers=("triage", "evaluate", "sla", "intake", "projections", ARCHIVER),
 )
 TRIAGE = TopicSpec(
     "cityops.triage.v1", "Classification and routing decisions, and the manual-triage queue.",
     (ev.TicketClassified, ev.ManualTriageRequested, ev.ManualTriageResolved),
-    writer="triage", readers=("discover", "triage", "consult", "act", "sla", "intake", "projections", ARCHIVER),
+    writer="triage", readers=("discover", "consult", "act", "sla", "intake", "projections", ARCHIVER),
 )
 CONSULT = TopicSpec(
     "cityops.consult.v1", "Consultations, agreed plans and supervisor decisions.",
     (ev.ConsultationRequested, ev.PlanAgreed, ev.SupervisorReviewRequested, ev.SupervisorDecided),
-    writer="consult", readers=("consult", "act", "sla", "intake", UNITS, "projections", ARCHIVER),
+    writer="consult", readers=("act", "sla", "intake", UNITS, "projections", ARCHIVER),
 )
 ACT = TopicSpec(
     "cityops.act.v1", "Dispatch decisions: assignments, extension decisions, reroutes, completion of handling.",
@@ -94,7 +94,7 @@ UNIT_REPORTS = TopicSpec(
 EVALUATE = TopicSpec(
     "cityops.evaluate.v1", "Callbacks, re-handling and closing.",
     (ev.CallbackRequested, ev.CallbackRecorded, ev.TicketReopened, ev.TicketClosed),
-    writer="evaluate", readers=("discover", "act", "evaluate", "sla", "intake", UNITS, "projections", ARCHIVER),
+    writer="evaluate", readers=("discover", "act", "sla", "intake", UNITS, "projections", ARCHIVER),
 )
 SLA = TopicSpec(
     "cityops.sla.v1", "Reminders, breaches and escalations.",
