@@ -169,3 +169,22 @@ def topic_for_event(event_type: str) -> str:
         if event_type in spec.event_types:
             return spec.name
     raise LookupError(f"no workflow topic carries {event_type}")
+
+
+def catalogue_markdown() -> str:
+    """The topic catalogue as a Markdown table (`cityops topics --markdown`; docs/architecture.md holds a copy
+    a test keeps current): one row per workflow topic, one for the units' task topics, one for the DLQs."""
+    def row(name: str, writer: str, readers: tuple[str, ...], events: str, partitions: int) -> str:
+        return f"| {name} | {writer} | {', '.join(readers)} | {events} | {partitions} |"
+
+    lines = ["| topic | writer | readers | events | partitions |", "|---|---|---|---|---|"]
+    for spec in WORKFLOW_TOPICS:
+        events = ", ".join(e.__name__ for e in spec.events) or "complaints as plain JSON (the body of POST /tickets)"
+        lines.append(row(f"`{spec.name}`", spec.writer, spec.readers, events, spec.partitions))
+    unit = unit_topic_spec("<unit>")
+    lines.append(row(f"`{unit.name}` (one per unit)", unit.writer, unit.readers,
+                     ", ".join(e.__name__ for e in unit.events), unit.partitions))
+    dlq = dlq_spec(SLA)
+    lines.append(row("`<topic>.dlq` (one per topic above)", "the readers of `<topic>` (whichever failed)", dlq.readers,
+                     "records that could not be decoded or handled, with their error", dlq.partitions))
+    return "\n".join(lines) + "\n"

@@ -201,3 +201,44 @@ def test_each_topics_readers_are_the_services_subscribed_to_it(tmp_path: Path, m
     for spec in [*WORKFLOW_TOPICS, catalogue.unit_topic_spec("water")]:
         readers = {svc for svc, topics in subscribed.items() if spec.name in topics}
         assert readers == set(spec.readers) - {ARCHIVER}, f"{spec.name}: subscribed {sorted(readers)}, catalogue {spec.readers}"
+
+
+# --- the table in docs/architecture.md -----------------------------------------------------------
+
+BEGIN, END = "<!-- topics:begin -->", "<!-- topics:end -->"
+
+
+def table_in(markdown: str) -> str:
+    """What lies between the markers (each exactly once), without the newline after the begin marker."""
+    assert markdown.count(BEGIN) == 1 and markdown.count(END) == 1, "one topics:begin and one topics:end marker"
+    inside = markdown.split(BEGIN, 1)[1].split(END, 1)[0]
+    return inside[1:] if inside.startswith("\n") else inside
+
+
+def test_docs_architecture_holds_exactly_the_catalogue_table() -> None:
+    from contracts.topics import catalogue_markdown
+
+    doc = (REPO / "docs" / "architecture.md").read_text(encoding="utf-8")
+    assert table_in(doc) == catalogue_markdown(), "docs/architecture.md is stale: paste `cityops topics --markdown` between the markers"
+
+
+def test_the_docs_check_sees_a_stale_table() -> None:
+    from contracts.topics import catalogue_markdown
+
+    table = catalogue_markdown()
+    assert table_in(f"x\n{BEGIN}\n{table}{END}\n") == table
+    stale = table.replace("| `cityops.sla.v1` | sla |", "| `cityops.sla.v1` | act |")
+    assert table_in(f"{BEGIN}\n{stale}{END}") != table
+
+
+def test_cityops_topics_markdown_prints_the_table() -> None:
+    from typer.testing import CliRunner
+
+    from contracts.topics import catalogue_markdown
+    from services.ops.topics_cli import app
+
+    result = CliRunner().invoke(app, ["--markdown"])
+    assert result.exit_code == 0 and result.output == catalogue_markdown()
+    lines = result.output.splitlines()
+    assert lines[0] == "| topic | writer | readers | events | partitions |"
+    assert "| `cityops.intake.commands.v1` | intake | discover, triage, consult, evaluate, archiver |" in result.output
