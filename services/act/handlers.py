@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -201,10 +201,14 @@ def rehandle(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> l
 def forward_to_units(batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     """act is the one writer of the units' task topics: consult's consultations and sla's notices addressed to
     units reach them through here, unchanged (the same event, with its id and source)."""
-    return [Emit(unit_task_topic(unit), envelope) for unit in _addressees(batch, envelope.data)]
+    def unit_of_task(task_id: str) -> str | None:
+        task = batch.task(task_id)
+        return task.unit if task is not None else None
+
+    return [Emit(unit_task_topic(unit), envelope) for unit in addressees(envelope.data, unit_of_task)]
 
 
-def _addressees(batch: ActBatch, d: Any) -> list[str]:
+def addressees(d: Any, unit_of_task: Callable[[str], str | None]) -> list[str]:
     """The units consult and sla address an event to (as they did when they wrote to the units' topics themselves)."""
     match d:
         case ev.ConsultationRequested():
@@ -212,8 +216,8 @@ def _addressees(batch: ActBatch, d: Any) -> list[str]:
         case ev.SlaReminderSent():
             return [d.unit]
         case ev.TicketEscalated(reason="breach"):  # the unit that let the clock run out, and its supervisor
-            task = batch.task(d.task_id) if d.task_id else None
-            units = [task.unit] if task is not None else []
+            unit = unit_of_task(d.task_id) if d.task_id else None
+            units = [unit] if unit is not None else []
             return units + ([d.to_unit] if d.to_unit and d.to_unit not in units else [])
         case ev.TicketEscalated():  # arbitration of a ping-pong: the arbiter only
             return [d.to_unit] if d.to_unit else []
