@@ -34,7 +34,8 @@ def asyncapi_document(unit_ids: list[str] | tuple[str, ...] = ()) -> dict[str, A
     channels = {}
     for spec in all_topics(list(unit_ids)):
         channels[spec.name.replace(".", "_")] = {
-            "address": spec.name, "description": spec.description,
+            "address": spec.name, "description": f"{spec.description} Written by {spec.writer}; read by {', '.join(spec.readers)}.",
+            "x-writer": spec.writer, "x-readers": list(spec.readers),  # the one writer (contracts/topics.py)
             "messages": {_message_name(t): {"$ref": f"#/components/messages/{_message_name(t)}"} for t in spec.event_types},
             "bindings": {"kafka": {"partitions": spec.partitions, "topicConfiguration": dict(spec.config)}},
         }
