@@ -83,7 +83,9 @@ def _messages(shared: dict[str, Any]) -> dict[str, Any]:
 def _channels(unit_ids: Sequence[str]) -> dict[str, Any]:
     return {
         _channel_name(spec.name): {
-            "address": spec.name, "description": spec.description,
+            "address": spec.name,
+            "description": f"{spec.description} Written by {spec.writer}; read by {', '.join(spec.readers)}.",
+            "x-writer": spec.writer, "x-readers": list(spec.readers),  # the one writer (contracts/topics.py)
             "messages": {_message_name(t): {"$ref": f"#/components/messages/{_message_name(t)}"} for t in spec.event_types},
             "bindings": {"kafka": {"partitions": spec.partitions,
                                    "topicConfiguration": binding_topic_configuration(spec.config),

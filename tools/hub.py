@@ -78,7 +78,9 @@ class Hub:
         env = dict(os.environ)
         env.update({"CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.http_port),
-                    "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1"})
+                    "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1",
+                    # the simulated callback operators and supervisor post their decisions to intake
+                    "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.http_port}"})
         return env
 
     def start_broker(self) -> None:

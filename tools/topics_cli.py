@@ -7,6 +7,21 @@ import typer
 app = typer.Typer(no_args_is_help=True)
 
 
+@app.callback(invoke_without_command=True)
+def topics(ctx: typer.Context,
+           markdown: bool = typer.Option(False, "--markdown", help="Print the catalogue as a Markdown table: topic, "
+                                         "writer, readers, events, partitions (docs/architecture.md holds a copy).")) -> None:
+    """The topic catalogue: create its topics on a broker, list them, or print its table."""
+    if markdown:
+        from contracts.topics import catalogue_markdown
+
+        typer.echo(catalogue_markdown(), nl=False)
+        raise typer.Exit()
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit()
+
+
 def hub_topics() -> list:
     from domain.catalogue import load_catalogue
     from contracts.topics import all_topics

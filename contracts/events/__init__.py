@@ -28,6 +28,14 @@ from .act import (
     TaskSignedFor,
     TicketHandled,
 )
+from .commands import (
+    COMMAND_FACTS,
+    CallbackSubmitted,
+    ManualTriageSubmitted,
+    SplitSubmitted,
+    SupervisorDecisionSubmitted,
+    fact_of,
+)
 from .consult import (
     ConsultationRequested,
     OpinionGiven,
@@ -118,6 +126,12 @@ __all__ = [
     "CallbackRequested",
     "CallbackRecorded",
     "TicketReopened",
+    "ManualTriageSubmitted",
+    "SplitSubmitted",
+    "SupervisorDecisionSubmitted",
+    "CallbackSubmitted",
+    "COMMAND_FACTS",
+    "fact_of",
     "TicketClosed",
     "SlaReminderSent",
     "SlaBreached",

@@ -2,23 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS, unit_task_topic
+from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
 from domain.statuses import status_after_progress
 from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
 
 from . import domain
 from .state import ActBatch, TaskRow, TicketRow
 
-TOPICS = [TRIAGE.name, CONSULT.name, UNIT_REPORTS.name, EVALUATE.name]
+TOPICS = [TRIAGE.name, CONSULT.name, UNIT_REPORTS.name, EVALUATE.name, SLA.name]
 EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.SupervisorDecided, ev.TaskSignedFor,
                                       ev.ProgressReported, ev.ExtensionRequested, ev.TaskReturned, ev.TaskCompleted,
-                                      ev.TicketReopened)]
+                                      ev.TicketReopened, ev.ConsultationRequested, ev.SlaReminderSent, ev.TicketEscalated)]
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
@@ -47,6 +47,8 @@ def _apply(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> lis
             return on_completed(ctx, batch, envelope)
         case ev.TicketReopened():
             return rehandle(ctx, batch, envelope)
+        case ev.ConsultationRequested() | ev.SlaReminderSent() | ev.TicketEscalated():
+            return forward_to_units(batch, envelope)
     return []
 
 
@@ -195,3 +197,29 @@ def rehandle(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> l
     row.round = r.round
     routing = ev.Routing(lead=r.units[0], co_units=tuple(r.units[1:]), level=row.classified().routing.level)
     return dispatch(ctx, batch, envelope, routing, final=row.final)
+
+
+def forward_to_units(batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+    """act is the one writer of the units' task topics: consult's consultations and sla's notices addressed to
+    units reach them through here, unchanged (the same event, with its id and source)."""
+    def unit_of_task(task_id: str) -> str | None:
+        task = batch.task(task_id)
+        return task.unit if task is not None else None
+
+    return [Emit(unit_task_topic(unit), envelope) for unit in addressees(envelope.data, unit_of_task)]
+
+
+def addressees(d: Any, unit_of_task: Callable[[str], str | None]) -> list[str]:
+    """The units consult and sla address an event to (as they did when they wrote to the units' topics themselves)."""
+    match d:
+        case ev.ConsultationRequested():
+            return list(d.parties)
+        case ev.SlaReminderSent():
+            return [d.unit]
+        case ev.TicketEscalated(reason="breach"):  # the unit that let the clock run out, and its supervisor
+            unit = unit_of_task(d.task_id) if d.task_id else None
+            units = [unit] if unit is not None else []
+            return units + ([d.to_unit] if d.to_unit and d.to_unit not in units else [])
+        case ev.TicketEscalated():  # arbitration of a ping-pong: the arbiter only
+            return [d.to_unit] if d.to_unit else []
+    return []

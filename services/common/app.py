@@ -7,7 +7,7 @@ choosing; nothing connects to Kafka or a database until the app starts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,8 +36,10 @@ def build_service_app(
     settings: ServiceSettings, *, handler: Handler, topics: Sequence[str], event_types: Iterable[str],
     tables: Sequence[Any] = (), ticks: Sequence[Tick] = (), broker: KafkaBroker | None = None,
     engine: Engine | None = None, clock: Clock = utcnow, extras: dict[str, Any] | None = None,
-    on_ready: Any = None,
+    on_ready: Any = None, background: Sequence[Callable[[EventPipeline, asyncio.Event], Awaitable[None]]] = (),
 ) -> FastStream:
+    """`background`: coroutines started with the service, given its pipeline and the stop event (set at
+    shutdown, then awaited), for work that is not a consumer or a tick (e.g. calls to another service's API)."""
     name = settings.service_name
     broker = broker or make_broker(settings)
     engine = engine or make_engine(settings.store_url())
@@ -61,6 +63,8 @@ def build_service_app(
             await on_ready(pipeline)
         for tick in ticks:
             tasks.append(asyncio.create_task(pipeline.run_ticks(tick.handler, tick.every_s, stop)))
+        for job in background:
+            tasks.append(asyncio.create_task(job(pipeline, stop)))
         log.info("service_started", service=name, topics=list(topics), group=settings.group_id,
                  bootstrap=settings.kafka_bootstrap, store=engine.url.render_as_string(hide_password=True))
 

@@ -12,7 +12,8 @@ One batch at a time (up to `batch_max_records`):
 6. the outbox rows of the confirmed records are deleted afterwards, off the batch's path.
 
 A handler error that is not transient (a bug, an impossible state) dead-letters that one event
-with its reason, so it never blocks its partition.
+with its reason, so it never blocks its partition. Emitting to a topic whose writer (in the topic
+catalogue) is another service is such a bug: `NotTheWriter` is raised before anything is stored.
 
 What keeps it cheap per event (measured with `cityops bench` and benchmarks/replay_micro.py):
 the batch's already-applied and parked ids are read with one query each, not two lookups per
@@ -49,6 +50,7 @@ from sqlmodel import Session
 
 from contracts.codec import DecodeError, KafkaRecord, decode, encode
 from contracts.envelope import Envelope, utcnow
+from contracts.topics import check_writer
 
 from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
@@ -155,8 +157,11 @@ class EventPipeline:
     def __init__(self, *, name: str, settings: ServiceSettings, engine: Engine, handler: Handler,
                  topics: Sequence[str], event_types: Iterable[str] | None, clock: Clock = utcnow,
                  extras: dict[str, Any] | None = None, group_id: str | None = None,
-                 decoder: Callable[[Any], Envelope[Any]] | None = None) -> None:
+                 decoder: Callable[[Any], Envelope[Any]] | None = None, writer: str | None = None) -> None:
         self.name = name
+        # The service this pipeline publishes as (several pipelines of one service share it).
+        self.writer = writer or settings.service_name
+        self._may_write: set[str] = set()
         self.settings = settings
         self.engine = engine
         self.handler = handler
@@ -349,7 +354,7 @@ class EventPipeline:
                 emits = list(self.handler(ctx, envelope))
                 if batch.careful:
                     self._finish_batch(ctx)
-                produced = [(e.topic, encode(e.envelope)) for e in emits]
+                produced = [(self._owned(e.topic), encode(e.envelope)) for e in emits]
         except NotYet as exc:
             if not batch.careful:
                 raise _Careful() from exc
@@ -401,6 +406,13 @@ class EventPipeline:
         if not progress and not parked:
             batch.parked_tickets.discard(ticket_id)
         return produced
+
+    def _owned(self, topic: str) -> str:
+        """`topic`, if this service is its writer (or it is a DLQ or outside the catalogue); else NotTheWriter."""
+        if topic not in self._may_write:
+            check_writer(self.writer, topic)
+            self._may_write.add(topic)
+        return topic
 
     def _stored_outputs(self, session: Session, cause_id: str) -> list[tuple[str, KafkaRecord]]:
         rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name,
@@ -467,7 +479,7 @@ class EventPipeline:
     def _tick_once(self, tick: TickHandler) -> list[tuple[str, KafkaRecord]]:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             ctx = self.context(session)
-            produced = [(e.topic, encode(e.envelope)) for e in tick(ctx)]
+            produced = [(self._owned(e.topic), encode(e.envelope)) for e in tick(ctx)]
             if produced:
                 # Through the outbox, so a crash before the publish re-sends at the next start (one
                 # executemany on the connection, after the tick's own ORM changes are flushed).

@@ -11,15 +11,16 @@ from sqlmodel import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import CONSULT, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
+from contracts.topics import COMMANDS, CONSULT, SLA, TRIAGE, UNIT_REPORTS
 from domain.calendar import WorkCalendar
+from services.common.commands import fact_of_command
 from services.common.pipeline import Emit, HandlerContext, NotYet
 
 from . import domain
 from .models import Consultation, RoutedTicket
 
-TOPICS = [TRIAGE.name, UNIT_REPORTS.name, CONSULT.name, SLA.name]
-EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecided.event_type,
+TOPICS = [TRIAGE.name, UNIT_REPORTS.name, COMMANDS.name, SLA.name]
+EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecisionSubmitted.event_type,
                ev.TicketEscalated.event_type]
 
 
@@ -32,7 +33,7 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
             return arbitrate(ctx, envelope)
         case ev.OpinionGiven():
             return record_opinion(ctx, envelope)
-        case ev.SupervisorDecided():
+        case ev.SupervisorDecisionSubmitted():
             return close_decided(ctx, envelope)
     return ()
 
@@ -51,8 +52,8 @@ def convene(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
         old.status = "superseded"
     ctx.session.add(Consultation(consultation_id=consultation_id, ticket_id=envelope.ticket_id, parties=",".join(parties),
                                  opinions_due=request.opinions_due, request_json=request.model_dump_json()))
-    out_env = envelope.caused(request, source=ctx.source)
-    return [Emit(CONSULT.name, out_env)] + [Emit(unit_task_topic(p), out_env) for p in parties]
+    # act, the writer of the units' task topics, forwards it to each party.
+    return [Emit(CONSULT.name, envelope.caused(request, source=ctx.source))]
 
 
 def _remember_routing(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
@@ -117,10 +118,12 @@ def _to_supervisor(ctx: HandlerContext, cause: Envelope[Any], row: Consultation,
 
 
 def close_decided(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    """A supervisor's decision (intake's command): the ticket's consultations are decided, and the fact
+    SupervisorDecided, which act dispatches, is written here."""
     for row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
                                                            Consultation.status.in_(["open", "supervisor-review"]))).all():
         row.status = "decided"
-    return []
+    return [Emit(CONSULT.name, fact_of_command(ctx, envelope))]
 
 
 def overdue(ctx: HandlerContext) -> list[Emit]:

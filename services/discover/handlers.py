@@ -10,14 +10,15 @@ from sqlmodel import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from contracts.topics import COMMANDS, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from services.common.commands import fact_of_command
 from services.common.pipeline import Emit, HandlerContext
 
 from . import domain
 from .models import KnownTicket
 
-TOPICS = [INTAKE.name, RESIDENTS.name, TICKETS.name, TRIAGE.name, EVALUATE.name]
-EVENT_TYPES = [ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type, ev.SplitRequested.event_type,
+TOPICS = [INTAKE.name, RESIDENTS.name, COMMANDS.name, TRIAGE.name, EVALUATE.name]
+EVENT_TYPES = [ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type, ev.SplitSubmitted.event_type,
                ev.TicketClassified.event_type, ev.TicketClosed.event_type]
 
 
@@ -27,7 +28,7 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
             return register(ctx, envelope)
         case ev.ResidentLifeEventRecorded():
             return raise_proactive(ctx, envelope)
-        case ev.SplitRequested():
+        case ev.SplitSubmitted():
             return split(ctx, envelope)
         case ev.TicketClassified():
             return remember_category(ctx, envelope)
@@ -69,13 +70,16 @@ def _remember(ctx: HandlerContext, ticket_id: str, key: str | None, t: ev.Regist
 
 
 def split(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    """An operator's split (intake's command): the fact SplitRequested, then the split if the ticket is still merged."""
+    requested = fact_of_command(ctx, envelope)
+    out = [Emit(TICKETS.name, requested)]
     row = ctx.session.get(KnownTicket, envelope.ticket_id)
     if row is None or row.master_ticket_id is None:
-        return []  # not merged (any more): nothing to undo
+        return out  # not merged (any more): nothing to undo
     former, row.master_ticket_id = row.master_ticket_id, None
     ticket = ev.RegisteredTicket.model_validate_json(row.registered_json)
     data = ev.TicketSplit(former_master_ticket_id=former, ticket=ticket, reason=envelope.data.reason)
-    return [Emit(TICKETS.name, envelope.caused(data, source=ctx.source))]
+    return out + [Emit(TICKETS.name, requested.caused(data, source=ctx.source))]
 
 
 def remember_category(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:

@@ -10,9 +10,10 @@ from sqlmodel import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, EVALUATE, SLA, TICKETS, UNIT_REPORTS
+from contracts.topics import ACT, COMMANDS, EVALUATE, SLA, TICKETS, UNIT_REPORTS
 from domain import rates
 from domain.calendar import CalendarCoverageError
+from services.common.commands import fact_of_command
 from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
 
 from . import domain
@@ -20,9 +21,9 @@ from .batch import EvalBatch, Task, Ticket
 from .models import Rates
 
 # sla's breaches give the response verdict of a task never signed for (domain.rates).
-TOPICS = [TICKETS.name, ACT.name, UNIT_REPORTS.name, EVALUATE.name, SLA.name]
+TOPICS = [TICKETS.name, ACT.name, UNIT_REPORTS.name, COMMANDS.name, SLA.name]
 EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.TaskAssigned,
-                                      ev.TaskSignedFor, ev.SlaBreached, ev.TicketHandled, ev.CallbackRecorded)]
+                                      ev.TaskSignedFor, ev.SlaBreached, ev.TicketHandled, ev.CallbackSubmitted)]
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
@@ -52,7 +53,7 @@ def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> It
             _judge_response(batch, _task(ctx, batch, d.task_id), rates.response_counts(signed_for=False, sign_for_breached=True))
         case ev.TicketHandled():
             return request_callback(ctx, batch, envelope)
-        case ev.CallbackRecorded():
+        case ev.CallbackSubmitted():
             return on_callback(ctx, batch, envelope)
     return ()
 
@@ -136,11 +137,14 @@ def _scopes(row: Ticket) -> list[tuple[str, str | None]]:
     return [("unit", u) for u in row.units.split(",") if u] + [("grid", row.grid), ("district", row.district)]
 
 
-def on_callback(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
-    c: ev.CallbackRecorded = envelope.data
-    row = _ticket(ctx, batch, envelope.ticket_id)
+def on_callback(ctx: HandlerContext, batch: EvalBatch, command: Envelope[Any]) -> list[Emit]:
+    """The callback operator's entry (intake's command): the fact CallbackRecorded, then re-handling or closing."""
+    c: ev.CallbackSubmitted = command.data
+    row = _ticket(ctx, batch, command.ticket_id)
     if row.status != "awaiting-callback" or c.round != row.round:
         raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {c.round} (status {row.status}, round {row.round})")
+    envelope = fact_of_command(ctx, command)
+    c = envelope.data  # the fact: CallbackRecorded
     decision = domain.after_callback(c, ctx.settings.max_rounds)
     verdict = rates.callback_counts(resolved=c.resolved, satisfaction=c.satisfaction, reasonable_demand=c.reasonable_demand)
     for scope, key in _scopes(row):
@@ -150,8 +154,9 @@ def on_callback(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) 
         row.status = "open"
         data: Any = ev.TicketReopened(round=c.round + 1, units=tuple(row.units.split(",")),
                                       reason="unresolved" if not c.resolved else "resident unsatisfied")
-        return [Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
-    return close(ctx, batch, envelope, row, "resolved" if decision == "close" else "unresolved", c.satisfaction)
+        return [Emit(EVALUATE.name, envelope), Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
+    return [Emit(EVALUATE.name, envelope)] + close(ctx, batch, envelope, row, "resolved" if decision == "close" else "unresolved",
+                                                   c.satisfaction)
 
 
 def close(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from contracts import events as ev
-from contracts.envelope import Envelope
-from contracts.topics import CONSULT, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from contracts.envelope import Envelope, derive_event_id
+from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 
@@ -101,6 +101,14 @@ def _public(row: TicketStatus) -> dict[str, Any]:
     out = row.model_dump()
     out["status"] = _canonical(row.status)
     return out
+def _command(data: ev.Event, ticket_id: str, now: datetime, idempotency_key: str | None) -> Envelope[Any]:
+    """An operator's or supervisor's decision for the command topic. With an Idempotency-Key its id is
+    derived from the key, so a retried request is the same command and its step applies it once."""
+    event_id = derive_event_id("intake-command", data.event_type, 0, idempotency_key) if idempotency_key else None
+    return Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now, event_id=event_id)
+
+
+IdempotencyKey = Annotated[str | None, Header(max_length=200, description="A retry with the same key is applied once.")]
 
 
 def _status_or_404(engine: Engine, ticket_id: str) -> TicketStatus:
@@ -140,44 +148,44 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         return [_public(row) for row in rows]
 
     @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
-    async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn) -> dict[str, str]:
+    async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
         """Choose the category of a ticket waiting in the manual-triage queue."""
         _known_category(catalogue, body.category, ("body", "category"))
         _status_or_404(engine, ticket_id)
-        data = ev.ManualTriageResolved(category=body.category, operator=body.operator)
-        await publish(TRIAGE.name, Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now()))
+        data = ev.ManualTriageSubmitted(category=body.category, operator=body.operator)
+        await publish(COMMANDS.name, _command(data, ticket_id, now(), idempotency_key))
         return {"ticket_id": ticket_id, "category": body.category}
 
     @r.post("/tickets/{ticket_id}/split", status_code=202, tags=["operators"])
-    async def split(ticket_id: str, body: SplitIn) -> dict[str, str]:
+    async def split(ticket_id: str, body: SplitIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
         """Undo a merge: the ticket is handled on its own."""
         row = _status_or_404(engine, ticket_id)
         if row.status != "merged":
             raise HTTPException(409, f"ticket {ticket_id} is not merged (status {row.status})")
-        data = ev.SplitRequested(requested_by=body.operator, reason=body.reason)
-        await publish(TICKETS.name, Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now()))
+        data = ev.SplitSubmitted(requested_by=body.operator, reason=body.reason)
+        await publish(COMMANDS.name, _command(data, ticket_id, now(), idempotency_key))
         return {"ticket_id": ticket_id, "status": "split requested"}
 
     @r.post("/supervisor/decisions", status_code=202, tags=["supervisors"])
-    async def decide(body: DecisionIn) -> dict[str, str]:
+    async def decide(body: DecisionIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
         """Decide who leads a disputed ticket; final: the lead may not return it."""
         for i, unit in enumerate([body.lead, *body.co_units]):
             if not _has_unit(catalogue, unit):
                 loc = ("body", "lead") if i == 0 else ("body", "co_units", i - 1)
                 raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": f"unknown unit {unit!r}", "input": unit}])
         _status_or_404(engine, body.ticket_id)
-        data = ev.SupervisorDecided(consultation_id=body.consultation_id, supervisor=body.supervisor, note=body.note,
-                                    routing=ev.Routing(lead=body.lead, co_units=tuple(body.co_units), level=body.level))
-        await publish(CONSULT.name, Envelope.origin(data, source=SOURCE, ticket_id=body.ticket_id, time=now()))
+        data = ev.SupervisorDecisionSubmitted(consultation_id=body.consultation_id, supervisor=body.supervisor, note=body.note,
+                                              routing=ev.Routing(lead=body.lead, co_units=tuple(body.co_units), level=body.level))
+        await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
         return {"ticket_id": body.ticket_id, "lead": body.lead}
 
     @r.post("/callbacks", status_code=202, tags=["operators"])
-    async def record_callback(body: CallbackIn) -> dict[str, str]:
+    async def record_callback(body: CallbackIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
         """Record the resident's verdict at callback (回访)."""
         _status_or_404(engine, body.ticket_id)
-        data = ev.CallbackRecorded(round=body.round, resolved=body.resolved, satisfaction=body.satisfaction,
-                                   operator=body.operator, comment=body.comment, reasonable_demand=body.reasonable_demand)
-        await publish(EVALUATE.name, Envelope.origin(data, source=SOURCE, ticket_id=body.ticket_id, time=now()))
+        data = ev.CallbackSubmitted(round=body.round, resolved=body.resolved, satisfaction=body.satisfaction,
+                                    operator=body.operator, comment=body.comment, reasonable_demand=body.reasonable_demand)
+        await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
         return {"ticket_id": body.ticket_id, "status": "recorded"}
 
     @r.post("/residents/events", status_code=202, tags=["registers"])

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 
 from contracts import codec
 from contracts.envelope import Envelope, utcnow
-from contracts.topics import CHANNEL_INTAKE
+from contracts.topics import CHANNEL_INTAKE, check_writer
 from domain.catalogue import load_catalogue
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
@@ -52,6 +52,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     status.subscribe(broker)
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:
+        check_writer(settings.service_name, topic)
         record = codec.encode(envelope)
         # An HTTP submit is answered only once the broker has the record: the caller's 202 is a promise.
         await broker.publish(record.value, topic, key=record.key, headers={k: v.decode() for k, v in record.headers})

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import RESIDENTS, WORKFLOW_TOPICS, TopicSpec
+from contracts.topics import COMMANDS, RESIDENTS, WORKFLOW_TOPICS, TopicSpec
 from services.common.settings import CalendarServiceSettings
 
 
@@ -39,5 +39,6 @@ class ProjectionsSettings(CalendarServiceSettings):
 
 
 def projected_specs() -> list[TopicSpec]:
-    # Residents' life events are not ticket events; the channel topic carries raw, undecoded submissions.
-    return [spec for spec in WORKFLOW_TOPICS if spec.events and spec is not RESIDENTS]
+    # Residents' life events are not ticket events; the channel topic carries raw, undecoded submissions;
+    # intake's commands become facts on the steps' topics (the commands themselves would count twice).
+    return [spec for spec in WORKFLOW_TOPICS if spec.events and spec not in (RESIDENTS, COMMANDS)]

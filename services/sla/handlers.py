@@ -25,7 +25,6 @@ from contracts.topics import (
     TICKETS,
     TRIAGE,
     UNIT_REPORTS,
-    unit_task_topic,
 )
 from domain.calendar import WorkCalendar
 from domain.catalogue import Catalogue
@@ -239,7 +238,7 @@ def _ping_pong(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) ->
                               task_id=envelope.data.task_id)
     escalated = envelope.caused(data, source=ctx.source, time=envelope.time)
     log.info("ticket_escalated_ping_pong", ticket_id=envelope.ticket_id, returns=len(times), arbiter=arbiter)
-    return [Emit(SLA.name, escalated), Emit(unit_task_topic(arbiter), escalated)]
+    return [Emit(SLA.name, escalated)]  # act forwards it to the arbiter's task topic
 
 
 # ---------------------------------------------------------------------------- the sweep (tick)
@@ -289,24 +288,21 @@ def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now
     if firing.kind == "reminder":
         data: ev.Event = ev.SlaReminderSent(task_id=timer.task_id, unit=timer.unit, clock=timer.clock,
                                             fraction=firing.fraction, deadline=firing.deadline)
-        return _to_topics(ctx, row, firing, data, now, [SLA.name, unit_task_topic(timer.unit)])
+        return _on_sla_topic(ctx, row, firing, data, now)  # act forwards it to the unit
     if firing.kind == "breach":
         data = ev.SlaBreached(task_id=timer.task_id, unit=timer.unit, clock=timer.clock, deadline=firing.deadline)
-        return _to_topics(ctx, row, firing, data, now, [SLA.name])
+        return _on_sla_topic(ctx, row, firing, data, now)
     to_unit = domain.supervisor_for(_rt(ctx).catalogue, timer.unit, row.location, firing.to_level,
                                     ctx.settings.top_supervisor)  # type: ignore[attr-defined]
     data = ev.TicketEscalated(from_level=firing.from_level, to_level=firing.to_level, to_unit=to_unit,
                               reason="breach", task_id=timer.task_id)
-    topics = [SLA.name, unit_task_topic(timer.unit)]
-    if to_unit is not None and to_unit != timer.unit:
-        topics.append(unit_task_topic(to_unit))
     log.debug("ticket_escalated", ticket_id=timer.ticket_id, task_id=timer.task_id, clock=timer.clock,
              rung=firing.rung, to_level=firing.to_level, to_unit=to_unit)
-    return _to_topics(ctx, row, firing, data, now, topics)
+    # act forwards it to the unit and to the supervising unit (act writes the units' task topics).
+    return _on_sla_topic(ctx, row, firing, data, now)
 
 
-def _to_topics(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, data: ev.Event, now: datetime,
-               topics: list[str]) -> list[Emit]:
+def _on_sla_topic(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, data: ev.Event, now: datetime) -> list[Emit]:
     # The id derives from the assignment and the firing's key: however often a crash makes us compute this
     # firing again, it is the same event, and consumers drop the copy.
     envelope = Envelope(
@@ -314,4 +310,4 @@ def _to_topics(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, dat
         time=now, subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.correlation_id,
         causation_id=row.cause_id, data=data,
     )
-    return [Emit(topic, envelope) for topic in topics]
+    return [Emit(SLA.name, envelope)]

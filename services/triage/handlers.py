@@ -7,14 +7,15 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, TICKETS, TRIAGE
+from contracts.topics import ACT, COMMANDS, TICKETS, TRIAGE
+from services.common.commands import fact_of_command
 from services.common.pipeline import Emit, HandlerContext
 
 from . import domain
 from .models import TriageTicket
 
-TOPICS = [TICKETS.name, TRIAGE.name, ACT.name]
-EVENT_TYPES = [ev.TicketRegistered.event_type, ev.TicketSplit.event_type, ev.ManualTriageResolved.event_type,
+TOPICS = [TICKETS.name, COMMANDS.name, ACT.name]
+EVENT_TYPES = [ev.TicketRegistered.event_type, ev.TicketSplit.event_type, ev.ManualTriageSubmitted.event_type,
                ev.RerouteRequested.event_type]
 
 
@@ -55,7 +56,7 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
         case ev.TicketRegistered(master_ticket_id=None) | ev.TicketSplit():
             return triage(ctx, envelope, envelope.data.ticket)
-        case ev.ManualTriageResolved():
+        case ev.ManualTriageSubmitted():
             return resolve_manually(ctx, envelope)
         case ev.RerouteRequested():
             return reroute(ctx, envelope)
@@ -86,13 +87,15 @@ def triage(ctx: HandlerContext, envelope: Envelope[Any], ticket: ev.RegisteredTi
 
 
 def resolve_manually(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+    """An operator's choice (intake's command): the fact ManualTriageResolved, then the classification it causes."""
     row = ctx.session.get(TriageTicket, envelope.ticket_id)
     if row is None or row.status != "manual-triage":
         raise ValueError(f"ticket {envelope.ticket_id} is not waiting for manual triage")
     ticket = ev.RegisteredTicket.model_validate_json(row.registered_json)
     row.category, row.status = envelope.data.category, "classified"
+    resolved = fact_of_command(ctx, envelope)
     data = domain.classified(ticket, envelope.data.category, 1.0, "manual", ctx.extras["catalogue"])
-    return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]
+    return [Emit(TRIAGE.name, resolved), Emit(TRIAGE.name, resolved.caused(data, source=ctx.source))]
 
 
 def reroute(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:

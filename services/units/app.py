@@ -13,6 +13,7 @@ from services.common.app import Tick, build_service_app
 from services.common.pipeline import Clock
 
 from .handlers import EVENT_TYPES, handle, send_due
+from .hotline import run_hotline
 from .models import PendingAction
 from .settings import UnitSettings
 
@@ -31,4 +32,4 @@ def create_app(settings: UnitSettings | None = None, *, broker: KafkaBroker | No
         settings = settings.model_copy(update={"db_url": f"sqlite:///{settings.state_dir / (name + '.db')}"})
     return build_service_app(settings, handler=handle, topics=topics, event_types=EVENT_TYPES,
                              tables=[PendingAction.__table__], ticks=[Tick(send_due, settings.tick_s)],
-                             broker=broker, engine=engine, clock=clock, extras={"units": set(units)})
+                             background=[run_hotline], broker=broker, engine=engine, clock=clock, extras={"units": set(units)})

@@ -12,7 +12,9 @@ def run(unit: list[str] = typer.Option([], "--unit", "-u", help="Unit id to answ
         callbacks: bool = typer.Option(False, help="Also simulate the hotline's callback operators."),
         supervisor: bool = typer.Option(False, help="Also simulate a supervisor deciding disputes."),
         p_return: float = typer.Option(None, help="Probability a lead unit returns a task."),
-        work_delay: float = typer.Option(None, help="Seconds a simulated unit spends on a task.")) -> None:
+        work_delay: float = typer.Option(None, help="Seconds a simulated unit spends on a task."),
+        hotline_url: str = typer.Option(None, help="Intake's HTTP API, where the simulated callback operators and "
+                                        "supervisor post their decisions (default http://127.0.0.1:8080).")) -> None:
     """Run a simulated unit service (e.g. `cityops unit run --unit water`) until Ctrl-C.
 
     Real departments use the SDK (services/units/sdk.py) from their own systems instead."""
@@ -24,6 +26,8 @@ def run(unit: list[str] = typer.Option([], "--unit", "-u", help="Unit id to answ
         overrides["p_return"] = p_return
     if work_delay is not None:
         overrides["work_delay_s"] = work_delay
+    if hotline_url is not None:
+        overrides["hotline_url"] = hotline_url
     settings = UnitSettings(**overrides)
     asyncio.run(create_app(settings).run())
 

@@ -1,4 +1,8 @@
-"""Simulated units (and, optionally, callback operators and a supervisor) on top of the SDK's reports."""
+"""Simulated units (and, optionally, callback operators and a supervisor) on top of the SDK's reports.
+
+The units' answers go on the unit-reports topic. The simulated callback operators' and supervisor's
+decisions do not: like real ones, they go through intake's HTTP API (services/units/hotline.py), since
+intake is the one writer of decisions. Here they are only planned (rows of kind HOTLINE_KINDS)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from sqlalchemy import delete, insert, select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.registry import model_for
-from contracts.topics import CONSULT, EVALUATE, UNIT_REPORTS
+from contracts.topics import UNIT_REPORTS
 from services.common.pipeline import Emit, HandlerContext, apply_in_batch
 
 from . import domain, sdk
@@ -22,6 +26,8 @@ from .models import PendingAction
 EVENT_TYPES = [m.event_type for m in (ev.TaskAssigned, ev.ConsultationRequested, ev.ReturnRejected,
                                       ev.CallbackRequested, ev.SupervisorReviewRequested)]
 _ACTIONS = PendingAction.__table__
+# Actions of the simulated hotline staff, posted to intake's HTTP API by hotline.post_due (never emitted here).
+HOTLINE_KINDS = ("callback", "decision")
 
 
 def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
@@ -41,8 +47,9 @@ def _apply(ctx: HandlerContext, batch: dict[str, dict[str, Any]], envelope: Enve
     planned = _plan(ctx, envelope)
     # An action without delay goes out with this batch (through the pipeline's outbox, with the same
     # derived id the tick would give it): no pending row, no tick round trip.
-    now = [(unit, action) for unit, _, action in planned if action.delay_s <= 0]
-    _schedule(ctx, batch, envelope, [p for p in planned if p[2].delay_s > 0])
+    at_once = [p for p in planned if p[2].delay_s <= 0 and p[2].kind not in HOTLINE_KINDS]
+    now = [(unit, action) for unit, _, action in at_once]
+    _schedule(ctx, batch, envelope, [p for p in planned if p not in at_once])
     return [_action_event(_Action(unit, action.kind), envelope, action.detail, ctx) for unit, action in now]
 
 
@@ -111,8 +118,8 @@ handle.finish_batch = finish_batch  # type: ignore[attr-defined]
 def send_due(ctx: HandlerContext) -> list[Emit]:
     """Tick: send every simulated action whose time has come (read as plain rows and deleted with one
     statement: no ORM object per action)."""
-    due = ctx.session.execute(select(_ACTIONS).where(_ACTIONS.c.due_at <= ctx.now()).order_by(_ACTIONS.c.due_at)
-                              .limit(2000)).all()
+    due = ctx.session.execute(select(_ACTIONS).where(_ACTIONS.c.due_at <= ctx.now(), _ACTIONS.c.kind.not_in(HOTLINE_KINDS))
+                              .order_by(_ACTIONS.c.due_at).limit(2000)).all()
     out = [_action_event(row, _envelope_type(row.cause_type).model_validate_json(row.cause_json), json.loads(row.detail_json), ctx)
            for row in due]
     sent = [row.action_id for row in due]
@@ -144,13 +151,4 @@ def _action_event(row: Any, cause: Envelope[Any], detail: dict[str, Any], ctx: H
                         else sdk.report(cause, ev.TaskCompleted(task_id=cause.data.task_id, unit=u, result=detail["result"]), u))
         case "opinion":
             return Emit(UNIT_REPORTS.name, sdk.opinion(cause, u, detail["agrees"], comment="simulated opinion"))
-        case "callback":
-            data = ev.CallbackRecorded(round=detail["round"], resolved=detail["resolved"], satisfaction=detail["satisfaction"],
-                                       operator="simulated-callback")
-            return Emit(EVALUATE.name, cause.caused(data, source="/cityops/hotline-sim"))
-        case "decision":
-            data = ev.SupervisorDecided(consultation_id=detail["consultation_id"], supervisor="simulated-supervisor",
-                                        routing=ev.Routing(lead=detail["lead"], co_units=tuple(detail["co_units"]),
-                                                           level=detail["level"]))
-            return Emit(CONSULT.name, cause.caused(data, source="/cityops/supervisor-sim"))
     raise ValueError(f"unknown simulated action {row.kind}")

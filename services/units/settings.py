@@ -24,4 +24,6 @@ class UnitSettings(ServiceSettings):
     callbacks: bool = Field(default=False, description="Also simulate the hotline's callback operators.")
     p_satisfied: float = Field(default=0.85, ge=0, le=1, description="Probability a called-back resident is satisfied.")
     supervisor: bool = Field(default=False, description="Also simulate a supervisor deciding disputed consultations.")
+    hotline_url: str = Field(default="http://127.0.0.1:8080", description="Base URL of intake's HTTP API, where the simulated "
+                             "callback operators and supervisor post their decisions (intake is their one writer).")
     tick_s: float = Field(default=0.2, gt=0, description="How often due simulated actions are sent.")

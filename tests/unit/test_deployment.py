@@ -102,6 +102,8 @@ def test_units_entry_runs_the_simulated_units_for_the_demo() -> None:
     env = entry.get("environment") or {}
     assert str(env.get("CITYOPS_UNIT_CALLBACKS")).lower() == "true"
     assert str(env.get("CITYOPS_UNIT_SUPERVISOR")).lower() == "true"
+    # they post their decisions to intake (the one writer of decisions), reached by its service name
+    assert env.get("CITYOPS_UNIT_HOTLINE_URL") == "http://intake:8080"
 
 
 # --- (b) every command exists -----------------------------------------------------------------------

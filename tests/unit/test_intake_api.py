@@ -175,3 +175,28 @@ def test_status_words_are_the_shared_vocabulary_and_old_words_still_select(api):
     assert [r["ticket_id"] for r in client.get("/tickets", params={"status": "consultation"}).json()] == ["T-new"]
     assert [r["ticket_id"] for r in client.get("/tickets", params={"status": "reopened"}).json()] == ["T-old"]
     assert client.get("/stats").json() == {"consulting": 1, "reopened": 1}
+def test_operator_and_supervisor_decisions_go_on_intakes_command_topic_and_a_retry_is_the_same_command(api):
+    from contracts import events as ev
+    from contracts.topics import COMMANDS
+
+    client, published, engine = api
+    with Session(engine) as s:
+        for tid, status in (("T-1", "manual-triage"), ("T-2", "merged"), ("T-3", "supervisor-review"), ("T-4", "awaiting-callback")):
+            s.add(TicketStatus(ticket_id=tid, status=status, requested_at=NOW, updated_at=NOW))
+        s.commit()
+    calls = [("/triage/T-1/resolve", {"category": "city-management.street-light", "operator": "op-7"}),
+             ("/tickets/T-2/split", {"operator": "op-7", "reason": "different lamp"}),
+             ("/supervisor/decisions", {"ticket_id": "T-3", "lead": "street-east-1", "supervisor": "sup-1"}),
+             ("/callbacks", {"ticket_id": "T-4", "round": 1, "resolved": True, "satisfaction": "satisfied"})]
+    for path, body in calls:
+        assert client.post(path, json=body).status_code == 202, path
+    assert [topic for topic, _ in published] == [COMMANDS.name] * 4
+    assert [type(e.data) for _, e in published] == [ev.ManualTriageSubmitted, ev.SplitSubmitted,
+                                                    ev.SupervisorDecisionSubmitted, ev.CallbackSubmitted]
+    assert [e.ticket_id for _, e in published] == ["T-1", "T-2", "T-3", "T-4"]
+    published.clear()
+    for _ in range(2):
+        client.post("/callbacks", json=calls[3][1], headers={"Idempotency-Key": "cb-T-4-1"})
+    client.post("/callbacks", json=calls[3][1])
+    first, again, unkeyed = (e.id for _, e in published)
+    assert first == again != unkeyed

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session
 
 from contracts import events as ev
-from contracts.topics import SLA, unit_task_topic
+from contracts.topics import SLA
 from domain.catalogue import load_catalogue
 from domain.holders import check_tiles, ledger_bounds, spans_from_facts
 from services.common.pipeline import Emit, HandlerContext
@@ -87,7 +87,9 @@ def grid_story(ticket_id: str = "T-G") -> tuple[TicketStory, str]:
     return story, story.assigned(at(11, 3, 9), GRID)  # Monday 09:00
 
 
-def test_reminders_breach_and_two_rungs_of_escalation_reach_the_unit_and_its_supervisors(sla):
+def test_reminders_breach_and_two_rungs_of_escalation_are_written_on_the_sla_topic(sla):
+    # sla writes only its own topic: act forwards the notices to the unit and its supervisors
+    # (tests/unit/test_act_forwards.py), being the one writer of the units' task topics.
     story, task = grid_story()
     sla.feed(story.events)
     story.signed_for(at(11, 3, 10), task)
@@ -95,21 +97,17 @@ def test_reminders_breach_and_two_rungs_of_escalation_reach_the_unit_and_its_sup
     sla.feed(story.events[-2:])
     assert sla.sweep(at(11, 3, 13)) == []  # resolution budget: 1wd = 14 h of working time; 50% at Tue 12:00
     emits = sla.sweep(at(11, 4, 12))
-    assert summary(emits) == [(SLA.name, "SlaReminderSent", "resolution@0.5"),
-                              (unit_task_topic(GRID), "SlaReminderSent", "resolution@0.5")]
+    assert summary(emits) == [(SLA.name, "SlaReminderSent", "resolution@0.5")]
     assert sla.sweep(at(11, 4, 12, 1)) == []  # fired once
-    assert [s[2] for s in summary(sla.sweep(at(11, 4, 16)))] == ["resolution@0.8"] * 2
+    assert [s[2] for s in summary(sla.sweep(at(11, 4, 16)))] == ["resolution@0.8"]
     escalation = summary(sla.sweep(at(11, 4, 17, 31)))
     assert escalation == [
         (SLA.name, "SlaBreached", "resolution"),
         (SLA.name, "TicketEscalated", "grid->community:community-east-1-a"),
-        (unit_task_topic(GRID), "TicketEscalated", "grid->community:community-east-1-a"),
-        (unit_task_topic("community-east-1-a"), "TicketEscalated", "grid->community:community-east-1-a"),
     ]
     assert sla.sweep(at(11, 5, 17, 30)) == []
     second = summary(sla.sweep(at(11, 5, 17, 31)))
-    assert second[0] == (SLA.name, "TicketEscalated", "community->street:street-east-1")
-    assert (unit_task_topic("street-east-1"), "TicketEscalated", "community->street:street-east-1") in second
+    assert second == [(SLA.name, "TicketEscalated", "community->street:street-east-1")]
 
 
 def test_sign_for_and_response_clocks_breach_on_their_own_when_the_unit_is_silent(sla):
@@ -170,8 +168,7 @@ def test_ping_pong_escalates_to_arbitration_once_and_the_returns_index_counts_th
     assert emits == []  # two returns: not more than N=2
     task = story.assigned(at(11, 3, 14), "water", round=3)
     emits = sla.feed([story.events[-1], story.returned(at(11, 3, 14, 30), task)])
-    assert summary(emits) == [(SLA.name, "TicketEscalated", "None->city:hotline"),
-                              (unit_task_topic("hotline"), "TicketEscalated", "None->city:hotline")]
+    assert summary(emits) == [(SLA.name, "TicketEscalated", "None->city:hotline")]  # act forwards it to the arbiter
     assert emits[0].envelope.data.reason == "ping-pong"
     task = story.assigned(at(11, 3, 15), "housing", round=4)
     assert sla.feed([story.events[-1], story.returned(at(11, 3, 15, 30), task)]) == []  # once per ticket

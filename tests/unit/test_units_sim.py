@@ -63,3 +63,102 @@ def test_answers_without_delay_go_out_at_once_as_the_same_events_the_tick_sends(
     assert pending_none == 0 and ticked_after_none == []
     assert handled_later == [] and pending_later == 3
     assert sorted(_wire(at_once)) == sorted(_wire(later))
+
+
+# --- the simulated hotline staff go through intake's HTTP API --------------------------------------
+
+def _hotline_fixture(tmp_path, known_tickets: set[str]):
+    """A units store, and intake's real API (its broker replaced by a list) behind an in-process transport."""
+    import httpx
+
+    from domain.catalogue import load_catalogue
+    from services.intake.api import build_api
+    from services.intake.models import TicketStatus
+
+    published: list = []
+
+    async def publish(topic, envelope):
+        published.append((topic, envelope))
+
+    intake_engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
+    create_tables(intake_engine, [TicketStatus.__table__])
+    with Session(intake_engine) as s, s.begin():
+        for tid in known_tickets:
+            s.add(TicketStatus(ticket_id=tid, status="awaiting-callback", requested_at=datetime(2026, 3, 2, tzinfo=UTC),
+                               updated_at=datetime(2026, 3, 2, tzinfo=UTC)))
+    api = build_api(publish=publish, engine=intake_engine, catalogue=load_catalogue(), now=lambda: datetime(2026, 3, 2, 11, tzinfo=UTC))
+    client = httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://intake")
+    engine = make_engine(f"sqlite:///{tmp_path / 'units.db'}")
+    create_tables(engine, [PendingAction.__table__])
+    return client, engine, published
+
+
+def _pending(engine) -> list[str]:
+    with Session(engine) as s:
+        return list(s.execute(select(PendingAction.__table__.c.kind)).scalars())
+
+
+def test_simulated_callbacks_and_decisions_are_posted_to_intake_not_emitted(tmp_path):
+    import asyncio
+
+    from contracts.envelope import Envelope
+    from contracts.topics import COMMANDS
+    from services.units.hotline import post_due
+
+    client, engine, published = _hotline_fixture(tmp_path, {"T-CB", "T-SUP"})
+    settings = UnitSettings(sign_delay_s=0, callbacks=True, supervisor=True)
+    now = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    callback = Envelope.origin(ev.CallbackRequested(round=1, caller=ev.CallerRef(anonymous=True), units=("water",)),
+                               source="/cityops/evaluate", ticket_id="T-CB", time=now)
+    review = Envelope.origin(ev.SupervisorReviewRequested(consultation_id="C-1", reason="disputed", opinions=(),
+                                                          proposed=ev.Routing(lead="street-east-1", level="street")),
+                             source="/cityops/consult", ticket_id="T-SUP", time=now)
+    with Session(engine) as session, session.begin():
+        ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/units", settings=settings, extras={"units": {UNIT}})
+        assert list(handle(ctx, callback)) == [] and list(handle(ctx, review)) == []  # nothing on Kafka from units
+        assert send_due(ctx) == []
+    assert sorted(_pending(engine)) == ["callback", "decision"]
+
+    async def rounds():
+        async with client:
+            first = await post_due(client, engine, now)
+            again = await post_due(client, engine, now + timedelta(seconds=1))
+        return first, again
+
+    assert asyncio.run(rounds()) == (1, 1)  # the callback at once (no delay); the decision 0.2 s later
+    assert _pending(engine) == []
+    assert [topic for topic, _ in published] == [COMMANDS.name] * 2
+    cb, decision = (e for _, e in published)
+    assert isinstance(cb.data, ev.CallbackSubmitted) and cb.ticket_id == "T-CB" and cb.data.operator == "simulated-callback"
+    assert isinstance(decision.data, ev.SupervisorDecisionSubmitted) and decision.data.routing.lead == "street-east-1"
+
+
+def test_a_decision_intake_cannot_take_yet_is_kept_and_posted_again_with_the_same_key(tmp_path):
+    import asyncio
+
+    from contracts.envelope import Envelope
+    from services.intake.models import TicketStatus
+    from services.units.hotline import post_due
+
+    client, engine, published = _hotline_fixture(tmp_path, set())
+    settings = UnitSettings(sign_delay_s=0, callbacks=True)
+    now = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    callback = Envelope.origin(ev.CallbackRequested(round=1, caller=ev.CallerRef(anonymous=True), units=("water",)),
+                               source="/cityops/evaluate", ticket_id="T-LATE", time=now)
+    with Session(engine) as session, session.begin():
+        ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/units", settings=settings, extras={"units": {UNIT}})
+        list(handle(ctx, callback))
+
+    async def rounds():
+        async with client:
+            assert await post_due(client, engine, now) == 0  # 404: intake's status view has not seen the ticket
+            with Session(make_engine(f"sqlite:///{tmp_path / 'intake.db'}")) as s, s.begin():
+                s.add(TicketStatus(ticket_id="T-LATE", status="awaiting-callback", requested_at=now, updated_at=now))
+            assert await post_due(client, engine, now) == 1
+            # A crash before the row was deleted posts it again: the same key, so the same command id.
+            await client.post("/callbacks", json={"ticket_id": "T-LATE", "round": 1, "resolved": True, "satisfaction": "satisfied",
+                                                  "operator": "simulated-callback"},
+                              headers={"Idempotency-Key": f"{callback.id}:hotline:0"})
+
+    asyncio.run(rounds())
+    assert _pending(engine) == [] and len(published) == 2 and published[0][1].id == published[1][1].id

@@ -1,0 +1,111 @@
+"""The simulated callback operators and supervisor post their decisions to intake's HTTP API.
+
+Intake is the one writer of operators' and supervisors' decisions (cityops.intake.commands.v1), so the
+simulation goes the way a person at the hotline does: `POST /callbacks` and `POST /supervisor/decisions`
+at `hotline_url`. The decisions are planned by the handler as pending_actions rows (kinds HOTLINE_KINDS);
+this loop posts the due ones and deletes a row once intake has answered for it.
+
+At least once, applied once: a row is deleted only after intake's answer, so a crash or a failed delete
+posts it again, with the same Idempotency-Key (the row's action id). Intake derives the command's id from
+that key, and the step that applies the command drops the copy. A row intake cannot take yet (404: its
+status view has not seen the ticket; 5xx; intake down) is kept and tried again at the next round; one it
+refuses for good (422) is dropped with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import httpx
+from sqlalchemy import delete, select
+from sqlalchemy.engine import Engine
+
+from services.common.logs import get_logger
+from services.common.pipeline import EventPipeline, write_lock
+
+from .handlers import HOTLINE_KINDS
+from .models import PendingAction
+from .settings import UnitSettings
+
+log = get_logger(__name__)
+_ACTIONS = PendingAction.__table__
+_RETRY_LATER = {404, 408, 425, 429}
+
+
+def request_for(row: Any) -> tuple[str, dict[str, Any]]:
+    """(path, JSON body) of intake's API for a due callback or decision row."""
+    ticket_id = json.loads(row.cause_json)["ticket_id"]
+    detail = json.loads(row.detail_json)
+    if row.kind == "callback":
+        return "/callbacks", {"ticket_id": ticket_id, "round": detail["round"], "resolved": detail["resolved"],
+                              "satisfaction": detail["satisfaction"], "operator": "simulated-callback"}
+    if row.kind == "decision":
+        return "/supervisor/decisions", {"ticket_id": ticket_id, "lead": detail["lead"], "co_units": detail["co_units"],
+                                         "level": detail["level"], "supervisor": "simulated-supervisor",
+                                         "consultation_id": detail["consultation_id"]}
+    raise ValueError(f"not a hotline action: {row.kind}")
+
+
+def due_rows(engine: Engine, now: Any, limit: int = 500) -> list[Any]:
+    with engine.connect() as connection:
+        return list(connection.execute(select(_ACTIONS).where(_ACTIONS.c.kind.in_(HOTLINE_KINDS), _ACTIONS.c.due_at <= now)
+                                       .order_by(_ACTIONS.c.due_at).limit(limit)).all())
+
+
+def forget(engine: Engine, action_ids: list[str]) -> None:
+    with write_lock(engine), engine.begin() as connection:
+        for i in range(0, len(action_ids), 500):
+            connection.execute(delete(_ACTIONS).where(_ACTIONS.c.action_id.in_(action_ids[i:i + 500])))
+
+
+async def post_one(client: httpx.AsyncClient, row: Any) -> bool:
+    """Post one decision; True when the row is done with (accepted, or refused for good)."""
+    path, body = request_for(row)
+    try:
+        response = await client.post(path, json=body, headers={"Idempotency-Key": row.action_id})
+    except httpx.HTTPError as exc:
+        log.debug("hotline_post_failed", path=path, action_id=row.action_id, error=repr(exc))
+        return False
+    if response.is_success:
+        return True
+    if response.status_code in _RETRY_LATER or response.status_code >= 500:
+        return False
+    log.warning("hotline_post_refused", path=path, action_id=row.action_id, status=response.status_code,
+                answer=response.text[:500])
+    return True
+
+
+async def post_due(client: httpx.AsyncClient, engine: Engine, now: Any, concurrency: int = 16) -> int:
+    """Post every due decision (a few at a time); return how many are done with."""
+    rows = await asyncio.to_thread(due_rows, engine, now)
+    if not rows:
+        return 0
+    gate = asyncio.Semaphore(concurrency)
+
+    async def post(row: Any) -> bool:
+        async with gate:
+            return await post_one(client, row)
+
+    done = [row.action_id for row, ok in zip(rows, await asyncio.gather(*(post(r) for r in rows))) if ok]
+    if done:
+        await asyncio.to_thread(forget, engine, done)
+    return len(done)
+
+
+async def run_hotline(pipeline: EventPipeline, stop: asyncio.Event) -> None:
+    """Background loop of the units service: post due decisions every `tick_s` until stopped."""
+    settings: UnitSettings = pipeline.settings  # type: ignore[assignment]
+    if not (settings.callbacks or settings.supervisor):
+        return
+    async with httpx.AsyncClient(base_url=settings.hotline_url, timeout=10) as client:
+        while not stop.is_set():
+            try:
+                await post_due(client, pipeline.engine, pipeline.clock())
+            except Exception as exc:  # keep going: a store or network blip must not end the simulation
+                log.error("hotline_round_failed", error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=settings.tick_s)
+            except TimeoutError:
+                pass
