@@ -110,6 +110,19 @@ def without_time(record: Record) -> tuple[Any, ...]:
     return (record.topic, record.key, record.value, tuple(sorted((k, v) for k, v in record.headers if k != "ce_time")))
 
 
+def distinct(records: Iterable[Record]) -> list[Record]:
+    """The records without re-sent copies (same topic and event id), first copies kept in place. A
+    duplicate input re-sends the outputs of its first copy while they are still in the outbox, which
+    depends on when the outbox was last cleared; consumers drop such copies by their id."""
+    seen: set[tuple[str, str | None]] = set()
+    out = []
+    for r in records:
+        if (r.topic, r.id) not in seen:
+            seen.add((r.topic, r.id))
+            out.append(r)
+    return out
+
+
 def by_key(records: Iterable[Record]) -> dict[tuple[str, bytes | None], list[tuple[Any, ...]]]:
     """Records per (topic, key), in order: Kafka keeps the order of one key on one topic, nothing more."""
     out: dict[tuple[str, bytes | None], list[tuple[Any, ...]]] = defaultdict(list)
