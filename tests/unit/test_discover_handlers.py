@@ -102,9 +102,10 @@ def test_a_split_undoes_the_merge_and_sends_the_ticket_on_its_own(tmp_path, hub)
     assert svc.feed([record_of(split_requested("T-SPLIT").model_copy(update={"id": "second-split"}))]) == []
 
 
-def test_a_resident_turning_70_gets_a_proactive_ticket_and_69_does_not(tmp_path):
+def test_a_resident_turning_70_gets_a_proactive_ticket_and_69_or_71_does_not(tmp_path):
     svc = _discover(tmp_path)
-    out = svc.feed([record_of(life_event("R-1", "birthday", age=70)), record_of(life_event("R-2", "birthday", age=69))])
+    out = svc.feed([record_of(life_event("R-1", "birthday", age=70)), record_of(life_event("R-2", "birthday", age=69)),
+                    record_of(life_event("R-3", "birthday", age=71)), record_of(life_event("R-4", "unemployed"))])
     (registered,) = of_type(out, ev.TicketRegistered)
     assert registered.ticket_id == f"P-{registered.causation_id[:8].upper()}-0"
     t = registered.data.ticket
