@@ -140,3 +140,19 @@ def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_change
     svc.feed(records)
     store = svc.snapshot()
     assert svc.feed(records) == [] and svc.snapshot() == store
+
+
+def test_the_topics_interleaving_does_not_change_the_outcome(tmp_path, hub):
+    """discover reads several topics, each in order but not in step with the others: reading every
+    submission and life event first, then the splits, the categories and the closings (each still after
+    its cause) gives what the log's interleaving gave."""
+    records = inputs(_discover(tmp_path), hub.log)
+    as_logged = _discover(tmp_path)
+    expected = as_logged.feed(records)
+    topics = [topic_for_event(t.event_type) for t in (ev.TicketSubmitted, ev.ResidentLifeEventRecorded, ev.SplitRequested,
+                                                      ev.TicketClassified, ev.TicketClosed)]
+    assert set(topics) >= {r.topic for r in records}
+    topic_by_topic = _discover(tmp_path)
+    out = topic_by_topic.feed([r for t in dict.fromkeys(topics) for r in records if r.topic == t])
+    assert by_key(out) == by_key(expected)
+    assert topic_by_topic.snapshot()["discover_tickets"] == as_logged.snapshot()["discover_tickets"]
