@@ -24,7 +24,7 @@ import asyncio
 import itertools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -237,12 +237,15 @@ class ServiceHarness:
         return asyncio.run(self._tick())
 
     async def _tick(self) -> list[Record]:
+        # One round of EventPipeline.run_ticks, without its loop (and without its catch-all: a failing tick fails the test).
+        from services.common.pipeline import _tick_cause
+
         before = len(self.broker.published)
         for tick in self.ticks:
             emits = await asyncio.to_thread(self.pipeline._tick_once, tick)
             if emits:
                 await self.pipeline._publish(emits, [])
-                self.pipeline._clear_later([f"tick:{dict(rec.headers)['ce_id'].decode()}" for _, rec in emits])
+                self.pipeline._clear_later([_tick_cause(rec) for _, rec in emits])
         await self.pipeline.flush_outbox()
         return self.broker.published[before:]
 

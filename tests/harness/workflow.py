@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from contracts import events as ev
@@ -36,7 +36,7 @@ class KeywordClassifier:
     """A stand-in for the trained classifier (triage's app takes one): sure of a category when the text
     names one of its keywords, unsure otherwise. Deterministic and instant."""
 
-    KEYWORDS = {"garbage": "city-management.garbage-collection", "manhole": "city-management.manhole-cover"}
+    KEYWORDS: ClassVar[dict[str, str]] = {"garbage": "city-management.garbage-collection", "manhole": "city-management.manhole-cover"}
 
     def predict(self, text: str) -> Prediction:
         for word, category in self.KEYWORDS.items():
@@ -138,10 +138,10 @@ class Hub:
         """The log's events (each once: a task's record on the unit's topic is a copy of act's)."""
         seen, out = set(), []
         for r in self.log.records:
-            if (event_type is None or r.type == event_type.event_type) and (ticket_id is None or r.ticket_id == ticket_id):
-                if r.id not in seen:
-                    seen.add(r.id)
-                    out.append(r.envelope())
+            wanted = (event_type is None or r.type == event_type.event_type) and ticket_id in (None, r.ticket_id)
+            if wanted and r.id not in seen:
+                seen.add(r.id)
+                out.append(r.envelope())
         return out
 
     def last(self, event_type: type[ev.Event], ticket_id: str) -> Envelope[Any]:
