@@ -8,7 +8,8 @@ the production time an output takes from the wall clock, is left out, and copies
 input, see `distinct`), what the service's ticks then publish, and every table of its store
 (`ServiceHarness.snapshot`).
 
-sla's own store-level version of this (fixed cuts over synthetic stories) is in test_pipeline_batches.py;
+The examples are derandomised (the same ones every run, so a failure reproduces); raise `max_examples`
+locally to search wider. sla's own store-level version of this (fixed cuts over synthetic stories) is in test_pipeline_batches.py;
 here sla runs on the workflow's log and its outputs and ticks are compared too.
 """
 
