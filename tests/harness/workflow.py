@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from contracts import events as ev
-from contracts.envelope import Envelope, derive_event_id
+from contracts.envelope import Envelope, derive_event_id, utcnow
 from services.triage.classifier import Prediction
 from services.units import sdk
 
@@ -52,9 +52,11 @@ class KeywordClassifier:
 # ---------------------------------------------------------------------------------------------- origin events
 
 
-def _origin(data: ev.Event, ticket_id: str, at: datetime, source: str, name: str) -> Envelope[Any]:
-    # Stable ids: the same story gives the same log in every run (handlers derive theirs from these).
-    return Envelope.origin(data, source=source, ticket_id=ticket_id, time=at,
+def _origin(data: ev.Event, ticket_id: str, source: str, name: str) -> Envelope[Any]:
+    """An event a person or a register starts a chain with. Stamped with the wall clock, as the services stamp
+    what they produce: their event times then follow the order things happened in (the status view relies
+    on it). Stable ids: the same story gives the same log in every run (handlers derive theirs from these)."""
+    return Envelope.origin(data, source=source, ticket_id=ticket_id, time=utcnow(),
                            event_id=derive_event_id(f"test:{ticket_id}", data.event_type, 0, name))
 
 
@@ -64,35 +66,34 @@ def submitted(ticket_id: str, text: str, *, category: str | None = None, grid: s
     location = ev.Location(grid=grid, lat=lat, lon=lon, address="桂花路 1 号")
     data = ev.TicketSubmitted(channel=ev.Channel.phone, text=text, caller=ev.Caller(name="张三", phone=phone),
                               location=location, category=category, submitted_at=at)
-    return _origin(data, ticket_id, at, "/cityops/intake", name)
+    return _origin(data, ticket_id, "/cityops/intake", name)
 
 
 def life_event(resident: str, kind: str, *, age: int | None = None, at: datetime = T0) -> Envelope[Any]:
     data = ev.ResidentLifeEventRecorded(resident_ref=resident, kind=kind, age=age, occurred_on=at,
                                         location=ev.Location(grid=GRID))
-    return _origin(data, resident, at, "/cityops/registers", kind)
+    return _origin(data, resident, "/cityops/registers", kind)
 
 
-def split_requested(ticket_id: str, *, at: datetime = T0) -> Envelope[Any]:
-    return _origin(ev.SplitRequested(requested_by="op-7", reason="a different manhole"), ticket_id, at,
-                   "/cityops/intake", "split")
+def split_requested(ticket_id: str) -> Envelope[Any]:
+    return _origin(ev.SplitRequested(requested_by="op-7", reason="a different manhole"), ticket_id, "/cityops/intake", "split")
 
 
-def manual_resolved(ticket_id: str, category: str, *, at: datetime = T0) -> Envelope[Any]:
-    return _origin(ev.ManualTriageResolved(category=category, operator="op-7"), ticket_id, at, "/cityops/intake", "manual")
+def manual_resolved(ticket_id: str, category: str) -> Envelope[Any]:
+    return _origin(ev.ManualTriageResolved(category=category, operator="op-7"), ticket_id, "/cityops/intake", "manual")
 
 
 def supervisor_decided(ticket_id: str, lead: str, *, co_units: Iterable[str] = (), level: str = "street",
-                       consultation_id: str | None = None, at: datetime = T0) -> Envelope[Any]:
+                       consultation_id: str | None = None) -> Envelope[Any]:
     data = ev.SupervisorDecided(consultation_id=consultation_id, supervisor="sup-1",
                                 routing=ev.Routing(lead=lead, co_units=tuple(co_units), level=level), note="decided")
-    return _origin(data, ticket_id, at, "/cityops/intake", f"decided:{consultation_id}")
+    return _origin(data, ticket_id, "/cityops/intake", f"decided:{consultation_id}")
 
 
-def callback(ticket_id: str, round: int, *, satisfied: bool, at: datetime = T0) -> Envelope[Any]:
+def callback(ticket_id: str, round: int, *, satisfied: bool) -> Envelope[Any]:
     data = ev.CallbackRecorded(round=round, resolved=satisfied,
                                satisfaction=ev.Satisfaction.satisfied if satisfied else ev.Satisfaction.unsatisfied)
-    return _origin(data, ticket_id, at, "/cityops/intake", f"callback:{round}")
+    return _origin(data, ticket_id, "/cityops/intake", f"callback:{round}")
 
 
 # ---------------------------------------------------------------------------------------------- the hub
