@@ -141,3 +141,18 @@ def test_a_handled_ticket_seen_before_its_registration_is_parked_then_applied(tm
     assert by_key(out) == by_key(expected)
     assert {k: v for k, v in svc.snapshot().items() if k.startswith("evaluate")} == \
         {k: v for k, v in in_order.snapshot().items() if k.startswith("evaluate")}
+
+
+def test_a_repeat_whose_merge_is_read_after_its_master_closed_is_closed_too(tmp_path, hub):
+    """The tickets topic may be read behind the act and evaluate topics: the master's closing then comes
+    before the repeat's registration. The repeat must not stay open for ever."""
+    records = inputs(_evaluate(tmp_path), hub.log, "T-HAPPY", "T-REPEAT")
+    repeat = [r for r in records if r.ticket_id == "T-REPEAT"]
+    svc = _evaluate(tmp_path)
+    out = svc.feed([r for r in records if r not in repeat])
+    assert {e.ticket_id for e in of_type(out, ev.TicketClosed)} == {"T-HAPPY"}
+    out = svc.feed(repeat)
+    closed = one(out, ev.TicketClosed, "T-REPEAT")
+    assert (closed.data.outcome, closed.data.master_ticket_id) == ("merged", "T-HAPPY")
+    assert _tickets(svc)["T-REPEAT"]["status"] == "closed"
+    assert svc.feed(repeat) == []  # and only once
