@@ -199,6 +199,11 @@ class ServiceHarness:
         return self._consume is not None or record.topic in set(self.topics)
 
     @property
+    def source(self) -> str | None:
+        """The CloudEvents source of what the service publishes (None for one that publishes nothing)."""
+        return self.pipeline.source if self.pipeline is not None else None
+
+    @property
     def stats(self) -> dict[str, int]:
         return dict(self.pipeline.stats) if self.pipeline is not None else {}
 

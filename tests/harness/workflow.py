@@ -271,3 +271,58 @@ def story_hub(directory: Path) -> Hub:
     hub = Hub(directory)
     stories(hub)
     return hub
+
+
+# ---------------------------------------------------------------------------------------------- delivery orders
+
+ORIGINS = (ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type)
+
+
+def must_come_after(svc: ServiceHarness, records: Sequence[Record], log: Log) -> dict[str, set[str]]:
+    """For each record the service reads, the ones it must have applied first in any order Kafka could deliver
+    them in (topics are ordered one by one, not with each other):
+
+    * the cause of anything the service itself published among the record and its ancestors (that could
+      not have been produced before the service applied its cause);
+    * for a person's action (a split, a decision, a callback: an origin event other than an intake or a
+      register's), every earlier record of its ticket: the person acted on what the service had shown.
+    """
+    by_id = {}  # every event of the log: ancestries run through topics the service does not read
+    for r in log.records:
+        by_id.setdefault(r.id, r.envelope())
+    ids = {r.id for r in records}
+    after: dict[str, set[str]] = {}
+    for i, r in enumerate(records):
+        needs: set[str] = set()
+        seen: set[str] = set()
+        event: str | None = r.id  # the record itself may be one the service published (it reads its own topic)
+        while event and event in by_id and event not in seen:
+            seen.add(event)
+            ancestor = by_id[event]
+            if ancestor.source == svc.source and ancestor.causation_id in ids:
+                needs.add(ancestor.causation_id)
+            event = ancestor.causation_id
+        if by_id[r.id].causation_id is None and r.type not in ORIGINS:
+            needs |= {x.id for x in records[:i] if x.ticket_id == r.ticket_id}
+        after[r.id] = needs
+    return after
+
+
+def delivery_order(records: Sequence[Record], after: dict[str, set[str]], rng: Any) -> list[Record]:
+    """One order Kafka could deliver the records in: each topic's in its own order, topics interleaved in runs
+    of random length, nothing before what it must come after (`must_come_after`)."""
+    queues: dict[str, list[Record]] = {}
+    for r in records:
+        queues.setdefault(r.topic, []).append(r)
+    done: set[str] = set()
+    out: list[Record] = []
+    while any(queues.values()):
+        ready = [t for t, q in queues.items() if q and after[q[0].id] <= done]
+        queue = queues[rng.choice(ready)]
+        for _ in range(rng.randint(1, 6)):
+            if not queue or not after[queue[0].id] <= done:
+                break
+            record = queue.pop(0)
+            out.append(record)
+            done.add(record.id)
+    return out
