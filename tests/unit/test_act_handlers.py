@@ -173,6 +173,8 @@ def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_change
 
 
 def test_a_report_that_arrives_before_its_dispatch_is_parked_then_applied(tmp_path, hub):
+    """Kafka cannot deliver this order (a unit reports on what act sent it); it checks that whatever comes
+    before what it needs waits for it rather than being lost. The order Kafka can deliver is the next test's."""
     records = inputs(_act(tmp_path), hub.log, "T-HAPPY")
     classified, reports = records[0], [r for r in records if r.topic == topic_for_event(ev.TaskSignedFor.event_type)]
     in_order = _act(tmp_path)
@@ -185,3 +187,18 @@ def test_a_report_that_arrives_before_its_dispatch_is_parked_then_applied(tmp_pa
     assert by_key(out) == by_key(expected)
     assert svc.snapshot()["act_tasks"] == in_order.snapshot()["act_tasks"]
     assert svc.snapshot()["act_tickets"] == in_order.snapshot()["act_tickets"]
+
+
+def test_an_agreed_plan_read_before_the_classification_is_parked_then_dispatched(tmp_path, hub):
+    """The consult topic may be read ahead of the triage topic: the plan waits for the ticket's classification."""
+    records = inputs(_act(tmp_path), hub.log, "T-CONSULT")
+    classified = next(r for r in records if r.type == ev.TicketClassified.event_type)
+    plan = next(r for r in records if r.type == ev.PlanAgreed.event_type)
+    in_order = _act(tmp_path)
+    expected = in_order.feed([classified, plan])
+    svc = _act(tmp_path)
+    assert svc.feed([plan]) == [] and svc.parked() == [plan.id]
+    out = svc.feed([classified])
+    assert svc.parked() == [] and of_type(out, ev.TaskAssigned)
+    assert by_key(out) == by_key(expected)
+    assert svc.snapshot()["act_tasks"] == in_order.snapshot()["act_tasks"]
