@@ -6,7 +6,9 @@ operators, units and supervisors are played by the test: it adds their events wi
 (unit reports through the unit SDK's own functions, so their ids are derived as a real unit's are).
 
 `stories(hub)` drives one ticket down every branch of the lifecycle; the log it leaves is the
-realistic input of the batch-split property tests.
+realistic input of the property tests: cut into batches (test_batch_split_properties.py) and delivered
+in any order Kafka could deliver it in (`must_come_after`, `delivery_order`,
+test_delivery_order_properties.py).
 """
 
 from __future__ import annotations
