@@ -91,7 +91,7 @@ def test_published_records_and_store_do_not_depend_on_where_batches_split(name, 
     def one_batch(chosen: frozenset[str]) -> tuple:
         return _run(name, [r for r in records if _family(r.ticket_id) in chosen], frozenset(), workdir)
 
-    @settings(max_examples=8, deadline=None, derandomize=True, database=None,
+    @settings(max_examples=6, deadline=None, derandomize=True, database=None,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
     @given(_cuts_and_stories(records))
     def check(drawn: tuple[frozenset[str], frozenset[int]]) -> None:
