@@ -36,9 +36,12 @@ def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> It
     d = envelope.data
     match d:
         case ev.TicketRegistered():
-            _ensure(ctx, batch, envelope.ticket_id, d.ticket, d.master_ticket_id)
+            return close_if_master_closed(ctx, batch, envelope, _ensure(ctx, batch, envelope.ticket_id, d.ticket,
+                                                                        d.master_ticket_id))
         case ev.TicketMerged():
-            _ticket(ctx, batch, envelope.ticket_id).master_ticket_id = d.master_ticket_id
+            row = _ticket(ctx, batch, envelope.ticket_id)
+            row.master_ticket_id = d.master_ticket_id
+            return close_if_master_closed(ctx, batch, envelope, row)
         case ev.TicketSplit():
             _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
@@ -170,6 +173,18 @@ def close(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Tick
         data = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=row.ticket_id)
         out.append(Emit(EVALUATE.name, cause.caused(data, source=ctx.source, ticket_id=child.ticket_id, index=i)))
     return out
+
+
+def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket) -> list[Emit]:
+    """A repeat whose merge is read after its master was closed (the tickets topic is not in step with the
+    others; discover may also merge into a master whose closing it has not read yet) is closed at once:
+    closing the master could not close a child it did not know, and nothing else would."""
+    master = batch.ticket(ctx.session, row.master_ticket_id) if row.master_ticket_id else None
+    if master is None or master.status != "closed" or row.status == "closed":
+        return []
+    row.status = "closed"
+    data = ev.TicketClosed(outcome="merged", satisfaction=None, rounds=0, master_ticket_id=master.ticket_id)
+    return [Emit(EVALUATE.name, cause.caused(data, source=ctx.source))]
 
 
 def rates_table(session: Any, scope: str) -> list[dict[str, Any]]:

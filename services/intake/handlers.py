@@ -106,7 +106,10 @@ def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit
             row.status, row.round = Status.reopened, d.round
         case ev.TicketClosed():
             row.status, row.outcome = Status.closed, d.outcome
-    row.updated_at = envelope.time
+    if not isinstance(d, ev.TaskAssigned):
+        # An assignment changes no status: were it to stamp the row, the classification or plan that caused
+        # it, when read after it (another topic), would count as older and its status and lead be lost.
+        row.updated_at = envelope.time
     return ()
 
 

@@ -1,0 +1,146 @@
+"""consult's handlers through its real pipeline (tests/harness): convene, opinions, plan agreed, disagreement
+and missing opinions -> supervisor review, decision, ping-pong arbitration; redelivery and out-of-order arrival."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from contracts import events as ev
+from contracts.topics import topic_for_event, unit_task_topic
+from services.units import sdk
+from tests.harness.pipeline import by_key, record_of, start
+from tests.harness.workflow import inputs, of_type, one, story_hub
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    return story_hub(tmp_path_factory.mktemp("consult-stories"))
+
+
+def _consult(tmp_path, **settings):
+    return start("consult", tmp_path, **settings)
+
+
+def _classified(hub, ticket_id):
+    return [r for r in hub.log.records if r.ticket_id == ticket_id and r.type == ev.TicketClassified.event_type]
+
+
+def _consultations(svc, ticket_id):
+    return [c for c in svc.rows("consultations") if c["ticket_id"] == ticket_id]
+
+
+def test_a_category_without_consultation_is_only_remembered(tmp_path, hub):
+    svc = _consult(tmp_path)
+    assert svc.feed(_classified(hub, "T-HAPPY")) == []
+    assert [r["ticket_id"] for r in svc.rows("consult_routed_tickets")] == ["T-HAPPY"]
+    assert svc.rows("consultations") == []
+
+
+def test_a_category_that_needs_consultation_convenes_every_party_on_its_own_topic(tmp_path, hub):
+    svc = _consult(tmp_path)
+    out = svc.feed(_classified(hub, "T-CONSULT"))
+    request = one(out, ev.ConsultationRequested, "T-CONSULT")
+    assert request.data.parties == ("street-east-1", "housing")
+    assert request.data.consultation_id == f"C-{request.causation_id[:8]}"
+    cause = next(r for r in _classified(hub, "T-CONSULT")).envelope()
+    assert request.data.opinions_due == cause.time + timedelta(hours=4)
+    assert {r.topic for r in out} == {topic_for_event(ev.ConsultationRequested.event_type),
+                                      unit_task_topic("street-east-1"), unit_task_topic("housing")}
+    (row,) = _consultations(svc, "T-CONSULT")
+    assert (row["status"], row["parties"]) == ("open", "street-east-1,housing")
+
+
+def test_the_plan_is_agreed_when_every_party_accepts(tmp_path, hub):
+    svc = _consult(tmp_path)
+    records = inputs(svc, hub.log, "T-CONSULT")
+    opinions = [r for r in records if r.type == ev.OpinionGiven.event_type]
+    svc.feed([r for r in records if r.type == ev.TicketClassified.event_type])
+    assert svc.feed(opinions[:1]) == []  # one of two: still waiting
+    out = svc.feed(opinions[1:])
+    plan = one(out, ev.PlanAgreed, "T-CONSULT")
+    assert plan.data.routing.lead == "street-east-1" and plan.data.routing.co_units == ("housing",)
+    assert plan.data.deadline > plan.time - timedelta(minutes=1)
+    assert _consultations(svc, "T-CONSULT")[0]["status"] == "agreed"
+    assert svc.feed([record_of(sdk.opinion(of_type(records, ev.ConsultationRequested)[0], "housing", False)
+                                .model_copy(update={"id": "late"}))]) == []  # late: changes nothing
+
+
+def test_a_refusal_asks_a_supervisor_and_the_decision_closes_the_consultation(tmp_path, hub):
+    svc = _consult(tmp_path)
+    records = inputs(svc, hub.log, "T-DISPUTE")
+    upto = records.index(next(r for r in records if r.type == ev.SupervisorDecided.event_type))
+    out = svc.feed(records[:upto])
+    review = one(out, ev.SupervisorReviewRequested, "T-DISPUTE")
+    assert "housing did not accept" in review.data.reason
+    assert ("housing", False, "housing") in review.data.opinions
+    assert _consultations(svc, "T-DISPUTE")[0]["status"] == "supervisor-review"
+    assert svc.feed(records[upto:upto + 1]) == []
+    assert _consultations(svc, "T-DISPUTE")[0]["status"] == "decided"
+
+
+def test_opinions_not_given_in_time_go_to_a_supervisor_at_the_next_tick(tmp_path, hub):
+    svc = _consult(tmp_path, opinion_window_s=3600)
+    out = svc.feed(_classified(hub, "T-CONSULT"))
+    request = one(out, ev.ConsultationRequested)
+    svc.clock.now = request.data.opinions_due - timedelta(seconds=1)
+    assert svc.tick() == []
+    svc.clock.now = request.data.opinions_due
+    ticked = svc.tick()
+    review = one(ticked, ev.SupervisorReviewRequested, "T-CONSULT")
+    assert review.data.reason == "no opinion in time from street-east-1, housing"
+    assert review.causation_id == f"timeout-{request.data.consultation_id}"
+    assert _consultations(svc, "T-CONSULT")[0]["status"] == "supervisor-review"
+    assert svc.tick() == []
+
+
+def test_a_ping_pong_escalation_asks_a_supervisor_to_arbitrate_from_the_last_routing(tmp_path, hub):
+    svc = _consult(tmp_path)
+    records = inputs(svc, hub.log, "T-PINGPONG")
+    escalation = next(r for r in records if r.type == ev.TicketEscalated.event_type)
+    out = svc.feed(records[:records.index(escalation) + 1])
+    review = one(out, ev.SupervisorReviewRequested, "T-PINGPONG")
+    assert review.data.consultation_id.startswith("A-") and review.data.reason.startswith("ping-pong")
+    last_routing = of_type(records[:records.index(escalation)], ev.TicketClassified)[-1].data.routing
+    assert review.data.proposed == last_routing
+    assert svc.rows("consult_routed_tickets")[0]["arbitrations"] == 1
+
+
+# ---------------------------------------------------------------------------------------------- delivery
+
+
+def test_a_batch_redelivered_after_an_unconfirmed_publish_resends_the_same_records_and_changes_nothing(tmp_path, hub):
+    svc = _consult(tmp_path)
+    records = inputs(svc, hub.log)
+    svc.broker.fail_next = True
+    with pytest.raises(ConnectionError):
+        svc.feed(records)
+    store = svc.snapshot()
+    resent = svc.feed(records)
+    assert resent and by_key(resent) == by_key(_consult(tmp_path).feed(records))
+    after = svc.snapshot()
+    assert after.pop("outbox") == [] and {k: v for k, v in store.items() if k != "outbox"} == after
+
+
+def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_changes_nothing(tmp_path, hub):
+    svc = _consult(tmp_path)
+    records = inputs(svc, hub.log)
+    svc.feed(records)
+    store = svc.snapshot()
+    assert svc.feed(records) == [] and svc.snapshot() == store
+
+
+def test_an_escalation_seen_before_the_ticket_was_routed_is_parked_then_applied(tmp_path, hub):
+    records = inputs(_consult(tmp_path), hub.log, "T-PINGPONG")
+    escalation = next(r for r in records if r.type == ev.TicketEscalated.event_type)
+    routed = _classified(hub, "T-PINGPONG")[0]
+    in_order = _consult(tmp_path)
+    expected = in_order.feed([routed, escalation])
+    svc = _consult(tmp_path)
+    assert svc.feed([escalation]) == [] and svc.parked() == [escalation.id]
+    out = svc.feed([routed])
+    assert svc.parked() == []
+    assert one(out, ev.SupervisorReviewRequested).causation_id == escalation.id
+    assert by_key(out) == by_key(expected)
+    assert svc.snapshot()["consult_routed_tickets"] == in_order.snapshot()["consult_routed_tickets"]

@@ -1,0 +1,158 @@
+"""evaluate's handlers through its real pipeline (tests/harness): callback, close, re-handle, merged repeats,
+rates; redelivery and out-of-order arrival."""
+
+from __future__ import annotations
+
+import pytest
+
+from contracts import events as ev
+from contracts.topics import topic_for_event
+from tests.harness.pipeline import by_key, record_of, start
+from tests.harness.workflow import callback, inputs, of_type, one, story_hub
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    return story_hub(tmp_path_factory.mktemp("evaluate-stories"))
+
+
+def _evaluate(tmp_path, **settings):
+    return start("evaluate", tmp_path, **settings)
+
+
+def _tickets(svc):
+    return {t["ticket_id"]: t for t in svc.rows("evaluate_tickets")}
+
+
+def _upto(records, event_type, ticket_id=None):
+    """The records up to (without) the first of this type."""
+    first = next(i for i, r in enumerate(records) if r.type == event_type.event_type and ticket_id in (None, r.ticket_id))
+    return records[:first], records[first:]
+
+
+def test_a_handled_ticket_gets_a_callback_request_with_the_masked_caller(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackRecorded)
+    out = svc.feed(before)
+    request = one(out, ev.CallbackRequested, "T-HAPPY")
+    assert [r.topic for r in out] == [topic_for_event(ev.CallbackRequested.event_type)]
+    assert request.data.round == 1 and request.data.units == ("city-management",)
+    assert request.data.caller.masked_phone == "138****5678" and request.data.caller.pseudonym
+    assert b"13812345678" not in out[0].value
+    assert _tickets(svc)["T-HAPPY"]["status"] == "awaiting-callback"
+
+
+def test_a_satisfied_resident_closes_the_ticket_and_its_merged_repeat_with_it(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    out = svc.feed(inputs(svc, hub.log, "T-HAPPY", "T-REPEAT"))
+    closed = {e.ticket_id: e.data for e in of_type(out, ev.TicketClosed)}
+    assert closed["T-HAPPY"].outcome == "resolved" and closed["T-HAPPY"].rounds == 1
+    assert closed["T-REPEAT"].outcome == "merged" and closed["T-REPEAT"].master_ticket_id == "T-HAPPY"
+    assert closed["T-REPEAT"].satisfaction == ev.Satisfaction.satisfied
+    assert {t: row["status"] for t, row in _tickets(svc).items()} == {"T-HAPPY": "closed", "T-REPEAT": "closed"}
+
+
+def test_a_split_ticket_is_not_closed_with_its_former_master(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    out = svc.feed(inputs(svc, hub.log, "T-JOINT", "T-SPLIT"))
+    assert {e.ticket_id for e in of_type(out, ev.TicketClosed)} == {"T-JOINT"}
+    assert _tickets(svc)["T-SPLIT"]["master_ticket_id"] is None and _tickets(svc)["T-SPLIT"]["status"] == "open"
+
+
+def test_an_unsatisfied_resident_reopens_the_ticket_for_another_round(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    before, after = _upto(inputs(svc, hub.log, "T-JOINT"), ev.CallbackRecorded)
+    svc.feed(before)
+    out = svc.feed(after[:1])  # the first callback: unresolved
+    reopened = one(out, ev.TicketReopened, "T-JOINT")
+    assert reopened.data.round == 2 and reopened.data.units == ("city-management", "water")
+    assert reopened.data.reason == "unresolved"
+    assert _tickets(svc)["T-JOINT"]["status"] == "open"
+    rates = {(r["scope"], r["key"]): r for r in svc.rows("evaluate_rates")}
+    assert rates[("unit", "water")]["reopened"] == 1 and rates[("grid", "grid-west-1-a-1")]["callbacks"] == 1
+
+
+def test_the_last_round_closes_unresolved_instead_of_reopening(tmp_path, hub):
+    svc = _evaluate(tmp_path, max_rounds=1)
+    before, _ = _upto(inputs(svc, hub.log, "T-JOINT"), ev.CallbackRecorded)
+    svc.feed(before)
+    out = svc.feed([record_of(callback("T-JOINT", 1, satisfied=False))])
+    closed = one(out, ev.TicketClosed, "T-JOINT")
+    assert closed.data.outcome == "unresolved" and not of_type(out, ev.TicketReopened)
+
+
+def test_rates_count_assignments_sign_fors_and_callbacks_per_unit_grid_and_district(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    svc.feed(inputs(svc, hub.log))
+    rates = {(r["scope"], r["key"]): r for r in svc.rows("evaluate_rates")}
+    water = rates[("unit", "water")]
+    assert (water["assigned"], water["signed_for"], water["callbacks"], water["resolved"], water["satisfied"]) == (3, 2, 2, 1, 1)  # T-JOINT twice, T-SPLIT
+    assert rates[("grid", "grid-east-1-a-1")]["callbacks"] == 1
+
+
+def test_a_callback_for_a_round_not_awaited_is_dead_lettered(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackRecorded)
+    svc.feed(before)
+    wrong = record_of(callback("T-HAPPY", 3, satisfied=True))
+    out = svc.feed([wrong])
+    assert [r.topic for r in out] == [wrong.topic + ".dlq"] and out[0].value == wrong.value
+    assert "not awaiting a callback for round 3" in out[0].header("dlq_error")
+    assert svc.processed()[wrong.id] == "dead-lettered"
+    assert _tickets(svc)["T-HAPPY"]["status"] == "awaiting-callback"
+
+
+# ---------------------------------------------------------------------------------------------- delivery
+
+
+def test_a_batch_redelivered_after_an_unconfirmed_publish_resends_the_same_records_and_changes_nothing(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    records = inputs(svc, hub.log)
+    svc.broker.fail_next = True
+    with pytest.raises(ConnectionError):
+        svc.feed(records)
+    store = svc.snapshot()
+    resent = svc.feed(records)
+    assert by_key(resent) == by_key(_evaluate(tmp_path).feed(records)) and resent
+    after = svc.snapshot()
+    assert after.pop("outbox") == [] and {k: v for k, v in store.items() if k != "outbox"} == after
+
+
+def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_changes_nothing(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    records = inputs(svc, hub.log)
+    svc.feed(records)
+    store = svc.snapshot()
+    assert svc.feed(records) == [] and svc.snapshot() == store
+
+
+def test_a_handled_ticket_seen_before_its_registration_is_parked_then_applied(tmp_path, hub):
+    records = inputs(_evaluate(tmp_path), hub.log, "T-HAPPY")
+    tickets_topic = topic_for_event(ev.TicketRegistered.event_type)
+    registration = [r for r in records if r.topic == tickets_topic]
+    later = [r for r in records if r.topic != tickets_topic]
+    in_order = _evaluate(tmp_path)
+    expected = in_order.feed(registration + later)
+    svc = _evaluate(tmp_path)
+    assert svc.feed(later) == []
+    assert svc.parked(), "the ticket's events wait for its registration"
+    out = svc.feed(registration)
+    assert svc.parked() == []
+    assert by_key(out) == by_key(expected)
+    assert {k: v for k, v in svc.snapshot().items() if k.startswith("evaluate")} == \
+        {k: v for k, v in in_order.snapshot().items() if k.startswith("evaluate")}
+
+
+def test_a_repeat_whose_merge_is_read_after_its_master_closed_is_closed_too(tmp_path, hub):
+    """The tickets topic may be read behind the act and evaluate topics: the master's closing then comes
+    before the repeat's registration. The repeat must not stay open for ever."""
+    records = inputs(_evaluate(tmp_path), hub.log, "T-HAPPY", "T-REPEAT")
+    repeat = [r for r in records if r.ticket_id == "T-REPEAT"]
+    svc = _evaluate(tmp_path)
+    out = svc.feed([r for r in records if r not in repeat])
+    assert {e.ticket_id for e in of_type(out, ev.TicketClosed)} == {"T-HAPPY"}
+    out = svc.feed(repeat)
+    closed = one(out, ev.TicketClosed, "T-REPEAT")
+    assert (closed.data.outcome, closed.data.master_ticket_id) == ("merged", "T-HAPPY")
+    assert _tickets(svc)["T-REPEAT"]["status"] == "closed"
+    assert svc.feed(repeat) == []  # and only once
