@@ -7,8 +7,7 @@ choosing; nothing connects to Kafka or a database until the app starts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faststream import FastStream
@@ -19,30 +18,26 @@ from contracts.envelope import utcnow
 
 from .kafka import make_broker
 from .logs import configure_logging, get_logger
-from .pipeline import Clock, EventPipeline, Handler, TickHandler
+from .handler import Clock, Deps, HandlerSpec, Tick
+from .pipeline import EventPipeline
 from .settings import ServiceSettings
 from .store import create_tables, make_engine
+
+__all__ = ["Tick", "build_service_app"]
 
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Tick:
-    handler: TickHandler
-    every_s: float
-
-
 def build_service_app(
-    settings: ServiceSettings, *, handler: Handler, topics: Sequence[str], event_types: Iterable[str],
-    tables: Sequence[Any] = (), ticks: Sequence[Tick] = (), broker: KafkaBroker | None = None,
-    engine: Engine | None = None, clock: Clock = utcnow, extras: dict[str, Any] | None = None,
-    on_ready: Any = None,
+    settings: ServiceSettings, *, spec: HandlerSpec[Deps], tables: Sequence[Any] = (),
+    broker: KafkaBroker | None = None, engine: Engine | None = None, clock: Clock = utcnow,
+    on_ready: Callable[[EventPipeline[Deps]], Awaitable[None]] | None = None,
 ) -> FastStream:
+    """The service's app: its spec's pipeline on the broker, its ticks (`spec.ticks`) while it runs."""
     name = settings.service_name
     broker = broker or make_broker(settings)
     engine = engine or make_engine(settings.store_url())
-    pipeline = EventPipeline(name=name, settings=settings, engine=engine, handler=handler, topics=topics,
-                             event_types=event_types, clock=clock, extras=extras)
+    pipeline = EventPipeline(name=name, settings=settings, engine=engine, spec=spec, clock=clock)
     pipeline.subscribe(broker)
     app = FastStream(broker, logger=None)
     app.context.set_global("pipeline", pipeline)
@@ -59,9 +54,9 @@ def build_service_app(
         await pipeline.recover_outbox()
         if on_ready is not None:
             await on_ready(pipeline)
-        for tick in ticks:
+        for tick in spec.ticks:
             tasks.append(asyncio.create_task(pipeline.run_ticks(tick.handler, tick.every_s, stop)))
-        log.info("service_started", service=name, topics=list(topics), group=settings.group_id,
+        log.info("service_started", service=name, topics=list(spec.topics), group=settings.group_id,
                  bootstrap=settings.kafka_bootstrap, store=engine.url.render_as_string(hide_password=True))
 
     @app.on_shutdown

@@ -1122,7 +1122,7 @@ async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, An
     from sqlmodel import Field as SqlField, Session, SQLModel, select
 
     from contracts.topics import WORKFLOW_TOPICS
-    from services.common.pipeline import EventPipeline
+    from services.common.pipeline import EventPipeline, HandlerSpec, NoDeps
     from services.common.settings import ServiceSettings
     from services.common.store import create_tables, make_engine
 
@@ -1145,8 +1145,8 @@ async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, An
     engine = make_engine(f"sqlite:///{target / 'replay-fallback.db'}")
     await asyncio.to_thread(create_tables, engine, [BenchTicketView.__table__])
     settings = ServiceSettings(kafka_bootstrap=hub.bootstrap, state_dir=target)
-    pipeline = EventPipeline(name="bench-replay", settings=settings, engine=engine, handler=handle, topics=topics,
-                             event_types=types)
+    spec = HandlerSpec(topics=topics, event_types=types, deps=NoDeps(), handle=handle)
+    pipeline = EventPipeline(name="bench-replay", settings=settings, engine=engine, spec=spec)
     pipeline.broker = object()  # nothing is published: _publish only checks it is set
     consumer = await _assigned_consumer(hub.bootstrap, topics, from_end=False)
     try:

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, bindparam, func, select
+from sqlalchemy import JSON, Column, DateTime, Table, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
@@ -129,6 +130,22 @@ class SlaFactRow(SQLModel, table=True):
     detail: dict = _json(dict)
 
 
+@dataclass(slots=True)
+class TicketRow:
+    """A row of sla_tickets as a batch keeps it (services/common/batch_state.py: the same columns, order and
+    defaults as `SlaTicketRow`; `location` is replaced, never changed in place)."""
+
+    ticket_id: str
+    level: str | None = None
+    category: str | None = None
+    location: dict[str, Any] = field(default_factory=dict)
+    pingpong_escalated: bool = False
+    closed_at: datetime | None = None
+
+
+# SQLModel types `__table__` as a FromClause-like ClassVar; a table=True model's is a Table.
+TICKETS: Table = SlaTicketRow.__table__  # type: ignore[assignment]  # see above
+
 TABLES = [SlaTimerRow.__table__, SlaTaskRow.__table__, SlaTicketRow.__table__, SlaFactRow.__table__]
 
 
@@ -202,15 +219,6 @@ def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, l
         for ticket, at, kind, task, unit, role, rnd, waiting, detail in rows:
             facts[ticket].append(LedgerFact(at, kind, task, unit, role, rnd, bool(waiting), dict(detail or {})))
     return facts
-
-
-def ticket_rows(session: Session, ticket_ids: Sequence[str]) -> dict[str, SlaTicketRow]:
-    """These tickets' rows (ORM objects: a batch changes a few of them in place)."""
-    rows: dict[str, SlaTicketRow] = {}
-    for chunk in _chunks(ticket_ids):
-        rows |= {r.ticket_id: r for r in session.execute(
-            select(SlaTicketRow).where(SlaTicketRow.ticket_id.in_(chunk))).scalars()}
-    return rows
 
 
 _TIMERS = SlaTimerRow.__table__
