@@ -12,17 +12,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Table, literal_column, select
+from sqlalchemy import literal_column, select
 from sqlalchemy.engine import Connection
 
 from contracts import events as ev
-from services.common.batch_state import TableRows
+from services.common.batch_state import TableRows, table_of
 
 from .models import ActTicket, Task
 
-# SQLModel types `__table__` as a FromClause-like ClassVar; a table=True model's is a Table.
-_TICKETS: Table = ActTicket.__table__  # type: ignore[assignment]  # see above
-_TASKS: Table = Task.__table__  # type: ignore[assignment]  # see above
+_TICKETS = table_of(ActTicket)
+_TASKS = table_of(Task)
 
 
 @dataclass(slots=True)

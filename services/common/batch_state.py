@@ -19,7 +19,9 @@ from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
+from sqlalchemy.orm import Mapper
 
 Row = TypeVar("Row")
 
@@ -106,6 +108,15 @@ class TableRows(Generic[Row]):
 
     def _as_dict(self, values: tuple[Any, ...], columns: tuple[str, ...] | None = None) -> dict[str, Any]:
         return dict(zip(columns or self.columns, values, strict=True))
+
+
+def table_of(model: type) -> Table:
+    """A table=True model's table, typed (SQLModel does not declare `__table__` to type checkers)."""
+    mapper: Mapper[Any] = sa_inspect(model)
+    table = mapper.local_table
+    if not isinstance(table, Table):
+        raise TypeError(f"{model.__name__} is not mapped to a table")
+    return table
 
 
 def columns_of(row_class: type, table: Table) -> tuple[str, ...]:

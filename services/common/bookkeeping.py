@@ -14,11 +14,13 @@ from typing import Any
 
 from sqlalchemy import bindparam, insert, literal_column, select, union_all
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 from sqlmodel import Session
 
 from contracts.codec import KafkaRecord
 from contracts.envelope import Envelope, utcnow
 
+from .batch_state import table_of
 from .store import OutboxRecord, ParkedEvent, ProcessedEvent
 
 
@@ -88,9 +90,10 @@ class BatchLedger:
 
 
 def _known_of_batch() -> Any:
-    processed, parked = ProcessedEvent.__table__.c, ParkedEvent.__table__.c
-    consumer = bindparam("consumer")
-    ids, tickets = bindparam("ids", expanding=True), bindparam("tickets", expanding=True)
+    processed, parked = table_of(ProcessedEvent).c, table_of(ParkedEvent).c
+    consumer: BindParameter[str] = bindparam("consumer")
+    ids: BindParameter[list[str]] = bindparam("ids", expanding=True)
+    tickets: BindParameter[list[str]] = bindparam("tickets", expanding=True)
     return union_all(
         select(literal_column("'processed'"), processed.event_id).where(processed.consumer == consumer, processed.event_id.in_(ids)),
         select(literal_column("'parked'"), parked.event_id).where(parked.consumer == consumer, parked.event_id.in_(ids)),
@@ -98,8 +101,8 @@ def _known_of_batch() -> Any:
     )
 
 
-_INSERT_PROCESSED = insert(ProcessedEvent.__table__)
-INSERT_OUTBOX = insert(OutboxRecord.__table__)
+_INSERT_PROCESSED = insert(table_of(ProcessedEvent))
+INSERT_OUTBOX = insert(table_of(OutboxRecord))
 # Built once: SQLAlchemy compiles it once and caches it (expanding IN parameters keep one cache entry).
 _KNOWN_OF_BATCH = _known_of_batch()
 

@@ -10,7 +10,6 @@ Nothing is looked up on the handler function itself.
 
 from __future__ import annotations
 
-import functools
 
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy import select
+from sqlalchemy.orm import Mapper
 from sqlmodel import Session
 
 from contracts.envelope import Envelope
@@ -30,7 +30,6 @@ Clock = Callable[[], datetime]
 Deps = TypeVar("Deps")
 State = TypeVar("State")
 Row = TypeVar("Row")
-DepsIn = TypeVar("DepsIn", contravariant=True)
 
 
 @dataclass(frozen=True)
@@ -70,12 +69,12 @@ class HandlerContext(Generic[Deps]):
         return self.batch_rows
 
 
-class Handler(Protocol[DepsIn]):
-    def __call__(self, ctx: HandlerContext[DepsIn], envelope: Envelope[Any], /) -> Iterable[Emit]: ...
+class Handler(Protocol[Deps]):
+    def __call__(self, ctx: HandlerContext[Deps], envelope: Envelope[Any], /) -> Iterable[Emit]: ...
 
 
-class TickHandler(Protocol[DepsIn]):
-    def __call__(self, ctx: HandlerContext[DepsIn], /) -> Iterable[Emit]: ...
+class TickHandler(Protocol[Deps]):
+    def __call__(self, ctx: HandlerContext[Deps], /) -> Iterable[Emit]: ...
 
 
 @dataclass(frozen=True)
@@ -196,7 +195,7 @@ class BatchRows:
         if not self.cached:
             return self.session.get(model, key)
         try:
-            return self._rows[(model, key)]  # type: ignore[no-any-return]  # the dict holds rows of `model` under it
+            return self._rows[(model, key)]
         except KeyError:
             pass
         if model in self._models:
@@ -215,9 +214,14 @@ class BatchRows:
             self._rows[(model, getattr(row, _primary_key(model)[1]))] = row
 
 
-@functools.cache
 def _primary_key(model: type) -> tuple[Any, str]:
-    """The single-column primary key of a mapped class, and the attribute that holds it."""
-    mapper = sa_inspect(model)
-    (pk,) = mapper.primary_key
-    return pk, mapper.get_property_by_column(pk).key
+    """The single-column primary key of a mapped class, and the attribute that holds it (looked up once)."""
+    found = _PRIMARY_KEYS.get(model)
+    if found is None:
+        mapper: Mapper[Any] = sa_inspect(model)
+        (pk,) = mapper.primary_key
+        found = _PRIMARY_KEYS[model] = (pk, mapper.get_property_by_column(pk).key)
+    return found
+
+
+_PRIMARY_KEYS: dict[type, tuple[Any, str]] = {}

@@ -10,16 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
-from services.common.batch_state import TableRows
+from services.common.batch_state import TableRows, table_of
 
 from .models import EvalTicket, Rates
 
-# SQLModel types `__table__` as a FromClause-like ClassVar; a table=True model's is a Table.
-_TICKETS: Table = EvalTicket.__table__  # type: ignore[assignment]  # see above
-_RATES: Table = Rates.__table__  # type: ignore[assignment]  # see above
+_TICKETS = table_of(EvalTicket)
+_RATES = table_of(Rates)
 COUNTERS = ("assigned", "signed_for", "callbacks", "resolved", "satisfied", "rated", "reopened")
 
 

@@ -27,15 +27,15 @@ from contracts.topics import (
     UNIT_REPORTS,
     unit_task_topic,
 )
-from services.common.logs import get_logger
 from services.common.batch_state import TableRows
 from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick
+from services.common.logs import get_logger
 from services.common.workcalendar import WorkCalendar, parse_working_hours
 
 from . import domain
 from .ledger import LedgerFact, fact_from
 from .models import (
-    TICKETS,
+    TICKETS_TABLE,
     SlaTaskRow,
     SlaTimerRow,
     TicketRow,
@@ -163,7 +163,7 @@ def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> SlaBatch:
     for row in timer_rows_of_tickets(ctx.session, tickets):
         clocks[row.ticket_id].append(_Clock(to_timer(row), row.next_due_at, row.cause_id, row.correlation_id,
                                             row.location, stored=True))
-    ticket_rows = TableRows(ctx.session.connection(), TICKETS, TicketRow)
+    ticket_rows = TableRows(ctx.session.connection(), TICKETS_TABLE, TicketRow)
     ticket_rows.load(tickets)
     return SlaBatch(facts=facts_of_tickets(ctx.session, tickets), clocks=clocks, tickets=ticket_rows)
 

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, Table, bindparam, func, select
+from sqlalchemy import JSON, Column, DateTime, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel
 
+from services.common.batch_state import table_of
 from services.common.store import make_engine
 from services.common.workcalendar import Extension, Pause
 
@@ -143,8 +144,7 @@ class TicketRow:
     closed_at: datetime | None = None
 
 
-# SQLModel types `__table__` as a FromClause-like ClassVar; a table=True model's is a Table.
-TICKETS: Table = SlaTicketRow.__table__  # type: ignore[assignment]  # see above
+TICKETS_TABLE = table_of(SlaTicketRow)
 
 TABLES = [SlaTimerRow.__table__, SlaTaskRow.__table__, SlaTicketRow.__table__, SlaFactRow.__table__]
 
@@ -161,12 +161,14 @@ def _dt(value: str | None) -> datetime | None:
 
 
 def to_timer(row: SlaTimerRow) -> domain.Timer:
+    # The ignores below: the store's columns are typed str, the domain's fields Literal (or non-optional);
+    # the rows hold only what the domain wrote.
     return domain.Timer(
-        task_id=row.task_id, clock=row.clock, ticket_id=row.ticket_id, unit=row.unit, level=row.level,  # type: ignore[arg-type]
-        limit=row.limit_amount, limit_unit=row.limit_unit, started_at=row.started_at,  # type: ignore[arg-type]
-        pauses=tuple(Pause(_dt(s), _dt(e)) for s, e in row.pauses),  # type: ignore[arg-type]
+        task_id=row.task_id, clock=row.clock, ticket_id=row.ticket_id, unit=row.unit, level=row.level,  # type: ignore[arg-type]  # see above
+        limit=row.limit_amount, limit_unit=row.limit_unit, started_at=row.started_at,  # type: ignore[arg-type]  # see above
+        pauses=tuple(Pause(_dt(s), _dt(e)) for s, e in row.pauses),  # type: ignore[arg-type]  # see above
         extensions=tuple(Extension(a, u) for a, u in row.extensions), pause_reasons=frozenset(row.pause_reasons),
-        status=row.status, finished_at=row.finished_at, on_time=row.on_time, fired=tuple(row.fired),  # type: ignore[arg-type]
+        status=row.status, finished_at=row.finished_at, on_time=row.on_time, fired=tuple(row.fired),  # type: ignore[arg-type]  # see above
         breach_deadline=row.breach_deadline, rung=row.rung,
     )
 
@@ -186,7 +188,7 @@ def store_timer(row: SlaTimerRow, timer: domain.Timer, next_due: datetime | None
 
 
 def to_fact(row: SlaFactRow) -> LedgerFact:
-    return LedgerFact(row.at, row.kind, row.task_id, row.unit, row.role, row.round, row.waiting,  # type: ignore[arg-type]
+    return LedgerFact(row.at, row.kind, row.task_id, row.unit, row.role, row.round, row.waiting,  # type: ignore[arg-type]  # str columns, Literal fields: as written by the domain
                       dict(row.detail or {}))
 
 
