@@ -16,9 +16,9 @@ from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
 
+from .handler import Clock, Deps, HandlerSpec, Tick
 from .kafka import make_broker
 from .logs import configure_logging, get_logger
-from .handler import Clock, Deps, HandlerSpec, Tick
 from .pipeline import EventPipeline
 from .settings import ServiceSettings
 from .store import create_tables, make_engine

@@ -10,7 +10,6 @@ Nothing is looked up on the handler function itself.
 
 from __future__ import annotations
 
-
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime

@@ -62,8 +62,8 @@ from .bookkeeping import (
     tick_cause,
 )
 from .handler import (
-    BatchRows,
     Batched,
+    BatchRows,
     Clock,
     Deps,
     Emit,

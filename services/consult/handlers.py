@@ -13,7 +13,14 @@ from sqlmodel import select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import CONSULT, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
-from services.common.handler import Emit, HandlerContext, HandlerSpec, NotYet, Prefetch, Tick
+from services.common.handler import (
+    Emit,
+    HandlerContext,
+    HandlerSpec,
+    NotYet,
+    Prefetch,
+    Tick,
+)
 from services.common.workcalendar import WorkCalendar
 
 from . import domain

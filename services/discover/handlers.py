@@ -10,9 +10,9 @@ from typing import Any
 from sqlmodel import select
 
 from contracts import events as ev
+from contracts.catalogue import Catalogue
 from contracts.envelope import Envelope
 from contracts.topics import EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
-from contracts.catalogue import Catalogue
 from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 
 from . import domain

@@ -10,7 +10,14 @@ from sqlmodel import select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, EVALUATE, TICKETS, UNIT_REPORTS
-from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet
+from services.common.handler import (
+    Batched,
+    Emit,
+    HandlerContext,
+    HandlerSpec,
+    NoDeps,
+    NotYet,
+)
 
 from . import domain
 from .batch import EvalBatch, Ticket

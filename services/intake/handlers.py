@@ -8,11 +8,18 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, INTAKE, TICKETS, TRIAGE
+from contracts.topics import (
+    ACT,
+    CHANNEL_INTAKE,
+    CONSULT,
+    EVALUATE,
+    INTAKE,
+    TICKETS,
+    TRIAGE,
+)
 from services.common.handler import Emit, HandlerContext, HandlerSpec, NoDeps, Prefetch
 
 from .models import TicketStatus
-
 
 Ctx = HandlerContext[NoDeps]
 

@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts import events as ev
+from contracts.catalogue import Catalogue
 from contracts.envelope import Envelope
 from contracts.topics import ACT, TICKETS, TRIAGE
-from contracts.catalogue import Catalogue
 from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 
 from . import domain

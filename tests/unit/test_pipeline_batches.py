@@ -19,7 +19,14 @@ from contracts import codec
 from contracts import events as ev
 from contracts.catalogue import load_catalogue
 from contracts.envelope import Envelope
-from services.common.pipeline import Batched, EventPipeline, HandlerContext, HandlerSpec, NoDeps, NotYet
+from services.common.pipeline import (
+    Batched,
+    EventPipeline,
+    HandlerContext,
+    HandlerSpec,
+    NoDeps,
+    NotYet,
+)
 from services.common.settings import ServiceSettings
 from services.common.store import ParkedEvent, create_tables
 from services.sla.handlers import build_runtime, spec
