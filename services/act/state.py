@@ -108,14 +108,16 @@ class ActBatch:
         return [_TASKS.c.ticket_id, last]
 
     def ticket(self, ticket_id: str) -> TicketRow | None:
-        if not self.tickets.known(ticket_id):
+        rows = self.tickets.rows  # (read directly: several lookups per event)
+        if ticket_id not in rows:
             self._load_tickets([ticket_id])
-        return self.tickets.rows[ticket_id]
+        return rows[ticket_id]
 
     def task(self, task_id: str) -> TaskRow | None:
-        if not self.tasks.known(task_id) and task_id not in self.missing_tasks:
+        rows = self.tasks.rows
+        if task_id not in rows and task_id not in self.missing_tasks:
             self.load((), [task_id])
-        return self.tasks.rows.get(task_id)
+        return rows.get(task_id)
 
     def tasks_of(self, ticket_id: str) -> list[TaskRow]:
         self.ticket(ticket_id)  # loads its tasks

@@ -67,9 +67,10 @@ class EvalBatch:
                 select(_TICKETS.c.master_ticket_id).where(_TICKETS.c.master_ticket_id.in_(chunk)).distinct()).scalars())
 
     def ticket(self, ticket_id: str) -> Ticket | None:
-        if not self.tickets.known(ticket_id):  # not one of the batch's tickets: load it on its own
+        rows = self.tickets.rows  # (read directly: several lookups per event)
+        if ticket_id not in rows:  # not one of the batch's tickets: load it on its own
             self.load_tickets([ticket_id])
-        return self.tickets.rows[ticket_id]
+        return rows[ticket_id]
 
     def add_ticket(self, ticket: Ticket) -> Ticket:
         return self.tickets.add(ticket)
@@ -78,7 +79,7 @@ class EvalBatch:
         """False when no ticket, stored or in this batch, is merged into this one (the common case,
         answered without a query)."""
         return master_ticket_id in self.masters_in_store or any(
-            t.master_ticket_id == master_ticket_id for t in self.tickets.values())
+            t is not None and t.master_ticket_id == master_ticket_id for t in self.tickets.rows.values())
 
     def open_children(self, master_ticket_id: str) -> list[Ticket]:
         """The open tickets merged into this one, in the store's order (it numbers the events that close
