@@ -13,7 +13,7 @@ found by comparing the row's values with those it was loaded with.
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
@@ -33,9 +33,8 @@ class TableRows(Generic[Row]):
         self.connection = connection
         self.table = table
         self.row_class = row_class
-        self.columns = columns_of(row_class, table)
+        self.columns, self._values_of = _shape(row_class, table)
         self.key = self.columns[0]
-        self._values_of = attrgetter(*self.columns)
         self.rows: dict[Hashable, Row | None] = {}
         self._stored: dict[Hashable, tuple[Any, ...]] = {}  # key -> the row's values as last read or written
         self._new: list[Row] = []  # in creation order: the store's row order
@@ -120,11 +119,30 @@ def table_of(model: type) -> Table:
 
 
 def columns_of(row_class: type, table: Table) -> tuple[str, ...]:
-    """The table's columns, checked against the row class: a column added to the model must be added there too."""
-    names = tuple(c.name for c in table.columns)
-    if names != tuple(f.name for f in fields(row_class) if not f.name.startswith("_")):
-        raise TypeError(f"{row_class.__name__} does not match the columns of {table.name}: {names}")
+    """The table's columns, checked against the row class: a column added to the model must be added there too.
+    Checked once per pair (the careful pass makes a batch state per event)."""
+    names = _CHECKED.get((row_class, table))
+    if names is None:
+        names = tuple(c.name for c in table.columns)
+        if names != tuple(f.name for f in fields(row_class) if not f.name.startswith("_")):
+            raise TypeError(f"{row_class.__name__} does not match the columns of {table.name}: {names}")
+        _CHECKED[(row_class, table)] = names
     return names
+
+
+_CHECKED: dict[tuple[type, Table], tuple[str, ...]] = {}
+
+
+def _shape(row_class: type, table: Table) -> tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]:
+    """The columns and their getter, made once per pair."""
+    shape = _SHAPES.get((row_class, table))
+    if shape is None:
+        columns = columns_of(row_class, table)
+        shape = _SHAPES[(row_class, table)] = (columns, attrgetter(*columns))
+    return shape
+
+
+_SHAPES: dict[tuple[type, Table], tuple[tuple[str, ...], Callable[[Any], tuple[Any, ...]]]] = {}
 
 
 def _chunks(items: list[Any], size: int = 500) -> Iterator[list[Any]]:
