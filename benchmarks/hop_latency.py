@@ -31,13 +31,14 @@ from contracts.envelope import Envelope  # noqa: E402
 from contracts.topics import TopicSpec  # noqa: E402
 from services.common.kafka import ensure_topics, make_broker  # noqa: E402
 from services.common.logs import configure_logging  # noqa: E402
-from services.common.pipeline import Emit, EventPipeline  # noqa: E402
+from services.common.pipeline import Emit, EventPipeline, HandlerContext, HandlerSpec  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
 from services.common.store import create_tables, make_engine  # noqa: E402
 
 
-def relay(ctx: Any, envelope: Envelope[Any]) -> list[Emit]:
-    return [Emit(ctx.extras["out"], envelope.caused(envelope.data, source=ctx.source))]
+def relay(ctx: HandlerContext[str], envelope: Envelope[Any]) -> list[Emit]:
+    """Re-publish to the output topic (the spec's deps)."""
+    return [Emit(ctx.deps, envelope.caused(envelope.data, source=ctx.source))]
 
 
 def pct(values: list[float], q: float) -> float:
@@ -54,8 +55,8 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, rate: float
     engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/hop.db")
     create_tables(engine, [])
     broker = make_broker(settings)
-    pipeline = EventPipeline(name="relay", settings=settings, engine=engine, handler=relay, topics=[src],
-                             event_types=[ev.TicketSubmitted.event_type], extras={"out": out})
+    spec = HandlerSpec(topics=[src], event_types=[ev.TicketSubmitted.event_type], deps=out, handle=relay)
+    pipeline = EventPipeline(name="relay", settings=settings, engine=engine, spec=spec)
     pipeline.subscribe(broker)
     reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=20)
     await reader.start()

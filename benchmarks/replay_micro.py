@@ -1,7 +1,7 @@
 """Offline cost of one service's consume -> apply -> publish loop, without Kafka.
 
 Feeds the records a `cityops bench --dump-log FILE` run wrote through one service's own
-EventPipeline (built by its create_app, so with its real handler and extras) on a scratch SQLite
+EventPipeline (built by its create_app, so with its real handler spec and dependencies) on a scratch SQLite
 store, with a broker stand-in whose publish returns at once. Prints microseconds per record, and
 with --profile a pyinstrument profile. Used to find and check the pipeline's per-event costs:
 
@@ -61,7 +61,7 @@ class FakeBroker:
 
 
 def suggested_prefetch(service: str) -> list[tuple[Any, Any]]:
-    """What-if: the `handler.prefetch` declarations other services could make (see EventPipeline._prefetch)."""
+    """What-if: the `HandlerSpec.prefetch` declarations other services could make (see services/common/handler.py)."""
     by_ticket = lambda e: e.ticket_id  # noqa: E731
     if service == "intake":
         from services.intake.models import TicketStatus
@@ -79,17 +79,6 @@ def suggested_prefetch(service: str) -> list[tuple[Any, Any]]:
         from services.consult.models import RoutedTicket
         return [(RoutedTicket, by_ticket)]
     return []
-
-
-class _Prefetching:
-    """The service's handler with a prefetch declaration added (measurement only)."""
-
-    def __init__(self, inner: Any, prefetch: list[tuple[Any, Any]]) -> None:
-        self.inner, self.prefetch = inner, prefetch
-        self.prepare_batch = getattr(inner, "prepare_batch", None)
-
-    def __call__(self, ctx: Any, envelope: Any) -> Any:
-        return self.inner(ctx, envelope)
 
 
 def pipelines_of(service: str, state: Path) -> list[Any]:
@@ -136,7 +125,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--limit", type=int, default=0, help="only the first N records of the log")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--plain-session", action="store_true", help="A/B: the optimistic pass with a plain Session")
+    ap.add_argument("--plain-session", action="store_true",
+                    help="A/B: the optimistic pass reads rows through the session, not the batch's dict (BatchRows)")
     ap.add_argument("--what-if-prefetch", action="store_true",
                     help="add the prefetch declaration this service could make (measurement only)")
     ap.add_argument("--keep-state", type=Path, help="keep the service's scratch store in this new directory (to compare two trees' results)")
@@ -155,17 +145,15 @@ def main() -> None:
         configure_logging("WARNING", json=False)
         pipelines = pipelines_of(args.service, state)
         if args.plain_session:
-            from sqlmodel import Session
-
-            import services.common.pipeline as pipeline_module
-
-            class PlainSession(Session):
-                absent: set[Any] = set()  # noqa: RUF012 (written, never read: a plain get selects)
-
-            pipeline_module._BatchSession = PlainSession  # type: ignore[misc,assignment]
-        if args.what_if_prefetch:
             for p in pipelines:
-                p.handler = _Prefetching(p.handler, suggested_prefetch(args.service))
+                p.cache_rows = False
+        if args.what_if_prefetch:
+            from dataclasses import replace
+
+            from services.common.handler import Prefetch
+
+            for p in pipelines:
+                p.spec = replace(p.spec, prefetch=[Prefetch(m, k) for m, k in suggested_prefetch(args.service)])
         profiler = None
         if args.profile:
             from pyinstrument import Profiler

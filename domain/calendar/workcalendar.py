@@ -143,7 +143,7 @@ class WorkCalendar:
         cls, path: Path | str | None = None, overrides: Iterable[Path | str] = (), **options: object
     ) -> WorkCalendar:
         """Load the national schedule (plus a city's override files) and build a calendar on it."""
-        return cls(load_calendar(path, overrides), **options)  # type: ignore[arg-type]
+        return cls(load_calendar(path, overrides), **options)  # type: ignore[arg-type]  # forwarded as given: __init__'s own parameters
 
     # ----- days -------------------------------------------------------------------------------------
 

@@ -8,9 +8,9 @@ from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
 from services.common.app import build_service_app
-from services.common.pipeline import Clock
+from services.common.handler import Clock
 
-from .handlers import EVENT_TYPES, TOPICS, handle
+from .handlers import spec
 from .models import ActTicket, Task
 from .settings import ActSettings
 
@@ -18,5 +18,5 @@ from .settings import ActSettings
 def create_app(settings: ActSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or ActSettings()
-    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
+    return build_service_app(settings, spec=spec(),
                              tables=[ActTicket.__table__, Task.__table__], broker=broker, engine=engine, clock=clock)

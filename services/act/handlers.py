@@ -10,7 +10,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
 from domain.statuses import status_after_progress
-from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet
 
 from . import domain
 from .state import ActBatch, TaskRow, TicketRow
@@ -21,13 +21,20 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.Sup
                                       ev.TicketReopened, ev.ConsultationRequested, ev.SlaReminderSent, ev.TicketEscalated)]
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
-    """Apply one event to the batch's tickets and tasks (`start_batch`), written at its end (`finish_batch`).
-    Called on its own (tests, tools), the event is a batch of one."""
-    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
+Ctx = HandlerContext[NoDeps]
 
 
-def _apply(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def spec() -> HandlerSpec[NoDeps]:
+    """What the pipeline runs: each batch's events applied to its tickets and tasks (`BATCH`)."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=NoDeps(), batch=BATCH)
+
+
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tests, tools): a batch of one."""
+    return BATCH.one(ctx, envelope)
+
+
+def _apply(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     match envelope.data:
         case ev.TicketClassified():
             return on_classified(ctx, batch, envelope)
@@ -54,23 +61,19 @@ def _apply(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> lis
 
 # ---------------------------------------------------------------------------- a batch's working state
 
-_BATCH = "act"
-
-
-def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> ActBatch:
     """Load the tickets of these events, with their tasks, in one query per table."""
     batch = ActBatch(ctx.session.connection())
     batch.load((e.ticket_id for e in envelopes), [t for e in envelopes if (t := getattr(e.data, "task_id", None))])
-    ctx.batch[_BATCH] = batch
+    return batch
 
 
-def finish_batch(ctx: HandlerContext) -> None:
+def finish_batch(ctx: Ctx, batch: ActBatch) -> None:
     """Write what the batch added and changed, one statement per table and kind of change."""
-    ctx.batch.pop(_BATCH).write()
+    batch.write()
 
 
-handle.start_batch = start_batch  # type: ignore[attr-defined]
-handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+BATCH: Batched[NoDeps, ActBatch] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
 
 
 # ---------------------------------------------------------------------------- the rules
@@ -86,7 +89,7 @@ def _open_tasks(batch: ActBatch, ticket_id: str) -> list[TaskRow]:
     return [t for t in batch.tasks_of(ticket_id) if t.status in domain.OPEN_TASK_STATES]
 
 
-def on_classified(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def on_classified(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     c: ev.TicketClassified = envelope.data
     row = batch.ticket(envelope.ticket_id)
     if row is None:
@@ -99,7 +102,7 @@ def on_classified(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any])
     return dispatch(ctx, batch, envelope, c.routing)
 
 
-def dispatch(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], routing: ev.Routing, *, final: bool = False,
+def dispatch(ctx: Ctx, batch: ActBatch, cause: Envelope[Any], routing: ev.Routing, *, final: bool = False,
              resolution_due: datetime | None = None) -> list[Emit]:
     row = _ticket(batch, cause.ticket_id)
     c = row.classified()
@@ -135,7 +138,7 @@ def set_task_state(batch: ActBatch, envelope: Envelope[Any], state: str) -> list
     return []
 
 
-def decide_extension(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def decide_extension(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.ExtensionRequested = envelope.data
     task = _task(batch, r.task_id)
     approved, reason = domain.extension_decision(task.extensions, ctx.settings.max_extensions, task.final)
@@ -145,7 +148,7 @@ def decide_extension(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[An
     return [Emit(ACT.name, decided), Emit(unit_task_topic(r.unit), decided)]
 
 
-def on_returned(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.TaskReturned = envelope.data
     task = _task(batch, r.task_id)
     if task.status not in domain.OPEN_TASK_STATES:
@@ -170,7 +173,7 @@ def on_returned(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -
     return [Emit(ACT.name, envelope.caused(reroute, source=ctx.source))]
 
 
-def on_completed(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def on_completed(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     task = _task(batch, envelope.data.task_id)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
@@ -178,7 +181,7 @@ def on_completed(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) 
     return _maybe_handled(ctx, batch, envelope, task.ticket_id)
 
 
-def _maybe_handled(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], ticket_id: str) -> list[Emit]:
+def _maybe_handled(ctx: Ctx, batch: ActBatch, cause: Envelope[Any], ticket_id: str) -> list[Emit]:
     row = _ticket(batch, ticket_id)
     tasks = [t for t in batch.tasks_of(ticket_id) if t.dispatch_no == row.dispatches]
     if row.status != "dispatched" or not domain.handling_complete([(ev.Role(t.role), t.status) for t in tasks]):
@@ -191,7 +194,7 @@ def _maybe_handled(ctx: HandlerContext, batch: ActBatch, cause: Envelope[Any], t
     return [Emit(ACT.name, cause.caused(handled, source=ctx.source))]
 
 
-def rehandle(ctx: HandlerContext, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def rehandle(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.TicketReopened = envelope.data
     row = _ticket(batch, envelope.ticket_id)
     row.round = r.round

@@ -7,8 +7,7 @@ choosing; nothing connects to Kafka or a database until the app starts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faststream import FastStream
@@ -17,34 +16,32 @@ from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
 
+from .handler import Clock, Deps, HandlerSpec, Tick
 from .kafka import make_broker
 from .logs import configure_logging, get_logger
-from .pipeline import Clock, EventPipeline, Handler, TickHandler
+from .pipeline import EventPipeline
 from .settings import ServiceSettings
 from .store import create_tables, make_engine
+
+__all__ = ["Tick", "build_service_app"]
 
 log = get_logger(__name__)
 
 
-@dataclass(frozen=True)
-class Tick:
-    handler: TickHandler
-    every_s: float
-
-
 def build_service_app(
-    settings: ServiceSettings, *, handler: Handler, topics: Sequence[str], event_types: Iterable[str],
-    tables: Sequence[Any] = (), ticks: Sequence[Tick] = (), broker: KafkaBroker | None = None,
-    engine: Engine | None = None, clock: Clock = utcnow, extras: dict[str, Any] | None = None,
-    on_ready: Any = None, background: Sequence[Callable[[EventPipeline, asyncio.Event], Awaitable[None]]] = (),
+    settings: ServiceSettings, *, spec: HandlerSpec[Deps], tables: Sequence[Any] = (),
+    broker: KafkaBroker | None = None, engine: Engine | None = None, clock: Clock = utcnow,
+    on_ready: Callable[[EventPipeline[Deps]], Awaitable[None]] | None = None,
+    background: Sequence[Callable[[EventPipeline[Deps], asyncio.Event], Awaitable[None]]] = (),
 ) -> FastStream:
-    """`background`: coroutines started with the service, given its pipeline and the stop event (set at
+    """The service's app: its spec's pipeline on the broker, its ticks (`spec.ticks`) while it runs.
+
+    `background`: coroutines started with the service, given its pipeline and the stop event (set at
     shutdown, then awaited), for work that is not a consumer or a tick (e.g. calls to another service's API)."""
     name = settings.service_name
     broker = broker or make_broker(settings)
     engine = engine or make_engine(settings.store_url())
-    pipeline = EventPipeline(name=name, settings=settings, engine=engine, handler=handler, topics=topics,
-                             event_types=event_types, clock=clock, extras=extras)
+    pipeline = EventPipeline(name=name, settings=settings, engine=engine, spec=spec, clock=clock)
     pipeline.subscribe(broker)
     app = FastStream(broker, logger=None)
     app.context.set_global("pipeline", pipeline)
@@ -61,11 +58,11 @@ def build_service_app(
         await pipeline.recover_outbox()
         if on_ready is not None:
             await on_ready(pipeline)
-        for tick in ticks:
+        for tick in spec.ticks:
             tasks.append(asyncio.create_task(pipeline.run_ticks(tick.handler, tick.every_s, stop)))
         for job in background:
             tasks.append(asyncio.create_task(job(pipeline, stop)))
-        log.info("service_started", service=name, topics=list(topics), group=settings.group_id,
+        log.info("service_started", service=name, topics=list(spec.topics), group=settings.group_id,
                  bootstrap=settings.kafka_bootstrap, store=engine.url.render_as_string(hide_password=True))
 
     @app.on_shutdown

@@ -15,14 +15,17 @@ A handler error that is not transient (a bug, an impossible state) dead-letters 
 with its reason, so it never blocks its partition. Emitting to a topic whose writer (in the topic
 catalogue) is another service is such a bug: `NotTheWriter` is raised before anything is stored.
 
+What the pipeline runs is the service's `HandlerSpec` (services/common/handler.py): its handler,
+topics, event types, typed dependencies and optional batch-wide parts.
+
 What keeps it cheap per event (measured with `cityops bench` and benchmarks/replay_micro.py):
 the batch's already-applied and parked ids are read with one query each, not two lookups per
-event; the bookkeeping rows are written with one INSERT per table at the end; the batch is first
-applied without a savepoint per event, and again with savepoints only when a handler raised; in
-that first pass `session.get` does not flush before each lookup (`_BatchSession`); a handler may
-declare `prepare_batch` (batch-wide work such as classifying every text at once) and `prefetch`
-(rows to load with one query, kept alive for the transaction), or keep the whole batch's state in
-memory with `start_batch` / `finish_batch` and write it with one statement per table; one write
+event; the bookkeeping rows are written with one INSERT per table at the end (bookkeeping.py);
+the batch is first applied without a savepoint per event, and again with savepoints only when a
+handler raised; in that first pass the rows a handler looks up by key come from a plain dict that
+a prefetch filled with one query per table (`BatchRows`), without a flush before each lookup; a
+spec may declare `prepare_batch` (batch-wide work such as classifying every text at once), or keep
+the whole batch's state in memory (`Batched`) and write it with one statement per table; one write
 lock per store keeps a service's own transactions (batches, ticks, outbox clean-up) from failing
 each other with "database is locked".
 """
@@ -31,19 +34,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
-from typing import Any, Protocol
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic
 
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
-from sqlalchemy import bindparam, delete, event, insert, literal_column, select, union_all
-from sqlalchemy import inspect as sa_inspect
+from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session
@@ -52,82 +51,45 @@ from contracts.codec import DecodeError, KafkaRecord, decode, encode
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 
+from .bookkeeping import (
+    INSERT_OUTBOX,
+    BatchLedger,
+    DeadLetter,
+    ParkedRecord,
+    dead_letter_for,
+    outbox_values,
+    parked_row,
+    row_to_output,
+    str_headers,
+    tick_cause,
+)
+from .handler import (
+    Batched,
+    BatchRows,
+    Clock,
+    Deps,
+    Emit,
+    Handler,
+    HandlerContext,
+    HandlerSpec,
+    NoDeps,
+    NotYet,
+    Prefetch,
+    Tick,
+    TickHandler,
+)
 from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .settings import ServiceSettings
-from .store import OutboxRecord, ParkedEvent, ProcessedEvent
+from .store import OutboxRecord, ParkedEvent
+
+# Re-exported: services and tests import the handler's vocabulary from here.
+__all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler", "HandlerContext", "HandlerSpec",
+           "NoDeps", "NotYet", "Prefetch", "Tick", "TickHandler", "dead_letter_for", "write_lock"]
 
 log = get_logger(__name__)
 
-Clock = Callable[[], datetime]
-
-
-@dataclass(frozen=True)
-class Emit:
-    """A record a handler wants published."""
-
-    topic: str
-    envelope: Envelope[Any]
-
-
-@dataclass
-class HandlerContext:
-    session: Session
-    now: Clock
-    source: str
-    settings: ServiceSettings
-    extras: dict[str, Any] = field(default_factory=dict)
-    # Per-batch working state of a handler with batch hooks (see `EventPipeline._apply_batch`).
-    batch: dict[str, Any] = field(default_factory=dict)
-
-
-class Handler(Protocol):
-    def __call__(self, ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]: ...
-
-
-TickHandler = Callable[[HandlerContext], Iterable[Emit]]
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    topic: str
-    key: bytes | None
-    value: bytes | None
-    headers: list[tuple[str, bytes]]
-
-
-def dead_letter_for(record: Any, consumer: str, reason: str) -> DeadLetter:
-    headers = list(record.headers or ())
-    headers += [
-        ("dlq_error", reason.encode()[:4000]),
-        ("dlq_topic", record.topic.encode()),
-        ("dlq_partition", str(record.partition).encode()),
-        ("dlq_offset", str(record.offset).encode()),
-        ("dlq_consumer", consumer.encode()),
-    ]
-    return DeadLetter(record.topic + ".dlq", record.key, record.value, headers)
-
-
-def apply_in_batch(ctx: HandlerContext, envelope: Envelope[Any], key: str,
-                   start_batch: Callable[[HandlerContext, list[Envelope[Any]]], None],
-                   apply: Callable[[HandlerContext, Any, Envelope[Any]], Iterable[Emit]],
-                   finish_batch: Callable[[HandlerContext], None]) -> list[Emit]:
-    """Run `apply(ctx, state, envelope)` on the batch state `start_batch` keeps in `ctx.batch[key]`.
-    Called outside the pipeline's batch hooks (tests, tools), the event is a batch of one."""
-    state = ctx.batch.get(key)
-    if state is not None:
-        return list(apply(ctx, state, envelope))
-    start_batch(ctx, [envelope])
-    try:
-        emits = list(apply(ctx, ctx.batch[key], envelope))
-        finish_batch(ctx)
-        return emits
-    finally:
-        ctx.batch.pop(key, None)
-
-
-class NotYet(LookupError):
-    """Raised by a handler when the event depends on one not seen yet (it arrives on another topic)."""
+Produced = list[tuple[str, KafkaRecord]]
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -151,12 +113,18 @@ def _is_transient(exc: BaseException) -> bool:
     return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
-class EventPipeline:
-    """Binds a service's handler to its topics with exactly-once effects."""
+class _Careful(Exception):
+    """The optimistic attempt at a batch cannot go on: apply it again with a savepoint per event."""
 
-    def __init__(self, *, name: str, settings: ServiceSettings, engine: Engine, handler: Handler,
-                 topics: Sequence[str], event_types: Iterable[str] | None, clock: Clock = utcnow,
-                 extras: dict[str, Any] | None = None, group_id: str | None = None,
+
+class EventPipeline(Generic[Deps]):
+    """Binds a service's handler spec to its topics with exactly-once effects."""
+
+    # False: the optimistic pass reads rows through the session too (an A/B switch for benchmarks/replay_micro.py).
+    cache_rows = True
+
+    def __init__(self, *, name: str, settings: ServiceSettings, engine: Engine, spec: HandlerSpec[Deps],
+                 clock: Clock = utcnow, group_id: str | None = None,
                  decoder: Callable[[Any], Envelope[Any]] | None = None, writer: str | None = None) -> None:
         self.name = name
         # The service this pipeline publishes as (several pipelines of one service share it).
@@ -164,15 +132,14 @@ class EventPipeline:
         self._may_write: set[str] = set()
         self.settings = settings
         self.engine = engine
-        self.handler = handler
-        self.topics = list(topics)
+        self.spec = spec
+        self.topics = list(spec.topics)
         # None: every record is for us (e.g. a channel of plain JSON without CloudEvents headers).
-        self.event_types = None if event_types is None else {t.encode() for t in event_types}
+        self.event_types = None if spec.event_types is None else {t.encode() for t in spec.event_types}
         self.group_id = group_id or settings.group_id
         self.decoder = decoder or (lambda r: decode(r.key, r.value, r.headers))
         self.clock = clock
         self.source = f"/cityops/{name}"
-        self.extras = extras or {}
         self.broker: KafkaBroker | None = None
         self._to_clear: list[str] = []
         self._clearing: asyncio.Task[None] | None = None
@@ -196,8 +163,9 @@ class EventPipeline:
         async def on_batch(message: KafkaMessage) -> None:
             await self.handle_records(message.raw_message)
 
-    def context(self, session: Session) -> HandlerContext:
-        return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings, extras=self.extras)
+    def context(self, session: Session, rows: BatchRows | None = None) -> HandlerContext[Deps]:
+        return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings,
+                              deps=self.spec.deps, batch_rows=rows)
 
     # ---------------------------------------------------------------- the loop
 
@@ -229,7 +197,7 @@ class EventPipeline:
                 dead.append(dead_letter_for(record, self.name, str(exc)))
         return wanted, dead
 
-    def _apply(self, wanted: list[tuple[Any, Envelope[Any]]]) -> tuple[list[KafkaRecord | tuple], list[str], list[DeadLetter]]:
+    def _apply(self, wanted: list[tuple[Any, Envelope[Any]]]) -> tuple[Produced, list[str], list[DeadLetter]]:
         """Apply a batch in one transaction.
 
         First optimistically: no savepoint per event (a handler's effects are its session writes
@@ -240,10 +208,9 @@ class EventPipeline:
         """
         if not wanted:
             return [], [], []
-        prepare = getattr(self.handler, "prepare_batch", None)
-        if prepare is not None:  # batch-wide work before the transaction (e.g. classify every text at once)
+        if self.spec.prepare_batch is not None:
             try:
-                prepare(self.extras, [envelope for _, envelope in wanted])
+                self.spec.prepare_batch(self.spec.deps, [envelope for _, envelope in wanted])
             except Exception as exc:  # only an optimisation: the handler still works event by event
                 log.warning("prepare_batch_failed", service=self.name, error=repr(exc))
         stats = dict(self.stats)
@@ -258,136 +225,76 @@ class EventPipeline:
         self.stats.update(stats)  # the rolled-back attempt counted nothing
         return self._apply_batch(wanted, careful=True)
 
-    def _apply_batch(self, wanted: list[tuple[Any, Envelope[Any]]], careful: bool) -> tuple[list[KafkaRecord | tuple], list[str], list[DeadLetter]]:
-        outputs: list[tuple[str, KafkaRecord]] = []
+    def _apply_batch(self, wanted: list[tuple[Any, Envelope[Any]]], careful: bool) -> tuple[Produced, list[str], list[DeadLetter]]:
+        outputs: Produced = []
         dead: list[DeadLetter] = []
         cause_ids: list[str] = []
-        session_class = Session if careful else _BatchSession
-        with write_lock(self.engine), session_class(self.engine) as session, session.begin():
-            ctx = self.context(session)
-            batch = self._batch_state(session, wanted, careful)
-            envelopes = [envelope for _, envelope in wanted]
-            self._prefetch(session, envelopes)
-            if not careful:
-                self._start_batch(ctx, envelopes)
+        envelopes = [envelope for _, envelope in wanted]
+        with write_lock(self.engine), Session(self.engine) as session, session.begin():
+            rows = BatchRows(session, cached=self.cache_rows and not careful)
+            ctx = self.context(session, rows)
+            ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful)
+            rows.prefetch(self.spec.prefetch, envelopes)
+            apply = self._applier(ctx, envelopes, careful)
             for record, envelope in wanted:
-                produced = self._apply_one(session, ctx, record, envelope, dead, batch)
+                produced = self._apply_one(session, ctx, apply, record, envelope, dead, ledger)
                 if produced:
                     cause_ids.append(envelope.id)
                     outputs.extend(produced)
-            if not careful:
-                self._finish_batch(ctx)
-            batch.write(session)
+            apply.finish()
+            ledger.write(session)
         return outputs, cause_ids, dead
 
-    def _batch_state(self, session: Session, wanted: list[tuple[Any, Envelope[Any]]], careful: bool) -> _Batch:
-        """What the store already knows about this batch's events (applied before, parked, tickets with
-        parked events), with one statement per 500 events instead of lookups per event."""
-        batch = _Batch(self.name, careful)
-        connection = session.connection()
-        envelopes = list({envelope.id: envelope for _, envelope in wanted}.values())
-        for start in range(0, len(envelopes), 500):
-            chunk = envelopes[start:start + 500]
-            rows = connection.execute(_KNOWN_OF_BATCH, {"consumer": self.name, "ids": [e.id for e in chunk],
-                                                        "tickets": list({e.ticket_id for e in chunk})})
-            for kind, key in rows:
-                {"processed": batch.processed, "parked": batch.parked, "parked-ticket": batch.parked_tickets}[kind].add(key)
-        return batch
+    def _applier(self, ctx: HandlerContext[Deps], envelopes: list[Envelope[Any]], careful: bool) -> _Applier[Deps]:
+        """How this pass applies one event: a batched spec's state spans the optimistic pass's whole batch;
+        in the careful pass each event is a batch of one, inside its savepoint."""
+        spec = self.spec
+        if spec.batch is not None and not careful:
+            return _BatchApplier(ctx, spec.batch, envelopes)
+        return _OneByOne(ctx, spec)
 
-    def _prefetch(self, session: Session, envelopes: list[Envelope[Any]]) -> None:
-        """Load, with one query per table, the rows the handler will look up by key.
-
-        A handler may declare `handler.prefetch = [(Model, key_of_event), ...]` (single-column
-        primary keys): the rows of the batch's keys are then in the identity map before the first
-        event is applied, and `session.get` finds them there (one SELECT per event costs ten times
-        more than its share of one SELECT ... IN). Keys without a row are remembered as absent for
-        the optimistic pass; declare only tables the handler writes through the session (add),
-        not with insert statements, since a row such a statement adds in the batch would be missed.
-        """
-        for model, key_of in getattr(self.handler, "prefetch", ()) or ():
-            keys = {k for k in map(key_of, envelopes) if k is not None}
-            if not keys:
-                continue
-            mapper = sa_inspect(model)
-            (pk,) = mapper.primary_key
-            attr = mapper.get_property_by_column(pk).key
-            found: set[Any] = set()
-            # The identity map holds unchanged objects weakly: keep them for the transaction, or they are
-            # collected at once and every `get` selects its row again.
-            kept = session.info.setdefault("prefetched", [])
-            for chunk in _chunks(list(keys)):
-                rows = session.execute(select(model).where(pk.in_(chunk))).scalars().all()
-                kept += rows
-                found |= {getattr(row, attr) for row in rows}
-            if isinstance(session, _BatchSession):
-                session.absent |= {session.identity_key(model, k) for k in keys - found}
-
-    def _start_batch(self, ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
-        """A handler may keep a batch's working state in memory (`ctx.batch`) and write it once at the
-        end: it declares `start_batch(ctx, envelopes)` (load what these events touch, with one query per
-        table) and `finish_batch(ctx)` (write what changed, with one statement per table). The optimistic
-        pass calls them around the whole batch; the careful pass around each event, inside its savepoint,
-        so a parked or dead-lettered event leaves no trace in the state of the others."""
-        ctx.batch.clear()
-        start = getattr(self.handler, "start_batch", None)
-        if start is not None:
-            start(ctx, envelopes)
-
-    def _finish_batch(self, ctx: HandlerContext) -> None:
-        finish = getattr(self.handler, "finish_batch", None)
-        if finish is not None:
-            finish(ctx)
-        ctx.batch.clear()
-
-    def _apply_one(self, session: Session, ctx: HandlerContext, record: Any, envelope: Envelope[Any],
-                   dead: list[DeadLetter], batch: _Batch, unpark: bool = True) -> list[tuple[str, KafkaRecord]]:
-        if envelope.id in batch.processed:
+    def _apply_one(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], record: Any,
+                   envelope: Envelope[Any], dead: list[DeadLetter], ledger: BatchLedger, unpark: bool = True) -> Produced:
+        if envelope.id in ledger.processed:
             self.stats["duplicates"] += 1
             return self._stored_outputs(session, envelope.id)
-        if envelope.id in batch.applied or envelope.id in batch.parked:
+        if envelope.id in ledger.applied or envelope.id in ledger.parked:
             self.stats["duplicates"] += 1  # a second copy in this batch (its outputs are already in it), or parked
             return []
         try:
-            with (session.begin_nested() if batch.careful else contextlib.nullcontext()), bound_event(envelope):
-                if batch.careful:
-                    self._start_batch(ctx, [envelope])
-                emits = list(self.handler(ctx, envelope))
-                if batch.careful:
-                    self._finish_batch(ctx)
-                produced = [(self._owned(e.topic), encode(e.envelope)) for e in emits]
+            with (session.begin_nested() if ledger.careful else contextlib.nullcontext()), bound_event(envelope):
+                produced = [(self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
         except NotYet as exc:
-            if not batch.careful:
+            if not ledger.careful:
                 raise _Careful() from exc
-            session.add(ParkedEvent(consumer=self.name, event_id=envelope.id, ticket_id=envelope.ticket_id, topic=record.topic,
-                                    partition=record.partition, offset=record.offset, key=record.key or b"",
-                                    value=record.value or b"", headers=_headers_json(record.headers), reason=str(exc)))
-            batch.parked.add(envelope.id)
-            batch.parked_tickets.add(envelope.ticket_id)
+            session.add(parked_row(self.name, record, envelope, str(exc)))
+            ledger.parked.add(envelope.id)
+            ledger.parked_tickets.add(envelope.ticket_id)
             self.stats["parked"] = self.stats.get("parked", 0) + 1
             return []
         except Exception as exc:
             if _is_transient(exc):
                 raise
-            if not batch.careful:
+            if not ledger.careful:
                 raise _Careful() from exc
             log.error("handler_failed", service=self.name, event_id=envelope.id, event_type=envelope.type,
                       ticket_id=envelope.ticket_id, error=repr(exc))
             dead.append(dead_letter_for(record, self.name, f"handler error: {exc!r}"))
-            batch.remember(record, envelope, [], "dead-lettered")
+            ledger.remember(record, envelope, [], "dead-lettered")
             self.stats["dead_lettered"] += 1
             return []
-        batch.remember(record, envelope, produced, "applied")
+        ledger.remember(record, envelope, produced, "applied")
         self.stats["applied"] += 1
-        if unpark and envelope.ticket_id in batch.parked_tickets:
-            produced = produced + self._unpark(session, ctx, envelope.ticket_id, dead, batch)
+        if unpark and envelope.ticket_id in ledger.parked_tickets:
+            produced = produced + self._unpark(session, ctx, apply, envelope.ticket_id, dead, ledger)
         return produced
 
-    def _unpark(self, session: Session, ctx: HandlerContext, ticket_id: str, dead: list[DeadLetter],
-                batch: _Batch) -> list[tuple[str, KafkaRecord]]:
+    def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], ticket_id: str,
+                dead: list[DeadLetter], ledger: BatchLedger) -> Produced:
         """Retry the events of this ticket that were waiting for something it may just have brought."""
-        if not batch.careful:
+        if not ledger.careful:
             raise _Careful()  # parking and unparking need savepoints
-        produced: list[tuple[str, KafkaRecord]] = []
+        produced: Produced = []
         progress = True
         while progress:
             progress = False
@@ -395,16 +302,15 @@ class EventPipeline:
                                                                ParkedEvent.ticket_id == ticket_id)
                                      .order_by(ParkedEvent.offset)).scalars().all()
             for row in parked:
-                record = _ParkedRecord(row.topic, row.partition, row.offset, row.key, row.value,
-                                       [(k, v.encode()) for k, v in json.loads(row.headers)])
+                record = ParkedRecord.of(row)
                 session.delete(row)
                 session.flush()
-                batch.parked.discard(row.event_id)
+                ledger.parked.discard(row.event_id)
                 before = self.stats["applied"]
-                produced += self._apply_one(session, ctx, record, self.decoder(record), dead, batch, unpark=False)
+                produced += self._apply_one(session, ctx, apply, record, self.decoder(record), dead, ledger, unpark=False)
                 progress = progress or self.stats["applied"] > before
         if not progress and not parked:
-            batch.parked_tickets.discard(ticket_id)
+            ledger.parked_tickets.discard(ticket_id)
         return produced
 
     def _owned(self, topic: str) -> str:
@@ -414,10 +320,12 @@ class EventPipeline:
             self._may_write.add(topic)
         return topic
 
-    def _stored_outputs(self, session: Session, cause_id: str) -> list[tuple[str, KafkaRecord]]:
+    def _stored_outputs(self, session: Session, cause_id: str) -> Produced:
         rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name,
                                                            OutboxRecord.cause_id == cause_id)).scalars().all()
-        return [_row_to_output(r) for r in rows]
+        return [row_to_output(r) for r in rows]
+
+    # ---------------------------------------------------------------- after the batch
 
     def _clear_later(self, cause_ids: list[str]) -> None:
         """Delete the outbox rows of records the broker has confirmed, off the batch's path: the batch
@@ -447,27 +355,27 @@ class EventPipeline:
                 session.execute(delete(OutboxRecord).where(OutboxRecord.consumer == self.name,
                                                            OutboxRecord.cause_id.in_(cause_ids[chunk:chunk + 500])))
 
-    async def _publish(self, outputs: list[tuple[str, KafkaRecord]], dead: list[DeadLetter]) -> None:
+    async def _publish(self, outputs: Produced, dead: list[DeadLetter]) -> None:
         assert self.broker is not None, "subscribe() first"
         futures = []
         for topic, rec in outputs:
-            futures.append(await self.broker.publish(rec.value, topic, key=rec.key, headers=_str_headers(rec.headers), no_confirm=True))
+            futures.append(await self.broker.publish(rec.value, topic, key=rec.key, headers=str_headers(rec.headers), no_confirm=True))
         for d in dead:
-            futures.append(await self.broker.publish(d.value or b"", d.topic, key=d.key, headers=_str_headers(d.headers), no_confirm=True))
+            futures.append(await self.broker.publish(d.value or b"", d.topic, key=d.key, headers=str_headers(d.headers), no_confirm=True))
         if futures:
             await asyncio.gather(*futures)
         self.stats["published"] += len(outputs)
 
     # ---------------------------------------------------------------- time-driven work
 
-    async def run_ticks(self, tick: TickHandler, every_s: float, stop: asyncio.Event) -> None:
+    async def run_ticks(self, tick: TickHandler[Deps], every_s: float, stop: asyncio.Event) -> None:
         """Run a time-driven handler (deadlines, timeouts) every `every_s`, with the same guarantees."""
         while not stop.is_set():
             try:
                 emits = await asyncio.to_thread(self._tick_once, tick)
                 if emits:
                     await self._publish(emits, [])
-                    self._clear_later([_tick_cause(rec) for _, rec in emits])
+                    self._clear_later([tick_cause(rec) for _, rec in emits])
             except Exception as exc:  # keep ticking: a broker blip must not end the timer loop
                 log.error("tick_failed", service=self.name, error=repr(exc))
             try:
@@ -476,7 +384,7 @@ class EventPipeline:
                 pass
         await self.flush_outbox()
 
-    def _tick_once(self, tick: TickHandler) -> list[tuple[str, KafkaRecord]]:
+    def _tick_once(self, tick: TickHandler[Deps]) -> Produced:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             ctx = self.context(session)
             produced = [(self._owned(e.topic), encode(e.envelope)) for e in tick(ctx)]
@@ -484,16 +392,16 @@ class EventPipeline:
                 # Through the outbox, so a crash before the publish re-sends at the next start (one
                 # executemany on the connection, after the tick's own ORM changes are flushed).
                 session.flush()
-                session.connection().execute(_INSERT_OUTBOX, [_outbox_values(self.name, _tick_cause(rec), topic, rec)
-                                                              for topic, rec in produced])
+                session.connection().execute(INSERT_OUTBOX, [outbox_values(self.name, tick_cause(rec), topic, rec)
+                                                             for topic, rec in produced])
             return produced
 
     async def recover_outbox(self) -> int:
         """Publish what a crash left in the outbox (before any new work); return how many."""
-        def load() -> tuple[list[tuple[str, KafkaRecord]], list[str]]:
+        def load() -> tuple[Produced, list[str]]:
             with Session(self.engine) as session:
                 rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name)).scalars().all()
-                return [_row_to_output(r) for r in rows], sorted({r.cause_id for r in rows})
+                return [row_to_output(r) for r in rows], sorted({r.cause_id for r in rows})
         outputs, causes = await asyncio.to_thread(load)
         if outputs:
             await self._publish(outputs, [])
@@ -502,141 +410,33 @@ class EventPipeline:
         return len(outputs)
 
 
-class _BatchSession(Session):
-    """The session of a batch's optimistic pass. Handlers look rows up by key many times a batch
-    (get-or-create); a plain `Session.get` of a row not loaded yet first flushes every change made
-    so far, one statement at a time. Here `get` answers from the identity map, then from the rows
-    added in this batch, and only then selects, without that flush: a row that is neither loaded
-    nor added has no pending change, so the select sees what a flush would have shown. Changes are
-    written by the flush at commit instead, grouped by table. Queries other than `get` still
-    autoflush. If anything goes wrong the careful pass runs with a plain Session.
-    """
+class _Applier(Generic[Deps]):
+    """Applies one event of a batch pass (`__call__`), then ends the pass (`finish`)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._added: list[Any] = []
-        self._added_by_key: dict[Any, Any] = {}
-        self.absent: set[Any] = set()  # identity keys a prefetch found no row for
+    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
+        raise NotImplementedError
 
-    def get(self, entity: Any, ident: Any, **kwargs: Any) -> Any:  # type: ignore[override]
-        if kwargs:
-            return super().get(entity, ident, **kwargs)
-        key = self.identity_key(entity, ident)
-        if key in self.identity_map:
-            return super().get(entity, ident)
-        added = self._added_row(key)
-        if added is not None:
-            return added
-        if key in self.absent:
-            return None
-        with self.no_autoflush:
-            return super().get(entity, ident)
-
-    def _added_row(self, key: Any) -> Any:
-        keep = []
-        for obj in self._added:
-            obj_key = self.identity_key(instance=obj)
-            if None in obj_key[1]:
-                keep.append(obj)  # no key yet: look again next time
-            else:
-                self._added_by_key[obj_key] = obj
-        self._added = keep
-        obj = self._added_by_key.get(key)
-        if obj is not None and not sa_inspect(obj).pending:
-            del self._added_by_key[key]  # flushed (then it is in the identity map), expunged or deleted
-            return None
-        return obj
+    def finish(self) -> None:
+        """Nothing to write at the end of the pass."""
 
 
-@event.listens_for(_BatchSession, "transient_to_pending")
-def _remember_added(session: Session, obj: Any) -> None:
-    if isinstance(session, _BatchSession):
-        session._added.append(obj)
+class _OneByOne(_Applier[Deps]):
+    def __init__(self, ctx: HandlerContext[Deps], spec: HandlerSpec[Deps]) -> None:
+        self.ctx, self.spec = ctx, spec
+
+    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
+        return self.spec.apply_one(self.ctx, envelope)
 
 
-class _Careful(Exception):
-    """The optimistic attempt at a batch cannot go on: apply it again with a savepoint per event."""
+class _BatchApplier(_Applier[Deps]):
+    """A batched spec's state for the optimistic pass: started on the whole batch, finished once."""
 
+    def __init__(self, ctx: HandlerContext[Deps], batched: Batched[Deps, Any], envelopes: list[Envelope[Any]]) -> None:
+        self.ctx, self.batched = ctx, batched
+        self.state = batched.start(ctx, envelopes)
 
-@dataclass
-class _Batch:
-    """One batch's view of the store, and its bookkeeping rows, written with one INSERT per table
-    at the end of the transaction instead of an ORM object (and a flush) per event."""
+    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
+        return self.batched.apply(self.ctx, self.state, envelope)
 
-    consumer: str
-    careful: bool
-    processed: set[str] = field(default_factory=set)       # applied (or dead-lettered) before this batch
-    parked: set[str] = field(default_factory=set)          # waiting in parked_events
-    parked_tickets: set[str] = field(default_factory=set)  # tickets with parked events
-    applied: set[str] = field(default_factory=set)         # applied in this batch
-    processed_rows: list[dict[str, Any]] = field(default_factory=list)
-    outbox_rows: list[dict[str, Any]] = field(default_factory=list)
-
-    def remember(self, record: Any, envelope: Envelope[Any], produced: list[tuple[str, KafkaRecord]], outcome: str) -> None:
-        self.applied.add(envelope.id)
-        self.processed_rows.append({"consumer": self.consumer, "event_id": envelope.id, "topic": record.topic,
-                                    "partition": record.partition, "offset": record.offset, "outcome": outcome,
-                                    "processed_at": utcnow()})
-        self.outbox_rows += [_outbox_values(self.consumer, envelope.id, topic, rec) for topic, rec in produced]
-
-    def write(self, session: Session) -> None:
-        # On the session's connection: plain Core executemany, without the ORM's statement handling.
-        connection = session.connection()
-        if self.processed_rows:
-            connection.execute(_INSERT_PROCESSED, self.processed_rows)
-        if self.outbox_rows:
-            connection.execute(_INSERT_OUTBOX, self.outbox_rows)
-
-
-def _known_of_batch() -> Any:
-    processed, parked = ProcessedEvent.__table__.c, ParkedEvent.__table__.c
-    consumer = bindparam("consumer")
-    ids, tickets = bindparam("ids", expanding=True), bindparam("tickets", expanding=True)
-    return union_all(
-        select(literal_column("'processed'"), processed.event_id).where(processed.consumer == consumer, processed.event_id.in_(ids)),
-        select(literal_column("'parked'"), parked.event_id).where(parked.consumer == consumer, parked.event_id.in_(ids)),
-        select(literal_column("'parked-ticket'"), parked.ticket_id).where(parked.consumer == consumer, parked.ticket_id.in_(tickets)),
-    )
-
-
-_INSERT_PROCESSED = insert(ProcessedEvent.__table__)
-_INSERT_OUTBOX = insert(OutboxRecord.__table__)
-# Built once: SQLAlchemy compiles it once and caches it (expanding IN parameters keep one cache entry).
-_KNOWN_OF_BATCH = _known_of_batch()
-
-
-def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:
-    for i in range(0, len(items), size):
-        yield items[i:i + size]
-
-
-@dataclass(frozen=True)
-class _ParkedRecord:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
-
-
-def _headers_json(headers: Any) -> bytes:
-    return json.dumps([[k, v.decode(errors="replace")] for k, v in (headers or ())]).encode()
-
-
-def _tick_cause(rec: KafkaRecord) -> str:
-    return "tick:" + next(v.decode() for k, v in rec.headers if k == "ce_id")
-
-
-def _outbox_values(consumer: str, cause_id: str, topic: str, rec: KafkaRecord) -> dict[str, Any]:
-    return {"consumer": consumer, "cause_id": cause_id, "topic": topic, "key": rec.key, "value": rec.value,
-            "headers": json.dumps([[k, v.decode()] for k, v in rec.headers]).encode()}
-
-
-def _row_to_output(row: OutboxRecord) -> tuple[str, KafkaRecord]:
-    return row.topic, KafkaRecord(row.key, row.value, [(k, v.encode()) for k, v in json.loads(row.headers)])
-
-
-def _str_headers(headers: list[tuple[str, bytes]]) -> dict[str, str]:
-    return {k: v.decode(errors="replace") for k, v in headers}
-
+    def finish(self) -> None:
+        self.batched.finish(self.ctx, self.state)

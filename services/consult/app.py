@@ -7,10 +7,10 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
-from services.common.app import Tick, build_service_app
-from services.common.pipeline import Clock
+from services.common.app import build_service_app
+from services.common.handler import Clock
 
-from .handlers import EVENT_TYPES, TOPICS, handle, overdue
+from .handlers import ConsultDeps, spec
 from .models import Consultation, RoutedTicket
 from .settings import ConsultSettings
 
@@ -18,7 +18,6 @@ from .settings import ConsultSettings
 def create_app(settings: ConsultSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or ConsultSettings()
-    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
-                             tables=[Consultation.__table__, RoutedTicket.__table__], ticks=[Tick(overdue, settings.tick_s)],
-                             broker=broker, engine=engine, clock=clock,
-                             extras={"calendar": settings.work_calendar()})
+    deps = ConsultDeps(calendar=settings.work_calendar())
+    return build_service_app(settings, spec=spec(deps, settings.tick_s), tables=[Consultation.__table__, RoutedTicket.__table__],
+                             broker=broker, engine=engine, clock=clock)

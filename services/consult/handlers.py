@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +15,14 @@ from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, CONSULT, SLA, TRIAGE, UNIT_REPORTS
 from domain.calendar import WorkCalendar
 from services.common.commands import fact_of_command
-from services.common.pipeline import Emit, HandlerContext, NotYet
+from services.common.handler import (
+    Emit,
+    HandlerContext,
+    HandlerSpec,
+    NotYet,
+    Prefetch,
+    Tick,
+)
 
 from . import domain
 from .models import Consultation, RoutedTicket
@@ -24,7 +32,27 @@ EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.Su
                ev.TicketEscalated.event_type]
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+@dataclass(frozen=True)
+class ConsultDeps:
+    """The working-day calendar a plan's deadline is counted on."""
+
+    calendar: WorkCalendar
+
+
+Ctx = HandlerContext[ConsultDeps]
+
+
+def spec(deps: ConsultDeps, tick_s: float) -> HandlerSpec[ConsultDeps]:
+    """What the pipeline runs: `handle` each event, with the batch's routings and consultations loaded with one
+    query per table (most events look their ticket's routing up by id, opinions their consultation), and
+    `overdue` every tick_s."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, handle=handle,
+                       prefetch=[Prefetch(RoutedTicket, lambda e: e.ticket_id),
+                                 Prefetch(Consultation, lambda e: getattr(e.data, "consultation_id", None))],
+                       ticks=[Tick(overdue, tick_s)])
+
+
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
         case ev.TicketClassified():
             _remember_routing(ctx, envelope)
@@ -38,7 +66,7 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     return ()
 
 
-def convene(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def convene(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     c: ev.TicketClassified = envelope.data
     consultation_id = f"C-{envelope.id[:8]}"
     parties = domain.parties_for(c.routing, c.excluded_units)
@@ -50,21 +78,23 @@ def convene(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
     for old in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
                                                            Consultation.status == "open")).all():
         old.status = "superseded"
-    ctx.session.add(Consultation(consultation_id=consultation_id, ticket_id=envelope.ticket_id, parties=",".join(parties),
+    ctx.rows.add(Consultation(consultation_id=consultation_id, ticket_id=envelope.ticket_id, parties=",".join(parties),
                                  opinions_due=request.opinions_due, request_json=request.model_dump_json()))
     # act, the writer of the units' task topics, forwards it to each party.
     return [Emit(CONSULT.name, envelope.caused(request, source=ctx.source))]
 
 
-def _remember_routing(ctx: HandlerContext, envelope: Envelope[Any]) -> None:
-    row = ctx.session.get(RoutedTicket, envelope.ticket_id) or RoutedTicket(ticket_id=envelope.ticket_id, routing_json="")
+def _remember_routing(ctx: Ctx, envelope: Envelope[Any]) -> None:
+    row = ctx.rows.get(RoutedTicket, envelope.ticket_id)
+    if row is None:
+        row = RoutedTicket(ticket_id=envelope.ticket_id, routing_json="")
+        ctx.rows.add(row)
     row.routing_json = envelope.data.routing.model_dump_json()
-    ctx.session.add(row)
 
 
-def arbitrate(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def arbitrate(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     """A ticket bounced between units (退单 ping-pong) goes to a supervisor on its own: nobody owns it."""
-    row = ctx.session.get(RoutedTicket, envelope.ticket_id)
+    row = ctx.rows.get(RoutedTicket, envelope.ticket_id)
     if row is None:
         raise NotYet(f"consult has not seen ticket {envelope.ticket_id} routed yet")
     row.arbitrations += 1
@@ -77,12 +107,12 @@ def arbitrate(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
     return [Emit(CONSULT.name, envelope.caused(review, source=ctx.source))]
 
 
-def _open(ctx: HandlerContext, consultation_id: str | None) -> Consultation | None:
-    row = ctx.session.get(Consultation, consultation_id) if consultation_id else None
+def _open(ctx: Ctx, consultation_id: str | None) -> Consultation | None:
+    row = ctx.rows.get(Consultation, consultation_id) if consultation_id else None
     return row if row is not None and row.status == "open" else None
 
 
-def record_opinion(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def record_opinion(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     o: ev.OpinionGiven = envelope.data
     row = _open(ctx, o.consultation_id)
     if row is None:
@@ -98,17 +128,17 @@ def record_opinion(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
     return []
 
 
-def _agree(ctx: HandlerContext, cause: Envelope[Any], row: Consultation) -> Emit:
+def _agree(ctx: Ctx, cause: Envelope[Any], row: Consultation) -> Emit:
     request = ev.ConsultationRequested.model_validate_json(row.request_json)
     row.status = "agreed"
-    calendar: WorkCalendar = ctx.extras["calendar"]
+    calendar = ctx.deps.calendar
     deadline = calendar.add(cause.time, request.limits.resolution.amount, request.limits.resolution.unit)
     plan = ev.PlanAgreed(consultation_id=row.consultation_id, routing=request.proposed, deadline=deadline,
                          category=request.category, limits=request.limits, ticket=request.ticket)
     return Emit(CONSULT.name, cause.caused(plan, source=ctx.source, ticket_id=row.ticket_id))
 
 
-def _to_supervisor(ctx: HandlerContext, cause: Envelope[Any], row: Consultation, reason: str) -> Emit:
+def _to_supervisor(ctx: Ctx, cause: Envelope[Any], row: Consultation, reason: str) -> Emit:
     request = ev.ConsultationRequested.model_validate_json(row.request_json)
     row.status = "supervisor-review"
     opinions = tuple((u, bool(a), p) for u, (a, p) in sorted(json.loads(row.opinions_json).items()))
@@ -117,7 +147,7 @@ def _to_supervisor(ctx: HandlerContext, cause: Envelope[Any], row: Consultation,
     return Emit(CONSULT.name, cause.caused(review, source=ctx.source, ticket_id=row.ticket_id))
 
 
-def close_decided(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def close_decided(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     """A supervisor's decision (intake's command): the ticket's consultations are decided, and the fact
     SupervisorDecided, which act dispatches, is written here."""
     for row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
@@ -126,7 +156,7 @@ def close_decided(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
     return [Emit(CONSULT.name, fact_of_command(ctx, envelope))]
 
 
-def overdue(ctx: HandlerContext) -> list[Emit]:
+def overdue(ctx: Ctx) -> list[Emit]:
     """Tick: consultations whose opinions are late go to a supervisor."""
     now = ctx.now()
     out = []
@@ -138,7 +168,3 @@ def overdue(ctx: HandlerContext) -> list[Emit]:
                           subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.consultation_id, data=request)
         out.append(_to_supervisor(ctx, origin, row, f"no opinion in time from {', '.join(missing)}"))
     return out
-
-
-# Most events look their ticket's routing up by id: load the batch's rows with one query (EventPipeline._prefetch).
-handle.prefetch = [(RoutedTicket, lambda e: e.ticket_id)]  # type: ignore[attr-defined]

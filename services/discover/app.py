@@ -9,9 +9,9 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from domain.catalogue import load_catalogue
 from services.common.app import build_service_app
-from services.common.pipeline import Clock
+from services.common.handler import Clock
 
-from .handlers import EVENT_TYPES, TOPICS, handle
+from .handlers import DiscoverDeps, spec
 from .models import KnownTicket
 from .settings import DiscoverSettings
 
@@ -19,6 +19,5 @@ from .settings import DiscoverSettings
 def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or DiscoverSettings()
-    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
-                             tables=[KnownTicket.__table__], broker=broker, engine=engine, clock=clock,
-                             extras={"catalogue": load_catalogue()})
+    return build_service_app(settings, spec=spec(DiscoverDeps(load_catalogue())), tables=[KnownTicket.__table__],
+                             broker=broker, engine=engine, clock=clock)

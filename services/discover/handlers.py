@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from sqlmodel import select
 
 from contracts import events as ev
+from domain.catalogue import Catalogue
 from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
 from services.common.commands import fact_of_command
-from services.common.pipeline import Emit, HandlerContext
+from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 
 from . import domain
 from .models import KnownTicket
@@ -22,7 +24,24 @@ EVENT_TYPES = [ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event
                ev.TicketClassified.event_type, ev.TicketClosed.event_type]
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+@dataclass(frozen=True)
+class DiscoverDeps:
+    """The catalogue proactive tickets check their category against."""
+
+    catalogue: Catalogue
+
+
+Ctx = HandlerContext[DiscoverDeps]
+
+
+def spec(deps: DiscoverDeps) -> HandlerSpec[DiscoverDeps]:
+    """What the pipeline runs: `handle` each event; every handled event looks its ticket up by id, so the
+    batch's rows are loaded with one query (the prefetch)."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, handle=handle,
+                       prefetch=[Prefetch(KnownTicket, lambda e: e.ticket_id)])
+
+
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
         case ev.TicketSubmitted():
             return register(ctx, envelope)
@@ -37,7 +56,7 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     return ()
 
 
-def _candidates(ctx: HandlerContext, key: str | None, exclude: str) -> list[domain.Candidate]:
+def _candidates(ctx: Ctx, key: str | None, exclude: str) -> list[domain.Candidate]:
     if key is None:
         return []
     rows = ctx.session.exec(select(KnownTicket).where(KnownTicket.place_key == key, KnownTicket.open == True,  # noqa: E712
@@ -45,9 +64,9 @@ def _candidates(ctx: HandlerContext, key: str | None, exclude: str) -> list[doma
     return [domain.Candidate(r.ticket_id, r.text, r.category, r.lat, r.lon, r.submitted_at) for r in rows if r.ticket_id != exclude]
 
 
-def register(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def register(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     s: ev.TicketSubmitted = envelope.data
-    if ctx.session.get(KnownTicket, envelope.ticket_id) is not None:
+    if ctx.rows.get(KnownTicket, envelope.ticket_id) is not None:
         return []  # the same ticket submitted again under a new event id: already registered
     st = ctx.settings
     key = domain.place_key(s.location)
@@ -63,17 +82,17 @@ def register(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
     return out
 
 
-def _remember(ctx: HandlerContext, ticket_id: str, key: str | None, t: ev.RegisteredTicket, master: str | None) -> None:
-    ctx.session.add(KnownTicket(ticket_id=ticket_id, place_key=key, text=t.text, category=t.category, lat=t.location.lat,
+def _remember(ctx: Ctx, ticket_id: str, key: str | None, t: ev.RegisteredTicket, master: str | None) -> None:
+    ctx.rows.add(KnownTicket(ticket_id=ticket_id, place_key=key, text=t.text, category=t.category, lat=t.location.lat,
                                 lon=t.location.lon, submitted_at=t.submitted_at, master_ticket_id=master,
                                 registered_json=t.model_dump_json()))
 
 
-def split(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def split(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     """An operator's split (intake's command): the fact SplitRequested, then the split if the ticket is still merged."""
     requested = fact_of_command(ctx, envelope)
     out = [Emit(TICKETS.name, requested)]
-    row = ctx.session.get(KnownTicket, envelope.ticket_id)
+    row = ctx.rows.get(KnownTicket, envelope.ticket_id)
     if row is None or row.master_ticket_id is None:
         return out  # not merged (any more): nothing to undo
     former, row.master_ticket_id = row.master_ticket_id, None
@@ -82,23 +101,23 @@ def split(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
     return out + [Emit(TICKETS.name, requested.caused(data, source=ctx.source))]
 
 
-def remember_category(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
-    row = ctx.session.get(KnownTicket, envelope.ticket_id)
+def remember_category(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+    row = ctx.rows.get(KnownTicket, envelope.ticket_id)
     if row is not None:
         row.category = envelope.data.category
     return []
 
 
-def forget_closed(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
-    row = ctx.session.get(KnownTicket, envelope.ticket_id)
+def forget_closed(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+    row = ctx.rows.get(KnownTicket, envelope.ticket_id)
     if row is not None:
         row.open = False
     return []
 
 
-def raise_proactive(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def raise_proactive(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     event: ev.ResidentLifeEventRecorded = envelope.data
-    catalogue = ctx.extras["catalogue"]
+    catalogue = ctx.deps.catalogue
     out = []
     for i, rule in enumerate(domain.matching_rules(event)):
         ticket_id = f"P-{envelope.id[:8].upper()}-{i}"
@@ -107,7 +126,3 @@ def raise_proactive(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
         out.append(Emit(TICKETS.name, envelope.caused(ev.TicketRegistered(ticket=ticket), source=ctx.source,
                                                       ticket_id=ticket_id, index=i)))
     return out
-
-
-# Every handled event looks its ticket up by id: load the batch's rows with one query (see EventPipeline._prefetch).
-handle.prefetch = [(KnownTicket, lambda e: e.ticket_id)]  # type: ignore[attr-defined]

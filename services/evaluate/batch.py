@@ -1,31 +1,33 @@
 """A batch's working state of evaluate: the tickets its events touch and the rate increments they add.
 
-The tickets are loaded before the batch with one query (`EvalBatch.load`), changed in memory by the
-handlers, and written at its end with one INSERT and one UPDATE per table (`EvalBatch.write`),
-instead of an ORM object, a lookup and a flush per event.
+The tickets are loaded before the batch with one query (`EvalBatch.load`, services/common/batch_state.py),
+changed in memory by the handlers, and written at its end with one INSERT and one UPDATE per table
+(`EvalBatch.write`), instead of an ORM object, a lookup and a flush per event.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
+from services.common.batch_state import TableRows, table_of
+
 from .models import EvalTask, EvalTicket, Rates
 
-_TICKETS = EvalTicket.__table__
-_TASKS = EvalTask.__table__
-_RATES = Rates.__table__
+_TICKETS = table_of(EvalTicket)
+_TASKS = table_of(EvalTask)
+_RATES = table_of(Rates)
 COUNTERS = ("assigned", "signed_for", "response_n", "responded", "callbacks", "resolved", "satisfied", "rated", "reopened")
 
 
 @dataclass(slots=True)
 class Ticket:
-    """One evaluate_tickets row, as plain attributes (the same names and defaults as EvalTicket)."""
+    """One evaluate_tickets row, as plain attributes (the same columns, order and defaults as EvalTicket)."""
 
     ticket_id: str
     caller_json: str = "{}"
@@ -35,17 +37,6 @@ class Ticket:
     round: int = 0
     units: str = ""
     status: str = "open"
-
-    def values(self, *, key: bool = True) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _TICKET_COLUMNS if key or name != "ticket_id"}
-
-    def as_row(self) -> tuple[Any, ...]:
-        """Its values, to tell whether it changed since it was last written (cheaper than
-        dataclasses.astuple, which deep-copies every value)."""
-        return tuple(getattr(self, name) for name in _TICKET_COLUMNS)
-
-
-_TICKET_COLUMNS = tuple(f.name for f in fields(Ticket))
 
 
 @dataclass(slots=True)
@@ -63,21 +54,23 @@ class Task:
 
 @dataclass
 class EvalBatch:
-    """The tickets of a batch's events as plain objects, and the rate counters' increments."""
+    """The tickets of a batch's events (`TableRows`), and the rate counters' increments."""
 
-    tickets: dict[str, Ticket | None] = field(default_factory=dict)  # None: no such ticket (yet)
-    stored: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # ticket id -> its row as last written
-    new_tickets: list[Ticket] = field(default_factory=list)           # in creation order, the store's row order
-    masters_in_store: set[str] = field(default_factory=set)           # loaded tickets that have merged children stored
+    session: Session
+    tickets: TableRows[Ticket] = field(init=False)
+    masters_in_store: set[str] = field(default_factory=set)  # loaded tickets that have merged children stored
     rate_increments: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     tasks: dict[str, Task | None] = field(default_factory=dict)     # None: no such task (yet)
     new_tasks: dict[str, Task] = field(default_factory=dict)
     judged_tasks: set[str] = field(default_factory=set)               # stored tasks judged in this batch
 
+    def __post_init__(self) -> None:
+        self.tickets = TableRows(self.session.connection(), _TICKETS, Ticket)
+
     @classmethod
     def load(cls, session: Session, ticket_ids: Iterable[str], task_ids: Iterable[str] = ()) -> EvalBatch:
-        batch = cls()
-        batch.load_tickets(session, ticket_ids)
+        batch = cls(session)
+        batch.load_tickets(ticket_ids)
         batch.load_tasks(session, task_ids)
         return batch
 
@@ -116,63 +109,38 @@ class EvalBatch:
 
     # ------------------------------------------------------------ tickets
 
-    def load_tickets(self, session: Session, ticket_ids: Iterable[str]) -> None:
+    def load_tickets(self, ticket_ids: Iterable[str]) -> None:
         """Load these tickets (one query per 500) and whether any has merged children in the store."""
-        wanted = [t for t in dict.fromkeys(ticket_ids) if t not in self.tickets]
+        wanted = [t for t in dict.fromkeys(ticket_ids) if not self.tickets.known(t)]
+        if not wanted:
+            return
+        self.tickets.load(wanted)
         for chunk in _chunks(wanted):
-            self.tickets.update(dict.fromkeys(chunk))
-            for row in session.execute(select(_TICKETS).where(_TICKETS.c.ticket_id.in_(chunk))):
-                self._adopt(Ticket(**row._mapping))
-            self.masters_in_store |= set(session.execute(
+            self.masters_in_store |= set(self.session.execute(
                 select(_TICKETS.c.master_ticket_id).where(_TICKETS.c.master_ticket_id.in_(chunk)).distinct()).scalars())
 
-    def ticket(self, session: Session, ticket_id: str) -> Ticket | None:
-        if ticket_id not in self.tickets:  # not one of the batch's tickets: load it on its own
-            self.load_tickets(session, [ticket_id])
-        return self.tickets[ticket_id]
+    def ticket(self, ticket_id: str) -> Ticket | None:
+        rows = self.tickets.rows  # (read directly: several lookups per event)
+        if ticket_id not in rows:  # not one of the batch's tickets: load it on its own
+            self.load_tickets([ticket_id])
+        return rows[ticket_id]
 
     def add_ticket(self, ticket: Ticket) -> Ticket:
-        self.tickets[ticket.ticket_id] = ticket
-        self.new_tickets.append(ticket)
-        return ticket
+        return self.tickets.add(ticket)
 
     def may_have_children(self, master_ticket_id: str) -> bool:
         """False when no ticket, stored or in this batch, is merged into this one (the common case,
         answered without a query)."""
         return master_ticket_id in self.masters_in_store or any(
-            t is not None and t.master_ticket_id == master_ticket_id for t in self.tickets.values())
+            t is not None and t.master_ticket_id == master_ticket_id for t in self.tickets.rows.values())
 
-    def open_children(self, session: Session, master_ticket_id: str) -> list[Ticket]:
+    def open_children(self, master_ticket_id: str) -> list[Ticket]:
         """The open tickets merged into this one, in the store's order (it numbers the events that close
         them, so it must not change): the batch's tickets are written first, then selected."""
-        self.write_tickets(session)
-        rows = session.execute(select(_TICKETS).where(_TICKETS.c.master_ticket_id == master_ticket_id,
-                                                      _TICKETS.c.status != "closed"))
-        children = []
-        for row in rows:
-            ticket = self.tickets.get(row.ticket_id) or self._adopt(Ticket(**row._mapping))
-            children.append(ticket)
-        return children
-
-    def _adopt(self, ticket: Ticket) -> Ticket:
-        self.tickets[ticket.ticket_id] = ticket
-        self.stored[ticket.ticket_id] = ticket.as_row()
-        return ticket
-
-    def write_tickets(self, session: Session) -> None:
-        """Insert the new tickets and update the changed ones; afterwards they count as stored."""
-        if self.new_tickets:
-            session.execute(insert(_TICKETS), [t.values() for t in self.new_tickets])
-            for t in self.new_tickets:
-                self.stored[t.ticket_id] = t.as_row()
-            self.new_tickets = []
-        changed = [t for t in self.tickets.values() if t is not None and t.as_row() != self.stored[t.ticket_id]]
-        if changed:
-            # The SET clause is every column of the parameters: all but the key, which the WHERE names.
-            session.execute(update(_TICKETS).where(_TICKETS.c.ticket_id == bindparam("b_ticket_id")),
-                            [{"b_ticket_id": t.ticket_id, **t.values(key=False)} for t in changed])
-            for t in changed:
-                self.stored[t.ticket_id] = t.as_row()
+        self.tickets.write()
+        rows = self.session.execute(select(_TICKETS).where(_TICKETS.c.master_ticket_id == master_ticket_id,
+                                                           _TICKETS.c.status != "closed"))
+        return [self.tickets.rows.get(row.ticket_id) or self.tickets.adopt(tuple(row)) for row in rows]
 
     # ------------------------------------------------------------ rates
 
@@ -181,29 +149,29 @@ class EvalBatch:
         for name, by in increments.items():
             totals[name] += by
 
-    def write_rates(self, session: Session) -> None:
+    def write_rates(self) -> None:
         """Add the increments to the stored counters (one UPDATE), and insert the counters seen for the
         first time (one INSERT). Nothing reads a counter while a batch runs, so only increments are kept."""
         if not self.rate_increments:
             return
         stored: set[tuple[str, str]] = set()
         for chunk in _chunks(sorted({key for _, key in self.rate_increments})):
-            stored |= {(r.scope, r.key) for r in session.execute(select(_RATES.c.scope, _RATES.c.key)
-                                                                  .where(_RATES.c.key.in_(chunk)))}
+            stored |= {(r.scope, r.key) for r in self.session.execute(select(_RATES.c.scope, _RATES.c.key)
+                                                                       .where(_RATES.c.key.in_(chunk)))}
         old = [{"b_scope": s, "b_key": k, **{f"by_{c}": v for c, v in inc.items()}}
                for (s, k), inc in self.rate_increments.items() if (s, k) in stored]
         new = [{"scope": s, "key": k, **inc} for (s, k), inc in self.rate_increments.items() if (s, k) not in stored]
         if old:
-            session.execute(update(_RATES).where(_RATES.c.scope == bindparam("b_scope"), _RATES.c.key == bindparam("b_key"))
-                            .values({c: _RATES.c[c] + bindparam(f"by_{c}") for c in COUNTERS}), old)
+            self.session.execute(update(_RATES).where(_RATES.c.scope == bindparam("b_scope"), _RATES.c.key == bindparam("b_key"))
+                                 .values({c: _RATES.c[c] + bindparam(f"by_{c}") for c in COUNTERS}), old)
         if new:
-            session.execute(insert(_RATES), new)
+            self.session.execute(insert(_RATES), new)
         self.rate_increments = {}
 
-    def write(self, session: Session) -> None:
-        self.write_tickets(session)
-        self.write_tasks(session)
-        self.write_rates(session)
+    def write(self) -> None:
+        self.tickets.write()
+        self.write_tasks(self.session)
+        self.write_rates()
 
 
 def _chunks(items: list[str], size: int = 500) -> Iterator[list[str]]:

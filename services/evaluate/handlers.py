@@ -14,7 +14,14 @@ from contracts.topics import ACT, COMMANDS, EVALUATE, SLA, TICKETS, UNIT_REPORTS
 from domain import rates
 from domain.calendar import CalendarCoverageError
 from services.common.commands import fact_of_command
-from services.common.pipeline import Emit, HandlerContext, NotYet, apply_in_batch
+from services.common.handler import (
+    Batched,
+    Emit,
+    HandlerContext,
+    HandlerSpec,
+    NoDeps,
+    NotYet,
+)
 
 from . import domain
 from .batch import EvalBatch, Task, Ticket
@@ -26,13 +33,20 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.T
                                       ev.TaskSignedFor, ev.SlaBreached, ev.TicketHandled, ev.CallbackSubmitted)]
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
-    """Apply one event to the batch's tickets and rates (see `start_batch`). Called on its own (tests,
-    tools), it is a batch of one."""
-    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
+Ctx = HandlerContext[NoDeps]
 
 
-def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit]:
+def spec() -> HandlerSpec[NoDeps]:
+    """What the pipeline runs: each batch's events applied to its tickets and rates (`BATCH`)."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=NoDeps(), batch=BATCH)
+
+
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tests, tools): a batch of one."""
+    return BATCH.one(ctx, envelope)
+
+
+def _apply(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit]:
     d = envelope.data
     match d:
         case ev.TicketRegistered():
@@ -63,35 +77,30 @@ def _apply(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> It
 
 # ---------------------------------------------------------------------------- a batch's working state
 
-_BATCH = "evaluate"
-
-
-def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> EvalBatch:
     """Load the batch's tickets and tasks with one query each, instead of a lookup per event."""
     task_ids = [e.data.task_id for e in envelopes if isinstance(e.data, ev.TaskSignedFor | ev.SlaBreached)]
-    ctx.batch[_BATCH] = EvalBatch.load(ctx.session, (e.ticket_id for e in envelopes), task_ids)
+    return EvalBatch.load(ctx.session, (e.ticket_id for e in envelopes), task_ids)
 
 
-def finish_batch(ctx: HandlerContext) -> None:
+def finish_batch(ctx: Ctx, batch: EvalBatch) -> None:
     """Write what the batch changed: one statement per table and kind."""
-    batch: EvalBatch = ctx.batch.pop(_BATCH)
-    batch.write(ctx.session)
+    batch.write()
 
 
-handle.start_batch = start_batch  # type: ignore[attr-defined]
-handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+BATCH: Batched[NoDeps, EvalBatch] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
 
 
-def _ensure(ctx: HandlerContext, batch: EvalBatch, ticket_id: str, t: ev.RegisteredTicket, master: str | None) -> Ticket:
-    row = batch.ticket(ctx.session, ticket_id)
+def _ensure(ctx: Ctx, batch: EvalBatch, ticket_id: str, t: ev.RegisteredTicket, master: str | None) -> Ticket:
+    row = batch.ticket(ticket_id)
     if row is None:
         row = batch.add_ticket(Ticket(ticket_id=ticket_id, caller_json=t.caller.model_dump_json(), district=t.location.district,
                                       grid=t.location.grid, master_ticket_id=master))
     return row
 
 
-def _ticket(ctx: HandlerContext, batch: EvalBatch, ticket_id: str) -> Ticket:
-    row = batch.ticket(ctx.session, ticket_id)
+def _ticket(ctx: Ctx, batch: EvalBatch, ticket_id: str) -> Ticket:
+    row = batch.ticket(ticket_id)
     if row is None:
         raise NotYet(f"evaluate has not seen ticket {ticket_id} registered yet")
     return row
@@ -127,7 +136,7 @@ def _count(batch: EvalBatch, scope: str, key: str | None, **increments: int) -> 
         batch.count(scope, key, increments)
 
 
-def request_callback(ctx: HandlerContext, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
+def request_callback(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
     h: ev.TicketHandled = envelope.data
     row = _ticket(ctx, batch, envelope.ticket_id)
     row.round, row.units, row.status = h.round, ",".join(h.units), "awaiting-callback"
@@ -140,7 +149,7 @@ def _scopes(row: Ticket) -> list[tuple[str, str | None]]:
     return [("unit", u) for u in row.units.split(",") if u] + [("grid", row.grid), ("district", row.district)]
 
 
-def on_callback(ctx: HandlerContext, batch: EvalBatch, command: Envelope[Any]) -> list[Emit]:
+def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit]:
     """The callback operator's entry (intake's command): the fact CallbackRecorded, then re-handling or closing."""
     c: ev.CallbackSubmitted = command.data
     row = _ticket(ctx, batch, command.ticket_id)
@@ -162,12 +171,12 @@ def on_callback(ctx: HandlerContext, batch: EvalBatch, command: Envelope[Any]) -
                                                    c.satisfaction)
 
 
-def close(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,
+def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,
           satisfaction: ev.Satisfaction) -> list[Emit]:
     row.status = "closed"
     out = [Emit(EVALUATE.name, cause.caused(ev.TicketClosed(outcome=outcome, satisfaction=satisfaction, rounds=row.round),
                                             source=ctx.source))]
-    children = batch.open_children(ctx.session, row.ticket_id) if batch.may_have_children(row.ticket_id) else []
+    children = batch.open_children(row.ticket_id) if batch.may_have_children(row.ticket_id) else []
     for i, child in enumerate(children, start=1):
         child.status = "closed"
         data = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=row.ticket_id)
@@ -179,7 +188,7 @@ def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelop
     """A repeat whose merge is read after its master was closed (the tickets topic is not in step with the
     others; discover may also merge into a master whose closing it has not read yet) is closed at once:
     closing the master could not close a child it did not know, and nothing else would."""
-    master = batch.ticket(ctx.session, row.master_ticket_id) if row.master_ticket_id else None
+    master = batch.ticket(row.master_ticket_id) if row.master_ticket_id else None
     if master is None or master.status != "closed" or row.status == "closed":
         return []
     row.status = "closed"

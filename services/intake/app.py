@@ -13,15 +13,16 @@ from sqlalchemy.engine import Engine
 
 from contracts import codec
 from contracts.envelope import Envelope, utcnow
-from contracts.topics import CHANNEL_INTAKE, check_writer
+from contracts.topics import check_writer
 from domain.catalogue import load_catalogue
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
-from services.common.pipeline import Clock, EventPipeline
+from services.common.handler import Clock
+from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
 
 from .domain import channel_record_to_event
-from .handlers import STATUS_EVENT_TYPES, STATUS_TOPICS, forward_channel_submission, update_status
+from .handlers import channel_spec, status_spec
 from .models import TicketStatus
 from .settings import IntakeSettings
 
@@ -42,11 +43,9 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         except (ValidationError, ValueError) as exc:
             raise codec.DecodeError(f"invalid channel submission: {exc}".replace("\n", " ")[:1000]) from None
 
-    channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, handler=forward_channel_submission,
-                            topics=[CHANNEL_INTAKE.name], event_types=None, clock=clock,
+    channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, spec=channel_spec(), clock=clock,
                             group_id=f"{settings.group_id}-channel", decoder=decode_channel)
-    status = EventPipeline(name="intake-status", settings=settings, engine=engine, handler=update_status,
-                           topics=STATUS_TOPICS, event_types=STATUS_EVENT_TYPES, clock=clock,
+    status = EventPipeline(name="intake-status", settings=settings, engine=engine, spec=status_spec(), clock=clock,
                            group_id=f"{settings.group_id}-status")
     channel.subscribe(broker)
     status.subscribe(broker)

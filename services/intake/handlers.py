@@ -10,23 +10,37 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, INTAKE, TICKETS, TRIAGE
 from domain.statuses import TicketStatus as Status
-from services.common.pipeline import Emit, HandlerContext
+from services.common.handler import Emit, HandlerContext, HandlerSpec, NoDeps, Prefetch
 
 from .models import TicketStatus
 
+Ctx = HandlerContext[NoDeps]
 
-def forward_channel_submission(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+
+def forward_channel_submission(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
     yield Emit(INTAKE.name, envelope)
+
+
+def channel_spec() -> HandlerSpec[NoDeps]:
+    """The machine channel: every record of it is a submission (plain JSON, no CloudEvents headers)."""
+    return HandlerSpec(topics=[CHANNEL_INTAKE.name], event_types=None, deps=NoDeps(), handle=forward_channel_submission)
+
+
+def status_spec() -> HandlerSpec[NoDeps]:
+    """The status view: every status event looks its ticket's row up by id, so the batch's rows are loaded
+    with one query (the prefetch)."""
+    return HandlerSpec(topics=STATUS_TOPICS, event_types=STATUS_EVENT_TYPES, deps=NoDeps(), handle=update_status,
+                       prefetch=[Prefetch(TicketStatus, lambda e: e.ticket_id)])
 
 
 STATUS_TOPICS = [TICKETS.name, TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name]
 
 
-def _row(ctx: HandlerContext, ticket_id: str) -> TicketStatus:
-    row = ctx.session.get(TicketStatus, ticket_id)
+def _row(ctx: Ctx, ticket_id: str) -> TicketStatus:
+    row = ctx.rows.get(TicketStatus, ticket_id)
     if row is None:
         row = TicketStatus(ticket_id=ticket_id, status=Status.registered)
-        ctx.session.add(row)
+        ctx.rows.add(row)
     return row
 
 
@@ -61,7 +75,7 @@ def _fill_in_missing(row: TicketStatus, d: Any) -> None:
         row.co_units = row.co_units or ",".join(co_units)
 
 
-def update_status(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+def update_status(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
     """Move the ticket's status to what this event says, unless a later event already did.
 
     Each topic is ordered, but this view reads six of them: after a restart it may see a ticket's
@@ -117,6 +131,3 @@ STATUS_EVENT_TYPES = [m.event_type for m in (
     ev.TicketRegistered, ev.TicketMerged, ev.TicketSplit, ev.ManualTriageRequested, ev.TicketClassified,
     ev.ConsultationRequested, ev.SupervisorReviewRequested, ev.PlanAgreed, ev.SupervisorDecided,
     ev.TaskAssigned, ev.RerouteRequested, ev.TicketHandled, ev.TicketReopened, ev.TicketClosed)]
-
-# Every status event looks its ticket's row up by id: load the batch's rows with one query (EventPipeline._prefetch).
-update_status.prefetch = [(TicketStatus, lambda e: e.ticket_id)]  # type: ignore[attr-defined]

@@ -16,11 +16,11 @@ from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
 from services.common.app import build_service_app
-from services.common.pipeline import Clock
+from services.common.handler import Clock
 from services.common.store import make_engine
 
-from .domain import PROJECTED_TYPES, use_calendar
-from .handlers import handle
+from .domain import use_calendar
+from .handlers import spec
 from .migrate import upgrade
 from .settings import ProjectionsSettings
 
@@ -30,8 +30,7 @@ def create_app(settings: ProjectionsSettings | None = None, *, broker: KafkaBrok
     settings = settings or ProjectionsSettings()
     use_calendar(settings.work_calendar())  # nominal deadlines on the calendar sla counts on
     engine = engine or make_engine(settings.store_url())
-    app = build_service_app(settings, handler=handle, topics=settings.projected_topics(), event_types=PROJECTED_TYPES,
-                            tables=[], broker=broker, engine=engine, clock=clock or utcnow)
+    app = build_service_app(settings, spec=spec(settings.projected_topics()), tables=[], broker=broker, engine=engine, clock=clock or utcnow)
 
     @app.on_startup
     async def _migrate() -> None:

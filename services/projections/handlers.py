@@ -10,32 +10,39 @@ from collections.abc import Iterable
 from typing import Any
 
 from contracts.envelope import Envelope
-from services.common.pipeline import Emit, HandlerContext
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps
 
-from .domain import Fact, is_projected
+from .domain import PROJECTED_TYPES, Fact, is_projected
 from .store import apply, apply_facts
 
-_FACTS = "projections.facts"  # the batch's facts not written yet, in ctx.batch
+Ctx = HandlerContext[NoDeps]
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+def spec(topics: list[str]) -> HandlerSpec[NoDeps]:
+    """What the pipeline runs: a batch's facts collected (`BATCH`) and written with one insert."""
+    return HandlerSpec(topics=topics, event_types=PROJECTED_TYPES, deps=NoDeps(), batch=BATCH)
+
+
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tools): written at once."""
     # The pipeline has already recorded the event id in this transaction; the timeline's own key
     # makes a second copy a no-op as well, so a store rebuilt without processed_events stays safe.
-    facts = ctx.batch.get(_FACTS)
-    if facts is None:  # called without the batch hooks: write at once
-        apply(ctx.session, envelope)
-    elif is_projected(envelope.type):
+    apply(ctx.session, envelope)
+    return ()
+
+
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> list[Fact]:
+    return []
+
+
+def collect(ctx: Ctx, facts: list[Fact], envelope: Envelope[Any]) -> Iterable[Emit]:
+    if is_projected(envelope.type):
         facts.append(Fact.from_envelope(envelope))
     return ()
 
 
-def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
-    ctx.batch[_FACTS] = []
+def finish_batch(ctx: Ctx, facts: list[Fact]) -> None:
+    apply_facts(ctx.session, facts)
 
 
-def finish_batch(ctx: HandlerContext) -> None:
-    apply_facts(ctx.session, ctx.batch.pop(_FACTS, []))
-
-
-handle.start_batch = start_batch  # type: ignore[attr-defined]
-handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+BATCH: Batched[NoDeps, list[Fact]] = Batched(start=start_batch, apply=collect, finish=finish_batch)

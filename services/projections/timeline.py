@@ -26,13 +26,13 @@ def event_units(data: Event) -> tuple[str, ...]:
         return tuple(data.excluded_units)
     if isinstance(data, ev.TicketEscalated):
         return (data.to_unit,) if data.to_unit else ()
-    unit = data.unit if _has_field(type(data), "unit") else None  # type: ignore[attr-defined]
+    unit = data.unit if _has_field(type(data), "unit") else None  # type: ignore[attr-defined]  # _has_field checked it
     return (unit,) if isinstance(unit, str) else ()
 
 
 def event_round(data: Event) -> int | None:
     """The handling round an event states (task reports do not: their task id carries a dispatch number)."""
-    return data.round if _has_field(type(data), "round") else None  # type: ignore[attr-defined]
+    return data.round if _has_field(type(data), "round") else None  # type: ignore[attr-defined]  # _has_field checked it
 
 
 @cache

@@ -184,7 +184,7 @@ def decide(seen: dict[str, _Seen], catalogue: Catalogue, classifier: Classifier 
     guesses = dict(zip(to_predict, classifier.predict_many([triaged[t].text or "" for t in to_predict]))) if to_predict else {}
     diffs = []
     for tid, s in triaged.items():
-        before: ev.TicketClassified = s.baseline.data  # type: ignore[assignment]
+        before: ev.TicketClassified = s.baseline.data  # type: ignore[assignment,union-attr]  # a triaged ticket's baseline is its classification
         category, why = before.category, "catalogue"
         if tid in guesses:
             guess = guesses[tid]

@@ -11,10 +11,10 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
-from services.common.app import Tick, build_service_app
-from services.common.pipeline import Clock
+from services.common.app import build_service_app
+from services.common.handler import Clock
 
-from .handlers import EVENT_TYPES, TOPICS, build_runtime, handle, sweep
+from .handlers import build_runtime, spec
 from .models import TABLES, make_store_engine
 from .settings import SlaSettings
 
@@ -45,6 +45,4 @@ def create_app(settings: SlaSettings | None = None, *, broker: KafkaBroker | Non
     clock = clock or (FileClock(settings.clock_file) if settings.clock_file else utcnow)
     runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_path))
     engine = engine or make_store_engine(settings.store_url())
-    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES, tables=TABLES,
-                             ticks=[Tick(sweep, settings.tick_s)], broker=broker, engine=engine, clock=clock,
-                             extras={"sla": runtime})
+    return build_service_app(settings, spec=spec(runtime), tables=TABLES, broker=broker, engine=engine, clock=clock)

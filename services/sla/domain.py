@@ -89,7 +89,7 @@ def parse_limit(text: str) -> tuple[int, SlaUnit]:
     spec = text.strip()
     for unit in ("wd", "wh", "h", "m"):
         if spec.endswith(unit) and spec[: -len(unit)].strip().isdigit():
-            return int(spec[: -len(unit)]), unit  # type: ignore[return-value]
+            return int(spec[: -len(unit)]), unit
     raise ValueError(f"time limit {text!r} is not '<number><wd|wh|h|m>'")
 
 
@@ -189,7 +189,7 @@ def finish(timer: Timer, at: datetime, calendar: WorkCalendar) -> Timer:
         return timer
     at = _not_before_last_event(timer, at)
     for reason in sorted(timer.pause_reasons):
-        timer = resume(timer, reason, at)  # type: ignore[arg-type]
+        timer = resume(timer, reason, at)  # type: ignore[arg-type]  # pause_reasons holds only PauseReason values
     on_time = at <= timer.sla_clock(calendar).deadline_at(at)
     return dataclasses.replace(timer, status="done", finished_at=at, on_time=on_time)
 

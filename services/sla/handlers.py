@@ -29,19 +29,20 @@ from contracts.topics import (
 from domain.calendar import WorkCalendar
 from domain.catalogue import Catalogue
 from domain.holders import LedgerFact, fact_from
+from services.common.batch_state import TableRows
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick
 from services.common.logs import get_logger
-from services.common.pipeline import Emit, HandlerContext, apply_in_batch
 
 from . import domain
 from .models import (
+    TICKETS_TABLE,
     SlaTaskRow,
-    SlaTicketRow,
     SlaTimerRow,
+    TicketRow,
     fact_values,
     facts_of_tickets,
     new_timer_values,
     store_timer,
-    ticket_rows,
     timer_rows_of_tickets,
     to_timer,
     write_batch,
@@ -63,11 +64,22 @@ EVENT_TYPES = [cls.event_type for cls in HANDLED]
 
 @dataclass(frozen=True)
 class SlaRuntime:
-    """What the handlers compute with: the working-day calendar, the firing policy, the catalogue (or None)."""
+    """What the handlers compute with (`ctx.deps`): the working-day calendar, the firing policy, the catalogue
+    (or None), and the service's settings, typed."""
 
     calendar: WorkCalendar
     policy: domain.SlaPolicy
+    settings: SlaSettings
     catalogue: Catalogue | None = None
+
+
+Ctx = HandlerContext[SlaRuntime]
+
+
+def spec(runtime: SlaRuntime) -> HandlerSpec[SlaRuntime]:
+    """What the pipeline runs: each batch's events on its tickets' facts and clocks (`BATCH`), the sweep every tick_s."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=runtime, batch=BATCH,
+                       ticks=[Tick(sweep, runtime.settings.tick_s)])
 
 
 def build_runtime(settings: SlaSettings, catalogue: Catalogue | None = None) -> SlaRuntime:
@@ -75,11 +87,7 @@ def build_runtime(settings: SlaSettings, catalogue: Catalogue | None = None) -> 
     window = domain.parse_limit(settings.escalation_window) if settings.escalation_window else None
     policy = domain.SlaPolicy(reminder_fractions=settings.reminder_fractions,
                               ladder=tuple(level.value for level in settings.ladder), escalation_window=window)
-    return SlaRuntime(calendar=calendar, policy=policy, catalogue=catalogue)
-
-
-def _rt(ctx: HandlerContext) -> SlaRuntime:
-    return ctx.extras["sla"]
+    return SlaRuntime(calendar=calendar, policy=policy, settings=settings, catalogue=catalogue)
 
 
 # ---------------------------------------------------------------------------- event handling
@@ -89,14 +97,14 @@ TIMER_FACTS = frozenset({"signed-for", "progress", "extension-requested", "exten
                          "returned", "return-rejected"}) | domain.TICKET_WIDE_FACTS
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tests, tools): a batch of one."""
+    return BATCH.one(ctx, envelope)
+
+
+def _apply(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
     """Record the event as a fact of its ticket, keep the ticket's details, and mark the clocks it touches for
-    a replay (done once per clock at the end of the batch, see `finish_batch`). Called on its own (tests,
-    tools), it is a batch of one."""
-    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
-
-
-def _apply(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
+    a replay (done once per clock at the end of the batch, see `finish_batch`)."""
     fact = fact_from(envelope)
     batch.add_fact(envelope, fact)
     data = envelope.data
@@ -112,9 +120,6 @@ def _apply(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> lis
 
 
 # ---------------------------------------------------------------------------- a batch's working state
-
-_BATCH = "sla"
-
 
 @dataclass
 class _Clock:
@@ -136,7 +141,7 @@ class SlaBatch:
 
     facts: dict[str, list[LedgerFact]]
     clocks: dict[str, list[_Clock]]
-    tickets: dict[str, SlaTicketRow]
+    tickets: TableRows[TicketRow]
     new_facts: list[dict[str, Any]] = field(default_factory=list)
     new_tasks: list[dict[str, Any]] = field(default_factory=list)
     to_replay: dict[str, set[str | None]] = field(default_factory=lambda: defaultdict(set))
@@ -150,20 +155,20 @@ class SlaBatch:
         self.to_replay[ticket_id].add(task_id)
 
 
-def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> SlaBatch:
     tickets = sorted({e.ticket_id for e in envelopes})
     clocks: dict[str, list[_Clock]] = defaultdict(list)
     for row in timer_rows_of_tickets(ctx.session, tickets):
         clocks[row.ticket_id].append(_Clock(to_timer(row), row.next_due_at, row.cause_id, row.correlation_id,
                                             row.location, stored=True))
-    ctx.batch[_BATCH] = SlaBatch(facts=facts_of_tickets(ctx.session, tickets), clocks=clocks,
-                                 tickets=ticket_rows(ctx.session, tickets))
+    ticket_rows = TableRows(ctx.session.connection(), TICKETS_TABLE, TicketRow)
+    ticket_rows.load(tickets)
+    return SlaBatch(facts=facts_of_tickets(ctx.session, tickets), clocks=clocks, tickets=ticket_rows)
 
 
-def finish_batch(ctx: HandlerContext) -> None:
-    """Replay every clock the batch touched, once, then write the batch's facts, tasks and clocks."""
-    batch: SlaBatch = ctx.batch.pop(_BATCH)
-    rt = _rt(ctx)
+def finish_batch(ctx: Ctx, batch: SlaBatch) -> None:
+    """Replay every clock the batch touched, once, then write the batch's facts, tasks, tickets and clocks."""
+    rt = ctx.deps
     changed: list[tuple[domain.Timer, datetime | None]] = []
     for ticket_id, tasks in batch.to_replay.items():
         facts = batch.facts.get(ticket_id, [])
@@ -178,35 +183,31 @@ def finish_batch(ctx: HandlerContext) -> None:
     new_timers = [new_timer_values(c.timer, c.next_due_at, cause_id=c.cause_id, correlation_id=c.correlation_id,
                                    location=c.location)
                   for clocks in batch.clocks.values() for c in clocks if not c.stored]
+    batch.tickets.write()
     write_batch(ctx.session, facts=batch.new_facts, tasks=batch.new_tasks, new_timers=new_timers,
                 changed_timers=changed)
 
 
-handle.start_batch = start_batch  # type: ignore[attr-defined]
-handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+BATCH: Batched[SlaRuntime, SlaBatch] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
 
 
-def _ticket(ctx: HandlerContext, batch: SlaBatch, ticket_id: str) -> SlaTicketRow:
-    row = batch.tickets.get(ticket_id)
-    if row is None:
-        row = batch.tickets[ticket_id] = SlaTicketRow(ticket_id=ticket_id)
-        ctx.session.add(row)
-    return row
+def _ticket(ctx: Ctx, batch: SlaBatch, ticket_id: str) -> TicketRow:
+    return batch.tickets.get(ticket_id) or batch.tickets.add(TicketRow(ticket_id=ticket_id))
 
 
-def _remember_ticket(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> None:
+def _remember_ticket(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> None:
     data, row = envelope.data, _ticket(ctx, batch, envelope.ticket_id)
     row.location = data.ticket.location.model_dump(exclude_none=True)
     if isinstance(data, ev.TicketClassified):
         row.level, row.category = data.routing.level.value, data.category
 
 
-def _start_clocks(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> None:
+def _start_clocks(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> None:
     data: ev.TaskAssigned = envelope.data
     clocks = batch.clocks[envelope.ticket_id]
     if any(c.timer.task_id == data.task_id for c in clocks):
         return  # the same task announced again: its clocks already run
-    rt = _rt(ctx)
+    rt = ctx.deps
     ticket = _ticket(ctx, batch, envelope.ticket_id)
     ticket.location = ticket.location or data.ticket.location.model_dump(exclude_none=True)
     _warn_if_uncovered(rt.calendar, envelope.time)
@@ -224,8 +225,8 @@ def _warn_if_uncovered(calendar: WorkCalendar, at: datetime) -> None:
         log.warning("calendar_year_not_covered", year=at.year, effect="plain Monday-Friday week assumed")
 
 
-def _ping_pong(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
-    settings: SlaSettings = ctx.settings  # type: ignore[assignment]
+def _ping_pong(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
+    settings = ctx.deps.settings
     ticket = _ticket(ctx, batch, envelope.ticket_id)
     times = [f.at for f in batch.facts[envelope.ticket_id] if f.kind == "returned"]
     if ticket.pingpong_escalated or not domain.is_ping_pong(times, envelope.time, settings.pingpong_max_returns,
@@ -233,7 +234,7 @@ def _ping_pong(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) ->
         return []
     ticket.pingpong_escalated = True
     arbiter = settings.arbitration_unit
-    to_level = domain.unit_level(_rt(ctx).catalogue, arbiter, None)
+    to_level = domain.unit_level(ctx.deps.catalogue, arbiter, None)
     data = ev.TicketEscalated(from_level=ticket.level, to_level=to_level, to_unit=arbiter, reason="ping-pong",
                               task_id=envelope.data.task_id)
     escalated = envelope.caused(data, source=ctx.source, time=envelope.time)
@@ -244,10 +245,10 @@ def _ping_pong(ctx: HandlerContext, batch: SlaBatch, envelope: Envelope[Any]) ->
 # ---------------------------------------------------------------------------- the sweep (tick)
 
 
-def sweep(ctx: HandlerContext) -> list[Emit]:
+def sweep(ctx: Ctx) -> list[Emit]:
     """Fire every timer due at `ctx.now()` (at most `tick_batch` of them; the rest at the next tick)."""
     now = ctx.now()
-    settings: SlaSettings = ctx.settings  # type: ignore[assignment]
+    settings = ctx.deps.settings
     due = ctx.session.execute(
         select(SlaTimerRow).where(SlaTimerRow.status == "running", SlaTimerRow.next_due_at <= now)
         .order_by(SlaTimerRow.next_due_at).limit(settings.tick_batch)
@@ -269,21 +270,21 @@ def sweep(ctx: HandlerContext) -> list[Emit]:
     return out
 
 
-def _fire(ctx: HandlerContext, row: SlaTimerRow, now: datetime) -> tuple[domain.Timer, list[domain.Firing], datetime | None, int]:
-    rt = _rt(ctx)
+def _fire(ctx: Ctx, row: SlaTimerRow, now: datetime) -> tuple[domain.Timer, list[domain.Firing], datetime | None, int]:
+    rt = ctx.deps
     timer, firings = domain.fire_due(to_timer(row), now, rt.calendar, rt.policy)
     task = ctx.session.get(SlaTaskRow, row.task_id)
     task_rung, firings = domain.task_escalations(task.rung if task else 0, firings)
     return timer, firings, domain.next_due_at(timer, rt.calendar, rt.policy), task_rung
 
 
-def _set_task_rung(ctx: HandlerContext, task_id: str, rung: int) -> None:
+def _set_task_rung(ctx: Ctx, task_id: str, rung: int) -> None:
     task = ctx.session.get(SlaTaskRow, task_id)
     if task is not None:
         task.rung = rung
 
 
-def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now: datetime) -> list[Emit]:
+def _emits_for(ctx: Ctx, row: SlaTimerRow, firing: domain.Firing, now: datetime) -> list[Emit]:
     timer = firing.timer
     if firing.kind == "reminder":
         data: ev.Event = ev.SlaReminderSent(task_id=timer.task_id, unit=timer.unit, clock=timer.clock,
@@ -292,8 +293,8 @@ def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now
     if firing.kind == "breach":
         data = ev.SlaBreached(task_id=timer.task_id, unit=timer.unit, clock=timer.clock, deadline=firing.deadline)
         return _on_sla_topic(ctx, row, firing, data, now)
-    to_unit = domain.supervisor_for(_rt(ctx).catalogue, timer.unit, row.location, firing.to_level,
-                                    ctx.settings.top_supervisor)  # type: ignore[attr-defined]
+    to_unit = domain.supervisor_for(ctx.deps.catalogue, timer.unit, row.location, firing.to_level,
+                                    ctx.deps.settings.top_supervisor)
     data = ev.TicketEscalated(from_level=firing.from_level, to_level=firing.to_level, to_unit=to_unit,
                               reason="breach", task_id=timer.task_id)
     log.debug("ticket_escalated", ticket_id=timer.ticket_id, task_id=timer.task_id, clock=timer.clock,
@@ -302,7 +303,7 @@ def _emits_for(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, now
     return _on_sla_topic(ctx, row, firing, data, now)
 
 
-def _on_sla_topic(ctx: HandlerContext, row: SlaTimerRow, firing: domain.Firing, data: ev.Event, now: datetime) -> list[Emit]:
+def _on_sla_topic(ctx: Ctx, row: SlaTimerRow, firing: domain.Firing, data: ev.Event, now: datetime) -> list[Emit]:
     # The id derives from the assignment and the firing's key: however often a crash makes us compute this
     # firing again, it is the same event, and consumers drop the copy.
     envelope = Envelope(

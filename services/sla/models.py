@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,6 +21,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from domain.calendar import Extension, Pause
 from domain.holders import LedgerFact
+from services.common.batch_state import table_of
 from services.common.store import make_engine
 
 from . import domain
@@ -129,6 +131,21 @@ class SlaFactRow(SQLModel, table=True):
     detail: dict = _json(dict)
 
 
+@dataclass(slots=True)
+class TicketRow:
+    """A row of sla_tickets as a batch keeps it (services/common/batch_state.py: the same columns, order and
+    defaults as `SlaTicketRow`; `location` is replaced, never changed in place)."""
+
+    ticket_id: str
+    level: str | None = None
+    category: str | None = None
+    location: dict[str, Any] = field(default_factory=dict)
+    pingpong_escalated: bool = False
+    closed_at: datetime | None = None
+
+
+TICKETS_TABLE = table_of(SlaTicketRow)
+
 TABLES = [SlaTimerRow.__table__, SlaTaskRow.__table__, SlaTicketRow.__table__, SlaFactRow.__table__]
 
 
@@ -144,12 +161,14 @@ def _dt(value: str | None) -> datetime | None:
 
 
 def to_timer(row: SlaTimerRow) -> domain.Timer:
+    # The ignores below: the store's columns are typed str, the domain's fields Literal (or non-optional);
+    # the rows hold only what the domain wrote.
     return domain.Timer(
-        task_id=row.task_id, clock=row.clock, ticket_id=row.ticket_id, unit=row.unit, level=row.level,  # type: ignore[arg-type]
-        limit=row.limit_amount, limit_unit=row.limit_unit, started_at=row.started_at,  # type: ignore[arg-type]
-        pauses=tuple(Pause(_dt(s), _dt(e)) for s, e in row.pauses),  # type: ignore[arg-type]
+        task_id=row.task_id, clock=row.clock, ticket_id=row.ticket_id, unit=row.unit, level=row.level,  # type: ignore[arg-type]  # see above
+        limit=row.limit_amount, limit_unit=row.limit_unit, started_at=row.started_at,  # type: ignore[arg-type]  # see above
+        pauses=tuple(Pause(_dt(s), _dt(e)) for s, e in row.pauses),  # type: ignore[arg-type]  # see above
         extensions=tuple(Extension(a, u) for a, u in row.extensions), pause_reasons=frozenset(row.pause_reasons),
-        status=row.status, finished_at=row.finished_at, on_time=row.on_time, fired=tuple(row.fired),  # type: ignore[arg-type]
+        status=row.status, finished_at=row.finished_at, on_time=row.on_time, fired=tuple(row.fired),  # type: ignore[arg-type]  # see above
         breach_deadline=row.breach_deadline, rung=row.rung,
     )
 
@@ -169,7 +188,7 @@ def store_timer(row: SlaTimerRow, timer: domain.Timer, next_due: datetime | None
 
 
 def to_fact(row: SlaFactRow) -> LedgerFact:
-    return LedgerFact(row.at, row.kind, row.task_id, row.unit, row.role, row.round, row.waiting,  # type: ignore[arg-type]
+    return LedgerFact(row.at, row.kind, row.task_id, row.unit, row.role, row.round, row.waiting,  # type: ignore[arg-type]  # str columns, Literal fields: as written by the domain
                       dict(row.detail or {}))
 
 
@@ -202,15 +221,6 @@ def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, l
         for ticket, at, kind, task, unit, role, rnd, waiting, detail in rows:
             facts[ticket].append(LedgerFact(at, kind, task, unit, role, rnd, bool(waiting), dict(detail or {})))
     return facts
-
-
-def ticket_rows(session: Session, ticket_ids: Sequence[str]) -> dict[str, SlaTicketRow]:
-    """These tickets' rows (ORM objects: a batch changes a few of them in place)."""
-    rows: dict[str, SlaTicketRow] = {}
-    for chunk in _chunks(ticket_ids):
-        rows |= {r.ticket_id: r for r in session.execute(
-            select(SlaTicketRow).where(SlaTicketRow.ticket_id.in_(chunk))).scalars()}
-    return rows
 
 
 _TIMERS = SlaTimerRow.__table__

@@ -25,11 +25,11 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import SLA
-from services.common.pipeline import HandlerContext
+from services.common.handler import HandlerContext
 from services.common.store import ProcessedEvent, create_tables
 
 from . import domain
-from .handlers import EVENT_TYPES, TOPICS, SlaRuntime, finish_batch, handle, start_batch
+from .handlers import BATCH, EVENT_TYPES, TOPICS, SlaRuntime
 from .models import TABLES, SlaTaskRow, SlaTicketRow, SlaTimerRow, store_timer, to_timer
 from .settings import SlaSettings
 
@@ -96,7 +96,7 @@ def _decoded(records: Iterable[Any], wanted: set[str]) -> Iterable[tuple[Any, En
                 continue  # the live service dead-lettered it too
 
 
-REBUILD_BATCH = 2000  # events per start_batch/finish_batch round, as the live service's batches but larger
+REBUILD_BATCH = 2000  # events per BATCH.start/finish round, as the live service's batches but larger
 
 
 def _apply(engine: Engine, settings: SlaSettings, runtime: SlaRuntime, records: list[Any]) -> int:
@@ -107,13 +107,13 @@ def _apply(engine: Engine, settings: SlaSettings, runtime: SlaRuntime, records: 
             seen.add(envelope.id)
             unique.append((record, envelope))
     with Session(engine) as session, session.begin():
-        ctx = HandlerContext(session=session, now=utcnow, source=SOURCE, settings=settings, extras={"sla": runtime})
+        ctx = HandlerContext(session=session, now=utcnow, source=SOURCE, settings=settings, deps=runtime)
         for start in range(0, len(unique), REBUILD_BATCH):
             chunk = unique[start:start + REBUILD_BATCH]
-            start_batch(ctx, [envelope for _, envelope in chunk])
+            state = BATCH.start(ctx, [envelope for _, envelope in chunk])
             for _, envelope in chunk:
-                list(handle(ctx, envelope))
-            finish_batch(ctx)
+                list(BATCH.apply(ctx, state, envelope))
+            BATCH.finish(ctx, state)
         session.execute(insert(ProcessedEvent.__table__), [
             {"consumer": "sla", "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
              "offset": record.offset, "outcome": "applied", "processed_at": utcnow()} for record, envelope in unique])

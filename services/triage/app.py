@@ -12,10 +12,10 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from domain.catalogue import Catalogue, load_catalogue
 from services.common.app import build_service_app
-from services.common.pipeline import Clock
+from services.common.handler import Clock
 
 from .classifier import SEED_RECIPE_VERSION, ComplaintClassifier, default_classifier
-from .handlers import EVENT_TYPES, TOPICS, PrimedClassifier, handle
+from .handlers import PrimedClassifier, TriageDeps, spec
 from .models import TriageTicket
 from .settings import TriageSettings
 
@@ -44,6 +44,6 @@ def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | 
     catalogue = load_catalogue(settings.catalogue_path)
     if classifier is None:
         classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default(settings, catalogue)
-    return build_service_app(settings, handler=handle, topics=TOPICS, event_types=EVENT_TYPES,
-                             tables=[TriageTicket.__table__], broker=broker, engine=engine, clock=clock,
-                             extras={"catalogue": catalogue, "classifier": PrimedClassifier(classifier)})
+    deps = TriageDeps(catalogue=catalogue, classifier=PrimedClassifier(classifier))
+    return build_service_app(settings, spec=spec(deps), tables=[TriageTicket.__table__], broker=broker, engine=engine,
+                             clock=clock)

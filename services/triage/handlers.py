@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from contracts import events as ev
+from domain.catalogue import Catalogue
 from contracts.envelope import Envelope
 from contracts.topics import ACT, COMMANDS, TICKETS, TRIAGE
 from services.common.commands import fact_of_command
-from services.common.pipeline import Emit, HandlerContext
+from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 
 from . import domain
 from .models import TriageTicket
@@ -44,15 +46,31 @@ class PrimedClassifier:
         return getattr(self.inner, name)
 
 
-def prepare_batch(extras: dict[str, Any], envelopes: list[Envelope[Any]]) -> None:
+@dataclass(frozen=True)
+class TriageDeps:
+    """The catalogue to route with and the classifier to choose a category with."""
+
+    catalogue: Catalogue
+    classifier: PrimedClassifier
+
+
+Ctx = HandlerContext[TriageDeps]
+
+
+def spec(deps: TriageDeps) -> HandlerSpec[TriageDeps]:
+    """What the pipeline runs: classify a batch's texts at once (`prepare_batch`), load its tickets' rows at
+    once (the prefetch), then `handle` each event."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, handle=handle, prepare_batch=prepare_batch,
+                       prefetch=[Prefetch(TriageTicket, lambda e: e.ticket_id)])
+
+
+def prepare_batch(deps: TriageDeps, envelopes: list[Envelope[Any]]) -> None:
     """Called by the pipeline with a batch's events before applying them: classify their texts in one go."""
-    classifier = extras.get("classifier")
-    if isinstance(classifier, PrimedClassifier):
-        classifier.prime(e.data.ticket.text for e in envelopes
-                         if isinstance(e.data, ev.TicketRegistered | ev.TicketSplit) and not e.data.ticket.category)
+    deps.classifier.prime(e.data.ticket.text for e in envelopes
+                          if isinstance(e.data, ev.TicketRegistered | ev.TicketSplit) and not e.data.ticket.category)
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
         case ev.TicketRegistered(master_ticket_id=None) | ev.TicketSplit():
             return triage(ctx, envelope, envelope.data.ticket)
@@ -63,19 +81,16 @@ def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
     return ()  # a registered repeat: its master carries the work
 
 
-# Pipeline hooks (services.common.pipeline): classify a batch's texts at once; load its tickets' rows at once.
-handle.prepare_batch = prepare_batch  # type: ignore[attr-defined]
-handle.prefetch = [(TriageTicket, lambda e: e.ticket_id)]  # type: ignore[attr-defined]
-
-
-def _store(ctx: HandlerContext, ticket_id: str, ticket: ev.RegisteredTicket, category: str | None, status: str) -> None:
-    row = ctx.session.get(TriageTicket, ticket_id) or TriageTicket(ticket_id=ticket_id, registered_json=ticket.model_dump_json())
+def _store(ctx: Ctx, ticket_id: str, ticket: ev.RegisteredTicket, category: str | None, status: str) -> None:
+    row = ctx.rows.get(TriageTicket, ticket_id)
+    if row is None:
+        row = TriageTicket(ticket_id=ticket_id, registered_json=ticket.model_dump_json())
+        ctx.rows.add(row)
     row.category, row.status = category, status
-    ctx.session.add(row)
 
 
-def triage(ctx: HandlerContext, envelope: Envelope[Any], ticket: ev.RegisteredTicket) -> list[Emit]:
-    catalogue, classifier = ctx.extras["catalogue"], ctx.extras["classifier"]
+def triage(ctx: Ctx, envelope: Envelope[Any], ticket: ev.RegisteredTicket) -> list[Emit]:
+    catalogue, classifier = ctx.deps.catalogue, ctx.deps.classifier
     choice = domain.choose_category(ticket, classifier, catalogue, ctx.settings.min_confidence)
     if choice.category is None:
         _store(ctx, envelope.ticket_id, ticket, None, "manual-triage")
@@ -86,21 +101,21 @@ def triage(ctx: HandlerContext, envelope: Envelope[Any], ticket: ev.RegisteredTi
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]
 
 
-def resolve_manually(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def resolve_manually(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     """An operator's choice (intake's command): the fact ManualTriageResolved, then the classification it causes."""
-    row = ctx.session.get(TriageTicket, envelope.ticket_id)
+    row = ctx.rows.get(TriageTicket, envelope.ticket_id)
     if row is None or row.status != "manual-triage":
         raise ValueError(f"ticket {envelope.ticket_id} is not waiting for manual triage")
     ticket = ev.RegisteredTicket.model_validate_json(row.registered_json)
     row.category, row.status = envelope.data.category, "classified"
     resolved = fact_of_command(ctx, envelope)
-    data = domain.classified(ticket, envelope.data.category, 1.0, "manual", ctx.extras["catalogue"])
+    data = domain.classified(ticket, envelope.data.category, 1.0, "manual", ctx.deps.catalogue)
     return [Emit(TRIAGE.name, resolved), Emit(TRIAGE.name, resolved.caused(data, source=ctx.source))]
 
 
-def reroute(ctx: HandlerContext, envelope: Envelope[Any]) -> list[Emit]:
+def reroute(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.RerouteRequested = envelope.data
     consult = r.returns >= ctx.settings.consult_after_returns
-    data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.extras["catalogue"],
+    data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue,
                              excluding=tuple(r.excluded_units), force_consultation=consult)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]

@@ -9,10 +9,10 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from contracts.topics import CONSULT, EVALUATE, unit_task_topic
 from domain.catalogue import load_catalogue
-from services.common.app import Tick, build_service_app
-from services.common.pipeline import Clock
+from services.common.app import build_service_app
+from services.common.handler import Clock
 
-from .handlers import EVENT_TYPES, handle, send_due
+from .handlers import UnitDeps, spec
 from .hotline import run_hotline
 from .models import PendingAction
 from .settings import UnitSettings
@@ -30,6 +30,6 @@ def create_app(settings: UnitSettings | None = None, *, broker: KafkaBroker | No
         settings = settings.model_copy(update={"consumer_group": f"cityops-{name}"})
     if settings.db_url is None:
         settings = settings.model_copy(update={"db_url": f"sqlite:///{settings.state_dir / (name + '.db')}"})
-    return build_service_app(settings, handler=handle, topics=topics, event_types=EVENT_TYPES,
-                             tables=[PendingAction.__table__], ticks=[Tick(send_due, settings.tick_s)],
-                             background=[run_hotline], broker=broker, engine=engine, clock=clock, extras={"units": set(units)})
+    return build_service_app(settings, spec=spec(UnitDeps(frozenset(units)), topics, settings.tick_s),
+                             tables=[PendingAction.__table__], background=[run_hotline], broker=broker, engine=engine,
+                             clock=clock)

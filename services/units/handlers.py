@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
 from typing import Any, NamedTuple
@@ -18,7 +19,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.registry import model_for
 from contracts.topics import UNIT_REPORTS
-from services.common.pipeline import Emit, HandlerContext, apply_in_batch
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick
 
 from . import domain, sdk
 from .models import PendingAction
@@ -30,10 +31,26 @@ _ACTIONS = PendingAction.__table__
 HOTLINE_KINDS = ("callback", "decision")
 
 
-def handle(ctx: HandlerContext, envelope: Envelope[Any]) -> Iterable[Emit]:
-    """Answer one event: what is due at once is emitted now, the rest kept for the batch's end (see
-    `start_batch`) and sent by the tick when due. Called on its own (tests, tools), it is a batch of one."""
-    return apply_in_batch(ctx, envelope, _BATCH, start_batch, _apply, finish_batch)
+@dataclass(frozen=True)
+class UnitDeps:
+    """The units this process answers for."""
+
+    units: frozenset[str]
+
+
+Ctx = HandlerContext[UnitDeps]
+# The batch's new pending_actions rows by action id, in planning order (the store's row order).
+Actions = dict[str, dict[str, Any]]
+
+
+def spec(deps: UnitDeps, topics: list[str], tick_s: float) -> HandlerSpec[UnitDeps]:
+    """What the pipeline runs: each batch's events answered (`BATCH`), the due actions sent every tick_s."""
+    return HandlerSpec(topics=topics, event_types=EVENT_TYPES, deps=deps, batch=BATCH, ticks=[Tick(send_due, tick_s)])
+
+
+def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tests, tools): a batch of one."""
+    return BATCH.one(ctx, envelope)
 
 
 class _Action(NamedTuple):
@@ -43,7 +60,9 @@ class _Action(NamedTuple):
     kind: str
 
 
-def _apply(ctx: HandlerContext, batch: dict[str, dict[str, Any]], envelope: Envelope[Any]) -> list[Emit]:
+def _apply(ctx: Ctx, batch: Actions, envelope: Envelope[Any]) -> list[Emit]:
+    """Answer one event: what is due at once is emitted now, the rest kept for the batch's end and sent by
+    the tick when due."""
     planned = _plan(ctx, envelope)
     # An action without delay goes out with this batch (through the pipeline's outbox, with the same
     # derived id the tick would give it): no pending row, no tick round trip.
@@ -53,9 +72,9 @@ def _apply(ctx: HandlerContext, batch: dict[str, dict[str, Any]], envelope: Enve
     return [_action_event(_Action(unit, action.kind), envelope, action.detail, ctx) for unit, action in now]
 
 
-def _plan(ctx: HandlerContext, envelope: Envelope[Any]) -> list[tuple[str, int, domain.PlannedAction]]:
+def _plan(ctx: Ctx, envelope: Envelope[Any]) -> list[tuple[str, int, domain.PlannedAction]]:
     """What the simulated parties will do about this event: (who, index among its actions, action)."""
-    units: set[str] = ctx.extras["units"]
+    units = ctx.deps.units
     d = envelope.data
     match d:
         case ev.TaskAssigned() if d.unit in units:
@@ -72,7 +91,7 @@ def _plan(ctx: HandlerContext, envelope: Envelope[Any]) -> list[tuple[str, int, 
     return []
 
 
-def _schedule(ctx: HandlerContext, batch: dict[str, dict[str, Any]], cause: Envelope[Any],
+def _schedule(ctx: Ctx, batch: Actions, cause: Envelope[Any],
               planned: list[tuple[str, int, domain.PlannedAction]]) -> None:
     """Keep the planned actions as pending_actions rows of the batch; an action already planned keeps its row."""
     if not planned:
@@ -91,17 +110,13 @@ def _schedule(ctx: HandlerContext, batch: dict[str, dict[str, Any]], cause: Enve
 # The batch's new pending_actions rows by action id, in planning order (the store's row order). Nothing
 # reads them back while the batch runs, so there is nothing to load before it, and they are written
 # with one INSERT at its end instead of a lookup and an ORM object per action.
-_BATCH = "units"
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> Actions:
+    return {}
 
 
-def start_batch(ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
-    ctx.batch[_BATCH] = {}
-
-
-def finish_batch(ctx: HandlerContext) -> None:
+def finish_batch(ctx: Ctx, rows: Actions) -> None:
     """Insert the batch's actions with one statement. As before, an action already stored keeps its row:
     they are looked up with one query for the batch, not one per action."""
-    rows: dict[str, dict[str, Any]] = ctx.batch.pop(_BATCH)
     ids = list(rows)
     for i in range(0, len(ids), 500):
         stored = ctx.session.execute(select(_ACTIONS.c.action_id).where(_ACTIONS.c.action_id.in_(ids[i:i + 500]))).scalars()
@@ -111,11 +126,10 @@ def finish_batch(ctx: HandlerContext) -> None:
         ctx.session.execute(insert(_ACTIONS), list(rows.values()))
 
 
-handle.start_batch = start_batch  # type: ignore[attr-defined]
-handle.finish_batch = finish_batch  # type: ignore[attr-defined]
+BATCH: Batched[UnitDeps, Actions] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
 
 
-def send_due(ctx: HandlerContext) -> list[Emit]:
+def send_due(ctx: Ctx) -> list[Emit]:
     """Tick: send every simulated action whose time has come (read as plain rows and deleted with one
     statement: no ORM object per action)."""
     due = ctx.session.execute(select(_ACTIONS).where(_ACTIONS.c.due_at <= ctx.now(), _ACTIONS.c.kind.not_in(HOTLINE_KINDS))
@@ -131,10 +145,10 @@ def send_due(ctx: HandlerContext) -> list[Emit]:
 @cache
 def _envelope_type(cause_type: str) -> type[Envelope[Any]]:
     """The envelope model of an event type (a parametrised generic is not free to look up each time)."""
-    return Envelope[model_for(cause_type)]  # type: ignore[misc]
+    return Envelope[model_for(cause_type)]  # type: ignore[misc,return-value]  # parametrised with a class known only at run time
 
 
-def _action_event(row: Any, cause: Envelope[Any], detail: dict[str, Any], ctx: HandlerContext) -> Emit:
+def _action_event(row: Any, cause: Envelope[Any], detail: dict[str, Any], ctx: Ctx) -> Emit:
     """The report, callback or decision a due pending_actions row stands for."""
     u = row.unit
     match row.kind:

@@ -328,7 +328,7 @@ _CLASSIFIER: list[Any] = []
 def default_classifier() -> Any:
     """The catalogue-trained classifier, trained once per test session (it takes seconds)."""
     if not _CLASSIFIER:
-        from contracts.catalogue import load_catalogue
+        from domain.catalogue import load_catalogue
         from services.triage.classifier import default_classifier as train
 
         _CLASSIFIER.append(train(load_catalogue()))

@@ -17,7 +17,7 @@ from contracts.envelope import Envelope
 from contracts.examples import all_examples
 from contracts.topics import TopicSpec
 from services.common.kafka import ensure_topics, make_broker
-from services.common.pipeline import Emit, EventPipeline
+from services.common.pipeline import Emit, EventPipeline, HandlerSpec
 from services.common.settings import ServiceSettings
 from services.common.store import ProcessedEvent, create_tables, make_engine
 
@@ -64,7 +64,7 @@ def _register(ctx, envelope):
     registered = ev.TicketRegistered(ticket=ev.RegisteredTicket(
         channel=envelope.data.channel, text=envelope.data.text, caller=ev.CallerRef(anonymous=True),
         location=envelope.data.location, urgency=envelope.data.urgency, submitted_at=envelope.data.submitted_at))
-    yield Emit(ctx.extras["out"], envelope.caused(registered, source=ctx.source))
+    yield Emit(ctx.deps, envelope.caused(registered, source=ctx.source))
 
 
 def _submitted(text: str, ticket_id: str) -> Envelope:
@@ -101,8 +101,8 @@ def _registrar(bootstrap: str, unique: str, engine: Any, src: str, out: str) -> 
     """A broker and the `_register` pipeline from `src` to `out`, subscribed, not started."""
     settings = ServiceSettings(kafka_bootstrap=bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
     broker = make_broker(settings)
-    pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, handler=_register, topics=[src],
-                             event_types=[ev.TicketSubmitted.event_type], extras={"out": out})
+    spec = HandlerSpec(topics=[src], event_types=[ev.TicketSubmitted.event_type], deps=out, handle=_register)
+    pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, spec=spec)
     pipeline.subscribe(broker)
     return broker, pipeline
 

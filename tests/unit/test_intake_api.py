@@ -95,7 +95,7 @@ def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
     from contracts import events as ev
     from contracts.envelope import Envelope
     from contracts.examples import build_example
-    from services.common.pipeline import HandlerContext
+    from services.common.pipeline import HandlerContext, NoDeps
     from services.intake.handlers import update_status
     from services.intake.settings import IntakeSettings
 
@@ -105,7 +105,7 @@ def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
                                  source="/t", ticket_id="T-1", time=NOW)
     handled = Envelope.origin(build_example(ev.TicketHandled), source="/t", ticket_id="T-1", time=NOW + timedelta(seconds=5))
     with Session(engine) as s, s.begin():
-        ctx = HandlerContext(session=s, now=lambda: NOW, source="/t", settings=IntakeSettings())
+        ctx = HandlerContext(session=s, now=lambda: NOW, source="/t", settings=IntakeSettings(), deps=NoDeps())
         update_status(ctx, handled)  # read first: the act topic was ahead after a restart
         update_status(ctx, classified)
     with Session(engine) as s:

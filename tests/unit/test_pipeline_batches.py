@@ -1,4 +1,4 @@
-"""The pipeline's batch hooks (start_batch / finish_batch) through EventPipeline.handle_records, no broker.
+"""The pipeline's batch hooks (a spec's `Batched` start / apply / finish) through EventPipeline.handle_records, no broker.
 
 A handler that keeps a batch's state in memory must give the same store whatever the batch boundaries, and
 an event parked or dead-lettered in a batch must leave no trace in what the batch writes for the others.
@@ -19,10 +19,17 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
 from domain.catalogue import load_catalogue
-from services.common.pipeline import EventPipeline, HandlerContext, NotYet
+from services.common.pipeline import (
+    Batched,
+    EventPipeline,
+    HandlerContext,
+    HandlerSpec,
+    NoDeps,
+    NotYet,
+)
 from services.common.settings import ServiceSettings
 from services.common.store import ParkedEvent, create_tables
-from services.sla.handlers import EVENT_TYPES, build_runtime, handle
+from services.sla.handlers import build_runtime, spec
 from services.sla.models import TABLES, SlaFactRow, all_timers, make_store_engine
 from services.sla.settings import SlaSettings
 from services.sla.synthetic import TicketStory
@@ -81,9 +88,8 @@ def _sla_pipeline(tmp_path, name: str) -> EventPipeline:
     settings = SlaSettings()
     engine = make_store_engine(f"sqlite:///{tmp_path / name}.db")
     create_tables(engine, TABLES)
-    pipeline = EventPipeline(name="sla", settings=settings, engine=engine, handler=handle, topics=["cityops.act.v1"],
-                             event_types=EVENT_TYPES, extras={"sla": build_runtime(settings, load_catalogue())})
-    pipeline.broker = _Broker()  # type: ignore[assignment]
+    pipeline = EventPipeline(name="sla", settings=settings, engine=engine, spec=spec(build_runtime(settings, load_catalogue())))
+    pipeline.broker = _Broker()  # type: ignore[assignment]  # a stand-in: only its publish is called
     return pipeline
 
 
@@ -127,25 +133,25 @@ def test_a_redelivered_batch_changes_nothing(tmp_path):
 
 
 class _Counting:
-    """Counts events per ticket in ctx.batch and writes the counts at finish_batch (as a fact row each)."""
+    """Keeps the events it saw in its batch state and writes them at finish (as a fact row each)."""
 
     def __init__(self) -> None:
         self.starts: list[int] = []
         self.finishes = 0
 
-    def start_batch(self, ctx: HandlerContext, envelopes: list[Envelope[Any]]) -> None:
+    def start(self, ctx: HandlerContext[NoDeps], envelopes: list[Envelope[Any]]) -> list[tuple[str, str]]:
         self.starts.append(len(envelopes))
-        ctx.batch["seen"] = []
+        return []
 
-    def finish_batch(self, ctx: HandlerContext) -> None:
+    def finish(self, ctx: HandlerContext[NoDeps], seen: list[tuple[str, str]]) -> None:
         self.finishes += 1
-        for event_id, ticket_id in ctx.batch["seen"]:
+        for event_id, ticket_id in seen:
             ctx.session.add(SlaFactRow(event_id=event_id, ticket_id=ticket_id, at=datetime.now(SH), kind="noted"))
 
-    def __call__(self, ctx: HandlerContext, envelope: Envelope[Any]) -> list[Any]:
+    def apply(self, ctx: HandlerContext[NoDeps], seen: list[tuple[str, str]], envelope: Envelope[Any]) -> list[Any]:
         if isinstance(envelope.data, ev.TaskSignedFor) and envelope.ticket_id == "T-1":
             raise NotYet("waiting for something else")
-        ctx.batch["seen"].append((envelope.id, envelope.ticket_id))
+        seen.append((envelope.id, envelope.ticket_id))
         return []
 
 
@@ -155,9 +161,10 @@ def test_a_parked_event_leaves_no_trace_in_what_the_batch_writes_for_the_others(
     engine = make_store_engine(f"sqlite:///{tmp_path / 'toy.db'}")
     create_tables(engine, TABLES)
     handler = _Counting()
-    pipeline = EventPipeline(name="toy", settings=ServiceSettings(), engine=engine, handler=handler,
-                             topics=["cityops.act.v1"], event_types=None)
-    pipeline.broker = _Broker()  # type: ignore[assignment]
+    spec = HandlerSpec(topics=["cityops.act.v1"], event_types=None, deps=NoDeps(),
+                       batch=Batched(start=handler.start, apply=handler.apply, finish=handler.finish))
+    pipeline = EventPipeline(name="toy", settings=ServiceSettings(), engine=engine, spec=spec)
+    pipeline.broker = _Broker()  # type: ignore[assignment]  # a stand-in: only its publish is called
     asyncio.run(_feed(pipeline, records, batch))
     with Session(engine) as session:
         written = {row.event_id for row in session.execute(select(SlaFactRow)).scalars()}

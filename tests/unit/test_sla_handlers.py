@@ -45,7 +45,7 @@ class Sla:
 
     def _ctx(self, session: Session) -> HandlerContext:
         return HandlerContext(session=session, now=lambda: self.now, source="/cityops/sla", settings=self.settings,
-                              extras={"sla": self.runtime})
+                              deps=self.runtime)
 
     def feed(self, events) -> list[Emit]:
         with Session(self.engine) as session, session.begin():

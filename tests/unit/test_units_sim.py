@@ -13,7 +13,7 @@ from contracts import events as ev
 from services.common.pipeline import HandlerContext
 from services.common.store import create_tables, make_engine
 from services.sla.synthetic import TicketStory
-from services.units.handlers import handle, send_due
+from services.units.handlers import UnitDeps, handle, send_due
 from services.units.models import PendingAction
 from services.units.settings import UnitSettings
 
@@ -36,7 +36,7 @@ def _run(tmp_path, name: str, assignment, delay_s: float, now: datetime) -> tupl
     clock = [now]
     with Session(engine) as session, session.begin():
         ctx = HandlerContext(session=session, now=lambda: clock[0], source="/cityops/units", settings=settings,
-                             extras={"units": {UNIT}})
+                             deps=UnitDeps(frozenset({UNIT})))
         handled = list(handle(ctx, assignment))
         pending = session.execute(select(func.count()).select_from(PendingAction.__table__)).scalar_one()
         clock[0] = now + timedelta(hours=1)

@@ -98,6 +98,7 @@ def test_ping_pong_escalation_opens_an_arbitration_for_a_supervisor(tmp_path):
     from contracts.examples import build_example
     from services.common.pipeline import HandlerContext
     from services.common.store import create_tables, make_engine
+    from domain.calendar import WorkCalendar
     from services.consult import handlers
     from services.consult.models import Consultation, RoutedTicket
     from services.consult.settings import ConsultSettings
@@ -107,7 +108,8 @@ def test_ping_pong_escalation_opens_an_arbitration_for_a_supervisor(tmp_path):
     classified = build_example(ev.TicketClassified).model_copy(update={"needs_consultation": False})
     escalated = ev.TicketEscalated(reason="ping-pong", to_unit="hotline", task_id="T-9:water:3")
     with Session(engine) as s, s.begin():
-        ctx = HandlerContext(session=s, now=lambda: T0, source="/test", settings=ConsultSettings())
+        ctx = HandlerContext(session=s, now=lambda: T0, source="/test", settings=ConsultSettings(),
+                             deps=handlers.ConsultDeps(calendar=WorkCalendar.load(strict_coverage=False)))
         assert list(handlers.handle(ctx, Envelope.origin(classified, source="/t", ticket_id="T-9"))) == []
         out = list(handlers.handle(ctx, Envelope.origin(escalated, source="/sla", ticket_id="T-9")))
     review = out[0].envelope.data

@@ -153,8 +153,8 @@ async def _settle(pending: list[asyncio.Future[Any]], report: ImportReport, adva
 
 async def _aiter(items: Iterable[Any] | AsyncIterator[Any]) -> AsyncIterator[Any]:
     if hasattr(items, "__aiter__"):
-        async for item in items:  # type: ignore[union-attr]
+        async for item in items:
             yield item
     else:
-        for item in items:  # type: ignore[union-attr]
+        for item in items:
             yield item

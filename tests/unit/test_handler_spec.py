@@ -1,0 +1,143 @@
+"""The typed wiring a service hands the pipeline (services/common/handler.py) and the shared batch state
+(services/common/batch_state.py): what each promises, and what it costs in statements, no broker."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import event, select
+from sqlmodel import Session
+
+from contracts import codec
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.examples import build_example
+from services.common.batch_state import TableRows, table_of
+from services.common.pipeline import EventPipeline, HandlerSpec, NoDeps
+from services.common.store import create_tables, make_engine
+from services.intake.handlers import status_spec
+from services.intake.models import TicketStatus
+from services.intake.settings import IntakeSettings
+
+NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
+
+
+class _Record:
+    def __init__(self, topic: str, offset: int, envelope: Envelope[Any]) -> None:
+        rec = codec.encode(envelope)
+        self.topic, self.partition, self.offset = topic, 0, offset
+        self.key, self.value, self.headers = rec.key, rec.value, rec.headers
+
+
+class _Broker:
+    async def publish(self, *_: Any, **__: Any) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        future.set_result(None)
+        return future
+
+
+def _statements(engine: Any) -> list[str]:
+    """Every SQL statement the engine runs from now on."""
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    return seen
+
+
+def test_a_spec_has_either_a_handler_or_batch_hooks():
+    with pytest.raises(ValueError):
+        HandlerSpec(topics=["t"], event_types=None, deps=NoDeps())
+
+
+@pytest.mark.parametrize("cached", [True, False])
+def test_rows_of_a_batch_are_loaded_with_one_query_and_read_from_memory(tmp_path, cached):
+    """The intake status view looks each event's ticket up by id: one SELECT for the whole batch (its prefetch),
+    none per event, whether the ticket's row exists or is added by an earlier event of the batch. With the
+    dict switched off (`cache_rows`), every lookup of a ticket without a row selects (what this test guards)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'status.db'}")
+    create_tables(engine, [TicketStatus.__table__])
+    pipeline = EventPipeline(name="intake-status", settings=IntakeSettings(), engine=engine, spec=status_spec())
+    pipeline.broker = _Broker()  # type: ignore[assignment]  # a stand-in: only its publish is called
+    pipeline.cache_rows = cached
+    registered = build_example(ev.TicketRegistered).model_copy(update={"master_ticket_id": None})
+    classified = build_example(ev.TicketClassified).model_copy(update={"needs_consultation": False})
+    envelopes = [Envelope.origin(data, source="/t", ticket_id=f"T-{i}", time=NOW + timedelta(seconds=step))
+                 for step, data in enumerate((registered, classified)) for i in range(20)]
+    statements = _statements(engine)
+    asyncio.run(pipeline.handle_records([_Record("cityops.tickets.v1", n, e) for n, e in enumerate(envelopes)]))
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "intake_ticket_status" in s]
+    with Session(engine) as session:
+        statuses = session.execute(select(TicketStatus.status)).scalars().all()
+    assert sorted(statuses) == ["dispatched"] * 20
+    if cached:
+        assert len(selects) == 1
+    else:
+        assert len(selects) > 1
+
+
+@dataclass(slots=True)
+class _Row:
+    """A row of intake_ticket_status: its columns, in the table's order, with its defaults."""
+
+    ticket_id: str
+    status: str = "registered"
+    category: str | None = None
+    lead: str | None = None
+    co_units: str = ""
+    master_ticket_id: str | None = None
+    consultation_id: str | None = None
+    round: int = 1
+    text: str = ""
+    district: str | None = None
+    grid: str | None = None
+    address: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    outcome: str | None = None
+    requested_at: datetime | None = None
+    updated_at: datetime | None = None
+
+
+@dataclass(slots=True)
+class _Shuffled:
+    """The same columns in another order: refused."""
+
+    status: str
+    ticket_id: str
+
+
+def test_table_rows_write_new_rows_with_one_insert_and_changed_rows_with_one_update(tmp_path):
+    table = table_of(TicketStatus)
+    engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    create_tables(engine, [table])
+    row_class = _Row
+    with engine.begin() as connection:
+        rows = TableRows(connection, table, row_class)
+        rows.load(["A", "B", "C"])
+        for key in ("A", "B", "C"):
+            rows.add(row_class(ticket_id=key))
+        rows.write()
+    with engine.begin() as connection:
+        rows = TableRows(connection, table, row_class)
+        statements = _statements(engine)
+        rows.load(["A", "B", "C", "D"])
+        assert rows.get("D") is None and [r.ticket_id for r in rows.values()] == ["A", "B", "C"]
+        rows.rows["A"].status = "closed"  # type: ignore[union-attr]  # loaded just above
+        rows.rows["B"].status = "handled"  # type: ignore[union-attr]  # loaded just above
+        rows.add(row_class(ticket_id="D"))
+        rows.add(row_class(ticket_id="E"))
+        rows.write()
+        rows.write()  # nothing changed since: no statement
+    writes = [s.split()[0].upper() for s in statements if not s.lstrip().upper().startswith("SELECT")]
+    assert writes == ["INSERT", "UPDATE"]
+    with engine.connect() as connection:
+        stored = dict(connection.execute(select(table.c.ticket_id, table.c.status)).all())
+    assert stored == {"A": "closed", "B": "handled", "C": "registered", "D": "registered", "E": "registered"}
+
+
+def test_table_rows_refuse_a_row_class_that_does_not_match_the_table():
+    with pytest.raises(TypeError):
+        TableRows(None, table_of(TicketStatus), _Shuffled)  # type: ignore[arg-type]  # checked before any use
