@@ -263,7 +263,8 @@ def tiling_problems(spans: Sequence[Span], start: datetime, end: datetime) -> li
         if span.end <= span.start:
             problems.append(f"span {i} ({span.party}) is empty or negative")
         if i and spans[i - 1].end != span.start:
-            problems.append(f"gap or overlap between span {i - 1} and {i}: {spans[i - 1].end.isoformat()} / {span.start.isoformat()}")
+            problems.append(f"gap or overlap between span {i - 1} and {i}: "
+                            f"{spans[i - 1].end.isoformat()} / {span.start.isoformat()}")
     total = sum((s.duration for s in spans), timedelta())
     if total != end - start:
         problems.append(f"spans add up to {total}, lifetime is {end - start}")

@@ -23,8 +23,8 @@ def topics(ctx: typer.Context,
 
 
 def hub_topics() -> list:
-    from domain.catalogue import load_catalogue
     from contracts.topics import all_topics
+    from domain.catalogue import load_catalogue
 
     return all_topics(list(load_catalogue().units_for_topics()))
 

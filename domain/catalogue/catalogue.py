@@ -12,11 +12,12 @@ from typing import Any
 from pydantic import Field, PrivateAttr, model_validator
 
 from .models import (
-    PARENT_LEVEL,
     AREA_LEVELS,
+    PARENT_LEVEL,
     Area,
     AreaLevel,
     Category,
+    FrozenModel,
     RouteBasis,
     RouteDecision,
     RoutingDefaults,
@@ -24,9 +25,9 @@ from .models import (
     UnknownCategoryError,
     UnknownUnitError,
     field_of,
-    FrozenModel,
     unit_for_area,
 )
+
 
 class Catalogue(FrozenModel):
     """The whole catalogue: areas, units, categories. Validated so that every reference resolves."""

@@ -10,9 +10,9 @@ from typing import Any
 from sqlmodel import select
 
 from contracts import events as ev
-from domain.catalogue import Catalogue
 from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from domain.catalogue import Catalogue
 from services.common.commands import fact_of_command
 from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 

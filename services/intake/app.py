@@ -15,9 +15,9 @@ from contracts import codec
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 from domain.catalogue import load_catalogue
+from services.common.handler import Clock
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
-from services.common.handler import Clock
 from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
 

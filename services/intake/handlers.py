@@ -8,7 +8,7 @@ from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, CONSULT, EVALUATE, INTAKE, TICKETS, TRIAGE
+from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, INTAKE, TICKETS, TRIAGE
 from domain.statuses import TicketStatus as Status
 from services.common.handler import Emit, HandlerContext, HandlerSpec, NoDeps, Prefetch
 

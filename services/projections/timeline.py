@@ -12,6 +12,7 @@ from contracts.envelope import Event
 
 from .facts import KIND, TOPIC, TYPE_RANK, Fact, as_utc, db_time, stored_payload
 
+
 def event_units(data: Event) -> tuple[str, ...]:
     """Every unit an event concerns, the principal one first."""
     if isinstance(data, (ev.TicketClassified, ev.PlanAgreed, ev.SupervisorDecided)):

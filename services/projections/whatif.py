@@ -33,9 +33,8 @@ from sqlalchemy.engine import Engine
 from contracts import events as ev
 from contracts.envelope import utcnow
 from contracts.topics import EVALUATE, INTAKE, TICKETS, TRIAGE
-from domain.catalogue import Catalogue, UnknownCategoryError
-
 from domain import rates as rate_rules
+from domain.catalogue import Catalogue, UnknownCategoryError
 
 from .domain import Fact, rank
 from .logsource import LogSource

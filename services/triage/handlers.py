@@ -7,9 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from contracts import events as ev
-from domain.catalogue import Catalogue
 from contracts.envelope import Envelope
 from contracts.topics import ACT, COMMANDS, TICKETS, TRIAGE
+from domain.catalogue import Catalogue
 from services.common.commands import fact_of_command
 from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 

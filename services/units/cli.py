@@ -35,8 +35,8 @@ def run(unit: list[str] = typer.Option([], "--unit", "-u", help="Unit id to answ
 @app.command("list")
 def list_units() -> None:
     """List every unit of the catalogue and its task topic."""
-    from domain.catalogue import load_catalogue
     from contracts.topics import unit_task_topic
+    from domain.catalogue import load_catalogue
 
     cat = load_catalogue()
     for unit_id in cat.units_for_topics():

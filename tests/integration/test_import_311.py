@@ -17,12 +17,12 @@ from sqlalchemy import func, select
 from contracts import codec
 from contracts.topics import INTAKE
 from services.common.store import make_engine
-from tools.importers.cli import import_csv
-from tools.importers.mapping import BALTIMORE, NYC
-from tools.importers.settings import ImporterSettings
 from services.projections.logsource import KafkaLog, partitions_of
 from services.projections.models import ProjTicket
 from services.projections.rebuild import rebuild
+from tools.importers.cli import import_csv
+from tools.importers.mapping import BALTIMORE, NYC
+from tools.importers.settings import ImporterSettings
 
 pytestmark = [pytest.mark.kafka]
 

@@ -30,8 +30,6 @@ from sqlalchemy.engine import Engine
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from services.common.store import make_engine
-from tools.importers.publish import ImportReport, publish
-from tools.importers.synthetic import SyntheticHistory
 from services.projections import queries
 from services.projections.app import create_app
 from services.projections.logsource import KafkaLog, partitions_of
@@ -40,6 +38,8 @@ from services.projections.rebuild import RebuildInterrupted, checksum, rebuild
 from services.projections.replay import AsOfQuestion, as_of_log, as_of_store, events_from_log, story_from_log
 from services.projections.settings import ProjectionsSettings, projected_specs
 from tests.integration.pg import postgres_server  # noqa: F401 - fixture
+from tools.importers.publish import ImportReport, publish
+from tools.importers.synthetic import SyntheticHistory
 
 pytestmark = [pytest.mark.kafka, pytest.mark.postgres]
 

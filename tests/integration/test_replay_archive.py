@@ -23,13 +23,13 @@ from services.archiver.migrate import MIGRATIONS
 from services.archiver.models import ArchivedRecord
 from services.archiver.settings import ArchiverSettings
 from services.common.store import make_engine
-from tools.importers.publish import ImportReport, publish
-from tools.importers.synthetic import SyntheticHistory
 from services.projections.logsource import ArchiveLog, KafkaLog, partitions_of
 from services.projections.rebuild import checksum, rebuild
 from services.projections.replay import story_from_log
 from services.projections.settings import projected_specs
 from tests.integration.pg import postgres_server  # noqa: F401 - fixture
+from tools.importers.publish import ImportReport, publish
+from tools.importers.synthetic import SyntheticHistory
 
 pytestmark = [pytest.mark.kafka]
 

@@ -14,11 +14,11 @@ from contracts import events as ev
 from contracts.topics import topic_for_event
 from domain.catalogue import parse_catalogue, read_catalogue_data
 from services.common.store import make_engine
-from tools.importers.publish import ImportReport, publish
-from tools.importers.synthetic import SyntheticHistory
 from services.projections.logsource import KafkaLog
 from services.projections.settings import projected_specs
 from services.projections.whatif import WHATIF_TOPICS, what_if
+from tools.importers.publish import ImportReport, publish
+from tools.importers.synthetic import SyntheticHistory
 
 pytestmark = [pytest.mark.kafka]
 

@@ -26,7 +26,6 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
-from domain.catalogue import load_catalogue
 from contracts.topics import SLA, WORKFLOW_TOPICS, unit_task_topic, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics

@@ -10,8 +10,8 @@ from contracts.events import TicketClassified
 from contracts.examples import build_example
 from contracts.topics import TRIAGE
 from services.common.kafka import ensure_topics
-from tools.topics_cli import hub_topics
 from services.triage.logdata import confirmed_examples
+from tools.topics_cli import hub_topics
 
 
 async def test_only_confirmed_categories_become_training_examples(kafka_bootstrap, unique):

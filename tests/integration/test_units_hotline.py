@@ -14,9 +14,9 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
-from domain.catalogue import load_catalogue
 from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, CONSULT, EVALUATE, unit_topic_spec
+from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api

@@ -10,10 +10,10 @@ import pytest
 from sqlmodel import Session
 
 from contracts import events as ev
-from domain.catalogue import load_catalogue
 from contracts.envelope import Envelope, derive_event_id
 from contracts.examples import build_example
 from contracts.topics import CONSULT, EVALUATE, TICKETS, TRIAGE
+from domain.catalogue import load_catalogue
 from services.common.pipeline import HandlerContext
 from services.common.store import create_tables, make_engine
 from services.sla.synthetic import TicketStory

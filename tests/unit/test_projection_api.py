@@ -12,13 +12,13 @@ from sqlmodel import Session
 
 from contracts import events as ev
 from services.common.store import make_engine
-from tools.importers.synthetic import DEFAULT_START, SyntheticHistory
 from services.projections import queries
 from services.projections.api import create_router
 from services.projections.logsource import MemoryLog
 from services.projections.migrate import upgrade
 from services.projections.settings import ProjectionsSettings
 from services.projections.store import apply
+from tools.importers.synthetic import DEFAULT_START, SyntheticHistory
 
 HISTORY = SyntheticHistory(300, seed=9).envelopes()
 

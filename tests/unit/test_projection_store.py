@@ -18,7 +18,6 @@ from sqlmodel import Session, SQLModel
 
 from contracts import codec
 from services.common.store import make_engine
-from tools.importers.synthetic import SyntheticHistory
 from services.projections import queries
 from services.projections import store as store_module
 from services.projections.domain import Fact
@@ -27,6 +26,7 @@ from services.projections.migrate import MIGRATIONS, upgrade
 from services.projections.models import PROJECTION_TABLE_NAMES, ProjRebuildPending, ProjTicket, ProjTimelineEntry
 from services.projections.rebuild import NotARebuildStore, RebuildInterrupted, checksum, rebuild
 from services.projections.store import apply, refold, store_facts
+from tools.importers.synthetic import SyntheticHistory
 
 HISTORY = SyntheticHistory(200, seed=11).envelopes()
 

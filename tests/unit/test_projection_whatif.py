@@ -8,9 +8,9 @@ import copy
 from contracts import events as ev
 from domain.catalogue import load_catalogue, parse_catalogue, read_catalogue_data
 from services.common.store import make_engine
-from tools.importers.synthetic import SyntheticHistory
 from services.projections.logsource import MemoryLog
 from services.projections.whatif import RUNS, TICKETS_TABLE, Guess, SavedModel, what_if
+from tools.importers.synthetic import SyntheticHistory
 
 HISTORY = SyntheticHistory(1200, seed=5).envelopes()
 MOVED_DEPARTMENT = "city-management.street-cleaning"  # city-management -> environment

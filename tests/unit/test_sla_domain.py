@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from contracts import events as ev
-from domain.catalogue import load_catalogue
 from domain.calendar import WorkCalendar
+from domain.catalogue import load_catalogue
 from services.sla import domain
 from services.sla.domain import SlaPolicy, Timer
 

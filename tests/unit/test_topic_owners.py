@@ -19,8 +19,19 @@ import pytest
 
 from contracts import topics as catalogue
 from contracts.envelope import Envelope
-from contracts.topics import (ARCHIVER, COMMANDS, SLA, TRIAGE, UNIT_TASK_WRITER, WORKFLOW_TOPICS, NotTheWriter,
-                              all_topics, check_writer, unit_task_topic, writer_of)
+from contracts.topics import (
+    ARCHIVER,
+    COMMANDS,
+    SLA,
+    TRIAGE,
+    UNIT_TASK_WRITER,
+    WORKFLOW_TOPICS,
+    NotTheWriter,
+    all_topics,
+    check_writer,
+    unit_task_topic,
+    writer_of,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 NOT_SERVICES = {"common", "ops", "importers"}  # plumbing, the CLI, and a tool (loads history as intake records)
@@ -139,8 +150,8 @@ def test_the_pipeline_dead_letters_an_emit_to_a_foreign_topic_and_publishes_noth
     import asyncio
 
     from contracts import codec
-    from contracts.examples import build_example
     from contracts import events as ev
+    from contracts.examples import build_example
     from services.common.pipeline import Emit, EventPipeline
     from services.common.store import create_tables, make_engine
     from services.consult.settings import ConsultSettings

@@ -11,13 +11,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from domain.calendar import load_calendar
 from domain.calendar import (
     CalendarCoverageError,
     ClockStateError,
     NaiveDatetimeError,
     SlaClock,
     WorkCalendar,
+    load_calendar,
     parse_working_hours,
 )
 

@@ -96,9 +96,9 @@ def test_ping_pong_escalation_opens_an_arbitration_for_a_supervisor(tmp_path):
 
     from contracts.envelope import Envelope
     from contracts.examples import build_example
+    from domain.calendar import WorkCalendar
     from services.common.pipeline import HandlerContext
     from services.common.store import create_tables, make_engine
-    from domain.calendar import WorkCalendar
     from services.consult import handlers
     from services.consult.models import Consultation, RoutedTicket
     from services.consult.settings import ConsultSettings
