@@ -7,7 +7,7 @@ choosing; nothing connects to Kafka or a database until the app starts.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any
 
 from faststream import FastStream
@@ -32,7 +32,7 @@ def build_service_app(
     settings: ServiceSettings, *, spec: HandlerSpec[Deps], tables: Sequence[Any] = (),
     broker: KafkaBroker | None = None, engine: Engine | None = None, clock: Clock = utcnow,
     on_ready: Callable[[EventPipeline[Deps]], Awaitable[None]] | None = None,
-    background: Sequence[Callable[[EventPipeline[Deps], asyncio.Event], Awaitable[None]]] = (),
+    background: Sequence[Callable[[EventPipeline[Deps], asyncio.Event], Coroutine[Any, Any, None]]] = (),
 ) -> FastStream:
     """The service's app: its spec's pipeline on the broker, its ticks (`spec.ticks`) while it runs.
 

@@ -73,7 +73,7 @@ def rank(rows: Iterable[tuple[str, str, dict[str, int]]], min_n: int) -> list[Ra
 
 
 def _rank_scope(rows: list[Ranked], min_n: int) -> list[Ranked]:
-    eligible = sorted((r for r in rows if r.n >= min_n and r.score is not None), key=lambda r: (-r.score, r.key))
+    eligible = sorted((r for r in rows if r.n >= min_n and r.score is not None), key=lambda r: (-(r.score or 0.0), r.key))  # score is set: filtered above
     ranked: list[Ranked] = []
     previous: tuple[float | None, int] = (None, 0)
     for position, row in enumerate(eligible, start=1):

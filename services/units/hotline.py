@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 
+from services.common.batch_state import table_of
 from services.common.logs import get_logger
 from services.common.pipeline import EventPipeline, write_lock
 
@@ -30,7 +31,7 @@ from .models import PendingAction
 from .settings import UnitSettings
 
 log = get_logger(__name__)
-_ACTIONS = PendingAction.__table__
+_ACTIONS = table_of(PendingAction)
 _RETRY_LATER = {404, 408, 425, 429}
 
 
