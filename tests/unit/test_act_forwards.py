@@ -14,7 +14,7 @@ from contracts.topics import unit_task_topic
 from services.act.handlers import handle
 from services.act.models import ActTicket, Task
 from services.act.settings import ActSettings
-from services.common.pipeline import HandlerContext
+from services.common.pipeline import HandlerContext, NoDeps
 from services.common.store import create_tables, make_engine
 from services.sla.synthetic import TicketStory
 
@@ -29,7 +29,7 @@ def act(tmp_path):
 
     def feed(envelope: Envelope) -> list[tuple[str, str]]:
         with Session(engine) as s, s.begin():
-            ctx = HandlerContext(session=s, now=lambda: T0, source="/cityops/act", settings=ActSettings())
+            ctx = HandlerContext(session=s, now=lambda: T0, source="/cityops/act", settings=ActSettings(), deps=NoDeps())
             out = list(handle(ctx, envelope))
         return [(e.topic, e.envelope.id) for e in out]
 

@@ -10,7 +10,7 @@ from sqlmodel import Session
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
-from services.common.pipeline import HandlerContext, NotYet
+from services.common.pipeline import HandlerContext, NoDeps, NotYet
 from services.common.store import create_tables, make_engine
 from services.evaluate.handlers import handle, rates_table
 from services.evaluate.models import EvalTask, EvalTicket, Rates
@@ -30,7 +30,7 @@ def apply(tmp_path):
         for minutes, data in events:
             envelope = Envelope.origin(data, source="/t", ticket_id="T-1", time=MONDAY_9 + timedelta(minutes=minutes))
             with Session(engine) as s, s.begin():
-                handle(HandlerContext(session=s, now=lambda: MONDAY_9, source="/t", settings=EvaluateSettings()), envelope)
+                handle(HandlerContext(session=s, now=lambda: MONDAY_9, source="/t", settings=EvaluateSettings(), deps=NoDeps()), envelope)
         with Session(engine) as s:
             return {row["key"]: row for row in rates_table(s, "unit")}
     return run

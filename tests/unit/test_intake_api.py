@@ -114,14 +114,14 @@ def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
 
 
 def _status_view(tmp_path, *envelopes):
-    from services.common.pipeline import HandlerContext
+    from services.common.pipeline import HandlerContext, NoDeps
     from services.intake.handlers import update_status
     from services.intake.settings import IntakeSettings
 
     engine = make_engine(f"sqlite:///{tmp_path / 'status.db'}")
     create_tables(engine, [TicketStatus.__table__])
     with Session(engine) as s, s.begin():
-        ctx = HandlerContext(session=s, now=lambda: NOW, source="/t", settings=IntakeSettings())
+        ctx = HandlerContext(session=s, now=lambda: NOW, source="/t", settings=IntakeSettings(), deps=NoDeps())
         for envelope in envelopes:
             update_status(ctx, envelope)
     with Session(engine) as s:

@@ -14,7 +14,7 @@ from contracts.envelope import Envelope, derive_event_id
 from contracts.examples import build_example
 from contracts.topics import CONSULT, EVALUATE, TICKETS, TRIAGE
 from domain.catalogue import load_catalogue
-from services.common.pipeline import HandlerContext
+from services.common.pipeline import HandlerContext, NoDeps
 from services.common.store import create_tables, make_engine
 from services.sla.synthetic import TicketStory
 
@@ -23,7 +23,7 @@ DECIDED_AT = T0 + timedelta(hours=3)
 
 
 def _run(tmp_path, tables: list, settings: Any, handle: Any, envelopes: list[Envelope[Any]], *, setup: Any = None,
-         extras: dict | None = None) -> list[tuple[str, Envelope[Any]]]:
+         deps: Any = None) -> list[tuple[str, Envelope[Any]]]:
     """The emits of the last envelope, after the others (and `setup(session)`) were applied."""
     engine = make_engine(f"sqlite:///{tmp_path / 'step.db'}")
     create_tables(engine, tables)
@@ -33,10 +33,16 @@ def _run(tmp_path, tables: list, settings: Any, handle: Any, envelopes: list[Env
             setup(s)
             s.flush()
         ctx = HandlerContext(session=s, now=lambda: T0 + timedelta(days=1), source="/cityops/step", settings=settings,
-                             extras=extras or {})
+                             deps=deps if deps is not None else NoDeps())
         for envelope in envelopes:
             out = [(e.topic, e.envelope) for e in handle(ctx, envelope)]
     return out
+
+
+def _triage_deps() -> Any:
+    from services.triage.handlers import TriageDeps
+
+    return TriageDeps(catalogue=load_catalogue(), classifier=None)  # an operator's choice never asks the classifier
 
 
 def _command(data: ev.Event, ticket_id: str = "T-1") -> Envelope[Any]:
@@ -59,7 +65,7 @@ def test_triage_writes_the_operators_choice_then_the_classification(tmp_path):
     command = _command(ev.ManualTriageSubmitted(category="city-management.street-light", operator="op-7"))
     out = _run(tmp_path, [TriageTicket.__table__], TriageSettings(), handle, [command],
                setup=lambda s: s.add(TriageTicket(ticket_id="T-1", registered_json=ticket.model_dump_json(), status="manual-triage")),
-               extras={"catalogue": load_catalogue()})
+               deps=_triage_deps())
     assert [topic for topic, _ in out] == [TRIAGE.name, TRIAGE.name]
     _is_fact_of(out[0][1], command, ev.ManualTriageResolved)
     classified = out[1][1]
@@ -75,7 +81,7 @@ def test_a_manual_choice_for_a_ticket_not_waiting_is_refused_and_writes_no_fact(
     with pytest.raises(ValueError, match="not waiting for manual triage"):
         _run(tmp_path, [TriageTicket.__table__], TriageSettings(), handle,
              [_command(ev.ManualTriageSubmitted(category="city-management.street-light", operator="op-7"))],
-             extras={"catalogue": load_catalogue()})
+             deps=_triage_deps())
 
 
 def test_discover_writes_the_split_request_then_splits_a_merged_ticket(tmp_path):

@@ -152,7 +152,7 @@ def test_the_pipeline_dead_letters_an_emit_to_a_foreign_topic_and_publishes_noth
     from contracts import codec
     from contracts import events as ev
     from contracts.examples import build_example
-    from services.common.pipeline import Emit, EventPipeline
+    from services.common.pipeline import Emit, EventPipeline, HandlerSpec, NoDeps
     from services.common.store import create_tables, make_engine
     from services.consult.settings import ConsultSettings
 
@@ -175,8 +175,8 @@ def test_the_pipeline_dead_letters_an_emit_to_a_foreign_topic_and_publishes_noth
 
     engine = make_engine(f"sqlite:///{tmp_path / 'p.db'}")
     create_tables(engine, [])
-    pipeline = EventPipeline(name="consult", settings=ConsultSettings(), engine=engine, handler=foreign,
-                             topics=[COMMANDS.name], event_types=None)
+    spec = HandlerSpec(topics=[COMMANDS.name], event_types=None, deps=NoDeps(), handle=foreign)
+    pipeline = EventPipeline(name="consult", settings=ConsultSettings(), engine=engine, spec=spec)
     pipeline.broker = Broker()  # type: ignore[assignment]
     command = Envelope.origin(build_example(ev.SupervisorDecisionSubmitted), source="/t", ticket_id="T-1",
                               time=datetime(2026, 3, 2, tzinfo=UTC))

@@ -114,7 +114,7 @@ def test_simulated_callbacks_and_decisions_are_posted_to_intake_not_emitted(tmp_
                                                           proposed=ev.Routing(lead="street-east-1", level="street")),
                              source="/cityops/consult", ticket_id="T-SUP", time=now)
     with Session(engine) as session, session.begin():
-        ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/units", settings=settings, extras={"units": {UNIT}})
+        ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/units", settings=settings, deps=UnitDeps(frozenset({UNIT})))
         assert list(handle(ctx, callback)) == [] and list(handle(ctx, review)) == []  # nothing on Kafka from units
         assert send_due(ctx) == []
     assert sorted(_pending(engine)) == ["callback", "decision"]
@@ -146,7 +146,7 @@ def test_a_decision_intake_cannot_take_yet_is_kept_and_posted_again_with_the_sam
     callback = Envelope.origin(ev.CallbackRequested(round=1, caller=ev.CallerRef(anonymous=True), units=("water",)),
                                source="/cityops/evaluate", ticket_id="T-LATE", time=now)
     with Session(engine) as session, session.begin():
-        ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/units", settings=settings, extras={"units": {UNIT}})
+        ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/units", settings=settings, deps=UnitDeps(frozenset({UNIT})))
         list(handle(ctx, callback))
 
     async def rounds():
