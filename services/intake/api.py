@@ -143,7 +143,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         with Session(engine) as s:
             q = select(TicketStatus)
             if status:
-                q = q.where(TicketStatus.status.in_(_status_words(status)))  # type: ignore[attr-defined]
+                q = q.where(TicketStatus.status.in_(_status_words(status)))  # type: ignore[attr-defined]  # a SQLModel column, typed as its str value
             rows = s.exec(q.order_by(TicketStatus.updated_at.desc()).limit(limit)).all()
         return [_public(row) for row in rows]
 

@@ -97,7 +97,7 @@ async def post_due(client: httpx.AsyncClient, engine: Engine, now: Any, concurre
 
 async def run_hotline(pipeline: EventPipeline, stop: asyncio.Event) -> None:
     """Background loop of the units service: post due decisions every `tick_s` until stopped."""
-    settings: UnitSettings = pipeline.settings  # type: ignore[assignment]
+    settings: UnitSettings = pipeline.settings  # type: ignore[assignment]  # the units app builds its pipeline with UnitSettings
     if not (settings.callbacks or settings.supervisor):
         return
     async with httpx.AsyncClient(base_url=settings.hotline_url, timeout=10) as client:

@@ -109,7 +109,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         with prof, CpuWatch(hub.pids()) as cpu:
             res.phases["pipeline"] = await pipeline_phase(hub, watcher, subs, linger_ms, cfg, all_topics)
         if cfg.profile:
-            res.phases["pipeline"]["profiles"] = prof.files  # type: ignore[union-attr]
+            res.phases["pipeline"]["profiles"] = prof.files  # type: ignore[union-attr]  # prof is the Profiler when cfg.profile
         pl = res.phases["pipeline"]
         pl["cpu"] = cpu.report(pl.get("events_total") or 0)
         say(f"  {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s (peak {pl.get('events_per_s_peak')}/s; "
