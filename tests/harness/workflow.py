@@ -4,6 +4,9 @@ The `Hub` runs discover, triage, consult, act, evaluate and sla (built by `tests
 hands each of them the log's records on its topics until none publishes anything new. Residents,
 operators, units and supervisors are played by the test: it adds their events with the helpers below
 (unit reports through the unit SDK's own functions, so their ids are derived as a real unit's are).
+Operators, supervisors and callback operators act as they do at the hotline: intake puts their decision
+on its command topic (built by intake's own `_command`) and the step it is addressed to writes the fact.
+With the simulated units in the hub, their hotline staff post to intake's real API (`Hub.call_hotline`).
 
 `stories(hub)` drives one ticket down every branch of the lifecycle; the log it leaves is the
 realistic input of the property tests: cut into batches (test_batch_split_properties.py) and delivered
@@ -13,16 +16,23 @@ test_delivery_order_properties.py).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
+import httpx
+
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id, utcnow
+from domain.catalogue import load_catalogue
+from services.intake.api import _command as intake_command
+from services.intake.api import build_api
 from services.triage.classifier import Prediction
 from services.units import sdk
+from services.units.hotline import post_due
 
 from .pipeline import Clock, Log, Record, ServiceHarness, record_of, start
 
@@ -77,25 +87,41 @@ def life_event(resident: str, kind: str, *, age: int | None = None, at: datetime
     return _origin(data, resident, "/cityops/registers", kind)
 
 
-def split_requested(ticket_id: str) -> Envelope[Any]:
-    return _origin(ev.SplitRequested(requested_by="op-7", reason="a different manhole"), ticket_id, "/cityops/intake", "split")
+def _command(data: ev.Event, ticket_id: str, name: str) -> Envelope[Any]:
+    """A person's decision as intake puts it on the command topic (intake's own `_command`), sent with an
+    Idempotency-Key so its id is stable across runs; the step it is addressed to writes the fact."""
+    return intake_command(data, ticket_id, utcnow(), f"test:{ticket_id}:{name}")
 
 
-def manual_resolved(ticket_id: str, category: str) -> Envelope[Any]:
-    return _origin(ev.ManualTriageResolved(category=category, operator="op-7"), ticket_id, "/cityops/intake", "manual")
+def split_submitted(ticket_id: str) -> Envelope[Any]:
+    """An operator undoes a merge (POST /tickets/{id}/split); discover writes SplitRequested."""
+    return _command(ev.SplitSubmitted(requested_by="op-7", reason="a different manhole"), ticket_id, "split")
 
 
-def supervisor_decided(ticket_id: str, lead: str, *, co_units: Iterable[str] = (), level: str = "street",
-                       consultation_id: str | None = None) -> Envelope[Any]:
-    data = ev.SupervisorDecided(consultation_id=consultation_id, supervisor="sup-1",
-                                routing=ev.Routing(lead=lead, co_units=tuple(co_units), level=level), note="decided")
-    return _origin(data, ticket_id, "/cityops/intake", f"decided:{consultation_id}")
+def manual_triage_submitted(ticket_id: str, category: str) -> Envelope[Any]:
+    """An operator chooses the category (POST /triage/{id}/resolve); triage writes ManualTriageResolved."""
+    return _command(ev.ManualTriageSubmitted(category=category, operator="op-7"), ticket_id, "manual")
 
 
-def callback(ticket_id: str, round: int, *, satisfied: bool) -> Envelope[Any]:
-    data = ev.CallbackRecorded(round=round, resolved=satisfied,
-                               satisfaction=ev.Satisfaction.satisfied if satisfied else ev.Satisfaction.unsatisfied)
-    return _origin(data, ticket_id, "/cityops/intake", f"callback:{round}")
+def supervisor_decision_submitted(ticket_id: str, lead: str, *, co_units: Iterable[str] = (), level: str = "street",
+                                  consultation_id: str | None = None) -> Envelope[Any]:
+    """A supervisor decides (POST /supervisor/decisions); consult writes SupervisorDecided."""
+    data = ev.SupervisorDecisionSubmitted(consultation_id=consultation_id, supervisor="sup-1",
+                                          routing=ev.Routing(lead=lead, co_units=tuple(co_units), level=level), note="decided")
+    return _command(data, ticket_id, f"decided:{consultation_id}")
+
+
+def callback_submitted(ticket_id: str, round: int, *, satisfied: bool) -> Envelope[Any]:
+    """A callback operator records the resident's verdict (POST /callbacks); evaluate writes CallbackRecorded."""
+    data = ev.CallbackSubmitted(round=round, resolved=satisfied,
+                                satisfaction=ev.Satisfaction.satisfied if satisfied else ev.Satisfaction.unsatisfied)
+    return _command(data, ticket_id, f"callback:{round}")
+
+
+def fact_of(command: Envelope[Any], source: str) -> Envelope[Any]:
+    """The fact the addressed step (CloudEvents `source`) writes for a command, built as the step builds it, for
+    a test that feeds the fact to a reader without running the step."""
+    return command.caused(ev.fact_of(command.data), source=source, time=command.time)
 
 
 # ---------------------------------------------------------------------------------------------- the hub
@@ -106,6 +132,8 @@ class Hub:
 
     def __init__(self, directory: Path, *, services: Sequence[str] = WORKFLOW, clock: Clock | None = None,
                  **settings: dict[str, Any]) -> None:
+        if "units" in services and "intake-status" not in services:
+            services = (*services, "intake-status")  # the simulated hotline staff post to intake, which checks its view
         self.clock = clock or Clock()
         self.log = Log()
         self.services: dict[str, ServiceHarness] = {}
@@ -115,6 +143,7 @@ class Hub:
                 extra.setdefault("classifier", KeywordClassifier())
             self.services[name] = start(name, directory, clock=self.clock, **extra)
         self._read = dict.fromkeys(self.services, 0)
+        self._hotline: tuple[Any, list[tuple[str, Envelope[Any]]]] | None = None
 
     def add(self, *envelopes: Envelope[Any]) -> list[Record]:
         """Put events on the log (each on its catalogue topic) and let the services handle what follows."""
@@ -123,17 +152,44 @@ class Hub:
         return added
 
     def settle(self) -> None:
-        """Feed each service what it has not read yet, until nothing new is published."""
-        busy = True
-        while busy:
-            busy = False
-            for name, svc in self.services.items():
-                new = [r for r in self.log.records[self._read[name]:] if svc.wants(r)]
-                self._read[name] = len(self.log.records)
-                if new:
-                    busy = True
-                    for out in svc.feed(new):
-                        self.log.append(out)
+        """Feed each service what it has not read yet, until nothing new is published, and let the simulated
+        hotline staff post their due decisions to intake (when the units run), until they have none left."""
+        while True:
+            busy = True
+            while busy:
+                busy = False
+                for name, svc in self.services.items():
+                    new = [r for r in self.log.records[self._read[name]:] if svc.wants(r)]
+                    self._read[name] = len(self.log.records)
+                    if new:
+                        busy = True
+                        for out in svc.feed(new):
+                            self.log.append(out)
+            if not self.call_hotline():
+                return
+
+    def call_hotline(self) -> bool:
+        """One round of the units service's hotline loop (services/units/hotline.py): the simulated callback
+        operators' and supervisor's due decisions posted to intake's real API, which puts its commands on the
+        log (its status view, a service of the hub, answers whether it knows the ticket). True if any was."""
+        units, status = self.services.get("units"), self.services.get("intake-status")
+        if units is None or status is None:
+            return False
+        if self._hotline is None:
+            published: list[tuple[str, Envelope[Any]]] = []
+
+            async def publish(topic: str, envelope: Envelope[Any]) -> None:
+                published.append((topic, envelope))
+            self._hotline = build_api(publish=publish, engine=status.engine, catalogue=load_catalogue(), now=self.clock), published
+        api, published = self._hotline
+
+        async def post() -> None:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://intake") as client:
+                await post_due(client, units.engine, self.clock())
+        asyncio.run(post())
+        posted = [self.log.append(record_of(envelope, topic=topic)) for topic, envelope in published]
+        published.clear()
+        return bool(posted)
 
     # ------------------------------------------------------------ looking at the log
 
@@ -190,20 +246,20 @@ def stories(hub: Hub) -> dict[str, str]:
     hub.add(submitted("T-REPEAT", "垃圾没人收 garbage not collected for three days again", at=at + timedelta(minutes=20),
                       phone="13900001111"))
     hub.work("T-HAPPY")
-    hub.add(callback("T-HAPPY", 1, satisfied=True))
+    hub.add(callback_submitted("T-HAPPY", 1, satisfied=True))
     # A joint action (lead and a co-unit); unsatisfied at the callback: reopened, handled again, then closed.
     hub.add(submitted("T-JOINT", "manhole cover missing on the pavement", category="city-management.manhole-cover",
                       grid="grid-west-1-a-1", at=at + timedelta(minutes=5)))
     hub.add(submitted("T-SPLIT", "manhole cover missing on the pavement near the school", grid="grid-west-1-a-1",
                       category="city-management.manhole-cover", at=at + timedelta(minutes=30)))
-    hub.add(split_requested("T-SPLIT"))
+    hub.add(split_submitted("T-SPLIT"))
     hub.work("T-JOINT")
-    hub.add(callback("T-JOINT", 1, satisfied=False))
+    hub.add(callback_submitted("T-JOINT", 1, satisfied=False))
     hub.work("T-JOINT")
-    hub.add(callback("T-JOINT", 2, satisfied=True))
+    hub.add(callback_submitted("T-JOINT", 2, satisfied=True))
     # Unsure classifier: the manual-triage queue; an operator decides.
     hub.add(submitted("T-MANUAL", "有个事情想反映一下 something odd", grid="grid-east-2-a-1", at=at + timedelta(minutes=7)))
-    hub.add(manual_resolved("T-MANUAL", "city-management.street-cleaning"))
+    hub.add(manual_triage_submitted("T-MANUAL", "city-management.street-cleaning"))
     # A category that needs consultation: every party agrees, the plan is dispatched with its deadline.
     hub.add(submitted("T-CONSULT", "楼上漏水物业不管 property dispute over a leak", category="housing.property-dispute",
                       grid="grid-east-1-b-1", at=at + timedelta(minutes=9)))
@@ -214,8 +270,8 @@ def stories(hub: Hub) -> dict[str, str]:
                       grid="grid-west-2-a-1", at=at + timedelta(minutes=11)))
     hub.answer("T-DISPUTE", refuse=["housing"])
     review = hub.last(ev.SupervisorReviewRequested, "T-DISPUTE")
-    hub.add(supervisor_decided("T-DISPUTE", "street-west-2", co_units=["housing"],
-                               consultation_id=review.data.consultation_id))
+    hub.add(supervisor_decision_submitted("T-DISPUTE", "street-west-2", co_units=["housing"],
+                                          consultation_id=review.data.consultation_id))
     lead = next(t for t in hub.open_tasks("T-DISPUTE") if t.data.role == ev.Role.lead)
     hub.add(sdk.return_task(lead, lead.data.unit, "not ours"))
     # A return: rerouted without the returning unit (its co-unit leads); the new lead asks for more time, completes.
@@ -278,6 +334,7 @@ def story_hub(directory: Path) -> Hub:
 # ---------------------------------------------------------------------------------------------- delivery orders
 
 ORIGINS = (ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type)
+COMMANDS = {command.event_type: fact.event_type for command, fact in ev.COMMAND_FACTS.items()}  # command -> its fact
 
 
 def must_come_after(svc: ServiceHarness, records: Sequence[Record], log: Log) -> dict[str, set[str]]:
@@ -286,15 +343,18 @@ def must_come_after(svc: ServiceHarness, records: Sequence[Record], log: Log) ->
 
     * the cause of anything the service itself published among the record and its ancestors (that could
       not have been produced before the service applied its cause);
-    * for a person's action (a split, a decision, a callback: an origin event other than an intake or a
-      register's), every earlier record of its ticket: the person acted on what the service had shown.
+    * for a person's action (a split, a decision, a callback: intake's command, an origin event other than an
+      intake or a register's) and for the fact its step wrote for it, every record of its ticket logged
+      before the command: the person acted on what the service had shown.
     """
     by_id = {}  # every event of the log: ancestries run through topics the service does not read
-    for r in log.records:
+    position: dict[str | None, int] = {}
+    for i, r in enumerate(log.records):
         by_id.setdefault(r.id, r.envelope())
+        position.setdefault(r.id, i)
     ids = {r.id for r in records}
     after: dict[str, set[str]] = {}
-    for i, r in enumerate(records):
+    for r in records:
         needs: set[str] = set()
         seen: set[str] = set()
         event: str | None = r.id  # the record itself may be one the service published (it reads its own topic)
@@ -304,10 +364,22 @@ def must_come_after(svc: ServiceHarness, records: Sequence[Record], log: Log) ->
             if ancestor.source == svc.source and ancestor.causation_id in ids:
                 needs.add(ancestor.causation_id)
             event = ancestor.causation_id
-        if by_id[r.id].causation_id is None and r.type not in ORIGINS:
-            needs |= {x.id for x in records[:i] if x.ticket_id == r.ticket_id}
+        command = _persons_action(by_id, r.id)
+        if command is not None:
+            needs |= {x.id for x in records if x.ticket_id == r.ticket_id and position[x.id] < position[command]}
         after[r.id] = needs
     return after
+
+
+def _persons_action(by_id: dict[str | None, Envelope[Any]], event_id: str | None) -> str | None:
+    """The id of the person's command this event is, or is the fact of (the step's record of it), else None."""
+    event = by_id[event_id]
+    if event.causation_id is None:
+        return event_id if event.type not in ORIGINS else None
+    cause = by_id.get(event.causation_id)
+    if cause is not None and cause.causation_id is None and cause.type in COMMANDS and event.type == COMMANDS[cause.type]:
+        return event.causation_id
+    return None
 
 
 def delivery_order(records: Sequence[Record], after: dict[str, set[str]], rng: Any) -> list[Record]:

@@ -9,7 +9,7 @@ from contracts import events as ev
 from contracts.topics import topic_for_event, unit_task_topic
 from services.units import sdk
 from tests.harness.pipeline import by_key, record_of, start
-from tests.harness.workflow import inputs, of_type, one, story_hub, supervisor_decided
+from tests.harness.workflow import fact_of, inputs, of_type, one, story_hub, supervisor_decision_submitted
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +136,8 @@ def test_extensions_are_granted_up_to_the_allowance(tmp_path, hub):
 def test_a_supervisor_decision_replaces_the_open_dispatch(tmp_path, hub):
     svc = _act(tmp_path)
     svc.feed(inputs(svc, hub.log, "T-JOINT")[:1])
-    out = svc.feed([record_of(supervisor_decided("T-JOINT", "water", level="city"))])
+    decided = fact_of(supervisor_decision_submitted("T-JOINT", "water", level="city"), hub.services["consult"].source)
+    out = svc.feed([record_of(decided)])
     assert [(a.data.unit, a.data.final) for a in of_type(out, ev.TaskAssigned)] == [("water", True)]
     statuses = {t["task_id"]: t["status"] for t in _tasks(svc, "T-JOINT").values()}
     assert statuses == {"T-JOINT:city-management:1": "withdrawn", "T-JOINT:water:1": "withdrawn", "T-JOINT:water:2": "assigned"}

@@ -46,8 +46,11 @@ def test_a_category_that_needs_consultation_convenes_every_party_on_its_own_topi
     assert request.data.consultation_id == f"C-{request.causation_id[:8]}"
     cause = next(r for r in _classified(hub, "T-CONSULT")).envelope()
     assert request.data.opinions_due == cause.time + timedelta(hours=4)
-    assert {r.topic for r in out} == {topic_for_event(ev.ConsultationRequested.event_type),
-                                      unit_task_topic("street-east-1"), unit_task_topic("housing")}
+    assert {r.topic for r in out} == {topic_for_event(ev.ConsultationRequested.event_type)}
+    forwarded = start("act", tmp_path).feed(out)  # act, the one writer of the units' task topics, passes it on
+    assert sorted((r.topic, r.id) for r in forwarded) == sorted(
+        [(unit_task_topic("street-east-1"), request.id), (unit_task_topic("housing"), request.id)])
+    assert all(r.value == out[0].value for r in forwarded)
     (row,) = _consultations(svc, "T-CONSULT")
     assert (row["status"], row["parties"]) == ("open", "street-east-1,housing")
 
@@ -63,20 +66,24 @@ def test_the_plan_is_agreed_when_every_party_accepts(tmp_path, hub):
     assert plan.data.routing.lead == "street-east-1" and plan.data.routing.co_units == ("housing",)
     assert plan.data.deadline > plan.time - timedelta(minutes=1)
     assert _consultations(svc, "T-CONSULT")[0]["status"] == "agreed"
-    assert svc.feed([record_of(sdk.opinion(of_type(records, ev.ConsultationRequested)[0], "housing", False)
+    assert svc.feed([record_of(sdk.opinion(of_type(hub.log.records, ev.ConsultationRequested, "T-CONSULT")[0], "housing", False)
                                 .model_copy(update={"id": "late"}))]) == []  # late: changes nothing
 
 
 def test_a_refusal_asks_a_supervisor_and_the_decision_closes_the_consultation(tmp_path, hub):
     svc = _consult(tmp_path)
     records = inputs(svc, hub.log, "T-DISPUTE")
-    upto = records.index(next(r for r in records if r.type == ev.SupervisorDecided.event_type))
+    upto = records.index(next(r for r in records if r.type == ev.SupervisorDecisionSubmitted.event_type))
     out = svc.feed(records[:upto])
     review = one(out, ev.SupervisorReviewRequested, "T-DISPUTE")
     assert "housing did not accept" in review.data.reason
     assert ("housing", False, "housing") in review.data.opinions
     assert _consultations(svc, "T-DISPUTE")[0]["status"] == "supervisor-review"
-    assert svc.feed(records[upto:upto + 1]) == []
+    out = svc.feed(records[upto:upto + 1])  # the supervisor's decision, as intake received it
+    decided = one(out, ev.SupervisorDecided, "T-DISPUTE")  # consult writes it as its fact, for act
+    assert [r.topic for r in out] == [topic_for_event(ev.SupervisorDecided.event_type)]
+    assert (decided.causation_id, decided.data.consultation_id) == (records[upto].id, review.data.consultation_id)
+    assert (decided.data.routing.lead, decided.data.routing.co_units) == ("street-west-2", ("housing",))
     assert _consultations(svc, "T-DISPUTE")[0]["status"] == "decided"
 
 

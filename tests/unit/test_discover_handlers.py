@@ -14,7 +14,7 @@ import pytest
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from tests.harness.pipeline import by_key, record_of, start
-from tests.harness.workflow import T0, inputs, life_event, of_type, one, split_requested, story_hub, submitted
+from tests.harness.workflow import T0, inputs, life_event, of_type, one, split_submitted, story_hub, submitted
 
 
 @pytest.fixture(scope="module")
@@ -99,7 +99,12 @@ def test_a_split_undoes_the_merge_and_sends_the_ticket_on_its_own(tmp_path, hub)
     assert split.data.former_master_ticket_id == "T-JOINT" and split.data.reason == "a different manhole"
     assert split.data.ticket.text.endswith("near the school") and split.data.ticket.caller.masked_phone == "138****5678"
     assert _known(svc)["T-SPLIT"]["master_ticket_id"] is None
-    assert svc.feed([record_of(split_requested("T-SPLIT").model_copy(update={"id": "second-split"}))]) == []
+    command = one(records, ev.SplitSubmitted, "T-SPLIT")
+    requested = one(out, ev.SplitRequested, "T-SPLIT")  # discover writes the operator's request as its fact
+    assert (requested.causation_id, split.causation_id) == (command.id, requested.id)
+    again = svc.feed([record_of(split_submitted("T-SPLIT").model_copy(update={"id": "second-split"}))])
+    assert [r.type for r in again] == [ev.SplitRequested.event_type]  # recorded, but nothing left to undo
+    assert _known(svc)["T-SPLIT"]["master_ticket_id"] is None
 
 
 def test_a_resident_turning_70_gets_a_proactive_ticket_and_69_or_71_does_not(tmp_path):
@@ -117,7 +122,8 @@ def test_a_resident_turning_70_gets_a_proactive_ticket_and_69_or_71_does_not(tmp
 def test_a_split_or_closing_of_a_ticket_discover_does_not_know_changes_nothing(tmp_path, hub):
     svc = _discover(tmp_path)
     foreign = [r for r in inputs(svc, hub.log, "T-HAPPY") if r.type != ev.TicketSubmitted.event_type]
-    assert svc.feed(foreign + [record_of(split_requested("T-UNKNOWN"))]) == []
+    out = svc.feed(foreign + [record_of(split_submitted("T-UNKNOWN"))])
+    assert [(r.type, r.ticket_id) for r in out] == [(ev.SplitRequested.event_type, "T-UNKNOWN")]  # the request only
     assert _known(svc) == {} and svc.parked() == [] and set(svc.processed().values()) == {"applied"}
 
 
@@ -149,7 +155,7 @@ def test_the_topics_interleaving_does_not_change_the_outcome(tmp_path, hub):
     records = inputs(_discover(tmp_path), hub.log)
     as_logged = _discover(tmp_path)
     expected = as_logged.feed(records)
-    topics = [topic_for_event(t.event_type) for t in (ev.TicketSubmitted, ev.ResidentLifeEventRecorded, ev.SplitRequested,
+    topics = [topic_for_event(t.event_type) for t in (ev.TicketSubmitted, ev.ResidentLifeEventRecorded, ev.SplitSubmitted,
                                                       ev.TicketClassified, ev.TicketClosed)]
     assert set(topics) >= {r.topic for r in records}
     topic_by_topic = _discover(tmp_path)

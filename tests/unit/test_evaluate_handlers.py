@@ -8,7 +8,7 @@ import pytest
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from tests.harness.pipeline import by_key, record_of, start
-from tests.harness.workflow import callback, inputs, of_type, one, story_hub
+from tests.harness.workflow import callback_submitted, inputs, of_type, one, story_hub
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def _upto(records, event_type, ticket_id=None):
 
 def test_a_handled_ticket_gets_a_callback_request_with_the_masked_caller(tmp_path, hub):
     svc = _evaluate(tmp_path)
-    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackRecorded)
+    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackSubmitted)
     out = svc.feed(before)
     request = one(out, ev.CallbackRequested, "T-HAPPY")
     assert [r.topic for r in out] == [topic_for_event(ev.CallbackRequested.event_type)]
@@ -61,7 +61,7 @@ def test_a_split_ticket_is_not_closed_with_its_former_master(tmp_path, hub):
 
 def test_an_unsatisfied_resident_reopens_the_ticket_for_another_round(tmp_path, hub):
     svc = _evaluate(tmp_path)
-    before, after = _upto(inputs(svc, hub.log, "T-JOINT"), ev.CallbackRecorded)
+    before, after = _upto(inputs(svc, hub.log, "T-JOINT"), ev.CallbackSubmitted)
     svc.feed(before)
     out = svc.feed(after[:1])  # the first callback: unresolved
     reopened = one(out, ev.TicketReopened, "T-JOINT")
@@ -74,9 +74,9 @@ def test_an_unsatisfied_resident_reopens_the_ticket_for_another_round(tmp_path, 
 
 def test_the_last_round_closes_unresolved_instead_of_reopening(tmp_path, hub):
     svc = _evaluate(tmp_path, max_rounds=1)
-    before, _ = _upto(inputs(svc, hub.log, "T-JOINT"), ev.CallbackRecorded)
+    before, _ = _upto(inputs(svc, hub.log, "T-JOINT"), ev.CallbackSubmitted)
     svc.feed(before)
-    out = svc.feed([record_of(callback("T-JOINT", 1, satisfied=False))])
+    out = svc.feed([record_of(callback_submitted("T-JOINT", 1, satisfied=False))])
     closed = one(out, ev.TicketClosed, "T-JOINT")
     assert closed.data.outcome == "unresolved" and not of_type(out, ev.TicketReopened)
 
@@ -92,9 +92,9 @@ def test_rates_count_assignments_sign_fors_and_callbacks_per_unit_grid_and_distr
 
 def test_a_callback_for_a_round_not_awaited_is_dead_lettered(tmp_path, hub):
     svc = _evaluate(tmp_path)
-    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackRecorded)
+    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackSubmitted)
     svc.feed(before)
-    wrong = record_of(callback("T-HAPPY", 3, satisfied=True))
+    wrong = record_of(callback_submitted("T-HAPPY", 3, satisfied=True))
     out = svc.feed([wrong])
     assert [r.topic for r in out] == [wrong.topic + ".dlq"] and out[0].value == wrong.value
     assert "not awaiting a callback for round 3" in out[0].header("dlq_error")
@@ -127,17 +127,23 @@ def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_change
 
 
 def test_a_handled_ticket_seen_before_its_registration_is_parked_then_applied(tmp_path, hub):
+    """The tickets topic may be read behind act's. The resident's callback cannot come before the registration:
+    the callback operator answers the request evaluate sends once it has applied both."""
     records = inputs(_evaluate(tmp_path), hub.log, "T-HAPPY")
     tickets_topic = topic_for_event(ev.TicketRegistered.event_type)
+    commands_topic = topic_for_event(ev.CallbackSubmitted.event_type)
     registration = [r for r in records if r.topic == tickets_topic]
-    later = [r for r in records if r.topic != tickets_topic]
+    callback = [r for r in records if r.topic == commands_topic]
+    later = [r for r in records if r.topic not in (tickets_topic, commands_topic)]
+    assert callback and later
     in_order = _evaluate(tmp_path)
-    expected = in_order.feed(registration + later)
+    expected = in_order.feed(registration + later + callback)
     svc = _evaluate(tmp_path)
     assert svc.feed(later) == []
     assert svc.parked(), "the ticket's events wait for its registration"
     out = svc.feed(registration)
-    assert svc.parked() == []
+    assert svc.parked() == [] and one(out, ev.CallbackRequested, "T-HAPPY")
+    out += svc.feed(callback)
     assert by_key(out) == by_key(expected)
     assert {k: v for k, v in svc.snapshot().items() if k.startswith("evaluate")} == \
         {k: v for k, v in in_order.snapshot().items() if k.startswith("evaluate")}

@@ -12,7 +12,7 @@ import pytest
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from tests.harness.pipeline import by_key, record_of, start
-from tests.harness.workflow import KeywordClassifier, inputs, manual_resolved, of_type, one, story_hub
+from tests.harness.workflow import KeywordClassifier, inputs, manual_triage_submitted, of_type, one, story_hub
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +55,12 @@ def test_an_unsure_classifier_sends_the_ticket_to_the_manual_queue_and_the_opera
     assert request.data.reason == "low confidence 0.12 < 0.35"
     assert request.data.candidates[0] == ("city-management.street-cleaning", 0.12)
     assert _row(svc, "T-MANUAL")["status"] == "manual-triage"
-    out = svc.feed([r for r in records if r.type == ev.ManualTriageResolved.event_type])
+    command = one(records, ev.ManualTriageSubmitted, "T-MANUAL")
+    out = svc.feed([r for r in records if r.id == command.id])
+    resolved = one(out, ev.ManualTriageResolved, "T-MANUAL")  # triage writes the operator's decision as its fact
+    assert (resolved.causation_id, resolved.data.category, resolved.data.operator) == (
+        command.id, "city-management.street-cleaning", "op-7")
+    assert {r.topic for r in out} == {topic_for_event(ev.ManualTriageResolved.event_type)}
     c = one(out, ev.TicketClassified, "T-MANUAL")
     assert (c.data.category, c.data.method) == ("city-management.street-cleaning", "manual")
     assert _row(svc, "T-MANUAL")["status"] == "classified"
@@ -82,7 +87,7 @@ def test_a_reroute_routes_without_the_returning_unit_and_convenes_after_repeated
 def test_a_decision_for_a_ticket_not_waiting_for_one_is_dead_lettered(tmp_path, hub):
     svc = _triage(tmp_path)
     svc.feed(inputs(svc, hub.log, "T-HAPPY"))
-    early = record_of(manual_resolved("T-HAPPY", "city-management.street-cleaning"))
+    early = record_of(manual_triage_submitted("T-HAPPY", "city-management.street-cleaning"))
     out = svc.feed([early])
     assert [r.topic for r in out] == [early.topic + ".dlq"]
     assert "not waiting for manual triage" in out[0].header("dlq_error")
@@ -119,7 +124,7 @@ def test_the_topics_interleaving_does_not_change_the_outcome(tmp_path, hub):
     as_logged = _triage(tmp_path)
     expected = as_logged.feed(records)
     topic_by_topic = _triage(tmp_path)
-    topics = [topic_for_event(t.event_type) for t in (ev.TicketRegistered, ev.ManualTriageResolved, ev.RerouteRequested)]
+    topics = [topic_for_event(t.event_type) for t in (ev.TicketRegistered, ev.ManualTriageSubmitted, ev.RerouteRequested)]
     assert set(topics) >= {r.topic for r in records}
     out = topic_by_topic.feed([r for t in topics for r in records if r.topic == t])
     assert by_key(out) == by_key(expected)

@@ -3,12 +3,16 @@ sends later; and the whole workflow in one process, simulated units, callbacks a
 
 from __future__ import annotations
 
+import asyncio
+import json
 from datetime import timedelta
 
+import httpx
 import pytest
 
 from contracts import events as ev
 from contracts.topics import topic_for_event
+from services.units.hotline import post_due
 from tests.harness.pipeline import start
 from tests.harness.workflow import GRID, T0, WORKFLOW, Hub, inputs, of_type, one, story_hub, submitted
 
@@ -58,15 +62,37 @@ def test_parties_answer_a_consultation_and_a_refused_return_is_completed(tmp_pat
 
 
 def test_the_simulated_hotline_calls_back_and_the_simulated_supervisor_decides(tmp_path, hub):
+    """They answer through intake's HTTP API, as people at the hotline do (services/units/hotline.py; what intake
+    makes of the posts is tested in test_units_sim.py): nothing of theirs goes on Kafka from the units."""
     svc = _units(tmp_path, units=["hotline"], sign_delay_s=0.0, callbacks=True, supervisor=True, p_satisfied=1.0)
-    out = svc.feed(inputs(svc, hub.log, "T-HAPPY", "T-DISPUTE"))
-    callback = one(out, ev.CallbackRecorded, "T-HAPPY")
-    assert callback.data.resolved and callback.data.round == 1
-    assert {r.topic for r in out if r.id == callback.id} == {topic_for_event(ev.CallbackRecorded.event_type)}
-    assert not of_type(out, ev.SupervisorDecided)  # decisions wait 0.2 s: the tick sends them
+    records = inputs(svc, hub.log, "T-HAPPY", "T-DISPUTE")
+    assert svc.feed(records) == []
+    assert sorted((r["kind"], json.loads(r["cause_json"])["ticket_id"]) for r in svc.rows("unit_pending_actions")) == [
+        ("callback", "T-HAPPY"), ("decision", "T-DISPUTE")]
+    posted: list[tuple[str, dict, str]] = []
+
+    def intake(request: httpx.Request) -> httpx.Response:
+        posted.append((request.url.path, json.loads(request.content), request.headers["Idempotency-Key"]))
+        return httpx.Response(202, json={})
+
+    async def hotline_round() -> int:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(intake), base_url="http://intake") as client:
+            return await post_due(client, svc.engine, svc.clock())
+
+    assert asyncio.run(hotline_round()) == 1  # the callback at once; decisions wait 0.2 s
+    (path, body, key), = posted
+    callback = one(records, ev.CallbackRequested, "T-HAPPY")
+    assert (path, key) == ("/callbacks", f"{callback.id}:hotline:0")
+    assert (body["ticket_id"], body["round"], body["resolved"], body["satisfaction"]) == ("T-HAPPY", 1, True, "satisfied")
     svc.clock.advance(seconds=1)
-    decided = one(svc.tick(), ev.SupervisorDecided, "T-DISPUTE")
-    assert decided.data.routing.lead == "housing"  # the unit the refusing party pointed to
+    assert svc.tick() == []  # the tick sends units' reports only
+    assert asyncio.run(hotline_round()) == 1
+    path, body, key = posted[-1]
+    review = one(records, ev.SupervisorReviewRequested, "T-DISPUTE")
+    assert (path, key) == ("/supervisor/decisions", f"{review.id}:supervisor:0")
+    assert (body["ticket_id"], body["consultation_id"]) == ("T-DISPUTE", review.data.consultation_id)
+    assert body["lead"] == "housing"  # the unit the refusing party pointed to
+    assert svc.rows("unit_pending_actions") == [] and asyncio.run(hotline_round()) == 0
 
 
 def test_the_whole_workflow_runs_to_closed_in_one_process(tmp_path):
@@ -82,5 +108,8 @@ def test_the_whole_workflow_runs_to_closed_in_one_process(tmp_path):
     waiting = {r["ticket_id"] for r in hub.services["triage"].rows("triage_tickets") if r["status"] == "manual-triage"}
     assert waiting == {"T-4", "T-9"}  # nobody resolves the manual-triage queue here
     assert {t for t, s in status.items() if s != "closed"} == waiting
+    recorded = of_type(hub.log.records, ev.CallbackRecorded)  # evaluate's facts of the hotline staff's posts to intake
+    assert recorded and [e.causation_id for e in recorded] == [e.id for e in of_type(hub.log.records, ev.CallbackSubmitted)]
+    assert hub.services["units"].rows("unit_pending_actions") == []
     assert all(svc.parked() == [] for svc in hub.services.values())
     assert all(set(svc.processed().values()) == {"applied"} for svc in hub.services.values())
