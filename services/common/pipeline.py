@@ -34,10 +34,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
 from typing import Any, Generic
 
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -299,9 +301,8 @@ class EventPipeline(Generic[Deps]):
         while progress:
             progress = False
             parked = session.execute(select(ParkedEvent).where(ParkedEvent.consumer == self.name,
-                                                               ParkedEvent.ticket_id == ticket_id)
-                                     .order_by(ParkedEvent.offset)).scalars().all()
-            for row in parked:
+                                                               ParkedEvent.ticket_id == ticket_id)).scalars().all()
+            for row in sorted(parked, key=_happened):
                 record = ParkedRecord.of(row)
                 session.delete(row)
                 session.flush()
@@ -372,10 +373,7 @@ class EventPipeline(Generic[Deps]):
         """Run a time-driven handler (deadlines, timeouts) every `every_s`, with the same guarantees."""
         while not stop.is_set():
             try:
-                emits = await asyncio.to_thread(self._tick_once, tick)
-                if emits:
-                    await self._publish(emits, [])
-                    self._clear_later([tick_cause(rec) for _, rec in emits])
+                await self.tick_once(tick)
             except Exception as exc:  # keep ticking: a broker blip must not end the timer loop
                 log.error("tick_failed", service=self.name, error=repr(exc))
             try:
@@ -383,6 +381,15 @@ class EventPipeline(Generic[Deps]):
             except TimeoutError:
                 pass
         await self.flush_outbox()
+
+    async def tick_once(self, tick: TickHandler[Deps]) -> int:
+        """One round of a time-driven handler: apply it in a transaction (outputs through the outbox), publish
+        what it produced, and return how many records that was."""
+        emits = await asyncio.to_thread(self._tick_once, tick)
+        if emits:
+            await self._publish(emits, [])
+            self._clear_later([tick_cause(rec) for _, rec in emits])
+        return len(emits)
 
     def _tick_once(self, tick: TickHandler[Deps]) -> Produced:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
@@ -440,3 +447,18 @@ class _BatchApplier(_Applier[Deps]):
 
     def finish(self) -> None:
         self.batched.finish(self.ctx, self.state)
+
+
+def _happened(row: ParkedEvent) -> tuple[datetime, str, int, int]:
+    """The order to retry a ticket's parked events in: when each happened (its CloudEvents time), then its
+    place in its topic. Offsets alone order records within one topic only, and a ticket's parked events
+    may come from several (a callback command must not be retried before the handling it answers)."""
+    stamp = next((v for k, v in json.loads(row.headers) if k == "ce_time"), None)
+    try:
+        moment = datetime.fromisoformat(stamp).astimezone(UTC) if stamp else _NEVER
+    except ValueError:
+        moment = _NEVER  # undecodable: retried first, and dead-lettered by the decoder
+    return moment, row.topic, row.partition, row.offset
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)

@@ -243,14 +243,9 @@ class ServiceHarness:
 
     async def _tick(self) -> list[Record]:
         # One round of EventPipeline.run_ticks, without its loop (and without its catch-all: a failing tick fails the test).
-        from services.common.pipeline import _tick_cause
-
         before = len(self.broker.published)
         for tick in self.ticks:
-            emits = await asyncio.to_thread(self.pipeline._tick_once, tick)
-            if emits:
-                await self.pipeline._publish(emits, [])
-                self.pipeline._clear_later([_tick_cause(rec) for _, rec in emits])
+            await self.pipeline.tick_once(tick)
         await self.pipeline.flush_outbox()
         return self.broker.published[before:]
 

@@ -162,3 +162,18 @@ def test_a_repeat_whose_merge_is_read_after_its_master_closed_is_closed_too(tmp_
     assert (closed.data.outcome, closed.data.master_ticket_id) == ("merged", "T-HAPPY")
     assert _tickets(svc)["T-REPEAT"]["status"] == "closed"
     assert svc.feed(repeat) == []  # and only once
+
+
+def test_parked_events_of_several_topics_are_retried_in_the_order_they_happened(tmp_path, hub):
+    """Offsets order records within one topic only: a ticket's parked events from several topics are
+    retried by their time, so a callback parked beside the handling it answers is applied after it."""
+    records = inputs(_evaluate(tmp_path), hub.log, "T-HAPPY")
+    tickets_topic = topic_for_event(ev.TicketRegistered.event_type)
+    registration = [r for r in records if r.topic == tickets_topic]
+    rest = [r for r in records if r.topic != tickets_topic]
+    in_order = _evaluate(tmp_path)
+    expected = in_order.feed(registration + rest)
+    svc = _evaluate(tmp_path)
+    assert svc.feed(rest) == [] and svc.parked()
+    out = svc.feed(registration)
+    assert svc.parked() == [] and by_key(out) == by_key(expected)
