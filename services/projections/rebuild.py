@@ -28,6 +28,7 @@ from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from services.common.batch_state import table_of
 from services.common.logs import get_logger
 
 from .domain import PROJECTED_TYPES, Fact, as_utc
@@ -132,13 +133,13 @@ class _Rebuild:
                 raise NotARebuildStore(f"{self.engine.url.render_as_string(hide_password=True)} holds projections "
                                        "that are not a rebuild; rebuild into a fresh database")
             self.report.resumed = meta.get("kind") == "rebuild"
-            upsert(session, ProjMeta.__table__, [{"key": "kind", "value": "rebuild"},
+            upsert(session, table_of(ProjMeta), [{"key": "kind", "value": "rebuild"},
                                                  {"key": "source", "value": self.source.description},
                                                  {"key": "state", "value": "loading"}], ["key"])
 
     def _set_meta(self, key: str, value: str) -> None:
         with Session(self.engine) as session, session.begin():
-            upsert(session, ProjMeta.__table__, [{"key": key, "value": value}], ["key"])
+            upsert(session, table_of(ProjMeta), [{"key": key, "value": value}], ["key"])
 
     def _stored_positions(self) -> dict[Position, int]:
         with Session(self.engine) as session:
@@ -166,8 +167,8 @@ class _Rebuild:
             loaded = store_facts(session, facts)
             pending = [{"ticket_id": t} for t in sorted({f.ticket_id for f in facts})]
             for chunk in range(0, len(pending), 500):
-                insert_ignore(session, ProjRebuildPending.__table__, pending[chunk:chunk + 500])
-            upsert(session, ProjRebuildPosition.__table__,
+                insert_ignore(session, table_of(ProjRebuildPending), pending[chunk:chunk + 500])
+            upsert(session, table_of(ProjRebuildPosition),
                    [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(positions.items())],
                    ["topic", "partition"])
         return loaded, undecodable

@@ -146,7 +146,7 @@ class TicketRow:
 
 TICKETS_TABLE = table_of(SlaTicketRow)
 
-TABLES = [SlaTimerRow.__table__, SlaTaskRow.__table__, SlaTicketRow.__table__, SlaFactRow.__table__]
+TABLES = [table_of(SlaTimerRow), table_of(SlaTaskRow), table_of(SlaTicketRow), table_of(SlaFactRow)]
 
 
 # ---------------------------------------------------------------------------- rows <-> domain
@@ -195,7 +195,7 @@ def to_fact(row: SlaFactRow) -> LedgerFact:
 # ---------------------------------------------------------------------------- read side (CLI, reports)
 
 
-_FACTS = SlaFactRow.__table__
+_FACTS = table_of(SlaFactRow)
 _INSERT_FACT = _FACTS.insert()  # one statement object: compiled once, cached
 
 
@@ -223,7 +223,7 @@ def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, l
     return facts
 
 
-_TIMERS = SlaTimerRow.__table__
+_TIMERS = table_of(SlaTimerRow)
 _TIMER_KEY = (bindparam("key_task_id"), bindparam("key_clock"))
 _UPDATE_TIMER = _TIMERS.update().where(_TIMERS.c.task_id == _TIMER_KEY[0], _TIMERS.c.clock == _TIMER_KEY[1])
 
@@ -251,7 +251,7 @@ def write_batch(session: Session, *, facts: list[dict[str, Any]], tasks: list[di
     if facts:
         session.execute(_INSERT_FACT, facts)
     if tasks:
-        session.execute(SlaTaskRow.__table__.insert(), tasks)
+        session.execute(table_of(SlaTaskRow).insert(), tasks)
     if new_timers:
         session.execute(_TIMERS.insert(), new_timers)
     if changed_timers:

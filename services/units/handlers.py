@@ -19,6 +19,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.registry import model_for
 from contracts.topics import UNIT_REPORTS
+from services.common.batch_state import table_of
 from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick
 
 from . import domain, sdk
@@ -26,7 +27,7 @@ from .models import PendingAction
 
 EVENT_TYPES = [m.event_type for m in (ev.TaskAssigned, ev.ConsultationRequested, ev.ReturnRejected,
                                       ev.CallbackRequested, ev.SupervisorReviewRequested)]
-_ACTIONS = PendingAction.__table__
+_ACTIONS = table_of(PendingAction)
 # Actions of the simulated hotline staff, posted to intake's HTTP API by hotline.post_due (never emitted here).
 HOTLINE_KINDS = ("callback", "decision")
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from services.common.batch_state import table_of
 from tools.bench.config import BenchConfig, log
 from tools.bench.hub import BenchHub
 from tools.bench.kafka_io import assigned_consumer
@@ -129,7 +130,7 @@ async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, An
     types = [t for s in WORKFLOW_TOPICS for t in s.event_types]
     ceiling = await raw_log_read(hub.bootstrap, topics)
     engine = make_engine(f"sqlite:///{target / 'replay-fallback.db'}")
-    await asyncio.to_thread(create_tables, engine, [BenchTicketView.__table__])
+    await asyncio.to_thread(create_tables, engine, [table_of(BenchTicketView)])
     settings = ServiceSettings(kafka_bootstrap=hub.bootstrap, state_dir=target)
     pipeline = EventPipeline(name="bench-replay", settings=settings, engine=engine, handler=handle, topics=topics,
                              event_types=types)
