@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, bindparam, func, select
+from sqlalchemy import JSON, BindParameter, Column, DateTime, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from domain.calendar import Extension, Pause
 from domain.holders import LedgerFact
@@ -224,7 +224,7 @@ def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, l
 
 
 _TIMERS = table_of(SlaTimerRow)
-_TIMER_KEY = (bindparam("key_task_id"), bindparam("key_clock"))
+_TIMER_KEY: tuple[BindParameter[str], BindParameter[str]] = (bindparam("key_task_id"), bindparam("key_clock"))
 _UPDATE_TIMER = _TIMERS.update().where(_TIMERS.c.task_id == _TIMER_KEY[0], _TIMERS.c.clock == _TIMER_KEY[1])
 
 
@@ -271,12 +271,12 @@ def all_timers(session: Session) -> list[domain.Timer]:
 def returns_and_tickets(session: Session) -> tuple[list[tuple[str, bool]], dict[str, int]]:
     """(unit, overruled) per return, and the number of distinct tickets each unit was given."""
     kinds = ("returned", "return-rejected", "consultation-closed")
-    rows = session.execute(select(SlaFactRow).where(SlaFactRow.kind.in_(kinds)).order_by(SlaFactRow.id)).scalars().all()
+    rows = session.execute(select(SlaFactRow).where(col(SlaFactRow.kind).in_(kinds)).order_by(col(SlaFactRow.id))).scalars().all()
     by_ticket: dict[str, list[LedgerFact]] = defaultdict(list)
     for row in rows:
         by_ticket[row.ticket_id].append(to_fact(row))
     returns = [verdict for facts in by_ticket.values() for verdict in domain.return_verdicts(facts)]
     counted = session.execute(
-        select(SlaTimerRow.unit, func.count(func.distinct(SlaTimerRow.ticket_id)))
-        .where(SlaTimerRow.clock == "resolution").group_by(SlaTimerRow.unit)).all()
+        select(col(SlaTimerRow.unit), func.count(func.distinct(SlaTimerRow.ticket_id)))
+        .where(col(SlaTimerRow.clock) == "resolution").group_by(col(SlaTimerRow.unit))).all()
     return returns, {unit: n for unit, n in counted}
