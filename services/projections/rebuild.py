@@ -27,6 +27,7 @@ from typing import Any
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
 from services.common.batch_state import table_of
 from services.common.logs import get_logger
@@ -128,7 +129,7 @@ class _Rebuild:
         upgrade(self.engine)
         with Session(self.engine) as session, session.begin():
             meta = {m.key: m.value for m in session.execute(select(ProjMeta)).scalars()}
-            has_rows = session.execute(select(ProjTimelineEntry.event_id).limit(1)).first() is not None
+            has_rows = session.execute(select(col(ProjTimelineEntry.event_id)).limit(1)).first() is not None
             if has_rows and meta.get("kind") != "rebuild":
                 raise NotARebuildStore(f"{self.engine.url.render_as_string(hide_password=True)} holds projections "
                                        "that are not a rebuild; rebuild into a fresh database")
@@ -192,11 +193,11 @@ class _Rebuild:
         # A ticket whose fold fails goes back on the pending list (see store.refold); the cursor
         # moves past it so that the phase ends, and the report counts what is left.
         with Session(self.engine) as session, session.begin():
-            ids = list(session.execute(select(ProjRebuildPending.ticket_id)
-                                       .where(ProjRebuildPending.ticket_id > self._fold_cursor)
-                                       .order_by(ProjRebuildPending.ticket_id).limit(self.fold_batch)).scalars())
+            ids = list(session.execute(select(col(ProjRebuildPending.ticket_id))
+                                       .where(col(ProjRebuildPending.ticket_id) > self._fold_cursor)
+                                       .order_by(col(ProjRebuildPending.ticket_id)).limit(self.fold_batch)).scalars())
             if ids:
-                session.execute(delete(ProjRebuildPending).where(ProjRebuildPending.ticket_id.in_(ids)))
+                session.execute(delete(ProjRebuildPending).where(col(ProjRebuildPending.ticket_id).in_(ids)))
                 refold(session, ids)
                 self._fold_cursor = ids[-1]
             return len(ids)
