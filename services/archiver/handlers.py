@@ -10,6 +10,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from services.common.batch_state import table_of
+
 from .domain import archive_row
 from .models import ArchivedRecord
 
@@ -21,7 +23,7 @@ def archive_records(engine: Engine, records: Sequence[Any], now: Callable[[], da
     rows = [archive_row(r, now()) for r in records]
     if not rows:
         return 0
-    table = ArchivedRecord.__table__
+    table = table_of(ArchivedRecord)
     dialect = engine.dialect.name
     stmt = (postgresql if dialect == "postgresql" else sqlite).insert(table).on_conflict_do_nothing()
     stored = 0

@@ -12,6 +12,7 @@ from sqlalchemy import BigInteger, Column, Index, LargeBinary, Text
 from sqlmodel import Field, SQLModel
 
 from contracts.envelope import utcnow
+from services.common.batch_state import table_of
 
 
 class ArchivedRecord(SQLModel, table=True):
@@ -31,5 +32,5 @@ class ArchivedRecord(SQLModel, table=True):
     archived_at: datetime = Field(default_factory=utcnow, description="When the archiver stored it.")
 
 
-ARCHIVE_TABLES = [ArchivedRecord.__table__]
+ARCHIVE_TABLES = [table_of(ArchivedRecord)]
 ARCHIVE_TABLE_NAMES = frozenset(t.name for t in ARCHIVE_TABLES)

@@ -47,7 +47,7 @@ from faststream.middlewares import AckPolicy
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, OperationalError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from contracts.codec import DecodeError, KafkaRecord, decode, encode
 from contracts.envelope import Envelope, utcnow
@@ -300,8 +300,8 @@ class EventPipeline(Generic[Deps]):
         progress = True
         while progress:
             progress = False
-            parked = session.execute(select(ParkedEvent).where(ParkedEvent.consumer == self.name,
-                                                               ParkedEvent.ticket_id == ticket_id)).scalars().all()
+            parked = session.execute(select(ParkedEvent).where(col(ParkedEvent.consumer) == self.name,
+                                                               col(ParkedEvent.ticket_id) == ticket_id)).scalars().all()
             for row in sorted(parked, key=_happened):
                 record = ParkedRecord.of(row)
                 session.delete(row)
@@ -322,8 +322,8 @@ class EventPipeline(Generic[Deps]):
         return topic
 
     def _stored_outputs(self, session: Session, cause_id: str) -> Produced:
-        rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name,
-                                                           OutboxRecord.cause_id == cause_id)).scalars().all()
+        rows = session.execute(select(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
+                                                           col(OutboxRecord.cause_id) == cause_id)).scalars().all()
         return [row_to_output(r) for r in rows]
 
     # ---------------------------------------------------------------- after the batch
@@ -353,8 +353,8 @@ class EventPipeline(Generic[Deps]):
     def _clear_outbox(self, cause_ids: list[str]) -> None:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             for chunk in range(0, len(cause_ids), 500):
-                session.execute(delete(OutboxRecord).where(OutboxRecord.consumer == self.name,
-                                                           OutboxRecord.cause_id.in_(cause_ids[chunk:chunk + 500])))
+                session.execute(delete(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
+                                                           col(OutboxRecord.cause_id).in_(cause_ids[chunk:chunk + 500])))
 
     async def _publish(self, outputs: Produced, dead: list[DeadLetter]) -> None:
         assert self.broker is not None, "subscribe() first"
@@ -407,7 +407,7 @@ class EventPipeline(Generic[Deps]):
         """Publish what a crash left in the outbox (before any new work); return how many."""
         def load() -> tuple[Produced, list[str]]:
             with Session(self.engine) as session:
-                rows = session.execute(select(OutboxRecord).where(OutboxRecord.consumer == self.name)).scalars().all()
+                rows = session.execute(select(OutboxRecord).where(col(OutboxRecord.consumer) == self.name)).scalars().all()
                 return [row_to_output(r) for r in rows], sorted({r.cause_id for r in rows})
         outputs, causes = await asyncio.to_thread(load)
         if outputs:

@@ -18,6 +18,8 @@ from sqlmodel import Field, SQLModel, create_engine
 
 from contracts.envelope import utcnow
 
+from .batch_state import table_of
+
 
 class ProcessedEvent(SQLModel, table=True):
     __tablename__ = "processed_events"
@@ -63,7 +65,7 @@ class ParkedEvent(SQLModel, table=True):
     reason: str = ""
 
 
-BOOKKEEPING_TABLES = [ProcessedEvent.__table__, OutboxRecord.__table__, ParkedEvent.__table__]
+BOOKKEEPING_TABLES = [table_of(ProcessedEvent), table_of(OutboxRecord), table_of(ParkedEvent)]
 
 
 def _tune_sqlite(dbapi_connection: Any, _record: Any) -> None:

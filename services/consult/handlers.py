@@ -6,9 +6,9 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlmodel import select
+from sqlmodel import col, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
@@ -26,6 +26,7 @@ from services.common.handler import (
 
 from . import domain
 from .models import Consultation, RoutedTicket
+from .settings import ConsultSettings
 
 TOPICS = [TRIAGE.name, UNIT_REPORTS.name, COMMANDS.name, SLA.name]
 EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecisionSubmitted.event_type,
@@ -40,6 +41,12 @@ class ConsultDeps:
 
 
 Ctx = HandlerContext[ConsultDeps]
+
+
+def settings_of(ctx: Ctx) -> ConsultSettings:
+    """This service's settings: the pipeline hands its handlers the settings its app was made with,
+    typed in the shared context as the common ServiceSettings."""
+    return cast(ConsultSettings, ctx.settings)
 
 
 def spec(deps: ConsultDeps, tick_s: float) -> HandlerSpec[ConsultDeps]:
@@ -73,7 +80,7 @@ def convene(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     request = ev.ConsultationRequested(
         consultation_id=consultation_id, parties=parties, proposed=c.routing, category=c.category, limits=c.limits,
         reason="returned by " + ", ".join(c.excluded_units) if c.excluded_units else "the catalogue requires consultation",
-        opinions_due=envelope.time + timedelta(seconds=ctx.settings.opinion_window_s), ticket=c.ticket,
+        opinions_due=envelope.time + timedelta(seconds=settings_of(ctx).opinion_window_s), ticket=c.ticket,
     )
     for old in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
                                                            Consultation.status == "open")).all():
@@ -151,7 +158,7 @@ def close_decided(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     """A supervisor's decision (intake's command): the ticket's consultations are decided, and the fact
     SupervisorDecided, which act dispatches, is written here."""
     for row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
-                                                           Consultation.status.in_(["open", "supervisor-review"]))).all():
+                                                           col(Consultation.status).in_(["open", "supervisor-review"]))).all():
         row.status = "decided"
     return [Emit(CONSULT.name, fact_of_command(ctx, envelope))]
 
@@ -164,7 +171,7 @@ def overdue(ctx: Ctx) -> list[Emit]:
     for row in rows:
         request = ev.ConsultationRequested.model_validate_json(row.request_json)
         missing = [p for p in row.parties.split(",") if p not in json.loads(row.opinions_json)]
-        origin = Envelope(id=f"timeout-{row.consultation_id}", type=request.event_type, source=ctx.source, time=now,
+        origin: Envelope[ev.ConsultationRequested] = Envelope(id=f"timeout-{row.consultation_id}", type=request.event_type, source=ctx.source, time=now,
                           subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.consultation_id, data=request)
         out.append(_to_supervisor(ctx, origin, row, f"no opinion in time from {', '.join(missing)}"))
     return out

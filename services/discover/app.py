@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from domain.catalogue import load_catalogue
 from services.common.app import build_service_app
+from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .handlers import DiscoverDeps, spec
@@ -19,5 +20,5 @@ from .settings import DiscoverSettings
 def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or DiscoverSettings()
-    return build_service_app(settings, spec=spec(DiscoverDeps(load_catalogue())), tables=[KnownTicket.__table__],
+    return build_service_app(settings, spec=spec(DiscoverDeps(load_catalogue())), tables=[table_of(KnownTicket)],
                              broker=broker, engine=engine, clock=clock)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 from sqlmodel import select
 
@@ -18,6 +18,7 @@ from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
 
 from . import domain
 from .models import KnownTicket
+from .settings import DiscoverSettings
 
 TOPICS = [INTAKE.name, RESIDENTS.name, COMMANDS.name, TRIAGE.name, EVALUATE.name]
 EVENT_TYPES = [ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type, ev.SplitSubmitted.event_type,
@@ -32,6 +33,12 @@ class DiscoverDeps:
 
 
 Ctx = HandlerContext[DiscoverDeps]
+
+
+def settings_of(ctx: Ctx) -> DiscoverSettings:
+    """This service's settings: the pipeline hands its handlers the settings its app was made with,
+    typed in the shared context as the common ServiceSettings."""
+    return cast(DiscoverSettings, ctx.settings)
 
 
 def spec(deps: DiscoverDeps) -> HandlerSpec[DiscoverDeps]:
@@ -68,7 +75,7 @@ def register(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     s: ev.TicketSubmitted = envelope.data
     if ctx.rows.get(KnownTicket, envelope.ticket_id) is not None:
         return []  # the same ticket submitted again under a new event id: already registered
-    st = ctx.settings
+    st = settings_of(ctx)
     key = domain.place_key(s.location)
     match = domain.find_master(s, _candidates(ctx, key, envelope.ticket_id), window=timedelta(hours=st.merge_window_hours),
                                min_similarity=st.merge_similarity, radius_m=st.merge_radius_m)

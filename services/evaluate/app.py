@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
 from services.common.app import build_service_app
+from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .handlers import spec
@@ -19,4 +20,4 @@ def create_app(settings: EvaluateSettings | None = None, *, broker: KafkaBroker 
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or EvaluateSettings()
     return build_service_app(settings, spec=spec(),
-                             tables=[EvalTicket.__table__, EvalTask.__table__, Rates.__table__], broker=broker, engine=engine, clock=clock)
+                             tables=[table_of(EvalTicket), table_of(EvalTask), table_of(Rates)], broker=broker, engine=engine, clock=clock)

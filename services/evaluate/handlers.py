@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlmodel import select
 
@@ -26,6 +26,7 @@ from services.common.handler import (
 from . import domain
 from .batch import EvalBatch, Task, Ticket
 from .models import Rates
+from .settings import EvaluateSettings
 
 # sla's breaches give the response verdict of a task never signed for (domain.rates).
 TOPICS = [TICKETS.name, ACT.name, UNIT_REPORTS.name, COMMANDS.name, SLA.name]
@@ -34,6 +35,12 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.T
 
 
 Ctx = HandlerContext[NoDeps]
+
+
+def settings_of(ctx: Ctx) -> EvaluateSettings:
+    """This service's settings: the pipeline hands its handlers the settings its app was made with,
+    typed in the shared context as the common ServiceSettings."""
+    return cast(EvaluateSettings, ctx.settings)
 
 
 def spec() -> HandlerSpec[NoDeps]:
@@ -111,7 +118,7 @@ def _sign_for_due(ctx: HandlerContext, envelope: Envelope[Any]) -> datetime | No
     data under a strict calendar; then only sla's breach can judge it)."""
     limit = envelope.data.limits.sign_for
     try:
-        return ctx.settings.work_calendar().add(envelope.time, limit.amount, limit.unit).astimezone(UTC)
+        return settings_of(ctx).work_calendar().add(envelope.time, limit.amount, limit.unit).astimezone(UTC)
     except CalendarCoverageError:
         return None
 
@@ -151,13 +158,13 @@ def _scopes(row: Ticket) -> list[tuple[str, str | None]]:
 
 def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit]:
     """The callback operator's entry (intake's command): the fact CallbackRecorded, then re-handling or closing."""
-    c: ev.CallbackSubmitted = command.data
+    submitted: ev.CallbackSubmitted = command.data
     row = _ticket(ctx, batch, command.ticket_id)
-    if row.status != "awaiting-callback" or c.round != row.round:
-        raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {c.round} (status {row.status}, round {row.round})")
+    if row.status != "awaiting-callback" or submitted.round != row.round:
+        raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
     envelope = fact_of_command(ctx, command)
-    c = envelope.data  # the fact: CallbackRecorded
-    decision = domain.after_callback(c, ctx.settings.max_rounds)
+    c: ev.CallbackRecorded = envelope.data  # the fact
+    decision = domain.after_callback(c, settings_of(ctx).max_rounds)
     verdict = rates.callback_counts(resolved=c.resolved, satisfaction=c.satisfaction, reasonable_demand=c.reasonable_demand)
     for scope, key in _scopes(row):
         _count(batch, scope, key, callbacks=verdict.callbacks, resolved=verdict.resolved, satisfied=verdict.satisfied,

@@ -12,7 +12,7 @@ from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
@@ -143,8 +143,8 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         with Session(engine) as s:
             q = select(TicketStatus)
             if status:
-                q = q.where(TicketStatus.status.in_(_status_words(status)))  # type: ignore[attr-defined]  # a SQLModel column, typed as its str value
-            rows = s.exec(q.order_by(TicketStatus.updated_at.desc()).limit(limit)).all()
+                q = q.where(col(TicketStatus.status).in_(_status_words(status)))
+            rows = s.exec(q.order_by(col(TicketStatus.updated_at).desc()).limit(limit)).all()
         return [_public(row) for row in rows]
 
     @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
@@ -272,14 +272,14 @@ def _open311_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         with Session(engine) as s:
             q = select(TicketStatus).where(TicketStatus.status != "closed-hidden")
             if service_request_id:
-                q = q.where(TicketStatus.ticket_id.in_(service_request_id.split(",")))
+                q = q.where(col(TicketStatus.ticket_id).in_(service_request_id.split(",")))
             if service_code:
                 q = q.where(TicketStatus.category == service_code)
             if start_date:
-                q = q.where(TicketStatus.requested_at >= start_date)
+                q = q.where(col(TicketStatus.requested_at) >= start_date)
             if end_date:
-                q = q.where(TicketStatus.requested_at <= end_date)
-            rows = s.exec(q.order_by(TicketStatus.requested_at.desc()).limit(1000)).all()
+                q = q.where(col(TicketStatus.requested_at) <= end_date)
+            rows = s.exec(q.order_by(col(TicketStatus.requested_at).desc()).limit(1000)).all()
         out = [_open311_status(row, catalogue) for row in rows]
         return [o for o in out if status is None or o["status"] == status]
 

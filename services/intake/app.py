@@ -15,6 +15,7 @@ from contracts import codec
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 from domain.catalogue import load_catalogue
+from services.common.batch_state import table_of
 from services.common.handler import Clock
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
@@ -59,7 +60,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json, service="intake")
-        create_tables(engine, [TicketStatus.__table__])
+        create_tables(engine, [table_of(TicketStatus)])
         await broker.start()
         await channel.recover_outbox()
         log.info("service_started", service="intake", http=f"{settings.http_host}:{settings.http_port}",

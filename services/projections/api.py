@@ -48,13 +48,14 @@ def create_router(settings: ProjectionsSettings | None = None, *, engine: Engine
             return ArchiveLog(make_engine(settings.archive_store_url()), settings.projected_topics())
         return KafkaLog(settings.kafka_bootstrap, settings.projected_topics())
 
-    def when(text: str | None) -> datetime | None:
-        if text is None:
-            return None
+    def at(text: str) -> datetime:
         try:
             return parse_time(text, settings.timezone)
         except ValueError:
             raise HTTPException(422, f"not an ISO 8601 time: {text!r}") from None
+
+    def when(text: str | None) -> datetime | None:
+        return None if text is None else at(text)
 
     @router.get("/tickets/{ticket_id}")
     def get_ticket(ticket_id: str) -> dict[str, Any]:
@@ -86,7 +87,7 @@ def create_router(settings: ProjectionsSettings | None = None, *, engine: Engine
                         scope: str | None = None, min_n: int | None = None, source: Source = "store") -> dict[str, Any]:
         if not (ticket or unit or rankings):
             raise HTTPException(422, "ask for a ticket, a unit or the rankings")
-        question = AsOfQuestion(when(time), ticket, unit, rankings, scope, min_n or settings.min_rank_sample)
+        question = AsOfQuestion(at(time), ticket, unit, rankings, scope, min_n or settings.min_rank_sample)
         answer = as_of_store(store(), question) if source == "store" else \
             await as_of_log(log(source == "archive"), question)
         return answer.as_dict()

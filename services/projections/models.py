@@ -14,6 +14,8 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+from services.common.batch_state import table_of
+
 
 class ProjTicket(SQLModel, table=True):
     """A ticket's current state: where it is in its lifecycle, who holds it, its deadlines."""
@@ -179,8 +181,8 @@ class ProjMeta(SQLModel, table=True):
     value: str = Field(sa_column=Column(Text, nullable=False))
 
 
-VIEW_TABLES = [ProjTicket.__table__, ProjTask.__table__, ProjTimelineEntry.__table__, ProjTicketMetric.__table__]
-REBUILD_TABLES = [ProjRebuildPosition.__table__, ProjRebuildPending.__table__, ProjMeta.__table__]
+VIEW_TABLES = [table_of(ProjTicket), table_of(ProjTask), table_of(ProjTimelineEntry), table_of(ProjTicketMetric)]
+REBUILD_TABLES = [table_of(ProjRebuildPosition), table_of(ProjRebuildPending), table_of(ProjMeta)]
 PROJECTION_TABLES = VIEW_TABLES + REBUILD_TABLES
 PROJECTION_TABLE_NAMES = frozenset(t.name for t in PROJECTION_TABLES)
 METRIC_COUNTERS = ("tasks", "response_n", "responded", "returned", "completed", "on_time", "handled", "rehandled",

@@ -11,11 +11,13 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.engine import Engine
 
+from services.common.batch_state import table_of
+
 from .domain import KIND, Ranked, as_utc, rank
 from .models import METRIC_COUNTERS, ProjTask, ProjTicket, ProjTicketMetric, ProjTimelineEntry
 
-TICKETS, TASKS, TIMELINE, METRICS = (ProjTicket.__table__, ProjTask.__table__, ProjTimelineEntry.__table__,
-                                      ProjTicketMetric.__table__)
+TICKETS, TASKS, TIMELINE, METRICS = (table_of(ProjTicket), table_of(ProjTask), table_of(ProjTimelineEntry),
+                                      table_of(ProjTicketMetric))
 # What a timeline entry shows (the payload is for refolds, not for people).
 ENTRY_COLUMNS = ("event_id", "ticket_id", "time", "kind", "type", "unit", "round", "summary", "source",
                  "correlation_id", "causation_id")

@@ -27,7 +27,9 @@ from typing import Any
 from sqlalchemy import delete, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
+from sqlmodel import col
 
+from services.common.batch_state import table_of
 from services.common.logs import get_logger
 
 from .domain import PROJECTED_TYPES, Fact, as_utc
@@ -127,18 +129,18 @@ class _Rebuild:
         upgrade(self.engine)
         with Session(self.engine) as session, session.begin():
             meta = {m.key: m.value for m in session.execute(select(ProjMeta)).scalars()}
-            has_rows = session.execute(select(ProjTimelineEntry.event_id).limit(1)).first() is not None
+            has_rows = session.execute(select(col(ProjTimelineEntry.event_id)).limit(1)).first() is not None
             if has_rows and meta.get("kind") != "rebuild":
                 raise NotARebuildStore(f"{self.engine.url.render_as_string(hide_password=True)} holds projections "
                                        "that are not a rebuild; rebuild into a fresh database")
             self.report.resumed = meta.get("kind") == "rebuild"
-            upsert(session, ProjMeta.__table__, [{"key": "kind", "value": "rebuild"},
+            upsert(session, table_of(ProjMeta), [{"key": "kind", "value": "rebuild"},
                                                  {"key": "source", "value": self.source.description},
                                                  {"key": "state", "value": "loading"}], ["key"])
 
     def _set_meta(self, key: str, value: str) -> None:
         with Session(self.engine) as session, session.begin():
-            upsert(session, ProjMeta.__table__, [{"key": key, "value": value}], ["key"])
+            upsert(session, table_of(ProjMeta), [{"key": key, "value": value}], ["key"])
 
     def _stored_positions(self) -> dict[Position, int]:
         with Session(self.engine) as session:
@@ -166,8 +168,8 @@ class _Rebuild:
             loaded = store_facts(session, facts)
             pending = [{"ticket_id": t} for t in sorted({f.ticket_id for f in facts})]
             for chunk in range(0, len(pending), 500):
-                insert_ignore(session, ProjRebuildPending.__table__, pending[chunk:chunk + 500])
-            upsert(session, ProjRebuildPosition.__table__,
+                insert_ignore(session, table_of(ProjRebuildPending), pending[chunk:chunk + 500])
+            upsert(session, table_of(ProjRebuildPosition),
                    [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(positions.items())],
                    ["topic", "partition"])
         return loaded, undecodable
@@ -191,11 +193,11 @@ class _Rebuild:
         # A ticket whose fold fails goes back on the pending list (see store.refold); the cursor
         # moves past it so that the phase ends, and the report counts what is left.
         with Session(self.engine) as session, session.begin():
-            ids = list(session.execute(select(ProjRebuildPending.ticket_id)
-                                       .where(ProjRebuildPending.ticket_id > self._fold_cursor)
-                                       .order_by(ProjRebuildPending.ticket_id).limit(self.fold_batch)).scalars())
+            ids = list(session.execute(select(col(ProjRebuildPending.ticket_id))
+                                       .where(col(ProjRebuildPending.ticket_id) > self._fold_cursor)
+                                       .order_by(col(ProjRebuildPending.ticket_id)).limit(self.fold_batch)).scalars())
             if ids:
-                session.execute(delete(ProjRebuildPending).where(ProjRebuildPending.ticket_id.in_(ids)))
+                session.execute(delete(ProjRebuildPending).where(col(ProjRebuildPending.ticket_id).in_(ids)))
                 refold(session, ids)
                 self._fold_cursor = ids[-1]
             return len(ids)

@@ -23,6 +23,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from contracts.envelope import Envelope
+from services.common.batch_state import table_of
 from services.common.logs import get_logger
 
 from .domain import Fact, Folded, fold, is_projected, task_row, ticket_row, timeline_row
@@ -32,8 +33,8 @@ log = get_logger(__name__)
 
 _IN_CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
 
-TIMELINE = ProjTimelineEntry.__table__
-_VIEW_TABLES_BY_TICKET: tuple[Table, ...] = (ProjTicket.__table__, ProjTask.__table__, ProjTicketMetric.__table__)
+TIMELINE = table_of(ProjTimelineEntry)
+_VIEW_TABLES_BY_TICKET: tuple[Table, ...] = (table_of(ProjTicket), table_of(ProjTask), table_of(ProjTicketMetric))
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -258,7 +259,7 @@ def refold(session: Session, ticket_ids: Iterable[str]) -> list[Folded]:
     failed_set = set(failed)
     good = [t for t in ids if t not in failed_set]
     write_folds(session, good, folds)
-    insert_ignore(session, ProjRebuildPending.__table__, [{"ticket_id": t} for t in failed])
+    insert_ignore(session, table_of(ProjRebuildPending), [{"ticket_id": t} for t in failed])
     return folds
 
 
@@ -271,6 +272,6 @@ def write_folds(session: Session, ticket_ids: Sequence[str], folds: Sequence[Fol
     tasks = [task_row(k) for f in folds for k in f.tasks]
     metrics = [{"ticket_id": f.ticket.ticket_id, "scope": scope, "key": key, **counts}
                for f in folds for (scope, key), counts in sorted(f.metrics.items())]
-    for table, rows in ((ProjTicket.__table__, tickets), (ProjTask.__table__, tasks), (ProjTicketMetric.__table__, metrics)):
+    for table, rows in ((table_of(ProjTicket), tickets), (table_of(ProjTask), tasks), (table_of(ProjTicketMetric), metrics)):
         if rows:
             session.execute(insert(table), rows)

@@ -174,17 +174,26 @@ def _route(catalogue: Catalogue, category: str | None, location: Any) -> tuple[s
     return decision.lead, tuple(decision.co_units)
 
 
+def _classification(s: _Seen) -> ev.TicketClassified:
+    """A triaged ticket's baseline event: `_observe` keeps only a classification there."""
+    data = s.baseline.data if s.baseline is not None else None
+    assert isinstance(data, ev.TicketClassified), "a triaged ticket's baseline is its classification"
+    return data
+
+
 def decide(seen: dict[str, _Seen], catalogue: Catalogue, classifier: Classifier | None,
            min_confidence: float) -> list[TicketDiff]:
     """The what-if decision for every ticket that was triaged in the log."""
     triaged = {tid: s for tid, s in sorted(seen.items()) if s.baseline is not None}
     to_predict = [tid for tid, s in triaged.items()
-                  if classifier is not None and s.baseline.data.method not in _PERSON_DECIDED and not s.operator_category]
-    guesses = dict(zip(to_predict, classifier.predict_many([triaged[t].text or "" for t in to_predict]))) if to_predict else {}
+                  if classifier is not None and _classification(s).method not in _PERSON_DECIDED and not s.operator_category]
+    texts = [triaged[t].text or "" for t in to_predict]
+    guesses = dict(zip(to_predict, classifier.predict_many(texts))) if to_predict and classifier is not None else {}
     diffs = []
     for tid, s in triaged.items():
-        before: ev.TicketClassified = s.baseline.data  # type: ignore[assignment,union-attr]  # a triaged ticket's baseline is its classification
-        category, why = before.category, "catalogue"
+        before = _classification(s)
+        category: str | None = before.category
+        why = "catalogue"
         if tid in guesses:
             guess = guesses[tid]
             category, why = (guess.category, "classifier") if guess.confidence >= min_confidence else (None, "manual-triage")

@@ -104,7 +104,7 @@ def rebuild(db_url: str | None = DB_URL) -> None:
     from .models import SlaFactRow, make_store_engine
     from .rebuild import rebuild_from_log
 
-    settings = SlaSettings(**({"db_url": db_url} if db_url else {}))
+    settings = SlaSettings(db_url=db_url) if db_url else SlaSettings()
     engine = make_store_engine(settings.store_url())
     create_tables(engine, TABLES)
     with Session(engine) as session:

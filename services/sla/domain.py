@@ -310,8 +310,9 @@ def fire_due(timer: Timer, now: datetime, calendar: WorkCalendar, policy: SlaPol
            and now > escalation_due(timer, timer.rung + 1, calendar, policy)):
         rung = timer.rung + 1
         from_level, to_level = policy.rung_levels(timer.level, rung)
+        breached_at = timer.breach_deadline
         timer = dataclasses.replace(timer, rung=rung)
-        firings.append(Firing("escalation", timer, timer.breach_deadline, rung=rung,
+        firings.append(Firing("escalation", timer, breached_at, rung=rung,
                               from_level=from_level, to_level=to_level))
     return timer, firings
 
@@ -358,7 +359,8 @@ def next_due_at(timer: Timer, calendar: WorkCalendar, policy: SlaPolicy) -> date
 # ---------------------------------------------------------------------------- who supervises
 
 
-def supervisor_for(catalogue: Catalogue, unit_id: str, location: Any, level: str, top_supervisor: str) -> str | None:
+def supervisor_for(catalogue: Catalogue | None, unit_id: str, location: Any, level: str | None,
+                   top_supervisor: str) -> str | None:
     """The unit that supervises a task of `unit_id` at `level`: the office of the area at that level above the
     unit's own area (for an area unit), else above the ticket's location; at the top, the city's supervisor.
     None when the catalogue is unknown or the location names no area at that level."""
@@ -382,7 +384,7 @@ def _areas_above(catalogue: Catalogue, unit_id: str, location: Any) -> tuple[Any
     return catalogue.area_chain(location)
 
 
-def unit_level(catalogue: Catalogue, unit_id: str, ticket_level: str | None) -> str | None:
+def unit_level(catalogue: Catalogue | None, unit_id: str, ticket_level: str | None) -> str | None:
     """A unit's level: the catalogue's when it knows the unit, else the level the ticket was routed at."""
     if catalogue is not None:
         try:
@@ -485,7 +487,7 @@ def unit_rates(timers: Sequence[Timer], min_sample: int) -> list[UnitRates]:
         by_unit[timer.unit].append(timer)
     out = []
     for unit, own in sorted(by_unit.items()):
-        clocks = {}
+        clocks: dict[str, ClockRate] = {}
         for name in CLOCKS:
             verdicts = [clock_verdict(t) for t in own if t.clock == name]
             clocks[name] = ClockRate(sum(v.response_n for v in verdicts), sum(v.responded for v in verdicts))

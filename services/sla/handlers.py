@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
@@ -250,8 +251,8 @@ def sweep(ctx: Ctx) -> list[Emit]:
     now = ctx.now()
     settings = ctx.deps.settings
     due = ctx.session.execute(
-        select(SlaTimerRow).where(SlaTimerRow.status == "running", SlaTimerRow.next_due_at <= now)
-        .order_by(SlaTimerRow.next_due_at).limit(settings.tick_batch)
+        select(SlaTimerRow).where(col(SlaTimerRow.status) == "running", col(SlaTimerRow.next_due_at) <= now)
+        .order_by(col(SlaTimerRow.next_due_at)).limit(settings.tick_batch)
         # Several instances sharing PostgreSQL split the due timers instead of firing them twice.
         .with_for_update(skip_locked=True)).scalars().all()
     out: list[Emit] = []
@@ -306,7 +307,7 @@ def _emits_for(ctx: Ctx, row: SlaTimerRow, firing: domain.Firing, now: datetime)
 def _on_sla_topic(ctx: Ctx, row: SlaTimerRow, firing: domain.Firing, data: ev.Event, now: datetime) -> list[Emit]:
     # The id derives from the assignment and the firing's key: however often a crash makes us compute this
     # firing again, it is the same event, and consumers drop the copy.
-    envelope = Envelope(
+    envelope: Envelope[ev.Event] = Envelope(
         id=derive_event_id(row.cause_id, data.event_type, 0, firing.key), type=data.event_type, source=ctx.source,
         time=now, subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.correlation_id,
         causation_id=row.cause_id, data=data,

@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, bindparam, func, select
+from sqlalchemy import JSON, BindParameter, Column, DateTime, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import Field, Session, SQLModel
+from sqlmodel import Field, Session, SQLModel, col
 
 from domain.calendar import Extension, Pause
 from domain.holders import LedgerFact
@@ -146,7 +146,7 @@ class TicketRow:
 
 TICKETS_TABLE = table_of(SlaTicketRow)
 
-TABLES = [SlaTimerRow.__table__, SlaTaskRow.__table__, SlaTicketRow.__table__, SlaFactRow.__table__]
+TABLES = [table_of(SlaTimerRow), table_of(SlaTaskRow), table_of(SlaTicketRow), table_of(SlaFactRow)]
 
 
 # ---------------------------------------------------------------------------- rows <-> domain
@@ -195,7 +195,7 @@ def to_fact(row: SlaFactRow) -> LedgerFact:
 # ---------------------------------------------------------------------------- read side (CLI, reports)
 
 
-_FACTS = SlaFactRow.__table__
+_FACTS = table_of(SlaFactRow)
 _INSERT_FACT = _FACTS.insert()  # one statement object: compiled once, cached
 
 
@@ -223,8 +223,8 @@ def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, l
     return facts
 
 
-_TIMERS = SlaTimerRow.__table__
-_TIMER_KEY = (bindparam("key_task_id"), bindparam("key_clock"))
+_TIMERS = table_of(SlaTimerRow)
+_TIMER_KEY: tuple[BindParameter[str], BindParameter[str]] = (bindparam("key_task_id"), bindparam("key_clock"))
 _UPDATE_TIMER = _TIMERS.update().where(_TIMERS.c.task_id == _TIMER_KEY[0], _TIMERS.c.clock == _TIMER_KEY[1])
 
 
@@ -251,7 +251,7 @@ def write_batch(session: Session, *, facts: list[dict[str, Any]], tasks: list[di
     if facts:
         session.execute(_INSERT_FACT, facts)
     if tasks:
-        session.execute(SlaTaskRow.__table__.insert(), tasks)
+        session.execute(table_of(SlaTaskRow).insert(), tasks)
     if new_timers:
         session.execute(_TIMERS.insert(), new_timers)
     if changed_timers:
@@ -271,12 +271,12 @@ def all_timers(session: Session) -> list[domain.Timer]:
 def returns_and_tickets(session: Session) -> tuple[list[tuple[str, bool]], dict[str, int]]:
     """(unit, overruled) per return, and the number of distinct tickets each unit was given."""
     kinds = ("returned", "return-rejected", "consultation-closed")
-    rows = session.execute(select(SlaFactRow).where(SlaFactRow.kind.in_(kinds)).order_by(SlaFactRow.id)).scalars().all()
+    rows = session.execute(select(SlaFactRow).where(col(SlaFactRow.kind).in_(kinds)).order_by(col(SlaFactRow.id))).scalars().all()
     by_ticket: dict[str, list[LedgerFact]] = defaultdict(list)
     for row in rows:
         by_ticket[row.ticket_id].append(to_fact(row))
     returns = [verdict for facts in by_ticket.values() for verdict in domain.return_verdicts(facts)]
     counted = session.execute(
-        select(SlaTimerRow.unit, func.count(func.distinct(SlaTimerRow.ticket_id)))
-        .where(SlaTimerRow.clock == "resolution").group_by(SlaTimerRow.unit)).all()
+        select(col(SlaTimerRow.unit), func.count(func.distinct(SlaTimerRow.ticket_id)))
+        .where(col(SlaTimerRow.clock) == "resolution").group_by(col(SlaTimerRow.unit))).all()
     return returns, {unit: n for unit, n in counted}

@@ -25,6 +25,7 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import SLA
+from services.common.batch_state import table_of
 from services.common.handler import HandlerContext
 from services.common.store import ProcessedEvent, create_tables
 
@@ -114,7 +115,7 @@ def _apply(engine: Engine, settings: SlaSettings, runtime: SlaRuntime, records: 
             for _, envelope in chunk:
                 list(BATCH.apply(ctx, state, envelope))
             BATCH.finish(ctx, state)
-        session.execute(insert(ProcessedEvent.__table__), [
+        session.execute(insert(table_of(ProcessedEvent)), [
             {"consumer": "sla", "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
              "offset": record.offset, "outcome": "applied", "processed_at": utcnow()} for record, envelope in unique])
     return len(unique)

@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from domain.catalogue import Catalogue, load_catalogue
 from services.common.app import build_service_app
+from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .classifier import SEED_RECIPE_VERSION, ComplaintClassifier, default_classifier
@@ -45,5 +46,5 @@ def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | 
     if classifier is None:
         classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default(settings, catalogue)
     deps = TriageDeps(catalogue=catalogue, classifier=PrimedClassifier(classifier))
-    return build_service_app(settings, spec=spec(deps), tables=[TriageTicket.__table__], broker=broker, engine=engine,
+    return build_service_app(settings, spec=spec(deps), tables=[table_of(TriageTicket)], broker=broker, engine=engine,
                              clock=clock)

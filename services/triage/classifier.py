@@ -162,7 +162,8 @@ class ComplaintClassifier:
         self.c = c  # inverse regularisation strength of the logistic regression
         self.max_iter = max_iter
         self.top_k = top_k  # how many alternatives a prediction lists
-        self.char_ngrams = tuple(char_ngrams)
+        low, high = char_ngrams  # a list when read back from a saved model's params
+        self.char_ngrams = (low, high)
         self._pipeline: Any = None
         self._labels: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}

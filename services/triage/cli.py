@@ -79,6 +79,7 @@ def train(
     if sum(x is not None for x in (csv_file, nyc, from_log)) > 1:
         raise typer.BadParameter("give one of --csv, --nyc or --from-log")
     catalogue = load_catalogue(catalogue_path)
+    groups: list[str] | None
     if from_log is not None:
         texts, labels, groups, source = _log_data(from_log)
     else:

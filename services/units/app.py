@@ -10,6 +10,7 @@ from contracts.envelope import utcnow
 from contracts.topics import CONSULT, EVALUATE, unit_task_topic
 from domain.catalogue import load_catalogue
 from services.common.app import build_service_app
+from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .handlers import UnitDeps, spec
@@ -31,5 +32,5 @@ def create_app(settings: UnitSettings | None = None, *, broker: KafkaBroker | No
     if settings.db_url is None:
         settings = settings.model_copy(update={"db_url": f"sqlite:///{settings.state_dir / (name + '.db')}"})
     return build_service_app(settings, spec=spec(UnitDeps(frozenset(units)), topics, settings.tick_s),
-                             tables=[PendingAction.__table__], background=[run_hotline], broker=broker, engine=engine,
+                             tables=[table_of(PendingAction)], background=[run_hotline], broker=broker, engine=engine,
                              clock=clock)

@@ -1,10 +1,22 @@
 from __future__ import annotations
 
 import asyncio
+from typing import TypedDict
 
 import typer
 
 app = typer.Typer(no_args_is_help=True)
+
+
+class _UnitOverrides(TypedDict, total=False):
+    """The UnitSettings fields `run` sets; an option not given is left out, so the environment still applies."""
+
+    units: list[str]
+    callbacks: bool
+    supervisor: bool
+    p_return: float
+    work_delay_s: float
+    hotline_url: str
 
 
 @app.command("run")
@@ -21,7 +33,7 @@ def run(unit: list[str] = typer.Option([], "--unit", "-u", help="Unit id to answ
     from .app import create_app
     from .settings import UnitSettings
 
-    overrides = {"units": unit, "callbacks": callbacks, "supervisor": supervisor}
+    overrides: _UnitOverrides = {"units": unit, "callbacks": callbacks, "supervisor": supervisor}
     if p_return is not None:
         overrides["p_return"] = p_return
     if work_delay is not None:

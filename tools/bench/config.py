@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,10 +63,9 @@ class BenchConfig:
 
     @classmethod
     def quick_mode(cls, **overrides: Any) -> BenchConfig:
-        base = dict(quick=True, latency_s=1.0, low_s=4.0, nyc_speedup=300.0, nyc_s=4.0, burst=150, http_s=3.0,
+        quick = cls(quick=True, latency_s=1.0, low_s=4.0, nyc_speedup=300.0, nyc_s=4.0, burst=150, http_s=3.0,
                     raw_records=10_000, hop_s=2.0, warmup=10, drain_timeout_s=30.0)
-        base.update(overrides)
-        return cls(**base)
+        return dataclasses.replace(quick, **overrides)
 
 
 def log(msg: str, started: float = 0.0) -> None:

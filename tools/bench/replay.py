@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from services.common.batch_state import table_of
 from tools.bench.config import BenchConfig, log
 from tools.bench.hub import BenchHub
 from tools.bench.kafka_io import assigned_consumer
@@ -107,7 +108,9 @@ async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, An
     from sqlmodel import Field as SqlField
     from sqlmodel import Session, SQLModel, select
 
+    from contracts.envelope import Envelope
     from contracts.topics import WORKFLOW_TOPICS
+    from services.common.handler import Emit, HandlerContext, HandlerSpec, NoDeps
     from services.common.pipeline import EventPipeline
     from services.common.settings import ServiceSettings
     from services.common.store import create_tables, make_engine
@@ -119,7 +122,7 @@ async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, An
         last_type: str
         events: int = 0
 
-    def handle(ctx: Any, envelope: Any) -> list[Any]:
+    def handle(ctx: HandlerContext[NoDeps], envelope: Envelope[Any]) -> list[Emit]:
         row = ctx.session.get(BenchTicketView, envelope.ticket_id) or BenchTicketView(ticket_id=envelope.ticket_id, last_type="")
         row.last_type, row.events = envelope.type, row.events + 1
         ctx.session.add(row)
@@ -129,11 +132,11 @@ async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, An
     types = [t for s in WORKFLOW_TOPICS for t in s.event_types]
     ceiling = await raw_log_read(hub.bootstrap, topics)
     engine = make_engine(f"sqlite:///{target / 'replay-fallback.db'}")
-    await asyncio.to_thread(create_tables, engine, [BenchTicketView.__table__])
+    await asyncio.to_thread(create_tables, engine, [table_of(BenchTicketView)])
     settings = ServiceSettings(kafka_bootstrap=hub.bootstrap, state_dir=target)
-    pipeline = EventPipeline(name="bench-replay", settings=settings, engine=engine, handler=handle, topics=topics,
-                             event_types=types)
-    pipeline.broker = object()  # nothing is published: _publish only checks it is set
+    pipeline = EventPipeline(name="bench-replay", settings=settings, engine=engine,
+                             spec=HandlerSpec(topics=topics, event_types=types, deps=NoDeps(), handle=handle))
+    pipeline.broker = object()  # type: ignore[assignment]  # nothing is published: _publish only checks it is set
     consumer = await assigned_consumer(hub.bootstrap, topics, from_end=False)
     try:
         want = sum((await consumer.end_offsets(list(consumer.assignment()))).values())

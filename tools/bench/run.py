@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import random
@@ -12,7 +13,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import typer
 
@@ -78,6 +79,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
     del classifier
 
     names = hub.start_services()
+    assert hub.supervisor is not None, "start_services() made it"
     say(f"started {len(names)} service processes: {', '.join(names)}")
     if "intake" in names:  # fails at once, with its log, if intake exits instead
         await asyncio.to_thread(hub.supervisor.wait_ready, "intake", intake_answers(f"http://127.0.0.1:{cfg.http_port}"), 180)
@@ -256,6 +258,13 @@ def write_result(res: Result, cfg: BenchConfig) -> Path:
 # ============================================================================================ CLI
 
 
+T = TypeVar("T")
+
+
+def _given(option: T | None, default: T) -> T:
+    return default if option is None else option
+
+
 def bench(
     quick: bool = typer.Option(False, "--quick", help="A short run (under 2 minutes): fewer records, shorter phases."),
     kafka_port: int = typer.Option(59092, help="Port of the broker started for this run (and port+1 for its controller)."),
@@ -279,15 +288,19 @@ def bench(
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE setting for every service, e.g. CITYOPS_LINGER_MS=0 (repeatable; recorded in the JSON)."),
 ) -> None:
     """Measure the hub against the raw Kafka ceiling of a broker started for the run; print one table, write JSON."""
-    overrides = {k: v for k, v in {"latency_s": latency_seconds, "low_s": low_seconds, "low_rate": low_rate, "nyc_speedup": nyc_speedup, "nyc_s": nyc_seconds,
-                                   "burst": burst, "http_s": http_seconds, "raw_records": raw_records}.items() if v is not None}
-    common = dict(kafka_port=kafka_port, http_port=http_port, rate=rate, http_concurrency=http_concurrency,
-                  services=tuple(s.strip() for s in services.split(",") if s.strip()), state_dir=state_dir, out=out,
-                  profile=profile, dump_log=dump_log, service_env=tuple(env), nyc_sample=nyc_sample)
     bad = [e for e in env if "=" not in e or not e.startswith("CITYOPS_")]
     if bad:
         raise typer.BadParameter(f"--env takes CITYOPS_<SETTING>=VALUE, not {bad}")
-    cfg = BenchConfig.quick_mode(**common, **overrides) if quick else BenchConfig(**common, **overrides)
+    mode = BenchConfig.quick_mode() if quick else BenchConfig()
+    # An option left out (None) keeps its mode's default, quick or full.
+    cfg = dataclasses.replace(
+        mode, kafka_port=kafka_port, http_port=http_port, rate=rate, http_concurrency=http_concurrency,
+        services=tuple(s.strip() for s in services.split(",") if s.strip()), state_dir=state_dir, out=out,
+        profile=profile, dump_log=dump_log, service_env=tuple(env), nyc_sample=nyc_sample,
+        latency_s=_given(latency_seconds, mode.latency_s), low_s=_given(low_seconds, mode.low_s),
+        low_rate=_given(low_rate, mode.low_rate), nyc_speedup=_given(nyc_speedup, mode.nyc_speedup),
+        nyc_s=_given(nyc_seconds, mode.nyc_s), burst=_given(burst, mode.burst), http_s=_given(http_seconds, mode.http_s),
+        raw_records=_given(raw_records, mode.raw_records))
     res = run_bench(cfg)
     typer.echo("")
     typer.echo(format_table(res.table))

@@ -13,7 +13,7 @@ Same seed, same events, same ids: publishing a history twice is a redelivery, no
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,7 +78,7 @@ class _Ticket:
         self.last = envelope
         return True
 
-    def emit_together(self, datas: list[Event], source: str) -> bool:
+    def emit_together(self, datas: Sequence[Event], source: str) -> bool:
         """Several events from one cause at one instant, as a handler emits them (e.g. one dispatch)."""
         if self.now > self.end or self.last is None:
             return False
@@ -100,10 +100,9 @@ class SyntheticHistory:
     start: datetime = DEFAULT_START
     span: timedelta = timedelta(days=14)
     prefix: str = "SYN"
-    catalogue: Catalogue | None = None
+    catalogue: Catalogue = field(default_factory=load_catalogue)
 
     def __post_init__(self) -> None:
-        self.catalogue = self.catalogue or load_catalogue()
         self.grids = [a for a in self.catalogue.areas if a.level == "grid"]
         self.codes = list(self.catalogue.category_codes())
 
@@ -253,7 +252,8 @@ class SyntheticHistory:
 
     def _rounds(self, s: _Ticket, code: str, routing: ev.Routing, final: bool, due: datetime | None,
                 location: ev.Location) -> None:
-        rng, round_, excluded = s.rng, 1, ()
+        rng, round_ = s.rng, 1
+        excluded: tuple[str, ...] = ()
         while True:
             tasks = self._assign(s, code, routing, round_, final, due)
             if tasks is None:
@@ -361,6 +361,7 @@ class SyntheticHistory:
 
     def _callback(self, s: _Ticket, tasks: list[tuple[str, str]], round_: int) -> tuple[bool, str] | None:
         rng = s.rng
+        assert s.registered is not None, "a ticket is registered before it is dispatched, so before any callback"
         s.wait(1, 30)
         if not s.emit(ev.CallbackRequested(round=round_, caller=s.registered.caller, units=tuple(u for u, _ in tasks)),
                       "/cityops/evaluate"):
