@@ -9,6 +9,7 @@ from contracts import events as ev
 from contracts.topics import topic_for_event, unit_task_topic
 from services.units import sdk
 from tests.harness.pipeline import by_key, record_of, start
+from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
 from tests.harness.workflow import fact_of, inputs, of_type, one, story_hub, supervisor_decision_submitted
 
 
@@ -147,30 +148,13 @@ def test_a_supervisor_decision_replaces_the_open_dispatch(tmp_path, hub):
 
 
 def test_a_batch_redelivered_after_an_unconfirmed_publish_resends_the_same_records_and_changes_nothing(tmp_path, hub):
-    svc = _act(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.broker.fail_next = True
-    with pytest.raises(ConnectionError):
-        svc.feed(records)
-    store = svc.snapshot()
+    svc, store, _ = check_redelivery_after_an_unconfirmed_publish(lambda: _act(tmp_path), hub.log)
     assert store["outbox"], "the outputs wait in the outbox until confirmed"
-    attempted = len(svc.broker.published)
-    resent = svc.feed(records)
-    assert attempted == 0 and resent
     assert svc.stats["duplicates"] == svc.stats["applied"]
-    fresh = _act(tmp_path)
-    assert by_key(resent) == by_key(fresh.feed(records))  # the same records, with the same derived ids
-    after = svc.snapshot()
-    assert after.pop("outbox") == [] and {k: v for k, v in store.items() if k != "outbox"} == after
 
 
 def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_changes_nothing(tmp_path, hub):
-    svc = _act(tmp_path)
-    records = inputs(svc, hub.log)
-    assert svc.feed(records)
-    store = svc.snapshot()
-    assert svc.feed(records) == []
-    assert svc.snapshot() == store
+    check_redelivery_after_a_confirmed_publish(lambda: _act(tmp_path), hub.log)
 
 
 def test_a_report_that_arrives_before_its_dispatch_is_parked_then_applied(tmp_path, hub):

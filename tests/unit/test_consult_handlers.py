@@ -11,6 +11,7 @@ from contracts import events as ev
 from contracts.topics import topic_for_event, unit_task_topic
 from services.units import sdk
 from tests.harness.pipeline import by_key, record_of, start
+from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
 from tests.harness.workflow import inputs, of_type, one, story_hub
 
 
@@ -118,24 +119,11 @@ def test_a_ping_pong_escalation_asks_a_supervisor_to_arbitrate_from_the_last_rou
 
 
 def test_a_batch_redelivered_after_an_unconfirmed_publish_resends_the_same_records_and_changes_nothing(tmp_path, hub):
-    svc = _consult(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.broker.fail_next = True
-    with pytest.raises(ConnectionError):
-        svc.feed(records)
-    store = svc.snapshot()
-    resent = svc.feed(records)
-    assert resent and by_key(resent) == by_key(_consult(tmp_path).feed(records))
-    after = svc.snapshot()
-    assert after.pop("outbox") == [] and {k: v for k, v in store.items() if k != "outbox"} == after
+    check_redelivery_after_an_unconfirmed_publish(lambda: _consult(tmp_path), hub.log)
 
 
 def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_changes_nothing(tmp_path, hub):
-    svc = _consult(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.feed(records)
-    store = svc.snapshot()
-    assert svc.feed(records) == [] and svc.snapshot() == store
+    check_redelivery_after_a_confirmed_publish(lambda: _consult(tmp_path), hub.log)
 
 
 def test_an_escalation_seen_before_the_ticket_was_routed_is_parked_then_applied(tmp_path, hub):

@@ -8,6 +8,7 @@ import pytest
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from tests.harness.pipeline import by_key, record_of, start
+from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
 from tests.harness.workflow import callback_submitted, inputs, of_type, one, story_hub
 
 
@@ -106,24 +107,11 @@ def test_a_callback_for_a_round_not_awaited_is_dead_lettered(tmp_path, hub):
 
 
 def test_a_batch_redelivered_after_an_unconfirmed_publish_resends_the_same_records_and_changes_nothing(tmp_path, hub):
-    svc = _evaluate(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.broker.fail_next = True
-    with pytest.raises(ConnectionError):
-        svc.feed(records)
-    store = svc.snapshot()
-    resent = svc.feed(records)
-    assert by_key(resent) == by_key(_evaluate(tmp_path).feed(records)) and resent
-    after = svc.snapshot()
-    assert after.pop("outbox") == [] and {k: v for k, v in store.items() if k != "outbox"} == after
+    check_redelivery_after_an_unconfirmed_publish(lambda: _evaluate(tmp_path), hub.log)
 
 
 def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_changes_nothing(tmp_path, hub):
-    svc = _evaluate(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.feed(records)
-    store = svc.snapshot()
-    assert svc.feed(records) == [] and svc.snapshot() == store
+    check_redelivery_after_a_confirmed_publish(lambda: _evaluate(tmp_path), hub.log)
 
 
 def test_a_handled_ticket_seen_before_its_registration_is_parked_then_applied(tmp_path, hub):

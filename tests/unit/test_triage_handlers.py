@@ -12,6 +12,7 @@ import pytest
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from tests.harness.pipeline import by_key, record_of, start
+from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
 from tests.harness.workflow import KeywordClassifier, inputs, manual_triage_submitted, of_type, one, story_hub
 
 
@@ -96,24 +97,11 @@ def test_a_decision_for_a_ticket_not_waiting_for_one_is_dead_lettered(tmp_path, 
 
 
 def test_a_batch_redelivered_after_an_unconfirmed_publish_resends_the_same_records_and_changes_nothing(tmp_path, hub):
-    svc = _triage(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.broker.fail_next = True
-    with pytest.raises(ConnectionError):
-        svc.feed(records)
-    store = svc.snapshot()
-    resent = svc.feed(records)
-    assert resent and by_key(resent) == by_key(_triage(tmp_path).feed(records))
-    after = svc.snapshot()
-    assert after.pop("outbox") == [] and {k: v for k, v in store.items() if k != "outbox"} == after
+    check_redelivery_after_an_unconfirmed_publish(lambda: _triage(tmp_path), hub.log)
 
 
 def test_a_batch_redelivered_after_it_was_confirmed_publishes_nothing_and_changes_nothing(tmp_path, hub):
-    svc = _triage(tmp_path)
-    records = inputs(svc, hub.log)
-    svc.feed(records)
-    store = svc.snapshot()
-    assert svc.feed(records) == [] and svc.snapshot() == store
+    check_redelivery_after_a_confirmed_publish(lambda: _triage(tmp_path), hub.log)
 
 
 def test_the_topics_interleaving_does_not_change_the_outcome(tmp_path, hub):
