@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
@@ -41,15 +40,15 @@ class Ticket:
 
 @dataclass(slots=True)
 class Task:
-    """One evaluate_tasks row."""
+    """One evaluate_tasks row, as plain attributes (the same columns, order and defaults as EvalTask)."""
 
     task_id: str
     unit: str
+    assigned: bool = False
     sign_for_due: datetime | None = None
+    signed_for_at: datetime | None = None
+    breached: bool = False
     judged: bool = False
-
-    def values(self) -> dict[str, Any]:
-        return {"task_id": self.task_id, "unit": self.unit, "sign_for_due": self.sign_for_due, "judged": self.judged}
 
 
 @dataclass
@@ -60,52 +59,24 @@ class EvalBatch:
     tickets: TableRows[Ticket] = field(init=False)
     masters_in_store: set[str] = field(default_factory=set)  # loaded tickets that have merged children stored
     rate_increments: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
-    tasks: dict[str, Task | None] = field(default_factory=dict)     # None: no such task (yet)
-    new_tasks: dict[str, Task] = field(default_factory=dict)
-    judged_tasks: set[str] = field(default_factory=set)               # stored tasks judged in this batch
+    tasks: TableRows[Task] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tickets = TableRows(self.session.connection(), _TICKETS, Ticket)
+        self.tasks = TableRows(self.session.connection(), _TASKS, Task)
 
     @classmethod
     def load(cls, session: Session, ticket_ids: Iterable[str], task_ids: Iterable[str] = ()) -> EvalBatch:
         batch = cls(session)
         batch.load_tickets(ticket_ids)
-        batch.load_tasks(session, task_ids)
+        batch.tasks.load(task_ids)
         return batch
 
     # ------------------------------------------------------------ tasks (for the response rate)
 
-    def load_tasks(self, session: Session, task_ids: Iterable[str]) -> None:
-        wanted = [t for t in dict.fromkeys(task_ids) if t not in self.tasks]
-        for chunk in _chunks(wanted):
-            self.tasks.update(dict.fromkeys(chunk))
-            for row in session.execute(select(_TASKS).where(_TASKS.c.task_id.in_(chunk))):
-                self.tasks[row.task_id] = Task(**row._mapping)
-
-    def task(self, session: Session, task_id: str) -> Task | None:
-        if task_id not in self.tasks:
-            self.load_tasks(session, [task_id])
-        return self.tasks[task_id]
-
-    def add_task(self, task: Task) -> None:
-        if self.tasks.get(task.task_id) is None:
-            self.tasks[task.task_id] = task
-            self.new_tasks[task.task_id] = task
-
-    def judge(self, task: Task) -> None:
-        task.judged = True
-        if task.task_id not in self.new_tasks:  # a new one is inserted judged
-            self.judged_tasks.add(task.task_id)
-
-    def write_tasks(self, session: Session) -> None:
-        if self.new_tasks:
-            session.execute(insert(_TASKS), [t.values() for t in self.new_tasks.values()])
-            self.new_tasks = {}
-        if self.judged_tasks:
-            session.execute(update(_TASKS).where(_TASKS.c.task_id == bindparam("b_task_id")).values(judged=True),
-                            [{"b_task_id": task_id} for task_id in sorted(self.judged_tasks)])
-            self.judged_tasks = set()
+    def task(self, task_id: str, unit: str) -> Task:
+        """The task's row, made on the first of its assignment, sign-for or breach to be read."""
+        return self.tasks.get(task_id) or self.tasks.add(Task(task_id=task_id, unit=unit))
 
     # ------------------------------------------------------------ tickets
 
@@ -170,7 +141,7 @@ class EvalBatch:
 
     def write(self) -> None:
         self.tickets.write()
-        self.write_tasks(self.session)
+        self.tasks.write()
         self.write_rates()
 
 

@@ -67,14 +67,18 @@ def _apply(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit
             _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
             _count(batch, "unit", d.unit, assigned=1)
-            batch.add_task(Task(task_id=d.task_id, unit=d.unit, sign_for_due=_sign_for_due(ctx, envelope)))
+            task = batch.task(d.task_id, d.unit)
+            task.assigned, task.sign_for_due = True, _sign_for_due(ctx, envelope)
+            _judge_response(batch, task)
         case ev.TaskSignedFor():
             _count(batch, "unit", d.unit, signed_for=1)
-            task = _task(ctx, batch, d.task_id)
-            late = task.sign_for_due is not None and envelope.time > task.sign_for_due
-            _judge_response(batch, task, rates.response_counts(signed_for=True, sign_for_breached=late))
+            task = batch.task(d.task_id, d.unit)
+            task.signed_for_at = task.signed_for_at or envelope.time
+            _judge_response(batch, task)
         case ev.SlaBreached() if d.clock == "sign_for":
-            _judge_response(batch, _task(ctx, batch, d.task_id), rates.response_counts(signed_for=False, sign_for_breached=True))
+            task = batch.task(d.task_id, d.unit)
+            task.breached = True
+            _judge_response(batch, task)
         case ev.TicketHandled():
             return request_callback(ctx, batch, envelope)
         case ev.CallbackSubmitted():
@@ -86,7 +90,7 @@ def _apply(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit
 
 def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> EvalBatch:
     """Load the batch's tickets and tasks with one query each, instead of a lookup per event."""
-    task_ids = [e.data.task_id for e in envelopes if isinstance(e.data, ev.TaskSignedFor | ev.SlaBreached)]
+    task_ids = [e.data.task_id for e in envelopes if isinstance(e.data, ev.TaskAssigned | ev.TaskSignedFor | ev.SlaBreached)]
     return EvalBatch.load(ctx.session, (e.ticket_id for e in envelopes), task_ids)
 
 
@@ -123,18 +127,20 @@ def _sign_for_due(ctx: HandlerContext, envelope: Envelope[Any]) -> datetime | No
         return None
 
 
-def _task(ctx: HandlerContext, batch: EvalBatch, task_id: str) -> Task:
-    task = batch.task(ctx.session, task_id)
-    if task is None:
-        raise NotYet(f"evaluate has not seen task {task_id} assigned yet")
-    return task
-
-
-def _judge_response(batch: EvalBatch, task: Task, verdict: rates.RateCounts) -> None:
-    """Count a task in the response rate once: by whichever of its sign-for and sla's breach comes first."""
+def _judge_response(batch: EvalBatch, task: Task) -> None:
+    """Count a task in the response rate once, as soon as what was read decides it: sla's breach (not
+    responded), or the sign-for once the assignment gave its deadline (responded if within it). The three
+    events come from three topics, so any of them may be read first; nothing waits (parks) for another."""
     if task.judged:
         return
-    batch.judge(task)
+    if task.breached:
+        verdict = rates.response_counts(signed_for=False, sign_for_breached=True)
+    elif task.signed_for_at is not None and task.assigned:
+        late = task.sign_for_due is not None and task.signed_for_at > task.sign_for_due
+        verdict = rates.response_counts(signed_for=True, sign_for_breached=late)
+    else:
+        return
+    task.judged = True
     _count(batch, "unit", task.unit, response_n=verdict.response_n, responded=verdict.responded)
 
 

@@ -19,13 +19,17 @@ class EvalTicket(SQLModel, table=True):
 
 
 class EvalTask(SQLModel, table=True):
-    """A task's sign-for verdict for the response rate: given once, by its sign-for or by sla's breach."""
+    """A task's sign-for verdict for the response rate, given once from what its assignment, its sign-for and
+    sla's breach told, in whatever order they are read (three topics)."""
 
     __tablename__ = "evaluate_tasks"
 
     task_id: str = Field(primary_key=True)
     unit: str
+    assigned: bool = Field(default=False, description="The assignment was read (it gives the sign-for deadline).")
     sign_for_due: datetime | None = Field(default=None, description="End of the sign-for limit on the calendar.")
+    signed_for_at: datetime | None = Field(default=None, description="When the unit signed for it, if it did.")
+    breached: bool = Field(default=False, description="sla reported the sign-for deadline passed.")
     judged: bool = Field(default=False, description="Counted in the response rate already.")
 
 
