@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from datetime import datetime
@@ -61,6 +62,15 @@ class CallbackIn(BaseModel):
     reasonable_demand: bool = Field(default=True, description="False for a demand judged unreasonable.")
 
 
+class CallbackBatchItem(CallbackIn):
+    idempotency_key: str | None = Field(default=None, max_length=200,
+                                        description="A retry with the same key is applied once (as the header on POST /callbacks).")
+
+
+class CallbackBatchIn(BaseModel):
+    items: list[CallbackBatchItem] = Field(min_length=1, max_length=500, description="Callbacks to record, at most 500.")
+
+
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
               lifespan: Any = None) -> FastAPI:
     api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
@@ -117,6 +127,11 @@ def _status_or_404(engine: Engine, ticket_id: str) -> TicketStatus:
     if row is None:
         raise HTTPException(404, f"no ticket {ticket_id} (it may still be on its way: try again in a moment)")
     return row
+
+
+def _known_tickets(engine: Engine, ticket_ids: set[str]) -> set[str]:
+    with Session(engine) as s:
+        return set(s.exec(select(TicketStatus.ticket_id).where(col(TicketStatus.ticket_id).in_(ticket_ids))).all())
 
 
 def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime]) -> APIRouter:
@@ -187,6 +202,24 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
                                     operator=body.operator, comment=body.comment, reasonable_demand=body.reasonable_demand)
         await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
         return {"ticket_id": body.ticket_id, "status": "recorded"}
+
+    @r.post("/callbacks/batch", status_code=200, tags=["operators"])
+    async def record_callbacks(body: CallbackBatchIn) -> dict[str, list[dict[str, str]]]:
+        """Record many callbacks in one request (a callback desk's system, the simulated hotline): each item
+        is checked and published as on POST /callbacks, all acknowledged by the broker before the answer.
+        Each result says `recorded`, or `unknown-ticket` (not in the status view yet: post it again later)."""
+        known = _known_tickets(engine, {item.ticket_id for item in body.items})
+        results, commands = [], []
+        for item in body.items:
+            if item.ticket_id not in known:
+                results.append({"ticket_id": item.ticket_id, "status": "unknown-ticket"})
+                continue
+            data = ev.CallbackSubmitted(round=item.round, resolved=item.resolved, satisfaction=item.satisfaction,
+                                        operator=item.operator, comment=item.comment, reasonable_demand=item.reasonable_demand)
+            commands.append(_command(data, item.ticket_id, now(), item.idempotency_key))
+            results.append({"ticket_id": item.ticket_id, "status": "recorded"})
+        await asyncio.gather(*(publish(COMMANDS.name, command) for command in commands))
+        return {"results": results}
 
     @r.post("/residents/events", status_code=202, tags=["registers"])
     async def resident_event(body: ev.ResidentLifeEventRecorded) -> dict[str, str]:

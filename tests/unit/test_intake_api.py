@@ -200,3 +200,22 @@ def test_operator_and_supervisor_decisions_go_on_intakes_command_topic_and_a_ret
     client.post("/callbacks", json=calls[3][1])
     first, again, unkeyed = (e.id for _, e in published)
     assert first == again != unkeyed
+
+
+def test_callbacks_in_one_batch_are_published_as_commands_and_unknown_tickets_are_named(api):
+    from contracts import events as ev
+    from contracts.topics import COMMANDS
+
+    client, published, engine = api
+    with Session(engine) as s:
+        s.add(TicketStatus(ticket_id="T-1", status="awaiting-callback", requested_at=NOW, updated_at=NOW))
+        s.commit()
+    item = {"round": 1, "resolved": True, "satisfaction": "satisfied"}
+    body = {"items": [{"ticket_id": "T-1", "idempotency_key": "cb-1", **item}, {"ticket_id": "T-404", **item}]}
+    answer = client.post("/callbacks/batch", json=body)
+    assert answer.status_code == 200
+    assert answer.json()["results"] == [{"ticket_id": "T-1", "status": "recorded"}, {"ticket_id": "T-404", "status": "unknown-ticket"}]
+    assert [(topic, type(e.data), e.ticket_id) for topic, e in published] == [(COMMANDS.name, ev.CallbackSubmitted, "T-1")]
+    client.post("/callbacks/batch", json=body)
+    assert published[0][1].id == published[1][1].id  # the same key: the same command
+    assert client.post("/callbacks/batch", json={"items": []}).status_code == 422

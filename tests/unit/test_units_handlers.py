@@ -72,7 +72,11 @@ def test_the_simulated_hotline_calls_back_and_the_simulated_supervisor_decides(t
     posted: list[tuple[str, dict, str]] = []
 
     def intake(request: httpx.Request) -> httpx.Response:
-        posted.append((request.url.path, json.loads(request.content), request.headers["Idempotency-Key"]))
+        body = json.loads(request.content)
+        if request.url.path == "/callbacks/batch":  # each item carries its own key
+            posted.extend((request.url.path, item, item["idempotency_key"]) for item in body["items"])
+            return httpx.Response(200, json={"results": [{"ticket_id": i["ticket_id"], "status": "recorded"} for i in body["items"]]})
+        posted.append((request.url.path, body, request.headers["Idempotency-Key"]))
         return httpx.Response(202, json={})
 
     async def hotline_round() -> int:
@@ -82,7 +86,7 @@ def test_the_simulated_hotline_calls_back_and_the_simulated_supervisor_decides(t
     assert asyncio.run(hotline_round()) == 1  # the callback at once; decisions wait 0.2 s
     (path, body, key), = posted
     callback = one(records, ev.CallbackRequested, "T-HAPPY")
-    assert (path, key) == ("/callbacks", f"{callback.id}:hotline:0")
+    assert (path, key) == ("/callbacks/batch", f"{callback.id}:hotline:0")
     assert (body["ticket_id"], body["round"], body["resolved"], body["satisfaction"]) == ("T-HAPPY", 1, True, "satisfied")
     svc.clock.advance(seconds=1)
     assert svc.tick() == []  # the tick sends units' reports only
