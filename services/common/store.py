@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Column, LargeBinary, event
+from sqlalchemy import Column, LargeBinary, event, inspect
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, SQLModel, create_engine
 
@@ -97,5 +97,30 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+class StoreSchemaMismatch(RuntimeError):
+    """A service's own store was made by an older version whose tables lack columns this one needs."""
+
+
 def create_tables(engine: Engine, tables: list[Any]) -> None:
-    SQLModel.metadata.create_all(engine, tables=BOOKKEEPING_TABLES + list(tables))
+    """Create the service's tables that are missing, and refuse, with what to do, a store whose existing
+    tables lack columns (services' own stores have no migrations: they are rebuilt from the log)."""
+    wanted = BOOKKEEPING_TABLES + list(tables)
+    SQLModel.metadata.create_all(engine, tables=wanted)
+    missing = _missing_columns(engine, wanted)
+    if missing:
+        where = engine.url.render_as_string(hide_password=True)
+        raise StoreSchemaMismatch(
+            f"the store {where} was made by an older cityops: {'; '.join(missing)}. A service's own store is "
+            "rebuilt from the log: stop the service, delete the store (e.g. `make clean` for the demo hub's "
+            ".state/) and start it again; it consumes its topics from the beginning.")
+
+
+def _missing_columns(engine: Engine, tables: list[Any]) -> list[str]:
+    inspector = inspect(engine)
+    missing = []
+    for table in tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        absent = [column.name for column in table.columns if column.name not in present]
+        if absent:
+            missing.append(f"table {table.name} lacks {', '.join(absent)}")
+    return missing
