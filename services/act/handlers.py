@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
 from domain.statuses import status_after_progress
-from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet, settings_as
 
 from . import domain
 from .settings import ActSettings
@@ -23,12 +23,6 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.Sup
 
 
 Ctx = HandlerContext[NoDeps]
-
-
-def settings_of(ctx: Ctx) -> ActSettings:
-    """This service's settings: the pipeline hands its handlers the settings its app was made with,
-    typed in the shared context as the common ServiceSettings."""
-    return cast(ActSettings, ctx.settings)
 
 
 def spec() -> HandlerSpec[NoDeps]:
@@ -148,7 +142,7 @@ def set_task_state(batch: ActBatch, envelope: Envelope[Any], state: str) -> list
 def decide_extension(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.ExtensionRequested = envelope.data
     task = _task(batch, r.task_id)
-    approved, reason = domain.extension_decision(task.extensions, settings_of(ctx).max_extensions, task.final)
+    approved, reason = domain.extension_decision(task.extensions, settings_as(ctx, ActSettings).max_extensions, task.final)
     task.extensions += int(approved)
     decided = envelope.caused(ev.ExtensionDecided(task_id=r.task_id, unit=r.unit, approved=approved, extra=r.extra,
                                                   reason=reason), source=ctx.source)

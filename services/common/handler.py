@@ -68,6 +68,17 @@ class HandlerContext(Generic[Deps]):
         return self.batch_rows
 
 
+Settings = TypeVar("Settings", bound=ServiceSettings)
+
+
+def settings_as(ctx: HandlerContext[Any], kind: type[Settings]) -> Settings:
+    """The service's own settings: the pipeline hands a handler the settings its app was made with, typed in
+    the shared context as the common ServiceSettings; checked here, once per use, rather than cast."""
+    if not isinstance(ctx.settings, kind):
+        raise TypeError(f"{kind.__name__} expected in the handler context, got {type(ctx.settings).__name__}")
+    return ctx.settings
+
+
 class Handler(Protocol[Deps]):
     def __call__(self, ctx: HandlerContext[Deps], envelope: Envelope[Any], /) -> Iterable[Emit]: ...
 

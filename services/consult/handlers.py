@@ -6,7 +6,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlmodel import col, select
 
@@ -22,6 +22,7 @@ from services.common.handler import (
     NotYet,
     Prefetch,
     Tick,
+    settings_as,
 )
 
 from . import domain
@@ -41,12 +42,6 @@ class ConsultDeps:
 
 
 Ctx = HandlerContext[ConsultDeps]
-
-
-def settings_of(ctx: Ctx) -> ConsultSettings:
-    """This service's settings: the pipeline hands its handlers the settings its app was made with,
-    typed in the shared context as the common ServiceSettings."""
-    return cast(ConsultSettings, ctx.settings)
 
 
 def spec(deps: ConsultDeps, tick_s: float) -> HandlerSpec[ConsultDeps]:
@@ -80,7 +75,7 @@ def convene(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     request = ev.ConsultationRequested(
         consultation_id=consultation_id, parties=parties, proposed=c.routing, category=c.category, limits=c.limits,
         reason="returned by " + ", ".join(c.excluded_units) if c.excluded_units else "the catalogue requires consultation",
-        opinions_due=envelope.time + timedelta(seconds=settings_of(ctx).opinion_window_s), ticket=c.ticket,
+        opinions_due=envelope.time + timedelta(seconds=settings_as(ctx, ConsultSettings).opinion_window_s), ticket=c.ticket,
     )
     for old in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
                                                            Consultation.status == "open")).all():

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 from sqlmodel import select
 
@@ -14,7 +14,7 @@ from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
 from domain.catalogue import Catalogue
 from services.common.commands import fact_of_command
-from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
+from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch, settings_as
 
 from . import domain
 from .models import KnownTicket
@@ -33,12 +33,6 @@ class DiscoverDeps:
 
 
 Ctx = HandlerContext[DiscoverDeps]
-
-
-def settings_of(ctx: Ctx) -> DiscoverSettings:
-    """This service's settings: the pipeline hands its handlers the settings its app was made with,
-    typed in the shared context as the common ServiceSettings."""
-    return cast(DiscoverSettings, ctx.settings)
 
 
 def spec(deps: DiscoverDeps) -> HandlerSpec[DiscoverDeps]:
@@ -75,7 +69,7 @@ def register(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     s: ev.TicketSubmitted = envelope.data
     if ctx.rows.get(KnownTicket, envelope.ticket_id) is not None:
         return []  # the same ticket submitted again under a new event id: already registered
-    st = settings_of(ctx)
+    st = settings_as(ctx, DiscoverSettings)
     key = domain.place_key(s.location)
     match = domain.find_master(s, _candidates(ctx, key, envelope.ticket_id), window=timedelta(hours=st.merge_window_hours),
                                min_similarity=st.merge_similarity, radius_m=st.merge_radius_m)

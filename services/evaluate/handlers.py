@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
 from sqlmodel import select
 
@@ -21,6 +21,7 @@ from services.common.handler import (
     HandlerSpec,
     NoDeps,
     NotYet,
+    settings_as,
 )
 
 from . import domain
@@ -35,12 +36,6 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.T
 
 
 Ctx = HandlerContext[NoDeps]
-
-
-def settings_of(ctx: Ctx) -> EvaluateSettings:
-    """This service's settings: the pipeline hands its handlers the settings its app was made with,
-    typed in the shared context as the common ServiceSettings."""
-    return cast(EvaluateSettings, ctx.settings)
 
 
 def spec() -> HandlerSpec[NoDeps]:
@@ -122,7 +117,7 @@ def _sign_for_due(ctx: HandlerContext, envelope: Envelope[Any]) -> datetime | No
     data under a strict calendar; then only sla's breach can judge it)."""
     limit = envelope.data.limits.sign_for
     try:
-        return settings_of(ctx).work_calendar().add(envelope.time, limit.amount, limit.unit).astimezone(UTC)
+        return settings_as(ctx, EvaluateSettings).work_calendar().add(envelope.time, limit.amount, limit.unit).astimezone(UTC)
     except CalendarCoverageError:
         return None
 
@@ -170,7 +165,7 @@ def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit
         raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
     envelope = fact_of_command(ctx, command)
     c: ev.CallbackRecorded = envelope.data  # the fact
-    decision = domain.after_callback(c, settings_of(ctx).max_rounds)
+    decision = domain.after_callback(c, settings_as(ctx, EvaluateSettings).max_rounds)
     verdict = rates.callback_counts(resolved=c.resolved, satisfaction=c.satisfaction, reasonable_demand=c.reasonable_demand)
     for scope, key in _scopes(row):
         _count(batch, scope, key, callbacks=verdict.callbacks, resolved=verdict.resolved, satisfied=verdict.satisfied,

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, COMMANDS, TICKETS, TRIAGE
 from domain.catalogue import Catalogue
 from services.common.commands import fact_of_command
-from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch
+from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch, settings_as
 
 from . import domain
 from .models import TriageTicket
@@ -58,12 +58,6 @@ class TriageDeps:
 Ctx = HandlerContext[TriageDeps]
 
 
-def settings_of(ctx: Ctx) -> TriageSettings:
-    """This service's settings: the pipeline hands its handlers the settings its app was made with,
-    typed in the shared context as the common ServiceSettings."""
-    return cast(TriageSettings, ctx.settings)
-
-
 def spec(deps: TriageDeps) -> HandlerSpec[TriageDeps]:
     """What the pipeline runs: classify a batch's texts at once (`prepare_batch`), load its tickets' rows at
     once (the prefetch), then `handle` each event."""
@@ -98,7 +92,7 @@ def _store(ctx: Ctx, ticket_id: str, ticket: ev.RegisteredTicket, category: str 
 
 def triage(ctx: Ctx, envelope: Envelope[Any], ticket: ev.RegisteredTicket) -> list[Emit]:
     catalogue, classifier = ctx.deps.catalogue, ctx.deps.classifier
-    choice = domain.choose_category(ticket, classifier, catalogue, settings_of(ctx).min_confidence)
+    choice = domain.choose_category(ticket, classifier, catalogue, settings_as(ctx, TriageSettings).min_confidence)
     if choice.category is None:
         _store(ctx, envelope.ticket_id, ticket, None, "manual-triage")
         data: Any = ev.ManualTriageRequested(candidates=choice.candidates, reason=choice.reason, ticket=ticket)
@@ -122,7 +116,7 @@ def resolve_manually(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
 
 def reroute(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.RerouteRequested = envelope.data
-    consult = r.returns >= settings_of(ctx).consult_after_returns
+    consult = r.returns >= settings_as(ctx, TriageSettings).consult_after_returns
     data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue,
                              excluding=tuple(r.excluded_units), force_consultation=consult)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple
 
 from sqlalchemy import delete, insert, select
 
@@ -20,7 +20,7 @@ from contracts.envelope import Envelope
 from contracts.registry import model_for
 from contracts.topics import UNIT_REPORTS
 from services.common.batch_state import table_of
-from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick, settings_as
 
 from . import domain, sdk
 from .models import PendingAction
@@ -41,12 +41,6 @@ class UnitDeps:
 
 
 Ctx = HandlerContext[UnitDeps]
-
-
-def settings_of(ctx: Ctx) -> UnitSettings:
-    """This service's settings: the pipeline hands its handlers the settings its app was made with,
-    typed in the shared context as the common ServiceSettings."""
-    return cast(UnitSettings, ctx.settings)
 
 
 # The batch's new pending_actions rows by action id, in planning order (the store's row order).
@@ -92,11 +86,11 @@ def _plan(ctx: Ctx, envelope: Envelope[Any]) -> list[tuple[str, int, domain.Plan
         case ev.ConsultationRequested():
             return [(unit, 0, domain.plan_opinion(d, unit, ctx.settings)) for unit in sorted(set(d.parties) & units)]
         case ev.ReturnRejected() if d.unit in units:
-            return [(d.unit, 0, domain.PlannedAction("complete-rejected", settings_of(ctx).work_delay_s,
+            return [(d.unit, 0, domain.PlannedAction("complete-rejected", settings_as(ctx, UnitSettings).work_delay_s,
                                                      {"result": "handled after the return was refused (simulated)"}))]
-        case ev.CallbackRequested() if settings_of(ctx).callbacks:
+        case ev.CallbackRequested() if settings_as(ctx, UnitSettings).callbacks:
             return [("hotline", 0, domain.plan_callback(d, envelope.ticket_id, ctx.settings))]
-        case ev.SupervisorReviewRequested() if settings_of(ctx).supervisor:
+        case ev.SupervisorReviewRequested() if settings_as(ctx, UnitSettings).supervisor:
             return [("supervisor", 0, domain.plan_decision(d))]
     return []
 
