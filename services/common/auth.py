@@ -278,7 +278,8 @@ def install_verifier(app: Any, settings: AuthSettings | None = None, verifier: T
 def route_access(route: Any) -> list[Access]:
     """The access rules a FastAPI route declares (for the route table test and the OpenAPI)."""
     found: list[Access] = []
-    stack = list(getattr(route, "dependant", None).dependencies) if getattr(route, "dependant", None) else []
+    dependant = getattr(route, "dependant", None)
+    stack = list(dependant.dependencies) if dependant is not None else []
     while stack:
         dep = stack.pop()
         if isinstance(dep.call, Access):
