@@ -7,8 +7,8 @@ the ticket id.
 
 from __future__ import annotations
 
-from datetime import datetime
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import Any, NamedTuple
 
 from pydantic import ValidationError
