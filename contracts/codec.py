@@ -7,6 +7,7 @@ the ticket id.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any, NamedTuple
 
@@ -75,23 +76,45 @@ def decode(key: bytes | None, value: bytes | None, headers: Any) -> Envelope[Any
     try:
         data = model.model_validate_json(value)
     except ValidationError as exc:
-        raise DecodeError(f"invalid {h['ce_type']} data: {_short(exc)}") from None
+        raise DecodeError(f"invalid {h['ce_type']} data: {validation_reason(exc)}") from None
     ticket_id = h.get("ce_ticketid") or (key.decode(errors="replace") if key else None)
     if not ticket_id:
         raise DecodeError("record has neither ce_ticketid nor a key")
     try:
+        time = datetime.fromisoformat(h["ce_time"]) if "ce_time" in h else None
+    except ValueError:
+        raise DecodeError("invalid envelope: ce_time is not an ISO 8601 time") from None
+    try:
         return Envelope(
             id=h["ce_id"], type=h["ce_type"], source=h["ce_source"], specversion=h["ce_specversion"],
-            time=datetime.fromisoformat(h["ce_time"]) if "ce_time" in h else None,
-            subject=h.get("ce_subject"), datacontenttype=h.get("content-type", CONTENT_TYPE),
+            time=time, subject=h.get("ce_subject"), datacontenttype=h.get("content-type", CONTENT_TYPE),
             ticket_id=ticket_id, correlation_id=h.get("ce_correlationid") or h["ce_id"],
             causation_id=h.get("ce_causationid"), data=data,
         )
-    except (ValidationError, ValueError) as exc:
-        raise DecodeError(f"invalid envelope: {_short(exc)}") from None
+    except ValidationError as exc:
+        raise DecodeError(f"invalid envelope: {validation_reason(exc)}") from None
 
 
-def _short(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        return "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors()[:5])
-    return str(exc)
+def validation_reason(exc: ValidationError, limit: int = 5) -> str:
+    """Where and why a value was refused (`loc: msg [type]` per error), without the value itself.
+
+    pydantic's own text (`str(exc)`) and each error's `input` carry the rejected value, which may be a
+    caller's phone number or name: a reason ends up in dead-letter headers and logs, where it must not."""
+    errors = refusals(exc.errors(include_url=False, include_context=False))
+    parts = [f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']} [{e['type']}]" for e in errors[:limit]]
+    if len(errors) > limit:
+        parts.append(f"... {len(errors) - limit} more")
+    return "; ".join(parts)
+
+
+def refusals(errors: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """pydantic (or FastAPI) validation errors as loc, msg and type only: no `input`, no `ctx`, and a message
+    that quotes the input (a discriminated union's unknown tag, a custom validator's text) with it blanked."""
+    return [{"loc": list(e.get("loc", ())), "msg": _without(str(e.get("msg", "")), e.get("input")), "type": e.get("type", "")}
+            for e in errors]
+
+
+def _without(msg: str, rejected: Any) -> str:
+    if isinstance(rejected, (str, int, float)) and not isinstance(rejected, bool) and len(str(rejected)) >= 3:
+        return msg.replace(str(rejected), "<rejected value>")
+    return msg

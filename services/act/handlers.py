@@ -10,7 +10,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
 from domain.statuses import status_after_progress
-from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet, settings_as
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet, Rejected, settings_as
 
 from . import domain
 from .settings import ActSettings
@@ -132,8 +132,19 @@ def _task(batch: ActBatch, task_id: str) -> TaskRow:
     return task
 
 
+def _reported_task(batch: ActBatch, envelope: Envelope[Any]) -> TaskRow:
+    """The task a unit's report is about, once it is known to be that unit's (else the report changes nothing
+    and is dead-lettered: anyone who can write to the unit-reports topic could claim to be any unit)."""
+    report = envelope.data
+    task = _task(batch, report.task_id)
+    refusal = domain.report_refusal(type(report).__name__, task.task_id, task.unit, report.unit)
+    if refusal is not None:
+        raise Rejected(refusal)
+    return task
+
+
 def set_task_state(batch: ActBatch, envelope: Envelope[Any], state: str) -> list[Emit]:
-    task = _task(batch, envelope.data.task_id)
+    task = _reported_task(batch, envelope)
     if task.status in domain.OPEN_TASK_STATES:
         task.status = state
     return []
@@ -141,7 +152,7 @@ def set_task_state(batch: ActBatch, envelope: Envelope[Any], state: str) -> list
 
 def decide_extension(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.ExtensionRequested = envelope.data
-    task = _task(batch, r.task_id)
+    task = _reported_task(batch, envelope)
     approved, reason = domain.extension_decision(task.extensions, settings_as(ctx, ActSettings).max_extensions, task.final)
     task.extensions += int(approved)
     decided = envelope.caused(ev.ExtensionDecided(task_id=r.task_id, unit=r.unit, approved=approved, extra=r.extra,
@@ -151,7 +162,7 @@ def decide_extension(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list
 
 def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.TaskReturned = envelope.data
-    task = _task(batch, r.task_id)
+    task = _reported_task(batch, envelope)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
     if task.final:
@@ -175,7 +186,7 @@ def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit
 
 
 def on_completed(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
-    task = _task(batch, envelope.data.task_id)
+    task = _reported_task(batch, envelope)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
     task.status, task.result = domain.TaskStatus.completed, envelope.data.result

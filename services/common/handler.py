@@ -43,6 +43,12 @@ class NotYet(LookupError):
     """Raised by a handler when the event depends on one not seen yet (it arrives on another topic)."""
 
 
+class Rejected(ValueError):
+    """Raised by a handler when a domain rule refuses the event (a unit reporting on another unit's task, an
+    opinion from a unit that is not a party): it changes nothing, and the pipeline dead-letters it with this
+    reason, which should name what was refused and why (ids, units), never personal data."""
+
+
 @dataclass(frozen=True)
 class NoDeps:
     """The dependencies of a handler that needs none beyond its context."""

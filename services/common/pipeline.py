@@ -12,8 +12,10 @@ One batch at a time (up to `batch_max_records`):
 6. the outbox rows of the confirmed records are deleted afterwards, off the batch's path.
 
 A handler error that is not transient (a bug, an impossible state) dead-letters that one event
-with its reason, so it never blocks its partition. Emitting to a topic whose writer (in the topic
-catalogue) is another service is such a bug: `NotTheWriter` is raised before anything is stored.
+with its reason, so it never blocks its partition; so does `Rejected`, a domain rule refusing the
+event (a unit reporting on another unit's task), logged as a warning rather than an error.
+Emitting to a topic whose writer (in the topic catalogue) is another service is such a bug:
+`NotTheWriter` is raised before anything is stored.
 
 What the pipeline runs is the service's `HandlerSpec` (services/common/handler.py): its handler,
 topics, event types, typed dependencies and optional batch-wide parts.
@@ -77,6 +79,7 @@ from .handler import (
     NoDeps,
     NotYet,
     Prefetch,
+    Rejected,
     Tick,
     TickHandler,
 )
@@ -87,7 +90,7 @@ from .store import OutboxRecord, ParkedEvent
 
 # Re-exported: services and tests import the handler's vocabulary from here.
 __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler", "HandlerContext", "HandlerSpec",
-           "NoDeps", "NotYet", "Prefetch", "Tick", "TickHandler", "dead_letter_for", "write_lock"]
+           "NoDeps", "NotYet", "Prefetch", "Rejected", "Tick", "TickHandler", "dead_letter_for", "write_lock"]
 
 log = get_logger(__name__)
 
@@ -279,9 +282,7 @@ class EventPipeline(Generic[Deps]):
                 raise
             if not ledger.careful:
                 raise _Careful() from exc
-            log.error("handler_failed", service=self.name, event_id=envelope.id, event_type=envelope.type,
-                      ticket_id=envelope.ticket_id, error=repr(exc))
-            dead.append(dead_letter_for(record, self.name, f"handler error: {exc!r}"))
+            dead.append(dead_letter_for(record, self.name, self._dead_letter_reason(envelope, exc)))
             ledger.remember(record, envelope, [], "dead-lettered")
             self.stats["dead_lettered"] += 1
             return []
@@ -290,6 +291,17 @@ class EventPipeline(Generic[Deps]):
         if unpark and envelope.ticket_id in ledger.parked_tickets:
             produced = produced + self._unpark(session, ctx, apply, envelope.ticket_id, dead, ledger)
         return produced
+
+    def _dead_letter_reason(self, envelope: Envelope[Any], exc: Exception) -> str:
+        """Why an event is dead-lettered, logged and put in its DLQ record's `dlq_error` header: a refusal by
+        a domain rule is expected (a warning, its reason as the rule wrote it), anything else is a bug."""
+        if isinstance(exc, Rejected):
+            log.warning("event_rejected", service=self.name, event_id=envelope.id, event_type=envelope.type,
+                        ticket_id=envelope.ticket_id, reason=str(exc))
+            return f"rejected: {exc}"
+        log.error("handler_failed", service=self.name, event_id=envelope.id, event_type=envelope.type,
+                  ticket_id=envelope.ticket_id, error=repr(exc))
+        return f"handler error: {exc!r}"
 
     def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], ticket_id: str,
                 dead: list[DeadLetter], ledger: BatchLedger) -> Produced:

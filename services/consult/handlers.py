@@ -21,6 +21,7 @@ from services.common.handler import (
     HandlerSpec,
     NotYet,
     Prefetch,
+    Rejected,
     Tick,
     settings_as,
 )
@@ -109,15 +110,12 @@ def arbitrate(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     return [Emit(CONSULT.name, envelope.caused(review, source=ctx.source))]
 
 
-def _open(ctx: Ctx, consultation_id: str | None) -> Consultation | None:
-    row = ctx.rows.get(Consultation, consultation_id) if consultation_id else None
-    return row if row is not None and row.status == "open" else None
-
-
 def record_opinion(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     o: ev.OpinionGiven = envelope.data
-    row = _open(ctx, o.consultation_id)
-    if row is None:
+    row = ctx.rows.get(Consultation, o.consultation_id)
+    if row is not None and (refusal := domain.opinion_refusal(row.consultation_id, tuple(row.parties.split(",")), o.unit)):
+        raise Rejected(refusal)  # checked whatever its status: a stranger's opinion is refused, not "late"
+    if row is None or row.status != "open":
         return []  # late opinion on a closed consultation: recorded on the log, changes nothing
     opinions = json.loads(row.opinions_json)
     opinions[o.unit] = [o.agrees, o.proposed_lead]

@@ -11,20 +11,25 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from contracts import events as ev
+from contracts.codec import refusals
 from contracts.envelope import Envelope, derive_event_id
 from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
+from services.common.logs import get_logger
 
 from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
 from .models import TicketStatus
 
 Publish = Callable[[str, Envelope[Any]], Awaitable[None]]
+
+log = get_logger(__name__)
 
 
 class Accepted(BaseModel):
@@ -75,14 +80,25 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
               lifespan: Any = None) -> FastAPI:
     api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
                   description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; Open311 GeoReport v2 at /open311/v2.")
+    api.add_exception_handler(RequestValidationError, _invalid_request)
     api.include_router(_hotline_router(publish, engine, catalogue, now))
     api.include_router(_open311_router(publish, engine, catalogue, now), prefix="/open311/v2")
     return api
 
 
+async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each refused field and why, never the value (FastAPI's default answer, and anything that
+    logs it, would carry each error's `input`: a caller's phone number, a name)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = refusals(exc.errors())
+    log.info("request_invalid", method=request.method, path=request.url.path,
+             refused=[{"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"]} for e in detail])
+    return JSONResponse(status_code=422, content={"detail": detail})
+
+
 def _known_category(catalogue: Catalogue, code: str | None, field: tuple[str, ...]) -> None:
     if code is not None and not catalogue.has_category(code):
-        raise RequestValidationError([{"type": "value_error", "loc": field, "msg": f"unknown category {code!r}", "input": code}])
+        raise RequestValidationError([{"type": "value_error", "loc": field, "msg": "unknown category (GET /catalogue/categories lists them)", "input": code}])
 
 
 def _has_unit(catalogue: Catalogue, unit_id: str) -> bool:
@@ -187,7 +203,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         for i, unit in enumerate([body.lead, *body.co_units]):
             if not _has_unit(catalogue, unit):
                 loc = ("body", "lead") if i == 0 else ("body", "co_units", i - 1)
-                raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": f"unknown unit {unit!r}", "input": unit}])
+                raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": "unknown unit (not in the catalogue)", "input": unit}])
         _status_or_404(engine, body.ticket_id)
         data = ev.SupervisorDecisionSubmitted(consultation_id=body.consultation_id, supervisor=body.supervisor, note=body.note,
                                               routing=ev.Routing(lead=body.lead, co_units=tuple(body.co_units), level=body.level))

@@ -41,8 +41,10 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         try:
             return channel_record_to_event(record.value or b"", record.key, record.topic, record.partition,
                                            record.offset, clock())
-        except (ValidationError, ValueError) as exc:
-            raise codec.DecodeError(f"invalid channel submission: {exc}".replace("\n", " ")[:1000]) from None
+        except ValidationError as exc:  # its text quotes the rejected values: the reason names fields only
+            raise codec.DecodeError(f"invalid channel submission: {codec.validation_reason(exc)}") from None
+        except ValueError as exc:
+            raise codec.DecodeError(f"invalid channel submission: {type(exc).__name__}") from None
 
     channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, spec=channel_spec(), clock=clock,
                             group_id=f"{settings.group_id}-channel", decoder=decode_channel)

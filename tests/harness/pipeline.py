@@ -408,6 +408,20 @@ def _intake_status(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
     return ServiceHarness("intake-status", directory, pipeline=pipeline, engine=pipeline.engine, clock=clock)
 
 
+def _intake_channel(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
+    """Intake's machine-channel consumer: the other pipeline of intake's app, with its own decoder (plain JSON
+    records, no CloudEvents headers). It writes only the pipeline's bookkeeping tables."""
+    from services.common.store import create_tables
+    from services.intake.app import create_app
+    from services.intake.settings import IntakeSettings
+
+    settings = _settings(IntakeSettings, directory, "intake.db", **kw)
+    api = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, logger=None), clock=clock)
+    pipeline = api.state.pipelines["channel"]
+    create_tables(pipeline.engine, [])
+    return ServiceHarness("intake-channel", directory, pipeline=pipeline, engine=pipeline.engine, clock=clock)
+
+
 def _archiver(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
     """The archiver has no EventPipeline: its subscriber hands each batch to `archive_records`."""
     from services.archiver.app import create_app
@@ -425,7 +439,8 @@ def _archiver(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
 
 BUILDERS: dict[str, Callable[..., ServiceHarness]] = {
     "discover": _discover, "triage": _triage, "consult": _consult, "act": _act, "evaluate": _evaluate, "sla": _sla,
-    "units": _units, "projections": _projections, "intake-status": _intake_status, "archiver": _archiver,
+    "units": _units, "projections": _projections, "intake-status": _intake_status,
+    "intake-channel": _intake_channel, "archiver": _archiver,
 }
 
 

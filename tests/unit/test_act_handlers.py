@@ -187,3 +187,70 @@ def test_an_agreed_plan_read_before_the_classification_is_parked_then_dispatched
     assert svc.parked() == [] and of_type(out, ev.TaskAssigned)
     assert by_key(out) == by_key(expected)
     assert svc.snapshot()["act_tasks"] == in_order.snapshot()["act_tasks"]
+
+
+# ---------------------------------------------------------------------------------------------- who may report
+
+
+def _forged(task, unit: str, kind: str):
+    """A report of `kind` on `task` that claims to come from `unit` (anyone who can write to the unit-reports topic)."""
+    return {
+        "sign-for": lambda: sdk.sign_for(task, unit),
+        "progress": lambda: sdk.progress(task, unit, "on our way"),
+        "extension": lambda: sdk.request_extension(task, unit, 2, "wd", "parts on order"),
+        "return": lambda: sdk.return_task(task, unit, "not ours", suggested_unit=unit),
+        "complete": lambda: sdk.complete(task, unit, "done"),
+    }[kind]()
+
+
+def _assert_dead_lettered(svc, out, forged, *words):
+    record = record_of(forged)
+    assert [(r.topic, r.value) for r in out] == [(record.topic + ".dlq", record.value)]
+    reason = out[0].header("dlq_error")
+    assert reason is not None and reason.startswith("rejected: ") and all(w in reason for w in words), reason
+    assert svc.processed()[forged.id] == "dead-lettered"
+
+
+@pytest.mark.parametrize("kind", ["sign-for", "progress", "extension", "return", "complete"])
+def test_a_report_from_a_unit_that_is_not_the_task_s_changes_nothing_and_is_dead_lettered(tmp_path, hub, kind):
+    svc = _act(tmp_path)
+    svc.feed(inputs(svc, hub.log, "T-JOINT")[:1])
+    lead = next(t for t in of_type(hub.log.records, ev.TaskAssigned, "T-JOINT") if t.data.role == ev.Role.lead)
+    before = svc.snapshot()
+    forged = _forged(lead, "water", kind)  # the co-unit of the same ticket, reporting on the lead's task
+    out = svc.feed([record_of(forged)])
+    _assert_dead_lettered(svc, out, forged, lead.data.task_id, "water", "city-management")
+    after = svc.snapshot()
+    assert {t: after[t] for t in ("act_tasks", "act_tickets")} == {t: before[t] for t in ("act_tasks", "act_tickets")}
+    out = svc.feed([record_of(_forged(lead, "city-management", kind))])  # the task's own unit: accepted
+    assert not [r for r in out if r.topic.endswith(".dlq")]
+    assert svc.snapshot()["act_tasks"] != before["act_tasks"]
+
+
+def test_after_a_return_the_unit_that_returned_may_not_report_on_the_next_unit_s_task(tmp_path, hub):
+    svc = _act(tmp_path)
+    records = inputs(svc, hub.log, "T-RETURN")
+    rerouted = [i for i, r in enumerate(records) if r.type == ev.TicketClassified.event_type][1]
+    svc.feed(records[:rerouted + 1])
+    tasks = {t.data.task_id: t for t in of_type(hub.log.records, ev.TaskAssigned, "T-RETURN")}
+    new, old = tasks["T-RETURN:environment:2"], tasks["T-RETURN:city-management:1"]
+    for forged, words in [(_forged(new, "city-management", "complete"), (new.data.task_id, "city-management", "environment")),
+                          (_forged(old, "environment", "complete"), (old.data.task_id, "environment", "city-management"))]:
+        _assert_dead_lettered(svc, svc.feed([record_of(forged)]), forged, *words)
+    assert _tasks(svc, "T-RETURN")["T-RETURN:environment:2"]["status"] == "assigned"
+    out = svc.feed(records[rerouted + 1:])  # environment's own reports
+    assert one(out, ev.TicketHandled, "T-RETURN").data.units == ("environment",)
+
+
+def test_a_forged_report_that_arrives_before_its_task_is_parked_then_dead_lettered(tmp_path, hub):
+    """A report on a task act does not know yet waits for it (it may be on its way); once the task is known,
+    a report from another unit is refused like any other."""
+    svc = _act(tmp_path)
+    classified = inputs(svc, hub.log, "T-HAPPY")[0]
+    task = one(hub.log.records, ev.TaskAssigned, "T-HAPPY")
+    forged = _forged(task, "water", "complete")
+    assert svc.feed([record_of(forged)]) == [] and svc.parked() == [forged.id]
+    out = svc.feed([classified])
+    assert svc.parked() == [] and of_type(out, ev.TaskAssigned)
+    _assert_dead_lettered(svc, [r for r in out if r.topic.endswith(".dlq")], forged, task.data.task_id, "water")
+    assert _tasks(svc, "T-HAPPY")[task.data.task_id]["status"] == "assigned"

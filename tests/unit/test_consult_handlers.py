@@ -139,3 +139,27 @@ def test_an_escalation_seen_before_the_ticket_was_routed_is_parked_then_applied(
     assert one(out, ev.SupervisorReviewRequested).causation_id == escalation.id
     assert by_key(out) == by_key(expected)
     assert svc.snapshot()["consult_routed_tickets"] == in_order.snapshot()["consult_routed_tickets"]
+
+
+# ---------------------------------------------------------------------------------------------- who may give an opinion
+
+
+def test_an_opinion_from_a_unit_that_is_not_a_party_changes_nothing_and_is_dead_lettered(tmp_path, hub):
+    svc = _consult(tmp_path)
+    records = inputs(svc, hub.log, "T-CONSULT")
+    svc.feed([r for r in records if r.type == ev.TicketClassified.event_type])
+    request = one(hub.log.records, ev.ConsultationRequested, "T-CONSULT")
+    before = svc.snapshot()["consultations"]
+    # A refusal from a stranger would otherwise send the plan to a supervisor at once.
+    forged = sdk.opinion(request, "water", False, proposed_lead="water")
+    out = svc.feed([record_of(forged)])
+    assert [(r.topic, r.value) for r in out] == [(record_of(forged).topic + ".dlq", record_of(forged).value)]
+    reason = out[0].header("dlq_error")
+    assert reason is not None and reason.startswith("rejected: ")
+    assert all(w in reason for w in ("water", request.data.consultation_id, "street-east-1", "housing")), reason
+    assert svc.processed()[forged.id] == "dead-lettered"
+    assert svc.snapshot()["consultations"] == before
+    out = svc.feed([r for r in records if r.type == ev.OpinionGiven.event_type])  # the parties' own: agreed
+    assert one(out, ev.PlanAgreed, "T-CONSULT").data.routing.lead == "street-east-1"
+    late = sdk.opinion(request, "water", True).model_copy(update={"id": "late-stranger"})
+    assert [r.topic for r in svc.feed([record_of(late)])] == [record_of(late).topic + ".dlq"]  # closed or not

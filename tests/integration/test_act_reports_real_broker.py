@@ -1,0 +1,133 @@
+"""act on the real broker refuses a unit's report on another unit's task (issue 11, point 4): a completion
+forged by unit B for unit A's task leaves the task open in act's store and lands in the unit-reports DLQ
+with the reason; A's own completion is then accepted and the ticket handled."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from sqlmodel import Session
+
+from contracts import codec
+from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.examples import example_envelope
+from contracts.topics import ACT, TRIAGE, UNIT_REPORTS, all_topics, unit_task_topic
+from services.act.app import create_app
+from services.act.handlers import TOPICS
+from services.act.models import Task
+from services.act.settings import ActSettings
+from services.common.kafka import ensure_topics
+from services.common.store import make_engine
+from services.units import sdk
+
+pytestmark = pytest.mark.kafka
+
+A, B = "city-management", "water"
+
+
+async def start_group_at_the_end(bootstrap: str, group: str) -> None:
+    """Commit act's group at the current end of its topics: other tests' events on a shared broker are not ours."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(spec.name, p) for spec in all_topics() if spec.name in TOPICS
+                      for p in range(spec.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
+    finally:
+        await consumer.stop()
+
+
+async def publish(bootstrap: str, topic: str, envelope: Envelope[Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    await producer.start()
+    try:
+        rec = codec.encode(envelope)
+        await producer.send_and_wait(topic, rec.value, key=rec.key, headers=rec.headers)
+    finally:
+        await producer.stop()
+
+
+async def records_of(bootstrap: str, topic: str, ticket_id: str, *, at_least: int = 1, timeout: float = 60.0) -> list[Any]:
+    """The records of this ticket on `topic`, read from the start until there are `at_least` (or the time is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+                                    enable_auto_commit=False, group_id=None)
+        await consumer.start()
+        out: list[Any] = []
+        try:
+            quiet = 0
+            while quiet < 3:
+                batch = await consumer.getmany(timeout_ms=300)
+                got = [r for records in batch.values() for r in records]
+                quiet = 0 if got else quiet + 1
+                out += [r for r in got if r.key == ticket_id.encode()]
+        finally:
+            await consumer.stop()
+        if len(out) >= at_least or time.monotonic() > deadline:
+            return out
+        await asyncio.sleep(0.3)
+
+
+def task_status(engine: Any, task_id: str) -> str | None:
+    with Session(engine) as session:
+        task = session.get(Task, task_id)
+        return task.status if task is not None else None
+
+
+async def wait_for_status(engine: Any, task_id: str, wanted: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while task_status(engine, task_id) != wanted:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"task {task_id} is {task_status(engine, task_id)!r}, not {wanted!r}")
+        await asyncio.sleep(0.2)
+
+
+def classified(ticket_id: str) -> Envelope[Any]:
+    """triage's classification routing the ticket to A alone, without consultation: act dispatches it at once."""
+    example = example_envelope(ev.TicketClassified.event_type, ticket_id)
+    data = example.data.model_copy(update={"routing": ev.Routing(lead=A, level=ev.Level.district),
+                                           "needs_consultation": False, "excluded_units": ()})
+    return Envelope.origin(data, source="/cityops/triage", ticket_id=ticket_id)
+
+
+async def test_a_completion_forged_by_another_unit_is_dead_lettered_and_the_task_stays_open(kafka_bootstrap, unique, tmp_path):
+    ticket_id = f"T-FORGED-{unique}"
+    task_id = f"{ticket_id}:{A}:1"
+    await ensure_topics(kafka_bootstrap, all_topics([A, B]))
+    settings = ActSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"act-{unique}",
+                           db_url=f"sqlite:///{tmp_path / 'act.db'}", batch_timeout_ms=50, log_level="WARNING")
+    await start_group_at_the_end(kafka_bootstrap, settings.group_id)
+    engine = make_engine(settings.store_url())  # the test's own reader of act's store
+    app = create_app(settings)
+    await app.start()
+    try:
+        await publish(kafka_bootstrap, TRIAGE.name, classified(ticket_id))
+        await wait_for_status(engine, task_id, "assigned")
+        (assigned,) = [codec.decode(r.key, r.value, r.headers) for r in
+                       await records_of(kafka_bootstrap, unit_task_topic(A), ticket_id)]
+        assert assigned.data.task_id == task_id and assigned.data.unit == A
+
+        forged = sdk.complete(assigned, B, "done, says water")
+        await publish(kafka_bootstrap, UNIT_REPORTS.name, forged)
+        (dead,) = await records_of(kafka_bootstrap, UNIT_REPORTS.dlq, ticket_id)
+        headers = {k: v.decode() for k, v in dead.headers}
+        assert headers["ce_id"] == forged.id and headers["dlq_consumer"] == "act" and dead.value == codec.encode(forged).value
+        assert headers["dlq_error"] == (f"rejected: TaskCompleted from unit {B} for task {task_id}, "
+                                        f"which is assigned to unit {A}")
+        assert task_status(engine, task_id) == "assigned"
+
+        await publish(kafka_bootstrap, UNIT_REPORTS.name, sdk.complete(assigned, A, "cover replaced"))
+        await wait_for_status(engine, task_id, "completed")
+        handled = [codec.decode(r.key, r.value, r.headers) for r in await records_of(kafka_bootstrap, ACT.name, ticket_id, at_least=2)]
+        assert [e.data.units for e in handled if isinstance(e.data, ev.TicketHandled)] == [(A,)]
+    finally:
+        await app.stop()
+    assert len(await records_of(kafka_bootstrap, UNIT_REPORTS.dlq, ticket_id, timeout=0)) == 1
