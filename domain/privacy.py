@@ -1,9 +1,10 @@
 """Personal data rules shared by the services: how a phone is masked, how a caller's pseudonym is made,
 and how phone and resident ID numbers inside free text are masked. Pure: no I/O, no secrets of its own.
 
-Masks keep at most the first 3 and the last 4 digits of a phone (the mobile operator's prefix and what a
-caller recognises as theirs): 138****5678; at least 4 digits are always hidden. A resident ID number keeps its first 6 digits (the issuing
-area) and its last 4 (the checksum, 'X' included); the birth date in between is what identifies.
+Masks keep at most the first 3 and the last 4 digits of a phone (the mobile operator's prefix and what
+a caller recognises as theirs): 138****5678; at least 4 digits are always hidden. A resident ID number
+keeps its first 6 digits (the issuing area) and its last 4 (the checksum, 'X' included); the birth date
+in between is what identifies.
 Pseudonyms are keyed hashes (HMAC-SHA256): without the key a pseudonym cannot be recomputed from a
 guessed number, however few digits a mask leaves to guess.
 """

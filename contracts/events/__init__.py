@@ -73,7 +73,6 @@ from .triage import (
 from .values import (
     Caller,
     CallerRef,
-    SealedCaller,
     Channel,
     Level,
     Limits,
@@ -81,6 +80,7 @@ from .values import (
     Role,
     Routing,
     Satisfaction,
+    SealedCaller,
     TimeLimitSpec,
     Urgency,
     ValueObject,

@@ -12,8 +12,8 @@ from .values import (
     Caller,
     CallerRef,
     Channel,
-    SealedCaller,
     Location,
+    SealedCaller,
     Urgency,
     ValueObject,
 )
@@ -34,7 +34,8 @@ class TicketSubmitted(Event):
     sealed_caller: SealedCaller | None = Field(
         default=None, description="Caller's name and phone encrypted with that caller's data key; only intake can open it.")
     caller_ref: CallerRef | None = Field(
-        default=None, description="Masked phone and keyed pseudonym, made by intake (older records: discover makes them from caller).")
+        default=None,
+        description="Masked phone and keyed pseudonym, made by intake (older records: discover makes them from caller).")
     urgency: Urgency = Field(default=Urgency.normal, description="Urgency as judged at intake.")
     language: str | None = Field(default=None, description="BCP-47 language of text if known (zh, en).")
     submitted_at: datetime = Field(description="When the resident submitted it (original time for imported records).")

@@ -74,7 +74,8 @@ class SealedCaller(ValueObject):
     key_id: str = Field(description="Id of the caller's data key in intake's key store (random: says nothing about the caller).")
     algorithm: Literal["AES-256-GCM"] = Field(default="AES-256-GCM", description="Cipher of ciphertext.")
     nonce: str = Field(description="The cipher's 96-bit nonce, base64.")
-    ciphertext: str = Field(description="Encrypted JSON {name, phone} with its authentication tag, base64; bound to the ticket id.")
+    ciphertext: str = Field(
+        description="Encrypted JSON {name, phone} with its authentication tag, base64; bound to the ticket id.")
 
 
 class CallerRef(ValueObject):

@@ -19,19 +19,17 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from typing import Any
-
 from sqlalchemy import LargeBinary
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Column, Field, Session, SQLModel, col, delete, func, select
 
 from contracts import events as ev
-from contracts.envelope import utcnow
-from contracts.envelope import Envelope
+from contracts.envelope import Envelope, utcnow
 from domain.privacy import mask_phone, phone_digits, pseudonym
 from services.common.pipeline import write_lock
 
