@@ -174,6 +174,18 @@ def scrub_status_rows(session: Session, phone: str) -> int:
 def erase(engine: Engine, secret: str, phone: str) -> Erasure:
     """Erase the caller with this phone: their key, the index of their tickets, and clear copies of the
     number in intake's status view. Once committed, nothing the hub keeps can give the number back."""
+    sqlite = engine.dialect.name == "sqlite"
     with write_lock(engine), Session(engine) as session, session.begin():
+        if sqlite:  # a deleted key must not survive in the file's free pages
+            session.connection().exec_driver_sql("PRAGMA secure_delete=ON")
         erased = erase_caller(session, secret, phone)
-        return Erasure(erased.keys, erased.tickets, scrub_status_rows(session, phone))
+        erased = Erasure(erased.keys, erased.tickets, scrub_status_rows(session, phone))
+    if sqlite and erased.keys:
+        _checkpoint(engine)
+    return erased
+
+
+def _checkpoint(engine: Engine) -> None:
+    """Copy the write-ahead log into the database and empty it: the WAL holds the key's old page until then."""
+    with write_lock(engine), engine.connect() as connection:
+        connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
