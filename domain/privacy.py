@@ -88,7 +88,15 @@ def mask_free_text(text: str, *, names: tuple[str, ...] = ()) -> str:
     out = _MOBILE.sub(_mask_number, out)
     out = _LANDLINE.sub(_mask_number, out)
     for name in names:
-        name = name.strip()
-        if len(name) >= 2:
-            out = out.replace(name, "*" * len(name))
+        out = _mask_name(out, name.strip())
     return out
+
+
+def _mask_name(text: str, name: str) -> str:
+    """A Chinese name (two characters or more) wherever it appears; a Latin-script name as a whole word
+    only, so that 'Li' leaves 'Light' alone. One letter or character would mask too much: left alone."""
+    if len(name) < 2:
+        return text
+    if name.isascii():
+        return re.sub(rf"(?<![A-Za-z]){re.escape(name)}(?![A-Za-z])", "*" * len(name), text, flags=re.IGNORECASE)
+    return text.replace(name, "*" * len(name))

@@ -67,3 +67,8 @@ def test_dates_amounts_house_numbers_and_other_numbers_are_left_alone(text):
 def test_the_callers_own_name_is_masked_in_the_text():
     assert mask_free_text("我叫王小明，电话13812345678", names=("王小明",)) == "我叫***，电话138****5678"
     assert mask_free_text("王", names=("王",)) == "王"  # a one-character name would mask every such character
+
+
+def test_a_latin_name_is_masked_as_a_word_only():
+    assert mask_free_text("Li called: the light on Li Road is out", names=("Li",)) == "** called: the light on ** Road is out"
+    assert mask_free_text("demo feed: a demonstration", names=("demo",)) == "**** feed: a demonstration"
