@@ -23,6 +23,9 @@ DLQ_SUFFIX = ".dlq"
 # The log is the truth: workflow topics keep their events for ever (issue 4 replays a year).
 RETAIN_FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
 DLQ_RETENTION = {"retention.ms": str(30 * 24 * 3600 * 1000)}
+# The machine channel carries callers' names and phones in plain JSON from outside: kept one day, so an
+# erasure is complete there (and in its DLQ) a day later at most. Nothing archives it (docs/privacy.md).
+PLAIN_PERSONAL_DATA_RETENTION = {"retention.ms": str(24 * 3600 * 1000)}
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,12 @@ ARCHIVER = "archiver"  # reads every cityops topic by pattern, DLQs included
 CHANNEL_INTAKE = TopicSpec(
     "cityops.intake.channel.v1",
     "Machine channels (grid patrol apps, partner systems) submit complaints here: the JSON body of "
-    "POST /tickets, key = the channel's own message id. Intake validates and re-publishes.",
-    events=(), writer=EXTERNAL_CHANNELS, readers=("intake", ARCHIVER),
+    "POST /tickets, key = the channel's own message id. Intake validates, seals the caller and re-publishes. "
+    "Plain personal data: kept one day, not archived.",
+    events=(), writer=EXTERNAL_CHANNELS, readers=("intake",), config=dict(PLAIN_PERSONAL_DATA_RETENTION),
 )
-INTAKE = TopicSpec("cityops.intake.v1", "The hotline's intake records (with caller contact).", (ev.TicketSubmitted,),
+INTAKE = TopicSpec("cityops.intake.v1", "The hotline's intake records (caller's contact sealed with their own key).",
+                   (ev.TicketSubmitted,),
                    writer="intake", readers=("discover", "projections", ARCHIVER))
 COMMANDS = TopicSpec(
     "cityops.intake.commands.v1",
@@ -125,12 +130,20 @@ def unit_topic_spec(unit_id: str) -> TopicSpec:
                      writer=UNIT_TASK_WRITER, readers=(UNITS, ARCHIVER))
 
 
+def _retention_ms(config: dict[str, str]) -> int:
+    value = int(config.get("retention.ms", "-1"))
+    return value if value >= 0 else 2**62
+
+
 def dlq_spec(source: TopicSpec) -> TopicSpec:
+    """A topic's DLQ keeps records 30 days, or less when its source keeps them less (the copies of plain
+    personal data must go when the originals go); it is archived when its source is."""
     readers = [r for r in source.readers if r != ARCHIVER]
+    shorter = _retention_ms(source.config) < _retention_ms(DLQ_RETENTION)
     return TopicSpec(source.dlq, f"Dead letters of {source.name}: records that could not be decoded or handled.", (),
-                     partitions=1, config=dict(DLQ_RETENTION),
+                     partitions=1, config=dict(source.config if shorter else DLQ_RETENTION),
                      writer=f"the readers of {source.name}" + (f" ({', '.join(readers)})" if readers else ""),
-                     readers=(ARCHIVER,))
+                     readers=(ARCHIVER,) if ARCHIVER in source.readers else ())
 
 
 def all_topics(unit_ids: list[str] | tuple[str, ...] = ()) -> list[TopicSpec]:

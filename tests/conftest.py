@@ -12,6 +12,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# Code under test runs as the demo does (built-in secrets accepted); the services started as processes
+# inherit it. A test of production mode says so explicitly.
+os.environ.setdefault("CITYOPS_MODE", "demo")
+
 TEST_KAFKA_PORT = int(os.environ.get("CITYOPS_TEST_KAFKA_PORT", "19092"))
 
 

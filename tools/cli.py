@@ -25,6 +25,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("contracts", "tools.contracts_cli", "app", "Export and check the event contracts' JSON Schemas; list topics."),
     ("topics", "tools.topics_cli", "app", "Create the topic catalogue's topics on a broker."),
     ("intake", "services.intake.cli", "app", "Serve the hotline's HTTP intake API (and Open311)."),
+    ("privacy", "services.intake.privacy_cli", "app", "Erase a caller's name and phone everywhere the hub keeps them (destroys their data key)."),
     ("unit", "services.units.cli", "app", "Run a unit (department, street office, grid) service, real or simulated."),
     ("evaluate", "services.evaluate.cli", "app", "Rates units, grids and districts are judged on (response, resolution, satisfaction)."),
     ("sla", "services.sla.cli", "app", "SLA clocks, ledger and ping-pong reports."),

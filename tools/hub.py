@@ -76,7 +76,8 @@ class Hub:
 
     def env(self) -> dict[str, str]:
         env = dict(os.environ)
-        env.update({"CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
+        # A demo: the built-in secrets (pseudonym key) are accepted, which production refuses.
+        env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.http_port),
                     "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1",
                     # the simulated callback operators and supervisor post their decisions to intake

@@ -5,7 +5,9 @@ Every payload is frozen, describes each field, and is registered under its Cloud
 (tests/contract/test_schemas.py compares each one with its frozen JSON Schema in contracts/schemas/).
 
 Privacy by projection: only `TicketSubmitted` (the hotline's own intake record) carries the
-caller's name and phone. Every later event carries `CallerRef`: a masked phone and a pseudonym.
+caller's name and phone, sealed with that caller's data key (`SealedCaller`, only intake can open it;
+records written before sealing carry them in `caller`). Every event carries `CallerRef`: a masked
+phone and a pseudonym.
 
 The models live in one module per workflow step (values: what they share); this package re-exports
 every one, so `from contracts import events as ev; ev.TaskAssigned` and
@@ -78,6 +80,7 @@ from .values import (
     Role,
     Routing,
     Satisfaction,
+    SealedCaller,
     TimeLimitSpec,
     Urgency,
     ValueObject,
@@ -95,6 +98,7 @@ __all__ = [
     "Location",
     "Caller",
     "CallerRef",
+    "SealedCaller",
     "TimeLimitSpec",
     "Limits",
     "Routing",

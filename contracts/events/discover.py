@@ -13,6 +13,7 @@ from .values import (
     CallerRef,
     Channel,
     Location,
+    SealedCaller,
     Urgency,
     ValueObject,
 )
@@ -25,9 +26,16 @@ class TicketSubmitted(Event):
 
     channel: Channel = Field(description="How the request arrived.")
     text: str = Field(min_length=1, max_length=5000, description="The request in the caller's words (Chinese or English).")
-    caller: Caller = Field(default_factory=Caller, description="Caller's contact details; personal data, never forwarded.")
+    caller: Caller = Field(default_factory=Caller, description=(
+        "Caller's contact details in the clear: only in records written before intake sealed them "
+        "(sealed_caller); empty since. Personal data, never forwarded."))
     location: Location = Field(default_factory=Location, description="Where the problem is.")
     category: str | None = Field(default=None, description="Category code chosen by the operator; wins over the classifier.")
+    sealed_caller: SealedCaller | None = Field(
+        default=None, description="Caller's name and phone encrypted with that caller's data key; only intake can open it.")
+    caller_ref: CallerRef | None = Field(
+        default=None,
+        description="Masked phone and keyed pseudonym, made by intake (older records: discover makes them from caller).")
     urgency: Urgency = Field(default=Urgency.normal, description="Urgency as judged at intake.")
     language: str | None = Field(default=None, description="BCP-47 language of text if known (zh, en).")
     submitted_at: datetime = Field(description="When the resident submitted it (original time for imported records).")

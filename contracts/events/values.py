@@ -66,6 +66,18 @@ class Caller(ValueObject):
     phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 \-]{3,32}$", description="Caller's phone number.")
 
 
+class SealedCaller(ValueObject):
+    """The caller's name and phone, encrypted by intake with a data key of that caller alone (AES-256-GCM).
+    The key lives only in intake's key store: intake can open this, nothing else can, and once the key is
+    destroyed (erasure) nobody can."""
+
+    key_id: str = Field(description="Id of the caller's data key in intake's key store (random: says nothing about the caller).")
+    algorithm: Literal["AES-256-GCM"] = Field(default="AES-256-GCM", description="Cipher of ciphertext.")
+    nonce: str = Field(description="The cipher's 96-bit nonce, base64.")
+    ciphertext: str = Field(
+        description="Encrypted JSON {name, phone} with its authentication tag, base64; bound to the ticket id.")
+
+
 class CallerRef(ValueObject):
     """What units, open data and logs see of a caller."""
 

@@ -8,7 +8,7 @@ pointed elsewhere. Only settings classes read the environment.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
@@ -24,6 +24,8 @@ class ServiceSettings(BaseSettings):
 
     service_name: ClassVar[str] = "service"
 
+    mode: Literal["demo", "production"] = Field(
+        default="production", description="demo (`cityops up`, the tests) accepts the built-in secrets; production refuses to start with them.")
     kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     state_dir: Path = Field(default=REPO_ROOT / ".state", description="Where embedded state (SQLite files) lives.")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of this service's store; default a SQLite file in state_dir.")
@@ -55,6 +57,30 @@ class ServiceSettings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         hub_wide = EnvSettingsSource(settings_cls, env_prefix=HUB_PREFIX)
         return init_settings, env_settings, hub_wide, dotenv_settings, file_secret_settings
+
+
+DEFAULT_PSEUDONYM_KEY = "change-me-in-production"
+MIN_SECRET_LENGTH = 32
+
+
+class UnsafeSettings(ValueError):
+    """A setting is not fit for production (a built-in or too short secret): the service refuses to start."""
+
+
+def require_secret(settings: ServiceSettings, field: str, *, default: str) -> None:
+    """In production mode, refuse the built-in value of the secret `field`, an empty one or a short one;
+    the error names the environment variables that set it. Demo mode accepts anything."""
+    if settings.mode == "demo":
+        return
+    value = str(getattr(settings, field) or "")
+    if value and value != default and len(value) >= MIN_SECRET_LENGTH:
+        return
+    problem = "is the built-in default" if value == default else "is empty" if not value else f"is shorter than {MIN_SECRET_LENGTH} characters"
+    own = str(settings.model_config.get("env_prefix", "")) + field.upper()
+    raise UnsafeSettings(
+        f"{HUB_PREFIX}{field.upper()} (or {own}) {problem}: in production mode {settings.service_name} will not start "
+        f"with it. Set it to a long random secret, e.g. `python -c 'import secrets; print(secrets.token_urlsafe(48))'`, "
+        f"the same for every service of the hub, or run a demo with {HUB_PREFIX}MODE=demo.")
 
 
 class CalendarServiceSettings(ServiceSettings):

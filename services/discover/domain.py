@@ -2,39 +2,31 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from contracts import events as ev
+from domain.privacy import mask_phone, phone_digits, pseudonym
 
 _WORD = re.compile(r"[a-z0-9]+")
 _CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
-def mask_phone(phone: str | None) -> str | None:
-    if not phone:
-        return None
-    digits = "".join(c for c in phone if c.isdigit())
-    if len(digits) <= 4:
-        return "*" * len(digits)
-    keep_head = 3 if len(digits) >= 7 else 1
-    return digits[:keep_head] + "*" * (len(digits) - keep_head - 4) + digits[-4:]
-
-
-def caller_ref(caller: ev.Caller, key: str) -> ev.CallerRef:
+def caller_ref(caller: ev.Caller, key: str | None) -> ev.CallerRef:
+    """What may be seen of a caller of an intake record written before intake sealed callers (it carries
+    the clear phone): the masked phone, and a pseudonym only when a key is configured."""
     if not caller.phone:
         return ev.CallerRef(anonymous=True)
-    digits = "".join(c for c in caller.phone if c.isdigit())
-    pseudonym = hmac.new(key.encode(), digits.encode(), hashlib.sha256).hexdigest()[:16]
-    return ev.CallerRef(pseudonym=pseudonym, masked_phone=mask_phone(caller.phone))
+    return ev.CallerRef(pseudonym=pseudonym(key, phone_digits(caller.phone)) if key else None,
+                        masked_phone=mask_phone(caller.phone))
 
 
-def registered_ticket(s: ev.TicketSubmitted, key: str, proactive_rule: str | None = None) -> ev.RegisteredTicket:
-    return ev.RegisteredTicket(channel=s.channel, text=s.text, caller=caller_ref(s.caller, key), location=s.location,
+def registered_ticket(s: ev.TicketSubmitted, key: str | None, proactive_rule: str | None = None) -> ev.RegisteredTicket:
+    """Intake's caller reference when it made one (discover never sees the phone then), else one made here."""
+    ref = s.caller_ref if s.caller_ref is not None else caller_ref(s.caller, key)
+    return ev.RegisteredTicket(channel=s.channel, text=s.text, caller=ref, location=s.location,
                                category=s.category, urgency=s.urgency, submitted_at=s.submitted_at,
                                proactive_rule=proactive_rule)
 

@@ -17,4 +17,6 @@ class DiscoverSettings(ServiceSettings):
     merge_window_hours: float = Field(default=72.0, gt=0, description="A repeat must arrive within this many hours of the master.")
     merge_similarity: float = Field(default=0.55, gt=0, le=1, description="Text similarity (0-1) above which two complaints are the same problem.")
     merge_radius_m: float = Field(default=150.0, gt=0, description="Two coordinates closer than this are the same place.")
-    pseudonym_key: str = Field(default="change-me-in-production", description="Secret for the caller pseudonym (keyed hash of the phone).")
+    pseudonym_key: str | None = Field(
+        default=None, description="Only for intake records written before intake sealed callers (they carry the clear phone): "
+        "the pseudonym's secret (hub-wide CITYOPS_PSEUDONYM_KEY); unset, such callers get a masked phone and no pseudonym.")

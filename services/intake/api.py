@@ -21,11 +21,15 @@ from contracts.codec import refusals
 from contracts.envelope import Envelope, derive_event_id
 from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
+from domain.privacy import mask_free_text
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 from services.common.logs import get_logger
+from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
 from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
+from .keystore import seal_in_store
 from .models import TicketStatus
+from .privacy_api import privacy_router
 
 Publish = Callable[[str, Envelope[Any]], Awaitable[None]]
 
@@ -77,12 +81,19 @@ class CallbackBatchIn(BaseModel):
 
 
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
-              lifespan: Any = None) -> FastAPI:
+              lifespan: Any = None, pseudonym_key: str = DEFAULT_PSEUDONYM_KEY) -> FastAPI:
+    """The API. A submission's caller is sealed in intake's key store (its tables must exist in `engine`)
+    with `pseudonym_key` before it is published; the app factory checks that key in production."""
+    async def publish_submission(envelope: Envelope[Any]) -> None:
+        sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope)
+        await publish(INTAKE.name, sealed)
+
     api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
                   description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; Open311 GeoReport v2 at /open311/v2.")
     api.add_exception_handler(RequestValidationError, _invalid_request)
-    api.include_router(_hotline_router(publish, engine, catalogue, now))
-    api.include_router(_open311_router(publish, engine, catalogue, now), prefix="/open311/v2")
+    api.include_router(_hotline_router(publish, publish_submission, engine, catalogue, now))
+    api.include_router(_open311_router(publish_submission, engine, catalogue, now), prefix="/open311/v2")
+    api.include_router(privacy_router(engine, pseudonym_key))
     return api
 
 
@@ -150,7 +161,11 @@ def _known_tickets(engine: Engine, ticket_ids: set[str]) -> set[str]:
         return set(s.exec(select(TicketStatus.ticket_id).where(col(TicketStatus.ticket_id).in_(ticket_ids))).all())
 
 
-def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime]) -> APIRouter:
+PublishSubmission = Callable[[Envelope[Any]], Awaitable[None]]
+
+
+def _hotline_router(publish: Publish, publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
+                    now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter()
 
     @r.post("/tickets", status_code=202, response_model=Accepted, tags=["hotline"])
@@ -159,7 +174,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         """Submit a complaint. A retry with the same Idempotency-Key returns the same ticket and creates nothing new."""
         _known_category(catalogue, complaint.category, ("body", "category"))
         envelope = submission_event(complaint, now=now(), idempotency_key=idempotency_key)
-        await publish(INTAKE.name, envelope)
+        await publish_submission(envelope)
         return Accepted(ticket_id=envelope.ticket_id, status_url=f"/tickets/{envelope.ticket_id}")
 
     @r.get("/tickets/{ticket_id}", tags=["hotline"])
@@ -193,7 +208,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         row = _status_or_404(engine, ticket_id)
         if row.status != "merged":
             raise HTTPException(409, f"ticket {ticket_id} is not merged (status {row.status})")
-        data = ev.SplitSubmitted(requested_by=body.operator, reason=body.reason)
+        data = ev.SplitSubmitted(requested_by=body.operator, reason=mask_free_text(body.reason))
         await publish(COMMANDS.name, _command(data, ticket_id, now(), idempotency_key))
         return {"ticket_id": ticket_id, "status": "split requested"}
 
@@ -205,7 +220,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
                 loc = ("body", "lead") if i == 0 else ("body", "co_units", i - 1)
                 raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": "unknown unit (not in the catalogue)", "input": unit}])
         _status_or_404(engine, body.ticket_id)
-        data = ev.SupervisorDecisionSubmitted(consultation_id=body.consultation_id, supervisor=body.supervisor, note=body.note,
+        data = ev.SupervisorDecisionSubmitted(consultation_id=body.consultation_id, supervisor=body.supervisor, note=mask_free_text(body.note),
                                               routing=ev.Routing(lead=body.lead, co_units=tuple(body.co_units), level=body.level))
         await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
         return {"ticket_id": body.ticket_id, "lead": body.lead}
@@ -215,7 +230,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         """Record the resident's verdict at callback (回访)."""
         _status_or_404(engine, body.ticket_id)
         data = ev.CallbackSubmitted(round=body.round, resolved=body.resolved, satisfaction=body.satisfaction,
-                                    operator=body.operator, comment=body.comment, reasonable_demand=body.reasonable_demand)
+                                    operator=body.operator, comment=mask_free_text(body.comment), reasonable_demand=body.reasonable_demand)
         await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
         return {"ticket_id": body.ticket_id, "status": "recorded"}
 
@@ -231,7 +246,7 @@ def _hotline_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
                 results.append({"ticket_id": item.ticket_id, "status": "unknown-ticket"})
                 continue
             data = ev.CallbackSubmitted(round=item.round, resolved=item.resolved, satisfaction=item.satisfaction,
-                                        operator=item.operator, comment=item.comment, reasonable_demand=item.reasonable_demand)
+                                        operator=item.operator, comment=mask_free_text(item.comment), reasonable_demand=item.reasonable_demand)
             commands.append(_command(data, item.ticket_id, now(), item.idempotency_key))
             results.append({"ticket_id": item.ticket_id, "status": "recorded"})
         await asyncio.gather(*(publish(COMMANDS.name, command) for command in commands))
@@ -280,7 +295,8 @@ def _open311_status(row: TicketStatus, catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
-def _open311_router(publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime]) -> APIRouter:
+def _open311_router(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
+                    now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter(tags=["open311"])
 
     @r.get("/services.json")
@@ -310,7 +326,7 @@ def _open311_router(publish: Publish, engine: Engine, catalogue: Catalogue, now:
         _known_category(catalogue, submitted.service_code, ("body", "service_code"))
         key = request.headers.get("idempotency-key")
         envelope = submission_event(submitted.to_complaint(), now=now(), idempotency_key=key)
-        await publish(INTAKE.name, envelope)
+        await publish_submission(envelope)
         return [{"service_request_id": envelope.ticket_id, "service_notice": "registered by the 12345 hotline", "account_id": None}]
 
     @r.get("/requests.json")

@@ -23,7 +23,8 @@ from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
 
 from .domain import channel_record_to_event
-from .handlers import channel_spec, status_spec
+from .handlers import ChannelDeps, channel_spec, status_spec
+from .keystore import TABLES as KEY_STORE_TABLES
 from .models import TicketStatus
 from .settings import IntakeSettings
 
@@ -33,6 +34,7 @@ log = get_logger(__name__)
 def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastAPI:
     settings = settings or IntakeSettings()
+    settings.check_secrets()  # before anything starts: production refuses the built-in pseudonym key
     broker = broker or make_broker(settings)
     engine = engine or make_engine(settings.store_url())
     catalogue = load_catalogue(settings.catalogue_path)
@@ -46,7 +48,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         except ValueError as exc:
             raise codec.DecodeError(f"invalid channel submission: {type(exc).__name__}") from None
 
-    channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, spec=channel_spec(), clock=clock,
+    channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, spec=channel_spec(ChannelDeps(settings.pseudonym_key)), clock=clock,
                             group_id=f"{settings.group_id}-channel", decoder=decode_channel)
     status = EventPipeline(name="intake-status", settings=settings, engine=engine, spec=status_spec(), clock=clock,
                            group_id=f"{settings.group_id}-status")
@@ -62,7 +64,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json, service="intake")
-        create_tables(engine, [table_of(TicketStatus)])
+        create_tables(engine, [table_of(TicketStatus), *(table_of(t) for t in KEY_STORE_TABLES)])
         await broker.start()
         await channel.recover_outbox()
         log.info("service_started", service="intake", http=f"{settings.http_host}:{settings.http_port}",
@@ -75,6 +77,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
 
     from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)
 
-    api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan)
+    api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan,
+                    pseudonym_key=settings.pseudonym_key)
     api.state.pipelines = {"channel": channel, "status": status}
     return api

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -10,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
+from domain.privacy import mask_free_text
 
 SOURCE = "/cityops/intake"
 _TICKET_NAMESPACE = uuid.UUID("0b5e2a57-6a55-4a8a-9c42-9d7f1b0e4c11")
@@ -45,18 +47,39 @@ def ticket_id_for(idempotency_key: str | None) -> str:
     return "T-" + uuid.uuid4().hex[:16].upper()
 
 
+# Seals a caller for a ticket: (the sealed name and phone, the masked phone and pseudonym). Intake's key store.
+Sealer = Callable[[ev.Caller, str], tuple[ev.SealedCaller | None, ev.CallerRef]]
+
+
+def masked_location(location: ev.Location, names: tuple[str, ...]) -> ev.Location:
+    if not location.address:
+        return location
+    return location.model_copy(update={"address": mask_free_text(location.address, names=names)})
+
+
 def submission_event(complaint: ComplaintIn, *, now: datetime, idempotency_key: str | None,
                      ticket_id: str | None = None) -> Envelope[Any]:
+    """The intake record of a complaint, phone and ID numbers (and the caller's own name) masked in its
+    free text. Its caller is still in the clear: `sealed_submission` seals it before it leaves intake."""
     ticket_id = ticket_id or ticket_id_for(idempotency_key)
+    names = (complaint.caller_name,) if complaint.caller_name else ()
     data = ev.TicketSubmitted(
-        channel=complaint.channel, text=complaint.text,
+        channel=complaint.channel, text=mask_free_text(complaint.text, names=names),
         caller=ev.Caller(name=complaint.caller_name, phone=complaint.caller_phone),
-        location=complaint.location, category=complaint.category, urgency=complaint.urgency,
+        location=masked_location(complaint.location, names), category=complaint.category, urgency=complaint.urgency,
         submitted_at=complaint.submitted_at or now, external_id=complaint.external_id,
         idempotency_key=idempotency_key,
     )
     event_id = derive_event_id("intake", data.event_type, 0, idempotency_key) if idempotency_key else None
     return Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now, event_id=event_id)
+
+
+def sealed_submission(envelope: Envelope[Any], seal: Sealer) -> Envelope[Any]:
+    """The same record (same id) with its caller sealed: the clear name and phone are gone from it."""
+    data: ev.TicketSubmitted = envelope.data
+    sealed, ref = seal(data.caller, envelope.ticket_id)
+    clean = data.model_copy(update={"caller": ev.Caller(), "sealed_caller": sealed, "caller_ref": ref})
+    return envelope.model_copy(update={"data": clean})
 
 
 # ---------------------------------------------------------------- Open311 GeoReport v2

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,18 +13,29 @@ from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, INTAKE, TIC
 from domain.statuses import TicketStatus as Status
 from services.common.handler import Emit, HandlerContext, HandlerSpec, NoDeps, Prefetch
 
+from .domain import sealed_submission
+from .keystore import seal_caller
 from .models import TicketStatus
 
 Ctx = HandlerContext[NoDeps]
 
 
-def forward_channel_submission(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
-    yield Emit(INTAKE.name, envelope)
+@dataclass(frozen=True)
+class ChannelDeps:
+    """The secret the key store finds callers by and makes pseudonyms with."""
+
+    pseudonym_key: str
 
 
-def channel_spec() -> HandlerSpec[NoDeps]:
+def forward_channel_submission(ctx: HandlerContext[ChannelDeps], envelope: Envelope[Any]) -> Iterable[Emit]:
+    """The submission, its caller sealed in the batch's own transaction (key store and outbox commit together)."""
+    secret = ctx.deps.pseudonym_key
+    yield Emit(INTAKE.name, sealed_submission(envelope, lambda caller, ticket_id: seal_caller(ctx.session, secret, caller, ticket_id)))
+
+
+def channel_spec(deps: ChannelDeps) -> HandlerSpec[ChannelDeps]:
     """The machine channel: every record of it is a submission (plain JSON, no CloudEvents headers)."""
-    return HandlerSpec(topics=[CHANNEL_INTAKE.name], event_types=None, deps=NoDeps(), handle=forward_channel_submission)
+    return HandlerSpec(topics=[CHANNEL_INTAKE.name], event_types=None, deps=deps, handle=forward_channel_submission)
 
 
 def status_spec() -> HandlerSpec[NoDeps]:

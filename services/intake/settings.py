@@ -6,7 +6,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from services.common.settings import ServiceSettings
+from services.common.settings import DEFAULT_PSEUDONYM_KEY, ServiceSettings, require_secret
 
 
 class IntakeSettings(ServiceSettings):
@@ -19,3 +19,10 @@ class IntakeSettings(ServiceSettings):
     http_port: int = Field(default=8080, description="Port the HTTP API listens on.")
     catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
     publish_timeout_s: float = Field(default=10.0, description="How long a submit waits for the broker before answering 503.")
+    pseudonym_key: str = Field(
+        default=DEFAULT_PSEUDONYM_KEY, description="Secret of the callers' pseudonyms and of the key store's lookup (hub-wide "
+        "CITYOPS_PSEUDONYM_KEY); production refuses the default and anything under 32 characters.")
+
+    def check_secrets(self) -> None:
+        """Raise `UnsafeSettings` naming the setting when production would run on a built-in or weak secret."""
+        require_secret(self, "pseudonym_key", default=DEFAULT_PSEUDONYM_KEY)

@@ -77,7 +77,7 @@ def db_time(moment: datetime | None) -> datetime | None:
 
 def stored_payload(data: Event) -> str:
     """The event data as kept in the timeline: the caller's name and phone never reach a read model."""
-    exclude = {"caller"} if isinstance(data, ev.TicketSubmitted) else None
+    exclude = {"caller", "sealed_caller"} if isinstance(data, ev.TicketSubmitted) else None
     return data.model_dump_json(exclude=exclude)
 
 

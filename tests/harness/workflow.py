@@ -28,6 +28,7 @@ import httpx
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id, utcnow
 from domain.catalogue import load_catalogue
+from domain.privacy import mask_phone, pseudonym
 from services.intake.api import _command as intake_command
 from services.intake.api import build_api
 from services.triage.classifier import Prediction
@@ -75,8 +76,11 @@ def _origin(data: ev.Event, ticket_id: str, source: str, name: str) -> Envelope[
 def submitted(ticket_id: str, text: str, *, category: str | None = None, grid: str | None = GRID, at: datetime = T0,
               phone: str | None = "13812345678", lat: float | None = None, lon: float | None = None,
               name: str = "") -> Envelope[Any]:
+    """An intake record as intake writes it: the caller sealed away (not needed here), a masked phone and pseudonym."""
     location = ev.Location(grid=grid, lat=lat, lon=lon, address="桂花路 1 号")
-    data = ev.TicketSubmitted(channel=ev.Channel.phone, text=text, caller=ev.Caller(name="张三", phone=phone),
+    ref = (ev.CallerRef(pseudonym=pseudonym("test-key", phone), masked_phone=mask_phone(phone)) if phone
+           else ev.CallerRef(anonymous=True))
+    data = ev.TicketSubmitted(channel=ev.Channel.phone, text=text, caller_ref=ref,
                               location=location, category=category, submitted_at=at)
     return _origin(data, ticket_id, "/cityops/intake", name)
 

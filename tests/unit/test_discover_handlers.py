@@ -7,11 +7,13 @@ discover does not know changes nothing."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from contracts import events as ev
+from contracts.envelope import Envelope
 from contracts.topics import topic_for_event
 from tests.harness.pipeline import by_key, record_of, start
 from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
@@ -150,3 +152,24 @@ def test_the_topics_interleaving_does_not_change_the_outcome(tmp_path, hub):
     out = topic_by_topic.feed([r for t in dict.fromkeys(topics) for r in records if r.topic == t])
     assert by_key(out) == by_key(expected)
     assert topic_by_topic.snapshot()["discover_tickets"] == as_logged.snapshot()["discover_tickets"]
+
+
+def _legacy_submission(ticket_id: str, phone: str) -> Any:
+    """An intake record written before intake sealed callers: the clear name and phone, no caller_ref."""
+    data = ev.TicketSubmitted(channel=ev.Channel.phone, text=GARBAGE, caller=ev.Caller(name="张三", phone=phone),
+                              location=ev.Location(grid="grid-east-1-a-1"), submitted_at=datetime(2025, 11, 3, 9, tzinfo=UTC))
+    return Envelope.origin(data, source="/cityops/intake", ticket_id=ticket_id)
+
+
+def test_a_record_from_before_sealing_still_registers_masked_with_a_keyed_pseudonym(tmp_path):
+    svc = _discover(tmp_path, pseudonym_key="k" * 40)
+    out = svc.feed([record_of(_legacy_submission("T-OLD", "138 1234 5678"))])
+    caller = one(out, ev.TicketRegistered, "T-OLD").data.ticket.caller
+    assert caller.masked_phone == "138****5678" and len(caller.pseudonym) == 16
+    assert b"12345678" not in out[0].value and "张三".encode() not in out[0].value
+
+
+def test_without_a_key_a_record_from_before_sealing_gets_no_pseudonym(tmp_path):
+    out = _discover(tmp_path).feed([record_of(_legacy_submission("T-OLD", "13812345678"))])
+    caller = one(out, ev.TicketRegistered, "T-OLD").data.ticket.caller
+    assert caller.masked_phone == "138****5678" and caller.pseudonym is None

@@ -11,6 +11,8 @@ from sqlmodel import Session
 from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
+from services.intake.keystore import TABLES as KEY_STORE_TABLES
+from services.intake.keystore import caller_of
 from services.intake.models import TicketStatus
 
 NOW = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
@@ -24,7 +26,7 @@ def api(tmp_path):
         published.append((topic, envelope))
 
     engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    create_tables(engine, [TicketStatus.__table__])
+    create_tables(engine, [TicketStatus.__table__, *(t.__table__ for t in KEY_STORE_TABLES)])
     client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW))
     return client, published, engine
 
@@ -35,7 +37,67 @@ def test_submit_answers_202_and_publishes_the_intake_record(api):
     assert r.status_code == 202
     topic, envelope = published[0]
     assert topic == "cityops.intake.v1" and envelope.ticket_id == r.json()["ticket_id"]
-    assert envelope.data.caller.phone == "13812345678" and envelope.data.submitted_at == NOW
+    assert envelope.data.submitted_at == NOW
+
+
+def test_the_published_record_holds_the_caller_sealed_and_only_intake_can_open_it(api):
+    client, published, engine = api
+    body = {"text": "我是李四，电话13812345678，路灯坏了", "caller_name": "李四", "caller_phone": "138 1234 5678",
+            "location": {"address": "桂花路88号，有事打0571-88886666"}}
+    ticket_id = client.post("/tickets", json=body).json()["ticket_id"]
+    data = published[0][1].data
+    wire = published[0][1].model_dump_json()
+    assert "1234" not in wire.replace(data.sealed_caller.ciphertext, "") and "李四" not in wire and "88886666" not in wire
+    assert data.caller.phone is None and data.caller.name is None
+    assert data.caller_ref.masked_phone == "138****5678" and len(data.caller_ref.pseudonym) == 16
+    assert data.text == "我是**，电话138****5678，路灯坏了" and data.location.address == "桂花路88号，有事打057*****6666"
+    opened = caller_of(engine, data.sealed_caller, ticket_id)
+    assert opened is not None and (opened.name, opened.phone) == ("李四", "138 1234 5678")
+    assert caller_of(engine, data.sealed_caller, "T-ANOTHER") is None  # bound to its ticket
+
+
+def test_one_caller_has_one_key_and_pseudonym_across_tickets(api):
+    client, published, _ = api
+    for phone in ("13812345678", "138-1234-5678", "13987654321"):
+        client.post("/tickets", json={"text": "噪音扰民", "caller_phone": phone})
+    a, b, c = (e.data for _, e in published)
+    assert a.sealed_caller.key_id == b.sealed_caller.key_id != c.sealed_caller.key_id
+    assert a.caller_ref.pseudonym == b.caller_ref.pseudonym != c.caller_ref.pseudonym
+
+
+def test_erasure_destroys_the_key_says_what_it_erased_and_never_the_number(api):
+    client, published, engine = api
+    for _ in range(2):
+        client.post("/tickets", json={"text": "噪音扰民", "caller_name": "王五", "caller_phone": "13812345678"})
+    client.post("/tickets", json={"text": "噪音扰民", "caller_phone": "13987654321"})
+    r = client.post("/privacy/erasures", json={"phone": "138 1234 5678"})
+    assert r.status_code == 200 and r.json()["keys_destroyed"] == 1 and r.json()["tickets"] == 2
+    assert "5678" not in r.text
+    first, other = published[0][1], published[2][1]
+    assert caller_of(engine, first.data.sealed_caller, first.ticket_id) is None
+    assert caller_of(engine, other.data.sealed_caller, other.ticket_id) is not None  # another caller keeps theirs
+    again = client.post("/privacy/erasures", json={"phone": "13812345678"}).json()
+    assert again["keys_destroyed"] == 0 and again["tickets"] == 0
+
+
+def test_erasure_masks_the_number_left_in_clear_in_the_status_view(api):
+    client, _, engine = api
+    with Session(engine) as s, s.begin():  # a row registered before intake masked free text
+        s.add(TicketStatus(ticket_id="T-OLD", status="closed", text="回电138 1234 5678", address="桂花路1号 13812345678"))
+    r = client.post("/privacy/erasures", json={"phone": "13812345678"}).json()
+    assert r["status_rows_cleaned"] == 1
+    with Session(engine) as s:
+        row = s.get(TicketStatus, "T-OLD")
+    assert row.text == "回电138****5678" and row.address == "桂花路1号 138****5678"
+
+
+def test_numbers_in_operators_free_text_are_masked_before_they_leave_intake(api):
+    client, published, engine = api
+    with Session(engine) as s, s.begin():
+        s.add(TicketStatus(ticket_id="T-1", status="handled"))
+    client.post("/callbacks", json={"ticket_id": "T-1", "round": 1, "resolved": True, "satisfaction": "satisfied",
+                                    "comment": "居民说以后打13812345678找他"})
+    assert published[-1][1].data.comment == "居民说以后打138****5678找他"
 
 
 def test_same_idempotency_key_gives_the_same_ticket_and_event(api):

@@ -189,7 +189,15 @@ def test_the_caller_never_reaches_a_read_model():
     env = Envelope.origin(data, source="/t", ticket_id="T-9", time=T0)
     row = timeline_row(Fact.from_envelope(env))
     assert "13812345678" not in row["payload"] and "张三" not in row["payload"] and "13812345678" not in row["summary"]
-    assert "caller" not in stored_payload(data)
+    assert '"caller":' not in stored_payload(data)
+
+
+def test_the_sealed_caller_never_reaches_a_read_model_either():
+    sealed = ev.SealedCaller(key_id="k1", nonce="bm9uY2U=", ciphertext="c2VhbGVk")
+    data = ev.TicketSubmitted(channel="phone", text="noise", sealed_caller=sealed, submitted_at=T0,
+                              caller_ref=ev.CallerRef(pseudonym="p1", masked_phone="138****5678"))
+    payload = stored_payload(data)
+    assert "sealed" not in payload and "c2VhbGVk" not in payload and '"masked_phone":"138****5678"' in payload
 
 
 def test_state_dataclasses_mirror_the_tables():

@@ -21,6 +21,7 @@ from contracts import topics as catalogue
 from contracts.envelope import Envelope
 from contracts.topics import (
     ARCHIVER,
+    CHANNEL_INTAKE,
     COMMANDS,
     SLA,
     TRIAGE,
@@ -29,6 +30,7 @@ from contracts.topics import (
     NotTheWriter,
     all_topics,
     check_writer,
+    dlq_spec,
     unit_task_topic,
     writer_of,
 )
@@ -126,7 +128,8 @@ def test_a_foreign_emit_fails_the_static_check(tmp_path: Path) -> None:
 def test_every_topic_names_one_writer_and_its_readers() -> None:
     for spec in all_topics(["water"]):
         assert spec.writer and isinstance(spec.writer, str), spec.name
-        assert ARCHIVER in spec.readers, spec.name
+        plain_personal_data = spec.name.startswith(CHANNEL_INTAKE.name)  # the channel and its DLQ (docs/privacy.md)
+        assert (ARCHIVER in spec.readers) != plain_personal_data, spec.name
     assert writer_of(unit_task_topic("water")) == "act" and writer_of(COMMANDS.name) == "intake"
     assert writer_of(catalogue.UNIT_REPORTS.name) == "units"
     assert writer_of(catalogue.CHANNEL_INTAKE.name) == catalogue.EXTERNAL_CHANNELS
@@ -253,3 +256,17 @@ def test_cityops_topics_markdown_prints_the_table() -> None:
     lines = result.output.splitlines()
     assert lines[0] == "| topic | writer | readers | events | partitions |"
     assert "| `cityops.intake.commands.v1` | intake | discover, triage, consult, evaluate, archiver |" in result.output
+
+
+def test_the_archiver_reads_every_topic_but_the_plain_personal_data_of_the_machine_channel() -> None:
+    """An archived copy of the channel's plain JSON would outlive an erasure; the channel keeps it one day."""
+    import re
+
+    from services.archiver.settings import ArchiverSettings
+
+    pattern = re.compile(ArchiverSettings().pattern())
+    archived = {spec.name for spec in all_topics(["water"]) if pattern.match(spec.name)}
+    assert archived == {spec.name for spec in all_topics(["water"]) if ARCHIVER in spec.readers}
+    assert CHANNEL_INTAKE.name not in archived and CHANNEL_INTAKE.dlq not in archived
+    assert int(CHANNEL_INTAKE.config["retention.ms"]) <= 24 * 3600 * 1000
+    assert dlq_spec(CHANNEL_INTAKE).config == CHANNEL_INTAKE.config

@@ -43,7 +43,7 @@ class BenchHub:
 
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CITYOPS_")}
-        env.update({"CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.service_state),
+        env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.service_state),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.config.http_port),
                     "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.config.http_port}",
                     "PYTHONUNBUFFERED": "1", **UNIT_ENV})
