@@ -122,8 +122,10 @@ def make_submission(text: str, category: str | None, location: Location, rng: ra
     from contracts import events as ev
     from services.intake.domain import ComplaintIn, submission_event
 
-    complaint = ComplaintIn(text=text, category=category, location=ev.Location(**location),
-                            caller_name="bench", caller_phone=f"138{rng.randrange(10 ** 8):08d}")
+    # Anonymous callers: this feed writes the intake topic directly (it measures the pipeline, not intake),
+    # and only intake may seal a caller's name and phone; a plain caller here would be personal data
+    # written outside intake's key store, which erasure could not reach.
+    complaint = ComplaintIn(text=text, category=category, location=ev.Location(**location))
     envelope = submission_event(complaint, now=datetime.now(UTC), idempotency_key=None)
     record = codec.encode(envelope)
     return Submission(envelope.id, envelope.ticket_id, record.key, record.value, record.headers, at)
