@@ -5,8 +5,7 @@ from __future__ import annotations
 import itertools
 
 from contracts import events as ev
-from domain.reports import (assignment_claim, opinion_refusal, report_claim, report_refusal,
-                            without_refused_reports)
+from domain.reports import assignment_claim, opinion_refusal, report_claim, report_refusal, without_refused_reports
 
 ASSIGNED = [("a", "assigned", "T:water:1", "water"), ("b", "assigned", "T:housing:1", "housing")]
 
