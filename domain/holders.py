@@ -21,7 +21,9 @@ Parties:
 The lifetime runs from the ticket's first event (its registration) to its closing, or to `now` while it is
 open. Events are taken in time order (ties keep their given order), so the spans tile the lifetime exactly:
 contiguous, no gaps, no overlaps, the first starting at the registration and the last ending at the close.
-Events after the close are ignored. The lead's end-to-end check calls `ledger_for` and `check_tiles`.
+Events after the close are ignored, and so is a unit's report on a task another unit was assigned (the rule of
+`domain.reports`: it changes nothing, wherever it is read). The lead's end-to-end check calls `ledger_for` and
+`check_tiles`.
 """
 
 from __future__ import annotations
@@ -35,6 +37,8 @@ from typing import Any, Literal
 from contracts import events as ev
 from contracts.envelope import Envelope, Event
 
+from .reports import Claim, without_refused_reports
+
 HOTLINE = "hotline"
 CONSULTATION = "consultation"
 RESIDENT = "resident"
@@ -44,6 +48,9 @@ UNIT_PREFIX = "unit:"
 FactKind = Literal["registered", "assigned", "signed-for", "progress", "extension-requested", "extension-decided",
                    "completed", "returned", "return-rejected", "consultation-opened", "consultation-closed",
                    "reopened", "closed", "noted"]
+
+# The facts a unit reports about its own task (TaskSignedFor ... TaskCompleted), checked by `without_refused`.
+REPORT_KINDS = frozenset({"signed-for", "progress", "extension-requested", "completed", "returned"})
 
 
 @dataclass(frozen=True)
@@ -165,8 +172,22 @@ class _Holding:
         return RESIDENT if first.state == "waiting" else UNIT_PREFIX + first.unit
 
 
+def without_refused(facts: Iterable[LedgerFact]) -> list[LedgerFact]:
+    """One ticket's facts without the reports on a task that its assignment (among them) gives another unit
+    (`domain.reports.without_refused_reports`)."""
+    return without_refused_reports(facts, assignment=_assignment, report=_report)
+
+
+def _assignment(fact: LedgerFact) -> Claim | None:
+    return (fact.task_id, fact.unit) if fact.kind == "assigned" and fact.task_id and fact.unit else None
+
+
+def _report(fact: LedgerFact) -> Claim | None:
+    return (fact.task_id, fact.unit) if fact.kind in REPORT_KINDS and fact.task_id and fact.unit else None
+
+
 def _in_time_order(facts: Iterable[LedgerFact]) -> list[LedgerFact]:
-    return sorted(facts, key=lambda f: f.at)  # stable: ties keep the log's order
+    return sorted(without_refused(facts), key=lambda f: f.at)  # stable: ties keep the log's order
 
 
 def ledger_bounds(facts: Sequence[LedgerFact], now: datetime | None = None) -> tuple[datetime, datetime] | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from contracts import events as ev
 from domain.statuses import OPEN_TASK_STATES, TaskStatus
 
-__all__ = ["OPEN_TASK_STATES", "TaskStatus", "assignments", "extension_decision", "handling_complete", "report_refusal",
-           "task_id"]
+__all__ = ["OPEN_TASK_STATES", "TaskStatus", "assignments", "extension_decision", "handling_complete", "task_id"]
 
 
 def task_id(ticket_id: str, unit: str, dispatch_no: int) -> str:
@@ -29,11 +28,3 @@ def handling_complete(states: list[tuple[ev.Role, str]]) -> bool:
     active = [(role, s) for role, s in states if s not in (TaskStatus.returned, TaskStatus.withdrawn)]
     return bool(active) and any(r == ev.Role.lead for r, _ in active) and all(s == TaskStatus.completed for _, s in active)
 
-
-def report_refusal(report: str, task_id: str, assigned_to: str, reported_by: str) -> str | None:
-    """Why a unit's report on a task is refused, or None: a task belongs to the one unit it was assigned to (a
-    return or a reroute gives the next unit a task of its own), so only that unit may sign for it, report on
-    it, ask for more time, return or complete it."""
-    if reported_by == assigned_to:
-        return None
-    return f"{report} from unit {reported_by} for task {task_id}, which is assigned to unit {assigned_to}"

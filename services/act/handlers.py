@@ -9,6 +9,7 @@ from typing import Any
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
+from domain.reports import report_refusal
 from domain.statuses import status_after_progress
 from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet, Rejected, settings_as
 
@@ -137,7 +138,7 @@ def _reported_task(batch: ActBatch, envelope: Envelope[Any]) -> TaskRow:
     and is dead-lettered: anyone who can write to the unit-reports topic could claim to be any unit)."""
     report = envelope.data
     task = _task(batch, report.task_id)
-    refusal = domain.report_refusal(type(report).__name__, task.task_id, task.unit, report.unit)
+    refusal = report_refusal(type(report).__name__, task.task_id, task.unit, report.unit)
     if refusal is not None:
         raise Rejected(refusal)
     return task

@@ -31,10 +31,3 @@ def verdict(parties: tuple[str, ...], opinions: dict[str, tuple[bool, str | None
         return Verdict("agreed")
     return Verdict("waiting")
 
-
-def opinion_refusal(consultation_id: str, parties: tuple[str, ...], unit: str) -> str | None:
-    """Why an opinion is refused, or None: only the parties convened may give one (a refusal from anyone else
-    would send the plan to a supervisor, an acceptance would count towards an agreement it has no part in)."""
-    if unit in parties:
-        return None
-    return f"OpinionGiven from unit {unit}, which is not a party of consultation {consultation_id} ({', '.join(parties)})"

@@ -14,6 +14,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, CONSULT, SLA, TRIAGE, UNIT_REPORTS
 from domain.calendar import WorkCalendar
+from domain.reports import opinion_refusal
 from services.common.commands import fact_of_command
 from services.common.handler import (
     Emit,
@@ -113,7 +114,7 @@ def arbitrate(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
 def record_opinion(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     o: ev.OpinionGiven = envelope.data
     row = ctx.rows.get(Consultation, o.consultation_id)
-    if row is not None and (refusal := domain.opinion_refusal(row.consultation_id, tuple(row.parties.split(",")), o.unit)):
+    if row is not None and (refusal := opinion_refusal(row.consultation_id, tuple(row.parties.split(",")), o.unit)):
         raise Rejected(refusal)  # checked whatever its status: a stranger's opinion is refused, not "late"
     if row is None or row.status != "open":
         return []  # late opinion on a closed consultation: recorded on the log, changes nothing

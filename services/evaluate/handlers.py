@@ -13,6 +13,7 @@ from contracts.envelope import Envelope
 from contracts.topics import ACT, COMMANDS, EVALUATE, SLA, TICKETS, UNIT_REPORTS
 from domain import rates
 from domain.calendar import CalendarCoverageError
+from domain.reports import may_report, report_refusal
 from services.common.commands import fact_of_command
 from services.common.handler import (
     Batched,
@@ -21,8 +22,10 @@ from services.common.handler import (
     HandlerSpec,
     NoDeps,
     NotYet,
+    Rejected,
     settings_as,
 )
+from services.common.logs import get_logger
 
 from . import domain
 from .batch import EvalBatch, Task, Ticket
@@ -36,6 +39,7 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketRegistered, ev.TicketMerged, ev.T
 
 
 Ctx = HandlerContext[NoDeps]
+log = get_logger(__name__)
 
 
 def spec() -> HandlerSpec[NoDeps]:
@@ -62,16 +66,13 @@ def _apply(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit
             _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
             _count(batch, "unit", d.unit, assigned=1)
-            task = batch.task(d.task_id, d.unit)
+            task = _task_of_unit(batch, d.task_id, d.unit)
             task.assigned, task.sign_for_due = True, _sign_for_due(ctx, envelope)
             _judge_response(batch, task)
         case ev.TaskSignedFor():
-            _count(batch, "unit", d.unit, signed_for=1)
-            task = batch.task(d.task_id, d.unit)
-            task.signed_for_at = task.signed_for_at or envelope.time
-            _judge_response(batch, task)
+            _signed_for(batch, envelope)
         case ev.SlaBreached() if d.clock == "sign_for":
-            task = batch.task(d.task_id, d.unit)
+            task = _task_of_unit(batch, d.task_id, d.unit)
             task.breached = True
             _judge_response(batch, task)
         case ev.TicketHandled():
@@ -120,6 +121,45 @@ def _sign_for_due(ctx: HandlerContext, envelope: Envelope[Any]) -> datetime | No
         return settings_as(ctx, EvaluateSettings).work_calendar().add(envelope.time, limit.amount, limit.unit).astimezone(UTC)
     except CalendarCoverageError:
         return None
+
+
+def _unit_known(task: Task) -> bool:
+    """Whether the row's unit is the task's: given by its assignment, or by sla's breach (sla names the unit
+    of the assignment it timed), not only by a sign-for that claims it."""
+    return task.assigned or task.breached
+
+
+def _signed_for(batch: EvalBatch, envelope: Envelope[Any]) -> None:
+    """Only the task's unit may sign for it (`domain.reports`): a sign-for from another unit changes nothing and
+    is dead-lettered. One read before the assignment is kept without being counted (evaluate does not park, see
+    `_judge_response`); the assignment then counts it, or drops it if it was another unit's (`_task_of_unit`)."""
+    d: ev.TaskSignedFor = envelope.data
+    task = batch.tasks.get(d.task_id)
+    if task is not None and _unit_known(task):
+        if refusal := report_refusal("TaskSignedFor", d.task_id, task.unit, d.unit):
+            raise Rejected(refusal)
+        _count(batch, "unit", d.unit, signed_for=1)
+    elif task is not None and task.signed_for_at is not None and not may_report(task.unit, d.unit):
+        # Two units claim the task before its assignment is read: only the assignment can tell which one is
+        # right. Rare (one of them is forged), so parking this one costs nothing in the usual case.
+        raise NotYet(f"task {d.task_id} was signed for by {task.unit} and {d.unit} before its assignment was read")
+    task = task or batch.task(d.task_id, d.unit)
+    task.signed_for_at = task.signed_for_at or envelope.time
+    _judge_response(batch, task)
+
+
+def _task_of_unit(batch: EvalBatch, task_id: str, unit: str) -> Task:
+    """The task's row once its unit is known for sure (from its assignment or sla's breach): a sign-for read
+    earlier is counted now if it was that unit's, and dropped if it was another's."""
+    task = batch.task(task_id, unit)
+    if not _unit_known(task) and task.signed_for_at is not None:
+        if may_report(unit, task.unit):
+            _count(batch, "unit", unit, signed_for=1)
+        else:
+            log.warning("report_dropped", task_id=task_id, reason=report_refusal("TaskSignedFor", task_id, unit, task.unit))
+            task.signed_for_at = None
+    task.unit = unit
+    return task
 
 
 def _judge_response(batch: EvalBatch, task: Task) -> None:

@@ -18,6 +18,7 @@ from contracts import events as ev
 from contracts.envelope import Event
 from domain import rates
 from domain.calendar import CalendarCoverageError, SlaUnit, WorkCalendar
+from domain.reports import Claim, assignment_claim, report_claim, without_refused_reports
 from domain.statuses import STICKY_STATUSES, TaskStatus, TicketStatus, status_after_progress
 
 from .facts import Fact, as_utc, is_projected
@@ -27,15 +28,29 @@ from .state import Callback, Folded, TaskState, TicketState
 # ---------------------------------------------------------------------------------------------- the fold
 
 def fold(facts: Iterable[Fact], ticket_id: str | None = None) -> Folded | None:
-    """Fold one ticket's events (any order, duplicates allowed) into its projection; None if no events."""
+    """Fold one ticket's events (any order, duplicates allowed) into its projection; None if no events.
+
+    A unit's report on a task that the ticket's events assign to another unit is not folded (the rule of
+    `domain.reports`): not dead-lettered, since whether the assignment was read before it depends on the
+    order topics are read in, and a rebuild or an as-of replay must give the same rows as the live
+    consumer. It stays in the timeline, which is the ticket's log as it was sent."""
     unique = {f.id: f for f in facts if is_projected(f.type)}
-    ordered = sorted(unique.values(), key=lambda f: f.sort_key)
+    ordered = sorted(without_refused_reports(unique.values(), assignment=_assignment, report=_report),
+                     key=lambda f: f.sort_key)
     if not ordered:
         return None
     folding = _Folding(ticket_id or ordered[0].ticket_id)
     for fact in ordered:
         folding.apply(fact)
     return folding.finish(ordered)
+
+
+def _assignment(fact: Fact) -> Claim | None:
+    return assignment_claim(fact.data)
+
+
+def _report(fact: Fact) -> Claim | None:
+    return report_claim(fact.data)
 
 
 class _Folding:

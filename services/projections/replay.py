@@ -84,12 +84,17 @@ class Story:
         }
 
 
-def _entry(fact: Fact, position: str | None = None) -> dict[str, Any]:
+def _entry(fact: Fact, position: str | None = None, *, refused: bool = False) -> dict[str, Any]:
     row = timeline_row(fact)
     entry = {name: row[name] for name in ENTRY_COLUMNS}
+    if refused:  # on the log, but not the task's unit's to send: the fold left it out (domain.reports)
+        entry["summary"] = f"{REFUSED}{entry['summary']}"
     if position is not None:
         entry["position"] = position
     return entry
+
+
+REFUSED = "refused, not the task's unit: "
 
 
 def story_from_facts(ticket_id: str, source: str, facts: Iterable[tuple[Fact, str | None]]) -> Story:
@@ -98,7 +103,8 @@ def story_from_facts(ticket_id: str, source: str, facts: Iterable[tuple[Fact, st
         unique.setdefault(fact.id, (fact, position))  # a redelivered copy adds nothing to the story
     ordered = sorted(unique.values(), key=lambda item: item[0].sort_key)
     folded = fold([f for f, _ in ordered], ticket_id)
-    return Story(ticket_id, source, [_entry(f, p) for f, p in ordered], folded)
+    folded_ids = {f.id for f in folded.facts} if folded else set()
+    return Story(ticket_id, source, [_entry(f, p, refused=f.id not in folded_ids) for f, p in ordered], folded)
 
 
 async def story_from_log(log: LogSource, ticket_id: str, meter: Meter | None = None) -> Story:

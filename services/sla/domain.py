@@ -45,8 +45,9 @@ from typing import Any, Literal
 from contracts import events as ev
 from domain.calendar import Extension, Pause, SlaClock, SlaUnit, WorkCalendar
 from domain.catalogue import Catalogue
-from domain.holders import LedgerFact
+from domain.holders import REPORT_KINDS, LedgerFact
 from domain.rates import RateCounts, rate, response_counts
+from domain.reports import may_report
 
 ClockName = Literal["sign_for", "response", "resolution"]
 CLOCKS: tuple[ClockName, ...] = ("sign_for", "response", "resolution")
@@ -248,9 +249,15 @@ def replay(timer: Timer, facts: Iterable[LedgerFact], calendar: WorkCalendar) ->
     clock = dataclasses.replace(timer, pauses=(), extensions=(), pause_reasons=frozenset(), status="running",
                                 finished_at=None, on_time=None)
     for fact in sorted(facts, key=lambda f: f.at):
-        if fact.kind in TICKET_WIDE_FACTS or fact.task_id == timer.task_id:
+        if fact.kind in TICKET_WIDE_FACTS or (fact.task_id == timer.task_id and _from_its_unit(fact, timer)):
             clock = apply_fact(clock, fact, calendar)
     return clock
+
+
+def _from_its_unit(fact: LedgerFact, timer: Timer) -> bool:
+    """A unit's report moves the clocks of its own task only (`domain.reports`): one read before the assignment
+    could not be refused when it came, and is left out here, however it is dated."""
+    return fact.kind not in REPORT_KINDS or fact.unit is None or may_report(timer.unit, fact.unit)
 
 
 # ---------------------------------------------------------------------------- firing
@@ -417,12 +424,21 @@ class ReturnsIndexRow:
         return None if self.tickets == 0 else 100.0 * self.overruled / self.tickets
 
 
+def genuine_returns(facts: Sequence[LedgerFact]) -> list[LedgerFact]:
+    """The returns among one ticket's facts that count (for ping-pong and the returns index): of a task whose
+    assignment is among the facts, by the unit it was assigned to (`domain.reports`). A return read before its
+    assignment counts once the assignment is read; one by another unit, or on a task never assigned, never does."""
+    assigned = {f.task_id: f.unit for f in facts if f.kind == "assigned" and f.unit}
+    return [f for f in facts if f.kind == "returned" and f.task_id in assigned and f.unit is not None
+            and may_report(assigned[f.task_id], f.unit)]
+
+
 def return_verdicts(facts: Sequence[LedgerFact]) -> list[tuple[str, bool]]:
-    """(unit, overruled) for every return in one ticket's facts. A return is overruled when arbitration
-    later gave the ticket back to that unit: its return of a final assignment was refused, or a supervisor
-    decided it leads or co-handles after all."""
+    """(unit, overruled) for every return that counts (`genuine_returns`) in one ticket's facts. A return is
+    overruled when arbitration later gave the ticket back to that unit: its return of a final assignment was
+    refused, or a supervisor decided it leads or co-handles after all."""
     verdicts = []
-    for ret in (f for f in facts if f.kind == "returned"):
+    for ret in genuine_returns(facts):
         overruled = any(
             later.at >= ret.at and (
                 (later.kind == "return-rejected" and later.task_id == ret.task_id and later.unit == ret.unit)

@@ -30,8 +30,9 @@ from contracts.topics import (
 from domain.calendar import WorkCalendar
 from domain.catalogue import Catalogue
 from domain.holders import LedgerFact, fact_from
+from domain.reports import report_claim, report_refusal
 from services.common.batch_state import TableRows
-from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Rejected, Tick
 from services.common.logs import get_logger
 
 from . import domain
@@ -106,6 +107,7 @@ def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
 def _apply(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
     """Record the event as a fact of its ticket, keep the ticket's details, and mark the clocks it touches for
     a replay (done once per clock at the end of the batch, see `finish_batch`)."""
+    _refuse_another_unit_s_report(batch, envelope)
     fact = fact_from(envelope)
     batch.add_fact(envelope, fact)
     data = envelope.data
@@ -115,9 +117,22 @@ def _apply(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
         _start_clocks(ctx, batch, envelope)
     if fact.kind in TIMER_FACTS:
         batch.replay_later(envelope.ticket_id, None if fact.kind in domain.TICKET_WIDE_FACTS else fact.task_id)
-    if fact.kind == "returned":
-        return _ping_pong(ctx, batch, envelope)
+    if fact.kind in ("returned", "assigned"):
+        return _ping_pong(ctx, batch, envelope, fact)
     return []
+
+
+def _refuse_another_unit_s_report(batch: SlaBatch, envelope: Envelope[Any]) -> None:
+    """A unit's report on a task whose clocks run here must come from the task's unit (`domain.reports`), else
+    it changes nothing and is dead-lettered. One read before its assignment is kept, and the clocks, the ledger
+    and the ping-pong count leave it out once the assignment shows it was another unit's (sla does not park)."""
+    claim = report_claim(envelope.data)
+    if claim is None:
+        return
+    task_id, unit = claim
+    assigned_to = batch.unit_of(envelope.ticket_id, task_id)
+    if assigned_to is not None and (refusal := report_refusal(type(envelope.data).__name__, task_id, assigned_to, unit)):
+        raise Rejected(refusal)
 
 
 # ---------------------------------------------------------------------------- a batch's working state
@@ -150,6 +165,10 @@ class SlaBatch:
     def add_fact(self, envelope: Envelope[Any], fact: LedgerFact) -> None:
         self.facts.setdefault(envelope.ticket_id, []).append(fact)
         self.new_facts.append(fact_values(envelope.id, envelope.ticket_id, fact))
+
+    def unit_of(self, ticket_id: str, task_id: str) -> str | None:
+        """The unit a task of this batch's tickets was assigned to (its clocks say), None before its assignment."""
+        return next((c.timer.unit for c in self.clocks.get(ticket_id, ()) if c.timer.task_id == task_id), None)
 
     def replay_later(self, ticket_id: str, task_id: str | None) -> None:
         """Mark one task's clocks (None: every task of the ticket) for the replay at the end of the batch."""
@@ -226,19 +245,27 @@ def _warn_if_uncovered(calendar: WorkCalendar, at: datetime) -> None:
         log.warning("calendar_year_not_covered", year=at.year, effect="plain Monday-Friday week assumed")
 
 
-def _ping_pong(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any]) -> list[Emit]:
+def _ping_pong(ctx: Ctx, batch: SlaBatch, envelope: Envelope[Any], fact: LedgerFact) -> list[Emit]:
+    """Arbitration when the ticket was returned too often. A return counts once its assignment is read
+    (`domain.genuine_returns`), so this is asked on a return, and on an assignment read after its task's returns."""
     settings = ctx.deps.settings
     ticket = _ticket(ctx, batch, envelope.ticket_id)
-    times = [f.at for f in batch.facts[envelope.ticket_id] if f.kind == "returned"]
-    if ticket.pingpong_escalated or not domain.is_ping_pong(times, envelope.time, settings.pingpong_max_returns,
-                                                            settings.pingpong_window):
+    if ticket.pingpong_escalated:
+        return []
+    returns = domain.genuine_returns(batch.facts[envelope.ticket_id])
+    own = [r.at for r in returns if r.task_id == fact.task_id]
+    if not own:
+        return []  # nothing newly counted: an assignment with no return yet, or a return that does not count (yet)
+    times = [r.at for r in returns]
+    at = envelope.time if fact.kind == "returned" else max(own)
+    if not domain.is_ping_pong(times, at, settings.pingpong_max_returns, settings.pingpong_window):
         return []
     ticket.pingpong_escalated = True
     arbiter = settings.arbitration_unit
     to_level = domain.unit_level(ctx.deps.catalogue, arbiter, None)
     data = ev.TicketEscalated(from_level=ticket.level, to_level=to_level, to_unit=arbiter, reason="ping-pong",
                               task_id=envelope.data.task_id)
-    escalated = envelope.caused(data, source=ctx.source, time=envelope.time)
+    escalated = envelope.caused(data, source=ctx.source, time=at)
     log.info("ticket_escalated_ping_pong", ticket_id=envelope.ticket_id, returns=len(times), arbiter=arbiter)
     return [Emit(SLA.name, escalated)]  # act forwards it to the arbiter's task topic
 

@@ -270,7 +270,8 @@ def all_timers(session: Session) -> list[domain.Timer]:
 
 def returns_and_tickets(session: Session) -> tuple[list[tuple[str, bool]], dict[str, int]]:
     """(unit, overruled) per return, and the number of distinct tickets each unit was given."""
-    kinds = ("returned", "return-rejected", "consultation-closed")
+    # The assignments too: only a return by the unit a task was assigned to counts (domain.genuine_returns).
+    kinds = ("assigned", "returned", "return-rejected", "consultation-closed")
     rows = session.execute(select(SlaFactRow).where(col(SlaFactRow.kind).in_(kinds)).order_by(col(SlaFactRow.id))).scalars().all()
     by_ticket: dict[str, list[LedgerFact]] = defaultdict(list)
     for row in rows:

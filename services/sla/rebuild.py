@@ -26,7 +26,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import SLA
 from services.common.batch_state import table_of
-from services.common.handler import HandlerContext
+from services.common.handler import HandlerContext, Rejected
 from services.common.store import ProcessedEvent, create_tables
 
 from . import domain
@@ -107,18 +107,23 @@ def _apply(engine: Engine, settings: SlaSettings, runtime: SlaRuntime, records: 
         if envelope.id not in seen:  # else a redelivered copy
             seen.add(envelope.id)
             unique.append((record, envelope))
+    refused: set[str] = set()
     with Session(engine) as session, session.begin():
         ctx = HandlerContext(session=session, now=utcnow, source=SOURCE, settings=settings, deps=runtime)
         for start in range(0, len(unique), REBUILD_BATCH):
             chunk = unique[start:start + REBUILD_BATCH]
             state = BATCH.start(ctx, [envelope for _, envelope in chunk])
             for _, envelope in chunk:
-                list(BATCH.apply(ctx, state, envelope))
+                try:
+                    list(BATCH.apply(ctx, state, envelope))
+                except Rejected:
+                    refused.add(envelope.id)  # refused before it changed anything; the live service dead-lettered it
             BATCH.finish(ctx, state)
         session.execute(insert(table_of(ProcessedEvent)), [
             {"consumer": "sla", "event_id": envelope.id, "topic": record.topic, "partition": record.partition,
-             "offset": record.offset, "outcome": "applied", "processed_at": utcnow()} for record, envelope in unique])
-    return len(unique)
+             "offset": record.offset, "outcome": "dead-lettered" if envelope.id in refused else "applied",
+             "processed_at": utcnow()} for record, envelope in unique])
+    return len(unique) - len(refused)
 
 
 def _mark(engine: Engine, runtime: SlaRuntime, records: list[Any]) -> int:

@@ -69,3 +69,15 @@ def test_the_verdict_does_not_depend_on_which_topic_is_read_first(apply):
     backwards = apply(*reversed(events), store="backwards.db")["water"]
     assert (backwards["response_n"], backwards["response_rate"]) == (in_order["response_n"], in_order["response_rate"])
     assert (in_order["response_n"], in_order["response_rate"]) == (3, round(1 / 3, 4))
+
+
+def test_a_sign_for_by_another_unit_read_before_the_assignment_counts_for_nobody(apply):
+    """evaluate does not park: such a sign-for is kept aside, and the first of the assignment and sla's breach
+    (both name the task's unit) drops it; the task's own sign-for is counted as ever (domain.reports)."""
+    honest = [(0, assigned("a")), (15, signed("a")), (31, breached("b")), (0, assigned("b"))]
+    forged = [(10, signed("a", "housing")), (0, assigned("a")), (15, signed("a")),
+              (20, signed("b", "housing")), (31, breached("b")), (0, assigned("b"))]
+    expected = apply(*honest)
+    rows = apply(*forged, store="forged.db")
+    assert set(rows) == {"water"} and rows["water"] == expected["water"]
+    assert (rows["water"]["assigned"], rows["water"]["signed_for"], rows["water"]["response_n"]) == (2, 1, 2)

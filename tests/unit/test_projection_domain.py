@@ -311,6 +311,52 @@ def test_holders_are_the_sla_ledger_one_holder_at_a_time():
     check_tiles(ledger, *bounds_for(s.events))
 
 
+# ---------------------------------------------------------------------------------------------- who may report
+
+def _forged_reports(s: Story) -> list[Fact]:
+    """Every kind of unit report on the lead's task by the co-unit, one dated before the assignment too."""
+    task, unit = "T-1:city-management:1", "street-east-1"
+    reports = [ev.TaskSignedFor(task_id=task, unit=unit), ev.ProgressReported(task_id=task, unit=unit, note="on it"),
+               ev.ExtensionRequested(task_id=task, unit=unit, extra=ev.TimeLimitSpec(amount=3, unit="wd"), reason="x"),
+               ev.TaskReturned(task_id=task, unit=unit, reason="not ours"), ev.TaskCompleted(task_id=task, unit=unit, result="x")]
+    cause = s.events[-1]
+    return [Fact.from_envelope(cause.caused(data, source="/forger", time=T0 + timedelta(minutes=2 + 30 * i), index=50 + i))
+            for i, data in enumerate(reports)]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.randoms(use_true_random=False))
+def test_a_report_by_another_unit_than_the_task_s_is_not_folded_in_any_order(rnd):
+    """Not dead-lettered (whether the assignment is read first depends on how topics interleave, and a rebuild
+    must give the live rows): the fold, a function of the ticket's set of events, leaves it out (domain.reports)."""
+    s = Story()
+    _submitted_and_classified(s)
+    s.dispatch([("city-management", "lead"), ("street-east-1", "co")], 1, 1)
+    s.add(ev.TaskSignedFor(task_id="T-1:street-east-1:1", unit="street-east-1"))
+    honest = s.facts()
+    attacked = honest + _forged_reports(s)
+    rnd.shuffle(attacked)
+    folded, expected = fold(attacked), fold(honest)
+    assert _rows(folded) == _rows(expected) and folded.ticket.events == len(honest)
+    assert holdings(folded) == holdings(expected)
+    lead = next(k for k in folded.tasks if k.unit == "city-management")
+    assert (lead.status, lead.signed_for_at, lead.returns) == ("assigned", None, 0)
+    s.add(ev.TaskCompleted(task_id="T-1:city-management:1", unit="city-management", result="fixed"))  # its own unit
+    assert next(k for k in fold(s.facts()).tasks if k.unit == "city-management").status == "completed"
+
+
+def test_the_story_keeps_a_refused_report_and_says_it_was_refused():
+    from services.projections.replay import REFUSED, story_from_facts
+
+    s = Story()
+    _submitted_and_classified(s)
+    s.dispatch([("city-management", "lead"), ("street-east-1", "co")], 1, 1)
+    forged = _forged_reports(s)
+    story = story_from_facts("T-1", "test", [(f, None) for f in s.facts() + forged])
+    marked = [e["event_id"] for e in story.entries if e["summary"].startswith(REFUSED)]
+    assert sorted(marked) == sorted(f.id for f in forged) and len(story.entries) == len(s.events) + len(forged)
+
+
 # ---------------------------------------------------------------------------------------------- rankings
 
 def _counts(**given: int) -> dict[str, int]:

@@ -300,3 +300,72 @@ def test_a_timer_that_cannot_fire_is_parked_and_the_others_still_fire(sla):
     assert timers[(bad_task, "resolution")].fired == () and timers[(bad_task, "resolution")].rung == 0
     catalogue.explode = False
     assert sla.sweep(at(11, 4, 17, 32)) == []  # parked: it waits for an event (or an operator), not a retry storm
+
+
+# ---------------------------------------------------------------------------- who may report (domain.reports)
+# A report from another unit read after the assignment is dead-lettered (tests/unit/test_unit_report_readers.py);
+# these are the ones read before it, which sla cannot refuse when they come (it does not park).
+
+
+def _from(story: TicketStory, when: datetime, data: ev.Event):
+    return story.add(data, when, "/cityops/units")
+
+
+def test_another_unit_s_reports_read_before_the_assignment_move_no_clock_nor_the_ledger():
+    story, task = grid_story()
+    forged = [_from(story, at(11, 3, 8, 45), ev.TaskSignedFor(task_id=task, unit="water")),  # dated before the assignment
+              _from(story, at(11, 3, 9, 30), ev.ProgressReported(task_id=task, unit="water", note="on it")),
+              _from(story, at(11, 3, 10), ev.TaskCompleted(task_id=task, unit="water", result="fixed"))]
+    honest, attacked = Sla(), Sla()
+    honest.feed(story.events[:3])
+    attacked.feed(forged + story.events[:3])  # read ahead of the assignment: nothing to refuse them by yet
+    assert _clock_state(attacked) == _clock_state(honest)
+    assert {t.status for t in attacked.timers().values()} == {"running"}
+    ledgers = []
+    for svc in (honest, attacked):
+        with Session(svc.engine) as session:
+            ledgers.append(spans_from_facts(ticket_facts(session, "T-G"), at(11, 4)))
+    assert ledgers[1] == ledgers[0] and [s.party for s in ledgers[1]] == ["hotline", f"unit:{GRID}"]
+    honest.feed([story.completed(at(11, 3, 11), task)])  # the task's own unit is heard
+    assert {t.status for t in honest.timers().values()} == {"done"}
+
+
+def test_returns_count_for_ping_pong_and_the_returns_index_only_by_the_unit_assigned():
+    story = TicketStory("T-PP")
+    story.registered(at(11, 3, 8))
+    sla = Sla()
+    # Returns forged by another unit on the ticket's first task, read before its assignment, and on tasks never
+    # assigned at all: none counts, however many.
+    first = "T-PP:water:1"
+    forged = [_from(story, at(11, 3, 9, m), ev.TaskReturned(task_id=task, unit=unit, reason="not ours"))
+              for m, (task, unit) in enumerate([(first, "housing"), ("T-PP:housing:7", "housing"),
+                                                ("T-PP:housing:8", "housing"), ("T-PP:housing:9", "housing")])]
+    assert sla.feed(forged) == []
+    story.assigned(at(11, 3, 8, 30), "water")
+    assert sla.feed([story.events[-1]]) == []
+    with Session(sla.engine) as session:
+        returns, _ = returns_and_tickets(session)
+    assert returns == []
+    # A genuine return read before its assignment counts once the assignment is read.
+    early = TicketStory("T-EARLY")
+    early.registered(at(11, 3, 8))
+    tasks = [early.assigned(at(11, 3, 9 + n), unit, round=n + 1) for n, unit in enumerate(["water", "housing", "water"])]
+    assigned = list(early.events[1:])
+    returned = [early.returned(at(11, 3, 9 + n, 30), task) for n, task in enumerate(tasks)]
+    emits = sla.feed(assigned[:2] + returned)  # the third return is read before the third assignment
+    assert emits == []
+    assert summary(sla.feed(assigned[2:])) == [(SLA.name, "TicketEscalated", "None->city:hotline")]
+
+
+def test_a_rebuild_skips_a_report_the_live_service_refused_and_records_it_dead_lettered(tmp_path):
+    from services.common.store import ProcessedEvent
+    from services.sla.rebuild import _apply
+    from tests.harness.pipeline import record_of
+
+    story, task = grid_story()
+    forged = _from(story, at(11, 3, 10), ev.TaskCompleted(task_id=task, unit="water", result="fixed"))
+    rebuilt = Sla(tmp_path)
+    assert _apply(rebuilt.engine, rebuilt.settings, rebuilt.runtime, [record_of(e) for e in story.events]) == 3
+    assert {t.status for t in rebuilt.timers().values()} == {"running"}
+    with Session(rebuilt.engine) as session:
+        assert session.get(ProcessedEvent, ("sla", forged.id)).outcome == "dead-lettered"
