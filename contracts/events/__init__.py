@@ -16,6 +16,7 @@ AND into the imports and `__all__` below (contracts/registry.py finds event type
 from __future__ import annotations
 
 from ..envelope import Event
+from .audit import AuditRecorded
 from .act import (
     ExtensionDecided,
     ExtensionRequested,
@@ -136,4 +137,5 @@ __all__ = [
     "SlaReminderSent",
     "SlaBreached",
     "TicketEscalated",
+    "AuditRecorded",
 ]

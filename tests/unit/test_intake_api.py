@@ -1,4 +1,5 @@
-"""The hotline API's validation and idempotency, with the broker replaced by a recording fake."""
+"""The hotline API's validation and idempotency, with the broker replaced by a recording fake (the audit
+records it also publishes are kept apart: tests/unit/test_audit.py looks at them)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ from sqlmodel import Session
 
 from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
+from contracts.topics import AUDIT
 from services.intake.api import build_api
-from services.intake.models import TicketStatus
+from services.intake.models import SubmittingClient, TicketStatus
+from tests.harness.auth import bearer, verifier
 
 NOW = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 
@@ -19,13 +22,16 @@ NOW = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def api(tmp_path):
     published: list = []
+    audits: list = []
 
     async def publish(topic, envelope):
-        published.append((topic, envelope))
+        (audits if topic == AUDIT.name else published).append((topic, envelope))
 
     engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    create_tables(engine, [TicketStatus.__table__])
-    client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW))
+    create_tables(engine, [TicketStatus.__table__, SubmittingClient.__table__])
+    client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW,
+                                  verifier=verifier()), headers=bearer("operator", "op-7"))
+    client.audits = audits  # type: ignore[attr-defined]
     return client, published, engine
 
 
@@ -86,7 +92,7 @@ def test_status_reads_the_intake_view_and_404s_unknown(api, tmp_path):
     assert client.get("/tickets/T-1").json()["status"] == "closed"
     assert client.get("/open311/v2/requests/T-1.json").json()[0]["status"] == "closed"
     assert client.get("/tickets/T-404").status_code == 404
-    assert client.post("/tickets/T-1/split", json={"operator": "o", "reason": "r"}).status_code == 409
+    assert client.post("/tickets/T-1/split", json={"reason": "r"}).status_code == 409
 
 
 def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
@@ -184,16 +190,20 @@ def test_operator_and_supervisor_decisions_go_on_intakes_command_topic_and_a_ret
         for tid, status in (("T-1", "manual-triage"), ("T-2", "merged"), ("T-3", "supervisor-review"), ("T-4", "awaiting-callback")):
             s.add(TicketStatus(ticket_id=tid, status=status, requested_at=NOW, updated_at=NOW))
         s.commit()
-    calls = [("/triage/T-1/resolve", {"category": "city-management.street-light", "operator": "op-7"}),
-             ("/tickets/T-2/split", {"operator": "op-7", "reason": "different lamp"}),
-             ("/supervisor/decisions", {"ticket_id": "T-3", "lead": "street-east-1", "supervisor": "sup-1"}),
-             ("/callbacks", {"ticket_id": "T-4", "round": 1, "resolved": True, "satisfaction": "satisfied"})]
+    # Who decided comes from the token: an operator or supervisor id in the body is ignored.
+    calls = [("/triage/T-1/resolve", {"category": "city-management.street-light", "operator": "forged"}),
+             ("/tickets/T-2/split", {"operator": "forged", "reason": "different lamp"}),
+             ("/supervisor/decisions", {"ticket_id": "T-3", "lead": "street-east-1", "supervisor": "forged"}),
+             ("/callbacks", {"ticket_id": "T-4", "round": 1, "resolved": True, "satisfaction": "satisfied", "operator": "forged"})]
     for path, body in calls:
-        assert client.post(path, json=body).status_code == 202, path
+        headers = bearer("supervisor", "sup-1") if path.startswith("/supervisor") else None
+        assert client.post(path, json=body, headers=headers).status_code == 202, path
     assert [topic for topic, _ in published] == [COMMANDS.name] * 4
     assert [type(e.data) for _, e in published] == [ev.ManualTriageSubmitted, ev.SplitSubmitted,
                                                     ev.SupervisorDecisionSubmitted, ev.CallbackSubmitted]
     assert [e.ticket_id for _, e in published] == ["T-1", "T-2", "T-3", "T-4"]
+    data = [e.data for _, e in published]
+    assert [data[0].operator, data[1].requested_by, data[2].supervisor, data[3].operator] == ["op-7", "op-7", "sup-1", "op-7"]
     published.clear()
     for _ in range(2):
         client.post("/callbacks", json=calls[3][1], headers={"Idempotency-Key": "cb-T-4-1"})
