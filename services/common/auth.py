@@ -306,3 +306,12 @@ def route_access(route: Any) -> list[Access]:
             found.append(dep.call)
         stack.extend(dep.dependencies)
     return found
+
+
+def api_routes(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, full path, route) of every API route of a FastAPI app, included routers' routes with their
+    prefix and router-level dependencies (FastAPI keeps those apart from `app.routes` since 0.16x)."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    return [(method, context.path, context) for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute) for method in sorted(context.methods - {"HEAD"})]
