@@ -16,7 +16,6 @@ AND into the imports and `__all__` below (contracts/registry.py finds event type
 from __future__ import annotations
 
 from ..envelope import Event
-from .audit import AuditRecorded
 from .act import (
     ExtensionDecided,
     ExtensionRequested,
@@ -29,6 +28,7 @@ from .act import (
     TaskSignedFor,
     TicketHandled,
 )
+from .audit import AuditRecorded
 from .commands import (
     COMMAND_FACTS,
     CallbackSubmitted,

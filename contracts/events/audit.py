@@ -32,6 +32,7 @@ class AuditRecorded(Event):
     target_ids: tuple[str, ...] = Field(default=(), description="Ids the call named or produced (tickets, tasks).")
     command_types: tuple[str, ...] = Field(default=(), description="Event types the call published, if any.")
     status_code: int = Field(description="The HTTP status answered.")
-    outcome: str = Field(description="accepted (2xx/3xx), unauthenticated (401), forbidden (403), rejected (other 4xx) or failed (5xx).")
+    outcome: str = Field(description="accepted (2xx/3xx), unauthenticated (401), forbidden (403), rejected (other 4xx) "
+                         "or failed (5xx).")
     client_ip: str | None = Field(default=None, description="The address the call came from (as the HTTP server saw it).")
     request_id: str = Field(description="The request's id (its X-Request-ID header, or one made up; echoed in the answer).")
