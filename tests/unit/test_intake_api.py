@@ -229,3 +229,51 @@ def test_callbacks_in_one_batch_are_published_as_commands_and_unknown_tickets_ar
     client.post("/callbacks/batch", json=body)
     assert published[0][1].id == published[1][1].id  # the same key: the same command
     assert client.post("/callbacks/batch", json={"items": []}).status_code == 422
+
+
+# --- who is calling -----------------------------------------------------------------------------
+
+def test_two_apps_using_the_same_idempotency_key_never_collide(api):
+    client, published, _ = api
+    body, key = {"text": "noise at night from the bar"}, {"Idempotency-Key": "order-1"}
+    a = client.post("/tickets", json=body, headers={**key, **bearer("app", "a", client_id="app-a")}).json()["ticket_id"]
+    a_again = client.post("/tickets", json=body, headers={**key, **bearer("app", "a2", client_id="app-a")}).json()["ticket_id"]
+    b = client.post("/tickets", json=body, headers={**key, **bearer("app", "b", client_id="app-b")}).json()["ticket_id"]
+    operator = client.post("/tickets", json=body, headers=key).json()["ticket_id"]
+    assert a == a_again  # the key is the client's, whichever of its tokens retries
+    assert len({a, b, operator}) == 3
+    assert published[0][1].id == published[1][1].id and len({e.id for _, e in published}) == 3
+    # the same for Open311 submissions and for decisions
+    form = {"service_code": "city-management.street-light", "description": "lamp out"}
+    ids = [client.post("/open311/v2/requests.json", data=form, headers={**key, **bearer("app", client_id=c)}).json()[0]
+           ["service_request_id"] for c in ("app-a", "app-b")]
+    assert ids[0] != ids[1]
+
+
+def test_an_app_reads_back_only_the_open311_requests_its_client_submitted(api):
+    client, published, engine = api
+    form = {"service_code": "city-management.street-light", "description": "lamp out"}
+    mine = client.post("/open311/v2/requests.json", data=form, headers=bearer("app", client_id="app-a")).json()[0]["service_request_id"]
+    theirs = client.post("/open311/v2/requests.json", data=form, headers=bearer("app", client_id="app-b")).json()[0]["service_request_id"]
+    by_operator = client.post("/tickets", json={"text": "lamp out on my street"}).json()["ticket_id"]
+    with Session(engine) as s:
+        for tid in (mine, theirs, by_operator):
+            s.add(TicketStatus(ticket_id=tid, status="dispatched", requested_at=NOW, updated_at=NOW))
+        s.commit()
+    app_a = bearer("app", client_id="app-a")
+    assert [r["service_request_id"] for r in client.get("/open311/v2/requests.json", headers=app_a).json()] == [mine]
+    assert client.get(f"/open311/v2/requests/{mine}.json", headers=app_a).status_code == 200
+    assert client.get(f"/open311/v2/requests/{theirs}.json", headers=app_a).status_code == 404
+    assert client.get(f"/open311/v2/requests/{by_operator}.json", headers=app_a).status_code == 404
+    everyone = {r["service_request_id"] for r in client.get("/open311/v2/requests.json", headers=bearer("auditor")).json()}
+    assert everyone == {mine, theirs, by_operator}
+    assert client.get("/open311/v2/requests.json", headers=bearer("app", client_id="app-c")).json() == []
+
+
+def test_a_grid_worker_reports_from_its_own_grids_only(api):
+    client, published, _ = api
+    worker = bearer("grid-worker", "gw-1", grids=("grid-east-1-a-1",))
+    inside = client.post("/tickets", json={"text": "manhole cover missing", "location": {"grid": "grid-east-1-a-1"}}, headers=worker)
+    outside = client.post("/tickets", json={"text": "manhole cover missing", "location": {"grid": "grid-west-1-a-1"}}, headers=worker)
+    assert (inside.status_code, outside.status_code) == (202, 403)
+    assert len(published) == 1
