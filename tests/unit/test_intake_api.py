@@ -9,9 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from contracts.topics import AUDIT
 from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
-from contracts.topics import AUDIT
 from services.intake.api import build_api
 from services.intake.models import SubmittingClient, TicketStatus
 from tests.harness.auth import bearer, verifier
