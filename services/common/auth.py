@@ -313,5 +313,5 @@ def api_routes(app: Any) -> list[tuple[str, str, Any]]:
     prefix and router-level dependencies (FastAPI keeps those apart from `app.routes` since 0.16x)."""
     from fastapi.routing import APIRoute, iter_route_contexts
 
-    return [(method, context.path, context) for context in iter_route_contexts(app.routes)
-            if isinstance(context.original_route, APIRoute) for method in sorted(context.methods - {"HEAD"})]
+    return [(method, str(context.path), context) for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute) for method in sorted(set(context.methods or ()) - {"HEAD"})]
