@@ -21,7 +21,7 @@ from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 from services.common.audit import AuditMiddleware, note_published
-from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access
+from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access, install_verifier
 from services.common.pipeline import write_lock
 
 from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
@@ -95,7 +95,7 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
                               "Open311 GeoReport v2 at /open311/v2. Every route but /health and the Open311 service list "
                               "needs `Authorization: Bearer <token>` (`cityops auth token`).")
     if verifier is not None:
-        api.state.token_verifier = verifier
+        install_verifier(api, verifier=verifier)
 
     async def publish_noted(topic: str, envelope: Envelope[Any]) -> None:
         await publish(topic, envelope)

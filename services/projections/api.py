@@ -22,7 +22,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from sqlalchemy.engine import Engine
 
-from services.common.auth import PUBLIC, AuthSettings, Role, TokenVerifier, access
+from services.common.auth import PUBLIC, Role, TokenVerifier, access, install_verifier
 from services.common.store import make_engine
 
 from . import queries
@@ -113,7 +113,7 @@ def replay_app(settings: ProjectionsSettings | None = None, *, engine: Engine | 
     verifier (built from `CITYOPS_AUTH_*` unless given; it raises `AuthError` when there is no way to check tokens)."""
     api = FastAPI(title="cityops replay", description="Supervisor replay of the log. Every route but /health needs a "
                   "supervisor's or an auditor's token: `Authorization: Bearer <token>` (`cityops auth token`).")
-    api.state.token_verifier = verifier or TokenVerifier(AuthSettings())
+    install_verifier(api, verifier=verifier)
 
     @api.get("/health", tags=["replay"], dependencies=[Depends(PUBLIC)])
     def health() -> dict[str, str]:
