@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from .envelope import Envelope
 from .registry import EVENT_TYPES
-from .topics import all_topics
+from .topics import CATALOGUE_TOPICS, all_topics
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -66,12 +66,18 @@ def _headers_schema() -> dict[str, Any]:
             "properties": {f"ce_{attribute}": {"type": "string"} for attribute in CLOUDEVENTS_HEADERS}}
 
 
+def _key_of(event_type: str) -> str:
+    """What a record's key holds: the ticket id, except on topics keyed otherwise (the audit trail: the caller)."""
+    keys = {spec.key for spec in CATALOGUE_TOPICS if event_type in spec.event_types}
+    return "the caller's subject" if keys == {"subject"} else "ticket id"
+
+
 def _messages(shared: dict[str, Any]) -> dict[str, Any]:
     return {
         _message_name(event_type): {
             "name": event_type, "title": model.__name__, "summary": (model.__doc__ or "").strip().splitlines()[0],
             "contentType": "application/json",
-            "bindings": {"kafka": {"key": {"type": "string", "description": "ticket id"},
+            "bindings": {"kafka": {"key": {"type": "string", "description": _key_of(event_type)},
                                    "bindingVersion": KAFKA_BINDING_VERSION}},
             "headers": _headers_schema(),
             "payload": _schema_with_shared_defs(model, shared),
@@ -84,8 +90,8 @@ def _channels(unit_ids: Sequence[str]) -> dict[str, Any]:
     return {
         _channel_name(spec.name): {
             "address": spec.name,
-            "description": f"{spec.description} Written by {spec.writer}; read by {', '.join(spec.readers)}.",
-            "x-writer": spec.writer, "x-readers": list(spec.readers),  # the one writer (contracts/topics.py)
+            "description": f"{spec.description} Written by {spec.writer_label}; read by {', '.join(spec.readers)}.",
+            "x-writer": spec.writer_label, "x-readers": list(spec.readers),  # the writer (contracts/topics.py)
             "messages": {_message_name(t): {"$ref": f"#/components/messages/{_message_name(t)}"} for t in spec.event_types},
             "bindings": {"kafka": {"partitions": spec.partitions,
                                    "topicConfiguration": binding_topic_configuration(spec.config),

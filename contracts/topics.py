@@ -5,8 +5,10 @@ Each unit (department, street office, community, grid) has its own task topic; i
 derived from the unit id by `unit_task_topic`.
 
 Every topic has ONE writer, so a reader always knows who owns what it reads: a service name, or a
-party outside the hub (the units, machine channels). The pipeline refuses to publish to a topic
-another service owns (`check_writer`), and tests/unit/test_topic_owners.py checks the code and the
+party outside the hub (the units, machine channels). The one exception is the audit topic, which each
+HTTP door of the hub (intake, the units' bridge) writes for the calls it received: its spec names
+those writers, and only those. The pipeline refuses to publish to a topic another service owns
+(`check_writer`), and tests/unit/test_topic_owners.py checks the code and the
 `readers` (the services subscribed to it) against this catalogue. A DLQ is written by the readers
 of its source topic, whichever of them failed to handle a record.
 """
@@ -36,8 +38,19 @@ class TopicSpec:
     partitions: int = 3
     key: str = "ticket_id"
     config: dict[str, str] = field(default_factory=lambda: dict(RETAIN_FOREVER))
-    writer: str = ""  # the one service (or outside party) that publishes to it
+    # The one service (or outside party) that publishes to it; a tuple only for the audit topic, which each
+    # HTTP door writes for its own calls.
+    writer: str | tuple[str, ...] = ""
     readers: tuple[str, ...] = ()  # the services subscribed to it
+
+    @property
+    def writers(self) -> tuple[str, ...]:
+        return (self.writer,) if isinstance(self.writer, str) else self.writer
+
+    @property
+    def writer_label(self) -> str:
+        """The writer(s) as the catalogue table shows them."""
+        return ", ".join(self.writers)
 
     @property
     def dlq(self) -> str:
@@ -110,6 +123,18 @@ SLA = TopicSpec(
 
 WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, TICKETS, TRIAGE, CONSULT, ACT,
                                           UNIT_REPORTS, EVALUATE, SLA)
+
+# The units' HTTP bridge (services/bridge), a second HTTP door of the hub.
+BRIDGE = "bridge"
+AUDIT = TopicSpec(
+    "cityops.audit.v1",
+    "The audit trail: every state-changing HTTP call to a door of the hub (refused ones included): who, "
+    "when, what, from where; no bodies, no personal data. Key: the caller's subject.",
+    (ev.AuditRecorded,), key="subject", writer=("intake", BRIDGE), readers=(ARCHIVER,),
+)
+# Every topic of the catalogue that is not per unit: the workflow, then the audit trail (not workflow: no
+# step reads it and the projections do not fold it).
+CATALOGUE_TOPICS: tuple[TopicSpec, ...] = (*WORKFLOW_TOPICS, AUDIT)
 # What each unit finds on its own task topic.
 UNIT_TOPIC_EVENTS: tuple[type[Event], ...] = (ev.TaskAssigned, ev.ConsultationRequested, ev.ExtensionDecided,
                                        ev.ReturnRejected, ev.SlaReminderSent, ev.TicketEscalated)
@@ -148,23 +173,28 @@ def dlq_spec(source: TopicSpec) -> TopicSpec:
 
 def all_topics(unit_ids: list[str] | tuple[str, ...] = ()) -> list[TopicSpec]:
     """Every topic a deployment needs, the unit task topics included (each with its DLQ)."""
-    specs = list(WORKFLOW_TOPICS) + [unit_topic_spec(u) for u in unit_ids]
+    specs = list(CATALOGUE_TOPICS) + [unit_topic_spec(u) for u in unit_ids]
     return specs + [dlq_spec(s) for s in specs]
 
 
-_WRITERS: dict[str, str] = {spec.name: spec.writer for spec in WORKFLOW_TOPICS}
+_WRITERS: dict[str, tuple[str, ...]] = {spec.name: spec.writers for spec in CATALOGUE_TOPICS}
 
 
-def writer_of(topic: str) -> str | None:
-    """Who may publish to `topic`: a service name or an outside party; None for a DLQ (the readers of
+def writers_of(topic: str) -> tuple[str, ...]:
+    """Who may publish to `topic` (service names or an outside party); none named for a DLQ (the readers of
     its source topic) and for a topic outside the catalogue (a test's own topic)."""
     if topic.endswith(DLQ_SUFFIX):
-        return None
+        return ()
     if topic in _WRITERS:
         return _WRITERS[topic]
     if _UNIT_TOPIC.match(topic):
-        return UNIT_TASK_WRITER
-    return None
+        return (UNIT_TASK_WRITER,)
+    return ()
+
+
+def writer_of(topic: str) -> str | None:
+    """The writer(s) of `topic` as one label (see `writers_of`); None when the catalogue names none."""
+    return ", ".join(writers_of(topic)) or None
 
 
 class NotTheWriter(PermissionError):
@@ -173,16 +203,17 @@ class NotTheWriter(PermissionError):
 
 def check_writer(service: str, topic: str) -> None:
     """Refuse a publish by `service` to a topic it does not own (DLQs and topics outside the catalogue excepted)."""
-    writer = writer_of(topic)
-    if writer is not None and writer != service:
-        raise NotTheWriter(f"{service} may not publish to {topic}: its only writer is {writer} (contracts/topics.py)")
+    writers = writers_of(topic)
+    if writers and service not in writers:
+        only = "only writer is" if len(writers) == 1 else "only writers are"
+        raise NotTheWriter(f"{service} may not publish to {topic}: its {only} {', '.join(writers)} (contracts/topics.py)")
 
 
 def topic_for_event(event_type: str) -> str:
-    for spec in WORKFLOW_TOPICS:
+    for spec in CATALOGUE_TOPICS:
         if event_type in spec.event_types:
             return spec.name
-    raise LookupError(f"no workflow topic carries {event_type}")
+    raise LookupError(f"no catalogue topic carries {event_type}")
 
 
 def catalogue_markdown() -> str:
@@ -192,11 +223,11 @@ def catalogue_markdown() -> str:
         return f"| {name} | {writer} | {', '.join(readers)} | {events} | {partitions} |"
 
     lines = ["| topic | writer | readers | events | partitions |", "|---|---|---|---|---|"]
-    for spec in WORKFLOW_TOPICS:
+    for spec in CATALOGUE_TOPICS:
         events = ", ".join(e.__name__ for e in spec.events) or "complaints as plain JSON (the body of POST /tickets)"
-        lines.append(row(f"`{spec.name}`", spec.writer, spec.readers, events, spec.partitions))
+        lines.append(row(f"`{spec.name}`", spec.writer_label, spec.readers, events, spec.partitions))
     unit = unit_topic_spec("<unit>")
-    lines.append(row(f"`{unit.name}` (one per unit)", unit.writer, unit.readers,
+    lines.append(row(f"`{unit.name}` (one per unit)", unit.writer_label, unit.readers,
                      ", ".join(e.__name__ for e in unit.events), unit.partitions))
     dlq = dlq_spec(SLA)
     lines.append(row("`<topic>.dlq` (one per topic above)", "the readers of `<topic>` (whichever failed)", dlq.readers,

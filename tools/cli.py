@@ -32,6 +32,8 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("replay", "services.projections.replay_cli", "app", "Supervisor replay: a ticket's story, a time range, rebuild, as-of, what-if."),
     ("import", "tools.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),
     ("bench", "tools.bench", "bench", "Benchmark the pipeline against raw Kafka on one broker started for it; prints a table, writes JSON."),
+    ("auth", "tools.auth_cli", "app", "Mint a hub token for a role; say who a token names."),
+    ("audit", "tools.audit_cli", "audit", "List the audit trail: who changed what through the hub's HTTP doors."),
     ("up", "tools.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
 ]
 

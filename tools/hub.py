@@ -22,6 +22,7 @@ import httpx
 import typer
 
 from services.common.settings import REPO_ROOT
+from tools.credentials import HubCredentials, hub_credentials
 from tools.supervisor import Probe, Supervisor
 
 WORKFLOW = ["discover", "triage", "consult", "act", "evaluate"]
@@ -55,8 +56,8 @@ def hub_service_names() -> list[str]:
 
 
 def intake_answers(base: str) -> Probe:
-    """Readiness of the intake: its /stats answers 200."""
-    return lambda: httpx.get(f"{base}/stats", timeout=2).status_code == 200
+    """Readiness of the intake: its /health (no token needed) answers 200 once its broker is started."""
+    return lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200
 
 
 @dataclass
@@ -65,9 +66,11 @@ class Hub:
     http_port: int
     state_dir: Path
     supervisor: Supervisor = field(init=False)
+    credentials: HubCredentials = field(init=False)
     kafka: Any = None
 
     def __post_init__(self) -> None:
+        self.credentials = hub_credentials(self.state_dir)
         self.supervisor = Supervisor(self.state_dir / "logs", env=self.env(), stop_timeout=15)
 
     @property
@@ -82,6 +85,7 @@ class Hub:
                     "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1",
                     # the simulated callback operators and supervisor post their decisions to intake
                     "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.http_port}"})
+        env.update(self.credentials.env())  # the key to check tokens; the simulated hotline staff's tokens
         return env
 
     def start_broker(self) -> None:
@@ -126,16 +130,18 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
     sent = 0
     started = time.monotonic()
     next_report = started
+    # The demo feed submits as the demo app would (its own token); the live view reads as the demo operator.
+    submit, watch = hub.credentials.bearer("app"), hub.credentials.bearer("operator")
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         while duration is None or time.monotonic() - started < duration:
             text, loc = rng.choice(DEMO_COMPLAINTS)
             if nyc and rng.random() < 0.3:
                 text, loc = rng.choice(nyc), {}
             body = {"text": text, "location": loc, "caller_phone": f"138{rng.randrange(10**8):08d}", "caller_name": "demo"}
-            r = await client.post("/tickets", json=body)
+            r = await client.post("/tickets", json=body, headers=submit)
             sent += r.status_code == 202
             if time.monotonic() >= next_report:
-                stats = (await client.get("/stats")).json()
+                stats = (await client.get("/stats", headers=watch)).json()
                 dead = list(hub.supervisor.dead())
                 typer.echo(f"[{time.monotonic() - started:5.0f}s] submitted {sent:5d} | " +
                            " | ".join(f"{k} {v}" for k, v in sorted(stats.items())) + (f" | STOPPED: {dead}" if dead else ""))
@@ -163,6 +169,8 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
         base = f"http://127.0.0.1:{http_port}"
         hub.supervisor.wait_ready("intake", intake_answers(base), timeout=90)
         typer.echo(f"hotline API on {base} (docs: {base}/docs, Open311: {base}/open311/v2/services.json)")
+        typer.echo(f"tokens for the demo users (operator, supervisor, auditor, app, unit, grid-worker) in "
+                   f"{hub.credentials.tokens_file} (source it; hub key: {hub.credentials.key_file})")
         if rate > 0:
             asyncio.run(feed_and_watch(base, rate, duration, hub, nyc_sample))
         else:

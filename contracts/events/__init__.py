@@ -30,6 +30,7 @@ from .act import (
     TaskSignedFor,
     TicketHandled,
 )
+from .audit import AuditRecorded
 from .commands import (
     COMMAND_FACTS,
     CallbackSubmitted,
@@ -140,4 +141,5 @@ __all__ = [
     "SlaReminderSent",
     "SlaBreached",
     "TicketEscalated",
+    "AuditRecorded",
 ]

@@ -58,6 +58,14 @@ class Principal:
     def has(self, *roles: Role) -> bool:
         return bool(self.roles.intersection(roles))
 
+    @property
+    def idempotency_scope(self) -> str:
+        """Whose Idempotency-Keys these are: an app's client id, otherwise the subject (with its issuer when it
+        is the city's SSO), so two callers using the same key never name the same submission."""
+        if self.client_id:
+            return f"client:{self.client_id}"
+        return f"sub:{self.subject}" if self.issuer == HUB_ISSUER else f"sub:{self.issuer}|{self.subject}"
+
     def as_claims(self) -> dict[str, Any]:
         claims: dict[str, Any] = {"sub": self.subject, "roles": sorted(self.roles)}
         if self.unit:
@@ -249,14 +257,17 @@ class Access:
             return None
         if credentials is None or credentials.scheme.lower() != "bearer":
             raise HTTPException(401, "a bearer token is required", headers={"WWW-Authenticate": "Bearer"})
-        verifier: TokenVerifier = request.app.state.token_verifier
+        verifier: TokenVerifier | None = getattr(request.app.state, "token_verifier", None)
+        if verifier is None:  # fail closed: an app that cannot check tokens lets nobody in
+            raise HTTPException(503, "this service has no way to check tokens (see CITYOPS_AUTH_*)")
         try:
             principal = verifier.verify(credentials.credentials)
         except AuthError as exc:
             raise HTTPException(401, str(exc), headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}) from None
+        # Known before the role check, so the audit trail names who was refused.
+        request.state.principal = principal
         if not principal.has(*self.roles):
             raise HTTPException(403, f"this needs the role {' or '.join(sorted(self.roles))}")
-        request.state.principal = principal
         return principal
 
 
@@ -267,7 +278,16 @@ def access(*roles: Role) -> Access:
     return Access(frozenset(roles))
 
 
-PUBLIC = Access(frozenset(), public=True)
+@dataclass(frozen=True)
+class PublicAccess(Access):
+    """The rule of a route anyone may call. It takes no credentials, so the OpenAPI shows no security
+    requirement for it (a route depending on the bearer scheme would list one)."""
+
+    def __call__(self) -> None:  # type: ignore[override]  # no request, no credentials: that is the point
+        return None
+
+
+PUBLIC = PublicAccess(frozenset(), public=True)
 
 
 def install_verifier(app: Any, settings: AuthSettings | None = None, verifier: TokenVerifier | None = None) -> None:
@@ -286,3 +306,12 @@ def route_access(route: Any) -> list[Access]:
             found.append(dep.call)
         stack.extend(dep.dependencies)
     return found
+
+
+def api_routes(app: Any) -> list[tuple[str, str, Any]]:
+    """(method, full path, route) of every API route of a FastAPI app, included routers' routes with their
+    prefix and router-level dependencies (FastAPI keeps those apart from `app.routes` since 0.16x)."""
+    from fastapi.routing import APIRoute, iter_route_contexts
+
+    return [(method, str(context.path), context) for context in iter_route_contexts(app.routes)
+            if isinstance(context.original_route, APIRoute) for method in sorted(set(context.methods or ()) - {"HEAD"})]

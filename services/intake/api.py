@@ -9,7 +9,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
@@ -23,17 +23,34 @@ from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
 from domain.privacy import mask_free_text
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
+from services.common.audit import AuditMiddleware, note_published
+from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access, install_verifier
 from services.common.logs import get_logger
+from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
 from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
 from .keystore import seal_in_store
-from .models import TicketStatus
+from .models import SubmittingClient, TicketStatus
 from .privacy_api import privacy_router
 
 Publish = Callable[[str, Envelope[Any]], Awaitable[None]]
 
 log = get_logger(__name__)
+
+# Who may do what (README, "Security"). Every route names one of these; tests/unit/test_route_access.py
+# fails on a route that names none.
+SUBMIT = access(Role.operator, Role.app, Role.grid_worker)
+READ_TICKETS = access(Role.operator, Role.supervisor, Role.auditor)
+OPERATOR = access(Role.operator)
+SPLIT = access(Role.operator, Role.supervisor)
+SUPERVISOR = access(Role.supervisor)
+REGISTER = access(Role.app)  # a city register reporting residents' life events is an app with its own client id
+ANY_ROLE = access(*Role)
+OPEN311_SUBMIT = access(Role.app, Role.operator)
+OPEN311_READ = access(Role.app, Role.operator, Role.supervisor, Role.auditor)
+
+# A handler that needs the caller takes its route's rule as a parameter: `caller: Annotated[Principal, Depends(RULE)]`.
 
 
 class Accepted(BaseModel):
@@ -41,13 +58,13 @@ class Accepted(BaseModel):
     status_url: str = Field(description="Where to follow it.")
 
 
+# Who decided is the token's subject, never a field of the body: an `operator` or `supervisor` field sent by
+# an older client is ignored.
 class ManualTriageIn(BaseModel):
     category: str = Field(description="Category code the operator chose.")
-    operator: str = Field(min_length=1, description="Operator id.")
 
 
 class SplitIn(BaseModel):
-    operator: str = Field(min_length=1, description="Operator id.")
     reason: str = Field(min_length=1, description="Why the tickets are different problems.")
 
 
@@ -56,7 +73,6 @@ class DecisionIn(BaseModel):
     lead: str = Field(description="Unit that leads; it may not return the ticket.")
     co_units: list[str] = Field(default_factory=list, description="Co-handling units.")
     level: ev.Level = Field(default=ev.Level.district, description="Level it is handled at.")
-    supervisor: str = Field(min_length=1, description="Supervisor id.")
     consultation_id: str | None = Field(default=None, description="The consultation decided.")
     note: str = Field(default="", description="Reasoning.")
 
@@ -66,7 +82,6 @@ class CallbackIn(BaseModel):
     round: int = Field(ge=1, description="Handling round evaluated.")
     resolved: bool = Field(description="Resident says it is solved.")
     satisfaction: ev.Satisfaction = Field(description="satisfied, basically-satisfied or unsatisfied.")
-    operator: str = Field(default="hotline", description="Who called.")
     comment: str = Field(default="", description="Resident's words.")
     reasonable_demand: bool = Field(default=True, description="False for a demand judged unreasonable.")
 
@@ -81,19 +96,32 @@ class CallbackBatchIn(BaseModel):
 
 
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
-              lifespan: Any = None, pseudonym_key: str = DEFAULT_PSEUDONYM_KEY) -> FastAPI:
-    """The API. A submission's caller is sealed in intake's key store (its tables must exist in `engine`)
-    with `pseudonym_key` before it is published; the app factory checks that key in production."""
+              lifespan: Any = None, pseudonym_key: str = DEFAULT_PSEUDONYM_KEY,
+              verifier: TokenVerifier | None = None) -> FastAPI:
+    """The hotline's API. Without a `verifier` every route but the public ones answers 503 (fail closed);
+    every state-changing call is recorded on the audit topic through `publish`. A submission's caller is
+    sealed in intake's key store (its tables must exist in `engine`) with `pseudonym_key` before it is
+    published; the app factory checks that key in production."""
+    api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
+                  description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; "
+                              "Open311 GeoReport v2 at /open311/v2. Every route but /health and the Open311 service list "
+                              "needs `Authorization: Bearer <token>` (`cityops auth token`).")
+    if verifier is not None:
+        install_verifier(api, verifier=verifier)
+
+    async def publish_noted(topic: str, envelope: Envelope[Any]) -> None:
+        await publish(topic, envelope)
+        note_published(envelope)
+
     async def publish_submission(envelope: Envelope[Any]) -> None:
         sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope)
-        await publish(INTAKE.name, sealed)
+        await publish_noted(INTAKE.name, sealed)
 
-    api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
-                  description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; Open311 GeoReport v2 at /open311/v2.")
     api.add_exception_handler(RequestValidationError, _invalid_request)
-    api.include_router(_hotline_router(publish, publish_submission, engine, catalogue, now))
+    api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
     api.include_router(_open311_router(publish_submission, engine, catalogue, now), prefix="/open311/v2")
     api.include_router(privacy_router(engine, pseudonym_key))
+    api.add_middleware(AuditMiddleware, publish=publish, service="intake", source=SOURCE, clock=now)
     return api
 
 
@@ -105,6 +133,32 @@ async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
     log.info("request_invalid", method=request.method, path=request.url.path,
              refused=[{"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"]} for e in detail])
     return JSONResponse(status_code=422, content={"detail": detail})
+
+
+def scoped_key(caller: Principal, idempotency_key: str | None) -> str | None:
+    """An Idempotency-Key is the caller's own: two apps (or two operators) using the same key name two things."""
+    return f"{caller.idempotency_scope}:{idempotency_key}" if idempotency_key else None
+
+
+def _check_grids(caller: Principal, complaint: ComplaintIn) -> None:
+    """A grid worker reports from the grids its token names (an operator or an app may name any place)."""
+    if caller.has(Role.operator, Role.app) or not caller.grids:
+        return
+    grid = complaint.location.grid
+    if grid is not None and grid not in caller.grids:
+        raise HTTPException(403, f"grid {grid} is not one of this grid worker's grids")
+
+
+async def _remember_client(engine: Engine, caller: Principal, ticket_id: str) -> None:
+    """Which app submitted a ticket, so the app can read back its own requests and nobody else's."""
+    if not caller.client_id:
+        return
+
+    def write() -> None:
+        with write_lock(engine), Session(engine) as s:
+            s.merge(SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id or ""))
+            s.commit()
+    await asyncio.to_thread(write)
 
 
 def _known_category(catalogue: Catalogue, code: str | None, field: tuple[str, ...]) -> None:
@@ -168,21 +222,29 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
                     now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter()
 
+    @r.get("/health", tags=["hotline"], dependencies=[Depends(PUBLIC)])
+    async def health() -> dict[str, str]:
+        """The API answers (for load balancers and the hub's readiness probe; needs no token)."""
+        return {"status": "ok"}
+
     @r.post("/tickets", status_code=202, response_model=Accepted, tags=["hotline"])
-    async def submit(complaint: ComplaintIn,
+    async def submit(complaint: ComplaintIn, caller: Annotated[Principal, Depends(SUBMIT)],
                      idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Accepted:
-        """Submit a complaint. A retry with the same Idempotency-Key returns the same ticket and creates nothing new."""
+        """Submit a complaint (operator, app, grid worker). A retry with the same Idempotency-Key by the same
+        caller returns the same ticket and creates nothing new."""
         _known_category(catalogue, complaint.category, ("body", "category"))
-        envelope = submission_event(complaint, now=now(), idempotency_key=idempotency_key)
+        _check_grids(caller, complaint)
+        envelope = submission_event(complaint, now=now(), idempotency_key=scoped_key(caller, idempotency_key))
+        await _remember_client(engine, caller, envelope.ticket_id)
         await publish_submission(envelope)
         return Accepted(ticket_id=envelope.ticket_id, status_url=f"/tickets/{envelope.ticket_id}")
 
-    @r.get("/tickets/{ticket_id}", tags=["hotline"])
+    @r.get("/tickets/{ticket_id}", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
     async def status(ticket_id: str) -> dict[str, Any]:
         """Where a ticket is now."""
         return _public(_status_or_404(engine, ticket_id))
 
-    @r.get("/tickets", tags=["hotline"])
+    @r.get("/tickets", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
     async def list_tickets(status: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         """Tickets, newest first, optionally by status (e.g. manual-triage, supervisor-review; the older
         words consultation and re-handling still select consulting and reopened)."""
@@ -194,48 +256,52 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
         return [_public(row) for row in rows]
 
     @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
-    async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
-        """Choose the category of a ticket waiting in the manual-triage queue."""
+    async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn, caller: Annotated[Principal, Depends(OPERATOR)],
+                                    idempotency_key: IdempotencyKey = None) -> dict[str, str]:
+        """Choose the category of a ticket waiting in the manual-triage queue (operator)."""
         _known_category(catalogue, body.category, ("body", "category"))
         _status_or_404(engine, ticket_id)
-        data = ev.ManualTriageSubmitted(category=body.category, operator=body.operator)
-        await publish(COMMANDS.name, _command(data, ticket_id, now(), idempotency_key))
+        data = ev.ManualTriageSubmitted(category=body.category, operator=caller.subject)
+        await publish(COMMANDS.name, _command(data, ticket_id, now(), scoped_key(caller, idempotency_key)))
         return {"ticket_id": ticket_id, "category": body.category}
 
     @r.post("/tickets/{ticket_id}/split", status_code=202, tags=["operators"])
-    async def split(ticket_id: str, body: SplitIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
-        """Undo a merge: the ticket is handled on its own."""
+    async def split(ticket_id: str, body: SplitIn, caller: Annotated[Principal, Depends(SPLIT)],
+                    idempotency_key: IdempotencyKey = None) -> dict[str, str]:
+        """Undo a merge: the ticket is handled on its own (operator or supervisor)."""
         row = _status_or_404(engine, ticket_id)
         if row.status != "merged":
             raise HTTPException(409, f"ticket {ticket_id} is not merged (status {row.status})")
-        data = ev.SplitSubmitted(requested_by=body.operator, reason=mask_free_text(body.reason))
-        await publish(COMMANDS.name, _command(data, ticket_id, now(), idempotency_key))
+        data = ev.SplitSubmitted(requested_by=caller.subject, reason=mask_free_text(body.reason))
+        await publish(COMMANDS.name, _command(data, ticket_id, now(), scoped_key(caller, idempotency_key)))
         return {"ticket_id": ticket_id, "status": "split requested"}
 
     @r.post("/supervisor/decisions", status_code=202, tags=["supervisors"])
-    async def decide(body: DecisionIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
-        """Decide who leads a disputed ticket; final: the lead may not return it."""
+    async def decide(body: DecisionIn, caller: Annotated[Principal, Depends(SUPERVISOR)],
+                     idempotency_key: IdempotencyKey = None) -> dict[str, str]:
+        """Decide who leads a disputed ticket; final: the lead may not return it (supervisor)."""
         for i, unit in enumerate([body.lead, *body.co_units]):
             if not _has_unit(catalogue, unit):
                 loc = ("body", "lead") if i == 0 else ("body", "co_units", i - 1)
                 raise RequestValidationError([{"type": "value_error", "loc": loc, "msg": "unknown unit (not in the catalogue)", "input": unit}])
         _status_or_404(engine, body.ticket_id)
-        data = ev.SupervisorDecisionSubmitted(consultation_id=body.consultation_id, supervisor=body.supervisor, note=mask_free_text(body.note),
+        data = ev.SupervisorDecisionSubmitted(consultation_id=body.consultation_id, supervisor=caller.subject, note=mask_free_text(body.note),
                                               routing=ev.Routing(lead=body.lead, co_units=tuple(body.co_units), level=body.level))
-        await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
+        await publish(COMMANDS.name, _command(data, body.ticket_id, now(), scoped_key(caller, idempotency_key)))
         return {"ticket_id": body.ticket_id, "lead": body.lead}
 
     @r.post("/callbacks", status_code=202, tags=["operators"])
-    async def record_callback(body: CallbackIn, idempotency_key: IdempotencyKey = None) -> dict[str, str]:
-        """Record the resident's verdict at callback (回访)."""
+    async def record_callback(body: CallbackIn, caller: Annotated[Principal, Depends(OPERATOR)],
+                              idempotency_key: IdempotencyKey = None) -> dict[str, str]:
+        """Record the resident's verdict at callback (回访) (operator)."""
         _status_or_404(engine, body.ticket_id)
         data = ev.CallbackSubmitted(round=body.round, resolved=body.resolved, satisfaction=body.satisfaction,
-                                    operator=body.operator, comment=mask_free_text(body.comment), reasonable_demand=body.reasonable_demand)
-        await publish(COMMANDS.name, _command(data, body.ticket_id, now(), idempotency_key))
+                                    operator=caller.subject, comment=mask_free_text(body.comment), reasonable_demand=body.reasonable_demand)
+        await publish(COMMANDS.name, _command(data, body.ticket_id, now(), scoped_key(caller, idempotency_key)))
         return {"ticket_id": body.ticket_id, "status": "recorded"}
 
     @r.post("/callbacks/batch", status_code=200, tags=["operators"])
-    async def record_callbacks(body: CallbackBatchIn) -> dict[str, list[dict[str, str]]]:
+    async def record_callbacks(body: CallbackBatchIn, caller: Annotated[Principal, Depends(OPERATOR)]) -> dict[str, list[dict[str, str]]]:
         """Record many callbacks in one request (a callback desk's system, the simulated hotline): each item
         is checked and published as on POST /callbacks, all acknowledged by the broker before the answer.
         Each result says `recorded`, or `unknown-ticket` (not in the status view yet: post it again later)."""
@@ -246,19 +312,19 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
                 results.append({"ticket_id": item.ticket_id, "status": "unknown-ticket"})
                 continue
             data = ev.CallbackSubmitted(round=item.round, resolved=item.resolved, satisfaction=item.satisfaction,
-                                        operator=item.operator, comment=mask_free_text(item.comment), reasonable_demand=item.reasonable_demand)
-            commands.append(_command(data, item.ticket_id, now(), item.idempotency_key))
+                                        operator=caller.subject, comment=mask_free_text(item.comment), reasonable_demand=item.reasonable_demand)
+            commands.append(_command(data, item.ticket_id, now(), scoped_key(caller, item.idempotency_key)))
             results.append({"ticket_id": item.ticket_id, "status": "recorded"})
         await asyncio.gather(*(publish(COMMANDS.name, command) for command in commands))
         return {"results": results}
 
-    @r.post("/residents/events", status_code=202, tags=["registers"])
+    @r.post("/residents/events", status_code=202, tags=["registers"], dependencies=[Depends(REGISTER)])
     async def resident_event(body: ev.ResidentLifeEventRecorded) -> dict[str, str]:
-        """A register reports a resident's life event (input to proactive rules)."""
+        """A register (an app) reports a resident's life event (input to proactive rules)."""
         await publish(RESIDENTS.name, Envelope.origin(body, source=SOURCE, ticket_id=f"R-{body.resident_ref}", time=now()))
         return {"resident_ref": body.resident_ref}
 
-    @r.get("/stats", tags=["hotline"])
+    @r.get("/stats", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
     async def stats() -> dict[str, int]:
         """How many tickets are in each status now."""
         from sqlalchemy import func
@@ -271,9 +337,9 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
             counts[word] = counts.get(word, 0) + count
         return counts
 
-    @r.get("/catalogue/categories", tags=["hotline"])
+    @r.get("/catalogue/categories", tags=["hotline"], dependencies=[Depends(ANY_ROLE)])
     async def categories() -> list[dict[str, Any]]:
-        """The responsibility catalogue's categories (codes for the category field)."""
+        """The responsibility catalogue's categories (codes for the category field; any role)."""
         return [{"code": c.code, "name": c.name, "name_en": c.name_en} for c in catalogue.categories]
 
     return r
@@ -295,16 +361,23 @@ def _open311_status(row: TicketStatus, catalogue: Catalogue) -> dict[str, Any]:
     }
 
 
+def _own_client(caller: Principal) -> str | None:
+    """The client whose requests alone an app may read; None for the roles that read every request."""
+    if caller.has(Role.operator, Role.supervisor, Role.auditor):
+        return None
+    return caller.client_id or ""  # an app token without a client id reads nothing
+
+
 def _open311_router(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
                     now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter(tags=["open311"])
 
-    @r.get("/services.json")
+    @r.get("/services.json", dependencies=[Depends(PUBLIC)])
     async def services() -> list[dict[str, Any]]:
         """GeoReport v2: the service list (our catalogue categories)."""
         return [_open311_service(c) for c in catalogue.categories]
 
-    @r.get("/services/{code}.json")
+    @r.get("/services/{code}.json", dependencies=[Depends(PUBLIC)])
     async def service_definition(code: str) -> dict[str, Any]:
         """GeoReport v2: a service definition (no extra attributes)."""
         if not catalogue.has_category(code):
@@ -312,8 +385,8 @@ def _open311_router(publish_submission: PublishSubmission, engine: Engine, catal
         return {"service_code": code, "attributes": []}
 
     @r.post("/requests.json", status_code=201)
-    async def create_request(request: Request) -> list[dict[str, Any]]:
-        """GeoReport v2: submit a request (form-encoded or JSON)."""
+    async def create_request(request: Request, caller: Annotated[Principal, Depends(OPEN311_SUBMIT)]) -> list[dict[str, Any]]:
+        """GeoReport v2: submit a request (form-encoded or JSON; an app, or an operator)."""
         raw = await request.body()
         if request.headers.get("content-type", "").startswith("application/json"):
             fields = json.loads(raw or b"{}")
@@ -324,18 +397,25 @@ def _open311_router(publish_submission: PublishSubmission, engine: Engine, catal
         except ValidationError as exc:
             raise RequestValidationError(exc.errors()) from None
         _known_category(catalogue, submitted.service_code, ("body", "service_code"))
-        key = request.headers.get("idempotency-key")
+        key = scoped_key(caller, request.headers.get("idempotency-key"))
         envelope = submission_event(submitted.to_complaint(), now=now(), idempotency_key=key)
+        await _remember_client(engine, caller, envelope.ticket_id)
         await publish_submission(envelope)
         return [{"service_request_id": envelope.ticket_id, "service_notice": "registered by the 12345 hotline", "account_id": None}]
 
     @r.get("/requests.json")
-    async def list_requests(service_request_id: str | None = None, service_code: str | None = None,
+    async def list_requests(caller: Annotated[Principal, Depends(OPEN311_READ)],
+                            service_request_id: str | None = None, service_code: str | None = None,
                             status: str | None = Query(None, pattern="^(open|closed)$"),
                             start_date: datetime | None = None, end_date: datetime | None = None) -> list[dict[str, Any]]:
-        """GeoReport v2: requests, filtered like the standard (ids comma-separated, at most 1000)."""
+        """GeoReport v2: requests, filtered like the standard (ids comma-separated, at most 1000). An app sees only
+        the requests its own client submitted; operators, supervisors and auditors see every one."""
         with Session(engine) as s:
             q = select(TicketStatus).where(TicketStatus.status != "closed-hidden")
+            own = _own_client(caller)
+            if own is not None:
+                q = q.join(SubmittingClient, col(SubmittingClient.ticket_id) == col(TicketStatus.ticket_id)).where(
+                    SubmittingClient.client_id == own)
             if service_request_id:
                 q = q.where(col(TicketStatus.ticket_id).in_(service_request_id.split(",")))
             if service_code:
@@ -349,8 +429,14 @@ def _open311_router(publish_submission: PublishSubmission, engine: Engine, catal
         return [o for o in out if status is None or o["status"] == status]
 
     @r.get("/requests/{ticket_id}.json")
-    async def get_request(ticket_id: str) -> list[dict[str, Any]]:
-        """GeoReport v2: one request (as a one-element list, as the standard has it)."""
+    async def get_request(ticket_id: str, caller: Annotated[Principal, Depends(OPEN311_READ)]) -> list[dict[str, Any]]:
+        """GeoReport v2: one request (as a one-element list, as the standard has it); an app, only its own."""
+        own = _own_client(caller)
+        if own is not None:
+            with Session(engine) as s:
+                mine = s.get(SubmittingClient, ticket_id)
+            if mine is None or mine.client_id != own:
+                raise HTTPException(404, f"no ticket {ticket_id} submitted by this client")
         return [_open311_status(_status_or_404(engine, ticket_id), catalogue)]
 
     return r

@@ -15,6 +15,7 @@ from contracts import codec
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 from domain.catalogue import load_catalogue
+from services.common.auth import AuthError, AuthSettings, TokenVerifier
 from services.common.batch_state import table_of
 from services.common.handler import Clock
 from services.common.kafka import make_broker
@@ -25,16 +26,38 @@ from services.common.store import create_tables, make_engine
 from .domain import channel_record_to_event
 from .handlers import ChannelDeps, channel_spec, status_spec
 from .keystore import TABLES as KEY_STORE_TABLES
-from .models import TicketStatus
+from .models import SubmittingClient, TicketStatus
 from .settings import IntakeSettings
 
 log = get_logger(__name__)
 
 
+def store_tables() -> list[Any]:
+    """Intake's own tables: the status view, which app submitted what, the callers' key store."""
+    return [table_of(TicketStatus), table_of(SubmittingClient), *(table_of(t) for t in KEY_STORE_TABLES)]
+
+
+class NoWayToCheckTokens(RuntimeError):
+    """Intake was asked to start without a hub key or an SSO issuer: it would have to let everyone in."""
+
+
+def token_verifier(verifier: TokenVerifier | None) -> tuple[TokenVerifier | None, AuthError | None]:
+    """The verifier to use, or why there is none (raised at startup, so building the app for its routes or
+    its OpenAPI document needs no key)."""
+    if verifier is not None:
+        return verifier, None
+    try:
+        return TokenVerifier(AuthSettings()), None
+    except AuthError as exc:
+        return None, exc
+
+
 def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | None = None,
-               engine: Engine | None = None, clock: Clock = utcnow) -> FastAPI:
+               engine: Engine | None = None, clock: Clock = utcnow, verifier: TokenVerifier | None = None) -> FastAPI:
+    """Intake's app. `verifier` checks the callers' tokens; by default it is built from `CITYOPS_AUTH_*`."""
     settings = settings or IntakeSettings()
     settings.check_secrets()  # before anything starts: production refuses the built-in pseudonym key
+    verifier, auth_problem = token_verifier(verifier)
     broker = broker or make_broker(settings)
     engine = engine or make_engine(settings.store_url())
     catalogue = load_catalogue(settings.catalogue_path)
@@ -64,7 +87,9 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json, service="intake")
-        create_tables(engine, [table_of(TicketStatus), *(table_of(t) for t in KEY_STORE_TABLES)])
+        if auth_problem is not None:
+            raise NoWayToCheckTokens(f"intake refuses to start: {auth_problem}")
+        create_tables(engine, store_tables())
         await broker.start()
         await channel.recover_outbox()
         log.info("service_started", service="intake", http=f"{settings.http_host}:{settings.http_port}",
@@ -78,6 +103,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan,
-                    pseudonym_key=settings.pseudonym_key)
+                    pseudonym_key=settings.pseudonym_key, verifier=verifier)
     api.state.pipelines = {"channel": channel, "status": status}
+    api.state.auth_problem = auth_problem
     return api

@@ -15,5 +15,9 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
     from .settings import IntakeSettings
 
     settings = IntakeSettings()
-    uvicorn.run(create_app(settings), host=host or settings.http_host, port=port or settings.http_port,
+    app = create_app(settings)
+    if app.state.auth_problem is not None:
+        typer.echo(f"intake refuses to start: {app.state.auth_problem}", err=True)
+        raise typer.Exit(2)
+    uvicorn.run(app, host=host or settings.http_host, port=port or settings.http_port,
                 log_level="warning", access_log=False)

@@ -28,3 +28,16 @@ class TicketStatus(SQLModel, table=True):
     outcome: str | None = Field(default=None, description="Closing outcome.")
     requested_at: datetime | None = Field(default=None, description="When submitted.")
     updated_at: datetime | None = Field(default=None, description="Last event time.")
+
+
+class SubmittingClient(SQLModel, table=True):
+    """Which app (its token's client id) submitted a ticket: an app reads back its own requests only.
+
+    Written by the HTTP API when an app submits, not folded from the log: the intake record carries no
+    caller identity of the submitting system, so a rebuilt store starts this table empty (apps then see
+    only what they submit afterwards; nobody sees more)."""
+
+    __tablename__ = "intake_submitting_client"
+
+    ticket_id: str = Field(primary_key=True, description="Ticket id.")
+    client_id: str = Field(index=True, description="The submitting app's client id.")

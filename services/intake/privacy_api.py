@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import asyncio
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
+
+from services.common.auth import Role, access
 
 from .keystore import erase
 
@@ -26,8 +28,7 @@ class ErasureOut(BaseModel):
 def privacy_router(engine: Engine, pseudonym_key: str) -> APIRouter:
     r = APIRouter(tags=["privacy"])
 
-    # access: supervisor
-    @r.post("/privacy/erasures", status_code=200, response_model=ErasureOut)
+    @r.post("/privacy/erasures", status_code=200, response_model=ErasureOut, dependencies=[Depends(access(Role.supervisor))])
     async def erase_caller(body: ErasureIn) -> ErasureOut:
         """Erase a caller: destroy their data key (every sealed copy of their name and phone, on Kafka, in the
         archive and in every store, becomes unreadable at once) and mask the number in intake's status view.

@@ -8,7 +8,8 @@
     GET /replay/units/{unit}/queue        open tasks, oldest first
 
 Times are ISO 8601; without an offset they are in the settings' zone. Nothing connects until the
-first request.
+first request. Every route needs a supervisor's or an auditor's token (`REPLAY`); `GET /health` of the
+served app (`replay_app`, `cityops replay serve`) needs none.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from datetime import UTC, datetime
 from functools import cache
 from typing import Any, Literal
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
 from sqlalchemy.engine import Engine
 
+from services.common.auth import PUBLIC, Role, TokenVerifier, access, install_verifier
 from services.common.store import make_engine
 
 from . import queries
@@ -30,12 +32,14 @@ from .replay import AsOfQuestion, as_of_log, as_of_store, events_from_log, story
 from .settings import ProjectionsSettings
 
 Source = Literal["store", "kafka", "archive"]
+# The log holds every decision of the city: supervisors and auditors read it, nobody else.
+REPLAY = access(Role.supervisor, Role.auditor)
 
 
 def create_router(settings: ProjectionsSettings | None = None, *, engine: Engine | None = None,
                   log_factory: Callable[[bool], LogSource] | None = None) -> APIRouter:
     settings = settings or ProjectionsSettings()
-    router = APIRouter(prefix="/replay", tags=["replay"])
+    router = APIRouter(prefix="/replay", tags=["replay"], dependencies=[Depends(REPLAY)])
 
     @cache
     def store() -> Engine:
@@ -101,3 +105,20 @@ def create_router(settings: ProjectionsSettings | None = None, *, engine: Engine
         return queries.unit_queue(store(), unit)
 
     return router
+
+
+def replay_app(settings: ProjectionsSettings | None = None, *, engine: Engine | None = None,
+               log_factory: Callable[[bool], LogSource] | None = None, verifier: TokenVerifier | None = None) -> FastAPI:
+    """The replay API as `cityops replay serve` serves it: the router, a public health check and the token
+    verifier (built from `CITYOPS_AUTH_*` unless given; it raises `AuthError` when there is no way to check tokens)."""
+    api = FastAPI(title="cityops replay", description="Supervisor replay of the log. Every route but /health needs a "
+                  "supervisor's or an auditor's token: `Authorization: Bearer <token>` (`cityops auth token`).")
+    install_verifier(api, verifier=verifier)
+
+    @api.get("/health", tags=["replay"], dependencies=[Depends(PUBLIC)])
+    def health() -> dict[str, str]:
+        """The API answers (needs no token)."""
+        return {"status": "ok"}
+
+    api.include_router(create_router(settings, engine=engine, log_factory=log_factory))
+    return api

@@ -403,15 +403,19 @@ def _new_scratch_url(settings: ProjectionsSettings) -> str:
 def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8045),
           db: str | None = typer.Option(None, "--db", help="Projection store URL (default: the live store)."),
           bootstrap: str | None = _BOOTSTRAP) -> None:
-    """Serve the replay HTTP API (the console mounts the same router)."""
+    """Serve the replay HTTP API (the console mounts the same router); supervisors' and auditors' tokens only."""
     import uvicorn
-    from fastapi import FastAPI
 
-    from .api import create_router
+    from services.common.auth import AuthError
+
+    from .api import replay_app
 
     settings = _settings(bootstrap)
     if db:
         settings = settings.model_copy(update={"db_url": db})
-    api = FastAPI(title="cityops replay")
-    api.include_router(create_router(settings))
+    try:
+        api = replay_app(settings)
+    except AuthError as exc:
+        typer.echo(f"replay serve refuses to start: {exc}", err=True)
+        raise typer.Exit(2) from None
     uvicorn.run(api, host=host, port=port)

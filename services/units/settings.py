@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from services.common.settings import ServiceSettings
@@ -26,4 +26,8 @@ class UnitSettings(ServiceSettings):
     supervisor: bool = Field(default=False, description="Also simulate a supervisor deciding disputed consultations.")
     hotline_url: str = Field(default="http://127.0.0.1:8080", description="Base URL of intake's HTTP API, where the simulated "
                              "callback operators and supervisor post their decisions (intake is their one writer).")
+    hotline_token: SecretStr | None = Field(default=None, description="Bearer token (role operator) the simulated callback "
+                                            "operators post with; `cityops up` mints one.")
+    supervisor_token: SecretStr | None = Field(default=None, description="Bearer token (role supervisor) the simulated "
+                                               "supervisor posts decisions with; `cityops up` mints one.")
     tick_s: float = Field(default=0.2, gt=0, description="How often due simulated actions are sent.")

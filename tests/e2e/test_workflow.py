@@ -31,6 +31,7 @@ from services.common.kafka import ensure_topics
 from services.common.settings import REPO_ROOT
 from services.intake.domain import ticket_id_for
 from services.units.sdk import UnitClient
+from tests.harness.auth import TEST_KEY, bearer, token
 from tools.supervisor import Supervisor
 from tools.topics_cli import hub_topics
 
@@ -54,7 +55,10 @@ class Hub:
                         CITYOPS_UNIT_UNITS="[" + ",".join(f'"{u}"' for u in units) + "]",
                         CITYOPS_UNIT_P_RETURN="0", CITYOPS_UNIT_P_EXTENSION="0", CITYOPS_UNIT_P_DISAGREE="0",
                         CITYOPS_UNIT_SIGN_DELAY_S="0.05", CITYOPS_UNIT_WORK_DELAY_S="0.3",
-                        CITYOPS_CONSULT_OPINION_WINDOW_S="60", PYTHONUNBUFFERED="1")
+                        CITYOPS_CONSULT_OPINION_WINDOW_S="60", PYTHONUNBUFFERED="1",
+                        # every HTTP call carries a token; the simulated hotline staff post with their own
+                        CITYOPS_AUTH_KEY=TEST_KEY, CITYOPS_UNIT_HOTLINE_TOKEN=token("operator", "simulated-callback-desk"),
+                        CITYOPS_UNIT_SUPERVISOR_TOKEN=token("supervisor", "simulated-supervisor"))
         self.supervisor = Supervisor(state, env=self.env, cwd=REPO_ROOT, stop_timeout=20)
 
     def start(self, name: str) -> None:
@@ -88,7 +92,7 @@ async def _wait_http(timeout: float = 120) -> None:
     async with httpx.AsyncClient() as c:
         while time.monotonic() < deadline:
             try:
-                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/stats")).status_code == 200:
+                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/health")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -235,7 +239,8 @@ async def _run_scenarios(hub: Hub) -> None:
     base = f"http://127.0.0.1:{HTTP_PORT}"
     ids: dict[str, str] = {}
     batch: list[str] = []
-    async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+    # The test plays an operator (submits, follows, decides); the supervisor and the register post with their own tokens.
+    async with httpx.AsyncClient(base_url=base, timeout=10, headers=bearer("operator", "op-7")) as client:
 
         async def new(name: str, text: str, **extra: Any) -> str:
             r = await submit(client, text, **extra)
@@ -269,7 +274,8 @@ async def _run_scenarios(hub: Hub) -> None:
         ids["channel"] = ticket_id_for(f"channel:patrol-{RUN}:1")
         # A register reports a resident turning 70: the city reaches out first.
         r = await client.post("/residents/events", json={"resident_ref": f"R-{RUN}", "kind": "birthday", "age": 70,
-                                                         "occurred_on": "2026-05-06T08:00:00+08:00", "location": EAST})
+                                                         "occurred_on": "2026-05-06T08:00:00+08:00", "location": EAST},
+                              headers=bearer("app", "civil-register", client_id="civil-register"))
         assert r.status_code == 202, r.text
 
         workers = [asyncio.create_task(callback_operator(client, {ids["light"]}, stop)),
@@ -278,16 +284,17 @@ async def _run_scenarios(hub: Hub) -> None:
             # Repeat merged into its master, then split again: handled on its own.
             await wait_status(client, ids["repeat"], {"merged"})
             assert (await _status(client, ids["repeat"]))["master_ticket_id"] == ids["light"]
-            assert (await client.post(f"/tickets/{ids['repeat']}/split", json={"operator": "op-7", "reason": "different lamp"})).status_code == 202
+            assert (await client.post(f"/tickets/{ids['repeat']}/split", json={"reason": "different lamp"})).status_code == 202
             # Low confidence -> manual triage -> an operator decides.
             await wait_status(client, ids["gibberish"], {"manual-triage"})
-            r = await client.post(f"/triage/{ids['gibberish']}/resolve", json={"category": "hotline.policy-inquiry", "operator": "op-7"})
+            r = await client.post(f"/triage/{ids['gibberish']}/resolve", json={"category": "hotline.policy-inquiry"})
             assert r.status_code == 202, r.text
             # Disagreement -> supervisor review -> a final decision.
             row = await wait_status(client, ids["disputed"], {"supervisor-review"})
             r = await client.post("/supervisor/decisions", json={"ticket_id": ids["disputed"], "lead": "street-east-1",
-                                                                  "co_units": ["housing"], "level": "street", "supervisor": "sup-1",
-                                                                  "consultation_id": row["consultation_id"]})
+                                                                  "co_units": ["housing"], "level": "street",
+                                                                  "consultation_id": row["consultation_id"]},
+                                 headers=bearer("supervisor", "sup-1"))
             assert r.status_code == 202, r.text
 
             proactive = await wait_for_text(client, "年满70周岁")

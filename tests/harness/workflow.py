@@ -33,14 +33,18 @@ from services.intake.api import _command as intake_command
 from services.intake.api import build_api
 from services.triage.classifier import Prediction
 from services.units import sdk
-from services.units.hotline import post_due
+from services.units.hotline import StaffTokens, post_due
 
+from .auth import token, verifier
 from .pipeline import Clock, Log, Record, ServiceHarness, record_of, start
 
 SH = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2025, 11, 3, 9, 0, tzinfo=SH)  # a Monday, a working day
 GRID = "grid-east-1-a-1"
 WORKFLOW = ("discover", "triage", "consult", "act", "evaluate", "sla")
+# The simulated hotline staff's own tokens, as `cityops up` gives them to the units service.
+STAFF_TOKENS = StaffTokens(operator=token("operator", "simulated-callback-desk"),
+                           supervisor=token("supervisor", "simulated-supervisor"))
 
 # ---------------------------------------------------------------------------------------------- a classifier
 
@@ -184,12 +188,13 @@ class Hub:
 
             async def publish(topic: str, envelope: Envelope[Any]) -> None:
                 published.append((topic, envelope))
-            self._hotline = build_api(publish=publish, engine=status.engine, catalogue=load_catalogue(), now=self.clock), published
+            self._hotline = build_api(publish=publish, engine=status.engine, catalogue=load_catalogue(), now=self.clock,
+                                      verifier=verifier()), published
         api, published = self._hotline
 
         async def post() -> None:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://intake") as client:
-                await post_due(client, units.engine, self.clock())
+                await post_due(client, units.engine, self.clock(), tokens=STAFF_TOKENS)
         asyncio.run(post())
         posted = [self.log.append(record_of(envelope, topic=topic)) for topic, envelope in published]
         published.clear()

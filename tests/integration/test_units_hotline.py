@@ -1,5 +1,5 @@
 """The simulated callback operator, as a running units service on the real broker, answers a callback
-request through intake's HTTP API (served for the test), not by writing a step topic."""
+request through intake's HTTP API (served for the test), not by writing a step topic, with its own token."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlmodel import Session
 from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import COMMANDS, CONSULT, EVALUATE, unit_topic_spec
+from contracts.topics import AUDIT, COMMANDS, CONSULT, EVALUATE, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics
 from services.common.store import create_tables, make_engine
@@ -23,6 +23,7 @@ from services.intake.api import build_api
 from services.intake.models import TicketStatus
 from services.units.app import create_app
 from services.units.settings import UnitSettings
+from tests.harness.auth import token, verifier
 
 
 def _free_port() -> int:
@@ -49,7 +50,8 @@ async def test_the_simulated_callback_operator_goes_through_intake(kafka_bootstr
     published: list[tuple[str, Envelope[Any]]] = []
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:
-        published.append((topic, envelope))
+        if topic != AUDIT.name:
+            published.append((topic, envelope))
 
     intake_engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
     create_tables(intake_engine, [TicketStatus.__table__])
@@ -57,13 +59,13 @@ async def test_the_simulated_callback_operator_goes_through_intake(kafka_bootstr
         s.add(TicketStatus(ticket_id=ticket_id, status="awaiting-callback", requested_at=now, updated_at=now))
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(build_api(publish=publish, engine=intake_engine, catalogue=load_catalogue(),
-                                                     now=lambda: now),
+                                                     now=lambda: now, verifier=verifier()),
                                            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
     serving = asyncio.create_task(server.serve())
 
     settings = UnitSettings(kafka_bootstrap=kafka_bootstrap, units=["water"], callbacks=True, sign_delay_s=0, tick_s=0.05,
                             consumer_group=f"units-{unique}", db_url=f"sqlite:///{tmp_path / 'units.db'}",
-                            hotline_url=f"http://127.0.0.1:{port}")
+                            hotline_url=f"http://127.0.0.1:{port}", hotline_token=token("operator", "simulated-callback-desk"))
     app = create_app(settings)
     await app.start()
     request = Envelope.origin(ev.CallbackRequested(round=1, caller=ev.CallerRef(anonymous=True), units=("water",)),
@@ -87,7 +89,7 @@ async def test_the_simulated_callback_operator_goes_through_intake(kafka_bootstr
 
     (topic, command), = [(t, e) for t, e in published if e.ticket_id == ticket_id]
     assert topic == COMMANDS.name and isinstance(command.data, ev.CallbackSubmitted)
-    assert command.data.operator == "simulated-callback" and command.data.round == 1
+    assert command.data.operator == "simulated-callback-desk" and command.data.round == 1  # from its token
     # The units wrote nothing on evaluate's topic: only the request the test put there.
     on_evaluate = await _records_of(kafka_bootstrap, EVALUATE.name, ticket_id.encode())
     assert [codec.decode(r.key, r.value, r.headers).type for r in on_evaluate] == [ev.CallbackRequested.event_type]

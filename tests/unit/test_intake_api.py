@@ -1,4 +1,5 @@
-"""The hotline API's validation and idempotency, with the broker replaced by a recording fake."""
+"""The hotline API's validation and idempotency, with the broker replaced by a recording fake (the audit
+records it also publishes are kept apart: tests/unit/test_audit.py looks at them)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from contracts.topics import AUDIT
 from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
-from services.intake.keystore import TABLES as KEY_STORE_TABLES
+from services.intake.app import store_tables
 from services.intake.keystore import caller_of
 from services.intake.models import TicketStatus
+from tests.harness.auth import bearer, verifier
 
 NOW = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 
@@ -21,13 +24,16 @@ NOW = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 @pytest.fixture
 def api(tmp_path):
     published: list = []
+    audits: list = []
 
     async def publish(topic, envelope):
-        published.append((topic, envelope))
+        (audits if topic == AUDIT.name else published).append((topic, envelope))
 
     engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
-    create_tables(engine, [TicketStatus.__table__, *(t.__table__ for t in KEY_STORE_TABLES)])
-    client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW))
+    create_tables(engine, store_tables())
+    client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW,
+                                  verifier=verifier()), headers=bearer("operator", "op-7"))
+    client.audits = audits  # type: ignore[attr-defined]
     return client, published, engine
 
 
@@ -70,13 +76,13 @@ def test_erasure_destroys_the_key_says_what_it_erased_and_never_the_number(api):
     for _ in range(2):
         client.post("/tickets", json={"text": "噪音扰民", "caller_name": "王五", "caller_phone": "13812345678"})
     client.post("/tickets", json={"text": "噪音扰民", "caller_phone": "13987654321"})
-    r = client.post("/privacy/erasures", json={"phone": "138 1234 5678"})
+    r = client.post("/privacy/erasures", json={"phone": "138 1234 5678"}, headers=bearer("supervisor", "sup-1"))
     assert r.status_code == 200 and r.json()["keys_destroyed"] == 1 and r.json()["tickets"] == 2
     assert "5678" not in r.text
     first, other = published[0][1], published[2][1]
     assert caller_of(engine, first.data.sealed_caller, first.ticket_id) is None
     assert caller_of(engine, other.data.sealed_caller, other.ticket_id) is not None  # another caller keeps theirs
-    again = client.post("/privacy/erasures", json={"phone": "13812345678"}).json()
+    again = client.post("/privacy/erasures", json={"phone": "13812345678"}, headers=bearer("supervisor", "sup-1")).json()
     assert again["keys_destroyed"] == 0 and again["tickets"] == 0
 
 
@@ -84,7 +90,7 @@ def test_erasure_masks_the_number_left_in_clear_in_the_status_view(api):
     client, _, engine = api
     with Session(engine) as s, s.begin():  # a row registered before intake masked free text
         s.add(TicketStatus(ticket_id="T-OLD", status="closed", text="回电138 1234 5678", address="桂花路1号 13812345678"))
-    r = client.post("/privacy/erasures", json={"phone": "13812345678"}).json()
+    r = client.post("/privacy/erasures", json={"phone": "13812345678"}, headers=bearer("supervisor", "sup-1")).json()
     assert r["status_rows_cleaned"] == 1
     with Session(engine) as s:
         row = s.get(TicketStatus, "T-OLD")
@@ -148,7 +154,7 @@ def test_status_reads_the_intake_view_and_404s_unknown(api, tmp_path):
     assert client.get("/tickets/T-1").json()["status"] == "closed"
     assert client.get("/open311/v2/requests/T-1.json").json()[0]["status"] == "closed"
     assert client.get("/tickets/T-404").status_code == 404
-    assert client.post("/tickets/T-1/split", json={"operator": "o", "reason": "r"}).status_code == 409
+    assert client.post("/tickets/T-1/split", json={"reason": "r"}).status_code == 409
 
 
 def test_status_view_is_not_moved_back_by_an_older_event_read_late(tmp_path):
@@ -246,16 +252,20 @@ def test_operator_and_supervisor_decisions_go_on_intakes_command_topic_and_a_ret
         for tid, status in (("T-1", "manual-triage"), ("T-2", "merged"), ("T-3", "supervisor-review"), ("T-4", "awaiting-callback")):
             s.add(TicketStatus(ticket_id=tid, status=status, requested_at=NOW, updated_at=NOW))
         s.commit()
-    calls = [("/triage/T-1/resolve", {"category": "city-management.street-light", "operator": "op-7"}),
-             ("/tickets/T-2/split", {"operator": "op-7", "reason": "different lamp"}),
-             ("/supervisor/decisions", {"ticket_id": "T-3", "lead": "street-east-1", "supervisor": "sup-1"}),
-             ("/callbacks", {"ticket_id": "T-4", "round": 1, "resolved": True, "satisfaction": "satisfied"})]
+    # Who decided comes from the token: an operator or supervisor id in the body is ignored.
+    calls = [("/triage/T-1/resolve", {"category": "city-management.street-light", "operator": "forged"}),
+             ("/tickets/T-2/split", {"operator": "forged", "reason": "different lamp"}),
+             ("/supervisor/decisions", {"ticket_id": "T-3", "lead": "street-east-1", "supervisor": "forged"}),
+             ("/callbacks", {"ticket_id": "T-4", "round": 1, "resolved": True, "satisfaction": "satisfied", "operator": "forged"})]
     for path, body in calls:
-        assert client.post(path, json=body).status_code == 202, path
+        headers = bearer("supervisor", "sup-1") if path.startswith("/supervisor") else None
+        assert client.post(path, json=body, headers=headers).status_code == 202, path
     assert [topic for topic, _ in published] == [COMMANDS.name] * 4
     assert [type(e.data) for _, e in published] == [ev.ManualTriageSubmitted, ev.SplitSubmitted,
                                                     ev.SupervisorDecisionSubmitted, ev.CallbackSubmitted]
     assert [e.ticket_id for _, e in published] == ["T-1", "T-2", "T-3", "T-4"]
+    data = [e.data for _, e in published]
+    assert [data[0].operator, data[1].requested_by, data[2].supervisor, data[3].operator] == ["op-7", "op-7", "sup-1", "op-7"]
     published.clear()
     for _ in range(2):
         client.post("/callbacks", json=calls[3][1], headers={"Idempotency-Key": "cb-T-4-1"})
@@ -281,3 +291,51 @@ def test_callbacks_in_one_batch_are_published_as_commands_and_unknown_tickets_ar
     client.post("/callbacks/batch", json=body)
     assert published[0][1].id == published[1][1].id  # the same key: the same command
     assert client.post("/callbacks/batch", json={"items": []}).status_code == 422
+
+
+# --- who is calling -----------------------------------------------------------------------------
+
+def test_two_apps_using_the_same_idempotency_key_never_collide(api):
+    client, published, _ = api
+    body, key = {"text": "noise at night from the bar"}, {"Idempotency-Key": "order-1"}
+    a = client.post("/tickets", json=body, headers={**key, **bearer("app", "a", client_id="app-a")}).json()["ticket_id"]
+    a_again = client.post("/tickets", json=body, headers={**key, **bearer("app", "a2", client_id="app-a")}).json()["ticket_id"]
+    b = client.post("/tickets", json=body, headers={**key, **bearer("app", "b", client_id="app-b")}).json()["ticket_id"]
+    operator = client.post("/tickets", json=body, headers=key).json()["ticket_id"]
+    assert a == a_again  # the key is the client's, whichever of its tokens retries
+    assert len({a, b, operator}) == 3
+    assert published[0][1].id == published[1][1].id and len({e.id for _, e in published}) == 3
+    # the same for Open311 submissions and for decisions
+    form = {"service_code": "city-management.street-light", "description": "lamp out"}
+    ids = [client.post("/open311/v2/requests.json", data=form, headers={**key, **bearer("app", client_id=c)}).json()[0]
+           ["service_request_id"] for c in ("app-a", "app-b")]
+    assert ids[0] != ids[1]
+
+
+def test_an_app_reads_back_only_the_open311_requests_its_client_submitted(api):
+    client, published, engine = api
+    form = {"service_code": "city-management.street-light", "description": "lamp out"}
+    mine = client.post("/open311/v2/requests.json", data=form, headers=bearer("app", client_id="app-a")).json()[0]["service_request_id"]
+    theirs = client.post("/open311/v2/requests.json", data=form, headers=bearer("app", client_id="app-b")).json()[0]["service_request_id"]
+    by_operator = client.post("/tickets", json={"text": "lamp out on my street"}).json()["ticket_id"]
+    with Session(engine) as s:
+        for tid in (mine, theirs, by_operator):
+            s.add(TicketStatus(ticket_id=tid, status="dispatched", requested_at=NOW, updated_at=NOW))
+        s.commit()
+    app_a = bearer("app", client_id="app-a")
+    assert [r["service_request_id"] for r in client.get("/open311/v2/requests.json", headers=app_a).json()] == [mine]
+    assert client.get(f"/open311/v2/requests/{mine}.json", headers=app_a).status_code == 200
+    assert client.get(f"/open311/v2/requests/{theirs}.json", headers=app_a).status_code == 404
+    assert client.get(f"/open311/v2/requests/{by_operator}.json", headers=app_a).status_code == 404
+    everyone = {r["service_request_id"] for r in client.get("/open311/v2/requests.json", headers=bearer("auditor")).json()}
+    assert everyone == {mine, theirs, by_operator}
+    assert client.get("/open311/v2/requests.json", headers=bearer("app", client_id="app-c")).json() == []
+
+
+def test_a_grid_worker_reports_from_its_own_grids_only(api):
+    client, published, _ = api
+    worker = bearer("grid-worker", "gw-1", grids=("grid-east-1-a-1",))
+    inside = client.post("/tickets", json={"text": "manhole cover missing", "location": {"grid": "grid-east-1-a-1"}}, headers=worker)
+    outside = client.post("/tickets", json={"text": "manhole cover missing", "location": {"grid": "grid-west-1-a-1"}}, headers=worker)
+    assert (inside.status_code, outside.status_code) == (202, 403)
+    assert len(published) == 1

@@ -6,18 +6,18 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from contracts import events as ev
 from services.common.store import make_engine
 from services.projections import queries
-from services.projections.api import create_router
+from services.projections.api import replay_app
 from services.projections.logsource import MemoryLog
 from services.projections.migrate import upgrade
 from services.projections.settings import ProjectionsSettings
 from services.projections.store import apply
+from tests.harness.auth import bearer, verifier
 from tools.importers.synthetic import DEFAULT_START, SyntheticHistory
 
 HISTORY = SyntheticHistory(300, seed=9).envelopes()
@@ -30,10 +30,9 @@ def client(tmp_path_factory):
     with Session(engine) as session, session.begin():
         for envelope in HISTORY:
             apply(session, envelope)
-    api = FastAPI()
     settings = ProjectionsSettings(timezone="UTC", min_rank_sample=5)
-    api.include_router(create_router(settings, engine=engine, log_factory=lambda archive: MemoryLog(HISTORY)))
-    with TestClient(api) as test_client:
+    api = replay_app(settings, engine=engine, log_factory=lambda archive: MemoryLog(HISTORY), verifier=verifier())
+    with TestClient(api, headers=bearer("auditor")) as test_client:
         yield test_client, engine
 
 

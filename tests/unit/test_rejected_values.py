@@ -21,6 +21,7 @@ from domain.catalogue import load_catalogue
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
 from services.intake.models import TicketStatus
+from tests.harness.auth import bearer, verifier
 from tests.harness.pipeline import Record, record_of, start
 
 PHONE = "13912345678"
@@ -90,10 +91,12 @@ def test_a_refused_http_request_names_the_field_and_neither_answers_nor_logs_the
         published.append((topic, envelope))
 
     client = TestClient(build_api(publish=publish, engine=engine, catalogue=load_catalogue(),
-                                  now=lambda: datetime(2026, 5, 6, 9, tzinfo=UTC)))
+                                  now=lambda: datetime(2026, 5, 6, 9, tzinfo=UTC), verifier=verifier()),
+                        headers=bearer("operator", "op-1"))
     with structlog.testing.capture_logs() as logs:
         r = client.post("/tickets", json={"text": "路灯坏了", "caller_phone": f"call {PHONE} now", "urgency": PHONE})
-    assert r.status_code == 422 and published == []
+    assert r.status_code == 422 and [topic for topic, _ in published] == ["cityops.audit.v1"]  # the refusal, audited
+    _no_phone_in(published[0][1].model_dump_json(), [])
     assert {e["loc"][-1] for e in r.json()["detail"]} == {"caller_phone", "urgency"}
     assert all(set(e) == {"loc", "msg", "type"} for e in r.json()["detail"])
     _no_phone_in(r.text, logs)

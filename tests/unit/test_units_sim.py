@@ -10,12 +10,16 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
+from contracts.topics import AUDIT
 from services.common.pipeline import HandlerContext
 from services.common.store import create_tables, make_engine
 from services.sla.synthetic import TicketStory
 from services.units.handlers import UnitDeps, handle, send_due
+from services.units.hotline import StaffTokens
 from services.units.models import PendingAction
 from services.units.settings import UnitSettings
+from tests.harness.auth import verifier
+from tests.harness.workflow import STAFF_TOKENS
 
 UNIT = "housing"
 
@@ -78,7 +82,8 @@ def _hotline_fixture(tmp_path, known_tickets: set[str]):
     published: list = []
 
     async def publish(topic, envelope):
-        published.append((topic, envelope))
+        if topic != AUDIT.name:  # the audit trail of these posts is tests/unit/test_audit.py's
+            published.append((topic, envelope))
 
     intake_engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
     create_tables(intake_engine, [TicketStatus.__table__])
@@ -86,7 +91,8 @@ def _hotline_fixture(tmp_path, known_tickets: set[str]):
         for tid in known_tickets:
             s.add(TicketStatus(ticket_id=tid, status="awaiting-callback", requested_at=datetime(2026, 3, 2, tzinfo=UTC),
                                updated_at=datetime(2026, 3, 2, tzinfo=UTC)))
-    api = build_api(publish=publish, engine=intake_engine, catalogue=load_catalogue(), now=lambda: datetime(2026, 3, 2, 11, tzinfo=UTC))
+    api = build_api(publish=publish, engine=intake_engine, catalogue=load_catalogue(), now=lambda: datetime(2026, 3, 2, 11, tzinfo=UTC),
+                    verifier=verifier())
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=api), base_url="http://intake")
     engine = make_engine(f"sqlite:///{tmp_path / 'units.db'}")
     create_tables(engine, [PendingAction.__table__])
@@ -121,16 +127,18 @@ def test_simulated_callbacks_and_decisions_are_posted_to_intake_not_emitted(tmp_
 
     async def rounds():
         async with client:
-            first = await post_due(client, engine, now)
-            again = await post_due(client, engine, now + timedelta(seconds=1))
+            first = await post_due(client, engine, now, tokens=STAFF_TOKENS)
+            again = await post_due(client, engine, now + timedelta(seconds=1), tokens=STAFF_TOKENS)
         return first, again
 
     assert asyncio.run(rounds()) == (1, 1)  # the callback at once (no delay); the decision 0.2 s later
     assert _pending(engine) == []
     assert [topic for topic, _ in published] == [COMMANDS.name] * 2
     cb, decision = (e for _, e in published)
-    assert isinstance(cb.data, ev.CallbackSubmitted) and cb.ticket_id == "T-CB" and cb.data.operator == "simulated-callback"
+    # who decided is each one's own token
+    assert isinstance(cb.data, ev.CallbackSubmitted) and cb.ticket_id == "T-CB" and cb.data.operator == "simulated-callback-desk"
     assert isinstance(decision.data, ev.SupervisorDecisionSubmitted) and decision.data.routing.lead == "street-east-1"
+    assert decision.data.supervisor == "simulated-supervisor"
 
 
 def test_a_decision_intake_cannot_take_yet_is_kept_and_posted_again_with_the_same_key(tmp_path):
@@ -151,14 +159,15 @@ def test_a_decision_intake_cannot_take_yet_is_kept_and_posted_again_with_the_sam
 
     async def rounds():
         async with client:
-            assert await post_due(client, engine, now) == 0  # 404: intake's status view has not seen the ticket
+            assert await post_due(client, engine, now, tokens=STAFF_TOKENS) == 0  # 404: intake's status view has not seen it
             with Session(make_engine(f"sqlite:///{tmp_path / 'intake.db'}")) as s, s.begin():
                 s.add(TicketStatus(ticket_id="T-LATE", status="awaiting-callback", requested_at=now, updated_at=now))
-            assert await post_due(client, engine, now) == 1
+            assert await post_due(client, engine, now) == 0  # no token: 401, kept until the token is set
+            assert await post_due(client, engine, now, tokens=StaffTokens(operator=STAFF_TOKENS.supervisor)) == 0  # 403: kept
+            assert await post_due(client, engine, now, tokens=STAFF_TOKENS) == 1
             # A crash before the row was deleted posts it again: the same key, so the same command id.
-            await client.post("/callbacks", json={"ticket_id": "T-LATE", "round": 1, "resolved": True, "satisfaction": "satisfied",
-                                                  "operator": "simulated-callback"},
-                              headers={"Idempotency-Key": f"{callback.id}:hotline:0"})
+            await client.post("/callbacks", json={"ticket_id": "T-LATE", "round": 1, "resolved": True, "satisfaction": "satisfied"},
+                              headers={"Idempotency-Key": f"{callback.id}:hotline:0", **STAFF_TOKENS.headers("callback")})
 
     asyncio.run(rounds())
     assert _pending(engine) == [] and len(published) == 2 and published[0][1].id == published[1][1].id

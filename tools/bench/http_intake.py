@@ -43,7 +43,7 @@ async def http_phase(hub: BenchHub, watcher: Watcher, pool: TextPool, cfg: Bench
             else:
                 errors += 1
 
-    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+    async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits, headers=hub.credentials.bearer("app")) as client:
         started = time.perf_counter()
         await asyncio.gather(*(worker(client) for _ in range(cfg.http_concurrency)))
         elapsed = time.perf_counter() - started

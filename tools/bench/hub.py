@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from tools.bench.config import UNIT_ENV, BenchConfig
+from tools.credentials import HubCredentials, hub_credentials
 from tools.supervisor import Supervisor
 
 # ============================================================================================ the hub
@@ -22,6 +23,15 @@ class BenchHub:
     kafka: Any = None
     supervisor: Supervisor | None = None
     broker_pid: int | None = None
+    _credentials: HubCredentials | None = None
+
+    @property
+    def credentials(self) -> HubCredentials:
+        """The run's hub key and demo tokens (the HTTP phase posts as the demo app)."""
+        if self._credentials is None:
+            self.config.state_dir.mkdir(parents=True, exist_ok=True)
+            self._credentials = hub_credentials(self.config.state_dir)
+        return self._credentials
 
     @property
     def bootstrap(self) -> str:
@@ -46,7 +56,7 @@ class BenchHub:
         env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.service_state),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.config.http_port),
                     "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.config.http_port}",
-                    "PYTHONUNBUFFERED": "1", **UNIT_ENV})
+                    "PYTHONUNBUFFERED": "1", **UNIT_ENV, **self.credentials.env()})
         env.update(dict(item.split("=", 1) for item in self.config.service_env))
         return env
 
