@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from .envelope import Envelope
 from .registry import EVENT_TYPES
-from .topics import all_topics
+from .topics import all_topics, writers
 
 ASYNCAPI_VERSION = "3.0.0"
 KAFKA_BINDING_VERSION = "0.5.0"
@@ -84,8 +84,10 @@ def _channels(unit_ids: Sequence[str]) -> dict[str, Any]:
     return {
         _channel_name(spec.name): {
             "address": spec.name,
-            "description": f"{spec.description} Written by {spec.writer}; read by {', '.join(spec.readers)}.",
-            "x-writer": spec.writer, "x-readers": list(spec.readers),  # the one writer (contracts/topics.py)
+            "description": f"{spec.description} Written by {' and '.join(writers(spec.writer))}; "
+                           f"read by {', '.join(spec.readers)}.",
+            # its writers (contracts/topics.py): a name, or a list when several may write it
+            "x-writer": spec.writer if isinstance(spec.writer, str) else list(spec.writer), "x-readers": list(spec.readers),
             "messages": {_message_name(t): {"$ref": f"#/components/messages/{_message_name(t)}"} for t in spec.event_types},
             "bindings": {"kafka": {"partitions": spec.partitions,
                                    "topicConfiguration": binding_topic_configuration(spec.config),

@@ -5,7 +5,9 @@ Each unit (department, street office, community, grid) has its own task topic; i
 derived from the unit id by `unit_task_topic`.
 
 Every topic has ONE writer, so a reader always knows who owns what it reads: a service name, or a
-party outside the hub (the units, machine channels). The pipeline refuses to publish to a topic
+party outside the hub (the units, machine channels). The one exception is the units' reports, written
+by the units themselves and by the unit HTTP bridge on behalf of units that do not run the SDK: a
+writer may be a tuple, each name in it a writer. The pipeline refuses to publish to a topic
 another service owns (`check_writer`), and tests/unit/test_topic_owners.py checks the code and the
 `readers` (the services subscribed to it) against this catalogue. A DLQ is written by the readers
 of its source topic, whichever of them failed to handle a record.
@@ -33,7 +35,8 @@ class TopicSpec:
     partitions: int = 3
     key: str = "ticket_id"
     config: dict[str, str] = field(default_factory=lambda: dict(RETAIN_FOREVER))
-    writer: str = ""  # the one service (or outside party) that publishes to it
+    # The service (or outside party) that publishes to it; a tuple when several may (each named).
+    writer: str | tuple[str, ...] = ""
     readers: tuple[str, ...] = ()  # the services subscribed to it
 
     @property
@@ -48,6 +51,7 @@ class TopicSpec:
 # Who writes what (see the module docstring). Names are services' `service_name`s.
 EXTERNAL_CHANNELS = "external machine channels"
 UNITS = "units"  # the units' own systems through services/units/sdk.py, or the simulated units
+BRIDGE = "bridge"  # the unit HTTP bridge, reporting on behalf of units that do not run the SDK
 ARCHIVER = "archiver"  # reads every cityops topic by pattern, DLQs included
 
 CHANNEL_INTAKE = TopicSpec(
@@ -90,7 +94,7 @@ ACT = TopicSpec(
 UNIT_REPORTS = TopicSpec(
     "cityops.unit-reports.v1", "What units report back: sign-for, progress, extension requests, returns, completion, opinions.",
     (ev.TaskSignedFor, ev.ProgressReported, ev.ExtensionRequested, ev.TaskReturned, ev.TaskCompleted, ev.OpinionGiven),
-    writer=UNITS, readers=("consult", "act", "evaluate", "sla", "projections", ARCHIVER),
+    writer=(UNITS, BRIDGE), readers=("consult", "act", "evaluate", "sla", "projections", BRIDGE, ARCHIVER),
 )
 EVALUATE = TopicSpec(
     "cityops.evaluate.v1", "Callbacks, re-handling and closing.",
@@ -122,7 +126,7 @@ _UNIT_TOPIC = re.compile(r"^cityops\.unit\.[^.]+\.tasks\.v1$")
 
 def unit_topic_spec(unit_id: str) -> TopicSpec:
     return TopicSpec(unit_task_topic(unit_id), f"Tasks and notices for unit {unit_id}.", UNIT_TOPIC_EVENTS, partitions=1,
-                     writer=UNIT_TASK_WRITER, readers=(UNITS, ARCHIVER))
+                     writer=UNIT_TASK_WRITER, readers=(UNITS, BRIDGE, ARCHIVER))
 
 
 def dlq_spec(source: TopicSpec) -> TopicSpec:
@@ -139,10 +143,15 @@ def all_topics(unit_ids: list[str] | tuple[str, ...] = ()) -> list[TopicSpec]:
     return specs + [dlq_spec(s) for s in specs]
 
 
-_WRITERS: dict[str, str] = {spec.name: spec.writer for spec in WORKFLOW_TOPICS}
+_WRITERS: dict[str, str | tuple[str, ...]] = {spec.name: spec.writer for spec in WORKFLOW_TOPICS}
 
 
-def writer_of(topic: str) -> str | None:
+def writers(writer: str | tuple[str, ...]) -> tuple[str, ...]:
+    """A catalogue `writer` as the tuple of the writers it names."""
+    return (writer,) if isinstance(writer, str) else writer
+
+
+def writer_of(topic: str) -> str | tuple[str, ...] | None:
     """Who may publish to `topic`: a service name or an outside party; None for a DLQ (the readers of
     its source topic) and for a topic outside the catalogue (a test's own topic)."""
     if topic.endswith(DLQ_SUFFIX):
@@ -161,8 +170,9 @@ class NotTheWriter(PermissionError):
 def check_writer(service: str, topic: str) -> None:
     """Refuse a publish by `service` to a topic it does not own (DLQs and topics outside the catalogue excepted)."""
     writer = writer_of(topic)
-    if writer is not None and writer != service:
-        raise NotTheWriter(f"{service} may not publish to {topic}: its only writer is {writer} (contracts/topics.py)")
+    if writer is not None and service not in writers(writer):
+        raise NotTheWriter(f"{service} may not publish to {topic}: its only writer is {' or '.join(writers(writer))} "
+                           "(contracts/topics.py)")
 
 
 def topic_for_event(event_type: str) -> str:
@@ -175,8 +185,8 @@ def topic_for_event(event_type: str) -> str:
 def catalogue_markdown() -> str:
     """The topic catalogue as a Markdown table (`cityops topics --markdown`; docs/architecture.md holds a copy
     a test keeps current): one row per workflow topic, one for the units' task topics, one for the DLQs."""
-    def row(name: str, writer: str, readers: tuple[str, ...], events: str, partitions: int) -> str:
-        return f"| {name} | {writer} | {', '.join(readers)} | {events} | {partitions} |"
+    def row(name: str, writer: str | tuple[str, ...], readers: tuple[str, ...], events: str, partitions: int) -> str:
+        return f"| {name} | {', '.join(writers(writer))} | {', '.join(readers)} | {events} | {partitions} |"
 
     lines = ["| topic | writer | readers | events | partitions |", "|---|---|---|---|---|"]
     for spec in WORKFLOW_TOPICS:
