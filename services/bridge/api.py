@@ -11,9 +11,10 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
+from enum import Enum
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.engine import Engine
@@ -163,9 +164,11 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
     grid_units = frozenset(u.id for u in catalogue.units if u.kind == "grid")
     known_units = frozenset(u.id for u in catalogue.units)
     reads = _Reads(engine, grid_units)
-    api.include_router(_health_router())
-    api.include_router(_task_router(reads, publish, known_units, consumer))
-    api.include_router(_consultation_router(reads, publish, known_units, now, consumer))
+    # Routes are declared on the app itself (no included routers), so `api.routes` lists every one of them
+    # for the route table test (tests/unit/test_bridge_access.py).
+    _health_routes(api)
+    _task_routes(api, reads, publish, known_units, consumer)
+    _consultation_routes(api, reads, publish, known_units, now, consumer)
     return api
 
 
@@ -209,15 +212,11 @@ class _Reads:
             return s.get(ProcessedEvent, (consumer, event_id)) is not None
 
 
-def _health_router() -> APIRouter:
-    r = APIRouter(tags=["health"])
-
-    @r.get("/health", dependencies=[Depends(PUBLIC)])
+def _health_routes(api: FastAPI) -> None:
+    @api.get("/health", dependencies=[Depends(PUBLIC)], tags=["health"])
     async def health() -> dict[str, str]:
         """Liveness (no token)."""
         return {"status": "ok"}
-
-    return r
 
 
 def _unknown_unit(known: frozenset[str], unit: str | None, field: str) -> None:
@@ -247,8 +246,8 @@ def consultation_out(row: BridgeConsultation, parties: Iterable[BridgeParty]) ->
                            parties=[PartyOut(unit=p.unit, answered=p.answered) for p in parties], ticket=d.ticket)
 
 
-def _task_router(reads: _Reads, publish: Publish, known_units: frozenset[str], consumer: str) -> APIRouter:
-    r = APIRouter(prefix="/tasks", tags=["tasks"])
+def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: frozenset[str], consumer: str) -> None:
+    tags: list[str | Enum] = ["tasks"]
 
     async def report(principal: Principal | None, task_id: str, action: Action, key: str | None,
                      build: Callable[[Envelope[Any], str], Envelope[Any]]) -> ReportAccepted:
@@ -265,7 +264,7 @@ def _task_router(reads: _Reads, publish: Publish, known_units: frozenset[str], c
         await publish(UNIT_REPORTS.name, envelope)
         return ReportAccepted(event_id=envelope.id, event_type=envelope.type, task_id=task_id, status_url=f"/tasks/{task_id}")
 
-    @r.get("", response_model=list[TaskOut], responses=ERRORS)
+    @api.get("/tasks", tags=tags, response_model=list[TaskOut], responses=ERRORS)
     async def open_tasks(principal: Caller, unit: str | None = Query(None, description="Only this unit's (a grid worker "
                          "with several grids)."), limit: int = Query(200, ge=1, le=1000)) -> list[TaskOut]:
         """The caller's open tasks (assigned, signed-for, in-progress, waiting-on-resident), the most urgent first."""
@@ -276,57 +275,56 @@ def _task_router(reads: _Reads, publish: Publish, known_units: frozenset[str], c
                                     col(BridgeTask.assigned_at)).limit(limit)).all()
         return [task_out(row) for row in rows]
 
-    @r.get("/{task_id}", response_model=TaskOut, responses=ERRORS)
+    @api.get("/tasks/{task_id}", tags=tags, response_model=TaskOut, responses=ERRORS)
     async def one_task(principal: Caller, task_id: str) -> TaskOut:
         """One task of the caller's units, in any state."""
         return task_out(reads.task(principal, task_id))
 
-    @r.post("/{task_id}/sign-for", status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
+    @api.post("/tasks/{task_id}/sign-for", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def sign_for(principal: Caller, task_id: str, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Sign for (签收) an assigned task. The handler recorded is the token's subject."""
         assert principal is not None
         return await report(principal, task_id, Action.sign_for, idempotency_key,
                             lambda t, u: unit_reports.sign_for(t, u, handler=principal.subject, key=idempotency_key))
 
-    @r.post("/{task_id}/progress", status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
+    @api.post("/tasks/{task_id}/progress", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def progress(principal: Caller, task_id: str, body: ProgressIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Report progress; `waiting_on_resident` pauses the clocks until the next report."""
         key = idempotency_key or _each_one()  # several notes on one task are several reports
         return await report(principal, task_id, Action.progress, idempotency_key,
                             lambda t, u: unit_reports.progress(t, u, body.note, body.waiting_on_resident, key=key))
 
-    @r.post("/{task_id}/extension", status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
+    @api.post("/tasks/{task_id}/extension", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def extension(principal: Caller, task_id: str, body: ExtensionIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Ask for more time (延期); the hotline decides (the decision shows on the task)."""
         key = idempotency_key or _each_one()  # a unit may ask again after a decision
         return await report(principal, task_id, Action.extension, idempotency_key,
                             lambda t, u: unit_reports.request_extension(t, u, body.amount, body.unit, body.reason, key=key))
 
-    @r.post("/{task_id}/return", status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
+    @api.post("/tasks/{task_id}/return", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def return_task(principal: Caller, task_id: str, body: ReturnIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Return the task (退单) as not this unit's, with the reason and, if known, the responsible unit."""
         _unknown_unit(known_units, body.suggested_unit, "suggested_unit")
         return await report(principal, task_id, Action.return_, idempotency_key,
                             lambda t, u: unit_reports.return_task(t, u, body.reason, body.suggested_unit, key=idempotency_key))
 
-    @r.post("/{task_id}/complete", status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
+    @api.post("/tasks/{task_id}/complete", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def complete(principal: Caller, task_id: str, body: CompleteIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Complete the unit's part (办结) with what was done."""
         return await report(principal, task_id, Action.complete, idempotency_key,
                             lambda t, u: unit_reports.complete(t, u, body.result, key=idempotency_key))
 
-    return r
 
 
 def _each_one() -> str:
     return uuid.uuid4().hex
 
 
-def _consultation_router(reads: _Reads, publish: Publish, known_units: frozenset[str], now: Callable[[], datetime],
-                         consumer: str) -> APIRouter:
-    r = APIRouter(prefix="/consultations", tags=["consultations"])
+def _consultation_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: frozenset[str],
+                         now: Callable[[], datetime], consumer: str) -> None:
+    tags: list[str | Enum] = ["consultations"]
 
-    @r.get("", response_model=list[ConsultationOut], responses=ERRORS)
+    @api.get("/consultations", tags=tags, response_model=list[ConsultationOut], responses=ERRORS)
     async def open_consultations(principal: Caller, unit: str | None = Query(None, description="Only this unit's.")) -> list[ConsultationOut]:
         """Consultations (协商) the caller's units are convened to and have not answered, before their due time."""
         units = reads.units_of(principal, unit)
@@ -341,12 +339,12 @@ def _consultation_router(reads: _Reads, publish: Publish, known_units: frozenset
                 parties[p.consultation_id].append(p)
         return [consultation_out(row, parties[row.consultation_id]) for row in rows]
 
-    @r.get("/{consultation_id}", response_model=ConsultationOut, responses=ERRORS)
+    @api.get("/consultations/{consultation_id}", tags=tags, response_model=ConsultationOut, responses=ERRORS)
     async def one_consultation(principal: Caller, consultation_id: str) -> ConsultationOut:
         """One consultation the caller's units are party to, with who has answered."""
         return consultation_out(*reads.consultation(principal, consultation_id))
 
-    @r.post("/{consultation_id}/opinion", status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
+    @api.post("/consultations/{consultation_id}/opinion", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def opinion(principal: Caller, consultation_id: str, body: OpinionIn,
                       idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Give the unit's opinion on the proposed plan (agree, or propose another lead)."""
@@ -364,7 +362,6 @@ def _consultation_router(reads: _Reads, publish: Publish, known_units: frozenset
         return ReportAccepted(event_id=envelope.id, event_type=envelope.type, consultation_id=consultation_id,
                               status_url=f"/consultations/{consultation_id}")
 
-    return r
 
 
 def _answering_party(units: frozenset[str], parties: list[BridgeParty]) -> BridgeParty:

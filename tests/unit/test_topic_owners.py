@@ -104,6 +104,7 @@ def test_the_static_check_sees_the_writers() -> None:
     assert found["act"] == {catalogue.ACT.name, UNIT_TOPIC}
     assert found["sla"] == {SLA.name} and found["triage"] == {TRIAGE.name}
     assert found["units"] == {catalogue.UNIT_REPORTS.name}
+    assert found["bridge"] == {catalogue.UNIT_REPORTS.name}
 
 
 def test_a_foreign_emit_fails_the_static_check(tmp_path: Path) -> None:
@@ -199,12 +200,15 @@ def _subscriptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("CITYOPS_UNIT_CALLBACKS", "true")
     monkeypatch.setenv("CITYOPS_UNIT_SUPERVISOR", "true")
     monkeypatch.setenv("CITYOPS_UNIT_UNITS", '["water"]')
+    monkeypatch.setenv("CITYOPS_BRIDGE_UNITS", '["water"]')
+    monkeypatch.setenv("CITYOPS_AUTH_KEY", "k" * 40)  # the HTTP apps' token verifier needs a hub key to be built
     subscribed: dict[str, set[str]] = {}
     for name in SERVICES:
         if name == ARCHIVER:
             continue  # a pattern subscription: every cityops topic (checked above: ARCHIVER reads them all)
-        pipeline = load_factory(name)().context.get("pipeline")
-        subscribed[name] = set(pipeline.topics)
+        app = load_factory(name)()
+        pipelines = app.state.pipelines.values() if hasattr(app, "state") else [app.context.get("pipeline")]  # HTTP apps: the bridge
+        subscribed[name] = {t for p in pipelines for t in p.topics}
     from services.intake.app import create_app as intake_app
 
     subscribed["intake"] = {t for p in intake_app().state.pipelines.values() for t in p.topics}
