@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Depends, FastAPI, Header, HTTPException, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.config import JsonDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -86,7 +87,21 @@ class OpinionIn(BaseModel):
 
 # ---------------------------------------------------------------------------- what goes out
 
+_TICKET_EXAMPLE: JsonDict = {"channel": "phone", "text": "小区停水一整天了 / no water all day in our estate",
+                             "caller": {"pseudonym": "p-3f9a1c", "masked_phone": "138****5678", "anonymous": False},
+                             "location": {"district": "district-west", "street": "street-west-1", "community": "community-west-1-b",
+                                          "grid": "grid-west-1-b-2", "address": "文庙路 12 号"},
+                             "category": None, "urgency": "normal", "submitted_at": "2026-05-06T08:55:00Z"}
+
+
 class TaskOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_id": "T-1A2B3C4D5E6F7A8B:water:1", "ticket_id": "T-1A2B3C4D5E6F7A8B", "unit": "water", "role": "lead",
+        "round": 1, "final": False, "category": "water.outage", "status": "signed-for",
+        "assigned_at": "2026-05-06T09:00:00Z", "sign_for_due": "2026-05-06T11:00:00Z", "response_due": "2026-05-07T09:00:00Z",
+        "resolution_due": "2026-05-08T09:00:00Z", "extension_pending": False, "extensions_granted": 0, "handler": "li.wei",
+        "last_note": None, "result": None, "joint_with": ["street-west-1"], "ticket": _TICKET_EXAMPLE}]})
+
     task_id: str = Field(description="Task id.")
     ticket_id: str = Field(description="Ticket.")
     unit: str = Field(description="Unit the task is for.")
@@ -114,6 +129,14 @@ class PartyOut(BaseModel):
 
 
 class ConsultationOut(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "consultation_id": "C-1A2B3C4D5E6F7A8B-1", "ticket_id": "T-1A2B3C4D5E6F7A8B",
+        "reason": "the category is led by area or department: the parties agree who leads",
+        "proposed": {"lead": "water", "co_units": ["street-west-1"], "level": "district"},
+        "opinions_due": "2026-05-06T13:00:00Z", "closed": False, "category": "water.outage",
+        "parties": [{"unit": "water", "answered": False}, {"unit": "street-west-1", "answered": True}],
+        "ticket": _TICKET_EXAMPLE}]})
+
     consultation_id: str = Field(description="Consultation id.")
     ticket_id: str = Field(description="Ticket.")
     reason: str = Field(description="Why the parties are convened.")

@@ -71,8 +71,16 @@ def test_bridge_document_shows_each_route_with_its_examples_and_bearer_auth() ->
                 assert {"202", "401", "403", "404", "409", "422"} <= set(operation["responses"]), f"{method} {path}"
                 assert operation["responses"]["409"]["content"]["application/json"]["example"]
     schemas = document["components"]["schemas"]
-    for body in ("ProgressIn", "ExtensionIn", "ReturnIn", "CompleteIn", "OpinionIn", "ReportAccepted"):
+    for body in ("ProgressIn", "ExtensionIn", "ReturnIn", "CompleteIn", "OpinionIn", "ReportAccepted", "TaskOut", "ConsultationOut"):
         assert schemas[body].get("examples"), f"{body} has no example"
+
+
+def test_the_bridge_answers_examples_are_valid_answers() -> None:
+    from services.bridge.api import ConsultationOut, ReportAccepted, TaskOut
+
+    for model in (TaskOut, ConsultationOut, ReportAccepted):
+        for example in model.model_config["json_schema_extra"]["examples"]:
+            model.model_validate(example)
 
 
 def test_the_validator_rejects_a_broken_document() -> None:
