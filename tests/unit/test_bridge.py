@@ -189,6 +189,15 @@ async def test_a_new_dispatch_withdraws_what_was_open_whatever_order_the_topics_
     assert [t["task_id"] for t in _open(bridge, "power")] == [new_lead.data.task_id]
 
 
+async def test_a_leads_return_withdraws_the_co_units_tasks_and_a_co_units_return_only_its_own(bridge) -> None:
+    lead, co = assigned("T-1", "water"), assigned("T-1", "power", role=ev.Role.co)
+    other_lead, other_co = assigned("T-2", "water"), assigned("T-2", "power", role=ev.Role.co)
+    await bridge.feed(lead, co, other_lead, other_co)
+    await bridge.feed(unit_reports.return_task(other_co, "power", "not ours"), unit_reports.return_task(lead, "water", "not ours"))
+    assert [t["task_id"] for t in _open(bridge, "water")] == [other_lead.data.task_id]
+    assert _open(bridge, "power") == []
+
+
 async def test_a_grid_worker_acts_on_its_grids_tasks_and_filters_by_grid(bridge) -> None:
     mine, other, department = assigned("T-1", GRID), assigned("T-2", OTHER_GRID), assigned("T-3", "water")
     await bridge.feed(mine, other, department)
