@@ -5,9 +5,10 @@ Each unit (department, street office, community, grid) has its own task topic; i
 derived from the unit id by `unit_task_topic`.
 
 Every topic has ONE writer, so a reader always knows who owns what it reads: a service name, or a
-party outside the hub (the units, machine channels). The one exception is the audit topic, which each
-HTTP door of the hub (intake, the units' bridge) writes for the calls it received: its spec names
-those writers, and only those. The pipeline refuses to publish to a topic another service owns
+party outside the hub (the units, machine channels). Two topics name several writers, and only those:
+the audit topic, which each HTTP door of the hub (intake, the units' bridge) writes for the calls it
+received, and the units' reports, written by the units themselves and by the unit HTTP bridge on behalf
+of units that do not run the SDK. The pipeline refuses to publish to a topic another service owns
 (`check_writer`), and tests/unit/test_topic_owners.py checks the code and the
 `readers` (the services subscribed to it) against this catalogue. A DLQ is written by the readers
 of its source topic, whichever of them failed to handle a record.
@@ -38,8 +39,8 @@ class TopicSpec:
     partitions: int = 3
     key: str = "ticket_id"
     config: dict[str, str] = field(default_factory=lambda: dict(RETAIN_FOREVER))
-    # The one service (or outside party) that publishes to it; a tuple only for the audit topic, which each
-    # HTTP door writes for its own calls.
+    # The one service (or outside party) that publishes to it; a tuple when several may (the audit topic,
+    # which each HTTP door writes for its own calls; the units' reports, also sent by the unit HTTP bridge).
     writer: str | tuple[str, ...] = ""
     readers: tuple[str, ...] = ()  # the services subscribed to it
 
@@ -64,6 +65,7 @@ class TopicSpec:
 # Who writes what (see the module docstring). Names are services' `service_name`s.
 EXTERNAL_CHANNELS = "external machine channels"
 UNITS = "units"  # the units' own systems through services/units/sdk.py, or the simulated units
+BRIDGE = "bridge"  # the unit HTTP bridge, reporting on behalf of units that do not run the SDK
 ARCHIVER = "archiver"  # reads every cityops topic by pattern, DLQs included
 
 CHANNEL_INTAKE = TopicSpec(
@@ -108,7 +110,7 @@ ACT = TopicSpec(
 UNIT_REPORTS = TopicSpec(
     "cityops.unit-reports.v1", "What units report back: sign-for, progress, extension requests, returns, completion, opinions.",
     (ev.TaskSignedFor, ev.ProgressReported, ev.ExtensionRequested, ev.TaskReturned, ev.TaskCompleted, ev.OpinionGiven),
-    writer=UNITS, readers=("consult", "act", "evaluate", "sla", "projections", ARCHIVER),
+    writer=(UNITS, BRIDGE), readers=("consult", "act", "evaluate", "sla", "projections", BRIDGE, ARCHIVER),
 )
 EVALUATE = TopicSpec(
     "cityops.evaluate.v1", "Callbacks, re-handling and closing.",
@@ -124,8 +126,6 @@ SLA = TopicSpec(
 WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, TICKETS, TRIAGE, CONSULT, ACT,
                                           UNIT_REPORTS, EVALUATE, SLA)
 
-# The units' HTTP bridge (services/bridge), a second HTTP door of the hub.
-BRIDGE = "bridge"
 AUDIT = TopicSpec(
     "cityops.audit.v1",
     "The audit trail: every state-changing HTTP call to a door of the hub (refused ones included): who, "
@@ -152,7 +152,7 @@ _UNIT_TOPIC = re.compile(r"^cityops\.unit\.[^.]+\.tasks\.v1$")
 
 def unit_topic_spec(unit_id: str) -> TopicSpec:
     return TopicSpec(unit_task_topic(unit_id), f"Tasks and notices for unit {unit_id}.", UNIT_TOPIC_EVENTS, partitions=1,
-                     writer=UNIT_TASK_WRITER, readers=(UNITS, ARCHIVER))
+                     writer=UNIT_TASK_WRITER, readers=(UNITS, BRIDGE, ARCHIVER))
 
 
 def _retention_ms(config: dict[str, str]) -> int:

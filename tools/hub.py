@@ -55,8 +55,21 @@ def hub_service_names() -> list[str]:
     return WORKFLOW + [s for s in OPTIONAL if s in available] + ["units", "intake"]
 
 
+def hub_process_names() -> list[str]:
+    """What `cityops up` starts: the services above, then the unit HTTP bridge (not in the benchmark's set: it
+    measures the workflow, and nobody calls the bridge there)."""
+    from tools.run import available_services
+
+    return hub_service_names() + [name for name in ("bridge",) if name in available_services()]
+
+
 def intake_answers(base: str) -> Probe:
     """Readiness of the intake: its /health (no token needed) answers 200 once its broker is started."""
+    return lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200
+
+
+def bridge_answers(base: str) -> Probe:
+    """Readiness of the unit bridge: its /health answers 200."""
     return lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200
 
 
@@ -65,6 +78,7 @@ class Hub:
     kafka_port: int
     http_port: int
     state_dir: Path
+    bridge_port: int = 8081
     supervisor: Supervisor = field(init=False)
     credentials: HubCredentials = field(init=False)
     kafka: Any = None
@@ -82,6 +96,7 @@ class Hub:
         # A demo: the built-in secrets (pseudonym key) are accepted, which production refuses.
         env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.http_port),
+                    "CITYOPS_BRIDGE_HTTP_PORT": str(self.bridge_port),
                     "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1",
                     # the simulated callback operators and supervisor post their decisions to intake
                     "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.http_port}"})
@@ -101,7 +116,7 @@ class Hub:
         typer.echo(f"broker up on {self.bootstrap} in {time.monotonic() - started:.1f}s (Apache Kafka {self.kafka.settings.version}, KRaft)")
 
     def start_services(self) -> None:
-        for name in hub_service_names():
+        for name in hub_process_names():
             self.supervisor.start_service(name)
         names = ", ".join(self.supervisor)
         typer.echo(f"started {len(self.supervisor.processes)} service processes: {names} (logs in {self.state_dir / 'logs'})")
@@ -151,12 +166,13 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
 
 def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        http_port: int = typer.Option(8080, help="Intake HTTP port (OpenAPI docs at /docs)."),
+       bridge_port: int = typer.Option(8081, help="Unit HTTP bridge port (OpenAPI docs at /docs)."),
        rate: float = typer.Option(2.0, help="Demo complaints per second (0 = no demo feed)."),
        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
        state_dir: Path = typer.Option(REPO_ROOT / ".state" / "hub", help="Where the hub keeps its data and logs."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
-    hub = Hub(kafka_port, http_port, state_dir)
+    hub = Hub(kafka_port, http_port, state_dir, bridge_port)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()
@@ -171,6 +187,10 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
         typer.echo(f"hotline API on {base} (docs: {base}/docs, Open311: {base}/open311/v2/services.json)")
         typer.echo(f"tokens for the demo users (operator, supervisor, auditor, app, unit, grid-worker) in "
                    f"{hub.credentials.tokens_file} (source it; hub key: {hub.credentials.key_file})")
+        if "bridge" in hub.supervisor:
+            bridge = f"http://127.0.0.1:{bridge_port}"
+            hub.supervisor.wait_ready("bridge", bridge_answers(bridge), timeout=90)
+            typer.echo(f"unit bridge on {bridge} (docs: {bridge}/docs)")
         if rate > 0:
             asyncio.run(feed_and_watch(base, rate, duration, hub, nyc_sample))
         else:

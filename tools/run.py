@@ -2,7 +2,8 @@
 
 Every service package exposes `create_app()` in `services.<name>.app`; this module only finds
 it and runs it until SIGINT/SIGTERM (FastStream stops the consumers after the current batch,
-so a stopped service never leaves a half-applied batch behind).
+so a stopped service never leaves a half-applied batch behind). A service whose app is an HTTP
+app with its consumers inside (the unit bridge) is served by uvicorn on its settings' address.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ import importlib
 from typing import Any
 
 import typer
+from fastapi import FastAPI
 
 from services.common.logs import configure_logging
 
-# Consumer services (FastStream apps). intake is HTTP and is started by uvicorn (see `serve_intake`).
-SERVICES = ("discover", "triage", "consult", "act", "evaluate", "units", "sla", "projections", "archiver")
+# Consumer services (FastStream apps), and the unit bridge (an HTTP app with its consumer). intake is HTTP and
+# is started by `cityops intake serve`.
+SERVICES = ("discover", "triage", "consult", "act", "evaluate", "units", "sla", "projections", "archiver", "bridge")
 
 app = typer.Typer(no_args_is_help=True)
 
@@ -41,7 +44,19 @@ def available_services() -> list[str]:
 def run(name: str = typer.Argument(..., help="Service to run, e.g. triage (see `cityops service list`).")) -> None:
     """Run one consumer service in the foreground until Ctrl-C or SIGTERM."""
     create_app = load_factory(name)
-    asyncio.run(create_app().run())
+    service = create_app()
+    if isinstance(service, FastAPI):
+        serve_http(service)
+    else:
+        asyncio.run(service.run())
+
+
+def serve_http(api: FastAPI) -> None:
+    """An HTTP service (its consumers start with it) on the address its settings name."""
+    import uvicorn
+
+    settings = api.state.settings
+    uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
 
 
 @app.command("list")

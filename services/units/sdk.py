@@ -16,42 +16,13 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec
-from contracts import events as ev
-from contracts.envelope import Envelope, Event
+from contracts.envelope import Envelope
 from contracts.topics import UNIT_REPORTS, unit_task_topic
+from contracts.unit_reports import complete, opinion, progress, report, request_extension, return_task, sign_for
 
-
-def report(cause: Envelope[Any], data: Event, unit: str) -> Envelope[Any]:
-    """A unit's report on a task or consultation, with an id derived from its cause and unit."""
-    return cause.caused(data, source=f"/cityops/unit/{unit}", id_extra=f"{unit}:{data.event_type}")
-
-
-def sign_for(task: Envelope[Any], unit: str, handler: str | None = None) -> Envelope[Any]:
-    return report(task, ev.TaskSignedFor(task_id=task.data.task_id, unit=unit, handler=handler), unit)
-
-
-def progress(task: Envelope[Any], unit: str, note: str, waiting_on_resident: bool = False) -> Envelope[Any]:
-    return report(task, ev.ProgressReported(task_id=task.data.task_id, unit=unit, note=note,
-                                            waiting_on_resident=waiting_on_resident), unit)
-
-
-def request_extension(task: Envelope[Any], unit: str, amount: int, time_unit: str, reason: str) -> Envelope[Any]:
-    return report(task, ev.ExtensionRequested(task_id=task.data.task_id, unit=unit, reason=reason,
-                                              extra=ev.TimeLimitSpec(amount=amount, unit=time_unit)), unit)
-
-
-def return_task(task: Envelope[Any], unit: str, reason: str, suggested_unit: str | None = None) -> Envelope[Any]:
-    return report(task, ev.TaskReturned(task_id=task.data.task_id, unit=unit, reason=reason, suggested_unit=suggested_unit), unit)
-
-
-def complete(task: Envelope[Any], unit: str, result: str) -> Envelope[Any]:
-    return report(task, ev.TaskCompleted(task_id=task.data.task_id, unit=unit, result=result), unit)
-
-
-def opinion(consultation: Envelope[Any], unit: str, agrees: bool, proposed_lead: str | None = None,
-            comment: str = "") -> Envelope[Any]:
-    return report(consultation, ev.OpinionGiven(consultation_id=consultation.data.consultation_id, unit=unit, agrees=agrees,
-                                                proposed_lead=proposed_lead, comment=comment), unit)
+# The report builders live in contracts/unit_reports.py (the unit HTTP bridge builds the same reports);
+# re-exported here, where units' own code has always found them.
+__all__ = ["UnitClient", "complete", "opinion", "progress", "report", "request_extension", "return_task", "sign_for"]
 
 
 class UnitClient:

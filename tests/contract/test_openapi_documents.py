@@ -38,7 +38,14 @@ def replay_document() -> dict[str, Any]:
     return api.openapi()
 
 
-DOCUMENTS = {"intake": intake_document, "replay": replay_document}
+def bridge_document() -> dict[str, Any]:
+    from domain.catalogue import load_catalogue
+    from services.bridge.api import build_api as build_bridge
+
+    return build_bridge(publish=_no_publish, engine=make_engine("sqlite://"), catalogue=load_catalogue(), now=lambda: None).openapi()
+
+
+DOCUMENTS = {"intake": intake_document, "replay": replay_document, "bridge": bridge_document}
 
 
 @pytest.mark.parametrize("name", sorted(DOCUMENTS))
@@ -50,6 +57,30 @@ def test_openapi_document_is_valid(name: str) -> None:
 def test_intake_document_lists_the_hotline_and_open311_paths() -> None:
     paths = intake_document()["paths"]
     assert {"/tickets", "/tickets/{ticket_id}", "/open311/v2/services.json", "/open311/v2/requests.json"} <= set(paths)
+
+
+def test_bridge_document_shows_each_route_with_its_examples_and_bearer_auth() -> None:
+    document = bridge_document()
+    paths = document["paths"]
+    assert {"/tasks", "/tasks/{task_id}/complete", "/tasks/{task_id}/extension", "/consultations/{consultation_id}/opinion"} <= set(paths)
+    for path, item in paths.items():
+        for method, operation in item.items():
+            if path != "/health":
+                assert operation.get("security"), f"{method} {path} does not say it needs a bearer token"
+            if method == "post":
+                assert {"202", "401", "403", "404", "409", "422"} <= set(operation["responses"]), f"{method} {path}"
+                assert operation["responses"]["409"]["content"]["application/json"]["example"]
+    schemas = document["components"]["schemas"]
+    for body in ("ProgressIn", "ExtensionIn", "ReturnIn", "CompleteIn", "OpinionIn", "ReportAccepted", "TaskOut", "ConsultationOut"):
+        assert schemas[body].get("examples"), f"{body} has no example"
+
+
+def test_the_bridge_answers_examples_are_valid_answers() -> None:
+    from services.bridge.api import ConsultationOut, ReportAccepted, TaskOut
+
+    for model in (TaskOut, ConsultationOut, ReportAccepted):
+        for example in model.model_config["json_schema_extra"]["examples"]:
+            model.model_validate(example)
 
 
 def test_the_validator_rejects_a_broken_document() -> None:

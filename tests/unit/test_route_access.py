@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from domain.catalogue import load_catalogue
-from services.common.auth import Access, Principal, Role, mint_token, route_access
+from services.common.auth import Access, Principal, Role, install_verifier, mint_token, route_access
 from services.common.auth import api_routes as auth_api_routes
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
@@ -50,7 +50,22 @@ def replay(tmp: Path) -> FastAPI:
                       verifier=verifier())
 
 
-APPS = {"intake": intake_app, "replay": replay}
+def bridge(tmp: Path) -> FastAPI:
+    from services.bridge.api import build_api as build_bridge_api
+    from services.bridge.handlers import TABLES as BRIDGE_TABLES
+
+    async def publish(topic: str, envelope: Any) -> None:
+        return None
+
+    engine = make_engine(f"sqlite:///{tmp / 'bridge.db'}")
+    create_tables(engine, BRIDGE_TABLES)
+    app = build_bridge_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW)
+    install_verifier(app, verifier=verifier())
+    return app
+
+
+# Every HTTP door of the hub (tests/unit/test_bridge_access.py also checks the bridge's unit binding).
+APPS = {"intake": intake_app, "replay": replay, "bridge": bridge}
 
 
 def api_routes(app: FastAPI) -> Iterator[tuple[str, Any]]:

@@ -104,9 +104,9 @@ def foreign_writes(root: Path) -> list[str]:
             if topic is None:
                 problems.append(f"{where}: {service} publishes to a topic not named through contracts/topics.py")
                 continue
-            writer = UNIT_TASK_WRITER if topic == UNIT_TOPIC else writer_of(topic)
-            if writer != service:
-                problems.append(f"{where}: {service} publishes to {topic}, whose only writer is {writer}")
+            writers = (UNIT_TASK_WRITER,) if topic == UNIT_TOPIC else catalogue.writers_of(topic)
+            if service not in writers:
+                problems.append(f"{where}: {service} publishes to {topic}, whose only writer is {' or '.join(writers) or 'nobody'}")
     return problems
 
 
@@ -121,6 +121,7 @@ def test_the_static_check_sees_the_writers() -> None:
     assert found["act"] == {catalogue.ACT.name, UNIT_TOPIC}
     assert found["sla"] == {SLA.name} and found["triage"] == {TRIAGE.name}
     assert found["units"] == {catalogue.UNIT_REPORTS.name}
+    assert found["bridge"] == {catalogue.UNIT_REPORTS.name}
 
 
 def test_a_foreign_emit_fails_the_static_check(tmp_path: Path) -> None:
@@ -144,14 +145,14 @@ def test_a_foreign_emit_fails_the_static_check(tmp_path: Path) -> None:
 
 def test_every_topic_names_one_writer_and_its_readers() -> None:
     for spec in all_topics(["water"]):
-        several = spec.name == catalogue.AUDIT.name  # each HTTP door writes its own calls' audit records
+        several = spec.name in (catalogue.AUDIT.name, catalogue.UNIT_REPORTS.name)  # named several writers
         assert spec.writers and (len(spec.writers) > 1) == several and all(spec.writers), spec.name
         plain_personal_data = spec.name.startswith(CHANNEL_INTAKE.name)  # the channel and its DLQ (docs/privacy.md)
         assert (ARCHIVER in spec.readers) != plain_personal_data, spec.name
     assert catalogue.AUDIT.writers == ("intake", catalogue.BRIDGE) and catalogue.AUDIT.readers == (ARCHIVER,)
     assert catalogue.AUDIT.config == catalogue.RETAIN_FOREVER
     assert writer_of(unit_task_topic("water")) == "act" and writer_of(COMMANDS.name) == "intake"
-    assert writer_of(catalogue.UNIT_REPORTS.name) == "units"
+    assert catalogue.writers_of(catalogue.UNIT_REPORTS.name) == ("units", "bridge")
     assert writer_of(catalogue.CHANNEL_INTAKE.name) == catalogue.EXTERNAL_CHANNELS
     assert writer_of(SLA.dlq) is None and "readers of cityops.sla.v1" in catalogue.dlq_spec(SLA).writer
 
@@ -167,6 +168,10 @@ def test_check_writer_refuses_a_foreign_topic_but_not_a_dlq_or_a_test_topic() ->
         check_writer("consult", TRIAGE.name)
     with pytest.raises(NotTheWriter):
         check_writer("sla", unit_task_topic("water"))
+    check_writer("units", catalogue.UNIT_REPORTS.name)  # a topic with two writers: either may publish
+    check_writer("bridge", catalogue.UNIT_REPORTS.name)
+    with pytest.raises(NotTheWriter, match="its only writers are units, bridge"):
+        check_writer("act", catalogue.UNIT_REPORTS.name)
 
 
 def test_the_audit_topic_takes_its_named_writers_and_nobody_else() -> None:
@@ -226,12 +231,15 @@ def _subscriptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("CITYOPS_UNIT_CALLBACKS", "true")
     monkeypatch.setenv("CITYOPS_UNIT_SUPERVISOR", "true")
     monkeypatch.setenv("CITYOPS_UNIT_UNITS", '["water"]')
+    monkeypatch.setenv("CITYOPS_BRIDGE_UNITS", '["water"]')
+    monkeypatch.setenv("CITYOPS_AUTH_KEY", "k" * 40)  # the HTTP apps' token verifier needs a hub key to be built
     subscribed: dict[str, set[str]] = {}
     for name in SERVICES:
         if name == ARCHIVER:
             continue  # a pattern subscription: every cityops topic (checked above: ARCHIVER reads them all)
-        pipeline = load_factory(name)().context.get("pipeline")
-        subscribed[name] = set(pipeline.topics)
+        app = load_factory(name)()
+        pipelines = app.state.pipelines.values() if hasattr(app, "state") else [app.context.get("pipeline")]  # HTTP apps: the bridge
+        subscribed[name] = {t for p in pipelines for t in p.topics}
     from services.intake.app import create_app as intake_app
 
     subscribed["intake"] = {t for p in intake_app().state.pipelines.values() for t in p.topics}

@@ -1,0 +1,80 @@
+"""The unit HTTP bridge's app factory: the HTTP API (api.py) plus its read model's consumer, on one broker.
+
+`cityops service run bridge` serves it (port `CITYOPS_BRIDGE_HTTP_PORT`, default 8081); `cityops up` starts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, HTTPException
+from faststream.kafka import KafkaBroker
+from sqlalchemy.engine import Engine
+
+from contracts import codec
+from contracts.envelope import Envelope, utcnow
+from contracts.topics import check_writer
+from domain.catalogue import load_catalogue
+from services.common.audit import AuditMiddleware, note_published
+from services.common.auth import install_verifier
+from services.common.handler import Clock
+from services.common.kafka import make_broker
+from services.common.logs import configure_logging, get_logger
+from services.common.pipeline import EventPipeline
+from services.common.store import create_tables, make_engine
+
+from .api import build_api
+from .handlers import TABLES, BridgeDeps, spec
+from .settings import BridgeSettings
+
+log = get_logger(__name__)
+
+
+def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | None = None,
+               engine: Engine | None = None, clock: Clock = utcnow) -> FastAPI:
+    settings = settings or BridgeSettings()
+    broker = broker or make_broker(settings)
+    engine = engine or make_engine(settings.store_url())
+    catalogue = load_catalogue(settings.catalogue_path)
+    units = frozenset(settings.units or catalogue.units_for_topics())
+    name = settings.service_name
+    pipeline = EventPipeline(name=name, settings=settings, engine=engine, clock=clock,
+                             spec=spec(BridgeDeps(units=units, calendar=settings.work_calendar())))
+    pipeline.subscribe(broker)
+
+    async def publish(topic: str, envelope: Envelope[Any]) -> None:
+        check_writer(name, topic)
+        record = codec.encode(envelope)
+        # A report is answered only once the broker has it: the unit's 202 is a promise.
+        try:
+            await asyncio.wait_for(broker.publish(record.value, topic, key=record.key,
+                                                  headers={k: v.decode() for k, v in record.headers}),
+                                   timeout=settings.publish_timeout_s)
+        except TimeoutError:
+            raise HTTPException(503, "broker unavailable: retry with the same Idempotency-Key") from None
+        note_published(envelope)  # the audit record of this call names the ticket and the report
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings.log_level, settings.log_json, service=name)
+        await asyncio.to_thread(create_tables, engine, TABLES)
+        await broker.start()
+        await pipeline.recover_outbox()
+        log.info("service_started", service=name, http=f"{settings.http_host}:{settings.http_port}", units=len(units),
+                 bootstrap=settings.kafka_bootstrap)
+        try:
+            yield
+        finally:
+            await broker.stop()
+            log.info("service_stopping", service=name, **pipeline.stats)
+
+    api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, consumer=pipeline.name, lifespan=lifespan)
+    install_verifier(api)  # refuses to build without a hub key or an SSO issuer (services/common/auth.py)
+    # Every state-changing call of a unit (refused ones too) is recorded on cityops.audit.v1 with its principal.
+    api.add_middleware(AuditMiddleware, publish=publish, service=name, source=f"/cityops/{name}", clock=clock)
+    api.state.pipelines = {"bridge": pipeline}
+    api.state.settings = settings
+    return api

@@ -1,0 +1,120 @@
+"""The unit HTTP bridge served over HTTP on the real broker: an assignment on unit A's topic shows in A's list,
+A completes it over HTTP, the TaskCompleted for A is on the unit-reports topic, unit B is refused, and the task
+leaves A's open list once the bridge reads its own report back."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from unittest import mock
+
+import httpx
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts import codec
+from contracts import events as ev
+from contracts.topics import UNIT_REPORTS, unit_task_topic, unit_topic_spec
+from services.bridge.app import create_app
+from services.bridge.settings import BridgeSettings
+from services.common.auth import Principal, Role, mint_token
+from services.common.kafka import ensure_topics
+from tests.harness.bridge import assigned
+
+KEY = "integration-bridge-key-" + "x" * 32
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _auth(unit: str) -> dict[str, str]:
+    token = mint_token(KEY.encode(), Principal(subject=f"clerk-of-{unit}", roles=frozenset({Role.unit}), unit=unit),
+                       timedelta(hours=1))
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def _until(check: Any, what: str, timeout: float = 60) -> Any:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while asyncio.get_running_loop().time() < deadline:
+        found = await check()
+        if found:
+            return found
+        await asyncio.sleep(0.3)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+async def _reports_of(bootstrap: str, ticket_id: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(UNIT_REPORTS.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=3000)
+        return [codec.decode(r.key, r.value, r.headers) for rs in batch.values() for r in rs if r.key == ticket_id.encode()]
+    finally:
+        await consumer.stop()
+
+
+async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(kafka_bootstrap, unique, tmp_path) -> None:
+    await ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec("power"), UNIT_REPORTS])
+    ticket_id = f"T-BRIDGE-{unique}"
+    task = assigned(ticket_id, "water", at=datetime.now(UTC))
+    settings = BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", "power"], consumer_group=f"bridge-{unique}",
+                              db_url=f"sqlite:///{tmp_path / 'bridge.db'}", state_dir=tmp_path)
+    with mock.patch.dict(os.environ, {"CITYOPS_AUTH_KEY": KEY}):
+        app = create_app(settings)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            await _until(lambda: _answers(client), "the bridge to serve")
+            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+            await producer.start()
+            try:
+                rec = codec.encode(task)
+                await producer.send_and_wait(unit_task_topic("water"), rec.value, key=rec.key, headers=rec.headers)
+            finally:
+                await producer.stop()
+
+            async def listed_for_water() -> list[dict[str, Any]]:
+                r = await client.get("/tasks", headers=_auth("water"))
+                return [t for t in r.json() if t["task_id"] == task.data.task_id]
+
+            [listed] = await _until(listed_for_water, "the task in water's list")
+            assert listed["status"] == "assigned" and listed["unit"] == "water"
+            power = _auth("power")
+            assert (await client.get(f"/tasks/{task.data.task_id}", headers=power)).status_code == 403
+            refused = await client.post(f"/tasks/{task.data.task_id}/complete", json={"result": "forged"}, headers=power)
+            assert refused.status_code == 403
+
+            done = await client.post(f"/tasks/{task.data.task_id}/complete", json={"result": "pipe repaired"},
+                                     headers={**_auth("water"), "Idempotency-Key": f"done-{unique}"})
+            assert done.status_code == 202, done.text
+            reports = await _until(lambda: _reports_of(kafka_bootstrap, ticket_id), "the report on the unit-reports topic")
+            [completed] = [e for e in reports if isinstance(e.data, ev.TaskCompleted)]
+            assert completed.id == done.json()["event_id"] and completed.causation_id == task.id
+            assert completed.data.unit == "water" and completed.data.task_id == task.data.task_id
+            assert completed.data.result == "pipe repaired"
+
+            async def gone_from_water() -> bool:
+                return not await listed_for_water()
+
+            await _until(gone_from_water, "the task to leave water's open list")
+            shown = (await client.get(f"/tasks/{task.data.task_id}", headers=_auth("water"))).json()
+            assert shown["status"] == "completed" and shown["result"] == "pipe repaired"
+    finally:
+        server.should_exit = True
+        await serving
+
+
+async def _answers(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/health")).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -1,0 +1,84 @@
+"""Every route of the unit bridge, from the app's own route list: no token 401, a wrong role 403, another unit 403,
+the task's own unit 2xx (/health: anyone). A route without an access rule fails the table.
+
+Each route is called on a fresh bridge holding one task and one consultation of unit A (water), with the request
+body its OpenAPI example gives, so the documented examples are checked to be accepted too.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from services.common.auth import Role, route_access
+from tests.harness.bridge import BridgeHarness, assigned, consultation
+
+UNIT_A, UNIT_B = "water", "power"
+
+
+def api_routes(app: FastAPI) -> list[APIRoute]:
+    return [r for r in app.routes if isinstance(r, APIRoute)]
+
+
+def routes_without_a_rule(app: FastAPI) -> list[str]:
+    return [f"{sorted(r.methods)} {r.path}" for r in api_routes(app) if not route_access(r)]
+
+
+def _example_body(route: APIRoute) -> Any:
+    if route.body_field is None:
+        return None
+    model = route.body_field.field_info.annotation
+    return model.model_config["json_schema_extra"]["examples"][0]
+
+
+async def _bridge_with_a_task(tmp_path) -> tuple[BridgeHarness, dict[str, str]]:
+    bridge = BridgeHarness(tmp_path)
+    task, asked = assigned("T-ACC", UNIT_A), consultation("T-ACC-C", (UNIT_A,))
+    await bridge.feed(task, asked)
+    return bridge, {"task_id": task.data.task_id, "consultation_id": asked.data.consultation_id}
+
+
+def _call(bridge: BridgeHarness, route: APIRoute, ids: dict[str, str], headers: dict[str, str], params: dict[str, str]) -> int:
+    path = re.sub(r"\{(\w+)\}", lambda m: ids[m.group(1)], route.path)
+    method = next(iter(route.methods))
+    return bridge.client.request(method, path, json=_example_body(route), headers=headers, params=params).status_code
+
+
+async def test_every_route_refuses_no_token_a_wrong_role_and_another_unit_and_serves_its_own(tmp_path) -> None:
+    probe, _ = await _bridge_with_a_task(tmp_path / "probe")
+    assert not routes_without_a_rule(probe.app), f"routes without an access rule: {routes_without_a_rule(probe.app)}"
+    problems, checked = [], 0
+    for i, route in enumerate(api_routes(probe.app)):
+        bridge, ids = await _bridge_with_a_task(tmp_path / str(i))  # fresh: an earlier route's report changes no state
+        [rule] = route_access(route)
+        has_id = "{" in route.path
+        # A list route has no id: another unit asks for A's list by name.
+        other = {} if has_id else {"unit": UNIT_A}
+        expected = {
+            "no token": (({}, {}), 200 if rule.public else 401),
+            "wrong role": ((bridge.auth(Role.operator), {}), 200 if rule.public else 403),
+            "another unit": ((bridge.auth(Role.unit, unit=UNIT_B), other), 200 if rule.public else 403),
+            "its own unit": ((bridge.auth(Role.unit, unit=UNIT_A), {}), None),
+        }
+        for case, ((headers, params), status) in expected.items():
+            got = _call(bridge, route, ids, headers, params)
+            ok = (200 <= got < 300) if status is None else got == status
+            if not ok:
+                problems.append(f"{sorted(route.methods)} {route.path} {case}: {got}, expected {status or '2xx'}")
+        checked += 1
+        assert not bridge.published or bridge.sent[0].data.unit == UNIT_A
+    assert checked >= 10, checked  # health, 2 task reads, 5 task reports, 2 consultation reads, 1 opinion
+    assert not problems, "\n".join(problems)
+
+
+async def test_a_route_without_an_access_rule_is_found(tmp_path) -> None:
+    bridge, _ = await _bridge_with_a_task(tmp_path)
+
+    @bridge.app.get("/forgotten")
+    async def forgotten() -> dict[str, str]:
+        return {}
+
+    assert routes_without_a_rule(bridge.app) == ["['GET'] /forgotten"]
