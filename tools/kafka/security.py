@@ -1,0 +1,255 @@
+"""Who may talk to the project's brokers: SCRAM users, the broker's SASL and authorizer settings, the ACLs.
+
+* Clients (services, tools, units, inter-broker traffic) authenticate with SASL/SCRAM-SHA-512 on the
+  BROKER listener. SCRAM users are written into the storage at format time (`--add-scram`), so the broker
+  knows them before its first request and no start waits for a user to be created.
+* The CONTROLLER listener is SASL too, with PLAIN: Kafka does not accept SCRAM there (SCRAM credentials
+  live in the metadata log, which the controllers serve), so the admin's PLAIN password is set in the
+  node's configuration. Neither listener admits an anonymous client.
+* The StandardAuthorizer (KRaft) refuses whatever no ACL allows; `admin` is the one super user.
+* Passwords are random, made by the launcher on first start and kept in `credentials.json` (mode 0600)
+  in the broker's state directory; nothing secret is in the repository.
+
+ACLs are set after the broker answers, as admin, with Kafka's CreateAcls/DeleteAcls requests (the
+Python client has the wire formats but no admin call for them): `sync_acls` makes the broker's ACLs
+exactly the derived ones (tools/kafka/acls.py), so a start after a catalogue change drops stale ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.protocol.admin import (
+    CreateAclsRequest_v1,
+    DeleteAclsRequest_v1,
+    DescribeAclsRequest_v1,
+)
+from aiokafka.protocol.api import Request
+from pydantic import SecretStr
+
+from services.common.settings import KafkaClientSettings
+from tools.kafka.acls import ADMIN, Acl
+
+MECHANISM = "SCRAM-SHA-512"
+CONTROLLER_MECHANISM = "PLAIN"
+AUTHORIZER = "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+
+# Kafka's wire codes (org.apache.kafka.common.resource / acl).
+_RESOURCE = {"topic": 2, "group": 3}
+_PATTERN = {"literal": 3, "prefixed": 4}
+_OPERATION = {"read": 3, "write": 4}
+_ANY, _ALLOW = 1, 3
+
+
+class KafkaSecurityError(RuntimeError):
+    """The broker refused to set up its users or ACLs; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Every principal's password, as kept in a broker's credentials file."""
+
+    path: Path
+    passwords: dict[str, str]
+
+    @property
+    def admin_password(self) -> str:
+        return self.passwords[ADMIN]
+
+    def password(self, principal: str) -> str:
+        try:
+            return self.passwords[principal]
+        except KeyError:
+            raise KafkaSecurityError(f"no principal {principal!r} in {self.path}; known: {sorted(self.passwords)}") from None
+
+    @classmethod
+    def load(cls, path: Path) -> Credentials:
+        return cls(path, dict(json.loads(path.read_text())["passwords"]))
+
+    @classmethod
+    def load_or_create(cls, path: Path, principals: Iterable[str]) -> Credentials:
+        """The credentials in `path`, with a new random password for every principal not in it yet."""
+        known = cls.load(path).passwords if path.exists() else {}
+        missing = [p for p in principals if p not in known]
+        if missing or not path.exists():
+            known.update({p: secrets.token_urlsafe(24) for p in missing})
+            _write_private(path, json.dumps({"mechanism": MECHANISM, "passwords": known}, indent=1) + "\n")
+        return cls(path, known)
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a file only its owner can read, never readable by others even for a moment."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def broker_properties(admin_password: str) -> dict[str, str]:
+    """The SASL and authorizer settings of a node whose listeners are named BROKER and CONTROLLER."""
+    scram = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="{ADMIN}" password="{admin_password}";'
+    plain = (f'org.apache.kafka.common.security.plain.PlainLoginModule required username="{ADMIN}" '
+             f'password="{admin_password}" user_{ADMIN}="{admin_password}";')
+    return {
+        "listener.security.protocol.map": "BROKER:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+        "inter.broker.listener.name": "BROKER",
+        "sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.broker.sasl.enabled.mechanisms": MECHANISM,
+        "listener.name.controller.sasl.enabled.mechanisms": CONTROLLER_MECHANISM,
+        "sasl.mechanism.inter.broker.protocol": MECHANISM,
+        "sasl.mechanism.controller.protocol": CONTROLLER_MECHANISM,
+        "listener.name.broker.scram-sha-512.sasl.jaas.config": scram,
+        "listener.name.controller.plain.sasl.jaas.config": plain,
+        "authorizer.class.name": AUTHORIZER,
+        "allow.everyone.if.no.acl.found": "false",
+        "super.users": f"User:{ADMIN}",
+    }
+
+
+def scram_format_arguments(credentials: Credentials) -> list[str]:
+    """`kafka-storage format` arguments that create every principal's SCRAM user with the storage."""
+    # token_urlsafe passwords hold only [A-Za-z0-9_-]: nothing the argument's [name=..,password=..] syntax reserves.
+    return [f"--add-scram={MECHANISM}=[name={name},password={password}]"
+            for name, password in sorted(credentials.passwords.items())]
+
+
+def admin_client_options(credentials: Credentials) -> dict[str, Any]:
+    """aiokafka keyword arguments that authenticate as the admin."""
+    return {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": MECHANISM,
+            "sasl_plain_username": ADMIN, "sasl_plain_password": credentials.admin_password}
+
+
+# ---------------------------------------------------------------------------------------------------- ACLs
+
+class _CreateAcls(Request[CreateAclsRequest_v1]):
+    API_KEY = 30
+
+    def __init__(self, acls: Sequence[Acl]) -> None:
+        self._acls = acls
+
+    def build(self, request_struct_class: type[CreateAclsRequest_v1]) -> CreateAclsRequest_v1:
+        return request_struct_class([(_RESOURCE[a.resource], a.name, _PATTERN[a.pattern], f"User:{a.principal}", "*",
+                                      _OPERATION[a.operation], _ALLOW) for a in self._acls])
+
+
+class _DeleteAcls(Request[DeleteAclsRequest_v1]):
+    API_KEY = 31
+
+    def __init__(self, filters: Sequence[tuple[int, str, int, str, str, int, int]]) -> None:
+        self._filters = filters
+
+    def build(self, request_struct_class: type[DeleteAclsRequest_v1]) -> DeleteAclsRequest_v1:
+        return request_struct_class(list(self._filters))
+
+
+class _DescribeAllAcls(Request[DescribeAclsRequest_v1]):
+    API_KEY = 29
+
+    def build(self, request_struct_class: type[DescribeAclsRequest_v1]) -> DescribeAclsRequest_v1:
+        return request_struct_class(_ANY, None, _ANY, None, None, _ANY, _ANY)
+
+
+_RESOURCE_NAME = {v: k for k, v in _RESOURCE.items()}
+_PATTERN_NAME = {v: k for k, v in _PATTERN.items()}
+_OPERATION_NAME = {v: k for k, v in _OPERATION.items()}
+
+
+async def describe_acls(admin: AIOKafkaAdminClient) -> tuple[set[Acl], list[tuple[Any, ...]]]:
+    """The broker's ALLOW ACLs we can name, and the raw (resource, pattern, principal, host, op, permission) of the rest."""
+    response = await admin._send_request(_DescribeAllAcls())  # noqa: SLF001 - no public call for ACLs
+    if response.error_code:
+        raise KafkaSecurityError(f"DescribeAcls failed: error {response.error_code} {response.error_message}")
+    known: set[Acl] = set()
+    other: list[tuple[Any, ...]] = []
+    for resource_type, name, pattern_type, entries in response.resources:
+        for principal, host, operation, permission in entries:
+            acl = _as_acl(resource_type, name, pattern_type, principal, host, operation, permission)
+            if acl is None:
+                other.append((resource_type, name, pattern_type, principal, host, operation, permission))
+            else:
+                known.add(acl)
+    return known, other
+
+
+def _as_acl(resource_type: int, name: str, pattern_type: int, principal: str, host: str, operation: int,
+            permission: int) -> Acl | None:
+    if (permission != _ALLOW or host != "*" or not principal.startswith("User:") or resource_type not in _RESOURCE_NAME
+            or pattern_type not in _PATTERN_NAME or operation not in _OPERATION_NAME):
+        return None
+    return Acl(principal.removeprefix("User:"), _RESOURCE_NAME[resource_type], name, _PATTERN_NAME[pattern_type],
+               _OPERATION_NAME[operation])
+
+
+async def sync_acls(bootstrap: str, credentials: Credentials, wanted: Sequence[Acl], timeout_s: float = 30.0) -> dict[str, int]:
+    """Make the broker's ACLs exactly `wanted`: create the missing ones, delete those no longer derived."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                **admin_client_options(credentials))
+    await admin.start()
+    try:
+        present, other = await describe_acls(admin)
+        missing = sorted(set(wanted) - present)
+        stale = sorted(present - set(wanted))
+        filters = [(_RESOURCE[a.resource], a.name, _PATTERN[a.pattern], f"User:{a.principal}", "*",
+                    _OPERATION[a.operation], _ALLOW) for a in stale] + [tuple(o) for o in other]
+        if filters:
+            response = await admin._send_request(_DeleteAcls(filters))  # noqa: SLF001
+            _raise_on_errors("DeleteAcls", [(r[0], r[1]) for r in response.filter_responses])
+        if missing:
+            response = await admin._send_request(_CreateAcls(missing))  # noqa: SLF001
+            _raise_on_errors("CreateAcls", response.creation_responses)
+        await _wait_until_present(admin, set(wanted), timeout_s)
+        return {"created": len(missing), "deleted": len(filters), "total": len(wanted)}
+    finally:
+        await admin.close()
+
+
+async def _wait_until_present(admin: AIOKafkaAdminClient, wanted: set[Acl], timeout_s: float) -> None:
+    # ACLs are metadata records: a broker applies them a moment after the controller accepted them.
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        present, _ = await describe_acls(admin)
+        if present == wanted:
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaSecurityError(f"ACLs not in place after {timeout_s}s: {len(wanted - present)} missing, "
+                                     f"{len(present - wanted)} extra")
+        await asyncio.sleep(0.1)
+
+
+def _raise_on_errors(what: str, results: Iterable[tuple[int, str | None]]) -> None:
+    errors = [f"{code} {message}" for code, message in results if code]
+    if errors:
+        raise KafkaSecurityError(f"{what} failed for {len(errors)} ACL(s): {errors[:3]}")
+
+
+# ---------------------------------------------------------------------------------------------------- clients
+
+def client_env(bootstrap: str, credentials: Credentials, principal: str) -> dict[str, str]:
+    """The environment that makes a child process a client of this broker as `principal`
+    (services/common/settings.py reads it; services/common/kafka.py turns it into client options)."""
+    return {"CITYOPS_KAFKA_BOOTSTRAP": bootstrap, "CITYOPS_KAFKA_USERNAME": principal,
+            "CITYOPS_KAFKA_PASSWORD": credentials.password(principal), "CITYOPS_KAFKA_SASL_MECHANISM": MECHANISM}
+
+
+def client_settings(bootstrap: str, credentials: Credentials, principal: str = ADMIN) -> KafkaClientSettings:
+    """Client settings for an in-process client of this broker as `principal` (default: the admin)."""
+    return KafkaClientSettings(kafka_bootstrap=bootstrap, kafka_username=principal,
+                               kafka_password=SecretStr(credentials.password(principal)), kafka_sasl_mechanism=MECHANISM)
+
+
+def librdkafka_properties(bootstrap: str, credentials: Credentials, principal: str) -> str:
+    """A librdkafka configuration file for `principal` (`kcat -F FILE`)."""
+    return (f"# cityops: Kafka principal {principal} (secret: keep this file private)\n"
+            f"bootstrap.servers={bootstrap}\nsecurity.protocol=SASL_PLAINTEXT\nsasl.mechanisms={MECHANISM}\n"
+            f"sasl.username={principal}\nsasl.password={credentials.password(principal)}\n")
