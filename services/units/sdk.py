@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
 from contracts import codec
 from contracts import events as ev
@@ -67,8 +68,11 @@ class UnitClient:
     def __init__(self, bootstrap: str, unit: str, group_id: str | None = None, *, username: str | None = None,
                  password: str | None = None) -> None:
         self.unit = unit
-        given = {"kafka_username": username, "kafka_password": password}
-        self._kafka = kafka_access(KafkaClientSettings(kafka_bootstrap=bootstrap, **{k: v for k, v in given.items() if v}))
+        settings = KafkaClientSettings(kafka_bootstrap=bootstrap)
+        if username:
+            settings = settings.model_copy(update={"kafka_username": username,
+                                                   "kafka_password": SecretStr(password) if password else None})
+        self._kafka = kafka_access(settings)
         # The unit principal's ACLs allow the groups starting with cityops-unit-<unit>.
         self._group = group_id or f"cityops-unit-{unit}-sdk"
         self._producer = AIOKafkaProducer(**self._kafka.options, acks="all", enable_idempotence=True)

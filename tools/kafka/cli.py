@@ -11,7 +11,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -152,7 +152,7 @@ def cluster_status(base_port: BasePortOption = None) -> None:
         _print_statuses(LocalKafkaCluster(base_port=base_port).status())
 
 
-class Broker(str, Enum):
+class Broker(StrEnum):
     single = "single"
     cluster = "cluster"
     hub = "hub"
@@ -187,3 +187,13 @@ def client_config(
         file.write(text)
     os.chmod(out, 0o600)
     typer.echo(f"wrote {out} for {principal} ({kafka.bootstrap}); use it with: kcat -F {out} -L")
+
+
+@app.command("compose-env")
+def compose_env_command() -> None:
+    """Print `.env` lines for docker-compose.yml: a new random Kafka password for the admin and every service."""
+    from contracts.topics import all_topics
+    from tools.kafka.acls import ADMIN, service_principals
+    from tools.kafka.security import compose_env
+
+    typer.echo(compose_env([ADMIN, *service_principals(all_topics())]), nl=False)
