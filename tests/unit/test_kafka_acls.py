@@ -139,3 +139,34 @@ def test_can_matches_as_the_broker_does() -> None:
     assert can(acls, "a", "read", "topic", "x.1") and not can(acls, "a", "read", "topic", "y")
     assert can(acls, "a", "write", "topic", "y") and not can(acls, "a", "write", "topic", "y.dlq")
     assert not can(acls, "b", "read", "topic", "x.1")
+
+
+# --- cityops kafka client-config ------------------------------------------------------------------
+
+def test_client_config_prints_a_librdkafka_file_for_one_principal(tmp_path, monkeypatch) -> None:
+    import json
+    import stat
+
+    from typer.testing import CliRunner
+
+    from tools.kafka.cli import app
+    from tools.kafka.security import Credentials
+
+    monkeypatch.setenv("CITYOPS_KAFKA_STATE_DIR", str(tmp_path))
+    runner = CliRunner()
+    assert runner.invoke(app, ["client-config", "--principal", "unit-water"]).exit_code == 1  # no broker yet
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / "node.json").write_text(json.dumps({"name": "single", "node_id": 1, "port": 19555}))
+    credentials = Credentials.load_or_create(tmp_path / "single" / "credentials.json", ["admin", "unit-water"])
+    assert stat.S_IMODE((tmp_path / "single" / "credentials.json").stat().st_mode) == 0o600
+
+    printed = runner.invoke(app, ["client-config", "--principal", "unit-water"])
+    assert printed.exit_code == 0, printed.output
+    lines = dict(line.split("=", 1) for line in printed.output.splitlines() if "=" in line and not line.startswith("#"))
+    assert lines == {"bootstrap.servers": "127.0.0.1:19555", "security.protocol": "SASL_PLAINTEXT",
+                     "sasl.mechanisms": "SCRAM-SHA-512", "sasl.username": "unit-water",
+                     "sasl.password": credentials.password("unit-water")}
+    out = tmp_path / "water.properties"
+    assert runner.invoke(app, ["client-config", "--principal", "unit-water", "--out", str(out)]).exit_code == 0
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_text() == printed.output
+    assert runner.invoke(app, ["client-config", "--principal", "unit-nobody"]).exit_code == 1
