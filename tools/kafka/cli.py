@@ -8,6 +8,7 @@ prints one principal's librdkafka configuration (docs/security-kafka.md).
 from __future__ import annotations
 
 import os
+import shlex
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,7 +26,7 @@ from tools.kafka import (
     NodeStatus,
     fetch_kafka,
 )
-from tools.kafka.security import KafkaSecurityError, librdkafka_properties
+from tools.kafka.security import KafkaSecurityError, client_env, librdkafka_properties
 
 app = typer.Typer(no_args_is_help=True, add_completion=False)
 cluster_app = typer.Typer(no_args_is_help=True, add_completion=False)
@@ -164,6 +165,8 @@ def client_config(
     out: Annotated[Path | None, typer.Option("--out", help="Write the file here (mode 0600) instead of printing it.")] = None,
     broker: Annotated[Broker, typer.Option("--broker", help="Whose credentials: the broker of `cityops kafka up` (single), "
                                                             "of `cityops kafka cluster up` (cluster) or of `cityops up` (hub).")] = Broker.single,
+    as_env: Annotated[bool, typer.Option("--env", help="Print shell `export` lines of CITYOPS_KAFKA_* instead, for a "
+                                                       "cityops process: eval \"$(cityops kafka client-config --principal triage --env)\".")] = False,
 ) -> None:
     """Print a librdkafka properties file for one principal, for `kcat -F FILE` (it holds the password)."""
     with _errors_as_exit():
@@ -179,6 +182,8 @@ def client_config(
         if not kafka.credentials_file.exists():
             raise KafkaLocalError(f"no credentials in {kafka.credentials_file}: start that broker first")
         text = librdkafka_properties(kafka.bootstrap, kafka.credentials, principal)
+        if as_env:
+            text = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in client_env(kafka.bootstrap, kafka.credentials, principal).items())
     if out is None:
         typer.echo(text, nl=False)
         return
