@@ -28,7 +28,7 @@ from tools.kafka import (
     find_free_ports,
 )
 from tools.kafka.acls import ADMIN
-from tools.kafka.security import librdkafka_properties
+from tools.kafka.security import Credentials, librdkafka_properties
 
 pytestmark = pytest.mark.kafka
 
@@ -272,3 +272,35 @@ def test_a_cluster_id_starting_with_a_dash_still_formats(tmp_path):
     node._write_config_files()
     node._format_storage()
     assert node._formatted_cluster_id() == "-AbCdEfGhIjKlMnOpQrStU"
+
+
+def test_a_principal_added_after_formatting_gets_its_user_at_the_next_start(kafka_settings: KafkaLocalSettings) -> None:
+    """A unit added to the catalogue later: its password is made and its SCRAM user created on the next start."""
+    kafka = LocalKafka(kafka_settings, name="newcomer", port=find_free_ports(2, *PORT_RANGE), fresh=True)
+    again = LocalKafka(kafka_settings, name="newcomer", port=kafka.port)
+    try:
+        kafka.start()
+        kafka.stop()
+        Credentials.load_or_create(kafka.credentials_file, [*kafka.credentials.passwords, "unit-newcomer"])
+        again.start()
+
+        async def list_topics_as_newcomer() -> list[str]:
+            admin = AIOKafkaAdminClient(**kafka_access(again.client_settings("unit-newcomer")).options)
+            await admin.start()
+            try:
+                return list(await admin.list_topics())
+            finally:
+                await admin.close()
+
+        assert asyncio.run(list_topics_as_newcomer()) == []  # authenticated; no ACL lets it see a topic
+    finally:
+        kafka.stop()
+        again.stop()
+
+
+def test_storage_formatted_without_users_is_refused_with_what_to_do(kafka_settings: KafkaLocalSettings) -> None:
+    kafka = LocalKafka(kafka_settings, name="old-storage", port=find_free_ports(2, *PORT_RANGE))
+    (kafka.data_dir).mkdir(parents=True)
+    (kafka.data_dir / "meta.properties").write_text("cluster.id=x\nnode.id=1\nversion=1\n")
+    with pytest.raises(KafkaLocalError, match="--fresh"):
+        kafka.start(timeout=30)

@@ -59,6 +59,7 @@ from tools.kafka.security import (
     client_settings,
     scram_format_arguments,
     sync_acls,
+    upsert_users,
 )
 
 STARTED_MESSAGE = "Kafka Server started"
@@ -313,6 +314,7 @@ class LocalKafka:
             raise KafkaLocalError(
                 f"formatting {self.data_dir} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
             )
+        self.users_file.write_text(json.dumps(sorted(self.credentials.passwords)) + "\n")
 
     def _classpath(self) -> str:
         libs = self.settings.libs_dir
@@ -346,6 +348,10 @@ class LocalKafka:
             self.wipe()
             self._cluster_id = self._given_cluster_id
             self.fresh = False  # a later restart of this object must keep the data
+        if self.is_formatted() and not self.users_file.exists():
+            raise KafkaLocalError(
+                f"{self.data_dir} was formatted before brokers authenticated their clients: it has no users. "
+                f"Start it again with --fresh (cityops kafka up --fresh), or delete {self.data_dir}; its topics go too")
         self._write_config_files()
         began = time.monotonic()
         self._format_storage()
@@ -419,9 +425,25 @@ class LocalKafka:
             time.sleep(0.2)
         self.timings["coordinators"] = time.monotonic() - began
 
+    @property
+    def users_file(self) -> Path:
+        """The principals whose SCRAM users the storage holds (written at format, extended by `apply_acls`)."""
+        return self.credentials_file.with_name("scram-users.json")
+
+    def _users_in_storage(self) -> set[str]:
+        try:
+            return set(json.loads(self.users_file.read_text()))
+        except (OSError, ValueError):
+            return set()
+
     def apply_acls(self, deadline: float) -> dict[str, int]:
-        """Make the broker's ACLs those derived from the topic catalogue (tools/kafka/acls.py)."""
+        """Make the broker's ACLs those derived from the topic catalogue (tools/kafka/acls.py), after creating the
+        SCRAM users of principals that came after the storage was formatted (e.g. a unit added to the catalogue)."""
         began = time.monotonic()
+        missing = set(self.credentials.passwords) - self._users_in_storage()
+        if missing:
+            run_in_own_loop(upsert_users(self.bootstrap, self.credentials, sorted(missing)))
+            self.users_file.write_text(json.dumps(sorted(self.credentials.passwords)) + "\n")
         result: dict[str, int] = run_in_own_loop(sync_acls(self.bootstrap, self.credentials, deployment_acls(),
                                                            timeout_s=max(1.0, deadline - time.monotonic())))
         self.timings["acls"] = time.monotonic() - began

@@ -34,7 +34,8 @@ from aiokafka.protocol.admin import (
     DeleteAclsRequest_v1,
     DescribeAclsRequest_v1,
 )
-from aiokafka.protocol.api import Request
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import CompactArray, CompactBytes, CompactString, Int8, Int16, Int32, Schema, TaggedFields
 from pydantic import SecretStr
 
 from services.common.settings import KafkaClientSettings
@@ -122,6 +123,11 @@ def broker_properties(admin_password: str) -> dict[str, str]:
 SCRAM_ITERATIONS = 4096  # Kafka's minimum for SCRAM-SHA-512, and its default
 
 
+def salted_password(password: str, salt: bytes, iterations: int = 0) -> bytes:
+    """SCRAM's SaltedPassword (RFC 5802): PBKDF2-HMAC-SHA-512 of the password."""
+    return hashlib.pbkdf2_hmac("sha512", password.encode(), salt, iterations or SCRAM_ITERATIONS)
+
+
 def scram_format_arguments(credentials: Credentials) -> list[str]:
     """`kafka-storage format` arguments that create every principal's SCRAM user with the storage.
 
@@ -130,7 +136,7 @@ def scram_format_arguments(credentials: Credentials) -> list[str]:
     arguments = []
     for name, password in sorted(credentials.passwords.items()):
         salt = secrets.token_bytes(24)
-        salted = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, SCRAM_ITERATIONS)
+        salted = salted_password(password, salt)
         arguments.append(f'--add-scram={MECHANISM}=[name={name},iterations={SCRAM_ITERATIONS},'
                          f'salt="{base64.b64encode(salt).decode()}",saltedpassword="{base64.b64encode(salted).decode()}"]')
     return arguments
@@ -278,3 +284,58 @@ def compose_env(principals: Iterable[str]) -> str:
 
 def compose_password_variable(principal: str) -> str:
     return "CITYOPS_KAFKA_PASSWORD_" + principal.upper().replace("-", "_")
+
+
+# ---------------------------------------------------------------------------------------------------- users
+
+class _AlterUserScramCredentialsResponse(Response):
+    API_KEY = 51
+    API_VERSION = 0
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        ("results", CompactArray(("user", CompactString("utf-8")), ("error_code", Int16),
+                                 ("error_message", CompactString("utf-8")), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class _AlterUserScramCredentialsStruct(RequestStruct):
+    FLEXIBLE_VERSION = True
+    API_KEY = 51
+    API_VERSION = 0
+    RESPONSE_TYPE = _AlterUserScramCredentialsResponse
+    SCHEMA = Schema(
+        ("deletions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("tags", TaggedFields))),
+        ("upsertions", CompactArray(("name", CompactString("utf-8")), ("mechanism", Int8), ("iterations", Int32),
+                                    ("salt", CompactBytes), ("salted_password", CompactBytes), ("tags", TaggedFields))),
+        ("tags", TaggedFields),
+    )
+
+
+class _UpsertScramUsers(Request[_AlterUserScramCredentialsStruct]):
+    API_KEY = 51
+
+    def __init__(self, users: dict[str, str]) -> None:
+        self._users = users
+
+    def build(self, request_struct_class: type[_AlterUserScramCredentialsStruct]) -> _AlterUserScramCredentialsStruct:
+        upsertions = []
+        for name, password in sorted(self._users.items()):
+            salt = secrets.token_bytes(24)
+            upsertions.append((name, 2, SCRAM_ITERATIONS, salt, salted_password(password, salt), {}))  # 2 = SCRAM-SHA-512
+        return request_struct_class([], upsertions, {})
+
+
+async def upsert_users(bootstrap: str, credentials: Credentials, principals: Iterable[str], timeout_s: float = 30.0) -> None:
+    """Create (or reset) the SCRAM users of principals the storage was formatted without, as the admin."""
+    users = {p: credentials.password(p) for p in principals}
+    if not users:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                **admin_client_options(credentials))
+    await admin.start()
+    try:
+        response = await admin._send_request(_UpsertScramUsers(users))  # noqa: SLF001 - no public call for it
+        _raise_on_errors("AlterUserScramCredentials", [(r[1], f"{r[0]}: {r[2]}") for r in response.results])
+    finally:
+        await admin.close()
