@@ -97,6 +97,8 @@ def up(port: PortOption = None, fresh: FreshOption = False, timeout: TimeoutOpti
         f"storage format {kafka.timings['format']:.1f} s); "
         f"pid {kafka.running_pid()}, logs in {kafka.log_dir}"
     )
+    typer.echo(f"clients authenticate (SASL/SCRAM-SHA-512): `cityops kafka client-config --principal NAME`; "
+               f"passwords in {kafka.credentials_file}")
 
 
 @app.command()
@@ -131,6 +133,8 @@ def cluster_up(base_port: BasePortOption = None, fresh: FreshOption = False, tim
         bootstrap, seconds = _timed(lambda: cluster.start(timeout))
     typer.secho(f"Kafka cluster is up: bootstrap {bootstrap}", fg=typer.colors.GREEN)
     typer.echo(f"started in {seconds:.1f} s; pids {cluster.pids()}, cluster id {cluster.cluster_id}")
+    typer.echo(f"clients authenticate (SASL/SCRAM-SHA-512): `cityops kafka client-config --broker cluster --principal NAME`; "
+               f"passwords in {cluster.credentials_file}")
 
 
 @cluster_app.command("down")
