@@ -84,7 +84,7 @@ def service_principals(specs: Sequence[TopicSpec]) -> list[str]:
 
 def principals(unit_ids: Sequence[str]) -> list[str]:
     """Every principal of a deployment with these units: admin, one per service, one per unit."""
-    return [ADMIN, *service_principals(all_topics(unit_ids)), *(unit_principal(u) for u in unit_ids)]
+    return [ADMIN, *service_principals(all_topics(list(unit_ids))), *(unit_principal(u) for u in unit_ids)]
 
 
 def _party_acls(party: str, specs: Sequence[TopicSpec], sources: Sequence[TopicSpec]) -> set[Acl]:
@@ -119,7 +119,7 @@ def _unit_acls(unit_id: str, specs: Sequence[TopicSpec], unit_ids: Sequence[str]
 
 def derive_acls(unit_ids: Sequence[str], specs: Sequence[TopicSpec] | None = None) -> list[Acl]:
     """Every ACL of a deployment with these units, from the catalogue (`specs`, default: all its topics)."""
-    specs = list(specs if specs is not None else all_topics(unit_ids))
+    specs = list(specs if specs is not None else all_topics(list(unit_ids)))
     sources = _sources(specs)
     party_names = {p for s in sources for p in (*parties(s.writer), *parties(s.readers))}
     acls: set[Acl] = set()
@@ -140,3 +140,19 @@ def can(acls: Iterable[Acl], principal: str, operation: str, resource: str, name
         if name == acl.name if acl.pattern == "literal" else name.startswith(acl.name):
             return True
     return False
+
+
+def deployment_units() -> list[str]:
+    """The units of the responsibility catalogue: each has a task topic, a principal and its ACLs."""
+    from domain.catalogue import load_catalogue
+
+    return list(load_catalogue().units_for_topics())
+
+
+def deployment_principals() -> list[str]:
+    """Every principal of the deployment the launcher's brokers serve (the catalogue's units)."""
+    return principals(deployment_units())
+
+
+def deployment_acls() -> list[Acl]:
+    return derive_acls(deployment_units())

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common.settings import KafkaClientSettings
-from tools.kafka.acls import ADMIN, Acl
+from tools.kafka.acls import ADMIN, deployment_acls, deployment_principals
 from tools.kafka.install import (
     KafkaLocalError,
     KafkaLocalSettings,
@@ -57,9 +57,9 @@ from tools.kafka.security import (
     broker_properties,
     client_env,
     client_settings,
+    record_users,
     scram_format_arguments,
-    sync_acls,
-    upsert_users,
+    secure_running_broker,
 )
 
 STARTED_MESSAGE = "Kafka Server started"
@@ -79,25 +79,6 @@ BROKER_JVM_FLAGS = [
 ]
 # StorageTool runs for a second; the C1-only JIT and a small heap make that second shorter.
 TOOL_JVM_FLAGS = ["-Xms32m", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true"]
-
-
-def deployment_units() -> list[str]:
-    """The units of the responsibility catalogue: each has a task topic, a principal and its ACLs."""
-    from domain.catalogue import load_catalogue
-
-    return list(load_catalogue().units_for_topics())
-
-
-def deployment_principals() -> list[str]:
-    from tools.kafka.acls import principals
-
-    return principals(deployment_units())
-
-
-def deployment_acls() -> list[Acl]:
-    from tools.kafka.acls import derive_acls
-
-    return derive_acls(deployment_units())
 
 
 class LocalKafka:
@@ -314,7 +295,7 @@ class LocalKafka:
             raise KafkaLocalError(
                 f"formatting {self.data_dir} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
             )
-        self.users_file.write_text(json.dumps(sorted(self.credentials.passwords)) + "\n")
+        record_users(self.users_file, self.credentials)
 
     def _classpath(self) -> str:
         libs = self.settings.libs_dir
@@ -427,25 +408,14 @@ class LocalKafka:
 
     @property
     def users_file(self) -> Path:
-        """The principals whose SCRAM users the storage holds (written at format, extended by `apply_acls`)."""
+        """The principals whose SCRAM users the storage holds (see tools/kafka/security.py)."""
         return self.credentials_file.with_name("scram-users.json")
 
-    def _users_in_storage(self) -> set[str]:
-        try:
-            return set(json.loads(self.users_file.read_text()))
-        except (OSError, ValueError):
-            return set()
-
     def apply_acls(self, deadline: float) -> dict[str, int]:
-        """Make the broker's ACLs those derived from the topic catalogue (tools/kafka/acls.py), after creating the
-        SCRAM users of principals that came after the storage was formatted (e.g. a unit added to the catalogue)."""
+        """The SCRAM users that came after formatting (a unit added later), then the ACLs derived from the catalogue."""
         began = time.monotonic()
-        missing = set(self.credentials.passwords) - self._users_in_storage()
-        if missing:
-            run_in_own_loop(upsert_users(self.bootstrap, self.credentials, sorted(missing)))
-            self.users_file.write_text(json.dumps(sorted(self.credentials.passwords)) + "\n")
-        result: dict[str, int] = run_in_own_loop(sync_acls(self.bootstrap, self.credentials, deployment_acls(),
-                                                           timeout_s=max(1.0, deadline - time.monotonic())))
+        result: dict[str, int] = run_in_own_loop(secure_running_broker(
+            self.bootstrap, self.credentials, self.users_file, deployment_acls(), max(1.0, deadline - time.monotonic())))
         self.timings["acls"] = time.monotonic() - began
         return result
 

@@ -319,7 +319,7 @@ class _UpsertScramUsers(Request[_AlterUserScramCredentialsStruct]):
         self._users = users
 
     def build(self, request_struct_class: type[_AlterUserScramCredentialsStruct]) -> _AlterUserScramCredentialsStruct:
-        upsertions = []
+        upsertions: list[tuple[Any, ...]] = []
         for name, password in sorted(self._users.items()):
             salt = secrets.token_bytes(24)
             upsertions.append((name, 2, SCRAM_ITERATIONS, salt, salted_password(password, salt), {}))  # 2 = SCRAM-SHA-512
@@ -339,3 +339,25 @@ async def upsert_users(bootstrap: str, credentials: Credentials, principals: Ite
         _raise_on_errors("AlterUserScramCredentials", [(r[1], f"{r[0]}: {r[2]}") for r in response.results])
     finally:
         await admin.close()
+
+
+def record_users(users_file: Path, credentials: Credentials) -> None:
+    """Note that the storage holds a SCRAM user for every principal of `credentials`."""
+    users_file.write_text(json.dumps(sorted(credentials.passwords)) + "\n")
+
+
+def users_in_storage(users_file: Path) -> set[str]:
+    try:
+        return set(json.loads(users_file.read_text()))
+    except (OSError, ValueError):
+        return set()
+
+
+async def secure_running_broker(bootstrap: str, credentials: Credentials, users_file: Path, acls: Sequence[Acl],
+                                timeout_s: float) -> dict[str, int]:
+    """Create the users the storage lacks (principals added after it was formatted), then sync the ACLs."""
+    missing = set(credentials.passwords) - users_in_storage(users_file)
+    if missing:
+        await upsert_users(bootstrap, credentials, sorted(missing), timeout_s)
+        record_users(users_file, credentials)
+    return await sync_acls(bootstrap, credentials, acls, timeout_s)
