@@ -29,7 +29,7 @@ from contracts import codec  # noqa: E402
 from contracts import events as ev  # noqa: E402
 from contracts.envelope import Envelope  # noqa: E402
 from contracts.topics import TopicSpec  # noqa: E402
-from services.common.kafka import ensure_topics, make_broker  # noqa: E402
+from services.common.kafka import ensure_topics, kafka_access, make_broker  # noqa: E402
 from services.common.logs import configure_logging  # noqa: E402
 from services.common.pipeline import Emit, EventPipeline, HandlerContext, HandlerSpec  # noqa: E402
 from services.common.settings import ServiceSettings  # noqa: E402
@@ -58,11 +58,11 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, rate: float
     spec = HandlerSpec(topics=[src], event_types=[ev.TicketSubmitted.event_type], deps=out, handle=relay)
     pipeline = EventPipeline(name="relay", settings=settings, engine=engine, spec=spec)
     pipeline.subscribe(broker)
-    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, fetch_max_wait_ms=20)
+    reader = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=None, fetch_max_wait_ms=20)
     await reader.start()
     reader.assign([TopicPartition(out, p) for p in range(3)])
     await reader.seek_to_end()
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", linger_ms=0)
     await producer.start()
     sent: dict[bytes, float] = {}
     gaps: list[float] = []

@@ -2,6 +2,12 @@
 
 The broker is started once per test session (or taken from CITYOPS_TEST_KAFKA_BOOTSTRAP when a
 developer already runs one) and always stopped at the end, failures included.
+
+The session's broker authenticates every client and authorizes every request (tools/kafka/security.py).
+Test code in this process is the admin: the fixture puts the admin's credentials in the hub-wide
+CITYOPS_KAFKA_USERNAME / CITYOPS_KAFKA_PASSWORD, which every client reads through
+services.common.kafka.kafka_access. Processes a test starts get their own principal (`kafka_node`).
+With CITYOPS_TEST_KAFKA_BOOTSTRAP the credentials are whatever the environment already says.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,19 +27,33 @@ TEST_KAFKA_PORT = int(os.environ.get("CITYOPS_TEST_KAFKA_PORT", "19092"))
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap() -> Iterator[str]:
-    external = os.environ.get("CITYOPS_TEST_KAFKA_BOOTSTRAP")
-    if external:
-        yield external
+def kafka_node() -> Iterator[Any]:
+    """The session's broker (a tools.kafka.LocalKafka), or None when the tests reuse an external one."""
+    if os.environ.get("CITYOPS_TEST_KAFKA_BOOTSTRAP"):
+        yield None
         return
     from tools.kafka import LocalKafka
+    from tools.kafka.acls import ADMIN
 
     node = LocalKafka(name="pytest", port=TEST_KAFKA_PORT, fresh=True)
     node.start()
+    admin = {k: v for k, v in node.client_env(ADMIN).items() if k != "CITYOPS_KAFKA_BOOTSTRAP"}
+    saved = {k: os.environ.get(k) for k in admin}
+    os.environ.update(admin)
     try:
-        yield node.bootstrap
+        yield node
     finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         node.stop()
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(kafka_node: Any) -> str:
+    return os.environ["CITYOPS_TEST_KAFKA_BOOTSTRAP"] if kafka_node is None else str(kafka_node.bootstrap)
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ OPTIONAL = ["sla", "projections", "archiver"]
 # Without these no ticket moves; the benchmark stops when one of them dies.
 CRITICAL = frozenset([*WORKFLOW, "units", "intake"])
 NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
+DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "hub"
 
 DEMO_COMPLAINTS = [
     ("小区门口的路灯坏了好几天了，晚上很黑", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}),
@@ -85,14 +86,26 @@ class Hub:
 
     def __post_init__(self) -> None:
         self.credentials = hub_credentials(self.state_dir)
-        self.supervisor = Supervisor(self.state_dir / "logs", env=self.env(), stop_timeout=15)
+        self.supervisor = Supervisor(self.state_dir / "logs", env=self.env(), stop_timeout=15,
+                                     kafka_env=self.service_kafka_env)
+
+    def node(self) -> Any:
+        """The hub's broker (started here or already running): its state dir holds the credentials."""
+        from tools.kafka import KafkaLocalSettings, LocalKafka
+
+        return LocalKafka(KafkaLocalSettings(state_dir=self.state_dir / "kafka"), name="hub", port=self.kafka_port)
+
+    def service_kafka_env(self, name: str) -> dict[str, str]:
+        """Each service process is its own Kafka principal (named as the service)."""
+        return dict(self.node().client_env(name))
 
     @property
     def bootstrap(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
 
     def env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # Not this shell's Kafka identity: each process gets its own (service_kafka_env).
+        env = {k: v for k, v in os.environ.items() if k not in ("CITYOPS_KAFKA_USERNAME", "CITYOPS_KAFKA_PASSWORD")}
         # A demo: the built-in secrets (pseudonym key) are accepted, which production refuses.
         env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.http_port),
@@ -104,9 +117,7 @@ class Hub:
         return env
 
     def start_broker(self) -> None:
-        from tools.kafka import KafkaLocalSettings, LocalKafka
-
-        self.kafka = LocalKafka(KafkaLocalSettings(state_dir=self.state_dir / "kafka"), name="hub", port=self.kafka_port)
+        self.kafka = self.node()
         if self.kafka.status(probe=True).answering:
             typer.echo(f"broker already running on {self.bootstrap}")
             self.kafka = None  # not ours: leave it running
@@ -169,7 +180,7 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        bridge_port: int = typer.Option(8081, help="Unit HTTP bridge port (OpenAPI docs at /docs)."),
        rate: float = typer.Option(2.0, help="Demo complaints per second (0 = no demo feed)."),
        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
-       state_dir: Path = typer.Option(REPO_ROOT / ".state" / "hub", help="Where the hub keeps its data and logs."),
+       state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where the hub keeps its data and logs."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
     hub = Hub(kafka_port, http_port, state_dir, bridge_port)
@@ -179,7 +190,8 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
         from services.common.kafka import ensure_topics
         from tools.topics_cli import hub_topics
 
-        created = asyncio.run(ensure_topics(hub.bootstrap, hub_topics()))
+        # The admin creates the topics: no service may (see docs/security-kafka.md).
+        created = asyncio.run(ensure_topics(hub.node().client_settings(), hub_topics()))
         typer.echo(f"{len(created)} topics created")
         hub.start_services()
         base = f"http://127.0.0.1:{http_port}"

@@ -84,6 +84,8 @@ class Supervisor:
     cwd: Path = REPO_ROOT
     stop_timeout: float = 20.0
     processes: dict[str, Managed] = field(default_factory=dict)
+    # Each service's own Kafka identity: the environment that makes process `name` its own principal.
+    kafka_env: Callable[[str], Mapping[str, str]] | None = None
 
     # ------------------------------------------------------------------ starting
 
@@ -105,7 +107,9 @@ class Supervisor:
         return process.pid
 
     def start_service(self, name: str, *, env: Mapping[str, str] | None = None) -> int:
-        return self.start(name, service_argv(name), env=env)
+        """Start service `name` (as its own Kafka principal when `kafka_env` is set)."""
+        own = dict(self.kafka_env(name)) if self.kafka_env is not None else {}
+        return self.start(name, service_argv(name), env={**own, **(env or {})})
 
     def restart(self, name: str) -> int:
         """Stop `name` if it still runs, then start it again with the same command and environment."""

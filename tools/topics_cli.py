@@ -31,12 +31,30 @@ def hub_topics() -> list:
 
 @app.command("create")
 def create(bootstrap: str = typer.Option("127.0.0.1:9092", help="Kafka bootstrap servers."),
-           replication: int = typer.Option(1, help="Replication factor (3 on the 3-broker cluster).")) -> None:
-    """Create every topic of the catalogue (workflow, unit task topics, DLQs) that does not exist yet."""
-    from services.common.kafka import ensure_topics
+           replication: int = typer.Option(1, help="Replication factor (3 on the 3-broker cluster)."),
+           acls: bool = typer.Option(False, "--acls", help="Also make the broker's ACLs the ones derived from the "
+                                     "catalogue (docs/security-kafka.md); the launcher's brokers get them at start.")) -> None:
+    """Create every topic of the catalogue (workflow, unit task topics, DLQs) that does not exist yet.
+
+    Runs as the principal in CITYOPS_KAFKA_USERNAME / CITYOPS_KAFKA_PASSWORD: the admin, since no service may
+    create topics."""
+    from services.common.kafka import ensure_topics, kafka_access
 
     created = asyncio.run(ensure_topics(bootstrap, hub_topics(), replication=replication))
     typer.echo(f"{len(created)} topic(s) created, {len(hub_topics()) - len(created)} already there")
+    if acls:
+        from tools.kafka.acls import derive_acls
+        from tools.kafka.security import sync_acls_with
+
+        units = list(load_units())
+        result = asyncio.run(sync_acls_with(kafka_access(bootstrap).options, derive_acls(units)))
+        typer.echo(f"ACLs: {result['created']} created, {result['deleted']} deleted, {result['total']} in place")
+
+
+def load_units() -> list[str]:
+    from domain.catalogue import load_catalogue
+
+    return list(load_catalogue().units_for_topics())
 
 
 @app.command("list")

@@ -17,7 +17,7 @@ from faststream.middlewares import AckPolicy
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
-from services.common.kafka import lenient_batch_parser
+from services.common.kafka import kafka_access, lenient_batch_parser
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import Clock
 from services.common.store import make_engine
@@ -31,7 +31,8 @@ log = get_logger(__name__)
 
 def _broker(settings: ArchiverSettings) -> KafkaBroker:
     # Consumes only; its own broker so that new topics are noticed sooner than the 5 minute default.
-    return KafkaBroker(settings.kafka_bootstrap, client_id="cityops-archiver",
+    access = kafka_access(settings)
+    return KafkaBroker(access.bootstrap, security=access.security, client_id="cityops-archiver",
                        metadata_max_age_ms=settings.metadata_max_age_ms, logger=None)
 
 

@@ -1,20 +1,29 @@
-"""Broker factory and topic administration shared by every service."""
+"""How every client reaches Kafka (`kafka_access`), the services' broker factory, and topic administration.
+
+Every Kafka client of the project (services, tools, the unit SDK, tests) gets its address and identity
+from `kafka_access`: FastStream brokers take its `security`, raw aiokafka clients its `options`.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ssl
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
 from contracts.topics import TopicSpec
 
 from .logs import get_logger
-from .settings import ServiceSettings
+from .settings import KafkaClientSettings, ServiceSettings
 
 log = get_logger(__name__)
 
@@ -33,22 +42,80 @@ async def lenient_batch_parser(records: Any, original: Callable[[Any], Awaitable
         return parsed
 
 
-def make_broker(settings: ServiceSettings) -> KafkaBroker:
+@dataclass(frozen=True)
+class KafkaAccess:
+    """How one client reaches Kafka as one principal: for FastStream (`security`) and for aiokafka (`options`)."""
+
+    bootstrap: str
+    protocol: str
+    mechanism: str
+    username: str | None
+    password: str | None = field(repr=False)
+    ssl_cafile: Path | None = None
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        if not self.protocol.endswith("SSL"):
+            return None
+        return create_ssl_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """Keyword arguments of AIOKafkaProducer / AIOKafkaConsumer / AIOKafkaAdminClient, bootstrap_servers included."""
+        options: dict[str, Any] = {"bootstrap_servers": self.bootstrap, "security_protocol": self.protocol}
+        if self.protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.mechanism, sasl_plain_username=self.username,
+                           sasl_plain_password=self.password)
+        if self.protocol.endswith("SSL"):
+            options["ssl_context"] = self.ssl_context()
+        return options
+
+    @property
+    def security(self) -> BaseSecurity | None:
+        """FastStream's `security=` for a KafkaBroker (None: PLAINTEXT)."""
+        tls = self.protocol.endswith("SSL")
+        context = self.ssl_context()
+        if not self.protocol.startswith("SASL"):
+            return BaseSecurity(ssl_context=context) if tls else None
+        username, password = self.username or "", self.password or ""
+        kinds: dict[str, type[SASLPlaintext | SASLScram256 | SASLScram512]] = {
+            "PLAIN": SASLPlaintext, "SCRAM-SHA-256": SASLScram256, "SCRAM-SHA-512": SASLScram512}
+        if self.mechanism not in kinds:
+            raise ValueError(f"unsupported SASL mechanism {self.mechanism!r}; one of {sorted(kinds)}")
+        return kinds[self.mechanism](username, password, ssl_context=context, use_ssl=tls)
+
+
+def kafka_access(settings: KafkaClientSettings | str | None = None) -> KafkaAccess:
+    """THE way a client of this project learns where Kafka is and who it is there.
+
+    `settings`: a service's settings, or a bootstrap address (the credentials then come from the hub-wide
+    `CITYOPS_KAFKA_USERNAME` / `CITYOPS_KAFKA_PASSWORD`), or None for everything from the environment."""
+    if settings is None or isinstance(settings, str):
+        settings = KafkaClientSettings() if settings is None else KafkaClientSettings(kafka_bootstrap=settings)
+    password = settings.kafka_password.get_secret_value() if settings.kafka_password else None
+    return KafkaAccess(settings.kafka_bootstrap, settings.security_protocol(), settings.kafka_sasl_mechanism,
+                       settings.kafka_username, password, settings.kafka_ssl_cafile)
+
+
+def make_broker(settings: ServiceSettings, **options: Any) -> KafkaBroker:
     """A FastStream broker whose producer batches (linger) and never loses an acknowledged record."""
+    access = kafka_access(settings)
     return KafkaBroker(
-        settings.kafka_bootstrap,
+        access.bootstrap,
+        security=access.security,
         client_id=f"cityops-{settings.service_name}",
         acks="all",
         enable_idempotence=True,
         linger_ms=settings.linger_ms,
         logger=None,  # our pipeline logs per batch; FastStream's per-message lines cost an order of magnitude
+        **options,
     )
 
 
-async def ensure_topics(bootstrap: str, specs: Iterable[TopicSpec], replication: int = 1,
+async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicSpec], replication: int = 1,
                         timeout_s: float = 30.0) -> list[str]:
-    """Create the topics that do not exist yet; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    """Create the topics that do not exist yet; return the names created. Needs a principal allowed to
+    create topics: the hub's admin (services have no CREATE permission, see docs/security-kafka.md)."""
+    admin = AIOKafkaAdminClient(request_timeout_ms=int(timeout_s * 1000), **kafka_access(kafka).options)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from domain.calendar import DEFAULT_TIMEZONE, DEFAULT_WORKING_HOURS_TEXT, CalendarSettings, WorkCalendar, calendar_for
@@ -19,14 +19,40 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_PREFIX = "CITYOPS_"
 
 
-class ServiceSettings(BaseSettings):
+class KafkaClientSettings(BaseSettings):
+    """How a client reaches and authenticates to Kafka (hub-wide env `CITYOPS_KAFKA_*`).
+
+    With a username the client speaks SASL (SCRAM-SHA-512 by default) as that principal; without one it
+    speaks PLAINTEXT, so a broker of one's own without authentication still works.
+    services/common/kafka.py turns these into FastStream's `security=` and aiokafka's keyword arguments."""
+
+    model_config = SettingsConfigDict(env_prefix=HUB_PREFIX, extra="ignore")
+
+    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
+    kafka_username: str | None = Field(default=None, description="SASL principal (e.g. triage, unit-water); none = no authentication.")
+    kafka_password: SecretStr | None = Field(default=None, description="The principal's password.")
+    kafka_sasl_mechanism: str = Field(default="SCRAM-SHA-512", description="SASL mechanism (SCRAM-SHA-512, SCRAM-SHA-256, PLAIN).")
+    kafka_security_protocol: str | None = Field(
+        default=None, description="PLAINTEXT, SASL_PLAINTEXT, SSL or SASL_SSL; default: SASL_PLAINTEXT with a username "
+                                  "(SASL_SSL when kafka_ssl_cafile is set), else PLAINTEXT.")
+    kafka_ssl_cafile: Path | None = Field(default=None, description="CA certificate that signed the brokers' TLS certificates (turns TLS on).")
+
+    def security_protocol(self) -> str:
+        if self.kafka_security_protocol:
+            return self.kafka_security_protocol
+        tls = self.kafka_ssl_cafile is not None
+        if self.kafka_username:
+            return "SASL_SSL" if tls else "SASL_PLAINTEXT"
+        return "SSL" if tls else "PLAINTEXT"
+
+
+class ServiceSettings(KafkaClientSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOPS_SERVICE_", extra="ignore")
 
     service_name: ClassVar[str] = "service"
 
     mode: Literal["demo", "production"] = Field(
         default="production", description="demo (`cityops up`, the tests) accepts the built-in secrets; production refuses to start with them.")
-    kafka_bootstrap: str = Field(default="127.0.0.1:9092", description="Kafka bootstrap servers, comma-separated.")
     state_dir: Path = Field(default=REPO_ROOT / ".state", description="Where embedded state (SQLite files) lives.")
     db_url: str | None = Field(default=None, description="SQLAlchemy URL of this service's store; default a SQLite file in state_dir.")
     log_level: str = Field(default="INFO", description="Log level (DEBUG shows one line per handled event).")
@@ -109,5 +135,7 @@ def settings_env(settings: BaseSettings) -> dict[str, str]:
     """The environment that reproduces these settings in a child process (hub-wide prefix)."""
     out: dict[str, Any] = {}
     for name, value in settings.model_dump(exclude_none=True).items():
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
         out[f"{HUB_PREFIX}{name.upper()}"] = str(value).lower() if isinstance(value, bool) else str(value)
     return out

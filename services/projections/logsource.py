@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 
 from contracts.codec import DecodeError, decode, encode
 from contracts.envelope import Envelope
+from services.common.kafka import kafka_access
 
 Position = tuple[str, int]  # (topic, partition)
 
@@ -92,7 +93,7 @@ class KafkaLog:
         if self._started and self._consumer is not None:
             return self._consumer
         # Created here, inside the running loop: aiokafka binds a consumer to the loop it is made in.
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+        self._consumer = AIOKafkaConsumer(**kafka_access(self.bootstrap).options, group_id=None, enable_auto_commit=False,
                                           auto_offset_reset="earliest", fetch_max_bytes=self.fetch_max_bytes,
                                           max_partition_fetch_bytes=8 * 1024 * 1024)
         await self._consumer.start()
@@ -153,7 +154,7 @@ class KafkaLog:
 
 async def partitions_of(bootstrap: str, topics: list[str]) -> dict[str, list[int]]:
     """Partitions of each existing topic (a topic nobody created yet holds no history)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
     await admin.start()
     try:
         described = await admin.describe_topics(topics)

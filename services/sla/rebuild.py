@@ -27,6 +27,7 @@ from contracts.envelope import Envelope, utcnow
 from contracts.topics import SLA
 from services.common.batch_state import table_of
 from services.common.handler import HandlerContext, Rejected
+from services.common.kafka import kafka_access
 from services.common.store import ProcessedEvent, create_tables
 
 from . import domain
@@ -48,13 +49,13 @@ class RebuildReport:
 async def rebuild_from_log(settings: SlaSettings, engine: Engine, runtime: SlaRuntime) -> RebuildReport:
     """Read the log into an empty store (see the module docstring); return what was applied."""
     create_tables(engine, TABLES)
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap, group_id=settings.group_id,
+    consumer = AIOKafkaConsumer(**kafka_access(settings).options, group_id=settings.group_id,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        own, _ = await _read_to_end(consumer, await _partitions(settings.kafka_bootstrap, [SLA.name]))
+        own, _ = await _read_to_end(consumer, await _partitions(settings, [SLA.name]))
         # Last: a commit needs its partitions assigned.
-        workflow, ends = await _read_to_end(consumer, await _partitions(settings.kafka_bootstrap, TOPICS))
+        workflow, ends = await _read_to_end(consumer, await _partitions(settings, TOPICS))
         applied = _apply(engine, settings, runtime, workflow)
         marks = _mark(engine, runtime, own)
         await consumer.commit(ends)
@@ -63,8 +64,8 @@ async def rebuild_from_log(settings: SlaSettings, engine: Engine, runtime: SlaRu
     return RebuildReport(applied, marks, {f"{tp.topic}:{tp.partition}": offset for tp, offset in ends.items()})
 
 
-async def _partitions(bootstrap: str, topics: Iterable[str]) -> list[TopicPartition]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _partitions(settings: SlaSettings, topics: Iterable[str]) -> list[TopicPartition]:
+    admin = AIOKafkaAdminClient(**kafka_access(settings).options)
     await admin.start()
     try:
         described = await admin.describe_topics(list(topics))

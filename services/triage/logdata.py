@@ -11,6 +11,7 @@ from aiokafka import AIOKafkaConsumer
 from contracts import codec
 from contracts import events as ev
 from contracts.topics import TRIAGE
+from services.common.kafka import kafka_access
 
 CONFIRMED_METHODS = ("operator", "manual")
 
@@ -18,7 +19,7 @@ CONFIRMED_METHODS = ("operator", "manual")
 async def confirmed_examples(bootstrap: str, on_record: Callable[[], None] | None = None,
                              idle_ms: int = 2000) -> tuple[list[str], list[str]]:
     """Read cityops.triage.v1 from the start to its current end; the last confirmed category of a ticket wins."""
-    consumer = AIOKafkaConsumer(TRIAGE.name, bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(TRIAGE.name, **kafka_access(bootstrap).options, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     latest: dict[str, tuple[str, str]] = {}

@@ -1,10 +1,15 @@
 """The unit SDK: what a department's, street office's or grid's own system calls to take its work
 and report back. It speaks only the contracts; nothing else of cityops is needed.
 
-    async with UnitClient("127.0.0.1:9092", "water") as unit:
+    async with UnitClient("127.0.0.1:9092", "water", username="unit-water", password=...) as unit:
         async for task in unit.tasks():
             await unit.sign_for(task)
             await unit.complete(task, "pipe repaired")
+
+A unit authenticates as its own principal `unit-<unit id>` (`cityops kafka client-config --principal
+unit-water` prints its password), which may read only its own task topic and write only the unit reports.
+Without username and password the client takes them from CITYOPS_KAFKA_USERNAME / CITYOPS_KAFKA_PASSWORD
+(none: an unauthenticated broker).
 """
 
 from __future__ import annotations
@@ -14,11 +19,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import SecretStr
 
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.topics import UNIT_REPORTS, unit_task_topic
 from contracts.unit_reports import complete, opinion, progress, report, request_extension, return_task, sign_for
+from services.common.kafka import kafka_access
+from services.common.settings import KafkaClientSettings
 
 # The report builders live in contracts/unit_reports.py (the unit HTTP bridge builds the same reports);
 # re-exported here, where units' own code has always found them.
@@ -28,16 +36,22 @@ __all__ = ["UnitClient", "complete", "opinion", "progress", "report", "request_e
 class UnitClient:
     """Async client for one unit: iterate its inbox, send reports (each awaited: a unit's report is a promise)."""
 
-    def __init__(self, bootstrap: str, unit: str, group_id: str | None = None) -> None:
+    def __init__(self, bootstrap: str, unit: str, group_id: str | None = None, *, username: str | None = None,
+                 password: str | None = None) -> None:
         self.unit = unit
-        self._bootstrap = bootstrap
+        settings = KafkaClientSettings(kafka_bootstrap=bootstrap)
+        if username:
+            settings = settings.model_copy(update={"kafka_username": username,
+                                                   "kafka_password": SecretStr(password) if password else None})
+        self._kafka = kafka_access(settings)
+        # The unit principal's ACLs allow the groups starting with cityops-unit-<unit>.
         self._group = group_id or f"cityops-unit-{unit}-sdk"
-        self._producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        self._producer = AIOKafkaProducer(**self._kafka.options, acks="all", enable_idempotence=True)
         self._consumer: AIOKafkaConsumer | None = None
 
     async def __aenter__(self) -> UnitClient:
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(unit_task_topic(self.unit), bootstrap_servers=self._bootstrap, group_id=self._group,
+        self._consumer = AIOKafkaConsumer(unit_task_topic(self.unit), **self._kafka.options, group_id=self._group,
                                           auto_offset_reset="earliest", enable_auto_commit=False)
         await self._consumer.start()
         return self

@@ -27,8 +27,8 @@ from contracts import events as ev
 from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
 from domain.catalogue import load_catalogue
 from domain.holders import bounds_for, check_tiles, ledger_for
-from services.common.kafka import ensure_topics
-from services.common.settings import REPO_ROOT
+from services.common.kafka import ensure_topics, kafka_access
+from services.common.settings import REPO_ROOT, KafkaClientSettings
 from services.intake.domain import ticket_id_for
 from services.units.sdk import UnitClient
 from tests.harness.auth import TEST_KEY, bearer, token
@@ -47,10 +47,12 @@ EAST = {"district": "district-east", "street": "street-east-1", "community": "co
 class Hub:
     """Every service as its own OS process, through the one supervisor the hub and the benchmark use."""
 
-    def __init__(self, bootstrap: str, state: Path) -> None:
-        self.bootstrap, self.state = bootstrap, state
+    def __init__(self, bootstrap: str, state: Path, node: Any = None) -> None:
+        self.bootstrap, self.state, self.node = bootstrap, state, node
         units = [u for u in load_catalogue().units_for_topics() if u != SDK_UNIT]
-        self.env = dict(os.environ, CITYOPS_KAFKA_BOOTSTRAP=bootstrap, CITYOPS_STATE_DIR=str(state), CITYOPS_LOG_JSON="true",
+        # Never the test's own (admin) identity: each process is its own principal (kafka_env).
+        inherited = {k: v for k, v in os.environ.items() if k not in ("CITYOPS_KAFKA_USERNAME", "CITYOPS_KAFKA_PASSWORD")}
+        self.env = dict(inherited, CITYOPS_KAFKA_BOOTSTRAP=bootstrap, CITYOPS_STATE_DIR=str(state), CITYOPS_LOG_JSON="true",
                         CITYOPS_INTAKE_HTTP_PORT=str(HTTP_PORT), CITYOPS_BATCH_TIMEOUT_MS="20",
                         CITYOPS_UNIT_UNITS="[" + ",".join(f'"{u}"' for u in units) + "]",
                         CITYOPS_UNIT_P_RETURN="0", CITYOPS_UNIT_P_EXTENSION="0", CITYOPS_UNIT_P_DISAGREE="0",
@@ -59,7 +61,14 @@ class Hub:
                         # every HTTP call carries a token; the simulated hotline staff post with their own
                         CITYOPS_AUTH_KEY=TEST_KEY, CITYOPS_UNIT_HOTLINE_TOKEN=token("operator", "simulated-callback-desk"),
                         CITYOPS_UNIT_SUPERVISOR_TOKEN=token("supervisor", "simulated-supervisor"))
-        self.supervisor = Supervisor(state, env=self.env, cwd=REPO_ROOT, stop_timeout=20)
+        self.supervisor = Supervisor(state, env=self.env, cwd=REPO_ROOT, stop_timeout=20,
+                                     kafka_env=node.client_env if node is not None else None)
+
+    def kafka_login(self, principal: str) -> dict[str, str]:
+        """Username and password of a principal of the session's broker (none on an external broker)."""
+        if self.node is None:
+            return {}
+        return {"username": principal, "password": self.node.credentials.password(principal)}
 
     def start(self, name: str) -> None:
         self.supervisor.start_service(name)
@@ -75,9 +84,9 @@ class Hub:
 
 
 @pytest.fixture(scope="module")
-def hub(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    asyncio.run(ensure_topics(kafka_bootstrap, hub_topics()))
-    h = Hub(kafka_bootstrap, tmp_path_factory.mktemp("hub"))
+def hub(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    asyncio.run(ensure_topics(kafka_bootstrap, hub_topics()))  # as the admin, who alone may create topics
+    h = Hub(kafka_bootstrap, tmp_path_factory.mktemp("hub"), kafka_node)
     try:
         for name in [*SERVICES, "units", "intake"]:
             h.start(name)
@@ -109,7 +118,7 @@ class Story:
 
     async def _load(self) -> dict[str, dict[str, Any]]:
         consumer = AIOKafkaConsumer(TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name, "cityops.tickets.v1", UNIT_REPORTS.name,
-                                    bootstrap_servers=self.bootstrap, auto_offset_reset="earliest", group_id=None,
+                                    **kafka_access(self.bootstrap).options, auto_offset_reset="earliest", group_id=None,
                                     enable_auto_commit=False)
         await consumer.start()
         by_ticket: dict[str, dict[str, Any]] = {}
@@ -171,10 +180,10 @@ async def callback_operator(client: httpx.AsyncClient, unsatisfied_once: set[str
         await asyncio.sleep(0.2)
 
 
-async def housing_department(bootstrap: str, returns: set[str], disputes: set[str], stop: asyncio.Event,
+async def housing_department(hub: Hub, returns: set[str], disputes: set[str], stop: asyncio.Event,
                              seen: list[Any]) -> None:
     """The housing bureau's own system, through the SDK: returns or disputes the named tickets, does the rest."""
-    async with UnitClient(bootstrap, SDK_UNIT) as unit:
+    async with UnitClient(hub.bootstrap, SDK_UNIT, **hub.kafka_login(f"unit-{SDK_UNIT}")) as unit:  # its own principal
         async for item in unit.tasks():
             seen.append(item)
             match item.data:
@@ -191,8 +200,11 @@ async def housing_department(bootstrap: str, returns: set[str], disputes: set[st
                 return
 
 
-async def produce_channel(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+async def produce_channel(hub: Hub, records: list[tuple[bytes, bytes]]) -> None:
+    """A partner system on the machine channel, as the channels' principal."""
+    login = hub.kafka_login("channels")
+    settings = KafkaClientSettings(kafka_bootstrap=hub.bootstrap, **{f"kafka_{k}": v for k, v in login.items()})
+    producer = AIOKafkaProducer(**kafka_access(settings).options, acks="all")
     await producer.start()
     try:
         for key, value in records:
@@ -202,7 +214,7 @@ async def produce_channel(bootstrap: str, records: list[tuple[bytes, bytes]]) ->
 
 
 async def read_dlq(bootstrap: str, topic: str, key_prefix: bytes, timeout: float = 30) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None)
+    consumer = AIOKafkaConsumer(topic, **kafka_access(bootstrap).options, auto_offset_reset="earliest", group_id=None)
     await consumer.start()
     found: list[Any] = []
     try:
@@ -268,7 +280,7 @@ async def _run_scenarios(hub: Hub) -> None:
         ids["open311"] = o311.json()[0]["service_request_id"]
 
         # A grid worker's app on the machine channel: one good record, one malformed (dead-lettered).
-        await produce_channel(hub.bootstrap, [(f"patrol-{RUN}:1".encode(), json.dumps({"text": "井盖丢失，行人容易掉下去", "channel": "grid-patrol",
+        await produce_channel(hub, [(f"patrol-{RUN}:1".encode(), json.dumps({"text": "井盖丢失，行人容易掉下去", "channel": "grid-patrol",
                                                                           "location": EAST}).encode()),
                                               (f"patrol-{RUN}:2".encode(), b'{"text": 42')])
         ids["channel"] = ticket_id_for(f"channel:patrol-{RUN}:1")
@@ -279,7 +291,7 @@ async def _run_scenarios(hub: Hub) -> None:
         assert r.status_code == 202, r.text
 
         workers = [asyncio.create_task(callback_operator(client, {ids["light"]}, stop)),
-                   asyncio.create_task(housing_department(hub.bootstrap, {ids["returned"]}, {ids["disputed"]}, stop, housing_seen))]
+                   asyncio.create_task(housing_department(hub, {ids["returned"]}, {ids["disputed"]}, stop, housing_seen))]
         try:
             # Repeat merged into its master, then split again: handled on its own.
             await wait_status(client, ids["repeat"], {"merged"})

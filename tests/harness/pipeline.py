@@ -37,6 +37,7 @@ from sqlalchemy.engine import Engine
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.topics import topic_for_event
+from services.common.kafka import kafka_access
 
 # ---------------------------------------------------------------------------------------------- records
 
@@ -311,7 +312,7 @@ def _run_startup_hooks(app: Any) -> None:
 
 def _from_factory(name: str, directory: Path, create_app: Callable[..., Any], settings: Any, clock: Clock,
                   ticks: Sequence[Callable[..., Any]] = (), **factory_args: Any) -> ServiceHarness:
-    app = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, logger=None), clock=clock, **factory_args)
+    app = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, security=kafka_access(settings).security, logger=None), clock=clock, **factory_args)
     _run_startup_hooks(app)
     pipeline = app.context.get("pipeline")
     return ServiceHarness(name, directory, pipeline=pipeline, engine=pipeline.engine, clock=clock, ticks=ticks)
@@ -402,7 +403,7 @@ def _intake_status(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
     from services.intake.settings import IntakeSettings
 
     settings = _settings(IntakeSettings, directory, "intake.db", **kw)
-    api = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, logger=None), clock=clock)
+    api = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, security=kafka_access(settings).security, logger=None), clock=clock)
     pipeline = api.state.pipelines["status"]
     create_tables(pipeline.engine, [TicketStatus.__table__])
     return ServiceHarness("intake-status", directory, pipeline=pipeline, engine=pipeline.engine, clock=clock)
@@ -431,7 +432,7 @@ def _archiver(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
 
     settings = _settings(ArchiverSettings, directory, "archiver.db", **kw)
     engine = make_engine(settings.store_url())
-    app = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, logger=None), engine=engine, clock=clock)
+    app = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, security=kafka_access(settings).security, logger=None), engine=engine, clock=clock)
     _run_startup_hooks(app)
     return ServiceHarness("archiver", directory, engine=engine, clock=clock,
                           consume=lambda records: archive_records(engine, records, clock))

@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 
 from contracts import codec
 from contracts.topics import INTAKE
+from services.common.kafka import kafka_access
 from services.common.store import make_engine
 from services.projections.logsource import KafkaLog, partitions_of
 from services.projections.models import ProjTicket
@@ -31,7 +32,7 @@ NYC_ROWS, BALTIMORE_ROWS = 11_225, 10_000  # data/nyc311 (a subset) and data/bal
 
 async def read_topic(bootstrap: str, topic: str) -> list:
     partitions = [TopicPartition(topic, p) for p in (await partitions_of(bootstrap, [topic]))[topic]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +17,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from services.common.kafka import kafka_access
+from services.common.settings import KafkaClientSettings
+from tests.integration.kcat import kcat
 from tools.kafka import (
     KafkaLocalError,
     KafkaLocalSettings,
@@ -26,6 +27,8 @@ from tools.kafka import (
     LocalKafkaCluster,
     find_free_ports,
 )
+from tools.kafka.acls import ADMIN
+from tools.kafka.security import Credentials, librdkafka_properties
 
 pytestmark = pytest.mark.kafka
 
@@ -55,8 +58,8 @@ def _pid_is_gone(pid: int) -> bool:
     return not Path(f"/proc/{pid}").exists()
 
 
-async def _create_topic(bootstrap: str, topic: NewTopic) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _create_topic(bootstrap: KafkaClientSettings, topic: NewTopic) -> None:
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
     await admin.start()
     try:
         response = await admin.create_topics([topic])
@@ -77,10 +80,10 @@ async def _topic_has_leaders(admin: AIOKafkaAdminClient, topic: str) -> bool:
     return description["error_code"] == 0 and bool(partitions) and all(p["leader"] >= 0 for p in partitions)
 
 
-async def _consume(bootstrap: str, topic: str, count: int, linger: float = 0.0, **consumer_options: object) -> list:
+async def _consume(bootstrap: KafkaClientSettings, topic: str, count: int, linger: float = 0.0, **consumer_options: object) -> list:
     """At least `count` records from the start of `topic`, plus whatever arrives in `linger` more seconds."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False, **consumer_options
+        topic, **kafka_access(bootstrap).options, auto_offset_reset="earliest", enable_auto_commit=False, **consumer_options
     )
     await consumer.start()
     try:
@@ -96,7 +99,8 @@ async def _consume(bootstrap: str, topic: str, count: int, linger: float = 0.0, 
 async def test_single_broker_round_trip_with_headers_and_kcat(kafka_settings: KafkaLocalSettings) -> None:
     kafka = LocalKafka(kafka_settings, name="roundtrip", port=find_free_ports(2, *PORT_RANGE), fresh=True)
     try:
-        bootstrap = await kafka.start_async()
+        await kafka.start_async()
+        bootstrap = kafka.client_settings()  # the admin: the broker refuses anonymous clients
         pid = kafka.running_pid()
         assert pid is not None
         topic = "test.ticket.registered"
@@ -104,7 +108,7 @@ async def test_single_broker_round_trip_with_headers_and_kcat(kafka_settings: Ka
 
         body = {"ticket_id": "T-0001", "category": "street-light", "text": "路灯不亮"}
         headers = [("event_type", b"ticket.registered"), ("trace_id", b"trace-42")]
-        producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+        producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", enable_idempotence=True)
         await producer.start()
         try:
             await producer.send_and_wait(topic, json.dumps(body).encode(), key=b"T-0001", headers=headers)
@@ -116,12 +120,11 @@ async def test_single_broker_round_trip_with_headers_and_kcat(kafka_settings: Ka
         assert list(record.headers) == headers
         assert json.loads(record.value) == body
 
-        kcat = shutil.which("kcat")
-        assert kcat, "kcat is needed to prove a non-aiokafka client reads our records"
+        config = kafka.node_dir / "admin.properties"
+        config.write_text(librdkafka_properties(kafka.bootstrap, kafka.credentials, ADMIN))
         result = await asyncio.to_thread(
-            subprocess.run,
-            [kcat, "-b", bootstrap, "-C", "-t", topic, "-c", "1", "-e", "-f", "%h %s\n"],
-            capture_output=True, text=True, timeout=60,
+            kcat, "-F", str(config), "-C", "-t", topic, "-c", "1", "-e", "-f", "%h %s\n",
+            library_dir=kafka.node_dir / "kcat-lib", timeout=60,
         )  # fmt: skip
         assert result.returncode == 0, result.stderr
         printed_headers, printed_body = result.stdout.strip().split(" ", 1)
@@ -134,12 +137,12 @@ async def test_single_broker_round_trip_with_headers_and_kcat(kafka_settings: Ka
 
 
 async def test_transactional_read_process_write_commits_offsets(single_kafka: LocalKafka) -> None:
-    bootstrap = single_kafka.bootstrap
+    bootstrap = single_kafka.client_settings()
     source, sink, group = "test.txn.in", "test.txn.out", "test-txn-relay"
     await _create_topic(bootstrap, NewTopic(source, num_partitions=1, replication_factor=1))
     await _create_topic(bootstrap, NewTopic(sink, num_partitions=1, replication_factor=1))
 
-    plain = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    plain = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all")
     await plain.start()
     try:
         for n in range(3):
@@ -148,10 +151,10 @@ async def test_transactional_read_process_write_commits_offsets(single_kafka: Lo
         await plain.stop()
 
     consumer = AIOKafkaConsumer(
-        source, bootstrap_servers=bootstrap, group_id=group, auto_offset_reset="earliest",
+        source, **kafka_access(bootstrap).options, group_id=group, auto_offset_reset="earliest",
         enable_auto_commit=False, isolation_level="read_committed",
     )  # fmt: skip
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, transactional_id="test-txn-relay-1")
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, transactional_id="test-txn-relay-1")
     await consumer.start()
     await producer.start()
     try:
@@ -187,8 +190,8 @@ async def _get_records(consumer: AIOKafkaConsumer, count: int) -> list:
     return records
 
 
-async def _committed_offset(bootstrap: str, group: str, partition: TopicPartition) -> int | None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _committed_offset(bootstrap: KafkaClientSettings, group: str, partition: TopicPartition) -> int | None:
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group, partitions=[partition])
@@ -224,14 +227,14 @@ def cluster(kafka_settings: KafkaLocalSettings) -> Iterator[LocalKafkaCluster]:
 async def test_three_broker_cluster_replicates_with_acks_all(cluster: LocalKafkaCluster) -> None:
     pids = cluster.pids()
     assert len(pids) == 3
-    bootstrap = cluster.bootstrap
+    bootstrap = cluster.client_settings()
     topic = "test.cluster.replicated"
     await _create_topic(
         bootstrap, NewTopic(topic, num_partitions=3, replication_factor=3, topic_configs={"min.insync.replicas": "2"})
     )
     await _assert_fully_replicated(bootstrap, topic, replicas=3)
 
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for n in range(30):
@@ -246,8 +249,8 @@ async def test_three_broker_cluster_replicates_with_acks_all(cluster: LocalKafka
     assert all(_pid_is_gone(pid) for pid in pids), f"cluster JVMs left: {[p for p in pids if not _pid_is_gone(p)]}"
 
 
-async def _assert_fully_replicated(bootstrap: str, topic: str, replicas: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+async def _assert_fully_replicated(bootstrap: KafkaClientSettings, topic: str, replicas: int) -> None:
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
     await admin.start()
     try:
         async with asyncio.timeout(30):
@@ -269,3 +272,35 @@ def test_a_cluster_id_starting_with_a_dash_still_formats(tmp_path):
     node._write_config_files()
     node._format_storage()
     assert node._formatted_cluster_id() == "-AbCdEfGhIjKlMnOpQrStU"
+
+
+def test_a_principal_added_after_formatting_gets_its_user_at_the_next_start(kafka_settings: KafkaLocalSettings) -> None:
+    """A unit added to the catalogue later: its password is made and its SCRAM user created on the next start."""
+    kafka = LocalKafka(kafka_settings, name="newcomer", port=find_free_ports(2, *PORT_RANGE), fresh=True)
+    again = LocalKafka(kafka_settings, name="newcomer", port=kafka.port)
+    try:
+        kafka.start()
+        kafka.stop()
+        Credentials.load_or_create(kafka.credentials_file, [*kafka.credentials.passwords, "unit-newcomer"])
+        again.start()
+
+        async def list_topics_as_newcomer() -> list[str]:
+            admin = AIOKafkaAdminClient(**kafka_access(again.client_settings("unit-newcomer")).options)
+            await admin.start()
+            try:
+                return list(await admin.list_topics())
+            finally:
+                await admin.close()
+
+        assert asyncio.run(list_topics_as_newcomer()) == []  # authenticated; no ACL lets it see a topic
+    finally:
+        kafka.stop()
+        again.stop()
+
+
+def test_storage_formatted_without_users_is_refused_with_what_to_do(kafka_settings: KafkaLocalSettings) -> None:
+    kafka = LocalKafka(kafka_settings, name="old-storage", port=find_free_ports(2, *PORT_RANGE))
+    (kafka.data_dir).mkdir(parents=True)
+    (kafka.data_dir / "meta.properties").write_text("cluster.id=x\nnode.id=1\nversion=1\n")
+    with pytest.raises(KafkaLocalError, match="--fresh"):
+        kafka.start(timeout=30)

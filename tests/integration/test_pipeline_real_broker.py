@@ -16,7 +16,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import all_examples
 from contracts.topics import TopicSpec
-from services.common.kafka import ensure_topics, make_broker
+from services.common.kafka import ensure_topics, kafka_access, make_broker
 from services.common.pipeline import Emit, EventPipeline, HandlerSpec
 from services.common.settings import ServiceSettings
 from services.common.store import ProcessedEvent, create_tables, make_engine
@@ -25,7 +25,7 @@ pytestmark = pytest.mark.kafka
 
 
 async def read_all(bootstrap: str, topic: str, expect: int, timeout: float = 30.0) -> list:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+    consumer = AIOKafkaConsumer(topic, **kafka_access(bootstrap).options, auto_offset_reset="earliest",
                                 enable_auto_commit=False, group_id=None)
     await consumer.start()
     out: list = []
@@ -44,7 +44,7 @@ async def test_every_contract_event_round_trips_through_the_broker(kafka_bootstr
     topic = f"test.roundtrip.{unique}"
     await ensure_topics(kafka_bootstrap, [TopicSpec(topic, "round trip", (), partitions=1)])
     examples = all_examples()
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options, acks="all")
     await producer.start()
     try:
         futures = [await producer.send(topic, value=r.value, key=r.key, headers=r.headers)
@@ -83,7 +83,7 @@ async def _topics_and_store(bootstrap: str, unique: str, tmp_path) -> tuple[str,
 
 async def _produce(bootstrap: str, topic: str, records: list[tuple[bytes, bytes | None, list]]) -> None:
     """(value, key, headers) records, each acknowledged before the next: their order on the partition is known."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all")
     await producer.start()
     try:
         for value, key, headers in records:

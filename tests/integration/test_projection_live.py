@@ -29,6 +29,7 @@ from sqlalchemy.engine import Engine
 
 from contracts import events as ev
 from contracts.topics import topic_for_event
+from services.common.kafka import kafka_access
 from services.common.store import make_engine
 from services.projections import queries
 from services.projections.app import create_app
@@ -239,7 +240,7 @@ async def test_redelivering_a_slice_of_the_log_changes_nothing(world):
 
 async def _rewind(bootstrap: str, group: str, topics: list[str], by: int) -> None:
     partitions = [TopicPartition(t, p) for t, ps in (await partitions_of(bootstrap, topics)).items() for p in ps]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)

@@ -22,6 +22,7 @@ from services.archiver.app import create_app
 from services.archiver.migrate import MIGRATIONS
 from services.archiver.models import ArchivedRecord
 from services.archiver.settings import ArchiverSettings
+from services.common.kafka import kafka_access
 from services.common.store import make_engine
 from services.projections.logsource import ArchiveLog, KafkaLog, partitions_of
 from services.projections.rebuild import checksum, rebuild
@@ -57,7 +58,7 @@ async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap
                   topic_for=lambda e: prefix + topic_for_event(e.type))
     # Records the projections skip or cannot read are history too: a unit topic copy, a poison record.
     extra_topic = prefix + unit_task_topic("water")
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options, acks="all")
     await producer.start()
     try:
         from services.common.kafka import ensure_topics
@@ -110,7 +111,7 @@ async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap
 
 async def _rewind_to_zero(bootstrap: str, group: str, topics: list[str]) -> None:
     partitions = [TopicPartition(t, p) for t, ps in (await partitions_of(bootstrap, topics)).items() for p in ps]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         consumer.assign(partitions)

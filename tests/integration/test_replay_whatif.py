@@ -13,6 +13,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from contracts import events as ev
 from contracts.topics import topic_for_event
 from domain.catalogue import parse_catalogue, read_catalogue_data
+from services.common.kafka import kafka_access
 from services.common.store import make_engine
 from services.projections.logsource import KafkaLog
 from services.projections.settings import projected_specs
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.kafka]
 
 
 async def _topics_and_ends(bootstrap: str, prefix: str) -> dict[tuple[str, int], int]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
     await admin.start()
     try:
         names = sorted(t for t in await admin.list_topics() if t.startswith(prefix))

@@ -28,7 +28,7 @@ from contracts import codec
 from contracts import events as ev
 from contracts.topics import SLA, WORKFLOW_TOPICS, unit_task_topic, unit_topic_spec
 from domain.catalogue import load_catalogue
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import create_tables, make_engine
 from services.sla.app import create_app
 from services.sla.handlers import TOPICS, build_runtime
@@ -82,7 +82,7 @@ def stories(prefix: str) -> tuple[list[TicketStory], str, str]:
 async def start_group_at_the_end(bootstrap: str, group: str) -> None:
     """Commit the service's consumer group at the current end of the workflow topics: a shared test broker holds
     other tests' events (an end-to-end run leaves thousands), and they are not this test's to wait for."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(spec.name, p) for spec in WORKFLOW_TOPICS if spec.name in TOPICS
@@ -95,7 +95,7 @@ async def start_group_at_the_end(bootstrap: str, group: str) -> None:
 
 
 async def publish(bootstrap: str, all_stories: list[TicketStory]) -> int:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", enable_idempotence=True)
     await producer.start()
     try:
         futures = []
@@ -117,7 +117,7 @@ class SlaTopic:
         self.records: list = []
 
     async def read(self, settle_s: float = 1.0) -> list:
-        consumer = AIOKafkaConsumer(self.name, bootstrap_servers=self.bootstrap, auto_offset_reset="earliest",
+        consumer = AIOKafkaConsumer(self.name, **kafka_access(self.bootstrap).options, auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
         out, quiet_since = [], asyncio.get_running_loop().time()

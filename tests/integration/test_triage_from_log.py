@@ -9,7 +9,7 @@ from contracts.envelope import Envelope
 from contracts.events import TicketClassified
 from contracts.examples import build_example
 from contracts.topics import TRIAGE
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from services.triage.logdata import confirmed_examples
 from tools.topics_cli import hub_topics
 
@@ -18,7 +18,7 @@ async def test_only_confirmed_categories_become_training_examples(kafka_bootstra
     await ensure_topics(kafka_bootstrap, hub_topics())
     base = build_example(TicketClassified)
     rows = [("operator", "water.outage"), ("manual", "city-management.street-light"), ("model", "power.outage")]
-    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options, acks="all")
     await producer.start()
     try:
         for i, (method, category) in enumerate(rows):

@@ -17,7 +17,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import AUDIT, COMMANDS, CONSULT, EVALUATE, unit_topic_spec
 from domain.catalogue import load_catalogue
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
 from services.intake.models import TicketStatus
@@ -33,7 +33,7 @@ def _free_port() -> int:
 
 
 async def _records_of(bootstrap: str, topic: str, key: bytes) -> list[Any]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+    consumer = AIOKafkaConsumer(topic, **kafka_access(bootstrap).options, auto_offset_reset="earliest", group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
@@ -71,7 +71,7 @@ async def test_the_simulated_callback_operator_goes_through_intake(kafka_bootstr
     request = Envelope.origin(ev.CallbackRequested(round=1, caller=ev.CallerRef(anonymous=True), units=("water",)),
                               source="/cityops/evaluate", ticket_id=ticket_id, time=now)
     try:
-        producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+        producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options)
         await producer.start()
         try:
             rec = codec.encode(request)

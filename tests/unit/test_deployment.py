@@ -150,7 +150,7 @@ def test_kafka_is_a_single_kraft_node_reachable_as_kafka_9092() -> None:
     kafka = compose()["services"]["kafka"]
     env = {k: str(v) for k, v in (kafka.get("environment") or {}).items()}
     assert set(env.get("KAFKA_PROCESS_ROLES", "").split(",")) == {"broker", "controller"}
-    assert "PLAINTEXT://kafka:9092" in env.get("KAFKA_ADVERTISED_LISTENERS", "")
+    assert "BROKER://kafka:9092" in env.get("KAFKA_ADVERTISED_LISTENERS", "")
     assert env.get("KAFKA_OFFSETS_TOPIC_REPLICATION_FACTOR") == "1"
     assert kafka.get("healthcheck", {}).get("test"), "kafka needs a healthcheck"
 
@@ -175,7 +175,7 @@ def test_app_services_reach_kafka_and_postgres_and_wait_for_topics() -> None:
     doc = compose()
     assert doc["services"]["postgres"].get("healthcheck", {}).get("test"), "postgres needs a healthcheck"
     topics = doc["services"]["topics"]
-    assert argv(topics) == ["cityops", "topics", "create", "--bootstrap", "kafka:9092"]
+    assert argv(topics) == ["cityops", "topics", "create", "--bootstrap", "kafka:9092", "--acls"]
     assert topics["depends_on"]["kafka"]["condition"] == "service_healthy"
     init_sql = doc.get("configs", {}).get("postgres-init", {}).get("content", "")
     created = set(re.findall(r"CREATE DATABASE (\w+)", init_sql)) | {doc["services"]["postgres"]["environment"]["POSTGRES_DB"]}
@@ -209,3 +209,32 @@ def packaged_top_levels() -> list[str]:
 
 def test_the_image_gets_every_packaged_top_level_package() -> None:
     assert {"contracts", "services", "tools"} <= set(packaged_top_levels())
+
+
+# --- Kafka identity: the same as the launcher's brokers (docs/security-kafka.md) --------------------
+
+def test_compose_kafka_authenticates_and_authorizes_every_client() -> None:
+    env = {k: str(v) for k, v in (compose()["services"]["kafka"].get("environment") or {}).items()}
+    protocols = dict(item.split(":") for item in env["KAFKA_LISTENER_SECURITY_PROTOCOL_MAP"].split(","))
+    assert set(protocols.values()) == {"SASL_PLAINTEXT"}, "a listener without authentication"
+    assert env["KAFKA_SASL_ENABLED_MECHANISMS"] == "SCRAM-SHA-512"
+    assert env["KAFKA_AUTHORIZER_CLASS_NAME"] == "org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    assert env["KAFKA_ALLOW_EVERYONE_IF_NO_ACL_FOUND"] == "false" and env["KAFKA_SUPER_USERS"] == "User:admin"
+
+
+def test_compose_gives_each_service_its_own_principal_and_keeps_passwords_out() -> None:
+    from contracts.topics import all_topics
+    from tools.kafka.acls import ADMIN, service_principals
+    from tools.kafka.security import compose_password_variable
+
+    doc = compose()
+    kafka_env = {k: str(v) for k, v in doc["services"]["kafka"]["environment"].items()}
+    made = kafka_env["CITYOPS_KAFKA_PRINCIPALS"].split()
+    assert sorted(made) == sorted([ADMIN, *service_principals(all_topics())]), "compose's users are not the catalogue's"
+    for principal in made:
+        assert kafka_env[compose_password_variable(principal)] == f"${{{compose_password_variable(principal)}}}"
+    for name, entry in app_entries().items():
+        env = entry.get("environment") or {}
+        expected = ADMIN if name == "topics" else name
+        assert env.get("CITYOPS_KAFKA_USERNAME") == expected, name
+        assert env.get("CITYOPS_KAFKA_PASSWORD") == f"${{{compose_password_variable(expected)}}}", name

@@ -161,3 +161,21 @@ def test_commands_run_this_interpreter_and_the_cityops_cli() -> None:
     assert cityops_argv("up")[:3] == [sys.executable, "-m", "tools.cli"]
     assert service_argv("intake")[3:] == ["intake", "serve"]
     assert service_argv("triage")[3:] == ["service", "run", "triage"]
+
+
+def test_each_service_gets_its_own_kafka_identity(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kafka_env` names the environment of each service: the hub's processes are each their own principal."""
+    import tools.supervisor as supervisor_module
+
+    shows_user = python("""
+        import os, time
+        print("user", os.environ.get("CITYOPS_KAFKA_USERNAME"), os.environ.get("DUMMY_GREETING"), flush=True)
+        time.sleep(600)
+    """)
+    monkeypatch.setattr(supervisor_module, "service_argv", lambda name: shows_user)
+    identities = lambda name: {"CITYOPS_KAFKA_USERNAME": name, "DUMMY_GREETING": "from-kafka-env"}  # noqa: E731
+    with Supervisor(tmp_path, env={**os.environ, "CITYOPS_KAFKA_USERNAME": "admin"}, kafka_env=identities) as sup:
+        sup.start_service("triage")
+        sup.start_service("act", env={"DUMMY_GREETING": "explicit"})
+        for name, greeting in (("triage", "from-kafka-env"), ("act", "explicit")):
+            sup.wait_ready(name, lambda n=name, g=greeting: f"user {n} {g}" in sup.log_path(n).read_text(), timeout=20)

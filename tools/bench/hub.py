@@ -10,6 +10,7 @@ from typing import Any
 
 from tools.bench.config import UNIT_ENV, BenchConfig
 from tools.credentials import HubCredentials, hub_credentials
+from tools.kafka.acls import ADMIN
 from tools.supervisor import Supervisor
 
 # ============================================================================================ the hub
@@ -49,6 +50,9 @@ class BenchHub:
         started = time.monotonic()
         self.kafka.start()
         self.broker_pid = self.kafka.running_pid()
+        # This process measures and administers the run (topics, raw clients, log dumps): it is the admin.
+        # Services get their own principals (kafka_env); env() keeps this process's CITYOPS_* from them.
+        os.environ.update(self.kafka.client_env(ADMIN))
         return time.monotonic() - started
 
     def env(self) -> dict[str, str]:
@@ -69,7 +73,7 @@ class BenchHub:
 
     def start_services(self) -> list[str]:
         self.service_state.mkdir(parents=True, exist_ok=True)
-        self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env())
+        self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env(), kafka_env=self.kafka.client_env)
         for name in self.service_names():
             self.supervisor.start_service(name)
         return list(self.supervisor)

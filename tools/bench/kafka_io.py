@@ -27,7 +27,9 @@ def header_value(headers: Iterable[tuple[str, bytes]], name: str) -> bytes | Non
 async def assigned_consumer(bootstrap: str, topics: Sequence[str], *, from_end: bool, **kw: Any) -> Any:
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+    from services.common.kafka import kafka_access
+
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest", **kw)
     await consumer.start()
     tps = []
@@ -50,8 +52,10 @@ async def assigned_consumer(bootstrap: str, topics: Sequence[str], *, from_end: 
 def make_producer(bootstrap: str, linger_ms: int) -> Any:
     from aiokafka import AIOKafkaProducer
 
+    from services.common.kafka import kafka_access
+
     # The same settings the services' FastStream producer runs with (services.common.kafka.make_broker).
-    return AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=linger_ms)
+    return AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", enable_idempotence=True, linger_ms=linger_ms)
 
 
 async def total_end_offsets(consumer: Any, tps: list[Any]) -> int:

@@ -81,7 +81,7 @@ def import_csv(path: Path, mapping: CsvMapping, settings: ImporterSettings, *, l
     report = ImportReport(source=mapping.source, topic=spec.name)
     total = min(count_rows(path), limit) if limit is not None else count_rows(path)
     envelopes = envelopes_from_rows(mapping, _limited(read_csv(path), limit), _areas(mapping, no_areas), report)
-    return asyncio.run(publish(settings.kafka_bootstrap, [spec], envelopes, report, chunk=settings.chunk,
+    return asyncio.run(publish(settings, [spec], envelopes, report, chunk=settings.chunk,
                                keep_record_time=settings.keep_record_time, total=total, progress=progress))
 
 
@@ -157,7 +157,7 @@ def synthetic(tickets: int = typer.Option(1000, help="How many tickets."),
     specs = [_spec(settings, s) for s in WORKFLOW_TOPICS if s.events]
     report = ImportReport(source=f"synthetic-{seed}", topic="workflow topics", rows=len(envelopes),
                           first=envelopes[0].time if envelopes else None, last=envelopes[-1].time if envelopes else None)
-    asyncio.run(publish(settings.kafka_bootstrap, specs, envelopes, report, chunk=settings.chunk,
+    asyncio.run(publish(settings, specs, envelopes, report, chunk=settings.chunk,
                         keep_record_time=settings.keep_record_time, total=len(envelopes),
                         progress=progress and sys.stderr.isatty(),
                         topic_for=lambda e: settings.topic(topic_for_event(e.type))))

@@ -28,7 +28,8 @@ from rich.text import Text
 from contracts.codec import encode
 from contracts.envelope import Envelope
 from contracts.topics import TopicSpec
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
+from services.common.settings import KafkaClientSettings
 
 from .domain import AreaMapper, SkipRow, row_to_envelope
 from .mapping import CsvMapping
@@ -81,9 +82,9 @@ def envelopes_from_rows(mapping: CsvMapping, rows: Iterable[dict[str, str]], are
         yield envelope
 
 
-async def topic_keeps_forever(bootstrap: str, topic: str) -> bool:
+async def topic_keeps_forever(kafka: KafkaClientSettings | str, topic: str) -> bool:
     """Whether the topic never deletes old records (records stamped years ago would go at once otherwise)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_access(kafka).options)
     await admin.start()
     try:
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
@@ -109,17 +110,17 @@ def _progress_bar(enabled: bool) -> Progress:
                     disable=not enabled)
 
 
-async def publish(bootstrap: str, specs: list[TopicSpec], envelopes: Iterable[Envelope[Any]] | AsyncIterator[Envelope[Any]],
+async def publish(kafka: KafkaClientSettings | str, specs: list[TopicSpec], envelopes: Iterable[Envelope[Any]] | AsyncIterator[Envelope[Any]],
                   report: ImportReport, *, chunk: int = 5000, keep_record_time: bool = True, total: int | None = None,
                   progress: bool = False, topic_for: Callable[[Envelope[Any]], str] | None = None) -> ImportReport:
     """Send every envelope (key = ticket id) to `specs[0]`, or to `topic_for(envelope)`; await the
     acknowledgements chunk by chunk."""
-    await ensure_topics(bootstrap, specs)
+    await ensure_topics(kafka, specs)
     if keep_record_time:
-        keeps = [await topic_keeps_forever(bootstrap, spec.name) for spec in specs]
+        keeps = [await topic_keeps_forever(kafka, spec.name) for spec in specs]
         keep_record_time = all(keeps)  # original stamps on a topic with retention would be deleted right away
     report.record_time = "original" if keep_record_time else "now"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=20,
+    producer = AIOKafkaProducer(**kafka_access(kafka).options, acks="all", enable_idempotence=True, linger_ms=20,
                                 max_batch_size=512 * 1024, max_request_size=8 * 1024 * 1024)
     bar = _progress_bar(progress)
     task = bar.add_task(f"import {report.source}", total=total)

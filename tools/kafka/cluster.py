@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from services.common.settings import KafkaClientSettings
+from tools.kafka.acls import ADMIN
 from tools.kafka.install import KafkaLocalSettings, fetch_kafka
 from tools.kafka.node import LocalKafka
 from tools.kafka.probe import NodeStatus, new_cluster_id
+from tools.kafka.security import Credentials, client_env, client_settings
 
 # --------------------------------------------------------------------------------------------
 # several nodes
@@ -53,6 +56,23 @@ class LocalKafkaCluster:
     def cluster_file(self) -> Path:
         return self.cluster_dir / "cluster.json"
 
+    @property
+    def credentials_file(self) -> Path:
+        """One set of users for every node (tools/kafka/security.py)."""
+        return self.cluster_dir / "credentials.json"
+
+    @property
+    def credentials(self) -> Credentials:
+        return self.nodes[0].credentials
+
+    def client_env(self, principal: str) -> dict[str, str]:
+        """The environment of a child process that is a client of this cluster as `principal`."""
+        return client_env(self.bootstrap, self.credentials, principal)
+
+    def client_settings(self, principal: str = ADMIN) -> KafkaClientSettings:
+        """Settings of an in-process client of this cluster as `principal` (default: the admin)."""
+        return client_settings(self.bootstrap, self.credentials, principal)
+
     def _remembered_layout(self) -> dict[str, Any]:
         try:
             return json.loads(self.cluster_file.read_text())
@@ -70,6 +90,7 @@ class LocalKafkaCluster:
                 self.settings, name=f"{self.name}/node-{nid}", port=ports[nid], controller_port=voters[nid],
                 node_id=nid, cluster_id=cluster_id, voters=voters, replication_factor=min(3, self.n),
                 extra_properties=self.extra_properties, fresh=self.fresh, abandon=self._abandon,
+                credentials_file=self.credentials_file,
             )  # fmt: skip
             for nid in ids
         ]
@@ -95,6 +116,7 @@ class LocalKafkaCluster:
             node.check_can_start()  # fail before any node formats or launches
         self.cluster_dir.mkdir(parents=True, exist_ok=True)
         self._remember_layout()  # before formatting, so a failed first start keeps its cluster id
+        self.credentials  # noqa: B018 - made once here, before the nodes' threads read the file
         self.fresh = False
         self._abandon.clear()
         began = time.monotonic()
@@ -103,6 +125,7 @@ class LocalKafkaCluster:
             everyone = {node.node_id for node in self.nodes}
             self._on_every_node(lambda node: node.wait_until_answering(deadline, everyone))
             self.nodes[0].wait_until_coordinators_ready(deadline)
+            self.nodes[0].apply_acls(deadline)
         except BaseException:
             self._abandon.set()  # e.g. Ctrl-C: node threads still waiting must give up too
             self.stop()

@@ -25,6 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from services.common.settings import KafkaClientSettings
+from tools.kafka.acls import ADMIN, deployment_acls, deployment_principals
 from tools.kafka.install import (
     KafkaLocalError,
     KafkaLocalSettings,
@@ -40,6 +42,7 @@ from tools.kafka.probe import (
     new_cluster_id,
     port_is_free,
     process_is_alive,
+    run_in_own_loop,
     tail,
 )
 from tools.kafka.properties import (
@@ -47,6 +50,16 @@ from tools.kafka.properties import (
     log4j2_properties,
     read_properties,
     write_properties,
+)
+from tools.kafka.security import (
+    Credentials,
+    admin_client_options,
+    broker_properties,
+    client_env,
+    client_settings,
+    record_users,
+    scram_format_arguments,
+    secure_running_broker,
 )
 
 STARTED_MESSAGE = "Kafka Server started"
@@ -89,6 +102,7 @@ class LocalKafka:
         extra_properties: Mapping[str, Any] | None = None,
         fresh: bool = False,
         abandon: threading.Event | None = None,
+        credentials_file: Path | None = None,
     ) -> None:
         self.settings = settings or KafkaLocalSettings()
         self.name = name
@@ -110,6 +124,9 @@ class LocalKafka:
         self._log_offset = 0
         self._launched_at = 0.0
         self.timings: dict[str, float] = {}
+        # A cluster's nodes share one file (one set of users, one admin password).
+        self.credentials_file = credentials_file or self.node_dir / "credentials.json"
+        self._credentials: Credentials | None = None
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -153,6 +170,26 @@ class LocalKafka:
     def node_file(self) -> Path:
         return self.node_dir / "node.json"
 
+    @property
+    def credentials(self) -> Credentials:
+        """Every principal's password (created on first use, kept in `credentials_file`, mode 0600)."""
+        if self._credentials is None:
+            self._credentials = Credentials.load_or_create(self.credentials_file, deployment_principals())
+        return self._credentials
+
+    @property
+    def admin_options(self) -> dict[str, Any]:
+        """aiokafka keyword arguments that authenticate as this node's admin."""
+        return admin_client_options(self.credentials)
+
+    def client_env(self, principal: str) -> dict[str, str]:
+        """The environment of a child process that is a client of this node as `principal`."""
+        return client_env(self.bootstrap, self.credentials, principal)
+
+    def client_settings(self, principal: str = ADMIN) -> KafkaClientSettings:
+        """Settings of an in-process client of this node as `principal` (default: the admin)."""
+        return client_settings(self.bootstrap, self.credentials, principal)
+
     # -- configuration -------------------------------------------------------------------
 
     def server_properties(self) -> dict[str, Any]:
@@ -171,11 +208,12 @@ class LocalKafka:
             # Static quorum: every node knows all voters; never combined with
             # controller.quorum.bootstrap.servers (that is the dynamic-quorum alternative).
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            # Both listeners authenticate (SCRAM for clients and brokers, PLAIN for the quorum) and an
+            # authorizer checks every request: see tools/kafka/security.py.
+            "listeners": f"BROKER://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"BROKER://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
             "controller.listener.names": "CONTROLLER",
-            "inter.broker.listener.name": "PLAINTEXT",
+            **broker_properties(self.credentials.admin_password),
             "log.dirs": self.data_dir,
             "num.partitions": 3,
             "default.replication.factor": rf,
@@ -202,6 +240,7 @@ class LocalKafka:
         self.node_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         write_properties(self.properties_file, self.server_properties())
+        self.properties_file.chmod(0o600)  # it holds the admin's PLAIN password
         self.log4j_file.write_text(log4j2_properties(self.log_dir))
         self.tool_log4j_file.write_text(TOOL_LOG4J2_PROPERTIES)
         self.node_file.write_text(json.dumps({"name": self.name, "node_id": self.node_id, "port": self.port}) + "\n")
@@ -249,12 +288,14 @@ class LocalKafka:
             "-cp", self._classpath(), STORAGE_TOOL_CLASS,
             # "=" form: a random id may start with "-", which argparse would take for an option.
             "format", f"--cluster-id={self.cluster_id}", "-c", str(self.properties_file),
+            *scram_format_arguments(self.credentials),
         ]  # fmt: skip
         result = subprocess.run(command, capture_output=True, text=True, stdin=subprocess.DEVNULL)
         if result.returncode != 0:
             raise KafkaLocalError(
                 f"formatting {self.data_dir} failed (exit {result.returncode}):\n{result.stdout}{result.stderr}"
             )
+        record_users(self.users_file, self.credentials)
 
     def _classpath(self) -> str:
         libs = self.settings.libs_dir
@@ -274,6 +315,7 @@ class LocalKafka:
         self.bring_up(deadline)
         try:
             self.wait_until_coordinators_ready(deadline)
+            self.apply_acls(deadline)
         except BaseException:
             self.stop()
             raise
@@ -287,6 +329,10 @@ class LocalKafka:
             self.wipe()
             self._cluster_id = self._given_cluster_id
             self.fresh = False  # a later restart of this object must keep the data
+        if self.is_formatted() and not self.users_file.exists():
+            raise KafkaLocalError(
+                f"{self.data_dir} was formatted before brokers authenticated their clients: it has no users. "
+                f"Start it again with --fresh (cityops kafka up --fresh), or delete {self.data_dir}; its topics go too")
         self._write_config_files()
         began = time.monotonic()
         self._format_storage()
@@ -338,7 +384,7 @@ class LocalKafka:
     def wait_until_answering(self, deadline: float, expected_broker_ids: set[int] | None = None) -> None:
         """Wait until a metadata request to this node lists the expected brokers (default: itself)."""
         expected = expected_broker_ids or {self.node_id}
-        while not broker_answers(self.bootstrap, expected):
+        while not broker_answers(self.bootstrap, expected, self.admin_options):
             self._raise_if_died()
             if time.monotonic() > deadline:
                 raise KafkaLocalError(f"{self.name} logged started but does not answer on {self.bootstrap}")
@@ -353,12 +399,25 @@ class LocalKafka:
         GroupCoordinatorNotAvailable errors while it waits.
         """
         began = time.monotonic()
-        while not coordinators_answer(self.bootstrap):
+        while not coordinators_answer(self.bootstrap, self.admin_options):
             self._raise_if_died()
             if time.monotonic() > deadline:
                 raise KafkaLocalError(f"{self.name}: group/transaction coordinators did not become available")
             time.sleep(0.2)
         self.timings["coordinators"] = time.monotonic() - began
+
+    @property
+    def users_file(self) -> Path:
+        """The principals whose SCRAM users the storage holds (see tools/kafka/security.py)."""
+        return self.credentials_file.with_name("scram-users.json")
+
+    def apply_acls(self, deadline: float) -> dict[str, int]:
+        """The SCRAM users that came after formatting (a unit added later), then the ACLs derived from the catalogue."""
+        began = time.monotonic()
+        result: dict[str, int] = run_in_own_loop(secure_running_broker(
+            self.bootstrap, self.credentials, self.users_file, deployment_acls(), max(1.0, deadline - time.monotonic())))
+        self.timings["acls"] = time.monotonic() - began
+        return result
 
     def _log_mentions_started(self) -> bool:
         if not self.server_log.exists():
@@ -455,7 +514,7 @@ class LocalKafka:
     def status(self, probe: bool = True) -> NodeStatus:
         """Whether the node's JVM runs and (if `probe`) whether it answers a metadata request."""
         pid = self.running_pid()
-        answering = broker_answers(self.bootstrap, {self.node_id}) if (probe and pid) else None
+        answering = broker_answers(self.bootstrap, {self.node_id}, self.admin_options) if (probe and pid) else None
         return NodeStatus(self.name, self.node_id, self.bootstrap, pid, pid is not None, answering, self.node_dir)
 
     def __enter__(self) -> LocalKafka:

@@ -10,6 +10,7 @@ import os
 import random
 import socket
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,15 +94,17 @@ def tail(path: Path, lines: int = 40, offset: int = 0) -> str:
 # asking the broker whether it answers
 
 
-def broker_ids_seen_by(bootstrap: str, timeout: float = 5.0) -> set[int]:
-    """The broker ids in the metadata that `bootstrap` returns; raises if it does not answer."""
-    return _run_in_own_loop(_fetch_broker_ids(bootstrap, timeout))
+def broker_ids_seen_by(bootstrap: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> set[int]:
+    """The broker ids in the metadata that `bootstrap` returns; raises if it does not answer.
+
+    `security`: aiokafka keyword arguments that authenticate (the launcher passes its admin's)."""
+    return run_in_own_loop(_fetch_broker_ids(bootstrap, dict(security or {}), timeout))
 
 
-async def _fetch_broker_ids(bootstrap: str, timeout: float) -> set[int]:
+async def _fetch_broker_ids(bootstrap: str, security: dict[str, Any], timeout: float) -> set[int]:
     from aiokafka.client import AIOKafkaClient
 
-    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security)
     try:
         await asyncio.wait_for(client.bootstrap(), timeout)
         return {broker.nodeId for broker in client.cluster.brokers()}
@@ -109,18 +112,18 @@ async def _fetch_broker_ids(bootstrap: str, timeout: float) -> set[int]:
         await client.close()
 
 
-def coordinators_answer(bootstrap: str, timeout: float = 5.0) -> bool:
+def coordinators_answer(bootstrap: str, security: Mapping[str, Any] | None = None, timeout: float = 5.0) -> bool:
     try:
-        _run_in_own_loop(_find_coordinators(bootstrap, timeout))
+        run_in_own_loop(_find_coordinators(bootstrap, dict(security or {}), timeout))
     except Exception:  # noqa: BLE001 - any failure just means "not yet"
         return False
     return True
 
 
-async def _find_coordinators(bootstrap: str, timeout: float) -> None:
+async def _find_coordinators(bootstrap: str, security: dict[str, Any], timeout: float) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000), **security)
     try:
         await asyncio.wait_for(admin.start(), timeout)
         for coordinator_type in (0, 1):  # 0 = consumer group, 1 = transaction
@@ -129,15 +132,15 @@ async def _find_coordinators(bootstrap: str, timeout: float) -> None:
         await admin.close()
 
 
-def _run_in_own_loop(coroutine: Any) -> Any:
+def run_in_own_loop(coroutine: Any) -> Any:
     # Works from plain code and from inside a running event loop (an async pytest fixture).
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def broker_answers(bootstrap: str, expected_ids: set[int]) -> bool:
+def broker_answers(bootstrap: str, expected_ids: set[int], security: Mapping[str, Any] | None = None) -> bool:
     try:
-        return expected_ids <= broker_ids_seen_by(bootstrap)
+        return expected_ids <= broker_ids_seen_by(bootstrap, security)
     except Exception:  # noqa: BLE001 - any failure just means "not yet"
         return False
 
