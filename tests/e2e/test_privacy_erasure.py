@@ -32,9 +32,10 @@ from sqlalchemy import create_engine, text
 
 from contracts import codec
 from contracts.topics import CHANNEL_INTAKE, INTAKE
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from services.common.settings import REPO_ROOT
 from services.intake.keystore import open_sealed
+from tests.harness.auth import TEST_KEY, bearer
 from tools.supervisor import Supervisor
 from tools.topics_cli import hub_topics
 
@@ -65,21 +66,23 @@ def traces(blob: bytes) -> list[str]:
 
 
 class Run:
-    def __init__(self, bootstrap: str, state: Path) -> None:
+    def __init__(self, bootstrap: str, state: Path, node: Any) -> None:
         self.bootstrap, self.state = bootstrap, state
         self.env = dict(os.environ, CITYOPS_MODE="demo", CITYOPS_KAFKA_BOOTSTRAP=bootstrap, CITYOPS_STATE_DIR=str(state),
                         CITYOPS_LOG_JSON="true", CITYOPS_LOG_LEVEL="DEBUG", CITYOPS_INTAKE_HTTP_PORT=str(HTTP_PORT),
-                        CITYOPS_BATCH_TIMEOUT_MS="20", PYTHONUNBUFFERED="1")
-        self.supervisor = Supervisor(state / "logs", env=self.env, cwd=REPO_ROOT, stop_timeout=20)
+                        CITYOPS_BATCH_TIMEOUT_MS="20", PYTHONUNBUFFERED="1", CITYOPS_AUTH_KEY=TEST_KEY)
+        # each service process is its own Kafka principal, as in the hub
+        self.supervisor = Supervisor(state / "logs", env=self.env, cwd=REPO_ROOT, stop_timeout=20,
+                                     kafka_env=node.client_env if node is not None else None)
 
     def intake_db(self) -> Any:
         return create_engine(f"sqlite:///{self.state / 'intake.db'}")
 
 
 @pytest.fixture(scope="module")
-def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
+def run(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
     asyncio.run(ensure_topics(kafka_bootstrap, hub_topics()))
-    r = Run(kafka_bootstrap, tmp_path_factory.mktemp("privacy"))
+    r = Run(kafka_bootstrap, tmp_path_factory.mktemp("privacy"), kafka_node)
     try:
         for name in [*SERVICES, "intake"]:
             r.supervisor.start_service(name)
@@ -94,7 +97,7 @@ async def _wait_http(timeout: float = 120) -> None:
     async with httpx.AsyncClient() as c:
         while time.monotonic() < deadline:
             try:
-                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/stats")).status_code == 200:
+                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/health")).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -106,16 +109,16 @@ async def _submit_everywhere(bootstrap: str) -> list[str]:
     """The caller's tickets by every door: the hotline API, Open311 and the machine channel."""
     text = f"我是{NAME}，电话{SPACED}，小区门口垃圾三天没人收了，身份证号330106199001011234"
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{HTTP_PORT}", timeout=30) as c:
-        api = await c.post("/tickets", json={"text": text, "caller_name": NAME, "caller_phone": DASHED, "category":
+        api = await c.post("/tickets", headers=bearer("operator", "op-privacy"), json={"text": text, "caller_name": NAME, "caller_phone": DASHED, "category":
                                              "city-management.garbage-collection",
                                              "location": {**EAST, "address": f"桂花路88号 联系{PHONE}"}})
         assert api.status_code == 202, api.text
-        o311 = await c.post("/open311/v2/requests.json", data={
+        o311 = await c.post("/open311/v2/requests.json", headers=bearer("app", "wechat", client_id="wechat"), data={
             "service_code": "city-management.street-light", "description": f"路灯坏了，回电{PHONE}",
             "first_name": NAME, "phone": PHONE, "lat": "31.23", "long": "121.47"})
         assert o311.status_code == 201, o311.text
     key = f"privacy-{uuid.uuid4().hex[:8]}"
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all")
     await producer.start()
     try:
         body = {"text": f"井盖丢了 manhole cover missing, call {SPACED}", "caller_name": NAME, "caller_phone": PHONE,
@@ -129,7 +132,7 @@ async def _submit_everywhere(bootstrap: str) -> list[str]:
 
 async def _wait_registered(ticket_ids: list[str], timeout: float = 180) -> None:
     deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{HTTP_PORT}") as c:
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{HTTP_PORT}", headers=bearer("operator", "op-privacy")) as c:
         for ticket_id in ticket_ids:
             while True:
                 r = await c.get(f"/tickets/{ticket_id}")
@@ -160,7 +163,7 @@ def _wait_for_rows(path: Path, query: str, wanted: int, timeout: float = 120) ->
 
 
 async def _every_record(bootstrap: str) -> dict[str, list[Any]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=None, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
         cluster = await consumer._client.fetch_all_metadata()  # every topic of the broker, with its partitions
@@ -182,7 +185,7 @@ async def _every_record(bootstrap: str) -> dict[str, list[Any]]:
 
 
 async def _retention_ms(bootstrap: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
     await admin.start()
     try:
         described = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])

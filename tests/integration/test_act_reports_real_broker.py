@@ -21,7 +21,7 @@ from services.act.app import create_app
 from services.act.handlers import TOPICS
 from services.act.models import Task
 from services.act.settings import ActSettings
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import make_engine
 from services.units import sdk
 
@@ -32,7 +32,7 @@ A, B = "city-management", "water"
 
 async def start_group_at_the_end(bootstrap: str, group: str) -> None:
     """Commit act's group at the current end of its topics: other tests' events on a shared broker are not ours."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
         partitions = [TopicPartition(spec.name, p) for spec in all_topics() if spec.name in TOPICS
@@ -45,7 +45,7 @@ async def start_group_at_the_end(bootstrap: str, group: str) -> None:
 
 
 async def publish(bootstrap: str, topic: str, envelope: Envelope[Any]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all")
     await producer.start()
     try:
         rec = codec.encode(envelope)
@@ -58,7 +58,7 @@ async def records_of(bootstrap: str, topic: str, ticket_id: str, *, at_least: in
     """The records of this ticket on `topic`, read from the start until there are `at_least` (or the time is up)."""
     deadline = time.monotonic() + timeout
     while True:
-        consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
+        consumer = AIOKafkaConsumer(topic, **kafka_access(bootstrap).options, auto_offset_reset="earliest",
                                     enable_auto_commit=False, group_id=None)
         await consumer.start()
         out: list[Any] = []

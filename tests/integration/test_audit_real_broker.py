@@ -18,7 +18,7 @@ from contracts.topics import AUDIT, COMMANDS, INTAKE, RESIDENTS, TICKETS, TRIAGE
 from services.archiver.handlers import archive_records
 from services.archiver.models import ARCHIVE_TABLES
 from services.archiver.settings import ArchiverSettings
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import create_tables, make_engine
 from services.intake.app import create_app
 from services.intake.settings import IntakeSettings
@@ -28,7 +28,7 @@ from tools.audit_cli import AuditQuery, audit, read_trail
 
 
 async def _audit_records(bootstrap: str) -> list:
-    consumer = AIOKafkaConsumer(AUDIT.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+    consumer = AIOKafkaConsumer(AUDIT.name, **kafka_access(bootstrap).options, auto_offset_reset="earliest", group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:

@@ -21,7 +21,7 @@ from contracts.topics import UNIT_REPORTS, unit_task_topic, unit_topic_spec
 from services.bridge.app import create_app
 from services.bridge.settings import BridgeSettings
 from services.common.auth import Principal, Role, mint_token
-from services.common.kafka import ensure_topics
+from services.common.kafka import ensure_topics, kafka_access
 from tests.harness.bridge import assigned
 
 KEY = "integration-bridge-key-" + "x" * 32
@@ -50,7 +50,7 @@ async def _until(check: Any, what: str, timeout: float = 60) -> Any:
 
 
 async def _reports_of(bootstrap: str, ticket_id: str) -> list[Any]:
-    consumer = AIOKafkaConsumer(UNIT_REPORTS.name, bootstrap_servers=bootstrap, auto_offset_reset="earliest", group_id=None,
+    consumer = AIOKafkaConsumer(UNIT_REPORTS.name, **kafka_access(bootstrap).options, auto_offset_reset="earliest", group_id=None,
                                 enable_auto_commit=False)
     await consumer.start()
     try:
@@ -74,7 +74,7 @@ async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(k
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
             await _until(lambda: _answers(client), "the bridge to serve")
-            producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+            producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options)
             await producer.start()
             try:
                 rec = codec.encode(task)
