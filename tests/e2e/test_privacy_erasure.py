@@ -32,12 +32,12 @@ from sqlalchemy import create_engine, text
 
 from contracts import codec
 from contracts.topics import CHANNEL_INTAKE, INTAKE
-from services.common.kafka import ensure_topics, kafka_access
+from services.common.kafka import kafka_access
 from services.common.settings import REPO_ROOT
 from services.intake.keystore import open_sealed
 from tests.harness.auth import TEST_KEY, bearer
+from tests.harness.topics import fresh_hub_topics
 from tools.supervisor import Supervisor
-from tools.topics_cli import hub_topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -81,7 +81,7 @@ class Run:
 
 @pytest.fixture(scope="module")
 def run(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Run]:
-    asyncio.run(ensure_topics(kafka_bootstrap, hub_topics()))
+    asyncio.run(fresh_hub_topics(kafka_bootstrap))  # a clean log: other tests write the hub's topics too
     r = Run(kafka_bootstrap, tmp_path_factory.mktemp("privacy"), kafka_node)
     try:
         for name in [*SERVICES, "intake"]:

@@ -27,13 +27,13 @@ from contracts import events as ev
 from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
 from domain.catalogue import load_catalogue
 from domain.holders import bounds_for, check_tiles, ledger_for
-from services.common.kafka import ensure_topics, kafka_access
+from services.common.kafka import kafka_access
 from services.common.settings import REPO_ROOT, KafkaClientSettings
 from services.intake.domain import ticket_id_for
 from services.units.sdk import UnitClient
 from tests.harness.auth import TEST_KEY, bearer, token
+from tests.harness.topics import fresh_hub_topics
 from tools.supervisor import Supervisor
-from tools.topics_cli import hub_topics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -85,7 +85,7 @@ class Hub:
 
 @pytest.fixture(scope="module")
 def hub(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    asyncio.run(ensure_topics(kafka_bootstrap, hub_topics()))  # as the admin, who alone may create topics
+    asyncio.run(fresh_hub_topics(kafka_bootstrap))  # as the admin, who alone may create topics; a clean log
     h = Hub(kafka_bootstrap, tmp_path_factory.mktemp("hub"), kafka_node)
     try:
         for name in [*SERVICES, "units", "intake"]:

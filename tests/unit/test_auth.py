@@ -215,3 +215,19 @@ def test_cli_without_any_key_says_where_to_put_one(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(tools.auth_cli, "HUB_KEY_FILE", tmp_path / "absent.key")
     result = run("token", "--role", "operator")
     assert result.exit_code == 2 and "CITYOPS_AUTH_KEY" in result.output
+
+
+def test_a_remembered_token_is_refused_once_it_expires() -> None:
+    import time
+
+    from services.common import auth as auth_module
+
+    key = auth_module.new_key()
+    checker = auth_module.TokenVerifier(auth_module.AuthSettings(key=key, leeway_s=0))
+    token = auth_module.mint_token(key.encode(), auth_module.Principal("op-1", frozenset({auth_module.Role.operator})),
+                                   timedelta(seconds=2))
+    assert checker.verify(token).subject == "op-1"
+    assert checker.verify(token).subject == "op-1"  # from the cache
+    time.sleep(2.5)
+    with pytest.raises(auth_module.AuthError, match="expired"):
+        checker.verify(token)
