@@ -4,8 +4,6 @@ unit reports, the archiver reads everything, only intake, discover and the archi
 
 from __future__ import annotations
 
-import pytest
-
 from contracts import topics as catalogue
 from contracts.topics import (
     ARCHIVER,
