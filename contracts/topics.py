@@ -77,7 +77,7 @@ CHANNEL_INTAKE = TopicSpec(
 )
 INTAKE = TopicSpec("cityops.intake.v1", "The hotline's intake records (caller's contact sealed with their own key).",
                    (ev.TicketSubmitted,),
-                   writer="intake", readers=("discover", "projections", ARCHIVER))
+                   writer="intake", readers=("discover", ARCHIVER))
 COMMANDS = TopicSpec(
     "cityops.intake.commands.v1",
     "Operators' and supervisors' decisions as intake received them; the step each is addressed to "

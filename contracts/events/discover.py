@@ -67,6 +67,8 @@ class RegisteredTicket(ValueObject):
     urgency: Urgency = Field(description="Urgency.")
     submitted_at: datetime = Field(description="When the resident submitted it.")
     proactive_rule: str | None = Field(default=None, description="Id of the proactive rule that raised it, if any.")
+    external_id: str | None = Field(
+        default=None, description="Id in the originating system (Open311 token, imported record id), as submitted.")
 
 
 class TicketRegistered(Event):

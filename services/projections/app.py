@@ -1,7 +1,9 @@
 """The live projections service: every workflow topic into the read models, exactly once.
 
 `cityops service run projections`. It consumes the ticket events of every workflow topic (not the
-unit topics, whose records are copies of act's, and not the DLQs) with the shared pipeline, so an
+intake topics, whose records carry callers' sealed details and which only intake, discover and the
+archiver read: discover's registrations carry what the read models need; not the unit topics, whose
+records are copies of act's; not the DLQs) with the shared pipeline, so an
 event id is recorded in the same transaction as its effect and offsets are committed after it.
 The store's schema is upgraded by Alembic when the service starts.
 """

@@ -86,6 +86,7 @@ class _Folding:
         t.channel, t.text, t.urgency = ticket.channel.value, ticket.text, ticket.urgency.value
         t.category = t.category or ticket.category
         t.submitted_at = t.submitted_at or as_utc(ticket.submitted_at)
+        t.external_id = t.external_id or ticket.external_id
         self.location(ticket.location)
 
     def routing(self, routing: ev.Routing) -> None:
@@ -232,6 +233,8 @@ def _calendar_deadline(start: datetime, amount: int, unit: SlaUnit) -> datetime 
 # ---------------------------------------------------------------------------------------------- handlers
 
 def _on_submitted(f: _Folding, fact: Fact, d: ev.TicketSubmitted) -> None:
+    # No source reads the intake topic any more (issue 11: its records carry the sealed caller); this folds
+    # the submissions already kept in timelines stored before, so those tickets read as they did.
     t = f.t
     t.channel, t.text, t.urgency = t.channel or d.channel.value, t.text or d.text, t.urgency or d.urgency.value
     t.category = t.category or d.category

@@ -360,7 +360,7 @@ def what_if_command(catalogue: Path = typer.Option(..., "--catalogue", exists=Tr
                     show: int = typer.Option(30, help="How many changed tickets to list."),
                     bootstrap: str | None = _BOOTSTRAP, from_archive: bool = _FROM_ARCHIVE, as_json: bool = _JSON,
                     progress: bool = _PROGRESS) -> None:
-    """Re-run triage over past intake with another catalogue or classifier; publish nothing, write a scratch store."""
+    """Re-run triage over past tickets (their registrations) with another catalogue or classifier; publish nothing, write a scratch store."""
     from domain.catalogue import load_catalogue
 
     from .whatif import WHATIF_TOPICS, SavedModel, what_if

@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import COMMANDS, RESIDENTS, WORKFLOW_TOPICS, TopicSpec
+from contracts.topics import COMMANDS, INTAKE, RESIDENTS, WORKFLOW_TOPICS, TopicSpec
 from services.common.settings import CalendarServiceSettings
 
 
@@ -28,7 +28,7 @@ class ProjectionsSettings(CalendarServiceSettings):
         return self.topic_prefix + name
 
     def projected_topics(self) -> list[str]:
-        """Every workflow topic that carries ticket events (not the raw channel topic, not unit topics, not DLQs)."""
+        """Every workflow topic that carries ticket events (not intake's topics, not unit topics, not DLQs)."""
         return [self.topic(spec.name) for spec in projected_specs()]
 
     def archive_store_url(self) -> str:
@@ -41,4 +41,7 @@ class ProjectionsSettings(CalendarServiceSettings):
 def projected_specs() -> list[TopicSpec]:
     # Residents' life events are not ticket events; the channel topic carries raw, undecoded submissions;
     # intake's commands become facts on the steps' topics (the commands themselves would count twice).
-    return [spec for spec in WORKFLOW_TOPICS if spec.events and spec not in (RESIDENTS, COMMANDS)]
+    # Intake's records carry the caller sealed: only intake, discover and the archiver read them (issue 11);
+    # discover's TicketRegistered carries all a read model needs of a submission.
+    excluded = (INTAKE, RESIDENTS, COMMANDS)
+    return [spec for spec in WORKFLOW_TOPICS if spec.events and spec not in excluded]

@@ -53,7 +53,9 @@ def _iso(moment: datetime) -> str:
 
 _SUMMARIES: dict[type[Event], Callable[[Any], str]] = {
     ev.TicketSubmitted: lambda d: f"submitted via {d.channel.value}: {_short(d.text)}",
-    ev.TicketRegistered: lambda d: "registered" + (f" as a repeat of {d.master_ticket_id}" if d.master_ticket_id else ""),
+    # The registration is the first event the projections read of a ticket: it says how and what came in.
+    ev.TicketRegistered: lambda d: (f"registered via {d.ticket.channel.value}: {_short(d.ticket.text)}"
+                                    + (f" (a repeat of {d.master_ticket_id})" if d.master_ticket_id else "")),
     ev.TicketMerged: lambda d: f"merged into {d.master_ticket_id} (similarity {d.similarity:.2f}): {_short(d.reason)}",
     ev.SplitRequested: lambda d: f"split requested by {d.requested_by}: {_short(d.reason)}",
     ev.TicketSplit: lambda d: f"split from {d.former_master_ticket_id}: {_short(d.reason)}",

@@ -1,7 +1,7 @@
-"""What-if: re-run triage over past intake with another catalogue or classifier, into a scratch store.
+"""What-if: re-run triage over past tickets with another catalogue or classifier, into a scratch store.
 
-Nothing is published: this module has no producer. It reads the log (the intake texts and
-locations, the classifications actually made, the callback outcomes), decides again for each
+Nothing is published: this module has no producer. It reads the log (the registered tickets' texts
+and locations, the classifications actually made, the callback outcomes), decides again for each
 ticket that was triaged, and reports which tickets would have gone to another lead unit and how
 the units' load and league table would change. Results go to a scratch database (one per run),
 never to the live store or topics.
@@ -32,7 +32,7 @@ from sqlalchemy.engine import Engine
 
 from contracts import events as ev
 from contracts.envelope import utcnow
-from contracts.topics import EVALUATE, INTAKE, TICKETS, TRIAGE
+from contracts.topics import EVALUATE, TICKETS, TRIAGE
 from domain import rates as rate_rules
 from domain.catalogue import Catalogue, UnknownCategoryError
 
@@ -41,8 +41,10 @@ from .logsource import LogSource
 from .progress import Meter
 from .replay import scan
 
-# The topics a what-if needs: intake (text, place), tickets (registrations), triage (what was decided), evaluate (outcomes).
-WHATIF_TOPICS = tuple(spec.name for spec in (INTAKE, TICKETS, TRIAGE, EVALUATE))
+# The topics a what-if needs: tickets (the registrations: text, place, operator's category), triage (what was
+# decided), evaluate (outcomes). Not intake's topic: triage itself classifies the registration, never the
+# submission, and only intake, discover and the archiver may read intake's records (issue 11).
+WHATIF_TOPICS = tuple(spec.name for spec in (TICKETS, TRIAGE, EVALUATE))
 _PERSON_DECIDED = ("operator", "manual")
 
 
@@ -98,9 +100,7 @@ class _Seen:
 def _observe(seen: dict[str, _Seen], fact: Fact) -> None:
     s = seen.setdefault(fact.ticket_id, _Seen())
     data = fact.data
-    if isinstance(data, ev.TicketSubmitted):
-        s.text, s.location, s.operator_category = data.text, data.location, data.category or s.operator_category
-    elif isinstance(data, ev.TicketRegistered):
+    if isinstance(data, ev.TicketRegistered):
         s.text = s.text or data.ticket.text
         s.location = s.location or data.ticket.location
         s.operator_category = s.operator_category or data.ticket.category

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from contracts import events as ev
-from contracts.topics import TopicSpec, topic_for_event, unit_task_topic
+from contracts.topics import INTAKE, TICKETS, TopicSpec, topic_for_event, unit_task_topic
 from services.archiver.app import create_app
 from services.archiver.migrate import MIGRATIONS
 from services.archiver.models import ArchivedRecord
@@ -53,9 +53,11 @@ def archived(engine) -> int:
 async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap, postgres_server, tmp_path, store):  # noqa: F811
     prefix = f"arch{uuid.uuid4().hex[:8]}."
     history = SyntheticHistory(300, seed=42).envelopes()
-    specs = [dataclasses.replace(s, name=prefix + s.name) for s in projected_specs()]
+    # The whole log, intake's topic included: the archiver keeps it, the projections do not read it (issue 11).
+    specs = [dataclasses.replace(s, name=prefix + s.name) for s in (INTAKE, *projected_specs())]
     await publish(kafka_bootstrap, specs, history, ImportReport("synthetic", "workflow"),
                   topic_for=lambda e: prefix + topic_for_event(e.type))
+    projected = [e for e in history if e.type != ev.TicketSubmitted.event_type]
     # Records the projections skip or cannot read are history too: a unit topic copy, a poison record.
     extra_topic = prefix + unit_task_topic("water")
     producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options, acks="all")
@@ -65,8 +67,8 @@ async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap
 
         await ensure_topics(kafka_bootstrap, [TopicSpec(extra_topic, "unit topic", (), partitions=1)])
         await producer.send_and_wait(extra_topic, b'{"copy": true}', key=b"T-1", headers=[("x", b"\x00\xff")])
-        await producer.send_and_wait(prefix + "cityops.intake.v1", b"{truncated", key=b"T-POISON",
-                                     headers=[("ce_type", ev.TicketSubmitted.event_type.encode()), ("ce_id", b"p"),
+        await producer.send_and_wait(prefix + TICKETS.name, b"{truncated", key=b"T-POISON",
+                                     headers=[("ce_type", ev.TicketRegistered.event_type.encode()), ("ce_id", b"p"),
                                               ("ce_source", b"/x"), ("ce_specversion", b"1.0")])
     finally:
         await producer.stop()
@@ -94,10 +96,10 @@ async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap
     assert row.value == b'{"copy": true}' and row.ticket_id == "T-1"
 
     # The broker is gone for what follows: only the archive is read.
-    topics = [s.name for s in specs]
+    topics = [prefix + s.name for s in projected_specs()]
     from_archive = make_engine(f"sqlite:///{tmp_path / 'from-archive.db'}")
     report = await rebuild(from_archive, ArchiveLog(engine, topics))
-    assert report.records_read == len(history) + 1 and report.undecodable == 1
+    assert report.records_read == len(projected) + 1 and report.undecodable == 1
     from_kafka = make_engine(f"sqlite:///{tmp_path / 'from-kafka.db'}")
     await rebuild(from_kafka, KafkaLog(kafka_bootstrap, topics))
     assert checksum(from_archive) == checksum(from_kafka)

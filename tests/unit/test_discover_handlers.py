@@ -48,6 +48,18 @@ def test_a_submission_is_registered_with_the_caller_masked(tmp_path):
     assert _known(svc)["T-1"]["place_key"] == "grid:grid-east-1-a-1"
 
 
+def test_the_registration_carries_what_the_read_models_need_of_the_submission(tmp_path):
+    # The projections no longer read the intake topic (issue 11): the registration is all they see.
+    svc = _discover(tmp_path)
+    record = submitted("T-1", GARBAGE, category="city-management.garbage", at=T0 - timedelta(hours=2))
+    record = record.model_copy(update={"data": record.data.model_copy(update={
+        "external_id": "open311:abc", "urgency": ev.Urgency.urgent})})
+    ticket = one(svc.feed([record_of(record)]), ev.TicketRegistered, "T-1").data.ticket
+    assert (ticket.channel, ticket.text, ticket.category, ticket.urgency, ticket.submitted_at, ticket.external_id) == (
+        ev.Channel.phone, GARBAGE, "city-management.garbage", ev.Urgency.urgent, T0 - timedelta(hours=2), "open311:abc")
+    assert ticket.location == record.data.location
+
+
 def test_the_same_submission_again_is_not_registered_twice(tmp_path):
     svc = _discover(tmp_path)
     svc.feed([record_of(submitted("T-1", GARBAGE))])

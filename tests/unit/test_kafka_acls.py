@@ -4,8 +4,6 @@ unit reports, the archiver reads everything, only intake, discover and the archi
 
 from __future__ import annotations
 
-import pytest
-
 from contracts import topics as catalogue
 from contracts.topics import (
     ARCHIVER,
@@ -81,8 +79,6 @@ def test_triage_may_not_read_the_intake_topics() -> None:
     assert can(ACLS, "triage", "read", "topic", catalogue.TICKETS.name)
 
 
-@pytest.mark.xfail(strict=True, reason="the catalogue lists projections as a reader of cityops.intake.v1 (issue 11 says only "
-                                       "intake, discover and the archiver); raised with the team, not changed here")
 def test_only_intake_discover_and_the_archiver_read_the_intake_topics() -> None:
     for topic in CALLER_DATA_TOPICS:
         assert readers_of(topic) <= CALLER_DATA_READERS, (topic, readers_of(topic))

@@ -183,6 +183,38 @@ def test_a_merged_ticket_stays_merged_until_it_is_closed_with_its_master():
     assert (t.status, t.master_ticket_id, t.outcome) == ("closed", "T-1", "merged")
 
 
+def test_the_projections_read_no_intake_topic():
+    from contracts.topics import CHANNEL_INTAKE, INTAKE, RESIDENTS
+    from services.projections.settings import ProjectionsSettings
+
+    topics = ProjectionsSettings().projected_topics()
+    assert not {INTAKE.name, CHANNEL_INTAKE.name, RESIDENTS.name} & set(topics)
+    assert "cityops.tickets.v1" in topics
+
+
+def test_a_ticket_read_from_its_registration_alone_has_what_its_submission_said():
+    # What the live service folds since it stopped reading the intake topic (issue 11).
+    s = Story()
+    late_submission = T0 - timedelta(days=3)  # an imported record: submitted long before it was registered
+    ticket = REGISTERED.model_copy(update={"submitted_at": late_submission, "external_id": "nyc311:42",
+                                           "category": "city-management.street-light", "urgency": ev.Urgency.urgent})
+    s.add(ev.TicketRegistered(ticket=ticket))
+    t = fold(s.facts()).ticket
+    assert (t.channel, t.text, t.urgency, t.category, t.submitted_at, t.external_id, t.district, t.grid) == (
+        "phone", "路灯坏了", "urgent", "city-management.street-light", late_submission, "nyc311:42",
+        "district-east", "grid-east-1-a-1")
+    assert timeline_row(s.facts()[0])["summary"] == "registered via phone: 路灯坏了"
+
+
+def test_a_submission_kept_from_before_still_folds_as_it_did():
+    s = Story()
+    _submitted_and_classified(s)
+    with_submission = fold(s.facts()).ticket
+    without = fold(s.facts()[1:]).ticket
+    assert with_submission.events == without.events + 1
+    assert dataclasses.replace(with_submission, events=without.events) == without
+
+
 def test_the_caller_never_reaches_a_read_model():
     data = ev.TicketSubmitted(channel="phone", text="noise", caller=ev.Caller(name="张三", phone="13812345678"),
                               submitted_at=T0)

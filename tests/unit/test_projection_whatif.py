@@ -9,7 +9,7 @@ from contracts import events as ev
 from domain.catalogue import load_catalogue, parse_catalogue, read_catalogue_data
 from services.common.store import make_engine
 from services.projections.logsource import MemoryLog
-from services.projections.whatif import RUNS, TICKETS_TABLE, Guess, SavedModel, what_if
+from services.projections.whatif import RUNS, TICKETS_TABLE, WHATIF_TOPICS, Guess, SavedModel, what_if
 from tools.importers.synthetic import SyntheticHistory
 
 HISTORY = SyntheticHistory(1200, seed=5).envelopes()
@@ -59,6 +59,35 @@ def test_a_changed_catalogue_names_exactly_the_tickets_whose_routing_changed(tmp
     with scratch.connect() as conn:
         assert conn.execute(RUNS.select()).one().tickets_changed == len(expected)
         assert len(conn.execute(TICKETS_TABLE.select()).all()) == len(first)
+
+
+def test_the_what_if_reads_the_registrations_not_the_intake_records():
+    # Only intake, discover and the archiver may read the intake topic (issue 11); triage classifies the
+    # registration, so a what-if from the tickets topic decides on exactly what triage saw.
+    from contracts.topics import INTAKE, TICKETS
+
+    assert INTAKE.name not in WHATIF_TOPICS and TICKETS.name in WHATIF_TOPICS
+    first = first_classifications()
+    # What triage saw differs from the intake record: the registration is the one to go by.
+    history = [_with_other_submission_text(env) for env in HISTORY]
+    report = asyncio.run(what_if(MemoryLog(history), load_catalogue(), classifier=ByText()))
+    by_ticket = {d.ticket_id: d for d in report.diffs}
+    model_decided = [t for t, c in first.items() if c.method == "model"]
+    assert model_decided and all(by_ticket[t].category_after == "hotline.suggestion" for t in model_decided)
+
+
+def _with_other_submission_text(env):
+    if not isinstance(env.data, ev.TicketSubmitted):
+        return env
+    return env.model_copy(update={"data": env.data.model_copy(update={"text": "intake record, not what triage saw"})})
+
+
+class ByText:
+    """Suggestion for what a registration says, a complaint about streets for anything else."""
+
+    def predict_many(self, texts):
+        return [Guess("hotline.suggestion" if t != "intake record, not what triage saw"
+                      else "city-management.street-cleaning", 0.9) for t in texts]
 
 
 def test_the_same_catalogue_changes_nothing():
