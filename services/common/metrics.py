@@ -86,6 +86,7 @@ class ServiceMetrics:
     def batch_handled(self, consumer: str, records: Sequence[Any], highwater: Highwater | None, seconds: float,
                       counts: BatchCounts) -> None:
         self.batch_seconds.labels(consumer).observe(seconds)
+        self.failed.labels(consumer)  # the series exists at 0, so an alert on its rate sees the first failure
         for counter, value in ((self.applied, counts.applied), (self.dead_lettered, counts.dead_lettered),
                                (self.parked, counts.parked)):
             counter.labels(consumer).inc(value)
@@ -149,7 +150,8 @@ def parked_and_outbox(consumers: set[str]) -> list[tuple[str, str, StoreCount]]:
     def count_by_consumer(table: Any) -> StoreCount:
         def count(conn: Connection) -> Mapping[str, float]:
             rows = conn.execute(select(col(table.consumer), func.count()).group_by(col(table.consumer))).all()
-            return {consumer: float(n) for consumer, n in rows if consumer in consumers}
+            counted = {consumer: float(n) for consumer, n in rows if consumer in consumers}
+            return {consumer: counted.get(consumer, 0.0) for consumer in consumers}  # 0, not absent
         return count
     return [("cityops_parked_events", "Events parked now, waiting for what they depend on.", count_by_consumer(ParkedEvent)),
             ("cityops_outbox_records", "Produced records not yet confirmed by the broker (outbox depth).", count_by_consumer(OutboxRecord))]
