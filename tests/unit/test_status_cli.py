@@ -101,3 +101,38 @@ def _app():  # type: ignore[no-untyped-def]
     app = typer.Typer()
     app.command()(status)
     return app
+
+
+class _Started:
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+
+
+class _Supervisor:
+    """Records what the hub starts, with which environment."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, _Started] = {}
+        self.envs: dict[str, dict[str, str]] = {}
+
+    def start_service(self, name: str, *, env: dict[str, str]) -> int:
+        self.envs[name] = env
+        self.processes[name] = _Started(1000 + len(self.processes))
+        return self.processes[name].pid
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(self.processes)
+
+
+def test_cityops_up_gives_each_process_its_own_metrics_port_and_writes_the_table(tmp_path: Path) -> None:
+    from tools.hub import Hub, hub_process_names
+
+    hub = Hub(kafka_port=1, http_port=2, state_dir=tmp_path, metrics_port=9500)
+    hub.supervisor = _Supervisor()  # type: ignore[assignment]
+    hub.start_services()
+    ports = {name: int(env["CITYOPS_METRICS_PORT"]) for name, env in hub.supervisor.envs.items()}  # type: ignore[attr-defined]
+    assert list(ports) == hub_process_names() and sorted(ports.values()) == list(range(9500, 9500 + len(ports)))
+    table = read_process_table(tmp_path)
+    assert table is not None and table["bootstrap"] == "127.0.0.1:1"
+    assert table["processes"]["discover"] == {"pid": 1000, "metrics": "http://127.0.0.1:9500/metrics"}
+    assert Hub(kafka_port=1, http_port=2, state_dir=tmp_path, metrics_port=0).metrics_ports() == dict.fromkeys(ports, 0)
