@@ -80,6 +80,8 @@ class Hub:
     http_port: int
     state_dir: Path
     bridge_port: int = 8081
+    # The first process's metrics port; the others get the next ones, in start order (0 = no metrics endpoints).
+    metrics_port: int = 9400
     supervisor: Supervisor = field(init=False)
     credentials: HubCredentials = field(init=False)
     kafka: Any = None
@@ -126,11 +128,28 @@ class Hub:
         self.kafka.start()
         typer.echo(f"broker up on {self.bootstrap} in {time.monotonic() - started:.1f}s (Apache Kafka {self.kafka.settings.version}, KRaft)")
 
+    def metrics_ports(self) -> dict[str, int]:
+        """Each process's own metrics port (0 = none)."""
+        return {name: self.metrics_port + i if self.metrics_port else 0 for i, name in enumerate(hub_process_names())}
+
     def start_services(self) -> None:
+        ports = self.metrics_ports()
         for name in hub_process_names():
-            self.supervisor.start_service(name)
+            self.supervisor.start_service(name, env={"CITYOPS_METRICS_PORT": str(ports[name])})
+        self.write_process_table()
         names = ", ".join(self.supervisor)
         typer.echo(f"started {len(self.supervisor.processes)} service processes: {names} (logs in {self.state_dir / 'logs'})")
+        if self.metrics_port:
+            typer.echo(f"metrics on http://127.0.0.1:{min(ports.values())}-{max(ports.values())}/metrics "
+                       f"({', '.join(f'{n} {p}' for n, p in ports.items())}); `cityops status --state-dir {self.state_dir}` sums them up")
+
+    def write_process_table(self) -> None:
+        """What `cityops status` reads: the processes, their pids and metrics ports (again after a restart)."""
+        from tools.status_cli import write_process_table
+
+        ports = self.metrics_ports()
+        write_process_table(self.state_dir, self.bootstrap,
+                            {name: (managed.pid, ports.get(name, 0)) for name, managed in self.supervisor.processes.items()})
 
     def stop(self) -> None:
         try:
@@ -180,10 +199,11 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        bridge_port: int = typer.Option(8081, help="Unit HTTP bridge port (OpenAPI docs at /docs)."),
        rate: float = typer.Option(2.0, help="Demo complaints per second (0 = no demo feed)."),
        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+       metrics_port: int = typer.Option(9400, help="First Prometheus metrics port: each process gets its own, the next ones in start order (0 = none)."),
        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where the hub keeps its data and logs."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
-    hub = Hub(kafka_port, http_port, state_dir, bridge_port)
+    hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()

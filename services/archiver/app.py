@@ -9,6 +9,7 @@ Records are not decoded: undecodable records, DLQs and raw channel submissions a
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from faststream import FastStream
@@ -19,6 +20,7 @@ from sqlalchemy.engine import Engine
 from contracts.envelope import utcnow
 from services.common.kafka import kafka_access, lenient_batch_parser
 from services.common.logs import configure_logging, get_logger
+from services.common.metrics import BatchCounts, MetricsServer, ServiceMetrics, highwater_of, serve_metrics
 from services.common.pipeline import Clock
 from services.common.store import make_engine
 
@@ -43,6 +45,8 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
     engine = engine or make_engine(settings.store_url())
     now = clock or utcnow
     stats = {"batches": 0, "records": 0, "stored": 0}
+    metrics = ServiceMetrics()
+    servers: list[MetricsServer] = []
 
     async def _no_decode(_msg: Any) -> None:
         return None  # raw bytes are what we keep
@@ -53,19 +57,29 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
                        parser=lenient_batch_parser,
                        title="archiver", description="Every record of every cityops topic, into the archive table.")
     async def on_batch(message: KafkaMessage) -> None:
-        records = message.raw_message
-        stored = await asyncio.to_thread(archive_records, engine, records, now)
+        records, highwater, started = message.raw_message, highwater_of(message.consumer), time.perf_counter()
+        metrics.batch_started("archiver", records, highwater)
+        try:
+            stored = await asyncio.to_thread(archive_records, engine, records, now)
+        except Exception:
+            metrics.batch_failed("archiver", time.perf_counter() - started)
+            raise
+        metrics.batch_handled("archiver", records, highwater, time.perf_counter() - started, BatchCounts(applied=stored))
         stats["batches"] += 1
         stats["records"] += len(records)
         stats["stored"] += stored
 
     app = FastStream(broker, logger=None)
     app.context.set_global("archiver_stats", stats)
+    app.context.set_global("metrics", metrics)
 
     @app.on_startup
     async def _prepare() -> None:
         configure_logging(settings.log_level, settings.log_json, service="archiver", instance=settings.instance_id or "archiver")
         await asyncio.to_thread(upgrade, engine)
+        server = serve_metrics(metrics, settings)
+        if server is not None:
+            servers.append(server)
 
     @app.after_startup
     async def _started() -> None:
@@ -74,6 +88,8 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
 
     @app.on_shutdown
     async def _stopping() -> None:
+        for server in servers:
+            server.stop()
         log.info("service_stopping", service="archiver", **stats)
 
     return app

@@ -23,6 +23,7 @@ from services.common.auth import install_verifier
 from services.common.handler import Clock
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
+from services.common.metrics import metrics_route, serve_metrics
 from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
 
@@ -63,15 +64,19 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
         await asyncio.to_thread(create_tables, engine, TABLES)
         await broker.start()
         await pipeline.recover_outbox()
+        server = serve_metrics(pipeline.metrics, settings)  # its own port, no token; GET /metrics on the API needs one
         log.info("service_started", service=name, http=f"{settings.http_host}:{settings.http_port}", units=len(units),
                  bootstrap=settings.kafka_bootstrap)
         try:
             yield
         finally:
             await broker.stop()
+            if server is not None:
+                server.stop()
             log.info("service_stopping", service=name, **pipeline.stats)
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, consumer=pipeline.name, lifespan=lifespan)
+    metrics_route(api, pipeline.metrics)
     install_verifier(api)  # refuses to build without a hub key or an SSO issuer (services/common/auth.py)
     # Every state-changing call of a unit (refused ones too) is recorded on cityops.audit.v1 with its principal.
     api.add_middleware(AuditMiddleware, publish=publish, service=name, source=f"/cityops/{name}", clock=clock)

@@ -19,6 +19,7 @@ from contracts.envelope import utcnow
 from .handler import Clock, Deps, HandlerSpec, Tick
 from .kafka import make_broker
 from .logs import configure_logging, get_logger
+from .metrics import MetricsServer, serve_metrics
 from .pipeline import EventPipeline
 from .settings import ServiceSettings
 from .store import create_tables, make_engine
@@ -34,7 +35,8 @@ def build_service_app(
     on_ready: Callable[[EventPipeline[Deps]], Awaitable[None]] | None = None,
     background: Sequence[Callable[[EventPipeline[Deps], asyncio.Event], Coroutine[Any, Any, None]]] = (),
 ) -> FastStream:
-    """The service's app: its spec's pipeline on the broker, its ticks (`spec.ticks`) while it runs.
+    """The service's app: its spec's pipeline on the broker, its ticks (`spec.ticks`) while it runs, and its
+    metrics endpoint when `settings.metrics_port` names one (services/common/metrics.py).
 
     `background`: coroutines started with the service, given its pipeline and the stop event (set at
     shutdown, then awaited), for work that is not a consumer or a tick (e.g. calls to another service's API)."""
@@ -48,10 +50,15 @@ def build_service_app(
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
 
+    servers: list[MetricsServer] = []
+
     @app.on_startup
     async def _prepare() -> None:
         configure_logging(settings.log_level, settings.log_json, service=name, instance=settings.instance_id or name)
         await asyncio.to_thread(create_tables, engine, list(tables))
+        server = serve_metrics(pipeline.metrics, settings)  # settings.metrics_port; 0 = none
+        if server is not None:
+            servers.append(server)
 
     @app.after_startup
     async def _started() -> None:
@@ -70,6 +77,8 @@ def build_service_app(
         stop.set()
         for task in tasks:
             await task
+        for server in servers:
+            server.stop()
         log.info("service_stopping", service=name, **pipeline.stats)
 
     return app

@@ -85,6 +85,7 @@ from .handler import (
 )
 from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
+from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
 from .settings import ServiceSettings
 from .store import OutboxRecord, ParkedEvent
 
@@ -130,8 +131,12 @@ class EventPipeline(Generic[Deps]):
 
     def __init__(self, *, name: str, settings: ServiceSettings, engine: Engine, spec: HandlerSpec[Deps],
                  clock: Clock = utcnow, group_id: str | None = None,
-                 decoder: Callable[[Any], Envelope[Any]] | None = None, writer: str | None = None) -> None:
+                 decoder: Callable[[Any], Envelope[Any]] | None = None, writer: str | None = None,
+                 metrics: ServiceMetrics | None = None) -> None:
         self.name = name
+        # Several pipelines of one service share its metrics; per batch, never per event (metrics.py).
+        self.metrics = metrics or ServiceMetrics()
+        self.metrics.watch_store(engine, name)
         # The service this pipeline publishes as (several pipelines of one service share it).
         self.writer = writer or settings.service_name
         self._may_write: set[str] = set()
@@ -166,7 +171,7 @@ class EventPipeline(Generic[Deps]):
             title=f"{self.name}", description=f"{self.name}: {', '.join(sorted(t.decode() for t in self.event_types or ()))}",
         )
         async def on_batch(message: KafkaMessage) -> None:
-            await self.handle_records(message.raw_message)
+            await self.handle_records(message.raw_message, highwater_of(message.consumer))
 
     def context(self, session: Session, rows: BatchRows | None = None) -> HandlerContext[Deps]:
         return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings,
@@ -174,8 +179,19 @@ class EventPipeline(Generic[Deps]):
 
     # ---------------------------------------------------------------- the loop
 
-    async def handle_records(self, records: Sequence[Any]) -> None:
-        started = time.perf_counter()
+    async def handle_records(self, records: Sequence[Any], highwater: Highwater | None = None) -> None:
+        started, before = time.perf_counter(), dict(self.stats)
+        self.metrics.batch_started(self.name, records, highwater)
+        try:
+            dead = await self._handle(records, started)
+        except Exception:
+            self.metrics.batch_failed(self.name, time.perf_counter() - started)
+            raise
+        self.metrics.batch_handled(self.name, records, highwater, time.perf_counter() - started, BatchCounts(
+            self.stats["applied"] - before["applied"], dead, self.stats.get("parked", 0) - before.get("parked", 0)))
+
+    async def _handle(self, records: Sequence[Any], started: float) -> int:
+        """Handle one batch; how many records were dead-lettered."""
         wanted, dead = self._decode_wanted(records)
         outputs, cause_ids, dead_from_handlers = await asyncio.to_thread(self._apply, wanted)
         dead += dead_from_handlers
@@ -185,6 +201,7 @@ class EventPipeline(Generic[Deps]):
         self.stats["batches"] += 1
         log.debug("batch_handled", service=self.name, records=len(records), applied=len(wanted),
                   published=len(outputs), dead_lettered=len(dead), ms=round((time.perf_counter() - started) * 1000, 1))
+        return len(dead)
 
     def _decode_wanted(self, records: Sequence[Any]) -> tuple[list[tuple[Any, Envelope[Any]]], list[DeadLetter]]:
         wanted: list[tuple[Any, Envelope[Any]]] = []

@@ -65,6 +65,9 @@ class ServiceSettings(KafkaClientSettings):
     linger_ms: int = Field(default=5, ge=0, description="Producer linger: small batches of output records.")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
     instance_id: str | None = Field(default=None, description="Name of this instance in logs.")
+    metrics_port: int = Field(default=0, ge=0, le=65535, description="Port of this process's Prometheus metrics endpoint "
+                              "(GET /metrics, no token: no personal data there); 0 = none. `cityops up` gives each process its own.")
+    metrics_host: str = Field(default="127.0.0.1", description="Address the metrics endpoint listens on.")
 
     @property
     def group_id(self) -> str:

@@ -20,6 +20,7 @@ from services.common.batch_state import table_of
 from services.common.handler import Clock
 from services.common.kafka import make_broker
 from services.common.logs import configure_logging, get_logger
+from services.common.metrics import ServiceMetrics, metrics_route, serve_metrics
 from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
 
@@ -71,10 +72,11 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         except ValueError as exc:
             raise codec.DecodeError(f"invalid channel submission: {type(exc).__name__}") from None
 
+    metrics = ServiceMetrics()
     channel = EventPipeline(name="intake-channel", settings=settings, engine=engine, spec=channel_spec(ChannelDeps(settings.pseudonym_key)), clock=clock,
-                            group_id=f"{settings.group_id}-channel", decoder=decode_channel)
+                            group_id=f"{settings.group_id}-channel", decoder=decode_channel, metrics=metrics)
     status = EventPipeline(name="intake-status", settings=settings, engine=engine, spec=status_spec(), clock=clock,
-                           group_id=f"{settings.group_id}-status")
+                           group_id=f"{settings.group_id}-status", metrics=metrics)
     channel.subscribe(broker)
     status.subscribe(broker)
 
@@ -92,18 +94,22 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         create_tables(engine, store_tables())
         await broker.start()
         await channel.recover_outbox()
+        server = serve_metrics(metrics, settings)  # its own port, no token; GET /metrics on the API needs one
         log.info("service_started", service="intake", http=f"{settings.http_host}:{settings.http_port}",
                  bootstrap=settings.kafka_bootstrap)
         try:
             yield
         finally:
             await broker.stop()
+            if server is not None:
+                server.stop()
             log.info("service_stopping", service="intake", channel=channel.stats, status=status.stats)
 
     from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan,
                     pseudonym_key=settings.pseudonym_key, verifier=verifier)
+    metrics_route(api, metrics)
     api.state.pipelines = {"channel": channel, "status": status}
     api.state.auth_problem = auth_problem
     return api

@@ -8,14 +8,16 @@ from typing import Any
 
 from faststream import FastStream
 from faststream.kafka import KafkaBroker
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import col
 
 from contracts.envelope import utcnow
 from services.common.app import build_service_app
 from services.common.handler import Clock
 
 from .handlers import build_runtime, spec
-from .models import TABLES, make_store_engine
+from .models import TABLES, SlaTimerRow, make_store_engine
 from .settings import SlaSettings
 
 
@@ -45,4 +47,13 @@ def create_app(settings: SlaSettings | None = None, *, broker: KafkaBroker | Non
     clock = clock or (FileClock(settings.clock_file) if settings.clock_file else utcnow)
     runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_path))
     engine = engine or make_store_engine(settings.store_url())
-    return build_service_app(settings, spec=spec(runtime), tables=TABLES, broker=broker, engine=engine, clock=clock)
+    app = build_service_app(settings, spec=spec(runtime), tables=TABLES, broker=broker, engine=engine, clock=clock)
+    pipeline = app.context.get("pipeline")
+    pipeline.metrics.add_store_gauge("cityops_timers_due", "Timers whose next reminder, breach or escalation is due now.",
+                                     engine, lambda conn: {pipeline.name: timers_due(conn, clock())})
+    return app
+
+
+def timers_due(conn: Connection, now: datetime) -> float:
+    """How many timers are due at `now`: more than a tick's worth means the sweep is not keeping up (or failing)."""
+    return float(conn.execute(select(func.count()).select_from(SlaTimerRow).where(col(SlaTimerRow.next_due_at) <= now)).scalar_one())

@@ -21,6 +21,7 @@ from fastapi.testclient import TestClient
 from domain.catalogue import load_catalogue
 from services.common.auth import Access, Principal, Role, install_verifier, mint_token, route_access
 from services.common.auth import api_routes as auth_api_routes
+from services.common.metrics import METRICS_READERS, ServiceMetrics, metrics_route
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
 from services.intake.app import store_tables
@@ -40,7 +41,9 @@ def intake_app(tmp: Path) -> FastAPI:
 
     engine = make_engine(f"sqlite:///{tmp / 'intake.db'}")
     create_tables(engine, store_tables())
-    return build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW, verifier=verifier())
+    app = build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW, verifier=verifier())
+    metrics_route(app, ServiceMetrics())  # as create_app does (test_the_http_services_serve_metrics_behind_a_token)
+    return app
 
 
 def replay(tmp: Path) -> FastAPI:
@@ -60,6 +63,7 @@ def bridge(tmp: Path) -> FastAPI:
     engine = make_engine(f"sqlite:///{tmp / 'bridge.db'}")
     create_tables(engine, BRIDGE_TABLES)
     app = build_bridge_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW)
+    metrics_route(app, ServiceMetrics())
     install_verifier(app, verifier=verifier())
     return app
 
@@ -210,3 +214,29 @@ def test_the_rules_of_the_hotline_are_the_documented_ones(routes: list[Any]) -> 
     assert rules[("POST", "/residents/events")] == {app}
     assert rules[("POST", "/open311/v2/requests.json")] == {app, o}
     assert token(Role.app)  # the helper gives an app a client id
+
+
+def test_metrics_need_a_supervisors_or_auditors_token_on_the_api(routes: list[Any]) -> None:
+    """The metrics carry no personal data, but on a service's API they are not public: without a token only on
+    the process's own metrics port (settings.metrics_port, bound to 127.0.0.1 by default)."""
+    rules = {(app, method, route.path): rule_of(route) for app, method, route, _ in routes}
+    for app in ("intake", "bridge"):
+        assert rules[(app, "GET", "/metrics")] == METRICS_READERS
+        assert METRICS_READERS.roles == {Role.supervisor, Role.auditor}
+
+
+@pytest.mark.parametrize("service", ["intake", "bridge"])
+def test_the_http_services_serve_metrics_behind_a_token(service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app factories mount the same /metrics route the table above checks."""
+    import importlib
+
+    monkeypatch.setenv("CITYOPS_AUTH_KEY", TEST_KEY)
+    monkeypatch.setenv("CITYOPS_STATE_DIR", str(tmp_path))
+    factory = importlib.import_module(f"services.{service}.app").create_app
+    api = factory(verifier=verifier()) if service == "intake" else factory()
+    [route] = [r for method, r in api_routes(api) if method == "GET" and r.path == "/metrics"]
+    assert rule_of(route) == METRICS_READERS
+    client = TestClient(api)  # not started: the route reads the registry and the store only
+    assert client.get("/metrics").status_code == 401
+    answer = client.get("/metrics", headers=bearer(Role.auditor))
+    assert answer.status_code == 200 and "cityops_batch_seconds" in answer.text
