@@ -26,15 +26,16 @@ from services.common.store import create_tables, make_engine
 from .domain import channel_record_to_event
 from .handlers import ChannelDeps, channel_spec, status_spec
 from .keystore import TABLES as KEY_STORE_TABLES
-from .models import SubmittingClient, TicketStatus
+from .models import SubmissionKey, SubmittingClient, TicketStatus
 from .settings import IntakeSettings
 
 log = get_logger(__name__)
 
 
 def store_tables() -> list[Any]:
-    """Intake's own tables: the status view, which app submitted what, the callers' key store."""
-    return [table_of(TicketStatus), table_of(SubmittingClient), *(table_of(t) for t in KEY_STORE_TABLES)]
+    """Intake's own tables: the status view, which app submitted what, the submissions' Idempotency-Keys, the
+    callers' key store."""
+    return [table_of(TicketStatus), table_of(SubmittingClient), table_of(SubmissionKey), *(table_of(t) for t in KEY_STORE_TABLES)]
 
 
 class NoWayToCheckTokens(RuntimeError):
