@@ -27,7 +27,7 @@ from contracts.envelope import Envelope
 from contracts.topics import UNIT_REPORTS
 from domain.catalogue import Catalogue
 from services.common.auth import PUBLIC, Principal, Role, access
-from services.common.inputs import ID_MAX, ID_PATTERN, MAX_BODY_BYTES, BodySizeLimit, Id, LongText, Note
+from services.common.inputs import ID_MAX, ID_PATTERN, MAX_BODY_BYTES, Id, LongText, Note, refuse_invalid_requests
 from services.common.store import ProcessedEvent
 
 from . import domain
@@ -198,7 +198,7 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
     _health_routes(api)
     _task_routes(api, reads, publish, known_units, consumer)
     _consultation_routes(api, reads, publish, known_units, now, consumer)
-    api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # the app factory adds the audit around it
+    refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # the app factory adds the audit around it
     return api
 
 

@@ -19,8 +19,17 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, Field
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from contracts.codec import refusals
+
+from .logs import get_logger
+
+log = get_logger(__name__)
 
 # The largest request body any route needs: a batch of 500 callbacks, or a complaint of 5,000 characters
 # escaped by a JSON encoder (\uXXXX, 12 bytes for a character outside the BMP), fits with room to spare.
@@ -89,6 +98,22 @@ Key = Annotated[str, Field(max_length=KEY_MAX), AfterValidator(_line)]
 """An Idempotency-Key sent in a body (the header's cap)."""
 Moment = Annotated[datetime, AfterValidator(_bounded)]
 """A date and time between 2000 and 2100."""
+
+
+def refuse_invalid_requests(api: FastAPI, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    """Install both refusals on an app: 413 for a body over the budget, 422 naming each refused field."""
+    api.add_exception_handler(RequestValidationError, invalid_request)
+    api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+
+
+async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+    """422 naming each refused field and why, never the value: FastAPI's default answer would carry each error's
+    `input` (a caller's phone number, a name), and one holding a lone surrogate cannot even be encoded (a 500)."""
+    assert isinstance(exc, RequestValidationError)
+    detail = refusals(exc.errors())
+    log.info("request_invalid", method=request.method, path=request.url.path,
+             refused=[{"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"]} for e in detail])
+    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 class BodyTooLarge(Exception):

@@ -11,14 +11,12 @@ from urllib.parse import parse_qs
 
 from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from contracts import events as ev
-from contracts.codec import refusals
 from contracts.envelope import Envelope, derive_event_id
 from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
@@ -26,7 +24,7 @@ from domain.privacy import mask_free_text
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 from services.common.audit import AuditMiddleware, note_published
 from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access, install_verifier
-from services.common.inputs import ID_MAX, ID_PATTERN, KEY_MAX, MAX_BODY_BYTES, BodySizeLimit, Id, Key, Moment, Note
+from services.common.inputs import ID_MAX, ID_PATTERN, KEY_MAX, MAX_BODY_BYTES, Id, Key, Moment, Note, refuse_invalid_requests
 from services.common.logs import get_logger
 from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
@@ -123,24 +121,13 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope)
         await publish_noted(INTAKE.name, sealed)
 
-    api.add_exception_handler(RequestValidationError, _invalid_request)
     api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
     api.include_router(_open311_router(_acceptance(publish_submission, engine, catalogue, now), engine, catalogue),
                        prefix="/open311/v2")
     api.include_router(privacy_router(engine, pseudonym_key))
-    api.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)  # inside the audit: a 413 is recorded too
+    refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # inside the audit: a 413 is recorded too
     api.add_middleware(AuditMiddleware, publish=publish, service="intake", source=SOURCE, clock=now)
     return api
-
-
-async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    """422 naming each refused field and why, never the value (FastAPI's default answer, and anything that
-    logs it, would carry each error's `input`: a caller's phone number, a name)."""
-    assert isinstance(exc, RequestValidationError)
-    detail = refusals(exc.errors())
-    log.info("request_invalid", method=request.method, path=request.url.path,
-             refused=[{"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"]} for e in detail])
-    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 def scoped_key(caller: Principal, idempotency_key: str | None) -> str | None:
