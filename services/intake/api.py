@@ -52,7 +52,7 @@ OPEN311_READ = access(Role.app, Role.operator, Role.supervisor, Role.auditor)
 
 # A handler that needs the caller takes its route's rule as a parameter: `caller: Annotated[Principal, Depends(RULE)]`.
 
-MAX_CO_UNITS = 20  # the catalogue's widest joint action has a handful; a decision naming more is a mistake
+MAX_CO_UNITS = 5  # the catalogue's widest joint action has 2 co-units; each one's result rides on TicketHandled
 MAX_ROUND = 100  # a ticket re-handled a hundred times is a case for a supervisor, not a callback
 MAX_ID_LIST = 1000 * (ID_MAX + 1)  # GET requests.json: at most 1000 comma-separated ids
 TicketId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Ticket id.")]

@@ -66,7 +66,8 @@ class ComplaintIn(BaseModel):
     text: LongText = Field(min_length=2, description="The request in the caller's words (Chinese or English).")
     channel: ev.Channel = Field(default=ev.Channel.phone, description="How it arrived.")
     caller_name: Name | None = Field(default=None, description="Caller's name (kept in the intake record only).")
-    caller_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 \-]{3,32}$", description="Caller's phone (kept in the intake record only).")
+    caller_phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 \-]{3,32}$",
+                                     description="Caller's phone (kept in the intake record only).")
     location: LocationIn = Field(default_factory=LocationIn, description="district / street / community / grid and/or lat, lon.")
     category: Id | None = Field(default=None, description="Category code chosen by the operator (see GET /catalogue/categories).")
     urgency: ev.Urgency = Field(default=ev.Urgency.normal, description="normal, urgent or emergency.")
