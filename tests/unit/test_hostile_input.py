@@ -32,15 +32,16 @@ JSON = {"content-type": "application/json"}
 @pytest.fixture
 def intake(tmp_path):
     published: list = []
+    audits: list = []
 
     async def publish(topic, envelope):
-        if topic != AUDIT.name:
-            published.append((topic, envelope))
+        (audits if topic == AUDIT.name else published).append((topic, envelope))
 
     engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
     create_tables(engine, store_tables())
     app = build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: NOW, verifier=verifier())
     client = TestClient(app, headers=bearer("operator", "op-7"), raise_server_exceptions=False)
+    client.audits = audits  # type: ignore[attr-defined]
     return client, published
 
 
@@ -252,3 +253,12 @@ async def test_the_bridge_refuses_a_body_over_the_budget_and_a_hostile_path(brid
     assert "path.task_id" in refused(bridge.client.post("/tasks/" + "t" * 300 + "/sign-for", headers=auth))
     assert "query.unit" in refused(bridge.client.get("/tasks?unit=water%00", headers=auth))
     assert bridge.published == []
+
+
+def test_the_audit_trail_of_a_refused_call_keeps_no_hostile_id_or_path(intake):
+    client, _ = intake
+    assert client.post("/tickets/T%00" + "x" * 300 + "/split", json={"reason": "r"}).status_code == 422
+    assert client.post("/no-such-route/%00", json={}).status_code == 404
+    (_, refused_call), (_, unmatched) = client.audits
+    assert refused_call.data.target_ids == ("<not an id>",) and refused_call.data.route == "/tickets/{ticket_id}/split"
+    assert unmatched.data.route == "<unrecognised path>"
