@@ -24,7 +24,8 @@ class LocationIn(BaseModel):
     """Where the problem is, as a caller gives it: area ids (checked against the catalogue by the API), a capped
     one-line address, a finite coordinate. Becomes the record's `Location`."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False, from_attributes=True)
+    # Unknown keys are ignored, as the record's Location always did: a client may send more than we keep.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False, from_attributes=True)
 
     district: Id | None = Field(default=None, description="District id from the catalogue's areas, e.g. district-east.")
     street: Id | None = Field(default=None, description="Street office id, e.g. street-east-1.")
@@ -90,7 +91,7 @@ class ComplaintIn(BaseModel):
 class ResidentEventIn(BaseModel):
     """A resident's life event as a register reports it; becomes `ResidentLifeEventRecorded`."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
     resident_ref: Ref = Field(min_length=1, description="Pseudonymous resident id from the register.")
     kind: Literal["birthday", "newborn", "unemployed", "disability-registered"] = Field(description="What happened.")
