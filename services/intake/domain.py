@@ -179,10 +179,17 @@ class Open311Request(BaseModel):
                            category=self.service_code, external_id=self.device_id)
 
 
+class UnknownArea(ValueError):
+    """A location naming an area the catalogue does not have (the message names the field, never the value)."""
+
+
 def channel_record_to_event(value: bytes, key: bytes | None, topic: str, partition: int, offset: int,
-                            now: datetime) -> Envelope[Any]:
+                            now: datetime, catalogue: Catalogue | None = None) -> Envelope[Any]:
     """A machine channel's JSON body becomes an intake record; its key (the channel's message id)
     is the idempotency key, so a channel that re-sends gets one ticket."""
     complaint = ComplaintIn.model_validate_json(value)
+    wrong = complaint.location.unknown_areas(catalogue) if catalogue is not None else []
+    if wrong:
+        raise UnknownArea("; ".join(f"location.{field}: {why}" for field, why in wrong))
     idem = f"channel:{key.decode(errors='replace')}" if key else f"channel:{topic}:{partition}:{offset}"
     return submission_event(complaint, now=now, idempotency_key=idem)

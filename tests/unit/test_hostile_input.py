@@ -262,3 +262,20 @@ def test_the_audit_trail_of_a_refused_call_keeps_no_hostile_id_or_path(intake):
     (_, refused_call), (_, unmatched) = client.audits
     assert refused_call.data.target_ids == ("<not an id>",) and refused_call.data.route == "/tickets/{ticket_id}/split"
     assert unmatched.data.route == "<unrecognised path>"
+
+
+# ---------------------------------------------------------------------------------------------- the machine channel
+
+@pytest.mark.parametrize("body, field", [
+    ({"text": "路灯坏了\u0000"}, "text"),
+    ({"text": "路灯坏了", "location": {"grid": "grid-nowhere"}}, "location.grid"),
+    ({"text": "路灯坏了", "location": {"address": "a" * (ADDRESS_MAX + 1)}}, "location.address"),
+])
+def test_the_machine_channel_dead_letters_what_the_http_api_refuses(tmp_path, body, field):
+    from contracts.topics import CHANNEL_INTAKE
+    from tests.harness.pipeline import Record, start
+
+    svc = start("intake-channel", tmp_path)
+    out = svc.feed([Record(CHANNEL_INTAKE.name, 0, 3, b"msg-1", json.dumps(body).encode(), [])])
+    assert [r.topic for r in out] == [CHANNEL_INTAKE.name + ".dlq"]
+    assert field in (out[0].header("dlq_error") or "")
