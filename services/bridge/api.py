@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query
+from fastapi import Depends, FastAPI, Header, HTTPException, Path, Query
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
@@ -27,6 +27,7 @@ from contracts.envelope import Envelope
 from contracts.topics import UNIT_REPORTS
 from domain.catalogue import Catalogue
 from services.common.auth import PUBLIC, Principal, Role, access
+from services.common.inputs import ID_MAX, ID_PATTERN, MAX_BODY_BYTES, Id, LongText, Note, refuse_invalid_requests
 from services.common.store import ProcessedEvent
 
 from . import domain
@@ -39,6 +40,10 @@ Caller = Annotated[Principal | None, Depends(UNITS_ONLY)]
 IdempotencyKey = Annotated[str | None, Header(max_length=200, description="A retry with the same key is one report: "
                                               "answered 202 again, applied once.")]
 OPEN = [str(s) for s in domain.OPEN_STATES]
+TaskId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Task id.")]
+ConsultationId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Consultation id.")]
+UnitFilter = Annotated[str | None, Query(max_length=ID_MAX, pattern=ID_PATTERN, description="Only this unit's (a grid worker "
+                                         "with several grids).")]
 _INPUT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -47,7 +52,7 @@ _INPUT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 class ProgressIn(BaseModel):
     model_config = ConfigDict(**_INPUT, json_schema_extra={"examples": [{"note": "crew on site, valve replaced"}]})
 
-    note: str = Field(min_length=1, max_length=2000, description="What was done.")
+    note: Note = Field(min_length=1, description="What was done.")
     waiting_on_resident: bool = Field(default=False, description="True while waiting on the resident (clocks paused).")
 
 
@@ -57,21 +62,21 @@ class ExtensionIn(BaseModel):
 
     amount: int = Field(ge=1, le=365, description="How much more time.")
     unit: Literal["wd", "wh", "h", "m"] = Field(description="wd working days, wh working hours, h hours, m minutes.")
-    reason: str = Field(min_length=1, max_length=2000, description="Why.")
+    reason: Note = Field(min_length=1, description="Why.")
 
 
 class ReturnIn(BaseModel):
     model_config = ConfigDict(**_INPUT, json_schema_extra={"examples": [
         {"reason": "private property: the estate's management company is responsible", "suggested_unit": "housing"}]})
 
-    reason: str = Field(min_length=1, max_length=2000, description="Why the task is not this unit's.")
-    suggested_unit: str | None = Field(default=None, max_length=100, description="The unit believed responsible.")
+    reason: Note = Field(min_length=1, description="Why the task is not this unit's.")
+    suggested_unit: Id | None = Field(default=None, description="The unit believed responsible.")
 
 
 class CompleteIn(BaseModel):
     model_config = ConfigDict(**_INPUT, json_schema_extra={"examples": [{"result": "street light repaired on 6 May"}]})
 
-    result: str = Field(min_length=1, max_length=5000, description="What was done.")
+    result: LongText = Field(min_length=1, description="What was done.")
 
 
 class OpinionIn(BaseModel):
@@ -79,9 +84,9 @@ class OpinionIn(BaseModel):
         {"agrees": False, "proposed_lead": "housing", "comment": "a building matter, not a street one"}]})
 
     agrees: bool = Field(description="True when the unit accepts the proposed plan.")
-    proposed_lead: str | None = Field(default=None, max_length=100, description="Who should lead, when it disagrees.")
-    comment: str = Field(default="", max_length=2000, description="Free-text opinion.")
-    unit: str | None = Field(default=None, max_length=100, description="Which of the caller's units answers (a grid worker "
+    proposed_lead: Id | None = Field(default=None, description="Who should lead, when it disagrees.")
+    comment: Note = Field(default="", description="Free-text opinion.")
+    unit: Id | None = Field(default=None, description="Which of the caller's units answers (a grid worker "
                              "convened with several grids); default the one party the caller acts for.")
 
 
@@ -178,8 +183,9 @@ REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
 # ---------------------------------------------------------------------------- the API
 
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
-              consumer: str = "bridge", lifespan: Any = None) -> FastAPI:
-    """The bridge's FastAPI app. `consumer`: the pipeline whose applied events say a report was already seen."""
+              consumer: str = "bridge", lifespan: Any = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The bridge's FastAPI app. `consumer`: the pipeline whose applied events say a report was already seen.
+    A request body over `max_body_bytes` is answered 413 unread."""
     api = FastAPI(lifespan=lifespan, title="cityops unit bridge", version="1",
                   description="For units (departments, street offices, communities, grids) without their own system: "
                               "list open tasks and consultations, sign for, report progress, ask for an extension, "
@@ -192,6 +198,7 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
     _health_routes(api)
     _task_routes(api, reads, publish, known_units, consumer)
     _consultation_routes(api, reads, publish, known_units, now, consumer)
+    refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # the app factory adds the audit around it
     return api
 
 
@@ -288,8 +295,7 @@ def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: fro
         return ReportAccepted(event_id=envelope.id, event_type=envelope.type, task_id=task_id, status_url=f"/tasks/{task_id}")
 
     @api.get("/tasks", tags=tags, response_model=list[TaskOut], responses=ERRORS)
-    async def open_tasks(principal: Caller, unit: str | None = Query(None, description="Only this unit's (a grid worker "
-                         "with several grids)."), limit: int = Query(200, ge=1, le=1000)) -> list[TaskOut]:
+    async def open_tasks(principal: Caller, unit: UnitFilter = None, limit: int = Query(200, ge=1, le=1000)) -> list[TaskOut]:
         """The caller's open tasks (assigned, signed-for, in-progress, waiting-on-resident), the most urgent first."""
         units = reads.units_of(principal, unit)
         with Session(reads.engine) as s:
@@ -299,40 +305,40 @@ def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: fro
         return [task_out(row) for row in rows]
 
     @api.get("/tasks/{task_id}", tags=tags, response_model=TaskOut, responses=ERRORS)
-    async def one_task(principal: Caller, task_id: str) -> TaskOut:
+    async def one_task(principal: Caller, task_id: TaskId) -> TaskOut:
         """One task of the caller's units, in any state."""
         return task_out(reads.task(principal, task_id))
 
     @api.post("/tasks/{task_id}/sign-for", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
-    async def sign_for(principal: Caller, task_id: str, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+    async def sign_for(principal: Caller, task_id: TaskId, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Sign for (签收) an assigned task. The handler recorded is the token's subject."""
         assert principal is not None
         return await report(principal, task_id, Action.sign_for, idempotency_key,
                             lambda t, u: unit_reports.sign_for(t, u, handler=principal.subject, key=idempotency_key))
 
     @api.post("/tasks/{task_id}/progress", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
-    async def progress(principal: Caller, task_id: str, body: ProgressIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+    async def progress(principal: Caller, task_id: TaskId, body: ProgressIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Report progress; `waiting_on_resident` pauses the clocks until the next report."""
         key = idempotency_key or _each_one()  # several notes on one task are several reports
         return await report(principal, task_id, Action.progress, idempotency_key,
                             lambda t, u: unit_reports.progress(t, u, body.note, body.waiting_on_resident, key=key))
 
     @api.post("/tasks/{task_id}/extension", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
-    async def extension(principal: Caller, task_id: str, body: ExtensionIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+    async def extension(principal: Caller, task_id: TaskId, body: ExtensionIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Ask for more time (延期); the hotline decides (the decision shows on the task)."""
         key = idempotency_key or _each_one()  # a unit may ask again after a decision
         return await report(principal, task_id, Action.extension, idempotency_key,
                             lambda t, u: unit_reports.request_extension(t, u, body.amount, body.unit, body.reason, key=key))
 
     @api.post("/tasks/{task_id}/return", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
-    async def return_task(principal: Caller, task_id: str, body: ReturnIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+    async def return_task(principal: Caller, task_id: TaskId, body: ReturnIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Return the task (退单) as not this unit's, with the reason and, if known, the responsible unit."""
         _unknown_unit(known_units, body.suggested_unit, "suggested_unit")
         return await report(principal, task_id, Action.return_, idempotency_key,
                             lambda t, u: unit_reports.return_task(t, u, body.reason, body.suggested_unit, key=idempotency_key))
 
     @api.post("/tasks/{task_id}/complete", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
-    async def complete(principal: Caller, task_id: str, body: CompleteIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+    async def complete(principal: Caller, task_id: TaskId, body: CompleteIn, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Complete the unit's part (办结) with what was done."""
         return await report(principal, task_id, Action.complete, idempotency_key,
                             lambda t, u: unit_reports.complete(t, u, body.result, key=idempotency_key))
@@ -348,7 +354,7 @@ def _consultation_routes(api: FastAPI, reads: _Reads, publish: Publish, known_un
     tags: list[str | Enum] = ["consultations"]
 
     @api.get("/consultations", tags=tags, response_model=list[ConsultationOut], responses=ERRORS)
-    async def open_consultations(principal: Caller, unit: str | None = Query(None, description="Only this unit's.")) -> list[ConsultationOut]:
+    async def open_consultations(principal: Caller, unit: UnitFilter = None) -> list[ConsultationOut]:
         """Consultations (协商) the caller's units are convened to and have not answered, before their due time."""
         units = reads.units_of(principal, unit)
         moment = domain.as_utc(now())
@@ -363,12 +369,12 @@ def _consultation_routes(api: FastAPI, reads: _Reads, publish: Publish, known_un
         return [consultation_out(row, parties[row.consultation_id]) for row in rows]
 
     @api.get("/consultations/{consultation_id}", tags=tags, response_model=ConsultationOut, responses=ERRORS)
-    async def one_consultation(principal: Caller, consultation_id: str) -> ConsultationOut:
+    async def one_consultation(principal: Caller, consultation_id: ConsultationId) -> ConsultationOut:
         """One consultation the caller's units are party to, with who has answered."""
         return consultation_out(*reads.consultation(principal, consultation_id))
 
     @api.post("/consultations/{consultation_id}/opinion", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
-    async def opinion(principal: Caller, consultation_id: str, body: OpinionIn,
+    async def opinion(principal: Caller, consultation_id: ConsultationId, body: OpinionIn,
                       idempotency_key: IdempotencyKey = None) -> ReportAccepted:
         """Give the unit's opinion on the proposed plan (agree, or propose another lead)."""
         _unknown_unit(known_units, body.proposed_lead, "proposed_lead")

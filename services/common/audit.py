@@ -14,6 +14,7 @@ is not undone. Reads (GET, HEAD, OPTIONS) are not recorded.
 from __future__ import annotations
 
 import contextvars
+import re
 import uuid
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import AUDIT
 
+from .inputs import ID_MAX, ID_PATTERN, control_character
 from .logs import get_logger
 
 log = get_logger(__name__)
@@ -79,13 +81,24 @@ def request_id_of(scope: Scope) -> str:
     return uuid.uuid4().hex
 
 
+def recordable_id(value: str) -> str:
+    """A path id as the trail keeps it: a refused call's id may be anything (a NUL, 60 kB), which the archiver's
+    PostgreSQL could not store and no record should carry; it is kept only if it is an id at all."""
+    return value if re.fullmatch(ID_PATTERN, value) else "<not an id>"
+
+
+def recordable_path(path: str) -> str:
+    """The path of a call no route matched, kept only if it is printable and short."""
+    return path if len(path) <= 2 * ID_MAX and control_character(path, multiline=False) is None else "<unrecognised path>"
+
+
 def audit_record(scope: Scope, *, service: str, status: int, note: CallNote, request_id: str,
                  received_at: datetime) -> ev.AuditRecorded:
     """The audit record of a finished call, from its ASGI scope (after routing) and what its handler noted."""
     principal = scope.get("state", {}).get("principal")
     route = scope.get("route")
-    template = getattr(route, "path", None) or scope.get("path", "")
-    path_ids = [str(v) for v in (scope.get("path_params") or {}).values()]
+    template = getattr(route, "path", None) or recordable_path(scope.get("path", ""))
+    path_ids = [recordable_id(str(v)) for v in (scope.get("path_params") or {}).values()]
     client = scope.get("client")
     return ev.AuditRecorded(
         subject=getattr(principal, "subject", None), roles=tuple(sorted(getattr(principal, "roles", ()))),

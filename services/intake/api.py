@@ -9,15 +9,14 @@ from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import parse_qs
 
-from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from contracts import events as ev
-from contracts.codec import refusals
 from contracts.envelope import Envelope, derive_event_id
 from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
@@ -25,13 +24,14 @@ from domain.privacy import mask_free_text
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 from services.common.audit import AuditMiddleware, note_published
 from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access, install_verifier
+from services.common.inputs import ID_MAX, ID_PATTERN, KEY_MAX, MAX_BODY_BYTES, Id, Key, Moment, Note, refuse_invalid_requests
 from services.common.logs import get_logger
 from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
-from .domain import SOURCE, ComplaintIn, Open311Request, submission_event
+from .domain import SOURCE, ComplaintIn, LocationIn, Open311Request, ResidentEventIn, submission_event
 from .keystore import seal_in_store
-from .models import SubmittingClient, TicketStatus
+from .models import SubmissionKey, SubmittingClient, TicketStatus
 from .privacy_api import privacy_router
 
 Publish = Callable[[str, Envelope[Any]], Awaitable[None]]
@@ -52,6 +52,11 @@ OPEN311_READ = access(Role.app, Role.operator, Role.supervisor, Role.auditor)
 
 # A handler that needs the caller takes its route's rule as a parameter: `caller: Annotated[Principal, Depends(RULE)]`.
 
+MAX_CO_UNITS = 5  # the catalogue's widest joint action has 2 co-units; each one's result rides on TicketHandled
+MAX_ROUND = 100  # a ticket re-handled a hundred times is a case for a supervisor, not a callback
+MAX_ID_LIST = 1000 * (ID_MAX + 1)  # GET requests.json: at most 1000 comma-separated ids
+TicketId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Ticket id.")]
+
 
 class Accepted(BaseModel):
     ticket_id: str = Field(description="The ticket's id.")
@@ -61,34 +66,33 @@ class Accepted(BaseModel):
 # Who decided is the token's subject, never a field of the body: an `operator` or `supervisor` field sent by
 # an older client is ignored.
 class ManualTriageIn(BaseModel):
-    category: str = Field(description="Category code the operator chose.")
+    category: Id = Field(description="Category code the operator chose.")
 
 
 class SplitIn(BaseModel):
-    reason: str = Field(min_length=1, description="Why the tickets are different problems.")
+    reason: Note = Field(min_length=1, description="Why the tickets are different problems.")
 
 
 class DecisionIn(BaseModel):
-    ticket_id: str = Field(description="Ticket decided.")
-    lead: str = Field(description="Unit that leads; it may not return the ticket.")
-    co_units: list[str] = Field(default_factory=list, description="Co-handling units.")
+    ticket_id: Id = Field(description="Ticket decided.")
+    lead: Id = Field(description="Unit that leads; it may not return the ticket.")
+    co_units: list[Id] = Field(default_factory=list, max_length=MAX_CO_UNITS, description="Co-handling units.")
     level: ev.Level = Field(default=ev.Level.district, description="Level it is handled at.")
-    consultation_id: str | None = Field(default=None, description="The consultation decided.")
-    note: str = Field(default="", description="Reasoning.")
+    consultation_id: Id | None = Field(default=None, description="The consultation decided.")
+    note: Note = Field(default="", description="Reasoning.")
 
 
 class CallbackIn(BaseModel):
-    ticket_id: str = Field(description="Ticket called back.")
-    round: int = Field(ge=1, description="Handling round evaluated.")
+    ticket_id: Id = Field(description="Ticket called back.")
+    round: int = Field(ge=1, le=MAX_ROUND, description="Handling round evaluated.")
     resolved: bool = Field(description="Resident says it is solved.")
     satisfaction: ev.Satisfaction = Field(description="satisfied, basically-satisfied or unsatisfied.")
-    comment: str = Field(default="", description="Resident's words.")
+    comment: Note = Field(default="", description="Resident's words.")
     reasonable_demand: bool = Field(default=True, description="False for a demand judged unreasonable.")
 
 
 class CallbackBatchItem(CallbackIn):
-    idempotency_key: str | None = Field(default=None, max_length=200,
-                                        description="A retry with the same key is applied once (as the header on POST /callbacks).")
+    idempotency_key: Key | None = Field(default=None, description="A retry with the same key is applied once (as the header on POST /callbacks).")
 
 
 class CallbackBatchIn(BaseModel):
@@ -97,8 +101,8 @@ class CallbackBatchIn(BaseModel):
 
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
               lifespan: Any = None, pseudonym_key: str = DEFAULT_PSEUDONYM_KEY,
-              verifier: TokenVerifier | None = None) -> FastAPI:
-    """The hotline's API. Without a `verifier` every route but the public ones answers 503 (fail closed);
+              verifier: TokenVerifier | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+    """The hotline's API. A request body over `max_body_bytes` is answered 413 unread. Without a `verifier` every route but the public ones answers 503 (fail closed);
     every state-changing call is recorded on the audit topic through `publish`. A submission's caller is
     sealed in intake's key store (its tables must exist in `engine`) with `pseudonym_key` before it is
     published; the app factory checks that key in production."""
@@ -117,22 +121,13 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope)
         await publish_noted(INTAKE.name, sealed)
 
-    api.add_exception_handler(RequestValidationError, _invalid_request)
     api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
-    api.include_router(_open311_router(publish_submission, engine, catalogue, now), prefix="/open311/v2")
+    api.include_router(_open311_router(_acceptance(publish_submission, engine, catalogue, now), engine, catalogue),
+                       prefix="/open311/v2")
     api.include_router(privacy_router(engine, pseudonym_key))
+    refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # inside the audit: a 413 is recorded too
     api.add_middleware(AuditMiddleware, publish=publish, service="intake", source=SOURCE, clock=now)
     return api
-
-
-async def _invalid_request(request: Request, exc: Exception) -> JSONResponse:
-    """422 naming each refused field and why, never the value (FastAPI's default answer, and anything that
-    logs it, would carry each error's `input`: a caller's phone number, a name)."""
-    assert isinstance(exc, RequestValidationError)
-    detail = refusals(exc.errors())
-    log.info("request_invalid", method=request.method, path=request.url.path,
-             refused=[{"loc": ".".join(str(p) for p in e["loc"]), "type": e["type"]} for e in detail])
-    return JSONResponse(status_code=422, content={"detail": detail})
 
 
 def scoped_key(caller: Principal, idempotency_key: str | None) -> str | None:
@@ -218,34 +213,79 @@ def _known_tickets(engine: Engine, ticket_ids: set[str]) -> set[str]:
 PublishSubmission = Callable[[Envelope[Any]], Awaitable[None]]
 
 
+Accept = Callable[[ComplaintIn, Principal, str | None, tuple[str, ...]], Awaitable[Envelope[Any]]]
+
+
+def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
+                now: Callable[[], datetime]) -> Accept:
+    """What every door a complaint comes through (POST /tickets, Open311) does once its body is valid."""
+
+    async def accept(complaint: ComplaintIn, caller: Principal, idempotency_key: str | None,
+                     location_field: tuple[str, ...]) -> Envelope[Any]:
+        _known_areas(catalogue, complaint.location, location_field)
+        _check_grids(caller, complaint)
+        key = scoped_key(caller, idempotency_key)
+        envelope = submission_event(complaint, now=now(), idempotency_key=key)
+        if key is not None:
+            await asyncio.to_thread(_claim_key, engine, key, complaint.fingerprint(), envelope.ticket_id)
+        await _remember_client(engine, caller, envelope.ticket_id)
+        await publish_submission(envelope)
+        return envelope
+    return accept
+
+
+def _known_areas(catalogue: Catalogue, location: LocationIn, field: tuple[str, ...]) -> None:
+    wrong = location.unknown_areas(catalogue)
+    if wrong:
+        raise RequestValidationError([{"type": "value_error", "loc": (*field, level), "msg": why, "input": None} for level, why in wrong])
+
+
+def _claim_key(engine: Engine, key: str, fingerprint: str, ticket_id: str) -> None:
+    """Remember what this Idempotency-Key was first used for; 409 when it comes back with another body (the
+    second text would otherwise be dropped silently behind the first ticket)."""
+    with write_lock(engine), Session(engine) as s:
+        known = s.get(SubmissionKey, key)
+        if known is None:
+            s.add(SubmissionKey(scoped_key=key, fingerprint=fingerprint, ticket_id=ticket_id))
+            try:
+                s.commit()
+                return
+            except IntegrityError:  # another instance claimed it in between: compare with what it stored
+                s.rollback()
+                known = s.get(SubmissionKey, key)
+        if known is not None and known.fingerprint != fingerprint:
+            raise HTTPException(409, f"this Idempotency-Key was already used for ticket {known.ticket_id} with another "
+                                     "body: a new complaint needs a new key")
+
+
 def _hotline_router(publish: Publish, publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
                     now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter()
+    accept = _acceptance(publish_submission, engine, catalogue, now)
 
     @r.get("/health", tags=["hotline"], dependencies=[Depends(PUBLIC)])
     async def health() -> dict[str, str]:
         """The API answers (for load balancers and the hub's readiness probe; needs no token)."""
         return {"status": "ok"}
 
-    @r.post("/tickets", status_code=202, response_model=Accepted, tags=["hotline"])
+    @r.post("/tickets", status_code=202, response_model=Accepted, tags=["hotline"],
+            responses={409: {"description": "This Idempotency-Key was already used with another body."},
+                       413: {"description": "The body is larger than the API accepts."}})
     async def submit(complaint: ComplaintIn, caller: Annotated[Principal, Depends(SUBMIT)],
-                     idempotency_key: Annotated[str | None, Header(max_length=200)] = None) -> Accepted:
-        """Submit a complaint (operator, app, grid worker). A retry with the same Idempotency-Key by the same
-        caller returns the same ticket and creates nothing new."""
+                     idempotency_key: IdempotencyKey = None) -> Accepted:
+        """Submit a complaint (operator, app, grid worker). A retry with the same Idempotency-Key and the same body by
+        the same caller returns the same ticket and creates nothing new; the same key with another body is 409."""
         _known_category(catalogue, complaint.category, ("body", "category"))
-        _check_grids(caller, complaint)
-        envelope = submission_event(complaint, now=now(), idempotency_key=scoped_key(caller, idempotency_key))
-        await _remember_client(engine, caller, envelope.ticket_id)
-        await publish_submission(envelope)
+        envelope = await accept(complaint, caller, idempotency_key, ("body", "location"))
         return Accepted(ticket_id=envelope.ticket_id, status_url=f"/tickets/{envelope.ticket_id}")
 
     @r.get("/tickets/{ticket_id}", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
-    async def status(ticket_id: str) -> dict[str, Any]:
+    async def status(ticket_id: TicketId) -> dict[str, Any]:
         """Where a ticket is now."""
         return _public(_status_or_404(engine, ticket_id))
 
     @r.get("/tickets", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
-    async def list_tickets(status: str | None = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    async def list_tickets(status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z][a-z\-]*$")] = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
         """Tickets, newest first, optionally by status (e.g. manual-triage, supervisor-review; the older
         words consultation and re-handling still select consulting and reopened)."""
         with Session(engine) as s:
@@ -256,7 +296,7 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
         return [_public(row) for row in rows]
 
     @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
-    async def resolve_manual_triage(ticket_id: str, body: ManualTriageIn, caller: Annotated[Principal, Depends(OPERATOR)],
+    async def resolve_manual_triage(ticket_id: TicketId, body: ManualTriageIn, caller: Annotated[Principal, Depends(OPERATOR)],
                                     idempotency_key: IdempotencyKey = None) -> dict[str, str]:
         """Choose the category of a ticket waiting in the manual-triage queue (operator)."""
         _known_category(catalogue, body.category, ("body", "category"))
@@ -266,7 +306,7 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
         return {"ticket_id": ticket_id, "category": body.category}
 
     @r.post("/tickets/{ticket_id}/split", status_code=202, tags=["operators"])
-    async def split(ticket_id: str, body: SplitIn, caller: Annotated[Principal, Depends(SPLIT)],
+    async def split(ticket_id: TicketId, body: SplitIn, caller: Annotated[Principal, Depends(SPLIT)],
                     idempotency_key: IdempotencyKey = None) -> dict[str, str]:
         """Undo a merge: the ticket is handled on its own (operator or supervisor)."""
         row = _status_or_404(engine, ticket_id)
@@ -319,9 +359,10 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
         return {"results": results}
 
     @r.post("/residents/events", status_code=202, tags=["registers"], dependencies=[Depends(REGISTER)])
-    async def resident_event(body: ev.ResidentLifeEventRecorded) -> dict[str, str]:
+    async def resident_event(body: ResidentEventIn) -> dict[str, str]:
         """A register (an app) reports a resident's life event (input to proactive rules)."""
-        await publish(RESIDENTS.name, Envelope.origin(body, source=SOURCE, ticket_id=f"R-{body.resident_ref}", time=now()))
+        _known_areas(catalogue, body.location, ("body", "location"))
+        await publish(RESIDENTS.name, Envelope.origin(body.to_event(), source=SOURCE, ticket_id=f"R-{body.resident_ref}", time=now()))
         return {"resident_ref": body.resident_ref}
 
     @r.get("/stats", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
@@ -368,8 +409,26 @@ def _own_client(caller: Principal) -> str | None:
     return caller.client_id or ""  # an app token without a client id reads nothing
 
 
-def _open311_router(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
-                    now: Callable[[], datetime]) -> APIRouter:
+def _open311_fields(raw: bytes, content_type: str) -> Any:
+    """The submitted fields of an Open311 POST, JSON or form-encoded; 422 for a body that is neither."""
+    try:
+        if content_type.startswith("application/json"):
+            return json.loads(raw or b"{}")
+        return {k: v[-1] for k, v in parse_qs(raw.decode("utf-8"), strict_parsing=False).items()}
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        kind = "json_invalid" if content_type.startswith("application/json") else "form_invalid"
+        raise RequestValidationError([{"type": kind, "loc": ("body",), "input": None,
+                                       "msg": f"the body is not valid {'JSON' if kind == 'json_invalid' else 'form data'} "
+                                              f"({type(exc).__name__})"}]) from None
+
+
+# The body is read by hand (GeoReport v2 clients send form data or JSON); this documents it for clients and the fuzzer.
+_OPEN311_SCHEMA = Open311Request.model_json_schema()
+_OPEN311_BODY = {"requestBody": {"required": True, "content": {
+    "application/x-www-form-urlencoded": {"schema": _OPEN311_SCHEMA}, "application/json": {"schema": _OPEN311_SCHEMA}}}}
+
+
+def _open311_router(accept: Accept, engine: Engine, catalogue: Catalogue) -> APIRouter:
     r = APIRouter(tags=["open311"])
 
     @r.get("/services.json", dependencies=[Depends(PUBLIC)])
@@ -378,36 +437,36 @@ def _open311_router(publish_submission: PublishSubmission, engine: Engine, catal
         return [_open311_service(c) for c in catalogue.categories]
 
     @r.get("/services/{code}.json", dependencies=[Depends(PUBLIC)])
-    async def service_definition(code: str) -> dict[str, Any]:
+    async def service_definition(code: Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN)]) -> dict[str, Any]:
         """GeoReport v2: a service definition (no extra attributes)."""
         if not catalogue.has_category(code):
             raise HTTPException(404, f"no service {code}")
         return {"service_code": code, "attributes": []}
 
-    @r.post("/requests.json", status_code=201)
+    @r.post("/requests.json", status_code=201, openapi_extra=_OPEN311_BODY,
+            responses={409: {"description": "This Idempotency-Key was already used with another body."},
+                       413: {"description": "The body is larger than the API accepts."}})
     async def create_request(request: Request, caller: Annotated[Principal, Depends(OPEN311_SUBMIT)]) -> list[dict[str, Any]]:
         """GeoReport v2: submit a request (form-encoded or JSON; an app, or an operator)."""
-        raw = await request.body()
-        if request.headers.get("content-type", "").startswith("application/json"):
-            fields = json.loads(raw or b"{}")
-        else:
-            fields = {k: v[-1] for k, v in parse_qs(raw.decode()).items()}
+        fields = _open311_fields(await request.body(), request.headers.get("content-type", ""))
         try:
             submitted = Open311Request.model_validate(fields)
         except ValidationError as exc:
-            raise RequestValidationError(exc.errors()) from None
+            raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]) from None
         _known_category(catalogue, submitted.service_code, ("body", "service_code"))
-        key = scoped_key(caller, request.headers.get("idempotency-key"))
-        envelope = submission_event(submitted.to_complaint(), now=now(), idempotency_key=key)
-        await _remember_client(engine, caller, envelope.ticket_id)
-        await publish_submission(envelope)
+        key = request.headers.get("idempotency-key")
+        if key is not None and len(key) > KEY_MAX:
+            raise RequestValidationError([{"type": "string_too_long", "loc": ("header", "idempotency-key"), "input": None,
+                                           "msg": f"String should have at most {KEY_MAX} characters"}])
+        envelope = await accept(submitted.to_complaint(), caller, key, ("body",))
         return [{"service_request_id": envelope.ticket_id, "service_notice": "registered by the 12345 hotline", "account_id": None}]
 
     @r.get("/requests.json")
     async def list_requests(caller: Annotated[Principal, Depends(OPEN311_READ)],
-                            service_request_id: str | None = None, service_code: str | None = None,
+                            service_request_id: Annotated[str | None, Query(max_length=MAX_ID_LIST, pattern=r"^[A-Za-z0-9._:,\-]*$")] = None,
+                            service_code: Annotated[str | None, Query(max_length=ID_MAX, pattern=ID_PATTERN)] = None,
                             status: str | None = Query(None, pattern="^(open|closed)$"),
-                            start_date: datetime | None = None, end_date: datetime | None = None) -> list[dict[str, Any]]:
+                            start_date: Moment | None = None, end_date: Moment | None = None) -> list[dict[str, Any]]:
         """GeoReport v2: requests, filtered like the standard (ids comma-separated, at most 1000). An app sees only
         the requests its own client submitted; operators, supervisors and auditors see every one."""
         with Session(engine) as s:
@@ -429,7 +488,7 @@ def _open311_router(publish_submission: PublishSubmission, engine: Engine, catal
         return [o for o in out if status is None or o["status"] == status]
 
     @r.get("/requests/{ticket_id}.json")
-    async def get_request(ticket_id: str, caller: Annotated[Principal, Depends(OPEN311_READ)]) -> list[dict[str, Any]]:
+    async def get_request(ticket_id: TicketId, caller: Annotated[Principal, Depends(OPEN311_READ)]) -> list[dict[str, Any]]:
         """GeoReport v2: one request (as a one-element list, as the standard has it); an app, only its own."""
         own = _own_client(caller)
         if own is not None:

@@ -24,18 +24,19 @@ from services.common.metrics import ServiceMetrics, metrics_route, serve_metrics
 from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
 
-from .domain import channel_record_to_event
+from .domain import UnknownArea, channel_record_to_event
 from .handlers import ChannelDeps, channel_spec, status_spec
 from .keystore import TABLES as KEY_STORE_TABLES
-from .models import SubmittingClient, TicketStatus
+from .models import SubmissionKey, SubmittingClient, TicketStatus
 from .settings import IntakeSettings
 
 log = get_logger(__name__)
 
 
 def store_tables() -> list[Any]:
-    """Intake's own tables: the status view, which app submitted what, the callers' key store."""
-    return [table_of(TicketStatus), table_of(SubmittingClient), *(table_of(t) for t in KEY_STORE_TABLES)]
+    """Intake's own tables: the status view, which app submitted what, the submissions' Idempotency-Keys, the
+    callers' key store."""
+    return [table_of(TicketStatus), table_of(SubmittingClient), table_of(SubmissionKey), *(table_of(t) for t in KEY_STORE_TABLES)]
 
 
 class NoWayToCheckTokens(RuntimeError):
@@ -66,7 +67,9 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     def decode_channel(record: Any) -> Envelope[Any]:
         try:
             return channel_record_to_event(record.value or b"", record.key, record.topic, record.partition,
-                                           record.offset, clock())
+                                           record.offset, clock(), catalogue)
+        except UnknownArea as exc:  # names the field, not the value
+            raise codec.DecodeError(f"invalid channel submission: {exc}") from None
         except ValidationError as exc:  # its text quotes the rejected values: the reason names fields only
             raise codec.DecodeError(f"invalid channel submission: {codec.validation_reason(exc)}") from None
         except ValueError as exc:

@@ -2,35 +2,79 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
+from domain.catalogue import Catalogue
 from domain.privacy import mask_free_text
+from services.common.inputs import Address, Id, LongText, Moment, Name, Ref
 
 SOURCE = "/cityops/intake"
 _TICKET_NAMESPACE = uuid.UUID("0b5e2a57-6a55-4a8a-9c42-9d7f1b0e4c11")
 
 
+class LocationIn(BaseModel):
+    """Where the problem is, as a caller gives it: area ids (checked against the catalogue by the API), a capped
+    one-line address, a finite coordinate. Becomes the record's `Location`."""
+
+    # Unknown keys are ignored, as the record's Location always did: a client may send more than we keep.
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False, from_attributes=True)
+
+    district: Id | None = Field(default=None, description="District id from the catalogue's areas, e.g. district-east.")
+    street: Id | None = Field(default=None, description="Street office id, e.g. street-east-1.")
+    community: Id | None = Field(default=None, description="Community id, e.g. community-east-1-a.")
+    grid: Id | None = Field(default=None, description="Grid id, e.g. grid-east-1-a-1.")
+    address: Address | None = Field(default=None, description="Free-text address as the caller gave it (one line).")
+    lat: float | None = Field(default=None, ge=-90, le=90, description="Latitude (WGS84).")
+    lon: float | None = Field(default=None, ge=-180, le=180, description="Longitude (WGS84).")
+
+    def to_location(self) -> ev.Location:
+        return ev.Location(**self.model_dump())
+
+    def unknown_areas(self, catalogue: Catalogue) -> list[tuple[str, str]]:
+        """(field, why) for every area id that is not an area of that level in the catalogue."""
+        wrong = []
+        for level in AREA_FIELDS:
+            area_id = getattr(self, level)
+            if area_id is None:
+                continue
+            try:
+                area = catalogue.area(area_id)
+            except KeyError:
+                wrong.append((level, f"unknown {level} (not an area of the catalogue)"))
+                continue
+            if area.level != level:
+                wrong.append((level, f"not a {level} but a {area.level}"))
+        return wrong
+
+
+AREA_FIELDS = ("district", "street", "community", "grid")
+
+
 class ComplaintIn(BaseModel):
-    """A complaint as an operator, an app or a grid worker submits it."""
+    """A complaint as an operator, an app or a grid worker submits it. Every string is capped and free of control
+    characters (services/common/inputs.py), so the largest accepted ticket fits every record it leads to."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, allow_inf_nan=False)
 
-    text: str = Field(min_length=2, max_length=5000, description="The request in the caller's words (Chinese or English).")
+    text: LongText = Field(min_length=2, description="The request in the caller's words (Chinese or English).")
     channel: ev.Channel = Field(default=ev.Channel.phone, description="How it arrived.")
-    caller_name: str | None = Field(default=None, max_length=100, description="Caller's name (kept in the intake record only).")
-    caller_phone: str | None = Field(default=None, pattern=r"^\+?[0-9 \-]{3,32}$", description="Caller's phone (kept in the intake record only).")
-    location: ev.Location = Field(default_factory=ev.Location, description="district / street / community / grid and/or lat, lon.")
-    category: str | None = Field(default=None, description="Category code chosen by the operator (see GET /catalogue/categories).")
+    caller_name: Name | None = Field(default=None, description="Caller's name (kept in the intake record only).")
+    caller_phone: str | None = Field(default=None, max_length=32, pattern=r"^\+?[0-9 \-]{3,32}$",
+                                     description="Caller's phone (kept in the intake record only).")
+    location: LocationIn = Field(default_factory=LocationIn, description="district / street / community / grid and/or lat, lon.")
+    category: Id | None = Field(default=None, description="Category code chosen by the operator (see GET /catalogue/categories).")
     urgency: ev.Urgency = Field(default=ev.Urgency.normal, description="normal, urgent or emergency.")
-    submitted_at: datetime | None = Field(default=None, description="When the resident submitted it; default now. Must carry a timezone.")
-    external_id: str | None = Field(default=None, max_length=200, description="Id in the submitting system.")
+    submitted_at: Moment | None = Field(default=None, description="When the resident submitted it; default now. Must carry a "
+                                        "timezone; between 2000 and 2100.")
+    external_id: Ref | None = Field(default=None, description="Id in the submitting system.")
 
     @field_validator("submitted_at")
     @classmethod
@@ -38,6 +82,26 @@ class ComplaintIn(BaseModel):
         if value is not None and value.tzinfo is None:
             raise ValueError("submitted_at must include a timezone offset")
         return value
+
+    def fingerprint(self) -> str:
+        """A hash of what was submitted: the same Idempotency-Key with another body is refused (409), not merged."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()
+
+
+class ResidentEventIn(BaseModel):
+    """A resident's life event as a register reports it; becomes `ResidentLifeEventRecorded`."""
+
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
+
+    resident_ref: Ref = Field(min_length=1, description="Pseudonymous resident id from the register.")
+    kind: Literal["birthday", "newborn", "unemployed", "disability-registered"] = Field(description="What happened.")
+    age: int | None = Field(default=None, ge=0, le=150, description="Age reached, for birthdays.")
+    occurred_on: Moment = Field(description="When it happened (between 2000 and 2100).")
+    location: LocationIn = Field(default_factory=LocationIn, description="Where the resident lives.")
+
+    def to_event(self) -> ev.ResidentLifeEventRecorded:
+        return ev.ResidentLifeEventRecorded(resident_ref=self.resident_ref, kind=self.kind, age=self.age,
+                                            occurred_on=self.occurred_on, location=self.location.to_location())
 
 
 def ticket_id_for(idempotency_key: str | None) -> str:
@@ -51,7 +115,8 @@ def ticket_id_for(idempotency_key: str | None) -> str:
 Sealer = Callable[[ev.Caller, str], tuple[ev.SealedCaller | None, ev.CallerRef]]
 
 
-def masked_location(location: ev.Location, names: tuple[str, ...]) -> ev.Location:
+def masked_location(given: LocationIn, names: tuple[str, ...]) -> ev.Location:
+    location = given.to_location()
     if not location.address:
         return location
     return location.model_copy(update={"address": mask_free_text(location.address, names=names)})
@@ -87,30 +152,44 @@ def sealed_submission(envelope: Envelope[Any], seal: Sealer) -> Envelope[Any]:
 class Open311Request(BaseModel):
     """POST requests: the GeoReport v2 fields we accept."""
 
-    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="ignore", str_strip_whitespace=True, allow_inf_nan=False)
 
-    service_code: str = Field(min_length=1, description="Catalogue category code (GET services).")
-    description: str = Field(min_length=2, max_length=5000, description="What is wrong.")
+    service_code: Id = Field(min_length=1, description="Catalogue category code (GET services).")
+    description: LongText = Field(min_length=2, description="What is wrong.")
     lat: float | None = Field(default=None, ge=-90, le=90, description="Latitude.")
     long: float | None = Field(default=None, ge=-180, le=180, description="Longitude.")
-    address_string: str | None = Field(default=None, description="Address.")
-    first_name: str | None = Field(default=None, description="Caller's first name.")
-    last_name: str | None = Field(default=None, description="Caller's last name.")
+    address_string: Address | None = Field(default=None, description="Address.")
+    first_name: Annotated[Name, Field(max_length=49)] | None = Field(default=None, description="Caller's first name.")
+    last_name: Annotated[Name, Field(max_length=50)] | None = Field(default=None, description="Caller's last name.")
     phone: str | None = Field(default=None, pattern=r"^\+?[0-9 \-()]{3,32}$", description="Caller's phone.")
-    device_id: str | None = Field(default=None, description="Submitting device.")
+    device_id: Ref | None = Field(default=None, description="Submitting device.")
+
+    @field_validator("phone")
+    @classmethod
+    def _dialable(cls, value: str | None) -> str | None:
+        if value is not None and sum(c.isdigit() for c in value) < 3:
+            raise ValueError("a phone number has at least 3 digits")
+        return value
 
     def to_complaint(self) -> ComplaintIn:
         name = " ".join(p for p in (self.first_name, self.last_name) if p) or None
         phone = "".join(c for c in self.phone if c.isdigit() or c == "+") if self.phone else None
         return ComplaintIn(text=self.description, channel=ev.Channel.open311, caller_name=name, caller_phone=phone,
-                           location=ev.Location(lat=self.lat, lon=self.long, address=self.address_string),
+                           location=LocationIn(lat=self.lat, lon=self.long, address=self.address_string),
                            category=self.service_code, external_id=self.device_id)
 
 
+class UnknownArea(ValueError):
+    """A location naming an area the catalogue does not have (the message names the field, never the value)."""
+
+
 def channel_record_to_event(value: bytes, key: bytes | None, topic: str, partition: int, offset: int,
-                            now: datetime) -> Envelope[Any]:
+                            now: datetime, catalogue: Catalogue | None = None) -> Envelope[Any]:
     """A machine channel's JSON body becomes an intake record; its key (the channel's message id)
     is the idempotency key, so a channel that re-sends gets one ticket."""
     complaint = ComplaintIn.model_validate_json(value)
+    wrong = complaint.location.unknown_areas(catalogue) if catalogue is not None else []
+    if wrong:
+        raise UnknownArea("; ".join(f"location.{field}: {why}" for field, why in wrong))
     idem = f"channel:{key.decode(errors='replace')}" if key else f"channel:{topic}:{partition}:{offset}"
     return submission_event(complaint, now=now, idempotency_key=idem)

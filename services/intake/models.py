@@ -41,3 +41,14 @@ class SubmittingClient(SQLModel, table=True):
 
     ticket_id: str = Field(primary_key=True, description="Ticket id.")
     client_id: str = Field(index=True, description="The submitting app's client id.")
+
+
+class SubmissionKey(SQLModel, table=True):
+    """An Idempotency-Key a submission came with (scoped to its caller) and a hash of what was submitted: a retry
+    with the same body gets the same ticket, the same key with another body is refused (409) rather than dropped."""
+
+    __tablename__ = "intake_submission_key"
+
+    scoped_key: str = Field(primary_key=True, max_length=400, description="The caller's scope and the key.")
+    fingerprint: str = Field(description="sha256 of the submission as validated (ComplaintIn).")
+    ticket_id: str = Field(description="The ticket the key made.")
