@@ -5,17 +5,26 @@ One batch at a time (up to `batch_max_records`):
 2. each remaining record is decoded; one that cannot be decoded goes to `<topic>.dlq`;
 3. in ONE database transaction, each new event is applied by the service's handler, and the
    event id plus the records it produced (the outbox) are stored; an event already applied is
-   not applied again, its stored output is re-sent instead;
+   not applied again, its stored output is re-sent instead; dead letters are outbox rows too;
 4. every produced record is sent without waiting for each acknowledgement, then all are awaited;
+   an output the broker will never take (too large, no such topic, not authorised) dead-letters
+   the event that produced it, with the reason, instead of failing the batch (delivery.py);
 5. only then is the batch acknowledged (offsets committed), by FastStream's NACK_ON_ERROR policy:
-   if anything above raises, the offsets are rewound and the batch is redelivered;
+   if anything above raises, the batch is logged once as an error and, after a backoff, its offsets
+   are rewound and it is redelivered;
 6. the outbox rows of the confirmed records are deleted afterwards, off the batch's path.
 
-A handler error that is not transient (a bug, an impossible state) dead-letters that one event
-with its reason, so it never blocks its partition; so does `Rejected`, a domain rule refusing the
-event (a unit reporting on another unit's task), logged as a warning rather than an error.
-Emitting to a topic whose writer (in the topic catalogue) is another service is such a bug:
-`NotTheWriter` is raised before anything is stored.
+A handler error that is not transient (a bug, an impossible state, an integrity or data error of
+its rows) dead-letters that one event with its reason, so it never blocks its partition; so does
+`Rejected`, a domain rule refusing the event (a unit reporting on another unit's task), logged as a
+warning rather than an error. Emitting to a topic whose writer (in the topic catalogue) is another
+service is such a bug: `NotTheWriter` is raised before anything is stored. A database that cannot
+take any write (down, locked, disk full) fails the whole batch, retried with backoff (delivery.py).
+
+Nothing waits for ever (`run_upkeep`, every `upkeep_every_s`): a parked event whose dependency has
+not come after `parked_timeout_s` is dead-lettered ("dependency never arrived"), the ids of events
+applied longer ago than `processed_retention_s` are pruned (why that is safe: bookkeeping.py), and a
+tick re-sends what an earlier tick could not publish before it runs.
 
 What the pipeline runs is the service's `HandlerSpec` (services/common/handler.py): its handler,
 topics, event types, typed dependencies and optional batch-wide parts.
@@ -41,17 +50,16 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Generic
 
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col
 
-from contracts.codec import DecodeError, KafkaRecord, decode, encode
+from contracts.codec import DecodeError, decode, encode
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 
@@ -59,14 +67,21 @@ from .bookkeeping import (
     INSERT_OUTBOX,
     BatchLedger,
     DeadLetter,
+    Output,
     ParkedRecord,
     dead_letter_for,
+    expired_parked,
+    letter_output,
+    mark_dead_lettered,
     outbox_values,
     parked_row,
+    prune_processed,
     row_to_output,
-    str_headers,
+    stand_in_cause,
     tick_cause,
+    undecodable_cause,
 )
+from .delivery import backoff_s, failure_kind, positions, send_all, stops_the_batch, too_large
 from .handler import (
     Batched,
     BatchRows,
@@ -94,7 +109,8 @@ __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler",
 
 log = get_logger(__name__)
 
-Produced = list[tuple[str, KafkaRecord]]
+Produced = list[Output]
+Causes = dict[str, Any]  # event id -> the record it came in, to dead-letter it if an output of it cannot be sent
 
 
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
@@ -112,10 +128,6 @@ def write_lock(engine: Engine) -> threading.Lock:
         if lock is None:
             lock = _WRITE_LOCKS[engine] = threading.Lock()
         return lock
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
 
 
 class _Careful(Exception):
@@ -149,6 +161,7 @@ class EventPipeline(Generic[Deps]):
         self._to_clear: list[str] = []
         self._clearing: asyncio.Task[None] | None = None
         self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead_lettered": 0, "skipped": 0, "published": 0}
+        self._failures = 0  # consecutive failed batches: the backoff before the next redelivery
 
     # ---------------------------------------------------------------- wiring
 
@@ -176,19 +189,33 @@ class EventPipeline(Generic[Deps]):
 
     async def handle_records(self, records: Sequence[Any]) -> None:
         started = time.perf_counter()
-        wanted, dead = self._decode_wanted(records)
-        outputs, cause_ids, dead_from_handlers = await asyncio.to_thread(self._apply, wanted)
-        dead += dead_from_handlers
-        await self._publish(outputs, dead)
+        try:
+            wanted, undecodable = self._decode_wanted(records)
+            outputs, cause_ids, causes = await asyncio.to_thread(self._apply, wanted, undecodable)
+            await self._publish(outputs, causes)
+        except Exception as exc:
+            await self._pause_after(records, exc)
+            raise
+        self._failures = 0
         if cause_ids:
             self._clear_later(cause_ids)
         self.stats["batches"] += 1
         log.debug("batch_handled", service=self.name, records=len(records), applied=len(wanted),
-                  published=len(outputs), dead_lettered=len(dead), ms=round((time.perf_counter() - started) * 1000, 1))
+                  published=len(outputs), ms=round((time.perf_counter() - started) * 1000, 1))
 
-    def _decode_wanted(self, records: Sequence[Any]) -> tuple[list[tuple[Any, Envelope[Any]]], list[DeadLetter]]:
+    async def _pause_after(self, records: Sequence[Any], exc: Exception) -> None:
+        """Log a failing batch once, then wait before it is redelivered: without the pause a database that is down
+        or full, or a broker that does not confirm, would be retried in a tight loop."""
+        self._failures += 1
+        delay = backoff_s(self._failures, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s)
+        log.error("batch_failed", service=self.name, positions=positions(records), records=len(records),
+                  cause=failure_kind(exc), error=repr(exc), attempt=self._failures, retry_in_s=round(delay, 3))
+        await asyncio.sleep(delay)
+
+    def _decode_wanted(self, records: Sequence[Any]) -> tuple[list[tuple[Any, Envelope[Any]]], list[tuple[Any, str]]]:
+        """The records this service handles, decoded, and those it cannot decode, with why."""
         wanted: list[tuple[Any, Envelope[Any]]] = []
-        dead: list[DeadLetter] = []
+        dead: list[tuple[Any, str]] = []
         for record in records:
             ce_type = next((v for k, v in (record.headers or ()) if k == "ce_type"), None)
             if self.event_types is not None and ce_type is not None and ce_type not in self.event_types:
@@ -199,10 +226,11 @@ class EventPipeline(Generic[Deps]):
             except DecodeError as exc:
                 log.warning("record_dead_lettered", service=self.name, topic=record.topic,
                             partition=record.partition, offset=record.offset, error=str(exc))
-                dead.append(dead_letter_for(record, self.name, str(exc)))
+                dead.append((record, str(exc)))
         return wanted, dead
 
-    def _apply(self, wanted: list[tuple[Any, Envelope[Any]]]) -> tuple[Produced, list[str], list[DeadLetter]]:
+    def _apply(self, wanted: list[tuple[Any, Envelope[Any]]],
+               undecodable: list[tuple[Any, str]]) -> tuple[Produced, list[str], Causes]:
         """Apply a batch in one transaction.
 
         First optimistically: no savepoint per event (a handler's effects are its session writes
@@ -212,7 +240,7 @@ class EventPipeline(Generic[Deps]):
         be parked or dead-lettered without undoing the others.
         """
         if not wanted:
-            return [], [], []
+            return self._apply_batch(wanted, undecodable, careful=True) if undecodable else ([], [], {})
         if self.spec.prepare_batch is not None:
             try:
                 self.spec.prepare_batch(self.spec.deps, [envelope for _, envelope in wanted])
@@ -220,35 +248,36 @@ class EventPipeline(Generic[Deps]):
                 log.warning("prepare_batch_failed", service=self.name, error=repr(exc))
         stats = dict(self.stats)
         try:
-            return self._apply_batch(wanted, careful=False)
+            return self._apply_batch(wanted, undecodable, careful=False)
         except _Careful:
             pass
         except Exception as exc:
-            if _is_transient(exc):
+            if stops_the_batch(exc):
                 raise
         self.stats.clear()
         self.stats.update(stats)  # the rolled-back attempt counted nothing
-        return self._apply_batch(wanted, careful=True)
+        return self._apply_batch(wanted, undecodable, careful=True)
 
-    def _apply_batch(self, wanted: list[tuple[Any, Envelope[Any]]], careful: bool) -> tuple[Produced, list[str], list[DeadLetter]]:
+    def _apply_batch(self, wanted: list[tuple[Any, Envelope[Any]]], undecodable: list[tuple[Any, str]],
+                     careful: bool) -> tuple[Produced, list[str], Causes]:
         outputs: Produced = []
-        dead: list[DeadLetter] = []
-        cause_ids: list[str] = []
         envelopes = [envelope for _, envelope in wanted]
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             rows = BatchRows(session, cached=self.cache_rows and not careful)
             ctx = self.context(session, rows)
-            ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful)
+            ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful, self.clock())
             rows.prefetch(self.spec.prefetch, envelopes)
+            for record, reason in undecodable:
+                # A redelivered one re-sends its dead letter if that is still in the outbox, rather than a second one.
+                cause = undecodable_cause(record)
+                outputs += self._stored_outputs(session, cause) or [ledger.dead_letter(cause, dead_letter_for(record, self.name, reason))]
             apply = self._applier(ctx, envelopes, careful)
             for record, envelope in wanted:
-                produced = self._apply_one(session, ctx, apply, record, envelope, dead, ledger)
-                if produced:
-                    cause_ids.append(envelope.id)
-                    outputs.extend(produced)
+                outputs.extend(self._apply_one(session, ctx, apply, record, envelope, ledger))
             apply.finish()
             ledger.write(session)
-        return outputs, cause_ids, dead
+        self.stats["dead_lettered"] += len(undecodable)
+        return outputs, sorted({cause for cause, _, _ in outputs}), ledger.causes
 
     def _applier(self, ctx: HandlerContext[Deps], envelopes: list[Envelope[Any]], careful: bool) -> _Applier[Deps]:
         """How this pass applies one event: a batched spec's state spans the optimistic pass's whole batch;
@@ -259,37 +288,37 @@ class EventPipeline(Generic[Deps]):
         return _OneByOne(ctx, spec)
 
     def _apply_one(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], record: Any,
-                   envelope: Envelope[Any], dead: list[DeadLetter], ledger: BatchLedger, unpark: bool = True) -> Produced:
+                   envelope: Envelope[Any], ledger: BatchLedger, unpark: bool = True) -> Produced:
         if envelope.id in ledger.processed:
             self.stats["duplicates"] += 1
+            ledger.causes[envelope.id] = record
             return self._stored_outputs(session, envelope.id)
         if envelope.id in ledger.applied or envelope.id in ledger.parked:
             self.stats["duplicates"] += 1  # a second copy in this batch (its outputs are already in it), or parked
             return []
         try:
             with (session.begin_nested() if ledger.careful else contextlib.nullcontext()), bound_event(envelope):
-                produced = [(self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
+                produced = [(envelope.id, self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
         except NotYet as exc:
             if not ledger.careful:
                 raise _Careful() from exc
-            session.add(parked_row(self.name, record, envelope, str(exc)))
+            session.add(parked_row(self.name, record, envelope, str(exc), ledger.now))
             ledger.parked.add(envelope.id)
             ledger.parked_tickets.add(envelope.ticket_id)
             self.stats["parked"] = self.stats.get("parked", 0) + 1
             return []
         except Exception as exc:
-            if _is_transient(exc):
+            if stops_the_batch(exc):
                 raise
             if not ledger.careful:
                 raise _Careful() from exc
-            dead.append(dead_letter_for(record, self.name, self._dead_letter_reason(envelope, exc)))
             ledger.remember(record, envelope, [], "dead-lettered")
             self.stats["dead_lettered"] += 1
-            return []
+            return [ledger.dead_letter(envelope.id, dead_letter_for(record, self.name, self._dead_letter_reason(envelope, exc)))]
         ledger.remember(record, envelope, produced, "applied")
         self.stats["applied"] += 1
         if unpark and envelope.ticket_id in ledger.parked_tickets:
-            produced = produced + self._unpark(session, ctx, apply, envelope.ticket_id, dead, ledger)
+            produced = produced + self._unpark(session, ctx, apply, envelope.ticket_id, ledger)
         return produced
 
     def _dead_letter_reason(self, envelope: Envelope[Any], exc: Exception) -> str:
@@ -304,7 +333,7 @@ class EventPipeline(Generic[Deps]):
         return f"handler error: {exc!r}"
 
     def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], ticket_id: str,
-                dead: list[DeadLetter], ledger: BatchLedger) -> Produced:
+                ledger: BatchLedger) -> Produced:
         """Retry the events of this ticket that were waiting for something it may just have brought."""
         if not ledger.careful:
             raise _Careful()  # parking and unparking need savepoints
@@ -320,7 +349,7 @@ class EventPipeline(Generic[Deps]):
                 session.flush()
                 ledger.parked.discard(row.event_id)
                 before = self.stats["applied"]
-                produced += self._apply_one(session, ctx, apply, record, self.decoder(record), dead, ledger, unpark=False)
+                produced += self._apply_one(session, ctx, apply, record, self.decoder(record), ledger, unpark=False)
                 progress = progress or self.stats["applied"] > before
         if not progress and not parked:
             ledger.parked_tickets.discard(ticket_id)
@@ -368,16 +397,44 @@ class EventPipeline(Generic[Deps]):
                 session.execute(delete(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
                                                            col(OutboxRecord.cause_id).in_(cause_ids[chunk:chunk + 500])))
 
-    async def _publish(self, outputs: Produced, dead: list[DeadLetter]) -> None:
+    async def _publish(self, outputs: Produced, causes: Causes | None = None) -> None:
+        """Send the outputs and await their confirmation; an output the broker will never take dead-letters its
+        cause (the record in `causes`, else the output itself) through the outbox. Raises on a transient failure."""
         assert self.broker is not None, "subscribe() first"
-        futures = []
-        for topic, rec in outputs:
-            futures.append(await self.broker.publish(rec.value, topic, key=rec.key, headers=str_headers(rec.headers), no_confirm=True))
-        for d in dead:
-            futures.append(await self.broker.publish(d.value or b"", d.topic, key=d.key, headers=str_headers(d.headers), no_confirm=True))
-        if futures:
-            await asyncio.gather(*futures)
-        self.stats["published"] += len(outputs)
+        refused = await send_all(self.broker, outputs)
+        self.stats["published"] += len(outputs) - len(refused)
+        if refused:
+            letters = await asyncio.to_thread(self._dead_letter_refused, refused, causes or {})
+            refused_again = await send_all(self.broker, letters)
+            if refused_again:  # a DLQ the broker refuses too: logged as lost, not retried for ever
+                await asyncio.to_thread(self._dead_letter_refused, refused_again, causes or {})
+
+    def _dead_letter_refused(self, refused: list[tuple[Output, BaseException]], causes: Causes) -> Produced:
+        """In one transaction: replace the outbox rows of each refused output's cause by one dead letter of that
+        cause, and record the cause as dead-lettered. A refused dead letter is dropped with an error log."""
+        letters: Produced = []
+        lettered: set[str] = set()
+        with write_lock(self.engine), Session(self.engine) as session, session.begin():
+            connection = session.connection()
+            for (cause, topic, rec), exc in refused:
+                connection.execute(delete(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
+                                                              col(OutboxRecord.cause_id) == cause, col(OutboxRecord.topic) == topic))
+                reason = f"output to {topic} could not be published: {type(exc).__name__}: {exc}"
+                if topic.endswith(".dlq"):
+                    log.error("dead_letter_lost", service=self.name, cause_id=cause, topic=topic, bytes=len(rec.value), error=reason)
+                    continue
+                log.error("output_unpublishable", service=self.name, cause_id=cause, topic=topic, bytes=len(rec.value), error=reason)
+                if cause in lettered:
+                    continue
+                lettered.add(cause)
+                record = causes.get(cause) or stand_in_cause(connection, self.name, cause, topic, rec, too_large(exc))
+                letter = dead_letter_for(record, self.name, reason)
+                letters.append(letter_output(cause, letter))
+            if letters:
+                connection.execute(INSERT_OUTBOX, [outbox_values(self.name, *letter) for letter in letters])
+                mark_dead_lettered(connection, self.name, [cause for cause, _, _ in letters])
+        self.stats["dead_lettered"] += len(letters)
+        return letters
 
     # ---------------------------------------------------------------- time-driven work
 
@@ -395,38 +452,107 @@ class EventPipeline(Generic[Deps]):
         await self.flush_outbox()
 
     async def tick_once(self, tick: TickHandler[Deps]) -> int:
-        """One round of a time-driven handler: apply it in a transaction (outputs through the outbox), publish
-        what it produced, and return how many records that was."""
+        """One round of a time-driven handler: first re-send what an earlier round could not publish (a tick has
+        no redelivery to do it), then apply it in a transaction (outputs through the outbox), publish what it
+        produced, and return how many records that was."""
+        await self.flush_outbox()
+        await self._resend_tick_outputs()
         emits = await asyncio.to_thread(self._tick_once, tick)
         if emits:
-            await self._publish(emits, [])
-            self._clear_later([tick_cause(rec) for _, rec in emits])
+            await self._publish(emits)
+            self._clear_later(sorted({cause for cause, _, _ in emits}))
         return len(emits)
+
+    async def _resend_tick_outputs(self) -> None:
+        def load() -> Produced:
+            with Session(self.engine) as session:
+                rows = session.execute(select(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
+                                                                   col(OutboxRecord.cause_id).startswith("tick:"))).scalars().all()
+                return [row_to_output(r) for r in rows]
+        left = await asyncio.to_thread(load)
+        if left:
+            await self._publish(left)
+            await asyncio.to_thread(self._clear_outbox, sorted({cause for cause, _, _ in left}))
+            log.info("tick_outputs_resent", service=self.name, records=len(left))
 
     def _tick_once(self, tick: TickHandler[Deps]) -> Produced:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             ctx = self.context(session)
             produced = [(self._owned(e.topic), encode(e.envelope)) for e in tick(ctx)]
-            if produced:
-                # Through the outbox, so a crash before the publish re-sends at the next start (one
-                # executemany on the connection, after the tick's own ORM changes are flushed).
+            outputs = [(tick_cause(rec), topic, rec) for topic, rec in produced]
+            if outputs:
+                # Through the outbox, so a crash or a failed publish re-sends them (one executemany on the
+                # connection, after the tick's own ORM changes are flushed).
                 session.flush()
-                session.connection().execute(INSERT_OUTBOX, [outbox_values(self.name, tick_cause(rec), topic, rec)
-                                                             for topic, rec in produced])
-            return produced
+                session.connection().execute(INSERT_OUTBOX, [outbox_values(self.name, *output) for output in outputs])
+            return outputs
 
     async def recover_outbox(self) -> int:
         """Publish what a crash left in the outbox (before any new work); return how many."""
-        def load() -> tuple[Produced, list[str]]:
+        def load() -> Produced:
             with Session(self.engine) as session:
                 rows = session.execute(select(OutboxRecord).where(col(OutboxRecord.consumer) == self.name)).scalars().all()
-                return [row_to_output(r) for r in rows], sorted({r.cause_id for r in rows})
-        outputs, causes = await asyncio.to_thread(load)
+                return [row_to_output(r) for r in rows]
+        outputs = await asyncio.to_thread(load)
         if outputs:
-            await self._publish(outputs, [])
-            await asyncio.to_thread(self._clear_outbox, causes)
+            await self._publish(outputs)
+            await asyncio.to_thread(self._clear_outbox, sorted({cause for cause, _, _ in outputs}))
             log.info("outbox_recovered", service=self.name, records=len(outputs))
         return len(outputs)
+
+    # ---------------------------------------------------------------- upkeep
+
+    async def run_upkeep(self, stop: asyncio.Event) -> None:
+        """Every `upkeep_every_s` while the service runs: expire parked events, prune old applied-event ids."""
+        while not stop.is_set():
+            try:
+                await self.upkeep_once()
+            except Exception as exc:  # keep going: the next round retries
+                log.error("upkeep_failed", service=self.name, error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.upkeep_every_s)
+            except TimeoutError:
+                pass
+
+    async def upkeep_once(self) -> tuple[int, int]:
+        """One round of upkeep; returns (parked events dead-lettered, applied-event ids pruned)."""
+        letters = await asyncio.to_thread(self._expire_parked)
+        if letters:
+            await self._publish(letters)
+            self._clear_later(sorted({cause for cause, _, _ in letters}))
+            await self.flush_outbox()
+        pruned = await asyncio.to_thread(self._prune_processed)
+        return len(letters), pruned
+
+    def _expire_parked(self) -> Produced:
+        """Dead-letter the parked events that waited longer than `parked_timeout_s` for their dependency."""
+        now = self.clock()
+        limit = timedelta(seconds=self.settings.parked_timeout_s)
+        with write_lock(self.engine), Session(self.engine) as session, session.begin():
+            ledger = BatchLedger(self.name, True, now)
+            letters: Produced = []
+            for row in expired_parked(session, self.name, now - limit):
+                record = ParkedRecord.of(row)
+                reason = f"dependency never arrived: parked at {row.parked_at.isoformat()} ({row.reason})"
+                log.warning("parked_expired", service=self.name, event_id=row.event_id, ticket_id=row.ticket_id,
+                            topic=row.topic, partition=row.partition, offset=row.offset, reason=row.reason)
+                ledger.processed_rows.append({"consumer": self.name, "event_id": row.event_id, "topic": row.topic,
+                                              "partition": row.partition, "offset": row.offset,
+                                              "outcome": "dead-lettered", "processed_at": now})
+                letters.append(ledger.dead_letter(row.event_id, dead_letter_for(record, self.name, reason)))
+                session.delete(row)
+            session.flush()
+            ledger.write(session)
+        self.stats["dead_lettered"] += len(letters)
+        return letters
+
+    def _prune_processed(self) -> int:
+        applied_before = self.clock() - timedelta(seconds=self.settings.processed_retention_s)
+        with write_lock(self.engine), Session(self.engine) as session, session.begin():
+            pruned = prune_processed(session.connection(), self.name, applied_before)
+        if pruned:
+            log.info("processed_pruned", service=self.name, ids=pruned, applied_before=applied_before.isoformat())
+        return pruned
 
 
 class _Applier(Generic[Deps]):

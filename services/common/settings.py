@@ -65,6 +65,14 @@ class ServiceSettings(KafkaClientSettings):
     linger_ms: int = Field(default=5, ge=0, description="Producer linger: small batches of output records.")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
     instance_id: str | None = Field(default=None, description="Name of this instance in logs.")
+    # A failed batch is redelivered at once by the consumer; without a pause a database that is down or full
+    # would be hammered in a tight loop. Doubles per consecutive failure, capped well below max.poll.interval.ms.
+    retry_backoff_s: float = Field(default=0.2, ge=0, description="Pause before a failed batch is redelivered (doubles per consecutive failure).")
+    retry_backoff_max_s: float = Field(default=30.0, ge=0, description="Longest pause between redeliveries of a failing batch.")
+    parked_timeout_s: float = Field(default=6 * 3600, gt=0, description="A parked event whose dependency has not arrived after this long is dead-lettered.")
+    processed_retention_s: float = Field(
+        default=30 * 86400, gt=0, description="How long an applied event's id is kept to drop its duplicates (longer than any redelivery).")
+    upkeep_every_s: float = Field(default=60.0, gt=0, description="How often parked events are expired and old applied-event ids pruned.")
 
     @property
     def group_id(self) -> str:

@@ -48,7 +48,8 @@ class OutboxRecord(SQLModel, table=True):
 class ParkedEvent(SQLModel, table=True):
     """An event that arrived before what it depends on (topics are ordered only one by one).
 
-    It waits here and is applied right after the next event of the same ticket is.
+    It waits here and is applied right after the next event of the same ticket is, or dead-lettered once it
+    has waited longer than the service's `parked_timeout_s`.
     """
 
     __tablename__ = "parked_events"
@@ -63,6 +64,7 @@ class ParkedEvent(SQLModel, table=True):
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     headers: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     reason: str = ""
+    parked_at: datetime = Field(default_factory=utcnow, description="When it was parked (its wait is limited).")
 
 
 BOOKKEEPING_TABLES = [table_of(ProcessedEvent), table_of(OutboxRecord), table_of(ParkedEvent)]
