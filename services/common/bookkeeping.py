@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, insert, literal_column, select, union_all, update
@@ -227,3 +227,18 @@ def row_to_output(row: OutboxRecord) -> Output:
 
 def str_headers(headers: list[tuple[str, bytes]]) -> dict[str, str]:
     return {k: v.decode(errors="replace") for k, v in headers}
+
+
+def parked_order(row: ParkedEvent) -> tuple[datetime, str, int, int]:
+    """The order to retry a ticket's parked events in: when each happened (its CloudEvents time), then its
+    place in its topic. Offsets alone order records within one topic only, and a ticket's parked events
+    may come from several (a callback command must not be retried before the handling it answers)."""
+    stamp = next((v for k, v in json.loads(row.headers) if k == "ce_time"), None)
+    try:
+        moment = datetime.fromisoformat(stamp).astimezone(UTC) if stamp else _NEVER
+    except ValueError:
+        moment = _NEVER  # undecodable: retried first, and dead-lettered by the decoder
+    return moment, row.topic, row.partition, row.offset
+
+
+_NEVER = datetime.min.replace(tzinfo=UTC)

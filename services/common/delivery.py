@@ -29,10 +29,26 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
+from sqlalchemy import delete
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlmodel import Session, col
 
-from .bookkeeping import Output, str_headers
+from .bookkeeping import (
+    INSERT_OUTBOX,
+    Output,
+    dead_letter_for,
+    letter_output,
+    mark_dead_lettered,
+    outbox_values,
+    stand_in_cause,
+    str_headers,
+)
+from .logs import get_logger
+from .store import OutboxRecord, write_lock
+
+log = get_logger(__name__)
 
 # The broker's answers that no retry changes. UnknownTopicOrPartition is "retriable" to Kafka (a topic being
 # created), but the producer has already waited its metadata timeout for it: our topics are created before
@@ -117,3 +133,31 @@ async def _settle(pending: list[tuple[Output, Any]]) -> list[BaseException | Non
         if isinstance(result, BaseException) and not isinstance(result, Exception):
             raise result  # cancellation, interpreter exit: not a delivery result
     return [result if isinstance(result, BaseException) else None for result in results]
+
+
+def dead_letter_refused(engine: Engine, consumer: str, refused: list[tuple[Output, BaseException]],
+                        causes: dict[str, Any]) -> list[Output]:
+    """In one transaction: replace the outbox rows of each refused output's cause by one dead letter of that
+    cause, and record the cause as dead-lettered. A refused dead letter is dropped with an error log."""
+    letters: list[Output] = []
+    lettered: set[str] = set()
+    with write_lock(engine), Session(engine) as session, session.begin():
+        connection = session.connection()
+        for (cause, topic, rec), exc in refused:
+            connection.execute(delete(OutboxRecord).where(col(OutboxRecord.consumer) == consumer,
+                                                          col(OutboxRecord.cause_id) == cause, col(OutboxRecord.topic) == topic))
+            reason = f"output to {topic} could not be published: {type(exc).__name__}: {exc}"
+            if topic.endswith(".dlq"):
+                log.error("dead_letter_lost", service=consumer, cause_id=cause, topic=topic, bytes=len(rec.value), error=reason)
+                continue
+            log.error("output_unpublishable", service=consumer, cause_id=cause, topic=topic, bytes=len(rec.value), error=reason)
+            if cause in lettered:
+                continue
+            lettered.add(cause)
+            record = causes.get(cause) or stand_in_cause(connection, consumer, cause, topic, rec, too_large(exc))
+            letter = dead_letter_for(record, consumer, reason)
+            letters.append(letter_output(cause, letter))
+        if letters:
+            connection.execute(INSERT_OUTBOX, [outbox_values(consumer, *letter) for letter in letters])
+            mark_dead_lettered(connection, consumer, [cause for cause, _, _ in letters])
+    return letters

@@ -45,12 +45,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import threading
 import time
-import weakref
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Generic
 
 from faststream.kafka import KafkaBroker, KafkaMessage
@@ -70,18 +67,14 @@ from .bookkeeping import (
     Output,
     ParkedRecord,
     dead_letter_for,
-    expired_parked,
-    letter_output,
-    mark_dead_lettered,
     outbox_values,
+    parked_order,
     parked_row,
-    prune_processed,
     row_to_output,
-    stand_in_cause,
     tick_cause,
     undecodable_cause,
 )
-from .delivery import backoff_s, failure_kind, positions, send_all, stops_the_batch, too_large
+from .delivery import backoff_s, dead_letter_refused, failure_kind, positions, send_all, stops_the_batch
 from .handler import (
     Batched,
     BatchRows,
@@ -101,7 +94,8 @@ from .handler import (
 from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .settings import ServiceSettings
-from .store import OutboxRecord, ParkedEvent
+from .store import OutboxRecord, ParkedEvent, write_lock
+from .upkeep import expire_parked, prune_applied_ids
 
 # Re-exported: services and tests import the handler's vocabulary from here.
 __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler", "HandlerContext", "HandlerSpec",
@@ -111,23 +105,6 @@ log = get_logger(__name__)
 
 Produced = list[Output]
 Causes = dict[str, Any]  # event id -> the record it came in, to dead-letter it if an output of it cannot be sent
-
-
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def write_lock(engine: Engine) -> threading.Lock:
-    """One lock per store and process: a service's write transactions (batches, outbox clearing,
-    ticks, a second pipeline on the same store) run one at a time. Two concurrent writers on one
-    SQLite file otherwise fail with "database is locked" (a deferred transaction that read before
-    the other committed cannot upgrade, whatever the busy timeout), and each failure redelivers the
-    whole batch."""
-    with _WRITE_LOCKS_GUARD:
-        lock = _WRITE_LOCKS.get(engine)
-        if lock is None:
-            lock = _WRITE_LOCKS[engine] = threading.Lock()
-        return lock
 
 
 class _Careful(Exception):
@@ -343,7 +320,7 @@ class EventPipeline(Generic[Deps]):
             progress = False
             parked = session.execute(select(ParkedEvent).where(col(ParkedEvent.consumer) == self.name,
                                                                col(ParkedEvent.ticket_id) == ticket_id)).scalars().all()
-            for row in sorted(parked, key=_happened):
+            for row in sorted(parked, key=parked_order):
                 record = ParkedRecord.of(row)
                 session.delete(row)
                 session.flush()
@@ -404,37 +381,11 @@ class EventPipeline(Generic[Deps]):
         refused = await send_all(self.broker, outputs)
         self.stats["published"] += len(outputs) - len(refused)
         if refused:
-            letters = await asyncio.to_thread(self._dead_letter_refused, refused, causes or {})
+            letters = await asyncio.to_thread(dead_letter_refused, self.engine, self.name, refused, causes or {})
+            self.stats["dead_lettered"] += len(letters)
             refused_again = await send_all(self.broker, letters)
             if refused_again:  # a DLQ the broker refuses too: logged as lost, not retried for ever
-                await asyncio.to_thread(self._dead_letter_refused, refused_again, causes or {})
-
-    def _dead_letter_refused(self, refused: list[tuple[Output, BaseException]], causes: Causes) -> Produced:
-        """In one transaction: replace the outbox rows of each refused output's cause by one dead letter of that
-        cause, and record the cause as dead-lettered. A refused dead letter is dropped with an error log."""
-        letters: Produced = []
-        lettered: set[str] = set()
-        with write_lock(self.engine), Session(self.engine) as session, session.begin():
-            connection = session.connection()
-            for (cause, topic, rec), exc in refused:
-                connection.execute(delete(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
-                                                              col(OutboxRecord.cause_id) == cause, col(OutboxRecord.topic) == topic))
-                reason = f"output to {topic} could not be published: {type(exc).__name__}: {exc}"
-                if topic.endswith(".dlq"):
-                    log.error("dead_letter_lost", service=self.name, cause_id=cause, topic=topic, bytes=len(rec.value), error=reason)
-                    continue
-                log.error("output_unpublishable", service=self.name, cause_id=cause, topic=topic, bytes=len(rec.value), error=reason)
-                if cause in lettered:
-                    continue
-                lettered.add(cause)
-                record = causes.get(cause) or stand_in_cause(connection, self.name, cause, topic, rec, too_large(exc))
-                letter = dead_letter_for(record, self.name, reason)
-                letters.append(letter_output(cause, letter))
-            if letters:
-                connection.execute(INSERT_OUTBOX, [outbox_values(self.name, *letter) for letter in letters])
-                mark_dead_lettered(connection, self.name, [cause for cause, _, _ in letters])
-        self.stats["dead_lettered"] += len(letters)
-        return letters
+                await asyncio.to_thread(dead_letter_refused, self.engine, self.name, refused_again, causes or {})
 
     # ---------------------------------------------------------------- time-driven work
 
@@ -516,43 +467,15 @@ class EventPipeline(Generic[Deps]):
 
     async def upkeep_once(self) -> tuple[int, int]:
         """One round of upkeep; returns (parked events dead-lettered, applied-event ids pruned)."""
-        letters = await asyncio.to_thread(self._expire_parked)
+        letters = await asyncio.to_thread(expire_parked, self.engine, self.name, self.clock(), self.settings.parked_timeout_s)
+        self.stats["dead_lettered"] += len(letters)
         if letters:
             await self._publish(letters)
             self._clear_later(sorted({cause for cause, _, _ in letters}))
             await self.flush_outbox()
-        pruned = await asyncio.to_thread(self._prune_processed)
-        return len(letters), pruned
-
-    def _expire_parked(self) -> Produced:
-        """Dead-letter the parked events that waited longer than `parked_timeout_s` for their dependency."""
-        now = self.clock()
-        limit = timedelta(seconds=self.settings.parked_timeout_s)
-        with write_lock(self.engine), Session(self.engine) as session, session.begin():
-            ledger = BatchLedger(self.name, True, now)
-            letters: Produced = []
-            for row in expired_parked(session, self.name, now - limit):
-                record = ParkedRecord.of(row)
-                reason = f"dependency never arrived: parked at {row.parked_at.isoformat()} ({row.reason})"
-                log.warning("parked_expired", service=self.name, event_id=row.event_id, ticket_id=row.ticket_id,
-                            topic=row.topic, partition=row.partition, offset=row.offset, reason=row.reason)
-                ledger.processed_rows.append({"consumer": self.name, "event_id": row.event_id, "topic": row.topic,
-                                              "partition": row.partition, "offset": row.offset,
-                                              "outcome": "dead-lettered", "processed_at": now})
-                letters.append(ledger.dead_letter(row.event_id, dead_letter_for(record, self.name, reason)))
-                session.delete(row)
-            session.flush()
-            ledger.write(session)
-        self.stats["dead_lettered"] += len(letters)
-        return letters
-
-    def _prune_processed(self) -> int:
         applied_before = self.clock() - timedelta(seconds=self.settings.processed_retention_s)
-        with write_lock(self.engine), Session(self.engine) as session, session.begin():
-            pruned = prune_processed(session.connection(), self.name, applied_before)
-        if pruned:
-            log.info("processed_pruned", service=self.name, ids=pruned, applied_before=applied_before.isoformat())
-        return pruned
+        pruned = await asyncio.to_thread(prune_applied_ids, self.engine, self.name, applied_before)
+        return len(letters), pruned
 
 
 class _Applier(Generic[Deps]):
@@ -585,18 +508,3 @@ class _BatchApplier(_Applier[Deps]):
 
     def finish(self) -> None:
         self.batched.finish(self.ctx, self.state)
-
-
-def _happened(row: ParkedEvent) -> tuple[datetime, str, int, int]:
-    """The order to retry a ticket's parked events in: when each happened (its CloudEvents time), then its
-    place in its topic. Offsets alone order records within one topic only, and a ticket's parked events
-    may come from several (a callback command must not be retried before the handling it answers)."""
-    stamp = next((v for k, v in json.loads(row.headers) if k == "ce_time"), None)
-    try:
-        moment = datetime.fromisoformat(stamp).astimezone(UTC) if stamp else _NEVER
-    except ValueError:
-        moment = _NEVER  # undecodable: retried first, and dead-lettered by the decoder
-    return moment, row.topic, row.partition, row.offset
-
-
-_NEVER = datetime.min.replace(tzinfo=UTC)
