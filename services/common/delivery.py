@@ -115,15 +115,33 @@ async def send_all(broker: Any, outputs: Sequence[Output]) -> list[tuple[Output,
                 raise
             refused.append((output, exc))
     transient: BaseException | None = None
+    too_large_in_flight: list[Output] = []
     for (output, _), result in zip(pending, await _settle(pending), strict=True):
         if result is None:
             continue
-        if unpublishable(result):
+        if too_large(result):
+            too_large_in_flight.append(output)
+        elif unpublishable(result):
             refused.append((output, result))
         elif transient is None:
             transient = result
     if transient is not None:
         raise transient
+    return refused + await _each_alone(broker, too_large_in_flight)
+
+
+async def _each_alone(broker: Any, outputs: list[Output]) -> list[tuple[Output, BaseException]]:
+    """The broker refuses a producer's whole batch when one record in it is too large, so the records of such a
+    batch are sent again one at a time (each alone in its batch): only those refused alone are unpublishable."""
+    refused: list[tuple[Output, BaseException]] = []
+    for output in outputs:
+        _, topic, rec = output
+        try:
+            await (await broker.publish(rec.value, topic, key=rec.key, headers=str_headers(rec.headers), no_confirm=True))
+        except Exception as exc:
+            if not unpublishable(exc):
+                raise
+            refused.append((output, exc))
     return refused
 
 

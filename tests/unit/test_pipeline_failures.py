@@ -39,15 +39,24 @@ class Broker:
     """Publishes like FastStream's broker; refuses what a real one would, synchronously (the producer's own
     checks) or in the future (the broker's answer), and can be told to fail transiently."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, batches: bool = False) -> None:
         self.published: list[Record] = []
         self.down = False
+        # True: records are sent in batches (what is published before the loop next runs) and a batch with a record
+        # over the limit is refused whole, by the broker, as Kafka does; False: the producer refuses it before sending.
+        self.batches = batches
+        self._batch: list[tuple[Record, asyncio.Future[None]]] = []
 
     async def publish(self, value: bytes, topic: str, *, key: bytes | None = None, headers: dict[str, str] | None = None,
                       **_: Any) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if self.down:
             future.set_exception(KafkaConnectionError("simulated: broker unreachable"))
+            return future
+        if self.batches:
+            if not self._batch:
+                asyncio.get_running_loop().call_soon(self._send_batch)
+            self._batch.append((Record(topic, 0, 0, key, value, [(k, v.encode()) for k, v in (headers or {}).items()]), future))
             return future
         if len(value) > LIMIT:
             raise MessageSizeTooLargeError(f"{len(value)} bytes")
@@ -59,6 +68,16 @@ class Broker:
             self.published.append(Record(topic, 0, 0, key, value, [(k, v.encode()) for k, v in (headers or {}).items()]))
             future.set_result(None)
         return future
+
+    def _send_batch(self) -> None:
+        batch, self._batch = self._batch, []
+        whole = any(len(record.value or b"") > LIMIT for record, _ in batch)
+        for record, future in batch:
+            if whole:
+                future.set_exception(MessageSizeTooLargeError())
+            else:
+                self.published.append(record)
+                future.set_result(None)
 
     def on(self, topic: str) -> list[Record]:
         return [r for r in self.published if r.topic == topic]
@@ -88,7 +107,7 @@ def _register(ctx: Any, envelope: Envelope[Any]) -> Any:
 
 
 class World:
-    def __init__(self, tmp_path: Any, **settings: Any) -> None:
+    def __init__(self, tmp_path: Any, broker: Broker | None = None, **settings: Any) -> None:
         self.engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
         create_tables(self.engine, [])
         self.clock = Clock()
@@ -96,7 +115,7 @@ class World:
         spec = HandlerSpec(topics=[SOURCE], event_types=[ev.TicketSubmitted.event_type], deps=None, handle=_register)
         self.pipeline: EventPipeline[Any] = EventPipeline(name="registrar", settings=self.settings, engine=self.engine,
                                                           spec=spec, clock=self.clock)
-        self.broker = Broker()
+        self.broker = broker or Broker()
         self.pipeline.broker = self.broker  # type: ignore[assignment]
         self.offset = 0
 
@@ -152,6 +171,16 @@ def test_an_output_the_broker_will_never_take_dead_letters_its_cause_and_the_bat
     assert world.outcomes()[poison.id or ""] == "dead-lettered"
     assert world.outbox() == []  # nothing left to re-send for ever at the next start
     assert [e["log_level"] for e in logs if e["event"] == "output_unpublishable"] == ["error"]
+
+
+def test_a_producer_batch_refused_whole_for_one_large_record_dead_letters_only_that_records_cause(tmp_path):
+    world = World(tmp_path, Broker(batches=True))
+    before, poison, after = (world.record("first", "T-1"), world.record("grow " + "x" * (LIMIT // 2), "T-BAD"),
+                             world.record("last", "T-2"))
+    world.feed([before, poison, after])
+    assert [r.key for r in world.broker.on(OUT)] == [b"T-1", b"T-2"]
+    assert [r.key for r in world.broker.on(SOURCE + ".dlq")] == [b"T-BAD"]
+    assert world.outcomes() == {before.id: "applied", poison.id: "dead-lettered", after.id: "applied"}
 
 
 def test_an_unpublishable_output_left_in_the_outbox_does_not_stop_the_restart(tmp_path):
