@@ -1,6 +1,8 @@
 """How the pipeline tells a failure that one record caused from one that stops every record, and what it does.
 
 A record can only fail itself:
+- an output larger than `max_record_bytes` (the broker's record limit) is refused before its event's
+  transaction commits (`check_size`): the event is dead-lettered and its effects rolled back;
 - an output the broker will never take (larger than the topic's limit, a topic that does not exist, a
   topic this service may not write) is *unpublishable*: retrying would block its partition for ever, so
   the event that produced it is dead-lettered with the reason (pipeline.py) and the partition moves on;
@@ -29,11 +31,14 @@ from aiokafka.errors import (
     TopicAuthorizationFailedError,
     UnknownTopicOrPartitionError,
 )
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlmodel import Session, col
+
+from contracts.codec import KafkaRecord
 
 from .bookkeeping import (
     INSERT_OUTBOX,
@@ -55,6 +60,18 @@ log = get_logger(__name__)
 # a service starts, so one still missing then does not exist (a unit report naming a unit without a topic).
 UNPUBLISHABLE = (MessageSizeTooLargeError, RecordTooLargeError, RecordListTooLargeError, UnknownTopicOrPartitionError,
                  TopicAuthorizationFailedError, InvalidTopicError)
+
+
+class OutputTooLarge(ValueError):
+    """A handler produced a record larger than the broker takes (`max_record_bytes`): raised before anything is
+    stored, so the event is dead-lettered with its effects rolled back. Sending it would not only fail: an
+    idempotent producer whose batch the broker refused keeps failing that partition (out-of-order sequence)."""
+
+
+def check_size(topic: str, rec: KafkaRecord, limit: int) -> None:
+    size = DefaultRecordBatchBuilder.estimate_size_in_bytes(rec.key, rec.value, rec.headers)
+    if size > limit:
+        raise OutputTooLarge(f"the output to {topic} is {size} bytes, over the {limit} bytes a record may have")
 
 
 def unpublishable(exc: BaseException) -> bool:

@@ -74,7 +74,16 @@ from .bookkeeping import (
     tick_cause,
     undecodable_cause,
 )
-from .delivery import backoff_s, dead_letter_refused, failure_kind, positions, send_all, stops_the_batch
+from .delivery import (
+    OutputTooLarge,
+    backoff_s,
+    check_size,
+    dead_letter_refused,
+    failure_kind,
+    positions,
+    send_all,
+    stops_the_batch,
+)
 from .handler import (
     Batched,
     BatchRows,
@@ -276,6 +285,8 @@ class EventPipeline(Generic[Deps]):
         try:
             with (session.begin_nested() if ledger.careful else contextlib.nullcontext()), bound_event(envelope):
                 produced = [(envelope.id, self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
+                for _, topic, rec in produced:
+                    check_size(topic, rec, self.settings.max_record_bytes)
         except NotYet as exc:
             if not ledger.careful:
                 raise _Careful() from exc
@@ -305,6 +316,10 @@ class EventPipeline(Generic[Deps]):
             log.warning("event_rejected", service=self.name, event_id=envelope.id, event_type=envelope.type,
                         ticket_id=envelope.ticket_id, reason=str(exc))
             return f"rejected: {exc}"
+        if isinstance(exc, OutputTooLarge):
+            log.error("output_too_large", service=self.name, event_id=envelope.id, event_type=envelope.type,
+                      ticket_id=envelope.ticket_id, error=str(exc))
+            return f"output too large: {exc}"
         log.error("handler_failed", service=self.name, event_id=envelope.id, event_type=envelope.type,
                   ticket_id=envelope.ticket_id, error=repr(exc))
         return f"handler error: {exc!r}"

@@ -96,7 +96,7 @@ def _register(ctx: Any, envelope: Envelope[Any]) -> Any:
         raise OperationalError("INSERT", {}, Exception("database or disk is full"))
     if "later" in words:
         raise NotYet("waits for its classification")
-    if "duplicate-row" in words:
+    if "duplicate-row" in words or "store" in words:
         ctx.session.execute(text("INSERT INTO processed_events (consumer, event_id, topic, partition, \"offset\", outcome, "
                                  "processed_at) VALUES ('x', 'same', 't', 0, 0, 'applied', '2025-01-01')"))
     topic = next((w.removeprefix("to:") for w in words if w.startswith("to:")), OUT)
@@ -171,6 +171,19 @@ def test_an_output_the_broker_will_never_take_dead_letters_its_cause_and_the_bat
     assert world.outcomes()[poison.id or ""] == "dead-lettered"
     assert world.outbox() == []  # nothing left to re-send for ever at the next start
     assert [e["log_level"] for e in logs if e["event"] == "output_unpublishable"] == ["error"]
+
+
+def test_an_output_over_the_record_limit_is_never_sent_its_event_is_dead_lettered_with_its_effects_rolled_back(tmp_path):
+    world = World(tmp_path, max_record_bytes=LIMIT)
+    poison, after = world.record("grow store " + "x" * (LIMIT // 2), "T-BAD"), world.record("fine", "T-GOOD")
+    world.feed([poison, after])
+    assert all(len(r.value or b"") <= LIMIT for r in world.broker.published)  # the broker never saw it
+    assert [r.key for r in world.broker.on(OUT)] == [b"T-GOOD"]
+    (dead,) = world.broker.on(SOURCE + ".dlq")
+    assert dead.key == b"T-BAD" and _dlq_error(dead).startswith("output too large: the output to test.out is")
+    assert world.outcomes()[poison.id or ""] == "dead-lettered"
+    with Session(world.engine) as session:  # what its handler wrote went with it
+        assert session.execute(text("SELECT count(*) FROM processed_events WHERE consumer = 'x'")).scalar() == 0
 
 
 def test_a_producer_batch_refused_whole_for_one_large_record_dead_letters_only_that_records_cause(tmp_path):
