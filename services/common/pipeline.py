@@ -46,7 +46,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any, Generic
 
@@ -85,6 +85,8 @@ from .delivery import (
     stops_the_batch,
 )
 from .handler import (
+    Applier,
+    BatchApplier,
     Batched,
     BatchRows,
     Clock,
@@ -95,6 +97,7 @@ from .handler import (
     HandlerSpec,
     NoDeps,
     NotYet,
+    OneByOne,
     Prefetch,
     Rejected,
     Tick,
@@ -265,15 +268,15 @@ class EventPipeline(Generic[Deps]):
         self.stats["dead_lettered"] += len(undecodable)
         return outputs, sorted({cause for cause, _, _ in outputs}), ledger.causes
 
-    def _applier(self, ctx: HandlerContext[Deps], envelopes: list[Envelope[Any]], careful: bool) -> _Applier[Deps]:
+    def _applier(self, ctx: HandlerContext[Deps], envelopes: list[Envelope[Any]], careful: bool) -> Applier[Deps]:
         """How this pass applies one event: a batched spec's state spans the optimistic pass's whole batch;
         in the careful pass each event is a batch of one, inside its savepoint."""
         spec = self.spec
         if spec.batch is not None and not careful:
-            return _BatchApplier(ctx, spec.batch, envelopes)
-        return _OneByOne(ctx, spec)
+            return BatchApplier(ctx, spec.batch, envelopes)
+        return OneByOne(ctx, spec)
 
-    def _apply_one(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], record: Any,
+    def _apply_one(self, session: Session, ctx: HandlerContext[Deps], apply: Applier[Deps], record: Any,
                    envelope: Envelope[Any], ledger: BatchLedger, unpark: bool = True) -> Produced:
         if envelope.id in ledger.processed:
             self.stats["duplicates"] += 1
@@ -324,7 +327,7 @@ class EventPipeline(Generic[Deps]):
                   ticket_id=envelope.ticket_id, error=repr(exc))
         return f"handler error: {exc!r}"
 
-    def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], ticket_id: str,
+    def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: Applier[Deps], ticket_id: str,
                 ledger: BatchLedger) -> Produced:
         """Retry the events of this ticket that were waiting for something it may just have brought."""
         if not ledger.careful:
@@ -480,6 +483,17 @@ class EventPipeline(Generic[Deps]):
             except TimeoutError:
                 pass
 
+    @contextlib.asynccontextmanager
+    async def upkeep_running(self) -> AsyncIterator[None]:
+        """`run_upkeep` for as long as the block runs (apps that manage their own lifespan: intake, the bridge)."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run_upkeep(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
+
     async def upkeep_once(self) -> tuple[int, int]:
         """One round of upkeep; returns (parked events dead-lettered, applied-event ids pruned)."""
         letters = await asyncio.to_thread(expire_parked, self.engine, self.name, self.clock(), self.settings.parked_timeout_s)
@@ -491,35 +505,3 @@ class EventPipeline(Generic[Deps]):
         applied_before = self.clock() - timedelta(seconds=self.settings.processed_retention_s)
         pruned = await asyncio.to_thread(prune_applied_ids, self.engine, self.name, applied_before)
         return len(letters), pruned
-
-
-class _Applier(Generic[Deps]):
-    """Applies one event of a batch pass (`__call__`), then ends the pass (`finish`)."""
-
-    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
-        raise NotImplementedError
-
-    def finish(self) -> None:
-        """Nothing to write at the end of the pass."""
-
-
-class _OneByOne(_Applier[Deps]):
-    def __init__(self, ctx: HandlerContext[Deps], spec: HandlerSpec[Deps]) -> None:
-        self.ctx, self.spec = ctx, spec
-
-    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
-        return self.spec.apply_one(self.ctx, envelope)
-
-
-class _BatchApplier(_Applier[Deps]):
-    """A batched spec's state for the optimistic pass: started on the whole batch, finished once."""
-
-    def __init__(self, ctx: HandlerContext[Deps], batched: Batched[Deps, Any], envelopes: list[Envelope[Any]]) -> None:
-        self.ctx, self.batched = ctx, batched
-        self.state = batched.start(ctx, envelopes)
-
-    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
-        return self.batched.apply(self.ctx, self.state, envelope)
-
-    def finish(self) -> None:
-        self.batched.finish(self.ctx, self.state)
