@@ -68,7 +68,8 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
         log.info("service_started", service=name, http=f"{settings.http_host}:{settings.http_port}", units=len(units),
                  bootstrap=settings.kafka_bootstrap)
         try:
-            yield
+            async with pipeline.upkeep_running():
+                yield
         finally:
             await broker.stop()
             if server is not None:

@@ -67,6 +67,7 @@ def build_service_app(
             await on_ready(pipeline)
         for tick in spec.ticks:
             tasks.append(asyncio.create_task(pipeline.run_ticks(tick.handler, tick.every_s, stop)))
+        tasks.append(asyncio.create_task(pipeline.run_upkeep(stop)))
         for job in background:
             tasks.append(asyncio.create_task(job(pipeline, stop)))
         log.info("service_started", service=name, topics=list(spec.topics), group=settings.group_id,

@@ -164,6 +164,38 @@ class HandlerSpec(Generic[Deps]):
         return list(self.handle(ctx, envelope))
 
 
+class Applier(Generic[Deps]):
+    """Applies one event of a batch pass (`__call__`), then ends the pass (`finish`)."""
+
+    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
+        raise NotImplementedError
+
+    def finish(self) -> None:
+        """Nothing to write at the end of the pass."""
+
+
+class OneByOne(Applier[Deps]):
+    def __init__(self, ctx: HandlerContext[Deps], spec: HandlerSpec[Deps]) -> None:
+        self.ctx, self.spec = ctx, spec
+
+    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
+        return self.spec.apply_one(self.ctx, envelope)
+
+
+class BatchApplier(Applier[Deps]):
+    """A batched spec's state for the optimistic pass: started on the whole batch, finished once."""
+
+    def __init__(self, ctx: HandlerContext[Deps], batched: Batched[Deps, Any], envelopes: list[Envelope[Any]]) -> None:
+        self.ctx, self.batched = ctx, batched
+        self.state = batched.start(ctx, envelopes)
+
+    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
+        return self.batched.apply(self.ctx, self.state, envelope)
+
+    def finish(self) -> None:
+        self.batched.finish(self.ctx, self.state)
+
+
 class BatchRows:
     """Rows a handler looks up by primary key, answered from a plain dict during a batch's optimistic pass.
 

@@ -5,17 +5,26 @@ One batch at a time (up to `batch_max_records`):
 2. each remaining record is decoded; one that cannot be decoded goes to `<topic>.dlq`;
 3. in ONE database transaction, each new event is applied by the service's handler, and the
    event id plus the records it produced (the outbox) are stored; an event already applied is
-   not applied again, its stored output is re-sent instead;
+   not applied again, its stored output is re-sent instead; dead letters are outbox rows too;
 4. every produced record is sent without waiting for each acknowledgement, then all are awaited;
+   an output the broker will never take (too large, no such topic, not authorised) dead-letters
+   the event that produced it, with the reason, instead of failing the batch (delivery.py);
 5. only then is the batch acknowledged (offsets committed), by FastStream's NACK_ON_ERROR policy:
-   if anything above raises, the offsets are rewound and the batch is redelivered;
+   if anything above raises, the batch is logged once as an error and, after a backoff, its offsets
+   are rewound and it is redelivered;
 6. the outbox rows of the confirmed records are deleted afterwards, off the batch's path.
 
-A handler error that is not transient (a bug, an impossible state) dead-letters that one event
-with its reason, so it never blocks its partition; so does `Rejected`, a domain rule refusing the
-event (a unit reporting on another unit's task), logged as a warning rather than an error.
-Emitting to a topic whose writer (in the topic catalogue) is another service is such a bug:
-`NotTheWriter` is raised before anything is stored.
+A handler error that is not transient (a bug, an impossible state, an integrity or data error of
+its rows) dead-letters that one event with its reason, so it never blocks its partition; so does
+`Rejected`, a domain rule refusing the event (a unit reporting on another unit's task), logged as a
+warning rather than an error. Emitting to a topic whose writer (in the topic catalogue) is another
+service is such a bug: `NotTheWriter` is raised before anything is stored. A database that cannot
+take any write (down, locked, disk full) fails the whole batch, retried with backoff (delivery.py).
+
+Nothing waits for ever (`run_upkeep`, every `upkeep_every_s`): a parked event whose dependency has
+not come after `parked_timeout_s` is dead-lettered ("dependency never arrived"), the ids of events
+applied longer ago than `processed_retention_s` are pruned (why that is safe: bookkeeping.py), and a
+tick re-sends what an earlier tick could not publish before it runs.
 
 What the pipeline runs is the service's `HandlerSpec` (services/common/handler.py): its handler,
 topics, event types, typed dependencies and optional batch-wide parts.
@@ -30,28 +39,27 @@ spec may declare `prepare_batch` (batch-wide work such as classifying every text
 the whole batch's state in memory (`Batched`) and write it with one statement per table; one write
 lock per store keeps a service's own transactions (batches, ticks, outbox clean-up) from failing
 each other with "database is locked".
+
+Its length (a little over 500 lines) is the loop with its recovery, ticks and upkeep, which read together;
+what could leave did: the appliers (handler.py), delivery and its refusals (delivery.py), upkeep (upkeep.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import threading
 import time
-import weakref
-from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
 from typing import Any, Generic
 
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.middlewares import AckPolicy
 from sqlalchemy import delete, select
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlmodel import Session, col
 
-from contracts.codec import DecodeError, KafkaRecord, decode, encode
+from contracts.codec import DecodeError, decode, encode
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 
@@ -59,15 +67,29 @@ from .bookkeeping import (
     INSERT_OUTBOX,
     BatchLedger,
     DeadLetter,
+    Output,
     ParkedRecord,
     dead_letter_for,
     outbox_values,
+    parked_order,
     parked_row,
     row_to_output,
-    str_headers,
     tick_cause,
+    undecodable_cause,
+)
+from .delivery import (
+    OutputTooLarge,
+    backoff_s,
+    check_size,
+    dead_letter_refused,
+    failure_kind,
+    positions,
+    send_all,
+    stops_the_batch,
 )
 from .handler import (
+    Applier,
+    BatchApplier,
     Batched,
     BatchRows,
     Clock,
@@ -78,6 +100,7 @@ from .handler import (
     HandlerSpec,
     NoDeps,
     NotYet,
+    OneByOne,
     Prefetch,
     Rejected,
     Tick,
@@ -87,7 +110,8 @@ from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
 from .settings import ServiceSettings
-from .store import OutboxRecord, ParkedEvent
+from .store import OutboxRecord, ParkedEvent, write_lock
+from .upkeep import expire_parked, prune_applied_ids
 
 # Re-exported: services and tests import the handler's vocabulary from here.
 __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler", "HandlerContext", "HandlerSpec",
@@ -95,28 +119,8 @@ __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler",
 
 log = get_logger(__name__)
 
-Produced = list[tuple[str, KafkaRecord]]
-
-
-_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
-_WRITE_LOCKS_GUARD = threading.Lock()
-
-
-def write_lock(engine: Engine) -> threading.Lock:
-    """One lock per store and process: a service's write transactions (batches, outbox clearing,
-    ticks, a second pipeline on the same store) run one at a time. Two concurrent writers on one
-    SQLite file otherwise fail with "database is locked" (a deferred transaction that read before
-    the other committed cannot upgrade, whatever the busy timeout), and each failure redelivers the
-    whole batch."""
-    with _WRITE_LOCKS_GUARD:
-        lock = _WRITE_LOCKS.get(engine)
-        if lock is None:
-            lock = _WRITE_LOCKS[engine] = threading.Lock()
-        return lock
-
-
-def _is_transient(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError) or (isinstance(exc, DBAPIError) and exc.connection_invalidated)
+Produced = list[Output]
+Causes = dict[str, Any]  # event id -> the record it came in, to dead-letter it if an output of it cannot be sent
 
 
 class _Careful(Exception):
@@ -154,6 +158,7 @@ class EventPipeline(Generic[Deps]):
         self._to_clear: list[str] = []
         self._clearing: asyncio.Task[None] | None = None
         self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead_lettered": 0, "skipped": 0, "published": 0}
+        self._failures = 0  # consecutive failed batches: the backoff before the next redelivery
 
     # ---------------------------------------------------------------- wiring
 
@@ -183,29 +188,40 @@ class EventPipeline(Generic[Deps]):
         started, before = time.perf_counter(), dict(self.stats)
         self.metrics.batch_started(self.name, records, highwater)
         try:
-            dead = await self._handle(records, started)
-        except Exception:
+            await self._handle(records, started)
+        except Exception as exc:
             self.metrics.batch_failed(self.name, time.perf_counter() - started)
+            await self._pause_after(records, exc)
             raise
+        self._failures = 0
+        dead = self.stats["dead_lettered"] - before["dead_lettered"]
         self.metrics.batch_handled(self.name, records, highwater, time.perf_counter() - started, BatchCounts(
             self.stats["applied"] - before["applied"], dead, self.stats.get("parked", 0) - before.get("parked", 0)))
 
-    async def _handle(self, records: Sequence[Any], started: float) -> int:
-        """Handle one batch; how many records were dead-lettered."""
-        wanted, dead = self._decode_wanted(records)
-        outputs, cause_ids, dead_from_handlers = await asyncio.to_thread(self._apply, wanted)
-        dead += dead_from_handlers
-        await self._publish(outputs, dead)
+    async def _handle(self, records: Sequence[Any], started: float) -> None:
+        """Handle one batch (see the module docstring)."""
+        wanted, undecodable = self._decode_wanted(records)
+        outputs, cause_ids, causes = await asyncio.to_thread(self._apply, wanted, undecodable)
+        await self._publish(outputs, causes)
         if cause_ids:
             self._clear_later(cause_ids)
         self.stats["batches"] += 1
         log.debug("batch_handled", service=self.name, records=len(records), applied=len(wanted),
-                  published=len(outputs), dead_lettered=len(dead), ms=round((time.perf_counter() - started) * 1000, 1))
-        return len(dead)
+                  published=len(outputs), ms=round((time.perf_counter() - started) * 1000, 1))
 
-    def _decode_wanted(self, records: Sequence[Any]) -> tuple[list[tuple[Any, Envelope[Any]]], list[DeadLetter]]:
+    async def _pause_after(self, records: Sequence[Any], exc: Exception) -> None:
+        """Log a failing batch once, then wait before it is redelivered: without the pause a database that is down
+        or full, or a broker that does not confirm, would be retried in a tight loop."""
+        self._failures += 1
+        delay = backoff_s(self._failures, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s)
+        log.error("batch_failed", service=self.name, positions=positions(records), records=len(records),
+                  cause=failure_kind(exc), error=repr(exc), attempt=self._failures, retry_in_s=round(delay, 3))
+        await asyncio.sleep(delay)
+
+    def _decode_wanted(self, records: Sequence[Any]) -> tuple[list[tuple[Any, Envelope[Any]]], list[tuple[Any, str]]]:
+        """The records this service handles, decoded, and those it cannot decode, with why."""
         wanted: list[tuple[Any, Envelope[Any]]] = []
-        dead: list[DeadLetter] = []
+        dead: list[tuple[Any, str]] = []
         for record in records:
             ce_type = next((v for k, v in (record.headers or ()) if k == "ce_type"), None)
             if self.event_types is not None and ce_type is not None and ce_type not in self.event_types:
@@ -216,10 +232,11 @@ class EventPipeline(Generic[Deps]):
             except DecodeError as exc:
                 log.warning("record_dead_lettered", service=self.name, topic=record.topic,
                             partition=record.partition, offset=record.offset, error=str(exc))
-                dead.append(dead_letter_for(record, self.name, str(exc)))
+                dead.append((record, str(exc)))
         return wanted, dead
 
-    def _apply(self, wanted: list[tuple[Any, Envelope[Any]]]) -> tuple[Produced, list[str], list[DeadLetter]]:
+    def _apply(self, wanted: list[tuple[Any, Envelope[Any]]],
+               undecodable: list[tuple[Any, str]]) -> tuple[Produced, list[str], Causes]:
         """Apply a batch in one transaction.
 
         First optimistically: no savepoint per event (a handler's effects are its session writes
@@ -229,7 +246,7 @@ class EventPipeline(Generic[Deps]):
         be parked or dead-lettered without undoing the others.
         """
         if not wanted:
-            return [], [], []
+            return self._apply_batch(wanted, undecodable, careful=True) if undecodable else ([], [], {})
         if self.spec.prepare_batch is not None:
             try:
                 self.spec.prepare_batch(self.spec.deps, [envelope for _, envelope in wanted])
@@ -237,76 +254,79 @@ class EventPipeline(Generic[Deps]):
                 log.warning("prepare_batch_failed", service=self.name, error=repr(exc))
         stats = dict(self.stats)
         try:
-            return self._apply_batch(wanted, careful=False)
+            return self._apply_batch(wanted, undecodable, careful=False)
         except _Careful:
             pass
         except Exception as exc:
-            if _is_transient(exc):
+            if stops_the_batch(exc):
                 raise
         self.stats.clear()
         self.stats.update(stats)  # the rolled-back attempt counted nothing
-        return self._apply_batch(wanted, careful=True)
+        return self._apply_batch(wanted, undecodable, careful=True)
 
-    def _apply_batch(self, wanted: list[tuple[Any, Envelope[Any]]], careful: bool) -> tuple[Produced, list[str], list[DeadLetter]]:
+    def _apply_batch(self, wanted: list[tuple[Any, Envelope[Any]]], undecodable: list[tuple[Any, str]],
+                     careful: bool) -> tuple[Produced, list[str], Causes]:
         outputs: Produced = []
-        dead: list[DeadLetter] = []
-        cause_ids: list[str] = []
         envelopes = [envelope for _, envelope in wanted]
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             rows = BatchRows(session, cached=self.cache_rows and not careful)
             ctx = self.context(session, rows)
-            ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful)
+            ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful, self.clock())
             rows.prefetch(self.spec.prefetch, envelopes)
+            for record, reason in undecodable:
+                # A redelivered one re-sends its dead letter if that is still in the outbox, rather than a second one.
+                cause = undecodable_cause(record)
+                outputs += self._stored_outputs(session, cause) or [ledger.dead_letter(cause, dead_letter_for(record, self.name, reason))]
             apply = self._applier(ctx, envelopes, careful)
             for record, envelope in wanted:
-                produced = self._apply_one(session, ctx, apply, record, envelope, dead, ledger)
-                if produced:
-                    cause_ids.append(envelope.id)
-                    outputs.extend(produced)
+                outputs.extend(self._apply_one(session, ctx, apply, record, envelope, ledger))
             apply.finish()
             ledger.write(session)
-        return outputs, cause_ids, dead
+        self.stats["dead_lettered"] += len(undecodable)
+        return outputs, sorted({cause for cause, _, _ in outputs}), ledger.causes
 
-    def _applier(self, ctx: HandlerContext[Deps], envelopes: list[Envelope[Any]], careful: bool) -> _Applier[Deps]:
+    def _applier(self, ctx: HandlerContext[Deps], envelopes: list[Envelope[Any]], careful: bool) -> Applier[Deps]:
         """How this pass applies one event: a batched spec's state spans the optimistic pass's whole batch;
         in the careful pass each event is a batch of one, inside its savepoint."""
         spec = self.spec
         if spec.batch is not None and not careful:
-            return _BatchApplier(ctx, spec.batch, envelopes)
-        return _OneByOne(ctx, spec)
+            return BatchApplier(ctx, spec.batch, envelopes)
+        return OneByOne(ctx, spec)
 
-    def _apply_one(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], record: Any,
-                   envelope: Envelope[Any], dead: list[DeadLetter], ledger: BatchLedger, unpark: bool = True) -> Produced:
+    def _apply_one(self, session: Session, ctx: HandlerContext[Deps], apply: Applier[Deps], record: Any,
+                   envelope: Envelope[Any], ledger: BatchLedger, unpark: bool = True) -> Produced:
         if envelope.id in ledger.processed:
             self.stats["duplicates"] += 1
+            ledger.causes[envelope.id] = record
             return self._stored_outputs(session, envelope.id)
         if envelope.id in ledger.applied or envelope.id in ledger.parked:
             self.stats["duplicates"] += 1  # a second copy in this batch (its outputs are already in it), or parked
             return []
         try:
             with (session.begin_nested() if ledger.careful else contextlib.nullcontext()), bound_event(envelope):
-                produced = [(self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
+                produced = [(envelope.id, self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
+                for _, topic, rec in produced:
+                    check_size(topic, rec, self.settings.max_record_bytes)
         except NotYet as exc:
             if not ledger.careful:
                 raise _Careful() from exc
-            session.add(parked_row(self.name, record, envelope, str(exc)))
+            session.add(parked_row(self.name, record, envelope, str(exc), ledger.now))
             ledger.parked.add(envelope.id)
             ledger.parked_tickets.add(envelope.ticket_id)
             self.stats["parked"] = self.stats.get("parked", 0) + 1
             return []
         except Exception as exc:
-            if _is_transient(exc):
+            if stops_the_batch(exc):
                 raise
             if not ledger.careful:
                 raise _Careful() from exc
-            dead.append(dead_letter_for(record, self.name, self._dead_letter_reason(envelope, exc)))
             ledger.remember(record, envelope, [], "dead-lettered")
             self.stats["dead_lettered"] += 1
-            return []
+            return [ledger.dead_letter(envelope.id, dead_letter_for(record, self.name, self._dead_letter_reason(envelope, exc)))]
         ledger.remember(record, envelope, produced, "applied")
         self.stats["applied"] += 1
         if unpark and envelope.ticket_id in ledger.parked_tickets:
-            produced = produced + self._unpark(session, ctx, apply, envelope.ticket_id, dead, ledger)
+            produced = produced + self._unpark(session, ctx, apply, envelope.ticket_id, ledger)
         return produced
 
     def _dead_letter_reason(self, envelope: Envelope[Any], exc: Exception) -> str:
@@ -316,12 +336,16 @@ class EventPipeline(Generic[Deps]):
             log.warning("event_rejected", service=self.name, event_id=envelope.id, event_type=envelope.type,
                         ticket_id=envelope.ticket_id, reason=str(exc))
             return f"rejected: {exc}"
+        if isinstance(exc, OutputTooLarge):
+            log.error("output_too_large", service=self.name, event_id=envelope.id, event_type=envelope.type,
+                      ticket_id=envelope.ticket_id, error=str(exc))
+            return f"output too large: {exc}"
         log.error("handler_failed", service=self.name, event_id=envelope.id, event_type=envelope.type,
                   ticket_id=envelope.ticket_id, error=repr(exc))
         return f"handler error: {exc!r}"
 
-    def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: _Applier[Deps], ticket_id: str,
-                dead: list[DeadLetter], ledger: BatchLedger) -> Produced:
+    def _unpark(self, session: Session, ctx: HandlerContext[Deps], apply: Applier[Deps], ticket_id: str,
+                ledger: BatchLedger) -> Produced:
         """Retry the events of this ticket that were waiting for something it may just have brought."""
         if not ledger.careful:
             raise _Careful()  # parking and unparking need savepoints
@@ -331,13 +355,13 @@ class EventPipeline(Generic[Deps]):
             progress = False
             parked = session.execute(select(ParkedEvent).where(col(ParkedEvent.consumer) == self.name,
                                                                col(ParkedEvent.ticket_id) == ticket_id)).scalars().all()
-            for row in sorted(parked, key=_happened):
+            for row in sorted(parked, key=parked_order):
                 record = ParkedRecord.of(row)
                 session.delete(row)
                 session.flush()
                 ledger.parked.discard(row.event_id)
                 before = self.stats["applied"]
-                produced += self._apply_one(session, ctx, apply, record, self.decoder(record), dead, ledger, unpark=False)
+                produced += self._apply_one(session, ctx, apply, record, self.decoder(record), ledger, unpark=False)
                 progress = progress or self.stats["applied"] > before
         if not progress and not parked:
             ledger.parked_tickets.discard(ticket_id)
@@ -385,16 +409,18 @@ class EventPipeline(Generic[Deps]):
                 session.execute(delete(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
                                                            col(OutboxRecord.cause_id).in_(cause_ids[chunk:chunk + 500])))
 
-    async def _publish(self, outputs: Produced, dead: list[DeadLetter]) -> None:
+    async def _publish(self, outputs: Produced, causes: Causes | None = None) -> None:
+        """Send the outputs and await their confirmation; an output the broker will never take dead-letters its
+        cause (the record in `causes`, else the output itself) through the outbox. Raises on a transient failure."""
         assert self.broker is not None, "subscribe() first"
-        futures = []
-        for topic, rec in outputs:
-            futures.append(await self.broker.publish(rec.value, topic, key=rec.key, headers=str_headers(rec.headers), no_confirm=True))
-        for d in dead:
-            futures.append(await self.broker.publish(d.value or b"", d.topic, key=d.key, headers=str_headers(d.headers), no_confirm=True))
-        if futures:
-            await asyncio.gather(*futures)
-        self.stats["published"] += len(outputs)
+        refused = await send_all(self.broker, outputs)
+        self.stats["published"] += len(outputs) - len(refused)
+        if refused:
+            letters = await asyncio.to_thread(dead_letter_refused, self.engine, self.name, refused, causes or {})
+            self.stats["dead_lettered"] += len(letters)
+            refused_again = await send_all(self.broker, letters)
+            if refused_again:  # a DLQ the broker refuses too: logged as lost, not retried for ever
+                await asyncio.to_thread(dead_letter_refused, self.engine, self.name, refused_again, causes or {})
 
     # ---------------------------------------------------------------- time-driven work
 
@@ -412,82 +438,87 @@ class EventPipeline(Generic[Deps]):
         await self.flush_outbox()
 
     async def tick_once(self, tick: TickHandler[Deps]) -> int:
-        """One round of a time-driven handler: apply it in a transaction (outputs through the outbox), publish
-        what it produced, and return how many records that was."""
+        """One round of a time-driven handler: first re-send what an earlier round could not publish (a tick has
+        no redelivery to do it), then apply it in a transaction (outputs through the outbox), publish what it
+        produced, and return how many records that was."""
+        await self.flush_outbox()
+        await self._resend_tick_outputs()
         emits = await asyncio.to_thread(self._tick_once, tick)
         if emits:
-            await self._publish(emits, [])
-            self._clear_later([tick_cause(rec) for _, rec in emits])
+            await self._publish(emits)
+            self._clear_later(sorted({cause for cause, _, _ in emits}))
         return len(emits)
+
+    async def _resend_tick_outputs(self) -> None:
+        def load() -> Produced:
+            with Session(self.engine) as session:
+                rows = session.execute(select(OutboxRecord).where(col(OutboxRecord.consumer) == self.name,
+                                                                   col(OutboxRecord.cause_id).startswith("tick:"))).scalars().all()
+                return [row_to_output(r) for r in rows]
+        left = await asyncio.to_thread(load)
+        if left:
+            await self._publish(left)
+            await asyncio.to_thread(self._clear_outbox, sorted({cause for cause, _, _ in left}))
+            log.info("tick_outputs_resent", service=self.name, records=len(left))
 
     def _tick_once(self, tick: TickHandler[Deps]) -> Produced:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             ctx = self.context(session)
             produced = [(self._owned(e.topic), encode(e.envelope)) for e in tick(ctx)]
-            if produced:
-                # Through the outbox, so a crash before the publish re-sends at the next start (one
-                # executemany on the connection, after the tick's own ORM changes are flushed).
+            outputs = [(tick_cause(rec), topic, rec) for topic, rec in produced]
+            if outputs:
+                # Through the outbox, so a crash or a failed publish re-sends them (one executemany on the
+                # connection, after the tick's own ORM changes are flushed).
                 session.flush()
-                session.connection().execute(INSERT_OUTBOX, [outbox_values(self.name, tick_cause(rec), topic, rec)
-                                                             for topic, rec in produced])
-            return produced
+                session.connection().execute(INSERT_OUTBOX, [outbox_values(self.name, *output) for output in outputs])
+            return outputs
 
     async def recover_outbox(self) -> int:
         """Publish what a crash left in the outbox (before any new work); return how many."""
-        def load() -> tuple[Produced, list[str]]:
+        def load() -> Produced:
             with Session(self.engine) as session:
                 rows = session.execute(select(OutboxRecord).where(col(OutboxRecord.consumer) == self.name)).scalars().all()
-                return [row_to_output(r) for r in rows], sorted({r.cause_id for r in rows})
-        outputs, causes = await asyncio.to_thread(load)
+                return [row_to_output(r) for r in rows]
+        outputs = await asyncio.to_thread(load)
         if outputs:
-            await self._publish(outputs, [])
-            await asyncio.to_thread(self._clear_outbox, causes)
+            await self._publish(outputs)
+            await asyncio.to_thread(self._clear_outbox, sorted({cause for cause, _, _ in outputs}))
             log.info("outbox_recovered", service=self.name, records=len(outputs))
         return len(outputs)
 
+    # ---------------------------------------------------------------- upkeep
 
-class _Applier(Generic[Deps]):
-    """Applies one event of a batch pass (`__call__`), then ends the pass (`finish`)."""
+    async def run_upkeep(self, stop: asyncio.Event) -> None:
+        """Every `upkeep_every_s` while the service runs: expire parked events, prune old applied-event ids."""
+        while not stop.is_set():
+            try:
+                await self.upkeep_once()
+            except Exception as exc:  # keep going: the next round retries
+                log.error("upkeep_failed", service=self.name, error=repr(exc))
+            try:
+                await asyncio.wait_for(stop.wait(), timeout=self.settings.upkeep_every_s)
+            except TimeoutError:
+                pass
 
-    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
-        raise NotImplementedError
+    @contextlib.asynccontextmanager
+    async def upkeep_running(self) -> AsyncIterator[None]:
+        """`run_upkeep` for as long as the block runs (apps that manage their own lifespan: intake, the bridge)."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(self.run_upkeep(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            await task
 
-    def finish(self) -> None:
-        """Nothing to write at the end of the pass."""
-
-
-class _OneByOne(_Applier[Deps]):
-    def __init__(self, ctx: HandlerContext[Deps], spec: HandlerSpec[Deps]) -> None:
-        self.ctx, self.spec = ctx, spec
-
-    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
-        return self.spec.apply_one(self.ctx, envelope)
-
-
-class _BatchApplier(_Applier[Deps]):
-    """A batched spec's state for the optimistic pass: started on the whole batch, finished once."""
-
-    def __init__(self, ctx: HandlerContext[Deps], batched: Batched[Deps, Any], envelopes: list[Envelope[Any]]) -> None:
-        self.ctx, self.batched = ctx, batched
-        self.state = batched.start(ctx, envelopes)
-
-    def __call__(self, envelope: Envelope[Any]) -> Iterable[Emit]:
-        return self.batched.apply(self.ctx, self.state, envelope)
-
-    def finish(self) -> None:
-        self.batched.finish(self.ctx, self.state)
-
-
-def _happened(row: ParkedEvent) -> tuple[datetime, str, int, int]:
-    """The order to retry a ticket's parked events in: when each happened (its CloudEvents time), then its
-    place in its topic. Offsets alone order records within one topic only, and a ticket's parked events
-    may come from several (a callback command must not be retried before the handling it answers)."""
-    stamp = next((v for k, v in json.loads(row.headers) if k == "ce_time"), None)
-    try:
-        moment = datetime.fromisoformat(stamp).astimezone(UTC) if stamp else _NEVER
-    except ValueError:
-        moment = _NEVER  # undecodable: retried first, and dead-lettered by the decoder
-    return moment, row.topic, row.partition, row.offset
-
-
-_NEVER = datetime.min.replace(tzinfo=UTC)
+    async def upkeep_once(self) -> tuple[int, int]:
+        """One round of upkeep; returns (parked events dead-lettered, applied-event ids pruned)."""
+        letters = await asyncio.to_thread(expire_parked, self.engine, self.name, self.clock(), self.settings.parked_timeout_s)
+        self.stats["dead_lettered"] += len(letters)
+        if letters:
+            await self._publish(letters)
+            self._clear_later(sorted({cause for cause, _, _ in letters}))
+            await self.flush_outbox()
+        applied_before = self.clock() - timedelta(seconds=self.settings.processed_retention_s)
+        pruned = await asyncio.to_thread(prune_applied_ids, self.engine, self.name, applied_before)
+        return len(letters), pruned

@@ -68,6 +68,17 @@ class ServiceSettings(KafkaClientSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535, description="Port of this process's Prometheus metrics endpoint "
                               "(GET /metrics, no token: no personal data there); 0 = none. `cityops up` gives each process its own.")
     metrics_host: str = Field(default="127.0.0.1", description="Address the metrics endpoint listens on.")
+    # A failed batch is redelivered at once by the consumer; without a pause a database that is down or full
+    # would be hammered in a tight loop. Doubles per consecutive failure, capped well below max.poll.interval.ms.
+    retry_backoff_s: float = Field(default=0.2, ge=0, description="Pause before a failed batch is redelivered (doubles per consecutive failure).")
+    retry_backoff_max_s: float = Field(default=30.0, ge=0, description="Longest pause between redeliveries of a failing batch.")
+    max_record_bytes: int = Field(
+        default=1_048_576, ge=1024, description="Largest output record (batch overhead included) a handler may produce; a larger one "
+                                                "dead-letters its event. At most the broker's max.message.bytes.")
+    parked_timeout_s: float = Field(default=6 * 3600, gt=0, description="A parked event whose dependency has not arrived after this long is dead-lettered.")
+    processed_retention_s: float = Field(
+        default=30 * 86400, gt=0, description="How long an applied event's id is kept to drop its duplicates (longer than any redelivery).")
+    upkeep_every_s: float = Field(default=60.0, gt=0, description="How often parked events are expired and old applied-event ids pruned.")
 
     @property
     def group_id(self) -> str:

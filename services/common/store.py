@@ -8,6 +8,8 @@ database commit and the publish re-sends them (with the same derived ids) instea
 
 from __future__ import annotations
 
+import threading
+import weakref
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +50,8 @@ class OutboxRecord(SQLModel, table=True):
 class ParkedEvent(SQLModel, table=True):
     """An event that arrived before what it depends on (topics are ordered only one by one).
 
-    It waits here and is applied right after the next event of the same ticket is.
+    It waits here and is applied right after the next event of the same ticket is, or dead-lettered once it
+    has waited longer than the service's `parked_timeout_s`.
     """
 
     __tablename__ = "parked_events"
@@ -63,6 +66,7 @@ class ParkedEvent(SQLModel, table=True):
     value: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     headers: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     reason: str = ""
+    parked_at: datetime = Field(default_factory=utcnow, description="When it was parked (its wait is limited).")
 
 
 BOOKKEEPING_TABLES = [table_of(ProcessedEvent), table_of(OutboxRecord), table_of(ParkedEvent)]
@@ -124,3 +128,20 @@ def _missing_columns(engine: Engine, tables: list[Any]) -> list[str]:
         if absent:
             missing.append(f"table {table.name} lacks {', '.join(absent)}")
     return missing
+
+
+_WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_WRITE_LOCKS_GUARD = threading.Lock()
+
+
+def write_lock(engine: Engine) -> threading.Lock:
+    """One lock per store and process: a service's write transactions (batches, outbox clearing,
+    ticks, a second pipeline on the same store) run one at a time. Two concurrent writers on one
+    SQLite file otherwise fail with "database is locked" (a deferred transaction that read before
+    the other committed cannot upgrade, whatever the busy timeout), and each failure redelivers the
+    whole batch."""
+    with _WRITE_LOCKS_GUARD:
+        lock = _WRITE_LOCKS.get(engine)
+        if lock is None:
+            lock = _WRITE_LOCKS[engine] = threading.Lock()
+        return lock

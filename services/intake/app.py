@@ -101,7 +101,8 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         log.info("service_started", service="intake", http=f"{settings.http_host}:{settings.http_port}",
                  bootstrap=settings.kafka_bootstrap)
         try:
-            yield
+            async with channel.upkeep_running(), status.upkeep_running():
+                yield
         finally:
             await broker.stop()
             if server is not None:
