@@ -34,6 +34,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("bench", "tools.bench", "bench", "Benchmark the pipeline against raw Kafka on one broker started for it; prints a table, writes JSON."),
     ("auth", "tools.auth_cli", "app", "Mint a hub token for a role; say who a token names."),
     ("audit", "tools.audit_cli", "audit", "List the audit trail: who changed what through the hub's HTTP doors."),
+    ("chaos", "tools.chaos", "chaos", "Kill the hub's processes (or its broker) under load; report tickets lost, effects duplicated, rows left."),
     ("up", "tools.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
 ]
 
