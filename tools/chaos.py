@@ -108,11 +108,7 @@ class ChaosHub(Hub):
 
     def kill_broker(self, rng: random.Random) -> str:
         node = rng.choice(self.brokers())
-        pid = node.running_pid()
-        if pid is not None:
-            os.kill(pid, signal.SIGKILL)
-            node._stopping_pid = pid  # noqa: SLF001 - wait_stopped reaps the pid request_stop would have recorded
-            node.wait_stopped(10)
+        node.kill()
         return f"{BROKER} {node.name}"
 
     def restart_broker(self, victim: str) -> None:
