@@ -71,6 +71,10 @@ class Load:
     refused: dict[int, int] = field(default_factory=dict)   # 4xx status -> count (not retried)
     abandoned: int = 0                                      # gave up after give_up_s of 5xx/timeouts
     mismatched: int = 0                                     # a retry answered with another ticket id
+    failures: dict[str, int] = field(default_factory=dict)  # why attempts were retried: HTTP status, timeout, no connection
+
+    def failed(self, why: str) -> None:
+        self.failures[why] = self.failures.get(why, 0) + 1
 
 
 class ChaosHub(Hub):
@@ -129,10 +133,15 @@ async def submit_one(client: httpx.AsyncClient, body: dict[str, Any], key: str, 
     deadline = time.monotonic() + give_up_s
     pause = 0.5
     while True:
+        r: httpx.Response | None
         try:
             r = await client.post("/tickets", json=body, headers=headers)
+        except httpx.TimeoutException:
+            r, why = None, "timeout"
         except httpx.HTTPError:
-            r = None
+            r, why = None, "no connection"
+        else:
+            why = f"HTTP {r.status_code}" if r is not None else ""
         if r is not None and r.status_code == 202:
             ticket = r.json()["ticket_id"]
             if load.accepted.setdefault(key, ticket) != ticket:
@@ -145,6 +154,7 @@ async def submit_one(client: httpx.AsyncClient, body: dict[str, Any], key: str, 
             load.abandoned += 1
             return
         load.retries += 1
+        load.failed(why)
         retry_after = r.headers.get("Retry-After") if r is not None else None
         await asyncio.sleep(float(retry_after) if retry_after and retry_after.isdigit() else pause)
         pause = min(pause * 2, 5.0)

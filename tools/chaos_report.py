@@ -30,7 +30,7 @@ def audit(hub: ChaosHub, cfg: ChaosConfig, load: Load, kills: list[Kill], draine
         "config": {k: str(v) if k == "state_dir" else v for k, v in dataclasses.asdict(cfg).items()},
         "kills": [dataclasses.asdict(k) for k in kills],
         "load": {"accepted": len(accepted), "client_retries": load.retries, "refused": load.refused,
-                 "abandoned": load.abandoned, "retry_answered_another_ticket": load.mismatched},
+                 "abandoned": load.abandoned, "retried_after": load.failures, "retry_answered_another_ticket": load.mismatched},
         "drain_s": round(drained_s, 1),
         "closed": len(accepted & closed),
         "lost": {"count": len(lost), "sample": lost[:SAMPLE]},
@@ -67,6 +67,7 @@ def print_findings(findings: Mapping[str, Any]) -> None:
                    + ", ".join(k["victim"] for k in kills) + (f" ({len(failed_restarts)} restarts FAILED)" if failed_restarts else "")),
         ("tickets accepted", f"{load['accepted']} (client retries {load['client_retries']}, refused {load['refused'] or 0}, "
                              f"abandoned {load['abandoned']})"),
+        ("retried after", ", ".join(f"{why} × {n}" for why, n in sorted(load["retried_after"].items())) or "nothing"),
         ("tickets closed", f"{findings['closed']} (drain {findings['drain_s']:.0f}s)"),
         ("lost (accepted, never closed)", _counted(findings["lost"])),
         ("  of which never on the intake topic", _counted(findings["accepted_never_on_log"])),
