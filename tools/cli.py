@@ -35,6 +35,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("auth", "tools.auth_cli", "app", "Mint a hub token for a role; say who a token names."),
     ("audit", "tools.audit_cli", "audit", "List the audit trail: who changed what through the hub's HTTP doors."),
     ("status", "tools.status_cli", "status", "The hub at a glance: each process up or not, lag, dead letters, parked, outbox, timers due."),
+    ("chaos", "tools.chaos", "chaos", "Kill the hub's processes (or its broker) under load; report tickets lost, effects duplicated, rows left."),
     ("up", "tools.hub", "up", "Bring the whole hub up on this machine (broker, every service, simulated units, demo feed)."),
 ]
 

@@ -34,7 +34,7 @@ log = get_logger(__name__)
 def _broker(settings: ArchiverSettings) -> KafkaBroker:
     # Consumes only; its own broker so that new topics are noticed sooner than the 5 minute default.
     access = kafka_access(settings)
-    return KafkaBroker(access.bootstrap, security=access.security, client_id="cityops-archiver",
+    return KafkaBroker(access.bootstrap.split(","), security=access.security, client_id="cityops-archiver",
                        metadata_max_age_ms=settings.metadata_max_age_ms, logger=None)
 
 

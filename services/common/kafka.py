@@ -100,7 +100,8 @@ def make_broker(settings: ServiceSettings, **options: Any) -> KafkaBroker:
     """A FastStream broker whose producer batches (linger) and never loses an acknowledged record."""
     access = kafka_access(settings)
     return KafkaBroker(
-        access.bootstrap,
+        # A list: FastStream hands a string to aiokafka as one host, so "a:1,b:2" (the cluster) would not connect.
+        access.bootstrap.split(","),
         security=access.security,
         client_id=f"cityops-{settings.service_name}",
         acks="all",

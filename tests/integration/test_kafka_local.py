@@ -304,3 +304,22 @@ def test_storage_formatted_without_users_is_refused_with_what_to_do(kafka_settin
     (kafka.data_dir / "meta.properties").write_text("cluster.id=x\nnode.id=1\nversion=1\n")
     with pytest.raises(KafkaLocalError, match="--fresh"):
         kafka.start(timeout=30)
+
+
+def test_a_killed_broker_starts_again_on_its_data(single_kafka: LocalKafka) -> None:
+    """SIGKILL (the chaos run's broker crash), then `start` on the same object: the broker comes back with its
+    topics. The dead JVM must not be taken for the new one dying while it starts."""
+    asyncio.run(_create_topic(single_kafka.client_settings(), NewTopic("survives-a-crash", 1, 1)))
+    pid = single_kafka.kill()
+    assert pid is not None and _pid_is_gone(pid) and single_kafka.running_pid() is None
+    single_kafka.start()
+
+    async def topics() -> list[str]:
+        admin = AIOKafkaAdminClient(**kafka_access(single_kafka.client_settings()).options)
+        await admin.start()
+        try:
+            return list(await admin.list_topics())
+        finally:
+            await admin.close()
+
+    assert "survives-a-crash" in asyncio.run(topics())

@@ -492,9 +492,20 @@ class LocalKafka:
             if not self._wait_for_exit(pid, 10):
                 # Keep the pid file: it is the only record of a JVM that still needs killing.
                 raise KafkaLocalError(f"{self.name}: pid {pid} survived SIGKILL for 10 s")
-        if self._process is not None:
-            self._process.poll()  # reaps our child even if it had died on its own before stop()
+        if self._process is not None and self._process.poll() is not None:  # reaps our child even if it had died on its own
+            self._process = None  # gone: a later start of this node must not take it for the new JVM dying
         self.pid_file.unlink(missing_ok=True)
+
+    def kill(self, timeout: float = 10) -> int | None:
+        """SIGKILL the broker, as a crash would (no controlled shutdown); returns the pid killed. `start` brings
+        the node back on the same data (the chaos run, `cityops chaos --broker`)."""
+        pid = self.running_pid()
+        if pid is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._stopping_pid = pid
+        self.wait_stopped(timeout)
+        return pid
 
     def _wait_for_exit(self, pid: int, timeout: float) -> bool:
         if self._process is not None and self._process.pid == pid:
