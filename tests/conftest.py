@@ -60,3 +60,22 @@ def kafka_bootstrap(kafka_node: Any) -> str:
 def unique() -> str:
     """A suffix that keeps one test's topics and groups apart from every other test's."""
     return uuid.uuid4().hex[:10]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _logs_stay_capturable() -> Iterator[None]:
+    """Services configure structlog to cache each logger on first use (cheap in production); in one test
+    process that would freeze the first test's configuration into every module-level logger, and later
+    tests' `structlog.testing.capture_logs()` would see nothing, depending on test order."""
+    import structlog
+
+    original = structlog.configure
+
+    def configure(*args: Any, **kwargs: Any) -> None:
+        original(*args, **{**kwargs, "cache_logger_on_first_use": False})
+
+    structlog.configure = configure  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        structlog.configure = original
