@@ -21,7 +21,7 @@ from domain.catalogue import load_catalogue
 from services.common.audit import AuditMiddleware, note_published
 from services.common.auth import install_verifier
 from services.common.handler import Clock
-from services.common.kafka import make_broker
+from services.common.kafka import BrokerUnavailable, make_broker, publish_acknowledged
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import EventPipeline
 from services.common.store import create_tables, make_engine
@@ -47,14 +47,13 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:
         check_writer(name, topic)
-        record = codec.encode(envelope)
         # A report is answered only once the broker has it: the unit's 202 is a promise.
         try:
-            await asyncio.wait_for(broker.publish(record.value, topic, key=record.key,
-                                                  headers={k: v.decode() for k, v in record.headers}),
-                                   timeout=settings.publish_timeout_s)
-        except TimeoutError:
-            raise HTTPException(503, "broker unavailable: retry with the same Idempotency-Key") from None
+            await publish_acknowledged(broker, codec.encode(envelope), topic, timeout_s=settings.publish_timeout_s)
+        except BrokerUnavailable as exc:
+            log.warning("publish_unacknowledged", error=str(exc))
+            raise HTTPException(503, "the broker did not acknowledge the report in time: retry with the same "
+                                "Idempotency-Key", headers={"Retry-After": str(exc.retry_after_s)}) from None
         note_published(envelope)  # the audit record of this call names the ticket and the report
 
     @asynccontextmanager

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from contracts.codec import KafkaRecord
 from contracts.topics import TopicSpec
 
 from .logs import get_logger
@@ -109,6 +111,32 @@ def make_broker(settings: ServiceSettings, **options: Any) -> KafkaBroker:
         logger=None,  # our pipeline logs per batch; FastStream's per-message lines cost an order of magnitude
         **options,
     )
+
+
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge a record within the door's publish timeout (down, no leader, not enough
+    in-sync replicas). An HTTP door answers 503 with `retry_after_s`: the caller retries with its Idempotency-Key."""
+
+    def __init__(self, topic: str, timeout_s: float, cause: BaseException | None) -> None:
+        reason = type(cause).__name__ if cause is not None else "no acknowledgement"
+        super().__init__(f"the broker did not acknowledge a record on {topic} within {timeout_s:g}s ({reason})")
+        self.retry_after_s = max(1, math.ceil(timeout_s))
+
+
+async def publish_acknowledged(broker: KafkaBroker, record: KafkaRecord, topic: str, *, timeout_s: float) -> None:
+    """Publish one record and wait for the broker's acknowledgement, at most `timeout_s`.
+
+    Without the bound, a producer facing a broker outage waits for metadata for its whole request
+    timeout (40 s) and then fails with an unexpected error, so an HTTP caller would hang and get a 500.
+    A record whose wait was abandoned may still reach the broker later; its id is derived from the
+    caller's Idempotency-Key, so the caller's retry is the same event and is applied once."""
+    headers = {k: v.decode() for k, v in record.headers}
+    try:
+        await asyncio.wait_for(broker.publish(record.value, topic, key=record.key, headers=headers), timeout=timeout_s)
+    except TimeoutError as exc:
+        raise BrokerUnavailable(topic, timeout_s, exc) from None
+    except KafkaError as exc:
+        raise BrokerUnavailable(topic, timeout_s, exc) from exc
 
 
 async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicSpec], replication: int = 1,
