@@ -20,7 +20,7 @@ from contracts.envelope import utcnow
 from services.common.kafka import kafka_access, lenient_batch_parser
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import Clock
-from services.common.store import make_engine
+from services.common.store import claim_store, make_engine, release_store
 
 from .handlers import archive_records
 from .migrate import upgrade
@@ -65,6 +65,7 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
     @app.on_startup
     async def _prepare() -> None:
         configure_logging(settings.log_level, settings.log_json, service="archiver", instance=settings.instance_id or "archiver")
+        claim_store(engine, "archiver")  # a second process on the same SQLite file refuses to start
         await asyncio.to_thread(upgrade, engine)
 
     @app.after_startup
@@ -74,6 +75,7 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
 
     @app.on_shutdown
     async def _stopping() -> None:
+        release_store(engine)
         log.info("service_stopping", service="archiver", **stats)
 
     return app

@@ -24,7 +24,7 @@ from services.common.handler import Clock
 from services.common.kafka import BrokerUnavailable, make_broker, publish_acknowledged
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import EventPipeline
-from services.common.store import create_tables, make_engine
+from services.common.store import claim_store, create_tables, make_engine, release_store
 
 from .api import build_api
 from .handlers import TABLES, BridgeDeps, spec
@@ -59,6 +59,7 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json, service=name)
+        claim_store(engine, name)  # a second process on the same SQLite file refuses to start
         await asyncio.to_thread(create_tables, engine, TABLES)
         await broker.start()
         await pipeline.recover_outbox()
@@ -68,6 +69,7 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
             yield
         finally:
             await broker.stop()
+            release_store(engine)
             log.info("service_stopping", service=name, **pipeline.stats)
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, consumer=pipeline.name, lifespan=lifespan)

@@ -21,7 +21,7 @@ from .kafka import make_broker
 from .logs import configure_logging, get_logger
 from .pipeline import EventPipeline
 from .settings import ServiceSettings
-from .store import create_tables, make_engine
+from .store import claim_store, create_tables, make_engine, release_store
 
 __all__ = ["Tick", "build_service_app"]
 
@@ -51,6 +51,7 @@ def build_service_app(
     @app.on_startup
     async def _prepare() -> None:
         configure_logging(settings.log_level, settings.log_json, service=name, instance=settings.instance_id or name)
+        claim_store(engine, name)  # a second process on the same SQLite file refuses to start
         await asyncio.to_thread(create_tables, engine, list(tables))
 
     @app.after_startup
@@ -70,6 +71,7 @@ def build_service_app(
         stop.set()
         for task in tasks:
             await task
+        release_store(engine)
         log.info("service_stopping", service=name, **pipeline.stats)
 
     return app

@@ -4,13 +4,21 @@
 transaction as the state change, so a redelivered event changes nothing. `outbox` keeps the
 records an event produced until they are confirmed on the broker, so a crash between the
 database commit and the publish re-sends them (with the same derived ids) instead of losing them.
+
+One SQLite store has one running service process (`claim_store`): a second instance pointed at the
+same file refuses to start, naming the file and the pid that holds it. Several instances of a service
+share one consumer group on PostgreSQL instead (see services/common/pipeline.py).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
+import threading
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from sqlalchemy import Column, LargeBinary, event, inspect
 from sqlalchemy.engine import Engine
@@ -124,3 +132,70 @@ def _missing_columns(engine: Engine, tables: list[Any]) -> list[str]:
         if absent:
             missing.append(f"table {table.name} lacks {', '.join(absent)}")
     return missing
+
+
+class StoreInUse(RuntimeError):
+    """Another running process already serves this SQLite store."""
+
+
+@dataclass
+class _Claim:
+    file: IO[str]
+    holders: int
+
+
+_claims: dict[Path, _Claim] = {}
+_claims_lock = threading.Lock()
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """The file of a SQLite store (None: another database, or SQLite in memory)."""
+    if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(engine.url.database)).resolve()
+
+
+def claim_store(engine: Engine, service: str) -> None:
+    """Make this process the one service process of its SQLite store, until `release_store` or its exit.
+
+    Two processes on one SQLite file would each consume their share of the partitions yet write one state,
+    and wait on each other's write lock; so the second one refuses to start. The lock is the kernel's
+    (flock on `<store>.lock`): it goes with the process, so a crashed instance never leaves a stale one.
+    Claims within one process nest (intake's two consumers, tests that build several apps on one store)."""
+    path = sqlite_path(engine)
+    if path is None:
+        return
+    with _claims_lock:
+        if path in _claims:
+            _claims[path].holders += 1
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for as long as the claim lasts
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StoreInUse(
+                f"{service} refuses to start: its store {path} is in use by {holder}. One SQLite store serves one "
+                "process; stop the other instance, give this one its own CITYOPS_STATE_DIR, or run several "
+                "instances on PostgreSQL (CITYOPS_DB_URL).") from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{service} (pid {os.getpid()})\n")
+        lock_file.flush()
+        _claims[path] = _Claim(lock_file, 1)
+
+
+def release_store(engine: Engine) -> None:
+    """End one `claim_store` of this process; the last one lets another process claim the store."""
+    path = sqlite_path(engine)
+    with _claims_lock:
+        claim = _claims.get(path) if path is not None else None
+        if claim is None:
+            return
+        claim.holders -= 1
+        if claim.holders == 0:
+            del _claims[path]  # type: ignore[arg-type]
+            claim.file.close()  # closing the descriptor releases the flock

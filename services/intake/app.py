@@ -21,7 +21,7 @@ from services.common.handler import Clock
 from services.common.kafka import BrokerUnavailable, make_broker, publish_acknowledged
 from services.common.logs import configure_logging, get_logger
 from services.common.pipeline import EventPipeline
-from services.common.store import create_tables, make_engine
+from services.common.store import claim_store, create_tables, make_engine, release_store
 
 from .domain import channel_record_to_event
 from .handlers import ChannelDeps, channel_spec, status_spec
@@ -99,6 +99,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
         configure_logging(settings.log_level, settings.log_json, service="intake")
         if auth_problem is not None:
             raise NoWayToCheckTokens(f"intake refuses to start: {auth_problem}")
+        claim_store(engine, "intake")  # a second process on the same SQLite file refuses to start
         create_tables(engine, store_tables())
         await broker.start()
         await channel.recover_outbox()
@@ -108,6 +109,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
             yield
         finally:
             await broker.stop()
+            release_store(engine)
             log.info("service_stopping", service="intake", channel=channel.stats, status=status.stats)
 
     from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)
