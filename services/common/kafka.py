@@ -139,10 +139,22 @@ async def publish_acknowledged(broker: KafkaBroker, record: KafkaRecord, topic: 
         raise BrokerUnavailable(topic, timeout_s, exc) from exc
 
 
-async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicSpec], replication: int = 1,
+MAX_REPLICATION = 3
+
+
+def durable_topic_config(replication: int) -> dict[str, str]:
+    """Per-topic settings that make an acks=all acknowledgement survive one broker's loss: with 3 replicas,
+    a write needs 2 in sync, so one broker may be down (writes go on) and an acknowledged record is on two."""
+    return {"min.insync.replicas": "2"} if replication >= MAX_REPLICATION else {}
+
+
+async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicSpec], replication: int | None = None,
                         timeout_s: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Needs a principal allowed to
-    create topics: the hub's admin (services have no CREATE permission, see docs/security-kafka.md)."""
+    create topics: the hub's admin (services have no CREATE permission, see docs/security-kafka.md).
+
+    `replication` None: 3 replicas with min.insync.replicas 2 on a cluster of 3 or more brokers, else one
+    per broker (a single local broker: 1)."""
     admin = AIOKafkaAdminClient(request_timeout_ms=int(timeout_s * 1000), **kafka_access(kafka).options)
     await admin.start()
     try:
@@ -150,14 +162,16 @@ async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicS
         missing = [s for s in specs if s.name not in existing]
         if not missing:
             return []
+        if replication is None:
+            replication = min(MAX_REPLICATION, len((await admin.describe_cluster())["brokers"]))
         new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication,
-                        topic_configs=dict(s.config)) for s in missing]
+                        topic_configs={**durable_topic_config(replication), **dict(s.config)}) for s in missing]
         try:
             await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
         except TopicAlreadyExistsError:
             pass  # another process created them first
         await _wait_for_metadata(admin, {s.name for s in missing}, timeout_s)
-        log.info("topics_created", count=len(missing))
+        log.info("topics_created", count=len(missing), replication=replication)
         return [s.name for s in missing]
     finally:
         await admin.close()
