@@ -492,8 +492,8 @@ class LocalKafka:
             if not self._wait_for_exit(pid, 10):
                 # Keep the pid file: it is the only record of a JVM that still needs killing.
                 raise KafkaLocalError(f"{self.name}: pid {pid} survived SIGKILL for 10 s")
-        if self._process is not None:
-            self._process.poll()  # reaps our child even if it had died on its own before stop()
+        if self._process is not None and self._process.poll() is not None:  # reaps our child, even one that died alone
+            self._process = None  # so a later start() of this object launches a new JVM instead of reporting this one dead
         self.pid_file.unlink(missing_ok=True)
 
     def _wait_for_exit(self, pid: int, timeout: float) -> bool:
