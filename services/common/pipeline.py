@@ -86,7 +86,7 @@ from .handler import (
 from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .settings import ServiceSettings
-from .store import OutboxRecord, ParkedEvent
+from .store import OutboxRecord, ParkedEvent, lock_tickets
 
 # Re-exported: services and tests import the handler's vocabulary from here.
 __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler", "HandlerContext", "HandlerSpec",
@@ -236,6 +236,7 @@ class EventPipeline(Generic[Deps]):
         cause_ids: list[str] = []
         envelopes = [envelope for _, envelope in wanted]
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
+            lock_tickets(session, self.name, (envelope.ticket_id for envelope in envelopes))  # before the ledger read
             rows = BatchRows(session, cached=self.cache_rows and not careful)
             ctx = self.context(session, rows)
             ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful)

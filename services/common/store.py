@@ -7,7 +7,17 @@ database commit and the publish re-sends them (with the same derived ids) instea
 
 One SQLite store has one running service process (`claim_store`): a second instance pointed at the
 same file refuses to start, naming the file and the pid that holds it. Several instances of a service
-share one consumer group on PostgreSQL instead (see services/common/pipeline.py).
+share one consumer group on PostgreSQL instead.
+
+Several instances on PostgreSQL: row locks on the tickets, not partition-owned state. While partitions
+move between instances, the instance that lost a partition may still be committing its last batch
+while the new owner receives the same records again; and one ticket's events come from several topics,
+whose partitions may belong to different instances. So every batch transaction first takes a
+transaction-scoped advisory lock per ticket of the batch (`lock_tickets`, sorted so two batches never
+wait for each other in a cycle), before it reads which events were already applied: a second writer of
+the same ticket waits for the first one's commit, then sees its `processed_events` rows and skips those
+events. Effects stay exactly-once without tying a ticket's state to a partition assignment; SQLite needs
+none of this (one writer per file, one process per store).
 """
 
 from __future__ import annotations
@@ -15,14 +25,15 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Column, LargeBinary, event, inspect
+from sqlalchemy import Column, LargeBinary, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, create_engine
 
 from contracts.envelope import utcnow
 
@@ -199,3 +210,15 @@ def release_store(engine: Engine) -> None:
         if claim.holders == 0:
             del _claims[path]  # type: ignore[arg-type]
             claim.file.close()  # closing the descriptor releases the flock
+
+
+_LOCK_TICKETS = text("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(t, 0) AS h "
+                     "FROM unnest(CAST(:ids AS text[])) AS t ORDER BY h) AS locks")
+
+
+def lock_tickets(session: Session, consumer: str, ticket_ids: Iterable[str]) -> None:
+    """On PostgreSQL, make this transaction the one writer of these tickets' state for `consumer` until it
+    ends (see the module docstring); nothing on SQLite. Call it first in the transaction."""
+    ids = sorted({f"{consumer}:{ticket_id}" for ticket_id in ticket_ids})
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_TICKETS, {"ids": ids})
