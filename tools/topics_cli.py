@@ -31,7 +31,8 @@ def hub_topics() -> list:
 
 @app.command("create")
 def create(bootstrap: str = typer.Option("127.0.0.1:9092", help="Kafka bootstrap servers."),
-           replication: int = typer.Option(1, help="Replication factor (3 on the 3-broker cluster)."),
+           replication: int | None = typer.Option(None, help="Replication factor; default 3 (with min.insync.replicas "
+                                                  "2) on a cluster of 3 or more brokers, else one per broker."),
            acls: bool = typer.Option(False, "--acls", help="Also make the broker's ACLs the ones derived from the "
                                      "catalogue (docs/security-kafka.md); the launcher's brokers get them at start.")) -> None:
     """Create every topic of the catalogue (workflow, unit task topics, DLQs) that does not exist yet.

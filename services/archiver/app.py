@@ -22,7 +22,7 @@ from services.common.kafka import kafka_access, lenient_batch_parser
 from services.common.logs import configure_logging, get_logger
 from services.common.metrics import BatchCounts, MetricsServer, ServiceMetrics, highwater_of, serve_metrics
 from services.common.pipeline import Clock
-from services.common.store import make_engine
+from services.common.store import claim_store, make_engine, release_store
 
 from .handlers import archive_records
 from .migrate import upgrade
@@ -76,6 +76,7 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
     @app.on_startup
     async def _prepare() -> None:
         configure_logging(settings.log_level, settings.log_json, service="archiver", instance=settings.instance_id or "archiver")
+        claim_store(engine, "archiver")  # a second process on the same SQLite file refuses to start
         await asyncio.to_thread(upgrade, engine)
         server = serve_metrics(metrics, settings)
         if server is not None:
@@ -90,6 +91,7 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
     async def _stopping() -> None:
         for server in servers:
             server.stop()
+        release_store(engine)
         log.info("service_stopping", service="archiver", **stats)
 
     return app

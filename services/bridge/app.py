@@ -21,11 +21,11 @@ from domain.catalogue import load_catalogue
 from services.common.audit import AuditMiddleware, note_published
 from services.common.auth import install_verifier
 from services.common.handler import Clock
-from services.common.kafka import make_broker
+from services.common.kafka import BrokerUnavailable, make_broker, publish_acknowledged
 from services.common.logs import configure_logging, get_logger
 from services.common.metrics import metrics_route, serve_metrics
 from services.common.pipeline import EventPipeline
-from services.common.store import create_tables, make_engine
+from services.common.store import claim_store, create_tables, make_engine, release_store
 
 from .api import build_api
 from .handlers import TABLES, BridgeDeps, spec
@@ -48,19 +48,19 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:
         check_writer(name, topic)
-        record = codec.encode(envelope)
         # A report is answered only once the broker has it: the unit's 202 is a promise.
         try:
-            await asyncio.wait_for(broker.publish(record.value, topic, key=record.key,
-                                                  headers={k: v.decode() for k, v in record.headers}),
-                                   timeout=settings.publish_timeout_s)
-        except TimeoutError:
-            raise HTTPException(503, "broker unavailable: retry with the same Idempotency-Key") from None
+            await publish_acknowledged(broker, codec.encode(envelope), topic, timeout_s=settings.publish_timeout_s)
+        except BrokerUnavailable as exc:
+            log.warning("publish_unacknowledged", error=str(exc))
+            raise HTTPException(503, "the broker did not acknowledge the report in time: retry with the same "
+                                "Idempotency-Key", headers={"Retry-After": str(exc.retry_after_s)}) from None
         note_published(envelope)  # the audit record of this call names the ticket and the report
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json, service=name)
+        claim_store(engine, name)  # a second process on the same SQLite file refuses to start
         await asyncio.to_thread(create_tables, engine, TABLES)
         await broker.start()
         await pipeline.recover_outbox()
@@ -74,6 +74,7 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
             await broker.stop()
             if server is not None:
                 server.stop()
+            release_store(engine)
             log.info("service_stopping", service=name, **pipeline.stats)
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, consumer=pipeline.name, lifespan=lifespan)

@@ -20,5 +20,5 @@ class BridgeSettings(CalendarServiceSettings):
     units: list[str] = Field(default_factory=list, description="Unit ids whose task topics it follows; empty = every unit "
                              "in the catalogue.")
     catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
-    publish_timeout_s: float = Field(default=10.0, gt=0, description="How long a report waits for the broker before "
-                                     "answering 503.")
+    publish_timeout_s: float = Field(default=5.0, gt=0, description="How long a report waits for the broker before "
+                                     "answering 503 with Retry-After.")

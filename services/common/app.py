@@ -22,7 +22,7 @@ from .logs import configure_logging, get_logger
 from .metrics import MetricsServer, serve_metrics
 from .pipeline import EventPipeline
 from .settings import ServiceSettings
-from .store import create_tables, make_engine
+from .store import claim_store, create_tables, make_engine, release_store
 
 __all__ = ["Tick", "build_service_app"]
 
@@ -55,6 +55,7 @@ def build_service_app(
     @app.on_startup
     async def _prepare() -> None:
         configure_logging(settings.log_level, settings.log_json, service=name, instance=settings.instance_id or name)
+        claim_store(engine, name)  # a second process on the same SQLite file refuses to start
         await asyncio.to_thread(create_tables, engine, list(tables))
         server = serve_metrics(pipeline.metrics, settings)  # settings.metrics_port; 0 = none
         if server is not None:
@@ -80,6 +81,7 @@ def build_service_app(
             await task
         for server in servers:
             server.stop()
+        release_store(engine)
         log.info("service_stopping", service=name, **pipeline.stats)
 
     return app

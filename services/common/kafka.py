@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 import ssl
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -15,11 +16,12 @@ from pathlib import Path
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from aiokafka.helpers import create_ssl_context
 from faststream.kafka import KafkaBroker
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
 
+from contracts.codec import KafkaRecord
 from contracts.topics import TopicSpec
 
 from .logs import get_logger
@@ -112,10 +114,48 @@ def make_broker(settings: ServiceSettings, **options: Any) -> KafkaBroker:
     )
 
 
-async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicSpec], replication: int = 1,
+class BrokerUnavailable(RuntimeError):
+    """The broker did not acknowledge a record within the door's publish timeout (down, no leader, not enough
+    in-sync replicas). An HTTP door answers 503 with `retry_after_s`: the caller retries with its Idempotency-Key."""
+
+    def __init__(self, topic: str, timeout_s: float, cause: BaseException | None) -> None:
+        reason = type(cause).__name__ if cause is not None else "no acknowledgement"
+        super().__init__(f"the broker did not acknowledge a record on {topic} within {timeout_s:g}s ({reason})")
+        self.retry_after_s = max(1, math.ceil(timeout_s))
+
+
+async def publish_acknowledged(broker: KafkaBroker, record: KafkaRecord, topic: str, *, timeout_s: float) -> None:
+    """Publish one record and wait for the broker's acknowledgement, at most `timeout_s`.
+
+    Without the bound, a producer facing a broker outage waits for metadata for its whole request
+    timeout (40 s) and then fails with an unexpected error, so an HTTP caller would hang and get a 500.
+    A record whose wait was abandoned may still reach the broker later; its id is derived from the
+    caller's Idempotency-Key, so the caller's retry is the same event and is applied once."""
+    headers = {k: v.decode() for k, v in record.headers}
+    try:
+        await asyncio.wait_for(broker.publish(record.value, topic, key=record.key, headers=headers), timeout=timeout_s)
+    except TimeoutError as exc:
+        raise BrokerUnavailable(topic, timeout_s, exc) from None
+    except KafkaError as exc:
+        raise BrokerUnavailable(topic, timeout_s, exc) from exc
+
+
+MAX_REPLICATION = 3
+
+
+def durable_topic_config(replication: int) -> dict[str, str]:
+    """Per-topic settings that make an acks=all acknowledgement survive one broker's loss: with 3 replicas,
+    a write needs 2 in sync, so one broker may be down (writes go on) and an acknowledged record is on two."""
+    return {"min.insync.replicas": "2"} if replication >= MAX_REPLICATION else {}
+
+
+async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicSpec], replication: int | None = None,
                         timeout_s: float = 30.0) -> list[str]:
     """Create the topics that do not exist yet; return the names created. Needs a principal allowed to
-    create topics: the hub's admin (services have no CREATE permission, see docs/security-kafka.md)."""
+    create topics: the hub's admin (services have no CREATE permission, see docs/security-kafka.md).
+
+    `replication` None: 3 replicas with min.insync.replicas 2 on a cluster of 3 or more brokers, else one
+    per broker (a single local broker: 1)."""
     admin = AIOKafkaAdminClient(request_timeout_ms=int(timeout_s * 1000), **kafka_access(kafka).options)
     await admin.start()
     try:
@@ -123,14 +163,16 @@ async def ensure_topics(kafka: KafkaClientSettings | str, specs: Iterable[TopicS
         missing = [s for s in specs if s.name not in existing]
         if not missing:
             return []
+        if replication is None:
+            replication = min(MAX_REPLICATION, len((await admin.describe_cluster())["brokers"]))
         new = [NewTopic(s.name, num_partitions=s.partitions, replication_factor=replication,
-                        topic_configs=dict(s.config)) for s in missing]
+                        topic_configs={**durable_topic_config(replication), **dict(s.config)}) for s in missing]
         try:
             await admin.create_topics(new, timeout_ms=int(timeout_s * 1000))
         except TopicAlreadyExistsError:
             pass  # another process created them first
         await _wait_for_metadata(admin, {s.name for s in missing}, timeout_s)
-        log.info("topics_created", count=len(missing))
+        log.info("topics_created", count=len(missing), replication=replication)
         return [s.name for s in missing]
     finally:
         await admin.close()

@@ -110,7 +110,7 @@ from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
 from .settings import ServiceSettings
-from .store import OutboxRecord, ParkedEvent, write_lock
+from .store import OutboxRecord, ParkedEvent, lock_tickets, write_lock
 from .upkeep import expire_parked, prune_applied_ids
 
 # Re-exported: services and tests import the handler's vocabulary from here.
@@ -269,6 +269,7 @@ class EventPipeline(Generic[Deps]):
         outputs: Produced = []
         envelopes = [envelope for _, envelope in wanted]
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
+            lock_tickets(session, self.name, (envelope.ticket_id for envelope in envelopes))  # before the ledger read
             rows = BatchRows(session, cached=self.cache_rows and not careful)
             ctx = self.context(session, rows)
             ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful, self.clock())

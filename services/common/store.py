@@ -4,19 +4,37 @@
 transaction as the state change, so a redelivered event changes nothing. `outbox` keeps the
 records an event produced until they are confirmed on the broker, so a crash between the
 database commit and the publish re-sends them (with the same derived ids) instead of losing them.
+
+One SQLite store has one running service process (`claim_store`): a second instance pointed at the
+same file refuses to start, naming the file and the pid that holds it. Several instances of a service
+share one consumer group on PostgreSQL instead.
+
+Several instances on PostgreSQL: row locks on the tickets, not partition-owned state. While partitions
+move between instances, the instance that lost a partition may still be committing its last batch
+while the new owner receives the same records again; and one ticket's events come from several topics,
+whose partitions may belong to different instances. So every batch transaction first takes a
+transaction-scoped advisory lock per ticket of the batch (`lock_tickets`, sorted so two batches never
+wait for each other in a cycle), before it reads which events were already applied: a second writer of
+the same ticket waits for the first one's commit, then sees its `processed_events` rows and skips those
+events. Effects stay exactly-once without tying a ticket's state to a partition assignment; SQLite needs
+none of this (one writer per file, one process per store).
 """
 
 from __future__ import annotations
 
+import fcntl
+import os
 import threading
 import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from sqlalchemy import Column, LargeBinary, event, inspect
+from sqlalchemy import Column, LargeBinary, event, inspect, text
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, SQLModel, create_engine
+from sqlmodel import Field, Session, SQLModel, create_engine
 
 from contracts.envelope import utcnow
 
@@ -145,3 +163,82 @@ def write_lock(engine: Engine) -> threading.Lock:
         if lock is None:
             lock = _WRITE_LOCKS[engine] = threading.Lock()
         return lock
+
+
+class StoreInUse(RuntimeError):
+    """Another running process already serves this SQLite store."""
+
+
+@dataclass
+class _Claim:
+    file: IO[str]
+    holders: int
+
+
+_claims: dict[Path, _Claim] = {}
+_claims_lock = threading.Lock()
+
+
+def sqlite_path(engine: Engine) -> Path | None:
+    """The file of a SQLite store (None: another database, or SQLite in memory)."""
+    if engine.url.get_backend_name() != "sqlite" or engine.url.database in (None, "", ":memory:"):
+        return None
+    return Path(str(engine.url.database)).resolve()
+
+
+def claim_store(engine: Engine, service: str) -> None:
+    """Make this process the one service process of its SQLite store, until `release_store` or its exit.
+
+    Two processes on one SQLite file would each consume their share of the partitions yet write one state,
+    and wait on each other's write lock; so the second one refuses to start. The lock is the kernel's
+    (flock on `<store>.lock`): it goes with the process, so a crashed instance never leaves a stale one.
+    Claims within one process nest (intake's two consumers, tests that build several apps on one store)."""
+    path = sqlite_path(engine)
+    if path is None:
+        return
+    with _claims_lock:
+        if path in _claims:
+            _claims[path].holders += 1
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock_file = open(f"{path}.lock", "a+")  # noqa: SIM115 - held open for as long as the claim lasts
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock_file.seek(0)
+            holder = lock_file.read().strip() or "another process"
+            lock_file.close()
+            raise StoreInUse(
+                f"{service} refuses to start: its store {path} is in use by {holder}. One SQLite store serves one "
+                "process; stop the other instance, give this one its own CITYOPS_STATE_DIR, or run several "
+                "instances on PostgreSQL (CITYOPS_DB_URL).") from None
+        lock_file.seek(0)
+        lock_file.truncate()
+        lock_file.write(f"{service} (pid {os.getpid()})\n")
+        lock_file.flush()
+        _claims[path] = _Claim(lock_file, 1)
+
+
+def release_store(engine: Engine) -> None:
+    """End one `claim_store` of this process; the last one lets another process claim the store."""
+    path = sqlite_path(engine)
+    with _claims_lock:
+        claim = _claims.get(path) if path is not None else None
+        if claim is None:
+            return
+        claim.holders -= 1
+        if claim.holders == 0:
+            del _claims[path]  # type: ignore[arg-type]
+            claim.file.close()  # closing the descriptor releases the flock
+
+
+_LOCK_TICKETS = text("SELECT pg_advisory_xact_lock(h) FROM (SELECT DISTINCT hashtextextended(t, 0) AS h "
+                     "FROM unnest(CAST(:ids AS text[])) AS t ORDER BY h) AS locks")
+
+
+def lock_tickets(session: Session, consumer: str, ticket_ids: Iterable[str]) -> None:
+    """On PostgreSQL, make this transaction the one writer of these tickets' state for `consumer` until it
+    ends (see the module docstring); nothing on SQLite. Call it first in the transaction."""
+    ids = sorted({f"{consumer}:{ticket_id}" for ticket_id in ticket_ids})
+    if ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(_LOCK_TICKETS, {"ids": ids})

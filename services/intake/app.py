@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 from faststream.kafka import KafkaBroker
 from pydantic import ValidationError
 from sqlalchemy.engine import Engine
@@ -18,11 +18,11 @@ from domain.catalogue import load_catalogue
 from services.common.auth import AuthError, AuthSettings, TokenVerifier
 from services.common.batch_state import table_of
 from services.common.handler import Clock
-from services.common.kafka import make_broker
+from services.common.kafka import BrokerUnavailable, make_broker, publish_acknowledged
 from services.common.logs import configure_logging, get_logger
 from services.common.metrics import ServiceMetrics, metrics_route, serve_metrics
 from services.common.pipeline import EventPipeline
-from services.common.store import create_tables, make_engine
+from services.common.store import claim_store, create_tables, make_engine, release_store
 
 from .domain import UnknownArea, channel_record_to_event
 from .handlers import ChannelDeps, channel_spec, status_spec
@@ -37,6 +37,13 @@ def store_tables() -> list[Any]:
     """Intake's own tables: the status view, which app submitted what, the submissions' Idempotency-Keys, the
     callers' key store."""
     return [table_of(TicketStatus), table_of(SubmittingClient), table_of(SubmissionKey), *(table_of(t) for t in KEY_STORE_TABLES)]
+
+
+def broker_unavailable(exc: BrokerUnavailable) -> HTTPException:
+    """The answer of a door whose record the broker did not acknowledge in time: retry later, same key."""
+    log.warning("publish_unacknowledged", error=str(exc))
+    return HTTPException(503, "the broker did not acknowledge the record in time: retry with the same Idempotency-Key",
+                         headers={"Retry-After": str(exc.retry_after_s)})
 
 
 class NoWayToCheckTokens(RuntimeError):
@@ -85,15 +92,19 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:
         check_writer(settings.service_name, topic)
-        record = codec.encode(envelope)
         # An HTTP submit is answered only once the broker has the record: the caller's 202 is a promise.
-        await broker.publish(record.value, topic, key=record.key, headers={k: v.decode() for k, v in record.headers})
+        # Within publish_timeout_s, or a 503 the caller retries (a broker outage must not hang every door).
+        try:
+            await publish_acknowledged(broker, codec.encode(envelope), topic, timeout_s=settings.publish_timeout_s)
+        except BrokerUnavailable as exc:
+            raise broker_unavailable(exc) from None
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         configure_logging(settings.log_level, settings.log_json, service="intake")
         if auth_problem is not None:
             raise NoWayToCheckTokens(f"intake refuses to start: {auth_problem}")
+        claim_store(engine, "intake")  # a second process on the same SQLite file refuses to start
         create_tables(engine, store_tables())
         await broker.start()
         await channel.recover_outbox()
@@ -107,6 +118,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
             await broker.stop()
             if server is not None:
                 server.stop()
+            release_store(engine)
             log.info("service_stopping", service="intake", channel=channel.stats, status=status.stats)
 
     from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)

@@ -17,7 +17,8 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from services.common.kafka import kafka_access
+from contracts.topics import TopicSpec
+from services.common.kafka import ensure_topics, kafka_access
 from services.common.settings import KafkaClientSettings
 from tests.integration.kcat import kcat
 from tools.kafka import (
@@ -244,9 +245,43 @@ async def test_three_broker_cluster_replicates_with_acks_all(cluster: LocalKafka
     records = await _consume(bootstrap, topic, 30, group_id="test-cluster")
     assert sorted(r.value for r in records) == sorted(f"event-{n}".encode() for n in range(30))
 
+    # The hub's own topic creation, with no replication given, makes the cluster's topics durable by itself.
+    hub_topic = "test.cluster.hub-default"
+    assert await ensure_topics(bootstrap, [TopicSpec(hub_topic, "hub default", ())]) == [hub_topic]
+    await _assert_fully_replicated(bootstrap, hub_topic, replicas=3)
+    assert await _topic_config(bootstrap, hub_topic, "min.insync.replicas") == "2"
+
+    # One broker lost: acks=all writes go on (2 of 3 in sync) and nothing acknowledged is lost.
+    await asyncio.to_thread(cluster.nodes[2].stop)
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for n in range(20):
+            await producer.send_and_wait(hub_topic, f"after-{n}".encode(), key=f"ticket-{n % 7}".encode())
+    finally:
+        await producer.stop()
+    survivors = await _consume(bootstrap, hub_topic, 20, group_id="test-cluster-survivors")
+    assert sorted(r.value for r in survivors) == sorted(f"after-{n}".encode() for n in range(20))
+
     await asyncio.to_thread(cluster.stop)
     assert cluster.pids() == []
     assert all(_pid_is_gone(pid) for pid in pids), f"cluster JVMs left: {[p for p in pids if not _pid_is_gone(p)]}"
+
+
+async def _topic_config(bootstrap: KafkaClientSettings, topic: str, name: str) -> str | None:
+    from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+    admin = AIOKafkaAdminClient(**kafka_access(bootstrap).options)
+    await admin.start()
+    try:
+        [response] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        for _error, _message, _type, _resource, entries in response.resources:
+            for entry in entries:
+                if entry[0] == name:
+                    return str(entry[1])
+        return None
+    finally:
+        await admin.close()
 
 
 async def _assert_fully_replicated(bootstrap: KafkaClientSettings, topic: str, replicas: int) -> None:
