@@ -213,7 +213,13 @@ class MetricsServer:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self._server, self._thread = start_http_server(self.port, addr=self.host, registry=self.metrics.registry)
+        try:
+            self._server, self._thread = start_http_server(self.port, addr=self.host, registry=self.metrics.registry)
+        except OSError as exc:
+            # Metrics are for watching the work, not part of it: a port taken by another process (a second hub
+            # on this machine) costs this process its endpoint, never its service.
+            log.error("metrics_not_served", url=f"http://{self.host}:{self.port}/metrics", error=repr(exc))
+            return
         log.info("metrics_serving", url=f"http://{self.host}:{self.port}/metrics")
 
     def stop(self) -> None:

@@ -156,3 +156,16 @@ def test_the_metrics_port_serves_the_registry_without_a_token(tmp_path: Path) ->
     assert 'cityops_records_applied_total{consumer="toy"} 1.0' in text
     with pytest.raises(httpx.TransportError):
         httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2)  # stopped: the port is closed
+
+
+def test_a_metrics_port_already_taken_costs_the_endpoint_not_the_service() -> None:
+    import socket
+
+    from services.common.metrics import MetricsServer, ServiceMetrics
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = MetricsServer(ServiceMetrics(), "127.0.0.1", taken.getsockname()[1])
+        server.start()  # logs metrics_not_served instead of raising
+        server.stop()
