@@ -36,6 +36,7 @@ from services.common.kafka import kafka_access
 from services.common.settings import REPO_ROOT
 from services.intake.keystore import open_sealed
 from tests.harness.auth import TEST_KEY, bearer
+from tests.harness.http import wait_healthy
 from tests.harness.topics import fresh_hub_topics
 from tools.supervisor import Supervisor
 
@@ -86,23 +87,11 @@ def run(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPath
     try:
         for name in [*SERVICES, "intake"]:
             r.supervisor.start_service(name)
-        asyncio.run(_wait_http())
+        asyncio.run(wait_healthy(HTTP_PORT))
         yield r
     finally:
         r.supervisor.stop_all()
 
-
-async def _wait_http(timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as c:
-        while time.monotonic() < deadline:
-            try:
-                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise TimeoutError("intake did not come up")
 
 
 async def _submit_everywhere(bootstrap: str) -> list[str]:

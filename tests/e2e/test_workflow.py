@@ -32,6 +32,7 @@ from services.common.settings import REPO_ROOT, KafkaClientSettings
 from services.intake.domain import ticket_id_for
 from services.units.sdk import UnitClient
 from tests.harness.auth import TEST_KEY, bearer, token
+from tests.harness.http import wait_healthy
 from tests.harness.topics import fresh_hub_topics
 from tools.supervisor import Supervisor
 
@@ -90,23 +91,11 @@ def hub(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPath
     try:
         for name in [*SERVICES, "units", "intake"]:
             h.start(name)
-        asyncio.run(_wait_http())
+        asyncio.run(wait_healthy(HTTP_PORT))
         yield h
     finally:
         h.stop_all()
 
-
-async def _wait_http(timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    async with httpx.AsyncClient() as c:
-        while time.monotonic() < deadline:
-            try:
-                if (await c.get(f"http://127.0.0.1:{HTTP_PORT}/health")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.3)
-    raise TimeoutError("intake did not come up")
 
 
 class Story:
@@ -321,7 +310,7 @@ async def _run_scenarios(hub: Hub) -> None:
                 await asyncio.sleep(1)
                 hub.start(name)
                 if name == "intake":
-                    await _wait_http()
+                    await wait_healthy(HTTP_PORT)
             for tid in batch:
                 await wait_status(client, tid, {"closed"}, timeout=180)
         finally:
