@@ -17,7 +17,7 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from domain.catalogue import Catalogue
-    from services.triage.classifier import ComplaintClassifier, EvaluationReport
+    from domain.classifier import ComplaintClassifier, EvaluationReport
 
 app = typer.Typer(
     help="Train and try the complaint classifier; inspect the responsibility catalogue.",
@@ -74,7 +74,7 @@ def train(
     labels the catalogue does not map (those still train; they just cannot be routed).
     """
     from domain.catalogue import load_catalogue
-    from services.triage.classifier import ComplaintClassifier, evaluate
+    from domain.classifier import ComplaintClassifier, evaluate
 
     if sum(x is not None for x in (csv_file, nyc, from_log)) > 1:
         raise typer.BadParameter("give one of --csv, --nyc or --from-log")
@@ -132,7 +132,7 @@ def _training_data(
         return _nyc_data(nyc, raw_labels, without_type, limit)
     if csv_file is not None:
         return _csv_data(csv_file, text_col, label_col, group_col, limit)
-    from services.triage.classifier import seed_examples
+    from domain.classifier import seed_examples
 
     examples = seed_examples(catalogue)
     groups = [f"{e.category}|{e.language}|{e.keyword}" for e in examples]
@@ -254,7 +254,7 @@ def classify(
     from the catalogue's seed sentences first (a few seconds).
     """
     from domain.catalogue import Location, load_catalogue
-    from services.triage.classifier import ComplaintClassifier, default_classifier
+    from domain.classifier import ComplaintClassifier, default_classifier
 
     catalogue = load_catalogue(catalogue_path)
     if model is not None:

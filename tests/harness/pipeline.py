@@ -325,7 +325,7 @@ def default_classifier() -> Any:
     """The catalogue-trained classifier, trained once per test session (it takes seconds)."""
     if not _CLASSIFIER:
         from domain.catalogue import load_catalogue
-        from services.triage.classifier import default_classifier as train
+        from domain.classifier import default_classifier as train
 
         _CLASSIFIER.append(train(load_catalogue()))
     return _CLASSIFIER[0]

@@ -28,10 +28,10 @@ import httpx
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id, utcnow
 from domain.catalogue import load_catalogue
+from domain.classifier import Prediction
 from domain.privacy import mask_phone, pseudonym
 from services.intake.api import _command as intake_command
 from services.intake.api import build_api
-from services.triage.classifier import Prediction
 from services.units import sdk
 from services.units.hotline import StaffTokens, post_due
 

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from domain.catalogue import Catalogue, load_catalogue
-from services.triage.classifier import (
+from domain.classifier import (
     ComplaintClassifier,
     ModelFormatError,
     default_classifier,

@@ -119,7 +119,7 @@ def test_below_the_confidence_floor_a_ticket_would_wait_for_an_operator():
 
 
 def test_a_model_file_saved_by_triage_loads_without_importing_triage_code(tmp_path):
-    from services.triage import classifier as classifier_module
+    from domain import classifier as classifier_module
 
     texts = ["street light broken", "路灯坏了", "lamp post dark", "noise at night", "楼上噪音", "loud music neighbours"] * 3
     labels = ["city-management.street-light"] * 3 + ["public-security.social-noise"] * 3

@@ -35,24 +35,19 @@ def demo_locations() -> list[Location]:
 
 def classifier_for_bench(service_state: Path) -> tuple[Any, float]:
     """The classifier the triage service will use, loaded (or trained) by triage's own cache
-    (`services.triage.app.cached_default`) in the services' state dir, so that the benchmark picks
+    (`domain.classifier.cached_default_classifier`) in the services' state dir, so that the benchmark picks
     texts that model routes with confidence. Trained models are kept in .cache/bench between runs."""
     from domain.catalogue import load_catalogue
     from services.triage.settings import TriageSettings
 
     catalogue = load_catalogue()
-    settings = TriageSettings(state_dir=service_state)
-    min_confidence = settings.min_confidence
+    min_confidence = TriageSettings(state_dir=service_state).min_confidence
     service_state.mkdir(parents=True, exist_ok=True)
     for cached in MODEL_CACHE.glob("triage-default-*.model"):
         shutil.copyfile(cached, service_state / cached.name)
-    try:
-        from services.triage.app import cached_default
-    except ImportError:  # no cache in triage: it trains at start; train the same default here
-        from services.triage.classifier import default_classifier
+    from domain.classifier import cached_default_classifier
 
-        return default_classifier(catalogue), min_confidence
-    classifier = cached_default(settings, catalogue)
+    classifier = cached_default_classifier(service_state, catalogue)
     MODEL_CACHE.mkdir(parents=True, exist_ok=True)
     for model in service_state.glob("triage-default-*.model"):
         if not (MODEL_CACHE / model.name).exists():

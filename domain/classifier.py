@@ -15,6 +15,7 @@ catalogue does not know are *reported* by ``unmapped_labels``, never rejected.
 
 from __future__ import annotations
 
+import hashlib
 import random
 import re
 import time
@@ -48,6 +49,7 @@ __all__ = [
     "ModelFormatError",
     "Prediction",
     "SeedExample",
+    "cached_default_classifier",
     "default_classifier",
     "evaluate",
     "holdout_split",
@@ -457,4 +459,22 @@ def default_classifier(catalogue: Catalogue | None = None) -> ComplaintClassifie
     classifier = ComplaintClassifier().fit([e.text for e in examples], [e.category for e in examples])
     classifier.metadata["trained_on"] = f"catalogue {catalogue.version} seed examples"
     classifier.metadata["seed_recipe_version"] = SEED_RECIPE_VERSION
+    return classifier
+
+
+def cached_default_classifier(state_dir: Path, catalogue: Catalogue) -> ComplaintClassifier:
+    """The catalogue-trained classifier, trained once per catalogue and kept in the state dir,
+    so a restarted triage (or intake's suggestions) is back in a second instead of retraining."""
+    digest = hashlib.sha256(f"{SEED_RECIPE_VERSION}|{catalogue.model_dump_json()}".encode()).hexdigest()[:12]
+    path = state_dir / f"triage-default-{catalogue.version}-{digest}.model"
+    if path.exists():
+        try:
+            return ComplaintClassifier.load(path)
+        except Exception:  # a model from another library version: train again
+            path.unlink(missing_ok=True)
+    classifier = default_classifier(catalogue)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    classifier.save(tmp)
+    tmp.replace(path)  # atomic: two triage instances starting together never read half a file
     return classifier
