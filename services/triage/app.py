@@ -26,7 +26,7 @@ def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | 
     settings = settings or TriageSettings()
     catalogue = load_catalogue(settings.catalogue_path)
     if classifier is None:
-        primed = _watched_classifier(settings, catalogue)
+        primed = watched_classifier(settings, catalogue)
     else:
         primed = PrimedClassifier(classifier, (getattr(classifier, "metadata", None) or {}).get("version"))
     deps = TriageDeps(catalogue=catalogue, classifier=primed)
@@ -34,7 +34,7 @@ def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | 
                              clock=clock)
 
 
-def _watched_classifier(settings: TriageSettings, catalogue: Catalogue) -> PrimedClassifier:
+def watched_classifier(settings: TriageSettings, catalogue: Catalogue) -> PrimedClassifier:
     """The published model (reloaded when `cityops triage publish` replaces it), else the catalogue-trained one."""
     def seeds() -> tuple[ComplaintClassifier, str]:
         return cached_default_classifier(settings.state_dir, catalogue), f"seeds-{catalogue.version}-r{SEED_RECIPE_VERSION}"

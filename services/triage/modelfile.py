@@ -75,7 +75,7 @@ class WatchedModel:
         self.path, self._load, self._fallback = path, load, fallback
         self.check_every_s, self._clock = check_every_s, clock
         self._seen: _Signature | None = None
-        self._checked_at = float("-inf")
+        self._checked_at = clock()  # the look at start counts as the first check
         self.classifier: Any = None
         self.version: str | None = None
         signature = _signature(path)
