@@ -136,3 +136,14 @@ def test_triage_routes_the_lift_dispute_to_consultation_and_says_why_and_which_m
     assert operator.method == "operator" and operator.model_version is None
     assert operator.needs_consultation and "residents" in (operator.consultation_reason or "")
     assert not of_type(out, ev.ManualTriageRequested)
+
+
+def test_no_seed_sentence_of_a_category_without_consultation_fires_the_rule():
+    """The catalogue's own phrases for every category (its seed sentences, zh and en, in the callers' framing):
+    the rule may fire only in categories that need consultation anyway, never convene one for a street light."""
+    from domain.classifier import seed_examples
+
+    examples = seed_examples(CATALOGUE)
+    fired = [e for e in examples if consultation_cue(e.text)]
+    wrong = [(e.category, e.text) for e in fired if not CATALOGUE.category(e.category).needs_consultation]
+    assert fired and wrong == []
