@@ -68,15 +68,26 @@ def consultation_cue(text: str) -> ConsultationCue | None:
     who = _found_zh(lowered, _PARTIES_ZH + _CONSENT_MATTERS_ZH) + _found_en(lowered, _PARTY_EN, _MATTER_EN)
     if not who:
         return None
-    disagreement = _found_zh(lowered, _DISAGREEMENT_ZH) + _found_en(lowered, _DISAGREE_EN)
+    disagreement = _found_zh(lowered, _DISAGREEMENT_ZH, _NEGATED_ZH) + _found_en(lowered, _DISAGREE_EN, negated=_NEGATED_EN)
     return ConsultationCue(who=who, disagreement=disagreement) if disagreement else None
 
 
-def _found_zh(text: str, phrases: tuple[str, ...]) -> tuple[str, ...]:
+# "邻居之间没有矛盾", "there is no dispute": a denied disagreement is none.
+_NEGATED_ZH = re.compile(r"(?:没有|没什么|没|无|并无|不存在)$")
+_NEGATED_EN = re.compile(r"\b(?:no|not|without|never)\s+$")
+
+
+def _found_zh(text: str, phrases: tuple[str, ...], negated: re.Pattern[str] | None = None) -> tuple[str, ...]:
+    hits = [p for p in phrases if any(_stands(text, m.start(), negated, 4) for m in re.finditer(re.escape(p), text))]
     # A phrase inside a longer one found too ("业主委员会" also holds "业主") is reported once, as the longer.
-    hits = [p for p in phrases if p in text]
     return tuple(p for p in hits if not any(p != q and p in q for q in hits))
 
 
-def _found_en(text: str, *patterns: re.Pattern[str]) -> tuple[str, ...]:
-    return tuple(dict.fromkeys(m.group(0) for pattern in patterns for m in pattern.finditer(text)))
+def _found_en(text: str, *patterns: re.Pattern[str], negated: re.Pattern[str] | None = None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(m.group(0) for pattern in patterns for m in pattern.finditer(text)
+                               if _stands(text, m.start(), negated, 10)))
+
+
+def _stands(text: str, start: int, negated: re.Pattern[str] | None, window: int) -> bool:
+    """The match at ``start`` is not denied by the words just before it."""
+    return negated is None or negated.search(text[max(0, start - window):start]) is None

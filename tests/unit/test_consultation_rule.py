@@ -28,6 +28,7 @@ POSITIVES = [
     "The homeowners' committee and the property company cannot agree on who pays for the roof",
     "Owners in our block are divided over installing a lift, please mediate",
     "My neighbour and I have a dispute about the shared wall",
+    "业主没有办法，和物业协商无果",  # a negation elsewhere does not deny the disagreement
 ]
 NEAR_MISSES = [
     "小区电梯坏了，请物业尽快维修",  # a party, no disagreement
@@ -40,6 +41,9 @@ NEAR_MISSES = [
     "I am a resident and I dispute the parking fine",  # one resident is not several parties
     "Taxi driver overcharged me, I want to dispute the fare",
     "The store opposite my home plays loud music",  # "opposite" is not "oppose"
+    "邻居之间没有矛盾，只是楼道灯坏了",  # a denied disagreement
+    "Residents are not in conflict, the stair light is just broken",
+    "There is no dispute among the owners, the roof leaks",
 ]
 
 
