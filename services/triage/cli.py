@@ -265,7 +265,7 @@ def publish(
     try:
         version = publish_model(model, target, ComplaintClassifier.load)
     except Exception as exc:  # not a model this code reads: nothing was published
-        err_console.print(f"[red]not published[/]: {model} does not load as a classifier ({exc})")
+        err_console.print(f"[red]not published[/]: {model} does not load as a classifier ({type(exc).__name__}: {exc})")
         raise typer.Exit(code=1) from None
     console.print(f"published {model} to {target}: model_version {version}")
 

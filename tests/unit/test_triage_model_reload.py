@@ -156,3 +156,17 @@ def test_triage_loads_the_published_model_at_start_and_names_its_version(tmp_pat
     assert primed.version == model_version(published) and primed.source is not None
     assert primed.source.path == published and primed.source.check_every_s == 0.5
     assert primed.predict("停水了").category == "water.outage"
+
+
+def test_the_publish_command_refuses_a_broken_file_and_prints_the_version_of_a_good_one(tmp_path):
+    from typer.testing import CliRunner
+
+    from services.triage.cli import app
+
+    target = tmp_path / "state" / "triage.model"
+    model = ComplaintClassifier().fit(["beep x", "hum y", "beep z", "hum w"], ["water.outage", "gas.leak"] * 2)
+    good = CliRunner().invoke(app, ["publish", str(model.save(tmp_path / "good.model")), "--to", str(target)])
+    assert good.exit_code == 0 and model_version(target) in good.output.replace("\n", "")
+    published = target.read_bytes()
+    bad = CliRunner().invoke(app, ["publish", str(_write(tmp_path / "bad.model", "nope")), "--to", str(target)])
+    assert bad.exit_code == 1 and target.read_bytes() == published
