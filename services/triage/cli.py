@@ -249,6 +249,9 @@ def publish(
     to: Path | None = typer.Option(
         None, "--to", help="The model file triage watches (default: CITYOPS_TRIAGE_MODEL_PATH, else STATE_DIR/triage.model)."
     ),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="The hub's state dir (`cityops up`: .state/hub); the model goes to STATE_DIR/triage.model."
+    ),
 ) -> None:
     """Publish a trained model to the running triage services, without a restart.
 
@@ -261,7 +264,9 @@ def publish(
     from services.triage.modelfile import publish_model
     from services.triage.settings import TriageSettings
 
-    target = to or TriageSettings().published_model_path
+    if to is not None and state_dir is not None:
+        raise typer.BadParameter("give --to or --state-dir, not both")
+    target = to or (TriageSettings(state_dir=state_dir) if state_dir is not None else TriageSettings()).published_model_path
     try:
         version = publish_model(model, target, ComplaintClassifier.load)
     except Exception as exc:  # not a model this code reads: nothing was published

@@ -168,5 +168,7 @@ def test_the_publish_command_refuses_a_broken_file_and_prints_the_version_of_a_g
     good = CliRunner().invoke(app, ["publish", str(model.save(tmp_path / "good.model")), "--to", str(target)])
     assert good.exit_code == 0 and model_version(target) in good.output.replace("\n", "")
     published = target.read_bytes()
-    bad = CliRunner().invoke(app, ["publish", str(_write(tmp_path / "bad.model", "nope")), "--to", str(target)])
+    bad = CliRunner().invoke(app, ["publish", str(_write(tmp_path / "bad.model", "nope")), "--state-dir", str(target.parent)])
     assert bad.exit_code == 1 and target.read_bytes() == published
+    hub = CliRunner().invoke(app, ["publish", str(tmp_path / "good.model"), "--state-dir", str(tmp_path / "hub")])
+    assert hub.exit_code == 0 and (tmp_path / "hub" / "triage.model").read_bytes() == published
