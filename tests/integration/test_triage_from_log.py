@@ -189,9 +189,14 @@ async def test_a_running_triage_switches_to_a_published_model_without_a_restart(
             assert second != first and second in result.output
             await asyncio.sleep(0.6)  # three check intervals: the next batch is classified by the new model
 
-            await _send(kafka_bootstrap, TICKETS.name, [_registered(f"{prefix}-{i}", "beep beep all night") for i in (2, 3)])
+            await _send(kafka_bootstrap, TICKETS.name, [_registered(f"{prefix}-{i}", "beep beep all night") for i in (2, 3)]
+                        + [_registered(f"{prefix}-lift", "我们单元加装电梯，住户意见不一，一直谈不拢")])
             after = [await out.wait_for(f"{prefix}-{i}") for i in (2, 3)]
             assert [(a.category, a.model_version) for a in after] == [("city-management.street-light", second)] * 2
+            assert not any(a.needs_consultation for a in after)
+            lift = await out.wait_for(f"{prefix}-lift")  # the text, not the category, convenes the parties
+            assert isinstance(lift, TicketClassified) and lift.needs_consultation and lift.model_version == second
+            assert "加装电梯" in (lift.consultation_reason or "") and "意见不一" in (lift.consultation_reason or "")
         assert process.poll() is None, "triage restarted or died: " + log.read_text()[-3000:]
         # The swap is logged by the running process (the first load happened before it configured JSON logs).
         loaded = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{") and '"model_loaded"' in line]
