@@ -25,6 +25,14 @@ class TicketClassified(Event):
     limits: Limits = Field(description="Time limits of this category.")
     excluded_units: tuple[str, ...] = Field(default=(), description="Units excluded because they returned the task.")
     ticket: RegisteredTicket = Field(description="The ticket, for downstream steps.")
+    model_version: str | None = Field(
+        default=None,
+        description="Version (content digest) of the classifier model that decided; None when a person or a rule did.",
+    )
+    consultation_reason: str | None = Field(
+        default=None,
+        description="Why the parties must agree (the catalogue, returns, cues in the text); None without consultation.",
+    )
 
 
 class ManualTriageRequested(Event):
@@ -35,6 +43,9 @@ class ManualTriageRequested(Event):
     candidates: tuple[tuple[str, float], ...] = Field(description="Best (category, confidence) pairs.")
     reason: str = Field(description="Why it needs a person (low confidence, unknown category, no route).")
     ticket: RegisteredTicket = Field(description="The ticket to triage.")
+    model_version: str | None = Field(
+        default=None, description="Version (content digest) of the classifier model that was unsure."
+    )
 
 
 class ManualTriageResolved(Event):

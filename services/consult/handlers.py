@@ -76,7 +76,8 @@ def convene(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     parties = domain.parties_for(c.routing, c.excluded_units)
     request = ev.ConsultationRequested(
         consultation_id=consultation_id, parties=parties, proposed=c.routing, category=c.category, limits=c.limits,
-        reason="returned by " + ", ".join(c.excluded_units) if c.excluded_units else "the catalogue requires consultation",
+        reason="returned by " + ", ".join(c.excluded_units) if c.excluded_units
+        else c.consultation_reason or "the catalogue requires consultation",
         opinions_due=envelope.time + timedelta(seconds=settings_as(ctx, ConsultSettings).opinion_window_s), ticket=c.ticket,
     )
     for old in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,

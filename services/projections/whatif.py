@@ -35,6 +35,7 @@ from contracts.envelope import utcnow
 from contracts.topics import EVALUATE, TICKETS, TRIAGE
 from domain import rates as rate_rules
 from domain.catalogue import Catalogue, UnknownCategoryError
+from domain.consultation import consultation_cue
 
 from .domain import Fact, rank
 from .logsource import LogSource
@@ -196,7 +197,10 @@ def decide(seen: dict[str, _Seen], catalogue: Catalogue, classifier: Classifier 
         why = "catalogue"
         if tid in guesses:
             guess = guesses[tid]
-            category, why = (guess.category, "classifier") if guess.confidence >= min_confidence else (None, "manual-triage")
+            # As triage decides: an unsure guess waits for an operator, unless the text says several parties must
+            # agree (domain.consultation): then the guess routes it and the parties settle the plan.
+            sure = guess.confidence >= min_confidence or consultation_cue(s.text or "") is not None
+            category, why = (guess.category, "classifier") if sure else (None, "manual-triage")
         lead, co = _route(catalogue, category, s.location or before.ticket.location)
         if lead is None and category is not None:
             why = "unroutable"

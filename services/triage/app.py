@@ -9,13 +9,14 @@ from faststream.kafka import KafkaBroker
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
-from domain.catalogue import load_catalogue
-from domain.classifier import ComplaintClassifier, cached_default_classifier
+from domain.catalogue import Catalogue, load_catalogue
+from domain.classifier import SEED_RECIPE_VERSION, ComplaintClassifier, cached_default_classifier
 from services.common.app import build_service_app
 from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .handlers import PrimedClassifier, TriageDeps, spec
+from .modelfile import WatchedModel
 from .models import TriageTicket
 from .settings import TriageSettings
 
@@ -25,7 +26,19 @@ def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | 
     settings = settings or TriageSettings()
     catalogue = load_catalogue(settings.catalogue_path)
     if classifier is None:
-        classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default_classifier(settings.state_dir, catalogue)
-    deps = TriageDeps(catalogue=catalogue, classifier=PrimedClassifier(classifier))
+        primed = watched_classifier(settings, catalogue)
+    else:
+        primed = PrimedClassifier(classifier, (getattr(classifier, "metadata", None) or {}).get("version"))
+    deps = TriageDeps(catalogue=catalogue, classifier=primed)
     return build_service_app(settings, spec=spec(deps), tables=[table_of(TriageTicket)], broker=broker, engine=engine,
                              clock=clock)
+
+
+def watched_classifier(settings: TriageSettings, catalogue: Catalogue) -> PrimedClassifier:
+    """The published model (reloaded when `cityops triage publish` replaces it), else the catalogue-trained one."""
+    def seeds() -> tuple[ComplaintClassifier, str]:
+        return cached_default_classifier(settings.state_dir, catalogue), f"seeds-{catalogue.version}-r{SEED_RECIPE_VERSION}"
+
+    watched = WatchedModel(settings.published_model_path, ComplaintClassifier.load, seeds,
+                           check_every_s=settings.model_check_s, required=settings.model_path is not None)
+    return PrimedClassifier(watched.classifier, watched.version, source=watched)

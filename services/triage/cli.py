@@ -64,28 +64,30 @@ def train(
     catalogue_path: Path | None = typer.Option(None, "--catalogue", help="Catalogue YAML (default: packaged v1)."),
     from_log: str | None = typer.Option(
         None, "--from-log", metavar="BOOTSTRAP",
-        help="Train on the categories people confirmed in the event log (operator or manual triage) on this broker.",
+        help="Add the categories people confirmed in the event log on this broker (operators' categories at submission, "
+             "manual triage) to the training data: the catalogue's seed sentences, or --csv / --nyc.",
     ),
 ) -> None:
     """Train a complaint classifier and print its accuracy on a held-back part.
 
-    Data: --csv FILE (columns --text-col/--label-col), --nyc PATH (an NYC 311 export), --from-log BOOTSTRAP
-    (confirmed categories in cityops.triage.v1), or none of them to train on the catalogue's generated seed sentences. Prints the accuracy, the label count, the training time and the
-    labels the catalogue does not map (those still train; they just cannot be routed).
+    Data: --csv FILE (columns --text-col/--label-col), --nyc PATH (an NYC 311 export), or neither to train on the
+    catalogue's generated seed sentences; --from-log BOOTSTRAP adds the categories people confirmed in
+    cityops.triage.v1 to either. Prints the accuracy, the label count, the training time and the labels the
+    catalogue does not map (those still train; they just cannot be routed). Publish the saved model to running
+    triage services with `cityops triage publish`.
     """
     from domain.catalogue import load_catalogue
     from domain.classifier import ComplaintClassifier, evaluate
 
-    if sum(x is not None for x in (csv_file, nyc, from_log)) > 1:
-        raise typer.BadParameter("give one of --csv, --nyc or --from-log")
+    if csv_file is not None and nyc is not None:
+        raise typer.BadParameter("give one of --csv or --nyc")
     catalogue = load_catalogue(catalogue_path)
     groups: list[str] | None
+    texts, labels, groups, source = _training_data(
+        catalogue, csv_file, nyc, text_col, label_col, group_col, raw_labels, without_type, limit
+    )
     if from_log is not None:
-        texts, labels, groups, source = _log_data(from_log)
-    else:
-        texts, labels, groups, source = _training_data(
-            catalogue, csv_file, nyc, text_col, label_col, group_col, raw_labels, without_type, limit
-        )
+        texts, labels, groups, source = _with_log(texts, labels, groups, source, from_log)
     if len(set(labels)) < 2:
         raise typer.BadParameter(f"{source}: {len(texts)} examples with {len(set(labels))} label(s); a classifier needs at least 2")
     console.print(f"[bold]{source}[/]: {len(texts):,} examples, {len(set(labels)):,} labels")
@@ -106,14 +108,21 @@ def train(
         console.print(f"model saved to {out}")
 
 
-def _log_data(bootstrap: str) -> tuple[list[str], list[str], list[str], str]:
+def _with_log(
+    texts: list[str], labels: list[str], groups: list[str] | None, source: str, bootstrap: str
+) -> tuple[list[str], list[str], list[str], str]:
+    """The training data plus what people confirmed on the log: the log alone is too small and too skewed to
+    the categories that are hard to guess to train on, the seeds alone never learn from operators."""
     import asyncio
 
     from services.triage.logdata import confirmed_examples
 
     with _spinner(f"reading confirmed categories from {bootstrap}"):
-        texts, labels = asyncio.run(confirmed_examples(bootstrap))
-    return texts, labels, list(texts), f"event log on {bootstrap} (confirmed categories)"
+        log_texts, log_labels = asyncio.run(confirmed_examples(bootstrap))
+    console.print(f"event log on {bootstrap}: {len(log_texts):,} confirmed categories")
+    base_groups = groups if groups is not None else list(texts)
+    return ([*texts, *log_texts], [*labels, *log_labels], [*base_groups, *log_texts],
+            f"{source} + event log on {bootstrap} ({len(log_texts):,} confirmed)")
 
 
 def _training_data(
@@ -229,6 +238,41 @@ def _print_unmapped(classifier: ComplaintClassifier, catalogue: Catalogue) -> No
         shown = ", ".join(unmapped[:_MAX_LABELS_LISTED])
         more = f" ... and {len(unmapped) - _MAX_LABELS_LISTED} more" if len(unmapped) > _MAX_LABELS_LISTED else ""
         console.print(f"unmapped labels (they train and predict, but cannot be routed): {shown}{more}")
+
+
+# ---------------------------------------------------------------------- publish
+
+
+@app.command()
+def publish(
+    model: Path = typer.Argument(..., exists=True, dir_okay=False, help="A model saved by `cityops triage train --out`."),
+    to: Path | None = typer.Option(
+        None, "--to", help="The model file triage watches (default: CITYOPS_TRIAGE_MODEL_PATH, else STATE_DIR/triage.model)."
+    ),
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="The hub's state dir (`cityops up`: .state/hub); the model goes to STATE_DIR/triage.model."
+    ),
+) -> None:
+    """Publish a trained model to the running triage services, without a restart.
+
+    Checks that the model loads, then replaces the watched file atomically (this command is its only writer).
+    Each triage instance looks at the file at most every CITYOPS_TRIAGE_MODEL_CHECK_S seconds (default 2), before
+    a batch, and classifies the next tickets with the new model; their TicketClassified events carry its version
+    (model_version, printed here), so the log shows which model decided each ticket.
+    """
+    from domain.classifier import ComplaintClassifier
+    from services.triage.modelfile import publish_model
+    from services.triage.settings import TriageSettings
+
+    if to is not None and state_dir is not None:
+        raise typer.BadParameter("give --to or --state-dir, not both")
+    target = to or (TriageSettings(state_dir=state_dir) if state_dir is not None else TriageSettings()).published_model_path
+    try:
+        version = publish_model(model, target, ComplaintClassifier.load)
+    except Exception as exc:  # not a model this code reads: nothing was published
+        err_console.print(f"[red]not published[/]: {model} does not load as a classifier ({type(exc).__name__}: {exc})")
+        raise typer.Exit(code=1) from None
+    console.print(f"published {model} to {target}: model_version {version}")
 
 
 # ---------------------------------------------------------------------- classify

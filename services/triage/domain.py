@@ -1,4 +1,5 @@
-"""Triage decisions: which category, which route, or a person must decide. Pure: no I/O."""
+"""Triage decisions: which category, which route, whether the parties must consult, or a person must decide.
+Pure: no I/O."""
 
 from __future__ import annotations
 
@@ -7,6 +8,9 @@ from typing import Any
 
 from contracts import events as ev
 from domain.catalogue import Catalogue
+from domain.consultation import consultation_cue
+
+CATALOGUE_REASON = "the catalogue requires consultation"
 
 
 @dataclass(frozen=True)
@@ -16,19 +20,35 @@ class CategoryChoice:
     method: str
     candidates: tuple[tuple[str, float], ...]
     reason: str = ""
+    consultation_reason: str | None = None  # set when the text says several parties must agree
 
 
 def choose_category(ticket: ev.RegisteredTicket, classifier: Any, catalogue: Catalogue, min_confidence: float) -> CategoryChoice:
-    """The operator's choice wins; otherwise the classifier's, if it is sure enough and the catalogue knows it."""
+    """The operator's choice wins; otherwise the classifier's, if it is sure enough and the catalogue knows it.
+
+    A text that says several parties must agree (domain.consultation) goes to consultation whatever its
+    category; an unsure classifier then does not send it to manual triage, where an operator could only
+    convene the same consultation: its best catalogue category routes it, and the parties settle the plan."""
+    consult = text_consultation_reason(ticket)
     if ticket.category and catalogue.has_category(ticket.category):
-        return CategoryChoice(ticket.category, 1.0, "rule" if ticket.proactive_rule else "operator", ())
+        return CategoryChoice(ticket.category, 1.0, "rule" if ticket.proactive_rule else "operator", (),
+                              consultation_reason=consult)
     p = classifier.predict(ticket.text)
     candidates = ((p.category, round(p.confidence, 4)), *((c, round(x, 4)) for c, x in p.alternatives[:2]))
     if not catalogue.has_category(p.category):
         return CategoryChoice(None, p.confidence, "model", candidates, f"model label {p.category!r} is not in the catalogue")
     if p.confidence < min_confidence:
-        return CategoryChoice(None, p.confidence, "model", candidates, f"low confidence {p.confidence:.2f} < {min_confidence:.2f}")
-    return CategoryChoice(p.category, p.confidence, "model", candidates)
+        low = f"low confidence {p.confidence:.2f} < {min_confidence:.2f}"
+        if consult is None:
+            return CategoryChoice(None, p.confidence, "model", candidates, low)
+        consult = f"{consult} ({low}: the consultation settles the plan)"
+    return CategoryChoice(p.category, p.confidence, "model", candidates, consultation_reason=consult)
+
+
+def text_consultation_reason(ticket: ev.RegisteredTicket) -> str | None:
+    """Why the ticket's text needs consultation, or None."""
+    cue = consultation_cue(ticket.text)
+    return cue.reason if cue else None
 
 
 def limits_of(catalogue: Catalogue, category: str) -> ev.Limits:
@@ -38,11 +58,14 @@ def limits_of(catalogue: Catalogue, category: str) -> ev.Limits:
 
 
 def classified(ticket: ev.RegisteredTicket, category: str, confidence: float, method: str, catalogue: Catalogue,
-               excluding: tuple[str, ...] = (), force_consultation: bool = False) -> ev.TicketClassified:
+               excluding: tuple[str, ...] = (), consultation_reason: str | None = None,
+               model_version: str | None = None) -> ev.TicketClassified:
+    """The classification event; ``consultation_reason`` convenes the parties whatever the catalogue says."""
     route = catalogue.route(category, ticket.location, excluding=excluding)
+    reason = consultation_reason or (CATALOGUE_REASON if route.needs_consultation else None)
     return ev.TicketClassified(
         category=category, confidence=confidence, method=method, catalogue_version=catalogue.version,
         routing=ev.Routing(lead=route.lead, co_units=tuple(route.co_units), level=route.level),
-        needs_consultation=bool(route.needs_consultation or force_consultation), limits=limits_of(catalogue, category),
-        excluded_units=tuple(excluding), ticket=ticket,
+        needs_consultation=reason is not None, limits=limits_of(catalogue, category),
+        excluded_units=tuple(excluding), ticket=ticket, model_version=model_version, consultation_reason=reason,
     )

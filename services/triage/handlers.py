@@ -14,6 +14,7 @@ from services.common.commands import fact_of_command
 from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch, settings_as
 
 from . import domain
+from .modelfile import WatchedModel
 from .models import TriageTicket
 from .settings import TriageSettings
 
@@ -30,9 +31,14 @@ class PrimedClassifier:
     batch's transaction (`prepare_batch`); a text it was not primed with is predicted on its own.
     """
 
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
+    def __init__(self, inner: Any, version: str | None = None, source: WatchedModel | None = None) -> None:
+        self.inner, self.version, self.source = inner, version, source
         self._primed: dict[str, Any] = {}
+
+    def refresh(self) -> None:
+        """Take a newly published model, if there is one (between batches: a batch is classified by one model)."""
+        if self.source is not None and self.source.refresh():
+            self.inner, self.version, self._primed = self.source.classifier, self.source.version, {}
 
     def prime(self, texts: Iterable[str]) -> None:
         unique = list(dict.fromkeys(texts))
@@ -66,7 +72,9 @@ def spec(deps: TriageDeps) -> HandlerSpec[TriageDeps]:
 
 
 def prepare_batch(deps: TriageDeps, envelopes: list[Envelope[Any]]) -> None:
-    """Called by the pipeline with a batch's events before applying them: classify their texts in one go."""
+    """Called by the pipeline with a batch's events before applying them: take a newly published model, then
+    classify their texts in one go."""
+    deps.classifier.refresh()
     deps.classifier.prime(e.data.ticket.text for e in envelopes
                           if isinstance(e.data, ev.TicketRegistered | ev.TicketSplit) and not e.data.ticket.category)
 
@@ -93,12 +101,16 @@ def _store(ctx: Ctx, ticket_id: str, ticket: ev.RegisteredTicket, category: str 
 def triage(ctx: Ctx, envelope: Envelope[Any], ticket: ev.RegisteredTicket) -> list[Emit]:
     catalogue, classifier = ctx.deps.catalogue, ctx.deps.classifier
     choice = domain.choose_category(ticket, classifier, catalogue, settings_as(ctx, TriageSettings).min_confidence)
+    # Only a model decision names the model: an operator's or a rule's category owes it nothing.
+    version = classifier.version if choice.method == "model" else None
     if choice.category is None:
         _store(ctx, envelope.ticket_id, ticket, None, "manual-triage")
-        data: Any = ev.ManualTriageRequested(candidates=choice.candidates, reason=choice.reason, ticket=ticket)
+        data: Any = ev.ManualTriageRequested(candidates=choice.candidates, reason=choice.reason, ticket=ticket,
+                                             model_version=version)
     else:
         _store(ctx, envelope.ticket_id, ticket, choice.category, "classified")
-        data = domain.classified(ticket, choice.category, choice.confidence, choice.method, catalogue)
+        data = domain.classified(ticket, choice.category, choice.confidence, choice.method, catalogue,
+                                 consultation_reason=choice.consultation_reason, model_version=version)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]
 
 
@@ -110,13 +122,14 @@ def resolve_manually(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     ticket = ev.RegisteredTicket.model_validate_json(row.registered_json)
     row.category, row.status = envelope.data.category, "classified"
     resolved = fact_of_command(ctx, envelope)
-    data = domain.classified(ticket, envelope.data.category, 1.0, "manual", ctx.deps.catalogue)
+    data = domain.classified(ticket, envelope.data.category, 1.0, "manual", ctx.deps.catalogue,
+                             consultation_reason=domain.text_consultation_reason(ticket))
     return [Emit(TRIAGE.name, resolved), Emit(TRIAGE.name, resolved.caused(data, source=ctx.source))]
 
 
 def reroute(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.RerouteRequested = envelope.data
     consult = r.returns >= settings_as(ctx, TriageSettings).consult_after_returns
-    data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue,
-                             excluding=tuple(r.excluded_units), force_consultation=consult)
+    data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue, excluding=tuple(r.excluded_units),
+                             consultation_reason=f"returned {r.returns} times" if consult else None)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]

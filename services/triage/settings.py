@@ -16,6 +16,15 @@ class TriageSettings(ServiceSettings):
     service_name: ClassVar[str] = "triage"
 
     catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
-    model_path: Path | None = Field(default=None, description="Trained classifier (cityops triage train); default: trained from the catalogue at start.")
+    model_path: Path | None = Field(
+        default=None, description="Trained classifier (cityops triage train) that must load at start; watched and reloaded when "
+                                  "`cityops triage publish` replaces it. Default: state_dir/triage.model if it is there, else "
+                                  "a model trained from the catalogue, until a model is published.")
+    model_check_s: float = Field(default=2.0, gt=0, description="How often (seconds, at most) the model file is checked for a newly published model.")
     min_confidence: float = Field(default=0.35, ge=0, le=1, description="Below this the ticket goes to the manual-triage queue.")
     consult_after_returns: int = Field(default=2, ge=1, description="From this many returns on, re-routing convenes a consultation.")
+
+    @property
+    def published_model_path(self) -> Path:
+        """The file `cityops triage publish` writes and triage watches."""
+        return self.model_path or self.state_dir / "triage.model"

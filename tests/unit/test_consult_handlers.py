@@ -56,6 +56,15 @@ def test_a_category_that_needs_consultation_convenes_every_party_on_its_own_topi
     assert (row["status"], row["parties"]) == ("open", "street-east-1,housing")
 
 
+def test_the_consultation_says_why_triage_convened_it(tmp_path, hub):
+    """T-CONSULT's text ("楼上漏水物业不管 property dispute over a leak") names a party and a dispute: triage's
+    reason, from the text, is the consultation's reason (not a generic "the catalogue requires consultation")."""
+    classified = next(r for r in _classified(hub, "T-CONSULT")).envelope().data
+    assert classified.consultation_reason and "dispute" in classified.consultation_reason
+    request = one(_consult(tmp_path).feed(_classified(hub, "T-CONSULT")), ev.ConsultationRequested, "T-CONSULT")
+    assert request.data.reason == classified.consultation_reason
+
+
 def test_the_plan_is_agreed_when_every_party_accepts(tmp_path, hub):
     svc = _consult(tmp_path)
     records = inputs(svc, hub.log, "T-CONSULT")

@@ -118,6 +118,19 @@ def test_below_the_confidence_floor_a_ticket_would_wait_for_an_operator():
     assert model_decided and all(d.lead_after is None for d in model_decided)
 
 
+def test_below_the_floor_a_text_that_needs_consultation_is_routed_as_triage_would():
+    from domain.consultation import consultation_cue
+
+    first = first_classifications()
+    report = asyncio.run(what_if(MemoryLog(HISTORY), load_catalogue(), classifier=EverythingIsASuggestion(),
+                                 min_confidence=0.95))
+    by_ticket = {d.ticket_id: d for d in report.diffs}
+    consult = {t for t, c in first.items() if c.method == "model" and consultation_cue(c.ticket.text)}
+    assert consult and all(by_ticket[t].why == "classifier" and by_ticket[t].category_after == "hotline.suggestion"
+                           for t in consult)
+    assert all(by_ticket[t].why == "manual-triage" for t, c in first.items() if c.method == "model" and t not in consult)
+
+
 def test_a_model_file_saved_by_triage_loads_without_importing_triage_code(tmp_path):
     from domain import classifier as classifier_module
 
