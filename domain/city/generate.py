@@ -112,7 +112,9 @@ def catalogue_yaml(layout: CityLayout) -> str:
     out.writelines(f"  - {_flow(u)}\n" for u in data["units"])
     out.write("\ncategories:\n")
     for category in data["categories"]:
-        block = yaml.safe_dump([category], allow_unicode=True, sort_keys=False, default_flow_style=None, width=200)
+        # The C emitter (when PyYAML has it) writes the same text ~10x faster.
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        block = yaml.dump([category], Dumper=dumper, allow_unicode=True, sort_keys=False, default_flow_style=None, width=200)
         out.write("".join(f"  {line}\n" for line in block.splitlines()))
     return out.getvalue()
 

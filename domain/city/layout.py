@@ -134,8 +134,10 @@ def generate_layout(seed: int) -> CityLayout:
         _streets(rng, city, spec, street_names)
     grid_weights = [(2.0 if not a.rural else 1.0) * rng.uniform(0.7, 1.3) for a in city.areas if a.level == "community"]
     grid_counts = iter(largest_remainder(TOTAL_GRIDS, grid_weights, minimum=2))
+    # Compound names are unique within a district, as the district's address register would have them.
+    compound_names: dict[str, set[str]] = {spec.id: set() for spec in DISTRICTS}
     for community in [a for a in city.areas if a.level == "community"]:
-        _grids(rng, city, community, next(grid_counts))
+        _grids(rng, city, community, next(grid_counts), compound_names[community.id.split("-")[0]])
     return city
 
 
@@ -161,9 +163,9 @@ def _communities(rng: random.Random, city: CityLayout, street: GenArea, count: i
         city.areas.append(GenArea(f"{street.id}-{index:02d}", name, name_en, "community", street.id, rect, rural=village))
 
 
-def _grids(rng: random.Random, city: CityLayout, community: GenArea, count: int) -> None:
+def _grids(rng: random.Random, city: CityLayout, community: GenArea, count: int, compound_names: set[str]) -> None:
     rects = split_rect(community.rect, [rng.uniform(0.7, 1.3) for _ in range(count)])
-    compounds = [] if community.rural else _compounds(rng, city, community, max(1, min(3, count // 4)))
+    compounds = [] if community.rural else _compounds(rng, city, community, max(1, min(3, count // 4)), compound_names)
     numbers = dict.fromkeys((c.name for c in compounds), 0)
     houses = 0
     for index, rect in enumerate(rects, start=1):
@@ -182,8 +184,7 @@ def _grids(rng: random.Random, city: CityLayout, community: GenArea, count: int)
                 city.buildings.append(Building(name, grid.id, lon, lat, compound.name))
 
 
-def _compounds(rng: random.Random, city: CityLayout, community: GenArea, count: int) -> list[Compound]:
-    taken: set[str] = set()
+def _compounds(rng: random.Random, city: CityLayout, community: GenArea, count: int, taken: set[str]) -> list[Compound]:
     made = [Compound(*names.compound_name(rng, taken), community=community.id) for _ in range(count)]
     city.compounds += made
     return made

@@ -19,7 +19,7 @@ from .generate import DEFAULT_SEED, GENERATOR_VERSION, digest, geojson_gz_bytes
 from .layout import generate_layout
 
 # sha256 of geojson_gz_bytes(generate_layout(DEFAULT_SEED)); update together with the committed catalogue.
-MAP_SHA256 = "feb6a871b6ab651559d24a4def5a3868bf32fe0b47445dab0ba099b29535d1f0"
+MAP_SHA256 = "cd80b9b08dd643e42bf40e08de352e9f228a33143a07b8ff0a3f858dd2e8f9e6"
 
 DEFAULT_CACHE_DIR = Path(__file__).resolve().parents[2] / ".cache" / "city"
 

@@ -60,6 +60,11 @@ COMPOUND_WORDS: Syllables = (
     ("鲁东", "Ludong"), ("芝兰", "Zhilan"), ("银河", "Yinhe"), ("枫林", "Fenglin"), ("紫金", "Zijin"),
     ("青年", "Qingnian"), ("和平", "Heping"), ("新城", "Xincheng"), ("中海", "Zhonghai"), ("海天", "Haitian"),
     ("明珠", "Mingzhu"), ("香榭", "Xiangxie"), ("凤鸣", "Fengming"), ("清华", "Qinghua"), ("星海", "Xinghai"),
+    ("福地", "Fudi"), ("盛泉", "Shengquan"), ("海上", "Haishang"), ("绿城", "Lücheng"), ("润和", "Runhe"),
+    ("观澜", "Guanlan"), ("嘉和", "Jiahe"), ("书香", "Shuxiang"), ("兴业", "Xingye"), ("恒大", "Hengda"),
+    ("融科", "Rongke"), ("金沙", "Jinsha"), ("百合", "Baihe"), ("幸福", "Xingfu"), ("祥和", "Xianghe"),
+    ("海悦", "Haiyue"), ("东海", "Donghai"), ("南山", "Nanshan"), ("北岸", "Bei'an"), ("金海", "Jinhai"),
+    ("春晖", "Chunhui"), ("朝阳", "Chaoyang"), ("学府", "Xuefu"), ("华府", "Huafu"), ("龙湖", "Longhu"),
 )
 COMPOUND_KINDS: Syllables = (("小区", "Residential Area"), ("花园", "Garden"), ("家园", "Homes"), ("苑", "Court"),
                              ("公寓", "Apartments"), ("新村", "New Village"), ("嘉园", "Jiayuan"))
@@ -68,21 +73,23 @@ COMMUNITY_ENDINGS: Syllables = (("", ""), ("路", "lu"), ("里", "li"), ("苑", 
 
 def _unique(rng: random.Random, taken: set[str], make: Callable[[random.Random], tuple[str, str]]) -> tuple[str, str]:
     """Draw names until one is not taken; after many tries accept a numbered variant (never loops for ever)."""
-    for _ in range(50):
+    for _ in range(500):
         zh, en = make(rng)
         if zh not in taken:
             taken.add(zh)
             return zh, en
     zh, en = make(rng)
-    number = len(taken) + 1
-    taken.add(f"{zh}{number}")
-    return f"{zh}{number}", f"{en} {number}"
+    number = 2
+    while f"{zh}{number}期" in taken:
+        number += 1
+    taken.add(f"{zh}{number}期")
+    return f"{zh}{number}期", f"{en} Phase {number}"
 
 
 def street_name(rng: random.Random, taken: set[str], rural: bool) -> tuple[str, str]:
     """A street office (街道) in town, a town (镇) in the countryside."""
     zh_kind, en_kind = ("镇", "Town") if rural else ("街道", "Street")
-    word, pinyin = _unique(rng, taken, lambda r: r.choice(PLACE_WORDS))
+    word, pinyin = _unique(rng, taken, lambda r: r.choice(PLACE_WORDS + COMPOUND_WORDS))
     return f"{word}{zh_kind}", f"{pinyin} {en_kind}"
 
 
