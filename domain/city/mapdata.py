@@ -32,7 +32,9 @@ def city_map_path(cache_dir: Path | None = None, seed: int = DEFAULT_SEED) -> Pa
     """The map file for ``seed``, generated into ``cache_dir`` (default ``$CITYOPS_CITY_CACHE`` or .cache/city) if
     absent. The write is atomic, so two processes starting together never read half a file."""
     folder = Path(cache_dir or os.environ.get("CITYOPS_CITY_CACHE") or DEFAULT_CACHE_DIR)
-    path = folder / f"yantai-{seed}-v{GENERATOR_VERSION}.geojson.gz"
+    # Named by the committed digest: a regenerated city never meets the cached map of an older generator.
+    tag = MAP_SHA256[:12] if seed == DEFAULT_SEED else f"v{GENERATOR_VERSION}"
+    path = folder / f"yantai-{seed}-{tag}.geojson.gz"
     if not path.exists():
         data = geojson_gz_bytes(generate_layout(seed))
         _check(data, seed, "generated")
