@@ -147,9 +147,10 @@ def bench_classifier(args: argparse.Namespace) -> None:
     texts, labels = [e.text for e in examples], [e.category for e in examples]
     row("training set: the catalogue's seed sentences", f"{len(texts):,}", f"{len(set(labels)):,} categories")
     before = rss_mb()
+    make = ComplaintClassifier if args.max_iter is None else (lambda: ComplaintClassifier(max_iter=args.max_iter))
     with Timer() as t:
-        classifier = ComplaintClassifier().fit(texts, labels)
-    row("fit (wall)", f"{t.wall:.1f} s", f"{t.cpu:.1f} s CPU")
+        classifier = make().fit(texts, labels)
+    row("fit (wall)", f"{t.wall:.1f} s", f"{t.cpu:.1f} s CPU; max_iter {classifier.max_iter}")
     row("memory: RSS after fit - before / peak", f"+{rss_mb() - before:.0f} MB", f"peak {peak_mb():.0f} MB")
     with tempfile.TemporaryDirectory() as folder:
         path = classifier.save(Path(folder) / "model.joblib")
@@ -182,6 +183,7 @@ def main() -> None:
     classifier.add_argument("--predictions", type=int, default=500, help="single predictions timed")
     classifier.add_argument("--batch", type=int, default=5_000, help="texts in the predict_many batch")
     classifier.add_argument("--seed", type=int, default=7)
+    classifier.add_argument("--max-iter", type=int, default=None, help="the classifier's max_iter (default: its own)")
     args = parser.parse_args()
     {"locate": bench_locate, "classifier": bench_classifier}[args.what](args)
 
