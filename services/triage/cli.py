@@ -376,10 +376,13 @@ def _print_categories(loaded: Catalogue) -> None:
     for column in ("code", "name", "lead", "co-units", "consult", "sign / response / resolution"):
         table.add_column(column, overflow="fold")
     for cat in loaded.categories:
-        lead = cat.lead or f"[cyan]{cat.lead_by_area} of location[/]"
+        lead = cat.lead or (
+            f"[cyan]{cat.lead_branch_of} branch of location[/]" if cat.lead_branch_of else f"[cyan]{cat.lead_by_area} of location[/]"
+        )
         limits = f"{cat.limits.sign_for} / {cat.limits.response} / {cat.limits.resolution}"
         table.add_row(
-            cat.code, f"{cat.name}\n{cat.name_en}", lead, ", ".join(cat.co_units), _yes(cat.needs_consultation), limits
+            cat.code, f"{cat.name}\n{cat.name_en}", lead, ", ".join([*(f"{b} branch" for b in cat.co_branches_of), *cat.co_units]),
+            _yes(cat.needs_consultation), limits
         )
     console.print(table)
 

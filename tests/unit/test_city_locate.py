@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 from typing import Any
 
 import pytest
 import shapely
+from typer.testing import CliRunner
 
 from domain.catalogue import Catalogue, load_catalogue
 from domain.city import CITY_CATALOGUE_PATH, Gazetteer, GridLocator, load_city_map, most_precise_place
 from domain.city.locate import district_short_names
+from tools.city_cli import app as city_app
 
 
 @pytest.fixture(scope="module")
-def city_map(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    return load_city_map(Path(tmp_path_factory.mktemp("city-cache")))
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return Path(tmp_path_factory.mktemp("city-cache"))
+
+
+@pytest.fixture(scope="module")
+def city_map(cache_dir: Path) -> dict[str, Any]:
+    return load_city_map(cache_dir)
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +132,15 @@ def test_the_most_precise_place_prefers_deeper_and_more_trusted_sources(
     assert most_precise_place(big, None, locator, gazetteer).most_specific is None
     # The place routes as it is: a branch matter goes to the branch of the district the pin is in.
     assert big.route("housing.lift-broken", by_point).lead == "housing-laishan"
+
+
+def test_cityops_city_where_answers_as_json(cache_dir: Path, city_map: dict[str, Any]) -> None:
+    building = next(b for b in _buildings(city_map) if b["properties"]["grid"].startswith("haiyang-"))
+    lon, lat = building["geometry"]["coordinates"]
+    args = ["where", "--cache-dir", str(cache_dir), "--lon", str(lon), "--lat", str(lat)]
+    result = CliRunner().invoke(city_app, args)
+    assert result.exit_code == 0, result.output
+    answer = json.loads(result.output)
+    assert (answer["grid"], answer["district"], answer["basis"]) == (building["properties"]["grid"], "haiyang", "coordinates")
+    half = CliRunner().invoke(city_app, ["where", "--cache-dir", str(cache_dir), "--lon", "121.4"])
+    assert half.exit_code == 2 and "--lon/--lat" in half.output
