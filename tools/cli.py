@@ -23,6 +23,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("triage", "services.triage.cli", "app", "Train and try the complaint classifier; inspect the responsibility catalogue."),
     ("service", "tools.run", "app", "Run one workflow service in the foreground."),
     ("contracts", "tools.contracts_cli", "app", "Export and check the event contracts' JSON Schemas; list topics."),
+    ("city", "tools.city_cli", "app", "Generate the city of the real size (catalogue, map); locate coordinates and addresses in it."),
     ("topics", "tools.topics_cli", "app", "Create the topic catalogue's topics on a broker."),
     ("intake", "services.intake.cli", "app", "Serve the hotline's HTTP intake API (and Open311)."),
     ("privacy", "services.intake.privacy_cli", "app", "Erase a caller's name and phone everywhere the hub keeps them (destroys their data key)."),

@@ -10,6 +10,10 @@ Routing rule (``Catalogue.route``), including what happens when a unit returns a
   not excluded is promoted to lead; when all of those are excluded, the district operations centre of the
   ticket's location coordinates (ownership is disputed, so ``needs_consultation`` becomes true). Department
   work is deliberately *not* pushed down to a street office or community.
+* A category with ``lead_branch_of: X`` is a department matter whose lead depends on where it is: the district
+  branch of bureau X (a unit with ``branch_of: X, branch_area: <district>``) of the ticket's district, or X
+  itself when the location names no district or X has no branch there. ``co_branches_of`` resolves assisting
+  bureaus the same way. Exclusion then proceeds as for ``lead`` (co-units, district centre, hotline).
 * A category with ``lead_by_area`` goes to the unit of that area of the ticket's location (the street office,
   the residents' committee, the grid). When the location does not name an area of that level, the nearest
   higher area it does name takes it (a grid-level matter reported with only a street goes to the street

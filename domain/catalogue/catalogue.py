@@ -42,6 +42,7 @@ class Catalogue(FrozenModel):
     _units_by_id: dict[str, Unit] = PrivateAttr(default_factory=dict)
     _categories_by_code: dict[str, Category] = PrivateAttr(default_factory=dict)
     _unit_of_area: dict[str, str] = PrivateAttr(default_factory=dict)
+    _branches: dict[tuple[str, str], str] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -63,6 +64,7 @@ class Catalogue(FrozenModel):
         self._units_by_id = {u.id: u for u in self.units}
         self._categories_by_code = {c.code: c for c in self.categories}
         self._unit_of_area = {u.area: u.id for u in self.units if u.area is not None}
+        self._branches = {(u.branch_of, u.branch_area): u.id for u in self.units if u.branch_of and u.branch_area}
 
     @model_validator(mode="after")
     def _references_resolve(self) -> Catalogue:
@@ -70,6 +72,7 @@ class Catalogue(FrozenModel):
             *self._duplicate_problems(),
             *self._area_problems(),
             *self._category_problems(),
+            *self._branch_problems(),
         ]
         if self.routing.unlocated_fallback not in self._units_by_id:
             problems.append(f"routing.unlocated_fallback {self.routing.unlocated_fallback!r} is not a unit")
@@ -112,6 +115,30 @@ class Catalogue(FrozenModel):
             lead = self._units_by_id.get(cat.lead or "")
             if lead is not None and lead.level != cat.level:
                 problems.append(f"category {cat.code}: level {cat.level} but lead {lead.id} is {lead.level}")
+            for bureau in (cat.lead_branch_of, *cat.co_branches_of):
+                if bureau is not None and not self._is_bureau(bureau):
+                    problems.append(f"category {cat.code}: {bureau!r} is not a city bureau (a department without branch_of)")
+        return problems
+
+    def _is_bureau(self, unit_id: str) -> bool:
+        unit = self._units_by_id.get(unit_id)
+        return unit is not None and unit.kind == "department" and unit.branch_of is None and unit.area is None
+
+    def _branch_problems(self) -> list[str]:
+        problems = []
+        seen: Counter[tuple[str, str]] = Counter()
+        for unit in self.units:
+            if unit.branch_of is None or unit.branch_area is None:
+                continue
+            seen[(unit.branch_of, unit.branch_area)] += 1
+            if not self._is_bureau(unit.branch_of):
+                problems.append(f"unit {unit.id}: branch_of {unit.branch_of!r} is not a city bureau")
+            area = self._areas_by_id.get(unit.branch_area)
+            if area is None or area.level != "district":
+                problems.append(f"unit {unit.id}: branch_area {unit.branch_area!r} is not a district")
+            if unit.level != "district":
+                problems.append(f"unit {unit.id}: a district branch has level district, not {unit.level}")
+        problems += [f"bureau {b!r} has {n} branches in {d!r}" for (b, d), n in seen.items() if n > 1]
         return problems
 
     # ------------------------------------------------------------------ lookups
@@ -178,15 +205,35 @@ class Catalogue(FrozenModel):
             lead, basis = self._area_lead(category.lead_by_area, location, skip)
         else:
             lead, basis = self._department_lead(category, location, skip)
-        return self._decision(category, lead, basis, excluded)
+        co_units = self._co_units(category, self._district_of(location))
+        return self._decision(category, lead, basis, excluded, co_units)
+
+    def branch(self, bureau: str, district: str | None) -> str | None:
+        """The unit id of ``bureau``'s branch in the ``district`` area, None when it has none there."""
+        return self._branches.get((bureau, district)) if district is not None else None
+
+    def _district_of(self, location: Any) -> str | None:
+        return next((a.id for a in self.area_chain(location) if a.level == "district"), None)
+
+    def _co_units(self, category: Category, district: str | None) -> tuple[str, ...]:
+        """Assisting units with the bureaus of ``co_branches_of`` resolved to their branch where the ticket is."""
+        branches = (self.branch(b, district) or b for b in category.co_branches_of)
+        return tuple(dict.fromkeys((*branches, *category.co_units)))
 
     def _department_lead(self, category: Category, location: Any, excluded: set[str]) -> tuple[str, RouteBasis]:
-        candidates: list[tuple[str, RouteBasis]] = [(category.lead or "", "catalogue-lead")]
-        candidates += [(unit_id, "co-unit-promoted") for unit_id in category.co_units]
-        district = next((a for a in self.area_chain(location) if a.level == "district"), None)
+        district = self._district_of(location)
+        candidates: list[tuple[str, RouteBasis]] = [self._catalogue_lead(category, district)]
+        candidates += [(unit_id, "co-unit-promoted") for unit_id in self._co_units(category, district)]
         if district is not None:
-            candidates.append((self._unit_of_area[district.id], "district-coordination"))
+            candidates.append((self._unit_of_area[district], "district-coordination"))
         return self._first_not_excluded(candidates, excluded)
+
+    def _catalogue_lead(self, category: Category, district: str | None) -> tuple[str, RouteBasis]:
+        if category.lead_branch_of is None:
+            return category.lead or "", "catalogue-lead"
+        branch = self.branch(category.lead_branch_of, district)
+        # Unlocated, or a district the bureau has no branch in: the bureau itself leads at city level.
+        return (branch, "district-branch") if branch is not None else (category.lead_branch_of, "catalogue-lead")
 
     def _area_lead(self, wanted: AreaLevel, location: Any, excluded: set[str]) -> tuple[str, RouteBasis]:
         chain = self.area_chain(location)
@@ -209,9 +256,9 @@ class Catalogue(FrozenModel):
         return self.routing.unlocated_fallback, "hotline-fallback"
 
     def _decision(
-        self, category: Category, lead: str, basis: RouteBasis, excluded: tuple[str, ...]
+        self, category: Category, lead: str, basis: RouteBasis, excluded: tuple[str, ...], co_units: tuple[str, ...]
     ) -> RouteDecision:
-        co_units = tuple(u for u in category.co_units if u != lead and u not in excluded)
+        co_units = tuple(u for u in co_units if u != lead and u not in excluded)
         disputed = basis in ("district-coordination", "hotline-fallback")
         return RouteDecision(
             category=category.code,

@@ -19,6 +19,7 @@ RouteBasis = Literal[
     "catalogue-lead",
     "co-unit-promoted",
     "district-coordination",
+    "district-branch",
     "area",
     "area-fallback",
     "area-escalation",
@@ -137,6 +138,16 @@ class Unit(FrozenModel):
     level: Level = Field(description="Administrative level: grid, community, street, district or city.")
     kind: UnitKind = Field(description="department, street-office, community, grid or hotline.")
     area: str | None = Field(default=None, description="The area this unit is the office of, if any.")
+    branch_of: str | None = Field(
+        default=None, description="Unit id of the city bureau this unit is the district branch (分局) of; with branch_area."
+    )
+    branch_area: str | None = Field(default=None, description="The district area a branch serves; with branch_of.")
+
+    @model_validator(mode="after")
+    def _branch_names_both(self) -> Unit:
+        if (self.branch_of is None) != (self.branch_area is None):
+            raise ValueError(f"unit {self.id}: give both branch_of and branch_area, or neither")
+        return self
 
 
 class Category(FrozenModel):
@@ -147,12 +158,23 @@ class Category(FrozenModel):
     name_en: str = Field(min_length=1, description="English name.")
     keywords_zh: tuple[str, ...] = Field(min_length=1, description="Chinese seed phrases for the classifier.")
     keywords_en: tuple[str, ...] = Field(min_length=1, description="English seed phrases for the classifier.")
-    lead: str | None = Field(default=None, description="Unit id of the lead unit (主办); exclusive with lead_by_area.")
+    lead: str | None = Field(
+        default=None, description="Unit id of the lead unit (主办); exclusive with lead_by_area and lead_branch_of."
+    )
     lead_by_area: AreaLevel | None = Field(
         default=None, description="Route to the unit of this area of the ticket's location; exclusive with lead."
     )
+    lead_branch_of: str | None = Field(
+        default=None,
+        description="Unit id of a city bureau: the lead is its district branch where the ticket is (the bureau itself "
+        "when the location names no district or that district has no branch); exclusive with lead and lead_by_area.",
+    )
     co_units: tuple[str, ...] = Field(
         default=(), description="Assisting units (协办), in the order they are promoted if the lead returns the task."
+    )
+    co_branches_of: tuple[str, ...] = Field(
+        default=(),
+        description="City bureaus whose district branch where the ticket is assists; promoted before co_units.",
     )
     level: Level = Field(description="Level at which the category is handled; equals the lead's level.")
     needs_consultation: bool = Field(
@@ -162,19 +184,24 @@ class Category(FrozenModel):
 
     @model_validator(mode="after")
     def _one_way_to_find_the_lead(self) -> Category:
-        if (self.lead is None) == (self.lead_by_area is None):
-            raise ValueError(f"category {self.code}: give exactly one of lead / lead_by_area")
+        if sum(way is not None for way in (self.lead, self.lead_by_area, self.lead_branch_of)) != 1:
+            raise ValueError(f"category {self.code}: give exactly one of lead / lead_by_area / lead_branch_of")
         if self.lead_by_area is not None and self.level != self.lead_by_area:
             raise ValueError(f"category {self.code}: level {self.level} differs from lead_by_area {self.lead_by_area}")
-        if len(set(self.co_units)) != len(self.co_units):
-            raise ValueError(f"category {self.code}: co_units repeat a unit")
+        if self.lead_branch_of is not None and self.level != "district":
+            raise ValueError(f"category {self.code}: a lead_branch_of category is handled at district level")
+        for name, units in (("co_units", self.co_units), ("co_branches_of", self.co_branches_of)):
+            if len(set(units)) != len(units):
+                raise ValueError(f"category {self.code}: {name} repeat a unit")
         if self.lead is not None and self.lead in self.co_units:
             raise ValueError(f"category {self.code}: the lead {self.lead} is also a co-unit")
+        if self.lead_branch_of is not None and self.lead_branch_of in self.co_branches_of:
+            raise ValueError(f"category {self.code}: the lead bureau {self.lead_branch_of} is also in co_branches_of")
         return self
 
     def routing_signature(self) -> tuple[Any, ...]:
         """What decides routing; two catalogues route a category alike iff these are equal."""
-        return (self.lead, self.lead_by_area, self.co_units, self.level)
+        return (self.lead, self.lead_by_area, self.co_units, self.level, self.lead_branch_of, self.co_branches_of)
 
 
 class RoutingDefaults(FrozenModel):

@@ -6,6 +6,7 @@ Heavy imports (scikit-learn, the catalogue) happen inside the commands so that `
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -398,12 +399,20 @@ def _check(loaded: Catalogue) -> None:
     if unknown:
         err_console.print(f"[red]NYC mapping names categories the catalogue lacks[/]: {', '.join(unknown)}")
         raise typer.Exit(code=1)
-    departments = sum(1 for u in loaded.units if u.area is None)
+    departments = sum(1 for u in loaded.units if u.area is None and u.branch_of is None)
+    branches = sum(1 for u in loaded.units if u.branch_of is not None)
+    by_level: Counter[str] = Counter(a.level for a in loaded.areas)
+    areas = ", ".join(f"{by_level[level]:,} {plural}" for level, plural in _AREA_PLURALS if by_level[level])
+    branch_text = f", {branches:,} district branches" if branches else ""
     console.print(
-        f"catalogue {loaded.version} OK: {len(loaded.categories)} categories, {len(loaded.units)} units "
-        f"({departments} city-level departments and hotline, {len(loaded.areas)} area units), "
-        f"{len(loaded.units_for_topics())} task topics; NYC mapping OK"
+        f"catalogue {loaded.version} OK: {len(loaded.categories):,} categories, {len(loaded.units):,} units "
+        f"({departments} city-level departments and hotline{branch_text}, {len(loaded.areas):,} area units), "
+        f"{len(loaded.units_for_topics()):,} task topics; NYC mapping OK"
     )
+    console.print(f"areas: {areas}")
+
+
+_AREA_PLURALS = (("district", "districts"), ("street", "streets"), ("community", "communities"), ("grid", "grids"))
 
 
 def _print_categories(loaded: Catalogue) -> None:
@@ -411,10 +420,13 @@ def _print_categories(loaded: Catalogue) -> None:
     for column in ("code", "name", "lead", "co-units", "consult", "sign / response / resolution"):
         table.add_column(column, overflow="fold")
     for cat in loaded.categories:
-        lead = cat.lead or f"[cyan]{cat.lead_by_area} of location[/]"
+        lead = cat.lead or (
+            f"[cyan]{cat.lead_branch_of} branch of location[/]" if cat.lead_branch_of else f"[cyan]{cat.lead_by_area} of location[/]"
+        )
         limits = f"{cat.limits.sign_for} / {cat.limits.response} / {cat.limits.resolution}"
         table.add_row(
-            cat.code, f"{cat.name}\n{cat.name_en}", lead, ", ".join(cat.co_units), _yes(cat.needs_consultation), limits
+            cat.code, f"{cat.name}\n{cat.name_en}", lead, ", ".join([*(f"{b} branch" for b in cat.co_branches_of), *cat.co_units]),
+            _yes(cat.needs_consultation), limits
         )
     console.print(table)
 
