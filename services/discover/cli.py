@@ -75,9 +75,11 @@ def repeats_command(
                        "complaints": sum(1 for r in rows if source in ("all", r.source))}
               for source, c in sorted(totals.items(), key=lambda kv: (kv[0] == "all", kv[0]))}
     if as_json:
-        print(json.dumps({"min_similarity": rules.min_similarity, "category_guess": not no_guess, "sources": result}, indent=2))
+        print(json.dumps({"min_similarity": rules.min_similarity, "min_similarity_same_category": rules.min_similarity_same_category,
+                          "category_guess": not no_guess, "sources": result}, indent=2))
         return
-    table = Table(title=f"repeat detection, min similarity {rules.min_similarity}, category guess {'off' if no_guess else 'on'}")
+    table = Table(title=f"repeat detection: min similarity {rules.min_similarity} ({rules.min_similarity_same_category} within one "
+                        f"category), category guess {'off' if no_guess else 'on'}")
     for column in ("source", "complaints", "precision", "recall", "F1", "pairs right", "pairs wrong", "missed"):
         table.add_column(column, justify="left" if column == "source" else "right")
     for source, r in result.items():

@@ -185,12 +185,17 @@ def _count(batch: EvalBatch, scope: str, key: str | None, **increments: int) -> 
 
 
 def request_callback(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
+    """The resident must be called back, and so must every caller whose repeat was merged into this ticket:
+    their complaint was handled too (each CallbackRequested names the repeat and its own caller)."""
     h: ev.TicketHandled = envelope.data
     row = _ticket(ctx, batch, envelope.ticket_id)
-    row.round, row.units, row.status = h.round, ",".join(h.units), "awaiting-callback"
-    caller = ev.CallerRef.model_validate_json(row.caller_json)
-    data = ev.CallbackRequested(round=h.round, caller=caller, units=h.units)
-    return [Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
+    out = []
+    children = batch.open_children(row.ticket_id) if batch.may_have_children(row.ticket_id) else []
+    for i, ticket in enumerate([row, *children]):
+        ticket.round, ticket.units, ticket.status = h.round, ",".join(h.units), "awaiting-callback"
+        data = ev.CallbackRequested(round=h.round, caller=ev.CallerRef.model_validate_json(ticket.caller_json), units=h.units)
+        out.append(Emit(EVALUATE.name, envelope.caused(data, source=ctx.source, ticket_id=ticket.ticket_id, index=i)))
+    return out
 
 
 def _scopes(row: Ticket) -> list[tuple[str, str | None]]:
@@ -201,6 +206,8 @@ def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit
     """The callback operator's entry (intake's command): the fact CallbackRecorded, then re-handling or closing."""
     submitted: ev.CallbackSubmitted = command.data
     row = _ticket(ctx, batch, command.ticket_id)
+    if row.master_ticket_id is not None:
+        return on_repeat_callback(ctx, batch, command, row)
     if row.status != "awaiting-callback" or submitted.round != row.round:
         raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
     envelope = fact_of_command(ctx, command)
@@ -217,6 +224,26 @@ def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit
         return [Emit(EVALUATE.name, envelope), Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
     return [Emit(EVALUATE.name, envelope)] + close(ctx, batch, envelope, row, "resolved" if decision == "close" else "unresolved",
                                                    c.satisfaction)
+
+
+def on_repeat_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any], row: Ticket) -> list[Emit]:
+    """A merged repeat's caller at callback: the verdict is recorded and counted like any resident's, before
+    or after the master's closing closed the repeat, once per requested round (the round goes back to 0).
+    It decides nothing about handling: the master's own callback does; an operator who hears a different
+    problem splits the repeat, and it is handled on its own."""
+    submitted: ev.CallbackSubmitted = command.data
+    if submitted.round != row.round or row.round < 1 or row.status not in ("awaiting-callback", "closed"):
+        raise ValueError(f"repeat {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
+    envelope = fact_of_command(ctx, command)
+    c: ev.CallbackRecorded = envelope.data
+    verdict = rates.callback_counts(resolved=c.resolved, satisfaction=c.satisfaction, reasonable_demand=c.reasonable_demand)
+    for scope, key in _scopes(row):
+        _count(batch, scope, key, callbacks=verdict.callbacks, resolved=verdict.resolved, satisfied=verdict.satisfied,
+               rated=verdict.rated)
+    row.round = 0
+    if row.status == "awaiting-callback":
+        row.status = "open"  # still merged: closed with its master
+    return [Emit(EVALUATE.name, envelope)]
 
 
 def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,

@@ -53,6 +53,38 @@ def test_a_satisfied_resident_closes_the_ticket_and_its_merged_repeat_with_it(tm
     assert {t: row["status"] for t, row in _tickets(svc).items()} == {"T-HAPPY": "closed", "T-REPEAT": "closed"}
 
 
+def test_a_merged_repeats_caller_is_called_back_with_the_master(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY", "T-REPEAT"), ev.CallbackSubmitted)
+    out = svc.feed(before)
+    requests = {e.ticket_id: e.data for e in of_type(out, ev.CallbackRequested)}
+    assert set(requests) == {"T-HAPPY", "T-REPEAT"}
+    assert requests["T-REPEAT"].caller.masked_phone == "139****1111" and requests["T-REPEAT"].round == 1
+    assert requests["T-HAPPY"].caller.masked_phone == "138****5678"
+    assert {t: row["status"] for t, row in _tickets(svc).items()} == {"T-HAPPY": "awaiting-callback", "T-REPEAT": "awaiting-callback"}
+
+
+def _callbacks(svc):
+    return {(r["scope"], r["key"]): (r["callbacks"], r["satisfied"]) for r in svc.rows("evaluate_rates") if r["callbacks"]}
+
+
+@pytest.mark.parametrize("order", ["before-the-master", "after-the-master-closed"])
+def test_a_repeats_callback_is_recorded_and_counted_once_and_decides_nothing(tmp_path, hub, order):
+    svc = _evaluate(tmp_path)
+    records = inputs(svc, hub.log, "T-HAPPY", "T-REPEAT")
+    before, rest = _upto(records, ev.CallbackSubmitted)
+    repeat_callback = record_of(callback_submitted("T-REPEAT", 1, satisfied=False))
+    out = svc.feed(before + [repeat_callback] + rest) if order == "before-the-master" else svc.feed(records + [repeat_callback])
+    recorded = one(out, ev.CallbackRecorded, "T-REPEAT")
+    assert recorded.data.satisfaction == ev.Satisfaction.unsatisfied
+    assert not of_type(out, ev.TicketReopened)  # the master's own caller decides re-handling
+    closed = {e.ticket_id: e.data.outcome for e in of_type(out, ev.TicketClosed)}
+    assert closed == {"T-HAPPY": "resolved", "T-REPEAT": "merged"}
+    assert _callbacks(svc)[("grid", "grid-east-1-a-1")] == (2, 1)  # both residents' verdicts count
+    again = svc.feed([record_of(callback_submitted("T-REPEAT", 1, satisfied=True).model_copy(update={"id": "again"}))])
+    assert not of_type(again, ev.CallbackRecorded) and _callbacks(svc)[("grid", "grid-east-1-a-1")] == (2, 1)
+
+
 def test_a_split_ticket_is_not_closed_with_its_former_master(tmp_path, hub):
     svc = _evaluate(tmp_path)
     out = svc.feed(inputs(svc, hub.log, "T-JOINT", "T-SPLIT"))
