@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from faststream import FastStream
@@ -21,14 +22,21 @@ from .models import KnownTicket
 from .settings import DiscoverSettings
 
 
+def guess_model_dir(state_dir: Path) -> Path:
+    """Where discover caches the catalogue-trained model: its own folder, as triage starting at the same moment
+    trains the same model through the same temporary file name in the state dir itself."""
+    return state_dir / "discover-model"
+
+
 def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow, classifier: Any = None) -> FastStream:
     """`classifier` guesses the category of complaints that come without one (default: `model_path`, else the
-    catalogue-trained model triage uses, from the same cache in the state dir)."""
+    catalogue-trained model triage uses, trained once and cached in the state dir)."""
     settings = settings or DiscoverSettings()
     catalogue = load_catalogue()
     if classifier is None:
-        classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default_classifier(settings.state_dir, catalogue)
+        classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default_classifier(
+            guess_model_dir(settings.state_dir), catalogue)
     deps = DiscoverDeps(catalogue, similarity_for(catalogue), CategoryGuesser(classifier, settings.guess_min_confidence))
     return build_service_app(settings, spec=spec(deps), tables=[table_of(KnownTicket)],
                              broker=broker, engine=engine, clock=clock)

@@ -96,7 +96,8 @@ def similarity_for(catalogue: object) -> repeats.TextSimilarity:
 
 def category_guesser(catalogue: object, state_dir: Path, min_confidence: float) -> Callable[[list[str]], list[str | None]]:
     from domain.classifier import cached_default_classifier
+    from services.discover.app import guess_model_dir
     from services.discover.domain import confident_guesses
 
-    classifier = cached_default_classifier(state_dir, catalogue)  # type: ignore[arg-type]
+    classifier = cached_default_classifier(guess_model_dir(state_dir), catalogue)  # type: ignore[arg-type]
     return lambda texts: confident_guesses(classifier, texts, min_confidence)

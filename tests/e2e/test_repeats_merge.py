@@ -43,7 +43,8 @@ def hub(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPath
     # Every unit simulated, and the hotline's callback desk too (every CallbackRequested is answered, satisfied);
     # units take a few seconds per task, so the masters are still open when their repeats arrive.
     h.env.update(CITYOPS_UNIT_UNITS="[" + ",".join(f'"{u}"' for u in load_catalogue().units_for_topics()) + "]",
-                 CITYOPS_UNIT_CALLBACKS="true", CITYOPS_UNIT_P_SATISFIED="1", CITYOPS_UNIT_WORK_DELAY_S="6")
+                 CITYOPS_UNIT_CALLBACKS="true", CITYOPS_UNIT_HOTLINE_URL=f"http://127.0.0.1:{HTTP_PORT}",
+                 CITYOPS_UNIT_P_SATISFIED="1", CITYOPS_UNIT_WORK_DELAY_S="6")
     try:
         for name in [*SERVICES, "units", "intake"]:
             h.start(name)
