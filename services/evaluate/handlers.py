@@ -61,7 +61,7 @@ def _apply(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit
         case ev.TicketMerged():
             row = _ticket(ctx, batch, envelope.ticket_id)
             row.master_ticket_id = d.master_ticket_id
-            return close_if_master_closed(ctx, batch, envelope, row)
+            return follow_master(ctx, batch, envelope, row)
         case ev.TicketSplit():
             _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
@@ -257,6 +257,20 @@ def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome
         data = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=row.ticket_id)
         out.append(Emit(EVALUATE.name, cause.caused(data, source=ctx.source, ticket_id=child.ticket_id, index=i)))
     return out
+
+
+def follow_master(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket) -> list[Emit]:
+    """On the merge (discover writes it right after the repeat's registration): a repeat merged into a master
+    that is already closed is closed too; one merged while its master waits for its callback (handled
+    already) gets its own callback request for that round."""
+    closed = close_if_master_closed(ctx, batch, cause, row)
+    master = batch.ticket(row.master_ticket_id) if row.master_ticket_id else None
+    if closed or master is None or master.status != "awaiting-callback" or row.status != "open" or row.round:
+        return closed
+    row.round, row.units, row.status = master.round, master.units, "awaiting-callback"
+    data = ev.CallbackRequested(round=row.round, caller=ev.CallerRef.model_validate_json(row.caller_json),
+                                units=tuple(u for u in row.units.split(",") if u))
+    return [Emit(EVALUATE.name, cause.caused(data, source=ctx.source, index=1))]
 
 
 def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket) -> list[Emit]:

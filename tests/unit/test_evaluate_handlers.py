@@ -64,6 +64,16 @@ def test_a_merged_repeats_caller_is_called_back_with_the_master(tmp_path, hub):
     assert {t: row["status"] for t, row in _tickets(svc).items()} == {"T-HAPPY": "awaiting-callback", "T-REPEAT": "awaiting-callback"}
 
 
+def test_a_repeat_merged_while_its_master_awaits_the_callback_is_called_back_too(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    master, _ = _upto(inputs(svc, hub.log, "T-HAPPY"), ev.CallbackSubmitted)
+    svc.feed(master)
+    out = svc.feed([r for r in inputs(svc, hub.log, "T-REPEAT") if r.type in (ev.TicketRegistered.event_type, ev.TicketMerged.event_type)])
+    request = one(out, ev.CallbackRequested, "T-REPEAT")
+    assert request.data.round == 1 and request.data.caller.masked_phone == "139****1111"
+    assert _tickets(svc)["T-REPEAT"]["status"] == "awaiting-callback"
+
+
 def _callbacks(svc):
     return {(r["scope"], r["key"]): (r["callbacks"], r["satisfied"]) for r in svc.rows("evaluate_rates") if r["callbacks"]}
 
