@@ -61,7 +61,7 @@ def _apply(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> Iterable[Emit
         case ev.TicketMerged():
             row = _ticket(ctx, batch, envelope.ticket_id)
             row.master_ticket_id = d.master_ticket_id
-            return follow_master(ctx, batch, envelope, row)
+            return close_if_master_closed(ctx, batch, envelope, row)
         case ev.TicketSplit():
             _ensure(ctx, batch, envelope.ticket_id, d.ticket, None).master_ticket_id = None
         case ev.TaskAssigned():
@@ -185,17 +185,12 @@ def _count(batch: EvalBatch, scope: str, key: str | None, **increments: int) -> 
 
 
 def request_callback(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> list[Emit]:
-    """The resident must be called back, and so must every caller whose repeat was merged into this ticket:
-    their complaint was handled too (each CallbackRequested names the repeat and its own caller)."""
     h: ev.TicketHandled = envelope.data
     row = _ticket(ctx, batch, envelope.ticket_id)
-    out = []
-    children = batch.open_children(row.ticket_id) if batch.may_have_children(row.ticket_id) else []
-    for i, ticket in enumerate([row, *children]):
-        ticket.round, ticket.units, ticket.status = h.round, ",".join(h.units), "awaiting-callback"
-        data = ev.CallbackRequested(round=h.round, caller=ev.CallerRef.model_validate_json(ticket.caller_json), units=h.units)
-        out.append(Emit(EVALUATE.name, envelope.caused(data, source=ctx.source, ticket_id=ticket.ticket_id, index=i)))
-    return out
+    row.round, row.units, row.status = h.round, ",".join(h.units), "awaiting-callback"
+    caller = ev.CallerRef.model_validate_json(row.caller_json)
+    data = ev.CallbackRequested(round=h.round, caller=caller, units=h.units)
+    return [Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
 
 
 def _scopes(row: Ticket) -> list[tuple[str, str | None]]:
@@ -227,12 +222,11 @@ def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit
 
 
 def on_repeat_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any], row: Ticket) -> list[Emit]:
-    """A merged repeat's caller at callback: the verdict is recorded and counted like any resident's, before
-    or after the master's closing closed the repeat, once per requested round (the round goes back to 0).
-    It decides nothing about handling: the master's own callback does; an operator who hears a different
-    problem splits the repeat, and it is handled on its own."""
+    """A merged repeat's caller at callback (asked when the master closed): the verdict is recorded and counted
+    like any resident's, once per requested round (the round goes back to 0). It decides nothing: the master's
+    handling is over; a caller whose problem was not the master's files a new complaint."""
     submitted: ev.CallbackSubmitted = command.data
-    if submitted.round != row.round or row.round < 1 or row.status not in ("awaiting-callback", "closed"):
+    if submitted.round != row.round or row.round < 1 or row.status != "closed":
         raise ValueError(f"repeat {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
     envelope = fact_of_command(ctx, command)
     c: ev.CallbackRecorded = envelope.data
@@ -241,8 +235,6 @@ def on_repeat_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any], row: 
         _count(batch, scope, key, callbacks=verdict.callbacks, resolved=verdict.resolved, satisfied=verdict.satisfied,
                rated=verdict.rated)
     row.round = 0
-    if row.status == "awaiting-callback":
-        row.status = "open"  # still merged: closed with its master
     return [Emit(EVALUATE.name, envelope)]
 
 
@@ -253,24 +245,21 @@ def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome
                                             source=ctx.source))]
     children = batch.open_children(row.ticket_id) if batch.may_have_children(row.ticket_id) else []
     for i, child in enumerate(children, start=1):
-        child.status = "closed"
-        data = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=row.ticket_id)
-        out.append(Emit(EVALUATE.name, cause.caused(data, source=ctx.source, ticket_id=child.ticket_id, index=i)))
+        out += close_repeat(ctx, cause, child, row, satisfaction, index=i)
     return out
 
 
-def follow_master(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket) -> list[Emit]:
-    """On the merge (discover writes it right after the repeat's registration): a repeat merged into a master
-    that is already closed is closed too; one merged while its master waits for its callback (handled
-    already) gets its own callback request for that round."""
-    closed = close_if_master_closed(ctx, batch, cause, row)
-    master = batch.ticket(row.master_ticket_id) if row.master_ticket_id else None
-    if closed or master is None or master.status != "awaiting-callback" or row.status != "open" or row.round:
-        return closed
-    row.round, row.units, row.status = master.round, master.units, "awaiting-callback"
-    data = ev.CallbackRequested(round=row.round, caller=ev.CallerRef.model_validate_json(row.caller_json),
-                                units=tuple(u for u in row.units.split(",") if u))
-    return [Emit(EVALUATE.name, cause.caused(data, source=ctx.source, index=1))]
+def close_repeat(ctx: Ctx, cause: Envelope[Any], child: Ticket, master: Ticket, satisfaction: ev.Satisfaction | None,
+                 index: int = 0) -> list[Emit]:
+    """A repeat closes with its master, and its own caller is called back: their complaint was handled too.
+    Asked when the master closes, not when it is handled: a split read after the handling (another topic)
+    must not leave a callback asked for a ticket that was no longer merged."""
+    child.status, child.round, child.units = "closed", master.round, master.units
+    request = ev.CallbackRequested(round=max(master.round, 1), caller=ev.CallerRef.model_validate_json(child.caller_json),
+                                   units=tuple(u for u in master.units.split(",") if u))
+    closed = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=master.ticket_id)
+    return [Emit(EVALUATE.name, cause.caused(request, source=ctx.source, ticket_id=child.ticket_id, index=index)),
+            Emit(EVALUATE.name, cause.caused(closed, source=ctx.source, ticket_id=child.ticket_id, index=index))]
 
 
 def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket) -> list[Emit]:
@@ -280,9 +269,7 @@ def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelop
     master = batch.ticket(row.master_ticket_id) if row.master_ticket_id else None
     if master is None or master.status != "closed" or row.status == "closed":
         return []
-    row.status = "closed"
-    data = ev.TicketClosed(outcome="merged", satisfaction=None, rounds=0, master_ticket_id=master.ticket_id)
-    return [Emit(EVALUATE.name, cause.caused(data, source=ctx.source))]
+    return close_repeat(ctx, cause, row, master, None)
 
 
 def rates_table(session: Any, scope: str) -> list[dict[str, Any]]:

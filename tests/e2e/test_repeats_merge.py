@@ -3,8 +3,8 @@ over HTTP as a new operator would submit them.
 
 Three callers describe one broken street light at one address in their own words, minutes apart: one ticket,
 two repeats merged into it. Two callers report one overflowing bin: merged. A noise complaint at the street
-light's address: a ticket of its own. The simulated callback desk (units with callbacks on) answers every
-callback request: the merged callers are called back too, and their repeats close with their master.
+light's address: a ticket of its own. The repeats close with their masters, and the simulated callback desk
+(units with callbacks on) answers every callback request: the merged callers are called back too.
 """
 
 from __future__ import annotations
@@ -87,17 +87,25 @@ async def _scenario(hub: Hub) -> None:
         for t in [*light_masters, *bin_masters, noise, *repeats]:
             await wait_status(client, t, {"closed"}, timeout=180)
 
-    story = Story(hub.bootstrap)
+    for _ in range(60):  # the callback desk answers the repeats' requests after their masters closed
+        story, missing = Story(hub.bootstrap), []
+        for t in repeats:
+            events = await story.events(t)
+            if not any(isinstance(e.data, ev.CallbackRecorded) for e in events):
+                missing.append(t)
+        if not missing:
+            break
+        await asyncio.sleep(1)
     for t in repeats:
         events = await story.events(t)
         kinds = [type(e.data).__name__ for e in events]
         assert kinds[:2] == ["TicketRegistered", "TicketMerged"], kinds
         assert not any(isinstance(e.data, ev.TicketClassified | ev.TaskAssigned) for e in events), kinds  # never dispatched
         requested = [e.data for e in events if isinstance(e.data, ev.CallbackRequested)]
-        assert requested and requested[0].caller.masked_phone and requested[0].caller.masked_phone.startswith("139"), kinds
-        assert any(isinstance(e.data, ev.CallbackRecorded) for e in events), kinds  # the merged caller was called back
+        assert requested and (requested[0].caller.masked_phone or "").startswith("139"), kinds  # its own caller
         closed = [e.data for e in events if isinstance(e.data, ev.TicketClosed)]
         assert closed and closed[0].outcome == "merged" and closed[0].master_ticket_id == masters[t]
+        assert any(isinstance(e.data, ev.CallbackRecorded) for e in events), kinds  # the merged caller was called back
 
 
 def test_paraphrased_repeats_merge_and_merged_callers_are_called_back(hub: Hub) -> None:
