@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import math
-import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
+from typing import Any
 
 from contracts import events as ev
+from domain import repeats
+from domain.catalogue import Catalogue
+from domain.classifier import seed_examples
 from domain.privacy import mask_phone, phone_digits, pseudonym
-
-_WORD = re.compile(r"[a-z0-9]+")
-_CJK = re.compile(r"[\u4e00-\u9fff]")
 
 
 def caller_ref(caller: ev.Caller, key: str | None) -> ev.CallerRef:
@@ -31,78 +30,36 @@ def registered_ticket(s: ev.TicketSubmitted, key: str | None, proactive_rule: st
                                proactive_rule=proactive_rule, external_id=s.external_id)
 
 
-# ---------------------------------------------------------------- repeat detection
+# ---------------------------------------------------------------- repeat detection (domain.repeats)
 
-def shingles(text: str) -> frozenset[str]:
-    """Character bigrams for Chinese, words and word pairs for English: one measure for both."""
-    lowered = text.lower()
-    cjk = "".join(_CJK.findall(lowered))
-    grams = {cjk[i:i + 2] for i in range(len(cjk) - 1)}
-    words = _WORD.findall(lowered)
-    grams |= set(words) | {f"{a} {b}" for a, b in zip(words, words[1:])}
-    return frozenset(grams)
+def similarity_for(catalogue: Catalogue) -> repeats.TextSimilarity:
+    """Text similarity whose idf is counted over the catalogue's seed sentences: the filler complaints wrap
+    around a problem ("已经好几天了，请尽快处理") weighs little, the problem's words much."""
+    return repeats.TextSimilarity.fit(e.text for e in seed_examples(catalogue))
 
 
-def similarity(a: frozenset[str], b: frozenset[str]) -> float:
-    if not a or not b:
-        return 0.0
-    return len(a & b) / math.sqrt(len(a) * len(b))
+def confident_guesses(classifier: Any, texts: list[str], min_confidence: float) -> list[str | None]:
+    """The classifier's category for each text when it is sure enough, else None (no gate on the category)."""
+    if not texts:
+        return []
+    return [p.category if p.confidence >= min_confidence else None for p in classifier.predict_many(texts)]
 
 
-def distance_m(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
-    r = 6_371_000.0
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dp, dl = p2 - p1, math.radians(lon2 - lon1)
-    h = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return 2 * r * math.asin(math.sqrt(h))
+def complaint(ticket_id: str, text: str, category: str | None, location: ev.Location, submitted_at: datetime) -> repeats.Complaint:
+    return repeats.Complaint(ticket_id=ticket_id, text=text, submitted_at=submitted_at, category=category,
+                             grid=location.grid, address=location.address, lat=location.lat, lon=location.lon)
 
 
 def place_key(location: ev.Location) -> str | None:
-    """Where to look for repeats: the grid when known, else a ~1 km cell of the coordinate."""
+    """Where to look for repeats: the grid when known, else a ~1 km cell of the coordinate, else the address
+    (`repeats.same_place` then decides within it)."""
     if location.grid:
         return f"grid:{location.grid}"
     if location.lat is not None and location.lon is not None:
         return f"cell:{round(location.lat, 2)}:{round(location.lon, 2)}"
     if location.address:
-        return f"addr:{location.address.strip().lower()}"
+        return f"addr:{repeats.address_key(location.address)}"
     return None
-
-
-@dataclass(frozen=True)
-class Candidate:
-    ticket_id: str
-    text: str
-    category: str | None
-    lat: float | None
-    lon: float | None
-    submitted_at: datetime
-
-
-@dataclass(frozen=True)
-class RepeatMatch:
-    master_ticket_id: str
-    similarity: float
-    reason: str
-
-
-def find_master(new: ev.TicketSubmitted, candidates: list[Candidate], *, window: timedelta,
-                min_similarity: float, radius_m: float) -> RepeatMatch | None:
-    """The open ticket this complaint repeats, if any: same place, same category (when both are
-    known), within the window, and similar enough text. The most similar wins; ties go to the oldest."""
-    new_grams = shingles(new.text)
-    best: RepeatMatch | None = None
-    for c in sorted(candidates, key=lambda c: c.submitted_at):
-        if abs(new.submitted_at - c.submitted_at) > window:
-            continue
-        if new.category and c.category and new.category != c.category:
-            continue
-        if (new.location.lat is not None and c.lat is not None and new.location.lon is not None and c.lon is not None
-                and distance_m(new.location.lat, new.location.lon, c.lat, c.lon) > radius_m):
-            continue
-        score = similarity(new_grams, shingles(c.text))
-        if score >= min_similarity and (best is None or score > best.similarity):
-            best = RepeatMatch(c.ticket_id, round(score, 3), f"same place, text similarity {score:.2f} within {window}")
-    return best
 
 
 # ---------------------------------------------------------------- proactive rules ("the policy finds the person")

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
@@ -15,8 +16,15 @@ class DiscoverSettings(ServiceSettings):
     service_name: ClassVar[str] = "discover"
 
     merge_window_hours: float = Field(default=72.0, gt=0, description="A repeat must arrive within this many hours of the master.")
-    merge_similarity: float = Field(default=0.55, gt=0, le=1, description="Text similarity (0-1) above which two complaints are the same problem.")
+    merge_similarity: float = Field(default=0.55, gt=0, le=1, description="Text similarity (0-1, domain.repeats) from which two complaints "
+                                    "at one place are the same problem when a category is unknown (measured: `cityops discover repeats`).")
+    merge_similarity_same_category: float = Field(default=0.2, ge=0, le=1, description="The same when both complaints are of one "
+                                                  "category (an operator's, triage's or the classifier's confident guess).")
     merge_radius_m: float = Field(default=150.0, gt=0, description="Two coordinates closer than this are the same place.")
+    guess_min_confidence: float = Field(default=0.35, ge=0, le=1, description="A complaint with no category yet gets the classifier's "
+                                        "guess when at least this sure; two different categories are never merged.")
+    model_path: Path | None = Field(default=None, description="Classifier for the category guess (cityops triage train); default: the "
+                                    "catalogue-trained one triage uses, cached in the state dir.")
     pseudonym_key: str | None = Field(
         default=None, description="Only for intake records written before intake sealed callers (they carry the clear phone): "
         "the pseudonym's secret (hub-wide CITYOPS_PSEUDONYM_KEY); unset, such callers get a masked phone and no pseudonym.")

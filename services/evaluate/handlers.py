@@ -201,6 +201,8 @@ def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit
     """The callback operator's entry (intake's command): the fact CallbackRecorded, then re-handling or closing."""
     submitted: ev.CallbackSubmitted = command.data
     row = _ticket(ctx, batch, command.ticket_id)
+    if row.master_ticket_id is not None:
+        return on_repeat_callback(ctx, batch, command, row)
     if row.status != "awaiting-callback" or submitted.round != row.round:
         raise ValueError(f"ticket {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
     envelope = fact_of_command(ctx, command)
@@ -219,6 +221,23 @@ def on_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any]) -> list[Emit
                                                    c.satisfaction)
 
 
+def on_repeat_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any], row: Ticket) -> list[Emit]:
+    """A merged repeat's caller at callback (asked when the master closed): the verdict is recorded and counted
+    like any resident's, once per requested round (the round goes back to 0). It decides nothing: the master's
+    handling is over; a caller whose problem was not the master's files a new complaint."""
+    submitted: ev.CallbackSubmitted = command.data
+    if submitted.round != row.round or row.round < 1 or row.status != "closed":
+        raise ValueError(f"repeat {row.ticket_id} is not awaiting a callback for round {submitted.round} (status {row.status}, round {row.round})")
+    envelope = fact_of_command(ctx, command)
+    c: ev.CallbackRecorded = envelope.data
+    verdict = rates.callback_counts(resolved=c.resolved, satisfaction=c.satisfaction, reasonable_demand=c.reasonable_demand)
+    for scope, key in _scopes(row):
+        _count(batch, scope, key, callbacks=verdict.callbacks, resolved=verdict.resolved, satisfied=verdict.satisfied,
+               rated=verdict.rated)
+    row.round = 0
+    return [Emit(EVALUATE.name, envelope)]
+
+
 def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,
           satisfaction: ev.Satisfaction) -> list[Emit]:
     row.status = "closed"
@@ -226,10 +245,21 @@ def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome
                                             source=ctx.source))]
     children = batch.open_children(row.ticket_id) if batch.may_have_children(row.ticket_id) else []
     for i, child in enumerate(children, start=1):
-        child.status = "closed"
-        data = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=row.ticket_id)
-        out.append(Emit(EVALUATE.name, cause.caused(data, source=ctx.source, ticket_id=child.ticket_id, index=i)))
+        out += close_repeat(ctx, cause, child, row, satisfaction, index=i)
     return out
+
+
+def close_repeat(ctx: Ctx, cause: Envelope[Any], child: Ticket, master: Ticket, satisfaction: ev.Satisfaction | None,
+                 index: int = 0) -> list[Emit]:
+    """A repeat closes with its master, and its own caller is called back: their complaint was handled too.
+    Asked when the master closes, not when it is handled: a split read after the handling (another topic)
+    must not leave a callback asked for a ticket that was no longer merged."""
+    child.status, child.round, child.units = "closed", master.round, master.units
+    request = ev.CallbackRequested(round=max(master.round, 1), caller=ev.CallerRef.model_validate_json(child.caller_json),
+                                   units=tuple(u for u in master.units.split(",") if u))
+    closed = ev.TicketClosed(outcome="merged", satisfaction=satisfaction, rounds=0, master_ticket_id=master.ticket_id)
+    return [Emit(EVALUATE.name, cause.caused(request, source=ctx.source, ticket_id=child.ticket_id, index=index)),
+            Emit(EVALUATE.name, cause.caused(closed, source=ctx.source, ticket_id=child.ticket_id, index=index))]
 
 
 def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelope[Any], row: Ticket) -> list[Emit]:
@@ -239,9 +269,7 @@ def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelop
     master = batch.ticket(row.master_ticket_id) if row.master_ticket_id else None
     if master is None or master.status != "closed" or row.status == "closed":
         return []
-    row.status = "closed"
-    data = ev.TicketClosed(outcome="merged", satisfaction=None, rounds=0, master_ticket_id=master.ticket_id)
-    return [Emit(EVALUATE.name, cause.caused(data, source=ctx.source))]
+    return close_repeat(ctx, cause, row, master, None)
 
 
 def rates_table(session: Any, scope: str) -> list[dict[str, Any]]:

@@ -335,7 +335,8 @@ def _discover(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
     from services.discover.app import create_app
     from services.discover.settings import DiscoverSettings
 
-    return _from_factory("discover", directory, create_app, _settings(DiscoverSettings, directory, "discover.db", **kw), clock)
+    return _from_factory("discover", directory, create_app, _settings(DiscoverSettings, directory, "discover.db", **kw), clock,
+                         classifier=default_classifier())
 
 
 def _triage(directory: Path, clock: Clock, classifier: Any = None, **kw: Any) -> ServiceHarness:

@@ -98,12 +98,17 @@ def test_a_closed_ticket_takes_no_more_repeats(tmp_path, hub):
     assert one(out, ev.TicketRegistered, "T-3").data.master_ticket_id is None
 
 
-def test_the_category_triage_chose_is_remembered_for_repeat_detection(tmp_path, hub):
+def test_the_category_triage_chose_replaces_the_guess_for_repeat_detection(tmp_path, hub):
     svc = _discover(tmp_path)
-    svc.feed(inputs(svc, hub.log, "T-HAPPY")[:1])
-    assert _known(svc)["T-HAPPY"]["category"] is None
-    svc.feed([r for r in inputs(svc, hub.log, "T-HAPPY") if r.type == ev.TicketClassified.event_type])
+    out = svc.feed(inputs(svc, hub.log, "T-HAPPY")[:1])
+    # The classifier's guess is kept for comparing repeats, never published: triage alone decides the category.
+    assert one(out, ev.TicketRegistered, "T-HAPPY").data.ticket.category is None
     assert _known(svc)["T-HAPPY"]["category"] == "city-management.garbage-collection"
+    classified = [r for r in inputs(svc, hub.log, "T-HAPPY") if r.type == ev.TicketClassified.event_type]
+    envelope = classified[0].envelope()
+    other = envelope.model_copy(update={"data": envelope.data.model_copy(update={"category": "city-management.street-cleaning"})})
+    svc.feed([record_of(other)])
+    assert _known(svc)["T-HAPPY"]["category"] == "city-management.street-cleaning"
 
 
 def test_a_split_undoes_the_merge_and_sends_the_ticket_on_its_own(tmp_path, hub):

@@ -53,6 +53,39 @@ def test_a_satisfied_resident_closes_the_ticket_and_its_merged_repeat_with_it(tm
     assert {t: row["status"] for t, row in _tickets(svc).items()} == {"T-HAPPY": "closed", "T-REPEAT": "closed"}
 
 
+def test_a_merged_repeats_caller_is_called_back_when_the_master_closes(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    before, rest = _upto(inputs(svc, hub.log, "T-HAPPY", "T-REPEAT"), ev.CallbackSubmitted)
+    assert {e.ticket_id for e in of_type(svc.feed(before), ev.CallbackRequested)} == {"T-HAPPY"}
+    out = svc.feed(rest)
+    request = one(out, ev.CallbackRequested, "T-REPEAT")
+    assert request.data.round == 1 and request.data.units == ("city-management",)
+    assert request.data.caller.masked_phone == "139****1111"  # the repeat's own caller, not the master's
+    assert [r.type for r in out if r.ticket_id == "T-REPEAT"] == [ev.CallbackRequested.event_type, ev.TicketClosed.event_type]
+
+
+def _callbacks(svc):
+    return {(r["scope"], r["key"]): (r["callbacks"], r["satisfied"]) for r in svc.rows("evaluate_rates") if r["callbacks"]}
+
+
+def test_a_repeats_callback_is_recorded_and_counted_once_and_decides_nothing(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    out = svc.feed(inputs(svc, hub.log, "T-HAPPY", "T-REPEAT") + [record_of(callback_submitted("T-REPEAT", 1, satisfied=False))])
+    assert one(out, ev.CallbackRecorded, "T-REPEAT").data.satisfaction == ev.Satisfaction.unsatisfied
+    assert not of_type(out, ev.TicketReopened) and len(of_type(out, ev.TicketClosed, "T-REPEAT")) == 1
+    assert _callbacks(svc)[("grid", "grid-east-1-a-1")] == (2, 1)  # both residents' verdicts count
+    again = svc.feed([record_of(callback_submitted("T-REPEAT", 1, satisfied=True).model_copy(update={"id": "again"}))])
+    assert not of_type(again, ev.CallbackRecorded) and _callbacks(svc)[("grid", "grid-east-1-a-1")] == (2, 1)
+
+
+def test_a_repeats_callback_before_it_was_asked_for_is_refused(tmp_path, hub):
+    svc = _evaluate(tmp_path)
+    before, _ = _upto(inputs(svc, hub.log, "T-HAPPY", "T-REPEAT"), ev.CallbackSubmitted)
+    svc.feed(before)
+    out = svc.feed([record_of(callback_submitted("T-REPEAT", 1, satisfied=True))])
+    assert not of_type(out, ev.CallbackRecorded) and _callbacks(svc) == {}
+
+
 def test_a_split_ticket_is_not_closed_with_its_former_master(tmp_path, hub):
     svc = _evaluate(tmp_path)
     out = svc.feed(inputs(svc, hub.log, "T-JOINT", "T-SPLIT"))
@@ -148,6 +181,7 @@ def test_a_repeat_whose_merge_is_read_after_its_master_closed_is_closed_too(tmp_
     out = svc.feed(repeat)
     closed = one(out, ev.TicketClosed, "T-REPEAT")
     assert (closed.data.outcome, closed.data.master_ticket_id) == ("merged", "T-HAPPY")
+    assert one(out, ev.CallbackRequested, "T-REPEAT").data.caller.masked_phone == "139****1111"  # called back too
     assert _tickets(svc)["T-REPEAT"]["status"] == "closed"
     assert svc.feed(repeat) == []  # and only once
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from contracts import events as ev
 from services.act import domain as act
@@ -24,31 +24,6 @@ def test_phone_is_masked_and_pseudonym_is_stable_and_keyed():
     assert ref.pseudonym != discover.caller_ref(ev.Caller(phone="13812345678"), key="k2").pseudonym
     assert "13812345678" not in ref.model_dump_json()
     assert discover.caller_ref(ev.Caller(), key="k1").anonymous
-
-
-def test_repeat_needs_same_place_similar_text_and_window():
-    master = discover.Candidate("T-1", "小区门口的路灯坏了好几天了", None, 31.2300, 121.4700, T0)
-    near_same = submitted("小区门口路灯坏了好几天", T0 + timedelta(hours=3), lat=31.2301, lon=121.4701)
-    kw = dict(window=timedelta(hours=72), min_similarity=0.5, radius_m=150)
-    assert discover.find_master(near_same, [master], **kw).master_ticket_id == "T-1"
-    far = submitted("小区门口路灯坏了好几天", T0, lat=31.2400, lon=121.4700)
-    assert discover.find_master(far, [master], **kw) is None
-    late = submitted("小区门口路灯坏了好几天", T0 + timedelta(days=5), lat=31.2301, lon=121.4701)
-    assert discover.find_master(late, [master], **kw) is None
-    other = submitted("楼上装修噪音太大", T0, lat=31.2301, lon=121.4701)
-    assert discover.find_master(other, [master], **kw) is None
-
-
-def test_repeat_with_a_different_operator_category_is_not_merged():
-    master = discover.Candidate("T-1", "street light out on Elm Street", "city-management.street-light", None, None, T0)
-    new = ev.TicketSubmitted(channel="phone", text="street light out on Elm Street", submitted_at=T0, category="power.outage",
-                             location=ev.Location(grid="g1"))
-    assert discover.find_master(new, [master], window=timedelta(hours=72), min_similarity=0.5, radius_m=150) is None
-
-
-def test_english_similarity_uses_words():
-    a, b = discover.shingles("Loud music from the bar every night"), discover.shingles("loud music from the bar at night")
-    assert discover.similarity(a, b) > 0.5 > discover.similarity(a, discover.shingles("pothole on the main road"))
 
 
 def test_proactive_rule_fires_only_at_seventy():
