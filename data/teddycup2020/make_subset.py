@@ -17,8 +17,8 @@ from __future__ import annotations
 import csv
 import re
 import sys
-import zipfile
 import xml.etree.ElementTree as ET
+import zipfile
 
 _NS = "{http://schemas.openxmlformats.org/spreadsheetml/2006/main}"
 HEADER = {"A": "留言编号", "C": "留言主题", "E": "留言详情", "F": "一级分类"}
