@@ -264,7 +264,7 @@ class ComplaintClassifier:
     def __init__(
         self,
         *,
-        c: float = 1.0,
+        c: float = 5.0,
         max_iter: int = 5000,
         top_k: int = 3,
         char_ngrams: tuple[int, int] = (1, 2),
@@ -272,7 +272,10 @@ class ComplaintClassifier:
         calibrate: bool = True,
         temperature: float = 1.0,
     ) -> None:
-        self.c = c  # inverse regularisation strength of the linear SVM
+        # Inverse regularisation strength of the linear SVM. 5 rather than the library's 1: the same accuracy on
+        # real Chinese messages (0.83), and the catalogue-trained model stays as good as before on NYC texts
+        # without their complaint type (0.40; at 1 it fell to 0.36).
+        self.c = c
         self.max_iter = max_iter
         self.top_k = top_k  # how many alternatives a prediction lists
         low, high = char_ngrams  # a list when read back from a saved model's params

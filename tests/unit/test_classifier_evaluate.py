@@ -196,3 +196,13 @@ def test_cli_evaluate_holdout_prints_ours_and_the_baseline(tmp_path: Path) -> No
 def test_cli_evaluate_needs_exactly_one_data_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["evaluate"], env=WIDE)
     assert result.exit_code != 0 and "--csv or --nyc" in result.output
+
+
+def test_cli_evaluate_repeat_scores_several_splits_and_prints_their_mean(tmp_path: Path) -> None:
+    data = _write(tmp_path / "all.csv", TINY)
+    args = ["evaluate", "--csv", str(data), "--holdout", "0.34", "--seed", "1", "--repeat", "3", "--json"]
+    result = CliRunner().invoke(app, args, env=WIDE)
+    assert result.exit_code == 0, result.output
+    repeats = json.loads(result.output)["repeats"]
+    assert [r["seed"] for r in repeats["per_seed"]] == [1, 2, 3]
+    assert repeats["mean_ours"] == round(sum(r["ours"] for r in repeats["per_seed"]) / 3, 4)
