@@ -206,3 +206,17 @@ def test_cli_evaluate_repeat_scores_several_splits_and_prints_their_mean(tmp_pat
     repeats = json.loads(result.output)["repeats"]
     assert [r["seed"] for r in repeats["per_seed"]] == [1, 2, 3]
     assert repeats["mean_ours"] == round(sum(r["ours"] for r in repeats["per_seed"]) / 3, 4)
+
+
+def test_the_shipped_chinese_evaluation_set_matches_its_provenance() -> None:
+    path = Path(__file__).resolve().parents[2] / "data" / "teddycup2020" / "messages.csv"
+    with open(path, encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row["category"]] = counts.get(row["category"], 0) + 1
+    assert len(rows) == 495 and all(row["text"].strip() for row in rows)
+    assert counts == {"劳动和社会保障": 104, "城乡建设": 101, "教育文体": 96, "卫生计生": 58, "交通运输": 55,
+                      "商贸旅游": 48, "环境保护": 33}
+    mapping = load_label_map(path.with_name("catalogue_mapping.yaml"))
+    assert {label for label in mapping.values() if label} == set(counts)
