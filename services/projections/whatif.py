@@ -60,28 +60,25 @@ class Guess:
 
 
 class SavedModel:
-    """A classifier file saved by the triage service (a joblib payload around a scikit-learn pipeline).
+    """A classifier file saved by the triage service, read by the classifier's own code in domain/ (the
+    saved pipeline refers to its feature functions, and its probabilities need the saved temperature).
 
     Only load model files you made: joblib is pickle."""
 
-    FORMAT = "cityops.triage.complaint-classifier"
-
     def __init__(self, path: str | Path) -> None:
-        import joblib
+        from domain.classifier import ComplaintClassifier, ModelFormatError
 
-        payload = joblib.load(Path(path))
-        if not isinstance(payload, dict) or payload.get("format") != self.FORMAT:
-            raise ValueError(f"{path} is not a cityops complaint classifier model file")
+        try:
+            self._model = ComplaintClassifier.load(path)
+        except ModelFormatError as exc:
+            raise ValueError(f"{path} is not a cityops complaint classifier model file: {exc}") from exc
         self.path = str(path)
-        self.pipeline = payload["pipeline"]
-        self.labels = tuple(payload["labels"])
+        self.labels = self._model.labels
 
     def predict_many(self, texts: Sequence[str]) -> list[Guess]:
         if not texts:
             return []
-        probabilities = self.pipeline.predict_proba(list(texts))
-        best = probabilities.argmax(axis=1)
-        return [Guess(self.labels[i], float(row[i])) for i, row in zip(best, probabilities)]
+        return [Guess(p.category, p.confidence) for p in self._model.predict_many(list(texts))]
 
 
 # ---------------------------------------------------------------------------------------------- what the log says
