@@ -16,6 +16,7 @@ catalogue does not know are *reported* by ``unmapped_labels``, never rejected.
 from __future__ import annotations
 
 import hashlib
+import os
 import random
 import re
 import time
@@ -606,7 +607,9 @@ def cached_default_classifier(state_dir: Path, catalogue: Catalogue) -> Complain
             path.unlink(missing_ok=True)
     classifier = default_classifier(catalogue)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    # A temporary name of this process's own: two processes training at once (triage and discover, or two
+    # triage instances) each write their own file, and the atomic rename means neither reads half of one.
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
     classifier.save(tmp)
-    tmp.replace(path)  # atomic: two triage instances starting together never read half a file
+    tmp.replace(path)
     return classifier
