@@ -141,8 +141,11 @@ def core_router(deps: ConsoleDeps) -> APIRouter:
 
     @api.get("/health", dependencies=[Depends(PUBLIC)], include_in_schema=False)
     @api.get("/console/health", dependencies=[Depends(PUBLIC)], include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, Any]:
+        """Answers while the pages do; says whether the live feed follows the broker (no personal data)."""
+        live = deps.live
+        return {"status": "ok", "live": {"following": live.connected, "events": live.published, "skipped": live.skipped,
+                                         "subscribers": len(live.subscribers)}}
 
     @api.get("/console", include_in_schema=False, dependencies=[Depends(PUBLIC)])
     async def bare() -> Response:
