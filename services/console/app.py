@@ -114,7 +114,7 @@ def create_app(settings: ConsoleSettings | None = None, *, upstream: Upstream | 
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.token_verifier = verifier
-    deps = ConsoleDeps(settings=settings, upstream=upstream, live=live, templates=make_templates(), clock=clock,
+    deps = ConsoleDeps(settings=settings, upstream=upstream, live=live, templates=make_templates(settings.timezone), clock=clock,
                        sessions=sessions,  # type: ignore[arg-type]  # None only when the app refuses to start
                        catalogue=catalogue, identities=demo_identities(catalogue) if settings.demo else {})
     app.state.deps = deps
