@@ -182,3 +182,12 @@ def test_an_intake_that_does_not_answer_shows_try_again() -> None:
     client = signed_in(console_app(down), principal(Role.operator))
     answer = client.get("/console/operator/triage")
     assert answer.status_code == 503 and "稍后重试" in answer.text
+
+
+def test_while_the_model_loads_the_suggestions_ask_again_by_themselves() -> None:
+    def loading(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ready": False, "suggestions": []})
+
+    client = signed_in(console_app(loading), principal(Role.operator))
+    shown = client.get("/console/operator/suggestions", params={"text": "路灯不亮"}).text
+    assert 'hx-trigger="load delay:2s"' in shown and 'hx-include="#text"' in shown
