@@ -46,6 +46,8 @@ def status_spec() -> HandlerSpec[NoDeps]:
                        prefetch=[Prefetch(TicketStatus, lambda e: e.ticket_id)])
 
 
+# The tables the status view writes (intake's app creates them with the rest of its store).
+STATUS_TABLES = [TicketStatus, TriageCandidates]
 STATUS_TOPICS = [TICKETS.name, TRIAGE.name, CONSULT.name, ACT.name, EVALUATE.name]
 
 
