@@ -54,6 +54,7 @@ class ChaosConfig:
     down_s: float = 2.0          # how long a killed process stays down before it is restarted
     drain_s: float = 300.0       # longest wait for the accepted tickets to close after the load stops
     give_up_s: float = 120.0     # a client stops retrying one ticket after this long
+    console_port: int = 28090    # the console runs (and is killed) too; never on a running hub's 8090
 
 
 @dataclass
@@ -277,7 +278,7 @@ def run(cfg: ChaosConfig) -> dict[str, Any]:
     from tools.topics_cli import hub_topics
 
     prepare_state_dir(cfg.state_dir)
-    hub = ChaosHub(cfg.kafka_port, cfg.http_port, cfg.state_dir, cfg.bridge_port)
+    hub = ChaosHub(cfg.kafka_port, cfg.http_port, cfg.state_dir, cfg.bridge_port, console_port=cfg.console_port)
     hub.cluster_mode = cfg.cluster
     hub.supervisor.env = hub.env()  # the cluster's bootstrap, the fast units
     base = f"http://127.0.0.1:{cfg.http_port}"

@@ -397,16 +397,16 @@ def _projections(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
 
 def _intake_status(directory: Path, clock: Clock, **kw: Any) -> ServiceHarness:
     """Intake's status view: one of the two pipelines of intake's app (a FastAPI app, whose lifespan also
-    starts the broker, so its one table is created here as that lifespan does)."""
+    starts the broker, so its tables are created here as that lifespan does)."""
     from services.common.store import create_tables
     from services.intake.app import create_app
-    from services.intake.models import TicketStatus
+    from services.intake.handlers import STATUS_TABLES
     from services.intake.settings import IntakeSettings
 
     settings = _settings(IntakeSettings, directory, "intake.db", **kw)
     api = create_app(settings, broker=KafkaBroker(settings.kafka_bootstrap, security=kafka_access(settings).security, logger=None), clock=clock)
     pipeline = api.state.pipelines["status"]
-    create_tables(pipeline.engine, [TicketStatus.__table__])
+    create_tables(pipeline.engine, [t.__table__ for t in STATUS_TABLES])  # type: ignore[attr-defined]
     return ServiceHarness("intake-status", directory, pipeline=pipeline, engine=pipeline.engine, clock=clock)
 
 

@@ -171,6 +171,10 @@ def test_app_services_share_one_image_built_from_deploy_dockerfile() -> None:
         assert (REPO / build.get("context", ".") / build.get("dockerfile", "Dockerfile")).resolve() == DOCKERFILE, name
 
 
+# The console owns no store: it reads and acts through the hub's APIs (README "The console").
+STORELESS = {"console"}
+
+
 def test_app_services_reach_kafka_and_postgres_and_wait_for_topics() -> None:
     doc = compose()
     assert doc["services"]["postgres"].get("healthcheck", {}).get("test"), "postgres needs a healthcheck"
@@ -185,6 +189,9 @@ def test_app_services_reach_kafka_and_postgres_and_wait_for_topics() -> None:
         if name == "topics":
             continue
         assert entry["depends_on"]["topics"]["condition"] == "service_completed_successfully", name
+        if name in STORELESS:
+            assert "CITYOPS_DB_URL" not in env, name
+            continue
         url = urlsplit(env.get("CITYOPS_DB_URL", ""))
         assert url.scheme == "postgresql+psycopg" and url.hostname == "postgres", f"{name}: CITYOPS_DB_URL={url.geturl()!r}"
         assert url.path.lstrip("/") in created, f"{name}: database {url.path!r} is not created by the postgres init script"
