@@ -1,0 +1,136 @@
+"""The supervisors' board in a browser on a real hub (`cityops up` as tools/hub.py runs it: broker, every service,
+the replay API and the console as their own processes, simulated units).
+
+The simulated supervisor is off and every simulated party disputes the plans put to it, so disputed tickets wait
+on the board; the test decides one from the page and watches intake's 202 turn into the ticket leaving review.
+Screenshots go to .state/screenshots/ (board-*.png).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.harness.browser import available, chromium, desktop, login, phone, shoot
+from tools.hub import REPLAY, Hub, console_answers, intake_answers, replay_answers
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+DISPUTED = ["物业费收费不合理，物业强行涨价", "业主和物业矛盾，要求更换物业公司", "小区公共设施损坏，要动用维修基金"]
+PLAIN = ["小区门口的路灯坏了好几天了，晚上很黑", "路边下水道堵了，污水漫到人行道上", "楼道堆放杂物，消防通道堆物"]
+LOCATION = {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class BoardHub(Hub):
+    """The demo hub with nobody deciding disputes but the test, and parties that always dispute."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "CITYOPS_UNIT_SUPERVISOR": "false", "CITYOPS_UNIT_P_DISAGREE": "1.0"}
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoardHub]:
+    reason = available()
+    if reason:
+        pytest.fail(f"browser tests cannot run here: {reason}")
+    from services.common.kafka import ensure_topics
+    from tools.topics_cli import hub_topics
+
+    state = Path(tmp_path_factory.mktemp("board-hub"))
+    hub = BoardHub(kafka_port=int(os.environ.get("CITYOPS_TEST_KAFKA_PORT", "19392")),
+                   http_port=int(os.environ.get("CITYOPS_TEST_HTTP_PORT", "18380")), state_dir=state,
+                   bridge_port=free_port(), metrics_port=0, replay_port=free_port(), console_port=free_port())
+    try:
+        hub.start_broker()
+        asyncio.run(ensure_topics(hub.node().client_settings(), hub_topics()))
+        hub.start_services()
+        hub.supervisor.wait_ready("intake", intake_answers(f"http://127.0.0.1:{hub.http_port}"), timeout=120)
+        hub.supervisor.wait_ready(REPLAY, replay_answers(f"http://127.0.0.1:{hub.replay_port}"), timeout=120)
+        hub.supervisor.wait_ready("console", console_answers(f"http://127.0.0.1:{hub.console_port}"), timeout=120)
+        yield hub
+    finally:
+        hub.stop()
+
+
+def _submit(hub: Hub) -> None:
+    with httpx.Client(base_url=f"http://127.0.0.1:{hub.http_port}", headers=hub.credentials.bearer("app"), timeout=10) as c:
+        for n, text in enumerate(DISPUTED + PLAIN):
+            answer = c.post("/tickets", json={"text": text, "location": LOCATION, "caller_phone": f"1380000{n:04d}",
+                                               "caller_name": "board test"})
+            assert answer.status_code == 202, answer.text
+
+
+def _replay(hub: Hub, path: str, **params: Any) -> Any:
+    answer = httpx.get(f"http://127.0.0.1:{hub.replay_port}{path}", params=params,
+                       headers=hub.credentials.bearer("supervisor"), timeout=10)
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def _until(what: str, check: Any, timeout: float = 180) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_the_board_shows_the_city_and_a_decision_from_the_page_reaches_intake(hub: BoardHub) -> None:
+    _submit(hub)
+    queue = _until("a disputed ticket on the board", lambda: _replay(hub, "/replay/board/arbitration"))
+    _until("rankings", lambda: _replay(hub, "/replay/rankings", min_n=1))
+    base = f"http://127.0.0.1:{hub.console_port}"
+    with chromium() as browser:
+        page = desktop(browser).new_page()
+        intake_answers_seen: list[int] = []
+        page.on("response", lambda r: intake_answers_seen.append(r.status) if r.url.endswith("/console/board/decisions") else None)
+        login(page, base, "supervisor")
+        page.goto(f"{base}/console/board/?scope=unit")
+        assert int(page.inner_text("[data-testid=total]")) >= len(DISPUTED) + len(PLAIN)
+        assert page.locator("[data-testid=rankings] tbody tr").count() >= 1
+        page.wait_for_selector("#board-map[data-ready=true]", timeout=15_000)
+        page.wait_for_selector("[data-testid=ranking-chart] canvas", timeout=15_000)
+        assert page.locator("[data-testid=arbitration-item]").count() == len(queue)
+        shoot(page, "board-supervisor")
+        page.click("[data-map-metric=on_time]")
+        assert page.get_attribute("#board-map", "data-metric") == "on_time"
+        shoot(page, "board-map-on-time", full_page=False)
+
+        item = page.locator("[data-testid=arbitration-item]").first
+        ticket_id = item.get_attribute("id").removeprefix("arb-")  # type: ignore[union-attr]
+        item.locator("textarea[name=note]").fill("由测试裁决：物业纠纷由街道主办")
+        item.locator("button[type=submit]").click()
+        page.wait_for_selector("[data-testid=decided]", timeout=15_000)
+        assert intake_answers_seen == [202]
+        shoot(page, "board-decided")
+        left = _until("the decided ticket to leave review", lambda: _replay(hub, f"/replay/tickets/{ticket_id}")["ticket"]["status"]
+                      not in ("supervisor-review",) and _replay(hub, f"/replay/tickets/{ticket_id}")["ticket"]["final"], timeout=120)
+        assert left
+
+        small = phone(browser).new_page()
+        login(small, base, "supervisor")
+        small.goto(f"{base}/console/board/")
+        assert small.evaluate("document.documentElement.scrollWidth") <= 390 + 1
+        shoot(small, "board-phone")
+
+        auditor = desktop(browser).new_page()
+        login(auditor, base, "auditor")
+        auditor.goto(f"{base}/console/board/")
+        assert auditor.locator("form.decide").count() == 0 and auditor.locator("[data-testid=states]").count() == 1
+        shoot(auditor, "board-auditor")
