@@ -23,7 +23,7 @@ def upgrade() -> None:
     with op.batch_alter_table('proj_tickets', schema=None) as batch_op:
         batch_op.create_index('ix_proj_tickets_grid', ['grid', 'status', 'overdue'], unique=False)
         batch_op.create_index('ix_proj_tickets_status_overdue', ['status', 'overdue'], unique=False)
-        batch_op.create_index('ix_proj_tickets_submitted', ['ticket_id', 'submitted_at'], unique=False)
+        batch_op.create_index('ix_proj_tickets_submitted', ['submitted_at', 'ticket_id'], unique=False)
 
 
 def downgrade() -> None:
