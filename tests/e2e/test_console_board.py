@@ -123,6 +123,8 @@ def test_the_board_shows_the_city_and_a_decision_from_the_page_reaches_intake(hu
                       not in ("supervisor-review",) and _replay(hub, f"/replay/tickets/{ticket_id}")["ticket"]["final"], timeout=120)
         assert left
 
+        _the_map_picker_fills_a_form(page)
+
         small = phone(browser).new_page()
         login(small, base, "supervisor")
         small.goto(f"{base}/console/board/")
@@ -134,3 +136,34 @@ def test_the_board_shows_the_city_and_a_decision_from_the_page_reaches_intake(hu
         auditor.goto(f"{base}/console/board/")
         assert auditor.locator("form.decide").count() == 0 and auditor.locator("[data-testid=states]").count() == 1
         shoot(auditor, "board-auditor")
+
+
+PICKER_FORM = """
+<form id="picker-form"><input name="lat"><input name="lon">
+  <select name="district"></select><select name="street"></select><select name="community"></select><select name="grid"></select>
+  <div class="chart picker" style="width:360px;height:260px" data-map-picker data-geojson="/console/map/areas.geojson"></div>
+</form>"""
+
+
+def _the_map_picker_fills_a_form(page: Any) -> None:
+    """partials/map_picker.html's map, as the operator's form includes it: a click fills the place fields."""
+    page.add_script_tag(url="/console/static/map_picker.js")
+    page.evaluate("""html => { const box = document.createElement('div'); box.innerHTML = html;
+        document.querySelector('main').prepend(box);
+        box.dispatchEvent(new Event('htmx:afterSettle', {bubbles: true})); }""", PICKER_FORM)
+    picker = page.locator("#picker-form [data-map-picker]")
+    page.wait_for_selector("#picker-form [data-map-picker][data-ready=true]", timeout=15_000)
+    box = picker.bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_selector("#picker-form [data-map-picker][data-picked]", timeout=5_000)
+    values = page.evaluate("""() => Object.fromEntries(['lat', 'lon', 'district', 'street', 'community', 'grid']
+        .map(n => [n, document.querySelector('#picker-form [name=' + n + ']').value]))""")
+    from domain.catalogue import load_catalogue
+    from domain.catalogue.geo import default_locator
+
+    assert values["grid"] == picker.get_attribute("data-picked")
+    located = default_locator().locate(float(values["lon"]), float(values["lat"]))
+    assert located == {level: values[level] for level in ("grid", "community", "street", "district")}
+    assert {a.level: a.id for a in load_catalogue().area_chain({"grid": values["grid"]})} == located
+    shoot(page, "board-map-picker", full_page=False)
