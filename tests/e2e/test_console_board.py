@@ -125,6 +125,11 @@ def test_the_board_shows_the_city_and_a_decision_from_the_page_reaches_intake(hu
 
         _the_map_picker_fills_a_form(page)
 
+        operator = desktop(browser).new_page()
+        login(operator, base, "operator")
+        operator.goto(f"{base}/console/operator/")
+        _a_click_on_the_operator_s_map_fills_the_place(operator)
+
         small = phone(browser).new_page()
         login(small, base, "supervisor")
         small.goto(f"{base}/console/board/")
@@ -167,3 +172,24 @@ def _the_map_picker_fills_a_form(page: Any) -> None:
     assert located == {level: values[level] for level in ("grid", "community", "street", "district")}
     assert {a.level: a.id for a in load_catalogue().area_chain({"grid": values["grid"]})} == located
     shoot(page, "board-map-picker", full_page=False)
+
+
+def _a_click_on_the_operator_s_map_fills_the_place(page: Any) -> None:
+    """The operator's submit form includes the picker: a click selects the grid and its ancestors in the form."""
+    picker = page.locator("[data-map-picker]")
+    page.wait_for_selector("[data-map-picker][data-ready=true]", timeout=15_000)
+    picker.scroll_into_view_if_needed()
+    box = picker.bounding_box()
+    assert box is not None
+    # the map keeps the city's proportions, centred: a point a little below the middle lies on it
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.6)
+    page.wait_for_selector("[data-map-picker][data-picked]", timeout=5_000)
+    grid = picker.get_attribute("data-picked")
+    chosen = page.evaluate("""() => Object.fromEntries(['district', 'street', 'community', 'grid', 'lat', 'lon']
+        .map(n => [n, document.querySelector('form [name=' + n + ']').value]))""")
+    from domain.catalogue.geo import default_locator
+
+    assert chosen["grid"] == grid
+    assert default_locator().locate(float(chosen["lon"]), float(chosen["lat"])) == \
+        {level: chosen[level] for level in ("grid", "community", "street", "district")}
+    shoot(page, "operator-map-picker")

@@ -72,10 +72,17 @@
     });
   }
 
-  function startAll(root) {
-    if (!window.echarts) { return; }
+  function startAll(root, tries) {
+    if (!window.echarts) {  // scripts htmx swaps in load in any order: wait a little for ECharts
+      if ((tries || 0) < 50) { setTimeout(function () { startAll(root, (tries || 0) + 1); }, 100); }
+      return;
+    }
     root.querySelectorAll("[data-map-picker]:not([data-ready])").forEach(start);
   }
-  document.addEventListener("DOMContentLoaded", function () { startAll(document); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { startAll(document); });
+  } else {
+    startAll(document);  // loaded after the page (a form swapped in by htmx)
+  }
   document.addEventListener("htmx:afterSettle", function (e) { startAll(e.target); });
 })();
