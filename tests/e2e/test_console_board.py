@@ -112,12 +112,16 @@ def test_the_board_shows_the_city_and_a_decision_from_the_page_reaches_intake(hu
         assert page.get_attribute("#board-map", "data-metric") == "on_time"
         shoot(page, "board-map-on-time", full_page=False)
 
+        # the counts are swapped in again when the live stream (SSE) says a ticket moved: mark the ones shown now
+        page.wait_for_selector("#live-dot.on", timeout=15_000)
+        page.evaluate("document.getElementById('states').setAttribute('data-stale', 'yes')")
         item = page.locator("[data-testid=arbitration-item]").first
         ticket_id = item.get_attribute("id").removeprefix("arb-")  # type: ignore[union-attr]
         item.locator("textarea[name=note]").fill("由测试裁决：物业纠纷由街道主办")
         item.locator("button[type=submit]").click()
         page.wait_for_selector("[data-testid=decided]", timeout=15_000)
         assert intake_answers_seen == [202]
+        page.wait_for_selector("#states:not([data-stale])", timeout=60_000)  # the decision moved the ticket: live
         shoot(page, "board-decided")
         left = _until("the decided ticket to leave review", lambda: _replay(hub, f"/replay/tickets/{ticket_id}")["ticket"]["status"]
                       not in ("supervisor-review",) and _replay(hub, f"/replay/tickets/{ticket_id}")["ticket"]["final"], timeout=120)
