@@ -237,14 +237,16 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
                 now: Callable[[], datetime], locate: Locate | None = None) -> Accept:
     """What every door a complaint comes through (POST /tickets, Open311) does once its body is valid."""
 
-    def city_map_locate(lon: float, lat: float) -> dict[str, str]:
-        from domain.catalogue.geo import default_locator  # shapely and the map load on the first pin, not at import
+    if locate is None:
+        from domain.catalogue.geo import default_locator
 
-        return default_locator().locate(lon, lat)
+        # built with the app, not on the first pin: loading shapely and the map must not delay a caller's request
+        locate = default_locator().locate
+    point_to_areas: Locate = locate
 
     async def accept(complaint: ComplaintIn, caller: Principal, idempotency_key: str | None,
                      location_field: tuple[str, ...]) -> Envelope[Any]:
-        complaint = complaint.model_copy(update={"location": placed(complaint.location, locate or city_map_locate, catalogue)})
+        complaint = complaint.model_copy(update={"location": placed(complaint.location, point_to_areas, catalogue)})
         _known_areas(catalogue, complaint.location, location_field)
         _check_grids(caller, complaint)
         key = scoped_key(caller, idempotency_key)
