@@ -29,7 +29,7 @@ from services.common.logs import get_logger
 from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
-from .domain import SOURCE, ComplaintIn, LocationIn, Open311Request, ResidentEventIn, submission_event
+from .domain import SOURCE, ComplaintIn, Locate, LocationIn, Open311Request, ResidentEventIn, placed, submission_event
 from .keystore import callers_of, seal_in_store
 from .models import SubmissionKey, Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .privacy_api import privacy_router
@@ -234,11 +234,19 @@ Accept = Callable[[ComplaintIn, Principal, str | None, tuple[str, ...]], Awaitab
 
 
 def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
-                now: Callable[[], datetime]) -> Accept:
+                now: Callable[[], datetime], locate: Locate | None = None) -> Accept:
     """What every door a complaint comes through (POST /tickets, Open311) does once its body is valid."""
+
+    if locate is None:
+        from domain.catalogue.geo import default_locator
+
+        # built with the app, not on the first pin: loading shapely and the map must not delay a caller's request
+        locate = default_locator().locate
+    point_to_areas: Locate = locate
 
     async def accept(complaint: ComplaintIn, caller: Principal, idempotency_key: str | None,
                      location_field: tuple[str, ...]) -> Envelope[Any]:
+        complaint = complaint.model_copy(update={"location": placed(complaint.location, point_to_areas, catalogue)})
         _known_areas(catalogue, complaint.location, location_field)
         _check_grids(caller, complaint)
         key = scoped_key(caller, idempotency_key)

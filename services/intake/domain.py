@@ -122,6 +122,22 @@ def masked_location(given: LocationIn, names: tuple[str, ...]) -> ev.Location:
     return location.model_copy(update={"address": mask_free_text(location.address, names=names)})
 
 
+Locate = Callable[[float, float], dict[str, str]]  # (lon, lat) -> {"grid": ..., "community": ..., ...}
+
+
+def placed(location: LocationIn, locate: Locate, catalogue: Catalogue) -> LocationIn:
+    """A location given only as a coordinate (an app's pin, an Open311 lat/long) with the areas it lies in filled
+    from the city map, so triage can route it to the grid; one that names any area is kept as the caller gave it.
+    A point outside the map, or a map naming areas this catalogue lacks, leaves it as it was."""
+    if location.lat is None or location.lon is None or any(getattr(location, level) for level in AREA_FIELDS):
+        return location
+    found = locate(location.lon, location.lat)
+    known = {a.id for a in catalogue.areas}
+    if not found or not set(found.values()) <= known:
+        return location
+    return location.model_copy(update={level: found[level] for level in AREA_FIELDS if level in found})
+
+
 def submission_event(complaint: ComplaintIn, *, now: datetime, idempotency_key: str | None,
                      ticket_id: str | None = None) -> Envelope[Any]:
     """The intake record of a complaint, phone and ID numbers (and the caller's own name) masked in its
