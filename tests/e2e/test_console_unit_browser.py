@@ -1,0 +1,163 @@
+"""The unit inbox in a real browser (Debian's chromium) on a real broker: act's assignment is put on the unit's
+task topic, the real bridge reads it, a unit user signs for and completes it from the pages, and the reports
+are on the unit-reports topic; a grid worker on a phone sees their grid's task; another unit's task page is 403.
+Screenshots of each page go to .state/screenshots/ (unit-*.png)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+import pytest
+import uvicorn
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from contracts import codec
+from contracts import events as ev
+from contracts.topics import UNIT_REPORTS, unit_task_topic, unit_topic_spec
+from services.bridge.app import create_app as create_bridge
+from services.bridge.settings import BridgeSettings
+from services.common.kafka import ensure_topics, kafka_access
+from services.console.app import create_app as create_console
+from services.console.settings import ConsoleSettings
+from tests.harness import browser
+from tests.harness.auth import TEST_KEY, verifier
+from tests.harness.bridge import GRID, assigned
+
+pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Served:
+    """An ASGI app served by uvicorn on its own thread and event loop (the browser test itself is synchronous)."""
+
+    def __init__(self, app: Any) -> None:
+        self.port = _free_port()
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> Served:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("the server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=20)
+
+
+async def _produce(bootstrap: str, *envelopes: Any) -> None:
+    producer = AIOKafkaProducer(**kafka_access(bootstrap).options)
+    await producer.start()
+    try:
+        for envelope in envelopes:
+            rec = codec.encode(envelope)
+            await producer.send_and_wait(unit_task_topic(envelope.data.unit), rec.value, key=rec.key, headers=rec.headers)
+    finally:
+        await producer.stop()
+
+
+async def _reports(bootstrap: str, ticket_id: str) -> list[Any]:
+    consumer = AIOKafkaConsumer(UNIT_REPORTS.name, **kafka_access(bootstrap).options, auto_offset_reset="earliest",
+                                group_id=None, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        batch = await consumer.getmany(timeout_ms=3000)
+        return [codec.decode(r.key, r.value, r.headers) for rs in batch.values() for r in rs if r.key == ticket_id.encode()]
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str]]:
+    """The real bridge on the broker and the console in front of it: (console URL, bridge URL)."""
+    asyncio.run(ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec(GRID), UNIT_REPORTS]))
+    with mock.patch.dict(os.environ, {"CITYOPS_AUTH_KEY": TEST_KEY}):
+        bridge = create_bridge(BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", GRID], state_dir=tmp_path,
+                                              consumer_group=f"bridge-{unique}", db_url=f"sqlite:///{tmp_path / 'bridge.db'}"))
+    with Served(bridge) as served_bridge:
+        console = create_console(ConsoleSettings(mode="demo", bridge_url=served_bridge.url, state_dir=tmp_path),
+                                 verifier=verifier())
+        with Served(console) as served_console:
+            yield served_console.url, served_bridge.url
+
+
+def _wait_for(page: Any, base: str, path: str, selector: str, timeout_s: float = 60) -> None:
+    """Reload `path` until `selector` shows (the bridge reads the topic in its own time)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        page.goto(base + path)
+        if page.locator(selector).count():
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{selector} never showed on {path}")
+        time.sleep(0.5)
+
+
+@pytest.mark.skipif(browser.available() is not None, reason=str(browser.available()))
+def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_a_phone(hub, kafka_bootstrap, unique) -> None:
+    base, _ = hub
+    now = datetime.now(UTC)
+    water_task, grid_task = assigned(f"T-UI-{unique}", "water", at=now), assigned(f"T-UIG-{unique}", GRID, at=now)
+    asyncio.run(_produce(kafka_bootstrap, water_task, grid_task))
+    task_path = f"/console/unit/tasks/{water_task.data.task_id}"
+    with browser.chromium() as chromium:
+        desk = chromium.new_context(**(browser.DESKTOP | {"locale": "zh-CN"})).new_page()
+        browser.login(desk, base, "unit:water")
+        _wait_for(desk, base, "/console/unit/", f"[data-task='{water_task.data.task_id}']")
+        assert desk.locator(f"[data-task='{grid_task.data.task_id}']").count() == 0
+        assert desk.locator(f"[data-task='{water_task.data.task_id}'] .countdown").count() >= 1
+        browser.shoot(desk, "unit-inbox-desktop")
+        desk.click(f"[data-task='{water_task.data.task_id}'] a")
+        desk.wait_for_url(f"**{task_path}")
+        browser.shoot(desk, "unit-task-assigned")
+        desk.click("#sign-for")
+        desk.wait_for_selector("#task-status[data-status='signed-for']", timeout=15000)
+        desk.click("#form-complete summary")
+        desk.fill("#complete-result", "管道已修复，14:00 恢复供水")
+        desk.click("#complete")
+        desk.wait_for_selector("#task-status[data-status='completed']", timeout=15000)
+        assert "管道已修复" in desk.locator("#result").inner_text()
+        browser.shoot(desk, "unit-task-completed")
+        # Another unit's task: the bridge refuses, the page is a 403.
+        refused = desk.goto(f"{base}/console/unit/tasks/{grid_task.data.task_id}")
+        assert refused is not None and refused.status == 403
+
+        phone = browser.phone(chromium).new_page()
+        browser.login(phone, base, f"grid-worker:{GRID}")
+        _wait_for(phone, base, "/console/unit/", f"[data-task='{grid_task.data.task_id}']")
+        assert phone.locator(f"[data-task='{water_task.data.task_id}']").count() == 0
+        width = phone.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"the inbox is {width}px wide on a 390px phone"
+        browser.shoot(phone, "unit-inbox-phone")
+        phone.click(f"[data-task='{grid_task.data.task_id}'] a")
+        phone.wait_for_selector("#sign-for")
+        browser.shoot(phone, "unit-task-phone")
+        assert phone.goto(base + task_path).status == 403  # type: ignore[union-attr]
+
+    reports = asyncio.run(_reports(kafka_bootstrap, water_task.ticket_id))
+    kinds = {type(r.data) for r in reports if r.data.task_id == water_task.data.task_id}
+    assert {ev.TaskSignedFor, ev.TaskCompleted} <= kinds
+    [signed] = [r for r in reports if isinstance(r.data, ev.TaskSignedFor)]
+    assert signed.data.handler == "water" and signed.data.unit == "water"  # the demo unit user's subject
+
