@@ -121,6 +121,8 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
     water_task, grid_task = assigned(f"T-UI-{unique}", "water", at=now), assigned(f"T-UIG-{unique}", GRID, at=now)
     asyncio.run(_produce(kafka_bootstrap, water_task, grid_task))
     task_path = f"/console/unit/tasks/{water_task.data.task_id}"
+    from playwright.sync_api import expect  # only once the browser is known to be there (the skip above)
+
     with browser.chromium() as chromium:
         desk = chromium.new_context(**(browser.DESKTOP | {"locale": "zh-CN"})).new_page()
         browser.login(desk, base, "unit:water")
@@ -128,6 +130,18 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
         assert desk.locator(f"[data-task='{grid_task.data.task_id}']").count() == 0
         assert desk.locator(f"[data-task='{water_task.data.task_id}'] .countdown").count() >= 1
         browser.shoot(desk, "unit-inbox-desktop")
+        # unit.js counts a running clock down between refreshes and leaves a stopped one alone (the bridge's
+        # clocks may stand still now, at night in Shanghai: the two are planted to see both behaviours).
+        desk.evaluate("""() => {
+            for (const [id, running] of [["planted-run", "1"], ["planted-still", "0"]]) {
+                const el = document.createElement("span");
+                Object.assign(el, {id, className: "countdown"});
+                el.dataset.left = "3600"; el.dataset.running = running; el.textContent = "start";
+                document.body.appendChild(el);
+            }
+        }""")
+        expect(desk.locator("#planted-run")).to_have_text("0小时59分", timeout=5000)
+        assert desk.locator("#planted-still").inner_text() == "start"
         desk.click(f"[data-task='{water_task.data.task_id}'] a")
         desk.wait_for_url(f"**{task_path}")
         browser.shoot(desk, "unit-task-assigned")
