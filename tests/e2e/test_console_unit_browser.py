@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from contracts import codec
 from contracts import events as ev
 from contracts.topics import UNIT_REPORTS, unit_task_topic, unit_topic_spec
+from domain.catalogue import load_catalogue
 from services.bridge.app import create_app as create_bridge
 from services.bridge.settings import BridgeSettings
 from services.common.kafka import ensure_topics, kafka_access
@@ -32,6 +33,19 @@ from tests.harness.auth import TEST_KEY, verifier
 from tests.harness.bridge import GRID, assigned
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+
+def _assignment(ticket_id: str, unit: str, role: ev.Role, at: datetime) -> Any:
+    """A task of one joint dispatch (water leads, the grid helps) of a realistic request, as act assigns it."""
+    envelope = assigned(ticket_id, unit, role=role, at=at)
+    ticket = envelope.data.ticket
+    location = ticket.location.model_copy(update={"district": "district-east", "street": "street-east-1", "community":
+                                                  "community-east-1-a", "grid": GRID, "address": "文庙路 12 号 3 栋"})
+    ticket = ticket.model_copy(update={"text": "文庙路12号小区从早上停水到现在，楼里有老人，希望尽快恢复供水",
+                                       "category": "water.outage", "location": location})
+    data = envelope.data.model_copy(update={"ticket": ticket, "category": "water.outage",
+                                            "joint_with": tuple(u for u in ("water", GRID) if u != unit)})
+    return envelope.model_copy(update={"data": data})
 
 
 def _free_port() -> int:
@@ -96,7 +110,8 @@ def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str]
         bridge = create_bridge(BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", GRID], state_dir=tmp_path,
                                               consumer_group=f"bridge-{unique}", db_url=f"sqlite:///{tmp_path / 'bridge.db'}"))
     with Served(bridge) as served_bridge:
-        console = create_console(ConsoleSettings(mode="demo", bridge_url=served_bridge.url, state_dir=tmp_path),
+        console = create_console(ConsoleSettings(mode="demo", bridge_url=served_bridge.url, state_dir=tmp_path,
+                                                 kafka_bootstrap=kafka_bootstrap),
                                  verifier=verifier())
         with Served(console) as served_console:
             yield served_console.url, served_bridge.url
@@ -118,7 +133,8 @@ def _wait_for(page: Any, base: str, path: str, selector: str, timeout_s: float =
 def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_a_phone(hub, kafka_bootstrap, unique) -> None:
     base, _ = hub
     now = datetime.now(UTC)
-    water_task, grid_task = assigned(f"T-UI-{unique}", "water", at=now), assigned(f"T-UIG-{unique}", GRID, at=now)
+    ticket_id = f"T-UI-{unique}"
+    water_task, grid_task = _assignment(ticket_id, "water", ev.Role.lead, now), _assignment(ticket_id, GRID, ev.Role.co, now)
     asyncio.run(_produce(kafka_bootstrap, water_task, grid_task))
     task_path = f"/console/unit/tasks/{water_task.data.task_id}"
     from playwright.sync_api import expect  # only once the browser is known to be there (the skip above)
@@ -166,6 +182,9 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
         browser.shoot(phone, "unit-inbox-phone")
         phone.click(f"[data-task='{grid_task.data.task_id}'] a")
         phone.wait_for_selector("#sign-for")
+        joint = phone.locator("#joint").inner_text()
+        names = {u.id: u.name for u in load_catalogue().units}  # the page names units as the catalogue does
+        assert names["water"] in joint and names[GRID] in joint and joint.count("✓") == 1  # the lead completed, the grid not yet
         browser.shoot(phone, "unit-task-phone")
         assert phone.goto(base + task_path).status == 403  # type: ignore[union-attr]
 
@@ -174,4 +193,5 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
     assert {ev.TaskSignedFor, ev.TaskCompleted} <= kinds
     [signed] = [r for r in reports if isinstance(r.data, ev.TaskSignedFor)]
     assert signed.data.handler == "water" and signed.data.unit == "water"  # the demo unit user's subject
+    assert not any(r.data.unit == GRID for r in reports)  # the grid worker only looked
 

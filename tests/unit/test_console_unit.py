@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from contracts import events as ev
 from contracts import unit_reports
+from domain.catalogue import load_catalogue
 from services.common.auth import AuthSettings, Principal, Role, TokenVerifier
 from services.console.app import create_app
 from services.console.pages import unit as unit_pages
@@ -142,7 +143,8 @@ async def test_the_clocks_show_the_bridges_working_time_left_and_the_joint_actio
     assert [int(s) for s, _ in lefts] == [c["left_s"] for c in api["clocks"]]
     assert all(run == "1" for _, run in lefts)  # Wednesday morning: the working-day clocks run
     joint = html[html.index('id="joint"'):]
-    assert "water" in joint and "power" in joint and joint.count("✓") == 1  # power has completed, water not yet
+    names = {u.id: u.name for u in load_catalogue().units}
+    assert names["water"] in joint and names["power"] in joint and joint.count("✓") == 1  # power has completed, water not yet
     bridge.clock.advance(hours=14)  # 23:00 in Shanghai: the clocks stand still, and the page says so
     night = page.get(f"/console/unit/tasks/{lead.data.task_id}").text
     assert re.findall(r'data-running="(\d)"', night) and set(re.findall(r'data-running="(\d)"', night)) == {"0"}

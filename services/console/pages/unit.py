@@ -51,6 +51,18 @@ WATCHED = ("status", "handler", "last_note", "result", "extension_pending")
 def router(deps: ConsoleDeps) -> APIRouter:
     api = APIRouter(prefix="/console/unit")
     units = sorted(u.id for u in deps.catalogue.units)
+    unit_names = {u.id: (u.name, u.name_en) for u in deps.catalogue.units}
+    category_names = {c.code: (c.name, c.name_en) for c in deps.catalogue.categories}
+
+    def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
+        """A page with the catalogue's names for unit ids and category codes, in the page's language."""
+        english = chosen_language(request) == "en"
+
+        def named(names: dict[str, tuple[str, str]]) -> Any:
+            return lambda code: (names[code][1 if english else 0] or code) if code in names else (code or "")
+
+        return deps.render(request, template, {**context, "unit_name": named(unit_names), "category_name": named(category_names)},
+                           status_code=status_code)
 
     async def inbox_context(request: Request, user: User, unit: str | None) -> dict[str, Any]:
         params, lang = {"unit": unit}, chosen_language(request)
@@ -60,12 +72,12 @@ def router(deps: ConsoleDeps) -> APIRouter:
 
     @api.get("/", include_in_schema=False)
     async def inbox(request: Request, user: Me, unit: str | None = None) -> Response:
-        return deps.render(request, "unit/inbox.html", await inbox_context(request, user, unit or None))
+        return render(request, "unit/inbox.html", await inbox_context(request, user, unit or None))
 
     @api.get("/tasks", include_in_schema=False)
     async def task_list(request: Request, user: Me, unit: str | None = None) -> Response:
         """The list alone: what the inbox swaps in when the live feed says one of my tickets moved."""
-        return deps.render(request, "unit/_tasks.html", await inbox_context(request, user, unit or None))
+        return render(request, "unit/_tasks.html", await inbox_context(request, user, unit or None))
 
     async def task_page(request: Request, user: User, task_id: str, *, problem: UpstreamError | None = None,
                         form: dict[str, str] | None = None, action: str | None = None, sent: str | None = None,
@@ -73,7 +85,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
         task = present(await bridge_one(deps.upstream, f"/tasks/{task_id}", user), chosen_language(request))
         context = {"task": task, "open": task["status"] in OPEN, "problem": problem, "form": form or {}, "action": action,
                    "sent": sent if sent in ACTIONS else None, "units": units, "key": uuid.uuid4().hex}
-        return deps.render(request, "unit/_task.html" if fragment else "unit/task.html", context,
+        return render(request, "unit/_task.html" if fragment else "unit/task.html", context,
                            status_code=problem.status if problem else 200)
 
     @api.get("/tasks/{task_id}", include_in_schema=False)
@@ -112,7 +124,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
         consultation["due_local"] = local_time(consultation.get("opinions_due"))
         context = {"c": consultation, "problem": problem, "form": form or {}, "sent": sent, "units": units,
                    "key": uuid.uuid4().hex, "waiting": [m for m in consultation.get("mine", []) if not m["answered"]]}
-        return deps.render(request, "unit/consultation.html", context, status_code=problem.status if problem else 200)
+        return render(request, "unit/consultation.html", context, status_code=problem.status if problem else 200)
 
     @api.get("/consultations/{consultation_id}", include_in_schema=False)
     async def one_consultation(request: Request, user: Me, consultation_id: ConsultationId, sent: bool = False) -> Response:
