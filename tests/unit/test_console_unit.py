@@ -178,3 +178,48 @@ async def test_the_callers_number_is_on_no_unit_page(bridge) -> None:
         r = page.get(path)
         assert r.status_code == 200 and masked not in r.text, path
         assert not task.data.ticket.caller.pseudonym or task.data.ticket.caller.pseudonym not in r.text, path
+
+
+@pytest.mark.parametrize("action, form, expected", [
+    ("progress", {"note": "crew on site", "waiting_on_resident": "on"},
+     lambda d: isinstance(d, ev.ProgressReported) and d.note == "crew on site" and d.waiting_on_resident),
+    ("progress", {"note": "valve ordered"}, lambda d: isinstance(d, ev.ProgressReported) and not d.waiting_on_resident),
+    ("extension", {"amount": "2", "unit": "wd", "reason": "part ordered"},
+     lambda d: isinstance(d, ev.ExtensionRequested) and (d.extra.amount, d.extra.unit) == (2, "wd") and d.reason == "part ordered"),
+    ("return", {"reason": "private estate", "suggested_unit": "housing"},
+     lambda d: isinstance(d, ev.TaskReturned) and d.suggested_unit == "housing"),
+    ("return", {"reason": "private estate", "suggested_unit": ""}, lambda d: isinstance(d, ev.TaskReturned) and d.suggested_unit is None),
+])
+async def test_each_form_sends_the_report_the_bridge_builds_from_its_fields(bridge, action, form, expected) -> None:
+    task = assigned("T-1", "water")
+    await bridge.feed(task)
+    page = console_for(bridge, unit_user("water"))
+    r = post(page, f"/console/unit/tasks/{task.data.task_id}/{action}", form)
+    assert r.status_code == 303, r.text
+    [sent] = bridge.sent
+    assert expected(sent.data) and sent.data.unit == "water"
+
+
+async def test_the_same_form_sent_twice_is_one_report_and_an_unknown_action_is_404(bridge) -> None:
+    task = assigned("T-1", "water")
+    await bridge.feed(task)
+    page = console_for(bridge, unit_user("water"))
+    form = {"note": "crew on site", "key": "a1b2c3"}  # the key the form was rendered with
+    for _ in range(2):
+        assert post(page, f"/console/unit/tasks/{task.data.task_id}/progress", form).status_code == 303
+    assert len({e.id for e in bridge.sent}) == 1
+    assert post(page, f"/console/unit/tasks/{task.data.task_id}/delete").status_code == 404
+
+
+async def test_the_pages_speak_english_when_asked_and_a_bridge_that_does_not_answer_is_a_try_again_banner(bridge) -> None:
+    task = assigned("T-1", "water")
+    await bridge.feed(task)
+    page = console_for(bridge, unit_user("water"))
+    english = page.get(f"/console/unit/tasks/{task.data.task_id}", params={"lang": "en"}).text
+    assert "Sign for" in english and "签收" not in english.split("<main", 1)[1]
+    upstream = Upstream({"intake": "http://intake", "bridge": "http://bridge", "replay": "http://replay"}, 1.0,
+                        transport=httpx.MockTransport(lambda request: httpx.Response(502)))
+    app = create_app(ConsoleSettings(mode="demo"), upstream=upstream, verifier=TokenVerifier(AuthSettings(key=KEY.decode())))
+    down = TestClient(app, follow_redirects=False)
+    down.cookies.set(SESSION_COOKIE, app.state.sessions.mint(unit_user("water")), path="/console")
+    assert down.get("/console/unit/").status_code == 503
