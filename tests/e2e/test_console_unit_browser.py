@@ -30,21 +30,33 @@ from services.console.app import create_app as create_console
 from services.console.settings import ConsoleSettings
 from tests.harness import browser
 from tests.harness.auth import TEST_KEY, verifier
-from tests.harness.bridge import GRID, assigned
+from tests.harness.bridge import GRID, assigned, consultation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+
+
+def _realistic(ticket: Any, text: str, category: str) -> Any:
+    location = ticket.location.model_copy(update={"district": "district-east", "street": "street-east-1", "community":
+                                                  "community-east-1-a", "grid": GRID, "address": "文庙路 12 号 3 栋"})
+    return ticket.model_copy(update={"text": text, "category": category, "location": location})
 
 
 def _assignment(ticket_id: str, unit: str, role: ev.Role, at: datetime) -> Any:
     """A task of one joint dispatch (water leads, the grid helps) of a realistic request, as act assigns it."""
     envelope = assigned(ticket_id, unit, role=role, at=at)
-    ticket = envelope.data.ticket
-    location = ticket.location.model_copy(update={"district": "district-east", "street": "street-east-1", "community":
-                                                  "community-east-1-a", "grid": GRID, "address": "文庙路 12 号 3 栋"})
-    ticket = ticket.model_copy(update={"text": "文庙路12号小区从早上停水到现在，楼里有老人，希望尽快恢复供水",
-                                       "category": "water.outage", "location": location})
+    ticket = _realistic(envelope.data.ticket, "文庙路12号小区从早上停水到现在，楼里有老人，希望尽快恢复供水", "water.outage")
     data = envelope.data.model_copy(update={"ticket": ticket, "category": "water.outage",
                                             "joint_with": tuple(u for u in ("water", GRID) if u != unit)})
+    return envelope.model_copy(update={"data": data})
+
+
+def _consultation(ticket_id: str, at: datetime) -> Any:
+    """consult convenes water and the grid: who leads on a leak inside an estate?"""
+    envelope = consultation(ticket_id, ("water", GRID), at=at)
+    ticket = _realistic(envelope.data.ticket, "3栋地下室管道漏水，积水越来越多", "water.pipe-burst")
+    data = envelope.data.model_copy(update={
+        "ticket": ticket, "category": "water.pipe-burst", "reason": "小区内部管网还是市政管网，需协商主办单位",
+        "proposed": envelope.data.proposed.model_copy(update={"lead": "water", "co_units": (GRID,)})})
     return envelope.model_copy(update={"data": data})
 
 
@@ -86,7 +98,8 @@ async def _produce(bootstrap: str, *envelopes: Any) -> None:
     try:
         for envelope in envelopes:
             rec = codec.encode(envelope)
-            await producer.send_and_wait(unit_task_topic(envelope.data.unit), rec.value, key=rec.key, headers=rec.headers)
+            unit = envelope.data.unit if isinstance(envelope.data, ev.TaskAssigned) else envelope.data.parties[0]
+            await producer.send_and_wait(unit_task_topic(unit), rec.value, key=rec.key, headers=rec.headers)
     finally:
         await producer.stop()
 
@@ -135,7 +148,8 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
     now = datetime.now(UTC)
     ticket_id = f"T-UI-{unique}"
     water_task, grid_task = _assignment(ticket_id, "water", ev.Role.lead, now), _assignment(ticket_id, GRID, ev.Role.co, now)
-    asyncio.run(_produce(kafka_bootstrap, water_task, grid_task))
+    asked = _consultation(f"T-UIC-{unique}", now)
+    asyncio.run(_produce(kafka_bootstrap, water_task, grid_task, asked))
     task_path = f"/console/unit/tasks/{water_task.data.task_id}"
     from playwright.sync_api import expect  # only once the browser is known to be there (the skip above)
 
@@ -169,6 +183,19 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
         desk.wait_for_selector("#task-status[data-status='completed']", timeout=15000)
         assert "管道已修复" in desk.locator("#result").inner_text()
         browser.shoot(desk, "unit-task-completed")
+        # A consultation water is party to: its opinion from the page, then shown as water's.
+        consultation_path = f"/console/unit/consultations/{asked.data.consultation_id}"
+        _wait_for(desk, base, "/console/unit/", f"a[href='{consultation_path}']")
+        desk.click(f"a[href='{consultation_path}']")
+        desk.wait_for_selector("#opinion-form")
+        desk.check("input[name=agrees][value=no]")
+        desk.select_option("#opinion-lead", GRID)
+        desk.fill("#opinion-comment", "小区内部管网，建议由网格先行核实")
+        browser.shoot(desk, "unit-consultation-form")
+        desk.click("#opinion-form button[type=submit]")
+        desk.wait_for_selector("#my-opinion", timeout=15000)
+        assert "小区内部管网" in desk.locator("#my-opinion").inner_text()
+        assert desk.locator("#opinion-form").count() == 0
         # Another unit's task: the bridge refuses, the page is a 403.
         refused = desk.goto(f"{base}/console/unit/tasks/{grid_task.data.task_id}")
         assert refused is not None and refused.status == 403
@@ -194,4 +221,6 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
     [signed] = [r for r in reports if isinstance(r.data, ev.TaskSignedFor)]
     assert signed.data.handler == "water" and signed.data.unit == "water"  # the demo unit user's subject
     assert not any(r.data.unit == GRID for r in reports)  # the grid worker only looked
+    [opinion] = [r for r in asyncio.run(_reports(kafka_bootstrap, asked.ticket_id)) if isinstance(r.data, ev.OpinionGiven)]
+    assert (opinion.data.unit, opinion.data.agrees, opinion.data.proposed_lead) == ("water", False, GRID)
 
