@@ -15,21 +15,23 @@ from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
 
+import httpx
 import pytest
 import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec
 from contracts import events as ev
-from contracts.topics import UNIT_REPORTS, unit_task_topic, unit_topic_spec
+from contracts.topics import ACT, AUDIT, CONSULT, EVALUATE, SLA, TICKETS, TRIAGE, UNIT_REPORTS, unit_task_topic, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.bridge.app import create_app as create_bridge
 from services.bridge.settings import BridgeSettings
+from services.common.auth import Role
 from services.common.kafka import ensure_topics, kafka_access
 from services.console.app import create_app as create_console
 from services.console.settings import ConsoleSettings
 from tests.harness import browser
-from tests.harness.auth import TEST_KEY, verifier
+from tests.harness.auth import TEST_KEY, token, verifier
 from tests.harness.bridge import GRID, assigned, consultation
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -118,7 +120,9 @@ async def _reports(bootstrap: str, ticket_id: str) -> list[Any]:
 @pytest.fixture
 def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str]]:
     """The real bridge on the broker and the console in front of it: (console URL, bridge URL)."""
-    asyncio.run(ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec(GRID), UNIT_REPORTS]))
+    # The units' topics the bridge reads, the lifecycle topics the console's live feed follows, the audit trail.
+    lifecycle = [TICKETS, TRIAGE, CONSULT, ACT, UNIT_REPORTS, EVALUATE, SLA, AUDIT]
+    asyncio.run(ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec(GRID), *lifecycle]))
     with mock.patch.dict(os.environ, {"CITYOPS_AUTH_KEY": TEST_KEY}):
         bridge = create_bridge(BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", GRID], state_dir=tmp_path,
                                               consumer_group=f"bridge-{unique}", db_url=f"sqlite:///{tmp_path / 'bridge.db'}"))
@@ -144,12 +148,13 @@ def _wait_for(page: Any, base: str, path: str, selector: str, timeout_s: float =
 
 @pytest.mark.skipif(browser.available() is not None, reason=str(browser.available()))
 def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_a_phone(hub, kafka_bootstrap, unique) -> None:
-    base, _ = hub
+    base, bridge_url = hub
     now = datetime.now(UTC)
     ticket_id = f"T-UI-{unique}"
     water_task, grid_task = _assignment(ticket_id, "water", ev.Role.lead, now), _assignment(ticket_id, GRID, ev.Role.co, now)
     asked = _consultation(f"T-UIC-{unique}", now)
-    asyncio.run(_produce(kafka_bootstrap, water_task, grid_task, asked))
+    elsewhere = assigned(f"T-UIL-{unique}", "water", at=now)  # signed for by water's own system while the page is open
+    asyncio.run(_produce(kafka_bootstrap, water_task, grid_task, asked, elsewhere))
     task_path = f"/console/unit/tasks/{water_task.data.task_id}"
     from playwright.sync_api import expect  # only once the browser is known to be there (the skip above)
 
@@ -160,6 +165,17 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
         assert desk.locator(f"[data-task='{grid_task.data.task_id}']").count() == 0
         assert desk.locator(f"[data-task='{water_task.data.task_id}'] .countdown").count() >= 1
         browser.shoot(desk, "unit-inbox-desktop")
+        # Live: a report made elsewhere reaches the open inbox over SSE and the list refreshes itself, no reload.
+        card = f"[data-task='{elsewhere.data.task_id}']"
+        _wait_for(desk, base, "/console/unit/", card)
+        desk.wait_for_selector("#live-dot.on", timeout=15000)
+        desk.evaluate("() => { window.notReloaded = true; }")
+        time.sleep(3)  # the console's live consumer starts at the end of the topics: let it be assigned first
+        signed = httpx.post(f"{bridge_url}/tasks/{elsewhere.data.task_id}/sign-for", timeout=10,
+                            headers={"Authorization": f"Bearer {token(Role.unit, 'water-system', unit='water')}"})
+        assert signed.status_code == 202, signed.text
+        desk.wait_for_selector(f"{card}.status-signed-for", timeout=30000)
+        assert desk.evaluate("() => window.notReloaded === true")
         # unit.js counts a running clock down between refreshes and leaves a stopped one alone (the bridge's
         # clocks may stand still now, at night in Shanghai: the two are planted to see both behaviours).
         desk.evaluate("""() => {
