@@ -153,7 +153,11 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
     ticket_id = f"T-UI-{unique}"
     water_task, grid_task = _assignment(ticket_id, "water", ev.Role.lead, now), _assignment(ticket_id, GRID, ev.Role.co, now)
     asked = _consultation(f"T-UIC-{unique}", now)
-    elsewhere = assigned(f"T-UIL-{unique}", "water", at=now)  # signed for by water's own system while the page is open
+    # Signed for by water's own system while the page is open.
+    elsewhere = assigned(f"T-UIL-{unique}", "water", at=now)
+    elsewhere = elsewhere.model_copy(update={"data": elsewhere.data.model_copy(update={
+        "category": "water.meter-billing", "ticket": _realistic(elsewhere.data.ticket, "水表读数明显不对，这个月水费是平时的三倍",
+                                                                "water.meter-billing")})})
     asyncio.run(_produce(kafka_bootstrap, water_task, grid_task, asked, elsewhere))
     task_path = f"/console/unit/tasks/{water_task.data.task_id}"
     from playwright.sync_api import expect  # only once the browser is known to be there (the skip above)
