@@ -11,6 +11,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
@@ -22,6 +23,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec
 from contracts import events as ev
+from contracts.envelope import Envelope
+from contracts.examples import build_example
 from contracts.topics import ACT, AUDIT, CONSULT, EVALUATE, SLA, TICKETS, TRIAGE, UNIT_REPORTS, unit_task_topic, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.bridge.app import create_app as create_bridge
@@ -100,8 +103,11 @@ async def _produce(bootstrap: str, *envelopes: Any) -> None:
     try:
         for envelope in envelopes:
             rec = codec.encode(envelope)
-            unit = envelope.data.unit if isinstance(envelope.data, ev.TaskAssigned) else envelope.data.parties[0]
-            await producer.send_and_wait(unit_task_topic(unit), rec.value, key=rec.key, headers=rec.headers)
+            if isinstance(envelope.data, ev.TicketRegistered):
+                topic = TICKETS.name
+            else:
+                topic = unit_task_topic(envelope.data.unit if isinstance(envelope.data, ev.TaskAssigned) else envelope.data.parties[0])
+            await producer.send_and_wait(topic, rec.value, key=rec.key, headers=rec.headers)
     finally:
         await producer.stop()
 
@@ -118,8 +124,8 @@ async def _reports(bootstrap: str, ticket_id: str) -> list[Any]:
 
 
 @pytest.fixture
-def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str]]:
-    """The real bridge on the broker and the console in front of it: (console URL, bridge URL)."""
+def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str, Any]]:
+    """The real bridge on the broker and the console in front of it: (console URL, bridge URL, console app)."""
     # The units' topics the bridge reads, the lifecycle topics the console's live feed follows, the audit trail.
     lifecycle = [TICKETS, TRIAGE, CONSULT, ACT, UNIT_REPORTS, EVALUATE, SLA, AUDIT]
     asyncio.run(ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec(GRID), *lifecycle]))
@@ -131,7 +137,25 @@ def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str]
                                                  kafka_bootstrap=kafka_bootstrap),
                                  verifier=verifier())
         with Served(console) as served_console:
-            yield served_console.url, served_bridge.url
+            yield served_console.url, served_bridge.url, console
+
+
+def _live_feed_positioned(console: Any, bootstrap: str, timeout_s: float = 60) -> None:
+    """The console's live feed reads from the end of the topics: wait until it has read a record (a ticket
+    registered elsewhere, which no unit sees), so the report the test makes next is not before its start."""
+    feed, deadline = console.state.deps.live, time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        seen = feed.published
+        warm_up = Envelope.origin(build_example(ev.TicketRegistered), source="/cityops/discover", ticket_id=f"T-WARM-{time.monotonic_ns()}")
+        # Playwright's sync API runs an event loop on this thread: the producer gets a thread of its own.
+        with ThreadPoolExecutor(1) as pool:
+            pool.submit(asyncio.run, _produce(bootstrap, warm_up)).result()
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            if feed.published > seen:
+                return
+            time.sleep(0.1)
+    raise AssertionError("the console's live feed never read a record")
 
 
 def _wait_for(page: Any, base: str, path: str, selector: str, timeout_s: float = 60) -> None:
@@ -148,7 +172,7 @@ def _wait_for(page: Any, base: str, path: str, selector: str, timeout_s: float =
 
 @pytest.mark.skipif(browser.available() is not None, reason=str(browser.available()))
 def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_a_phone(hub, kafka_bootstrap, unique) -> None:
-    base, bridge_url = hub
+    base, bridge_url, console = hub
     now = datetime.now(UTC)
     ticket_id = f"T-UI-{unique}"
     water_task, grid_task = _assignment(ticket_id, "water", ev.Role.lead, now), _assignment(ticket_id, GRID, ev.Role.co, now)
@@ -174,7 +198,7 @@ def test_a_unit_signs_for_and_completes_a_task_and_a_grid_worker_sees_theirs_on_
         _wait_for(desk, base, "/console/unit/", card)
         desk.wait_for_selector("#live-dot.on", timeout=15000)
         desk.evaluate("() => { window.notReloaded = true; }")
-        time.sleep(3)  # the console's live consumer starts at the end of the topics: let it be assigned first
+        _live_feed_positioned(console, kafka_bootstrap)
         signed = httpx.post(f"{bridge_url}/tasks/{elsewhere.data.task_id}/sign-for", timeout=10,
                             headers={"Authorization": f"Bearer {token(Role.unit, 'water-system', unit='water')}"})
         assert signed.status_code == 202, signed.text
