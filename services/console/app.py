@@ -114,7 +114,7 @@ def create_app(settings: ConsoleSettings | None = None, *, upstream: Upstream | 
     app.state.settings = settings
     app.state.sessions = sessions
     app.state.token_verifier = verifier
-    deps = ConsoleDeps(settings=settings, upstream=upstream, live=live, templates=make_templates(), clock=clock,
+    deps = ConsoleDeps(settings=settings, upstream=upstream, live=live, templates=make_templates(settings.timezone), clock=clock,
                        sessions=sessions,  # type: ignore[arg-type]  # None only when the app refuses to start
                        catalogue=catalogue, identities=demo_identities(catalogue) if settings.demo else {})
     app.state.deps = deps
@@ -141,8 +141,11 @@ def core_router(deps: ConsoleDeps) -> APIRouter:
 
     @api.get("/health", dependencies=[Depends(PUBLIC)], include_in_schema=False)
     @api.get("/console/health", dependencies=[Depends(PUBLIC)], include_in_schema=False)
-    async def health() -> dict[str, str]:
-        return {"status": "ok"}
+    async def health() -> dict[str, Any]:
+        """Answers while the pages do; says whether the live feed follows the broker (no personal data)."""
+        live = deps.live
+        return {"status": "ok", "live": {"following": live.connected, "events": live.published, "skipped": live.skipped,
+                                         "subscribers": len(live.subscribers)}}
 
     @api.get("/console", include_in_schema=False, dependencies=[Depends(PUBLIC)])
     async def bare() -> Response:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from domain.calendar import DEFAULT_TIMEZONE
 from domain.catalogue import Catalogue
 from services.common.auth import Principal, Role
 
@@ -59,7 +61,23 @@ class ConsoleDeps:
         return response
 
 
-def make_templates() -> Jinja2Templates:
+def local_time(value: str | datetime | None, zone: ZoneInfo, fmt: str = "%m-%d %H:%M") -> str:
+    """A time the APIs give (ISO text or datetime; naive means UTC) as the city's clock shows it."""
+    if not value:
+        return "—"
+    try:
+        moment = value if isinstance(value, datetime) else datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(zone).strftime(fmt)
+
+
+def make_templates(timezone: str = DEFAULT_TIMEZONE) -> Jinja2Templates:
+    """The templates, with the `local` filter: `{{ ticket.updated_at|local }}` (or `|local("%Y-%m-%d %H:%M")`)."""
     templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
     templates.env.autoescape = True
+    zone = ZoneInfo(timezone)
+    templates.env.filters["local"] = lambda value, fmt="%m-%d %H:%M": local_time(value, zone, fmt)
     return templates

@@ -5,6 +5,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from domain.calendar import DEFAULT_TIMEZONE
 from services.common.settings import ServiceSettings
 
 
@@ -30,6 +31,7 @@ class ConsoleSettings(ServiceSettings):
                                   "hands the console the user's token on /console/login/sso.")
     catalogue_path: str | None = Field(default=None, description="Responsibility catalogue YAML (areas and units for the "
                                        "forms and the demo identities); default the packaged v1.")
+    timezone: str = Field(default=DEFAULT_TIMEZONE, description="Zone the pages show times in (hub-wide CITYOPS_TIMEZONE).")
     live_buffer: int = Field(default=200, ge=1, description="Events a slow live subscriber may fall behind before it "
                              "is dropped (its browser reconnects).")
 

@@ -82,7 +82,7 @@ def test_the_desk_has_the_form_with_cascading_areas_and_the_categories() -> None
     assert page.status_code == 200
     assert 'data-parent="community-east-1-a"' in page.text and 'value="grid-east-1-a-1"' in page.text
     assert 'value="city-management.street-light"' in page.text and 'name="key"' in page.text
-    assert 'hx-get="/console/operator/suggestions"' in page.text and 'sse:ticket' in page.text
+    assert 'hx-get="/console/operator/suggestions"' in page.text and 'live-refresh' in page.text
     token = client.cookies["cityops_session"]
     assert all(c.headers["authorization"] == f"Bearer {token}" for c in intake.calls)
 

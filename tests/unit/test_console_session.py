@@ -283,3 +283,14 @@ def test_the_installed_browser_files_and_our_own_are_served() -> None:
                  "/console/static/vendor/echarts/dist/echarts.min.js", "/console/static/console.js", "/console/static/console.css"):
         assert client.get(path).status_code == 200, path
     assert client.get("/console/static/vendor/nope.js").status_code == 404
+
+
+def test_times_are_shown_on_the_citys_clock() -> None:
+    from zoneinfo import ZoneInfo
+
+    from services.console.deps import local_time
+
+    shanghai = ZoneInfo("Asia/Shanghai")
+    assert local_time("2026-05-06T09:00:00", shanghai) == "05-06 17:00"  # naive: UTC, as intake stores it
+    assert local_time("2026-05-06T09:00:00+08:00", shanghai, "%H:%M") == "09:00"
+    assert local_time(None, shanghai) == "—" and local_time("not a time", shanghai) == "not a time"

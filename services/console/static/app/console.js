@@ -20,7 +20,27 @@
       chart.setOption(JSON.parse(source.textContent), true);
     });
   }
-  window.cityopsConsole = { initCharts: initCharts };
+  // Live refresh: elements with data-live and hx-trigger="... live-refresh" are refreshed after ticket events
+  // (the SSE `ticket` events reach the hidden #live-events element of base.html), at most once per GAP_MS and
+  // always once after the last event of a burst, SETTLE_MS after it (the APIs' views have applied it by then).
+  var GAP_MS = 2000, SETTLE_MS = 800, pending = null, last = 0;
+  function refreshLive() {
+    pending = null;
+    last = Date.now();
+    document.querySelectorAll("[data-live]").forEach(function (el) {
+      if (window.htmx) { window.htmx.trigger(el, "live-refresh"); }
+    });
+  }
+  function onTicketEvent() {
+    if (pending) { return; }
+    pending = setTimeout(refreshLive, Math.max(SETTLE_MS, GAP_MS - (Date.now() - last)));
+  }
+  document.addEventListener("DOMContentLoaded", function () {
+    var events = document.getElementById("live-events");
+    if (events) { events.addEventListener("sse:ticket", onTicketEvent); }
+  });
+
+  window.cityopsConsole = { initCharts: initCharts, refreshLive: refreshLive };
   document.addEventListener("DOMContentLoaded", function () { initCharts(document); });
   document.addEventListener("htmx:afterSettle", function (e) { initCharts(e.target); });
   window.addEventListener("resize", function () {
