@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -21,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from services.common.auth import Role
 from services.common.inputs import ID_MAX, ID_PATTERN
 
-from ..deps import ConsoleDeps, NavItem
+from ..deps import ConsoleDeps, NavItem, local_time
 from ..i18n import chosen_language
 from ..session import page_user
 from ..upstream import Upstream, UpstreamError, UpstreamUnavailable, User
@@ -41,7 +40,7 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "complete": (("result",), ()),
 }
 OPINION_FIELDS = ("proposed_lead", "comment", "unit")
-CITY_TIME = ZoneInfo("Asia/Shanghai")  # deadlines are shown on the city's clock
+FULL_TIME = "%Y-%m-%d %H:%M"  # a deadline may be days away: the date in full
 # After a report is accepted the bridge shows it once it read it back from Kafka (usually well under a second):
 # the page waits that long for it, so the user sees the task move rather than the state before their click.
 READ_BACK_WAIT_S, READ_BACK_POLL_S = 3.0, 0.2
@@ -51,6 +50,7 @@ WATCHED = ("status", "handler", "last_note", "result", "extension_pending")
 def router(deps: ConsoleDeps) -> APIRouter:
     api = APIRouter(prefix="/console/unit")
     units = sorted(u.id for u in deps.catalogue.units)
+    zone = ZoneInfo(deps.settings.timezone)  # deadlines on the city's clock
     unit_names = {u.id: (u.name, u.name_en) for u in deps.catalogue.units}
     category_names = {c.code: (c.name, c.name_en) for c in deps.catalogue.categories}
 
@@ -66,7 +66,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
 
     async def inbox_context(request: Request, user: User, unit: str | None) -> dict[str, Any]:
         params, lang = {"unit": unit}, chosen_language(request)
-        tasks = [present(task, lang) for task in await bridge_list(deps.upstream, "/tasks", user, params)]
+        tasks = [present(task, lang, zone) for task in await bridge_list(deps.upstream, "/tasks", user, params)]
         consultations = await bridge_list(deps.upstream, "/consultations", user, {**params, "answered": "true"})
         return {"tasks": tasks, "consultations": consultations, "unit": unit or "", "my_units": my_units(user)}
 
@@ -82,7 +82,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
     async def task_page(request: Request, user: User, task_id: str, *, problem: UpstreamError | None = None,
                         form: dict[str, str] | None = None, action: str | None = None, sent: str | None = None,
                         fragment: bool = False) -> Response:
-        task = present(await bridge_one(deps.upstream, f"/tasks/{task_id}", user), chosen_language(request))
+        task = present(await bridge_one(deps.upstream, f"/tasks/{task_id}", user), chosen_language(request), zone)
         context = {"task": task, "open": task["status"] in OPEN, "problem": problem, "form": form or {}, "action": action,
                    "sent": sent if sent in ACTIONS else None, "units": units, "key": uuid.uuid4().hex}
         return render(request, "unit/_task.html" if fragment else "unit/task.html", context,
@@ -121,7 +121,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
     async def consultation_page(request: Request, user: User, consultation_id: str, *, problem: UpstreamError | None = None,
                                 form: dict[str, str] | None = None, sent: bool = False) -> Response:
         consultation = await bridge_one(deps.upstream, f"/consultations/{consultation_id}", user)
-        consultation["due_local"] = local_time(consultation.get("opinions_due"))
+        consultation["due_local"] = local_time(consultation.get("opinions_due"), zone, FULL_TIME)
         context = {"c": consultation, "problem": problem, "form": form or {}, "sent": sent, "units": units,
                    "key": uuid.uuid4().hex, "waiting": [m for m in consultation.get("mine", []) if not m["answered"]]}
         return render(request, "unit/consultation.html", context, status_code=problem.status if problem else 200)
@@ -188,13 +188,6 @@ async def read_back(fetch: Any, before: dict[str, Any], watched: tuple[str, ...]
             return
 
 
-def local_time(moment: str | None) -> str:
-    """An API instant (ISO 8601, UTC) on the city's clock, to the minute."""
-    if not moment:
-        return ""
-    return datetime.fromisoformat(moment.replace("Z", "+00:00")).astimezone(CITY_TIME).strftime("%Y-%m-%d %H:%M")
-
-
 def left_text(seconds: int | None, lang: str) -> str:
     """Time left as a page shows it before unit.js counts it down (the same format as unit.js's)."""
     if seconds is None:
@@ -204,11 +197,11 @@ def left_text(seconds: int | None, lang: str) -> str:
     return f"{sign}{hours}小时{minutes:02d}分" if lang == "zh" else f"{sign}{hours}h {minutes:02d}m"
 
 
-def present(task: dict[str, Any], lang: str = "zh") -> dict[str, Any]:
+def present(task: dict[str, Any], lang: str, zone: ZoneInfo) -> dict[str, Any]:
     """A task of the bridge with what the page shows ready-made: times on the city's clock, the time left as text."""
-    task["assigned_local"] = local_time(task.get("assigned_at"))
+    task["assigned_local"] = local_time(task.get("assigned_at"), zone, FULL_TIME)
     for clock in task.get("clocks", []):
-        clock["due_local"] = local_time(clock.get("due"))
+        clock["due_local"] = local_time(clock.get("due"), zone, FULL_TIME)
         clock["left_text"] = left_text(clock.get("left_s"), lang)
     return task
 
