@@ -25,6 +25,7 @@ from contracts import events as ev
 from contracts import unit_reports
 from contracts.envelope import Envelope
 from contracts.topics import UNIT_REPORTS
+from domain.calendar import WorkCalendar
 from domain.catalogue import Catalogue
 from services.common.auth import PUBLIC, Principal, Role, access
 from services.common.inputs import ID_MAX, ID_PATTERN, MAX_BODY_BYTES, Id, LongText, Note, refuse_invalid_requests
@@ -44,6 +45,7 @@ TaskId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description=
 ConsultationId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Consultation id.")]
 UnitFilter = Annotated[str | None, Query(max_length=ID_MAX, pattern=ID_PATTERN, description="Only this unit's (a grid worker "
                                          "with several grids).")]
+AnsweredFilter = Annotated[bool, Query(description="Also the consultations the caller's units answered, until settled.")]
 _INPUT = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
@@ -99,13 +101,36 @@ _TICKET_EXAMPLE: JsonDict = {"channel": "phone", "text": "小区停水一整天�
                              "category": None, "urgency": "normal", "submitted_at": "2026-05-06T08:55:00Z"}
 
 
+class ClockOut(BaseModel):
+    clock: Literal["sign_for", "response", "resolution"] = Field(description="Which clock.")
+    due: datetime | None = Field(description="Its deadline (UTC), as sign_for_due, response_due, resolution_due.")
+    unit: str = Field(description="How it counts: wd/wh on working time (the working-day calendar), h/m on natural time.")
+    left_s: int | None = Field(description="Seconds left at `as_of` on that time, negative once overdue; null when the "
+                               "clock stopped (signed for, responded, closed) or has no deadline.")
+    stopped: bool = Field(description="The clock has stopped for good (its step is done, or the task is closed).")
+    running: bool = Field(description="Whether the time left shrinks right now: false outside working hours for wd/wh, "
+                          "while waiting on the resident, or once stopped. A page counts down between refreshes only then.")
+
+
+class JointOut(BaseModel):
+    lead: str | None = Field(description="The lead unit (主办) of the joint action.")
+    co_units: list[str] = Field(description="The co-units (协办).")
+    done: list[str] = Field(description="Those of them that have completed their part.")
+
+
 class TaskOut(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [{
         "task_id": "T-1A2B3C4D5E6F7A8B:water:1", "ticket_id": "T-1A2B3C4D5E6F7A8B", "unit": "water", "role": "lead",
         "round": 1, "final": False, "category": "water.outage", "status": "signed-for",
         "assigned_at": "2026-05-06T09:00:00Z", "sign_for_due": "2026-05-06T11:00:00Z", "response_due": "2026-05-07T09:00:00Z",
         "resolution_due": "2026-05-08T09:00:00Z", "extension_pending": False, "extensions_granted": 0, "handler": "li.wei",
-        "last_note": None, "result": None, "joint_with": ["street-west-1"], "ticket": _TICKET_EXAMPLE}]})
+        "last_note": None, "result": None, "joint_with": ["street-west-1"], "ticket": _TICKET_EXAMPLE,
+        "as_of": "2026-05-06T10:00:00Z", "clocks": [
+            {"clock": "sign_for", "due": "2026-05-06T11:00:00Z", "unit": "wh", "left_s": None, "stopped": True, "running": False},
+            {"clock": "response", "due": "2026-05-07T09:00:00Z", "unit": "wd", "left_s": 28800, "stopped": False, "running": True},
+            {"clock": "resolution", "due": "2026-05-08T09:00:00Z", "unit": "wd", "left_s": 57600, "stopped": False,
+             "running": True}],
+        "joint": {"lead": "water", "co_units": ["street-west-1"], "done": ["street-west-1"]}}]})
 
     task_id: str = Field(description="Task id.")
     ticket_id: str = Field(description="Ticket.")
@@ -126,11 +151,24 @@ class TaskOut(BaseModel):
     result: str | None = Field(description="What was done, once completed.")
     joint_with: list[str] = Field(description="Other units on the same joint action.")
     ticket: ev.RegisteredTicket = Field(description="The request (caller masked).")
+    as_of: datetime | None = Field(default=None, description="When `clocks` were computed (the bridge's clock).")
+    clocks: list[ClockOut] = Field(default_factory=list, description="The three clocks with the time left on each, "
+                                   "computed on the working-day calendar.")
+    joint: JointOut | None = Field(default=None, description="The joint action this task is part of (lead, co-units, "
+                                   "who has reported done); null when the unit acts alone.")
 
 
 class PartyOut(BaseModel):
     unit: str = Field(description="Unit convened.")
     answered: bool = Field(description="Whether it has given its opinion.")
+
+
+class OpinionOut(BaseModel):
+    unit: str = Field(description="One of the caller's units convened.")
+    answered: bool = Field(description="Whether it has given its opinion (as read back from the reports topic).")
+    agrees: bool | None = Field(default=None, description="Its answer.")
+    proposed_lead: str | None = Field(default=None, description="Who it proposed should lead.")
+    comment: str | None = Field(default=None, description="Its comment.")
 
 
 class ConsultationOut(BaseModel):
@@ -140,7 +178,8 @@ class ConsultationOut(BaseModel):
         "proposed": {"lead": "water", "co_units": ["street-west-1"], "level": "district"},
         "opinions_due": "2026-05-06T13:00:00Z", "closed": False, "category": "water.outage",
         "parties": [{"unit": "water", "answered": False}, {"unit": "street-west-1", "answered": True}],
-        "ticket": _TICKET_EXAMPLE}]})
+        "ticket": _TICKET_EXAMPLE, "mine": [{"unit": "water", "answered": False, "agrees": None, "proposed_lead": None,
+                                              "comment": None}]}]})
 
     consultation_id: str = Field(description="Consultation id.")
     ticket_id: str = Field(description="Ticket.")
@@ -151,6 +190,8 @@ class ConsultationOut(BaseModel):
     parties: list[PartyOut] = Field(description="Every party and whether it answered.")
     category: str = Field(description="Catalogue category code.")
     ticket: ev.RegisteredTicket = Field(description="The request (caller masked).")
+    mine: list[OpinionOut] = Field(default_factory=list, description="The caller's own parties and their opinions "
+                                   "(other parties' answers are theirs: only whether they answered shows).")
 
 
 class ReportAccepted(BaseModel):
@@ -183,16 +224,18 @@ REPORT_ERRORS: dict[int | str, dict[str, Any]] = {
 # ---------------------------------------------------------------------------- the API
 
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
-              consumer: str = "bridge", lifespan: Any = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+              consumer: str = "bridge", lifespan: Any = None, max_body_bytes: int = MAX_BODY_BYTES,
+              calendar: WorkCalendar | None = None) -> FastAPI:
     """The bridge's FastAPI app. `consumer`: the pipeline whose applied events say a report was already seen.
-    A request body over `max_body_bytes` is answered 413 unread."""
+    A request body over `max_body_bytes` is answered 413 unread. `calendar`: the working-day calendar the time
+    left on each clock is counted on (without one, tasks carry no `clocks`)."""
     api = FastAPI(lifespan=lifespan, title="cityops unit bridge", version="1",
                   description="For units (departments, street offices, communities, grids) without their own system: "
                               "list open tasks and consultations, sign for, report progress, ask for an extension, "
                               "return, complete, give an opinion. Bearer token of role unit or grid-worker.")
     grid_units = frozenset(u.id for u in catalogue.units if u.kind == "grid")
     known_units = frozenset(u.id for u in catalogue.units)
-    reads = _Reads(engine, grid_units)
+    reads = _Reads(engine, grid_units, calendar, now)
     # Routes are declared on the app itself (no included routers), so `api.routes` lists every one of them
     # for the route table test (tests/unit/test_bridge_access.py).
     _health_routes(api)
@@ -205,8 +248,21 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
 class _Reads:
     """The read model as the routes see it: rows by id, checked against the caller's units."""
 
-    def __init__(self, engine: Engine, grid_units: frozenset[str]) -> None:
-        self.engine, self.grid_units = engine, grid_units
+    def __init__(self, engine: Engine, grid_units: frozenset[str], calendar: WorkCalendar | None,
+                 now: Callable[[], datetime]) -> None:
+        self.engine, self.grid_units, self.calendar, self.now = engine, grid_units, calendar, now
+
+    def tasks_out(self, rows: list[BridgeTask]) -> list[TaskOut]:
+        """Tasks as the caller sees them: with the time left on each clock now and their joint action, read with
+        one query for every dispatch they belong to."""
+        with Session(self.engine) as s:
+            siblings = s.exec(select(BridgeTask.dispatch_id, BridgeTask.unit, BridgeTask.role, BridgeTask.status)
+                              .where(col(BridgeTask.dispatch_id).in_({r.dispatch_id for r in rows}))).all()
+        parts: dict[str, list[tuple[str, str, str]]] = {}
+        for dispatch_id, unit, role, status in siblings:
+            parts.setdefault(dispatch_id, []).append((unit, role, status))
+        moment = domain.as_utc(self.now()) if rows else None
+        return [task_out(row, self.calendar, moment, domain.joint_of(parts.get(row.dispatch_id, ()))) for row in rows]
 
     def units_of(self, principal: Principal | None, wanted: str | None = None) -> frozenset[str]:
         assert principal is not None  # UNITS_ONLY gives one or refuses
@@ -255,9 +311,17 @@ def _unknown_unit(known: frozenset[str], unit: str | None, field: str) -> None:
                                        "input": unit}])
 
 
-def task_out(row: BridgeTask) -> TaskOut:
+def task_out(row: BridgeTask, calendar: WorkCalendar | None = None, now: datetime | None = None,
+             joint: domain.Joint | None = None) -> TaskOut:
     assigned: ev.TaskAssigned = Envelope[ev.TaskAssigned].model_validate_json(row.assigned_json).data
-    return TaskOut(task_id=row.task_id, ticket_id=row.ticket_id, unit=row.unit, role=row.role, round=row.round,
+    clocks = [] if calendar is None or now is None else [
+        ClockOut(clock=c.clock, due=c.due, unit=c.unit, left_s=None if c.left is None else int(c.left.total_seconds()),
+                 stopped=c.stopped, running=c.running)
+        for c in domain.clocks_left(calendar, domain.Deadlines(row.sign_for_due, row.response_due, row.resolution_due),
+                                    assigned.limits, row.status, now)]
+    return TaskOut(as_of=now if clocks else None, clocks=clocks,
+                   joint=None if joint is None else JointOut(lead=joint.lead, co_units=list(joint.co_units), done=list(joint.done)),
+                   task_id=row.task_id, ticket_id=row.ticket_id, unit=row.unit, role=row.role, round=row.round,
                    final=row.final, category=row.category, status=row.status, assigned_at=domain.as_utc(row.assigned_at),
                    extension_pending=row.extensions_requested > row.extensions_decided,
                    extensions_granted=row.extensions_granted, handler=row.handler, last_note=row.last_note, result=row.result,
@@ -269,9 +333,12 @@ def _utc(moment: datetime | None) -> datetime | None:
     return None if moment is None else domain.as_utc(moment)
 
 
-def consultation_out(row: BridgeConsultation, parties: Iterable[BridgeParty]) -> ConsultationOut:
+def consultation_out(row: BridgeConsultation, parties: Iterable[BridgeParty], mine: frozenset[str] = frozenset()) -> ConsultationOut:
     d: ev.ConsultationRequested = Envelope[ev.ConsultationRequested].model_validate_json(row.requested_json).data
-    return ConsultationOut(consultation_id=row.consultation_id, ticket_id=row.ticket_id, reason=d.reason, proposed=d.proposed,
+    parties = list(parties)
+    return ConsultationOut(mine=[OpinionOut(unit=p.unit, answered=p.answered, agrees=p.agrees, proposed_lead=p.proposed_lead,
+                                            comment=p.comment) for p in parties if p.unit in mine],
+                           consultation_id=row.consultation_id, ticket_id=row.ticket_id, reason=d.reason, proposed=d.proposed,
                            opinions_due=domain.as_utc(row.opinions_due), closed=row.closed, category=d.category,
                            parties=[PartyOut(unit=p.unit, answered=p.answered) for p in parties], ticket=d.ticket)
 
@@ -302,12 +369,12 @@ def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: fro
             rows = s.exec(select(BridgeTask).where(col(BridgeTask.unit).in_(units), col(BridgeTask.status).in_(OPEN))
                           .order_by(col(BridgeTask.resolution_due).is_(None), col(BridgeTask.resolution_due),
                                     col(BridgeTask.assigned_at)).limit(limit)).all()
-        return [task_out(row) for row in rows]
+        return reads.tasks_out(list(rows))
 
     @api.get("/tasks/{task_id}", tags=tags, response_model=TaskOut, responses=ERRORS)
     async def one_task(principal: Caller, task_id: TaskId) -> TaskOut:
         """One task of the caller's units, in any state."""
-        return task_out(reads.task(principal, task_id))
+        return reads.tasks_out([reads.task(principal, task_id)])[0]
 
     @api.post("/tasks/{task_id}/sign-for", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def sign_for(principal: Caller, task_id: TaskId, idempotency_key: IdempotencyKey = None) -> ReportAccepted:
@@ -354,24 +421,27 @@ def _consultation_routes(api: FastAPI, reads: _Reads, publish: Publish, known_un
     tags: list[str | Enum] = ["consultations"]
 
     @api.get("/consultations", tags=tags, response_model=list[ConsultationOut], responses=ERRORS)
-    async def open_consultations(principal: Caller, unit: UnitFilter = None) -> list[ConsultationOut]:
-        """Consultations (协商) the caller's units are convened to and have not answered, before their due time."""
+    async def open_consultations(principal: Caller, unit: UnitFilter = None, answered: AnsweredFilter = False) -> list[ConsultationOut]:
+        """Consultations (协商) the caller's units are convened to and have not answered, before their due time;
+        with `answered=true`, also those they answered that are not settled yet (to see their own opinion)."""
         units = reads.units_of(principal, unit)
         moment = domain.as_utc(now())
+        waiting = col(BridgeConsultation.opinions_due) >= moment
+        mine = col(BridgeParty.answered).is_(False) & waiting
         with Session(reads.engine) as s:
             rows = s.exec(select(BridgeConsultation).join(BridgeParty, col(BridgeParty.consultation_id) == col(BridgeConsultation.consultation_id))
-                          .where(col(BridgeParty.unit).in_(units), col(BridgeParty.answered).is_(False),
-                                 col(BridgeConsultation.closed).is_(False), col(BridgeConsultation.opinions_due) >= moment)
+                          .where(col(BridgeParty.unit).in_(units), col(BridgeConsultation.closed).is_(False),
+                                 (col(BridgeParty.answered).is_(True) | mine) if answered else mine)
                           .order_by(col(BridgeConsultation.opinions_due))).unique().all()
             parties: dict[str, list[BridgeParty]] = {row.consultation_id: [] for row in rows}
             for p in s.exec(select(BridgeParty).where(col(BridgeParty.consultation_id).in_(list(parties)))).all():
                 parties[p.consultation_id].append(p)
-        return [consultation_out(row, parties[row.consultation_id]) for row in rows]
+        return [consultation_out(row, parties[row.consultation_id], units) for row in rows]
 
     @api.get("/consultations/{consultation_id}", tags=tags, response_model=ConsultationOut, responses=ERRORS)
     async def one_consultation(principal: Caller, consultation_id: ConsultationId) -> ConsultationOut:
         """One consultation the caller's units are party to, with who has answered."""
-        return consultation_out(*reads.consultation(principal, consultation_id))
+        return consultation_out(*reads.consultation(principal, consultation_id), reads.units_of(principal))
 
     @api.post("/consultations/{consultation_id}/opinion", tags=tags, status_code=202, response_model=ReportAccepted, responses=REPORT_ERRORS)
     async def opinion(principal: Caller, consultation_id: ConsultationId, body: OpinionIn,

@@ -42,8 +42,9 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
     catalogue = load_catalogue(settings.catalogue_path)
     units = frozenset(settings.units or catalogue.units_for_topics())
     name = settings.service_name
+    calendar = settings.work_calendar()
     pipeline = EventPipeline(name=name, settings=settings, engine=engine, clock=clock,
-                             spec=spec(BridgeDeps(units=units, calendar=settings.work_calendar())))
+                             spec=spec(BridgeDeps(units=units, calendar=calendar)))
     pipeline.subscribe(broker)
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:
@@ -77,7 +78,8 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
             release_store(engine)
             log.info("service_stopping", service=name, **pipeline.stats)
 
-    api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, consumer=pipeline.name, lifespan=lifespan)
+    api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, consumer=pipeline.name, lifespan=lifespan,
+                    calendar=calendar)
     metrics_route(api, pipeline.metrics)
     install_verifier(api)  # refuses to build without a hub key or an SSO issuer (services/common/auth.py)
     # Every state-changing call of a unit (refused ones too) is recorded on cityops.audit.v1 with its principal.

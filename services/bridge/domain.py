@@ -4,12 +4,12 @@ and a task's deadlines. Pure: no I/O, no clock of its own."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import NamedTuple
 
 from contracts import events as ev
-from domain.calendar import CalendarCoverageError, WorkCalendar
+from domain.calendar import CalendarCoverageError, SlaUnit, WorkCalendar
 from domain.statuses import OPEN_TASK_STATES, TaskStatus, status_after_progress
 from services.common.auth import Principal, Role
 
@@ -124,3 +124,91 @@ def as_utc(moment: datetime) -> datetime:
 
 def utc_or_none(moment: datetime | None) -> datetime | None:
     return None if moment is None else as_utc(moment)
+
+
+# ---------------------------------------------------------------------------- time left, for a countdown
+
+CLOCKS: tuple[str, ...] = ("sign_for", "response", "resolution")
+_NATURAL_UNITS = frozenset({"h", "m"})
+_A_MINUTE = timedelta(minutes=1)
+
+
+class ClockLeft(NamedTuple):
+    """One clock of a task as a unit's screen counts it down: `left` is working time for wd/wh clocks (natural
+    time for h/m), negative once overdue; `running` says whether it is shrinking right now, so a page between
+    two refreshes counts down only then (not at night, not on a day off, not while stopped or paused)."""
+
+    clock: str
+    due: datetime | None
+    unit: str
+    left: timedelta | None
+    stopped: bool
+    running: bool
+
+
+def clock_stopped(clock: str, status: str) -> bool:
+    """Whether a clock has stopped for good, as sla stops it: sign-for at the sign-for, response at the first
+    progress report or completion, every clock when the task is no longer open."""
+    if status not in OPEN_STATES:
+        return True
+    if clock == "sign_for":
+        return status != TaskStatus.assigned
+    if clock == "response":
+        return status in (TaskStatus.in_progress, TaskStatus.waiting_on_resident)
+    return False
+
+
+def time_left(calendar: WorkCalendar, due: datetime | None, unit: SlaUnit, now: datetime) -> timedelta | None:
+    """From `now` to `due` as a clock in `unit` measures it, negative past it; None without a deadline or in a
+    year the calendar does not cover."""
+    if due is None:
+        return None
+    due, now = as_utc(due), as_utc(now)
+    try:
+        if due >= now:
+            return calendar.elapsed_between(now, due, unit)
+        return -calendar.elapsed_between(due, now, unit)
+    except CalendarCoverageError:
+        return None
+
+
+def ticking_now(calendar: WorkCalendar, unit: SlaUnit, now: datetime) -> bool:
+    """Whether a clock in `unit` advances at `now`: natural time always, working time inside working hours."""
+    if unit in _NATURAL_UNITS:
+        return True
+    try:
+        return calendar.working_time_between(as_utc(now), as_utc(now) + _A_MINUTE) > timedelta(0)
+    except CalendarCoverageError:
+        return False
+
+
+def clocks_left(calendar: WorkCalendar, dues: Deadlines, limits: ev.Limits, status: str, now: datetime) -> list[ClockLeft]:
+    """The three clocks of a task at `now`, in the order sign for, respond, resolve."""
+    out = []
+    for clock, due in zip(CLOCKS, dues, strict=True):
+        unit = getattr(limits, clock).unit
+        stopped = clock_stopped(clock, status)
+        left = None if stopped else time_left(calendar, due, unit, now)
+        running = left is not None and status != TaskStatus.waiting_on_resident and ticking_now(calendar, unit, now)
+        out.append(ClockLeft(clock, utc_or_none(due), unit, left, stopped, running))
+    return out
+
+
+# ---------------------------------------------------------------------------- joint actions
+
+class Joint(NamedTuple):
+    """A joint action (联合办理) as one of its units sees it: who leads, who helps, who has reported done."""
+
+    lead: str | None
+    co_units: tuple[str, ...]
+    done: tuple[str, ...]
+
+
+def joint_of(parts: Iterable[tuple[str, str, str]]) -> Joint | None:
+    """The joint action of one dispatch from its tasks' (unit, role, status); None for a unit acting alone."""
+    rows = sorted(set(parts))
+    if len(rows) < 2:
+        return None
+    lead = next((unit for unit, role, _ in rows if role == ev.Role.lead), None)
+    return Joint(lead, tuple(unit for unit, role, _ in rows if role != ev.Role.lead),
+                 tuple(unit for unit, _, status in rows if status == TaskStatus.completed))

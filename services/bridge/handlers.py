@@ -170,6 +170,7 @@ def on_opinion(ctx: Ctx, d: ev.OpinionGiven) -> None:
         log.warning("opinion_from_a_non_party_ignored", consultation_id=d.consultation_id, unit=d.unit)
         return
     party.answered, party.agrees = True, d.agrees
+    party.proposed_lead, party.comment = d.proposed_lead, d.comment or None
     ctx.session.add(party)
 
 

@@ -57,3 +57,5 @@ class BridgeParty(SQLModel, table=True):
     unit: str = Field(primary_key=True, index=True, description="Unit convened.")
     answered: bool = Field(default=False, description="Whether its opinion has been seen.")
     agrees: bool | None = Field(default=None, description="Its answer.")
+    proposed_lead: str | None = Field(default=None, description="Who it proposed should lead, when it disagreed.")
+    comment: str | None = Field(default=None, description="Its free-text opinion.")

@@ -264,3 +264,85 @@ async def test_an_overdue_consultation_takes_no_more_opinions(bridge) -> None:
 
 def test_the_task_states_the_bridge_lists_are_the_open_ones() -> None:
     assert domain.OPEN_STATES == {TaskStatus.assigned, TaskStatus.signed_for, TaskStatus.in_progress, TaskStatus.waiting_on_resident}
+
+
+# ---------------------------------------------------------------------------- countdowns, joint actions, my opinion
+
+def _clocks(task: dict) -> dict[str, dict]:
+    return {c["clock"]: c for c in task["clocks"]}
+
+
+async def test_each_task_carries_its_working_time_left_which_stands_still_at_night(bridge) -> None:
+    task = assigned("T-1", "water")  # limits in working days, assigned Wednesday 09:00 Shanghai
+    await bridge.feed(task)
+    morning = _clocks(_open(bridge)[0])
+    assert set(morning) == {"sign_for", "response", "resolution"}
+    assert all(c["running"] and not c["stopped"] and c["left_s"] > 0 and c["unit"] == "wd" for c in morning.values())
+    bridge.clock.advance(hours=1)
+    later = _clocks(_open(bridge)[0])
+    assert morning["resolution"]["left_s"] - later["resolution"]["left_s"] == 3600  # an hour of working time went by
+    bridge.clock.now = T0 + timedelta(hours=14)  # 23:00 in Shanghai
+    night = _open(bridge)[0]
+    bridge.clock.now = T0 + timedelta(hours=17)  # 02:00 the next day
+    small_hours = _open(bridge)[0]
+    assert _clocks(night)["resolution"]["left_s"] == _clocks(small_hours)["resolution"]["left_s"] > 0
+    assert not _clocks(night)["resolution"]["running"] and night["as_of"] != small_hours["as_of"]
+    bridge.clock.now = T0 + timedelta(days=30)
+    overdue = _clocks(_open(bridge)[0])
+    assert overdue["resolution"]["left_s"] < 0 and overdue["resolution"]["due"] == _open(bridge)[0]["resolution_due"]
+
+
+async def test_a_signed_for_task_stops_its_sign_for_clock_and_waiting_on_the_resident_stops_the_countdown(bridge) -> None:
+    task = assigned("T-1", "water")
+    await bridge.feed(task, unit_reports.sign_for(task, "water", "li.wei"))
+    clocks = _clocks(_open(bridge)[0])
+    assert clocks["sign_for"]["stopped"] and clocks["sign_for"]["left_s"] is None and not clocks["sign_for"]["running"]
+    assert clocks["response"]["running"]
+    await bridge.feed(unit_reports.progress(task, "water", "asked the resident for a time", True, key="w"))
+    clocks = _clocks(_open(bridge)[0])
+    assert clocks["response"]["stopped"] and not clocks["resolution"]["stopped"]
+    assert clocks["resolution"]["left_s"] > 0 and not clocks["resolution"]["running"]
+
+
+def test_a_natural_time_clock_runs_at_night_and_a_working_time_one_does_not() -> None:
+    from services.bridge.settings import BridgeSettings
+
+    calendar = BridgeSettings(kafka_bootstrap="127.0.0.1:1").work_calendar()
+    night = T0 + timedelta(hours=14)
+    assert domain.ticking_now(calendar, "h", night) and not domain.ticking_now(calendar, "wh", night)
+    assert domain.ticking_now(calendar, "wh", T0 + timedelta(minutes=30))
+    due = night + timedelta(hours=2)
+    assert domain.time_left(calendar, due, "h", night) == timedelta(hours=2)
+    assert domain.time_left(calendar, due, "wh", night) == timedelta(0)
+    assert domain.time_left(calendar, night, "h", due) == -timedelta(hours=2)
+    assert domain.time_left(calendar, None, "h", night) is None
+
+
+async def test_a_joint_action_shows_its_lead_its_co_units_and_who_has_reported_done(bridge) -> None:
+    lead, co = assigned("T-1", "water"), assigned("T-1", "power", role=ev.Role.co)
+    alone = assigned("T-2", "water")
+    await bridge.feed(lead, co, alone)
+    joint = {t["task_id"]: t["joint"] for t in _open(bridge, "water")}
+    assert joint[alone.data.task_id] is None
+    assert joint[lead.data.task_id] == {"lead": "water", "co_units": ["power"], "done": []}
+    await bridge.feed(unit_reports.complete(co, "power", "cable fixed"))
+    seen_by_lead = bridge.client.get(f"/tasks/{lead.data.task_id}", headers=bridge.auth(Role.unit, unit="water")).json()
+    seen_by_co = bridge.client.get(f"/tasks/{co.data.task_id}", headers=bridge.auth(Role.unit, unit="power")).json()
+    assert seen_by_lead["joint"] == seen_by_co["joint"] == {"lead": "water", "co_units": ["power"], "done": ["power"]}
+
+
+async def test_a_party_sees_its_own_opinion_with_answered_true_and_not_the_other_partys(bridge) -> None:
+    asked = consultation("T-9", ("water", "power"))
+    await bridge.feed(asked, unit_reports.opinion(asked, "power", True, None, "fine by us"))
+    water = bridge.auth(Role.unit, unit="water")
+    url = f"/consultations/{asked.data.consultation_id}/opinion"
+    assert bridge.client.post(url, json={"agrees": False, "proposed_lead": "power", "comment": "their cable"}, headers=water).status_code == 202
+    await bridge.read_back()
+    assert bridge.client.get("/consultations", headers=water).json() == []
+    [mine] = bridge.client.get("/consultations", params={"answered": "true"}, headers=water).json()
+    assert mine["mine"] == [{"unit": "water", "answered": True, "agrees": False, "proposed_lead": "power", "comment": "their cable"}]
+    assert {p["unit"]: p["answered"] for p in mine["parties"]} == {"water": True, "power": True}
+    one = bridge.client.get(f"/consultations/{asked.data.consultation_id}", headers=bridge.auth(Role.unit, unit="power")).json()
+    assert [m["comment"] for m in one["mine"]] == ["fine by us"]
+    await bridge.feed(assigned("T-9", "power", at=T0 + timedelta(hours=1)))  # settled: it leaves the list
+    assert bridge.client.get("/consultations", params={"answered": "true"}, headers=water).json() == []

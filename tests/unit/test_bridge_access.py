@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from services.common.auth import Role, route_access
-from tests.harness.bridge import BridgeHarness, assigned, consultation
+from tests.harness.bridge import GRID, OTHER_GRID, BridgeHarness, assigned, consultation
 
 UNIT_A, UNIT_B = "water", "power"
 
@@ -34,9 +34,9 @@ def _example_body(route: APIRoute) -> Any:
     return model.model_config["json_schema_extra"]["examples"][0]
 
 
-async def _bridge_with_a_task(tmp_path) -> tuple[BridgeHarness, dict[str, str]]:
+async def _bridge_with_a_task(tmp_path, unit: str = UNIT_A) -> tuple[BridgeHarness, dict[str, str]]:
     bridge = BridgeHarness(tmp_path)
-    task, asked = assigned("T-ACC", UNIT_A), consultation("T-ACC-C", (UNIT_A,))
+    task, asked = assigned("T-ACC", unit), consultation("T-ACC-C", (unit,))
     await bridge.feed(task, asked)
     return bridge, {"task_id": task.data.task_id, "consultation_id": asked.data.consultation_id}
 
@@ -84,3 +84,25 @@ async def test_a_route_without_an_access_rule_is_found(tmp_path) -> None:
         return {}
 
     assert routes_without_a_rule(bridge.app) == ["['GET'] /forgotten"]
+
+
+async def test_a_grid_worker_acts_on_every_route_for_its_grid_and_is_refused_another_grid_and_a_department(tmp_path) -> None:
+    """The grid-worker rule, route by route: a worker bound to the grid of the task gets 2xx; one bound to
+    another grid, or whose grids claim names a department (least privilege), gets 403."""
+    probe, _ = await _bridge_with_a_task(tmp_path / "probe", GRID)
+    problems, checked = [], 0
+    for i, route in enumerate(api_routes(probe.app)):
+        [rule] = route_access(route)
+        if rule.public or Role.grid_worker not in rule.roles:
+            continue
+        for case, (unit, grids, allowed) in {"its grid": (GRID, (GRID,), True), "another grid": (GRID, (OTHER_GRID,), False),
+                                             "a department named as a grid": (UNIT_A, (UNIT_A,), False)}.items():
+            bridge, ids = await _bridge_with_a_task(tmp_path / f"{i}-{case}", unit)
+            params = {} if "{" in route.path else {"unit": unit}
+            got = _call(bridge, route, ids, bridge.auth(Role.grid_worker, grids=grids), params)
+            if (200 <= got < 300) != allowed or (not allowed and got != 403):
+                problems.append(f"{sorted(route.methods)} {route.path} {case}: {got}")
+            assert all(sent.data.unit == GRID for sent in bridge.sent)
+        checked += 1
+    assert checked >= 9, checked  # 2 task reads, 5 task reports, 2 consultation reads, 1 opinion
+    assert not problems, "\n".join(problems)
