@@ -72,15 +72,19 @@ class Story:
     def holdings(self) -> list[Holding]:
         return holdings(self.folded) if self.folded else []
 
+    def holdings_until(self, now: datetime) -> list[Holding]:
+        return holdings(self.folded, now) if self.folded else []
+
     def as_dict(self, now: datetime) -> dict[str, Any]:
         return {
             "ticket_id": self.ticket_id, "source": self.source,
             "state": ticket_row(self.folded.ticket) if self.folded else None,
             "tasks": [task_row(k) for k in self.folded.tasks] if self.folded else [],
             "events": self.entries,
-            "holders": [{"holder": h.holder, "role": h.role, "round": h.round, "start": h.start, "end": h.end,
+            "holders": [{"holder": h.holder, "kind": h.kind, "clock": h.clock, "role": h.role, "round": h.round,
+                         "start": h.start, "end": h.end, "to": h.end or now, "open": h.end is None,
                          "seconds": round(h.duration(now).total_seconds()), "ended_by": h.ended_by}
-                        for h in self.holdings],
+                        for h in self.holdings_until(now)],
         }
 
 
