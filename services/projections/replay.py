@@ -8,7 +8,7 @@ clock of whoever processed them.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -183,10 +183,11 @@ class AsOf:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     queue: list[dict[str, Any]] = field(default_factory=list)
     rankings: list[Ranked] = field(default_factory=list)
+    states: dict[str, int] = field(default_factory=dict)  # with the rankings: how many tickets stood in each state
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "source": self.source, "ticket": self.ticket, "tasks": self.tasks, "queue": self.queue,
-                "rankings": [r.as_dict() for r in self.rankings]}
+                "rankings": [r.as_dict() for r in self.rankings], "states": self.states}
 
 
 @dataclass(frozen=True)
@@ -205,6 +206,7 @@ def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[lis
     answer = AsOf(at, source)
     contributions: list[tuple[str, str, dict[str, int]]] = []
     queue: list[dict[str, Any]] = []
+    states: Counter[str] = Counter()
     for facts in groups:
         folded = fold([f for f in facts if f.time <= at])
         if folded is None:
@@ -216,6 +218,8 @@ def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[lis
             queue += [task_row(k) for k in folded.tasks if k.unit == question.unit and k.open]
         if question.rankings:
             contributions += [(s, k, c) for (s, k), c in folded.metrics.items() if question.scope in (None, s)]
+            states[str(folded.ticket.status.value)] += 1
+    answer.states = dict(sorted(states.items()))
     answer.queue = sorted(queue, key=lambda k: (k["assigned_at"] or at, k["task_id"]))
     if question.rankings:
         answer.rankings = rank(aggregate(contributions), question.min_n)

@@ -162,3 +162,15 @@ def test_a_saved_model_is_chosen_by_name_and_moves_only_model_decisions(http):
     person_decided = {t for t, c in _first_classifications().items() if c.method in ("operator", "manual")}
     assert person_decided and not person_decided & {d["ticket_id"] for d in body["changed"]}
     assert {d["why"] for d in body["changed"]} <= {"classifier", "manual-triage", "unroutable"}
+
+
+def test_as_of_with_the_rankings_counts_the_tickets_in_each_state_then(http):
+    late = (DEFAULT_START + timedelta(days=90)).isoformat()
+    now_states = http.get("/replay/as-of", params={"time": late, "rankings": True}).json()["states"]
+    tickets = {e.ticket_id for e in HISTORY}
+    closed = sum(1 for e in HISTORY if isinstance(e.data, ev.TicketClosed))
+    assert sum(now_states.values()) == len(tickets) and now_states["closed"] == closed
+    early = (DEFAULT_START + timedelta(days=2)).isoformat()
+    then = http.get("/replay/as-of", params={"time": early, "rankings": True}).json()["states"]
+    registered_by_then = {e.ticket_id for e in HISTORY if e.time <= datetime.fromisoformat(early)}
+    assert sum(then.values()) == len(registered_by_then) and then.get("closed", 0) < closed
