@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # The official AsyncAPI parser (Node), used by tests/contract/test_asyncapi_document.py.
 ASYNCAPI_CHECK := tools/asyncapi-check
 NODE_STAMP := $(ASYNCAPI_CHECK)/node_modules/.installed
+# The console's browser files (htmx, its SSE extension, Apache ECharts): served by the console itself, never a CDN.
+CONSOLE_STATIC := services/console/static
+CONSOLE_STAMP := $(CONSOLE_STATIC)/node_modules/.installed
 
 .PHONY: up test deps install kafka clean lint
 
@@ -19,10 +22,14 @@ $(NODE_STAMP): $(ASYNCAPI_CHECK)/package.json $(ASYNCAPI_CHECK)/package-lock.jso
 	cd $(ASYNCAPI_CHECK) && npm ci --no-audit --no-fund
 	touch $(NODE_STAMP)
 
+$(CONSOLE_STAMP): $(CONSOLE_STATIC)/package.json $(CONSOLE_STATIC)/package-lock.json
+	cd $(CONSOLE_STATIC) && npm ci --no-audit --no-fund
+	touch $(CONSOLE_STAMP)
+
 deps:
 	bash deploy/system-deps.sh
 
-install: deps $(STAMP) $(NODE_STAMP)
+install: deps $(STAMP) $(NODE_STAMP) $(CONSOLE_STAMP)
 
 kafka: install
 	$(BIN)/cityops kafka fetch

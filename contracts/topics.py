@@ -67,6 +67,9 @@ EXTERNAL_CHANNELS = "external machine channels"
 UNITS = "units"  # the units' own systems through services/units/sdk.py, or the simulated units
 BRIDGE = "bridge"  # the unit HTTP bridge, reporting on behalf of units that do not run the SDK
 ARCHIVER = "archiver"  # reads every cityops topic by pattern, DLQs included
+CONSOLE = "console"  # the console's live feed: shows lifecycle events, never dead-letters one
+# Readers that never write a DLQ: the archiver stores records undecoded, the console only shows them.
+NO_DEAD_LETTERS = (ARCHIVER, CONSOLE)
 
 CHANNEL_INTAKE = TopicSpec(
     "cityops.intake.channel.v1",
@@ -90,37 +93,37 @@ RESIDENTS = TopicSpec("cityops.residents.v1", "Resident life events from city re
 TICKETS = TopicSpec(
     "cityops.tickets.v1", "Registered tickets, merges and splits (no personal data).",
     (ev.TicketRegistered, ev.TicketMerged, ev.SplitRequested, ev.TicketSplit),
-    writer="discover", readers=("triage", "evaluate", "sla", "intake", "projections", ARCHIVER),
+    writer="discover", readers=("triage", "evaluate", "sla", "intake", "projections", CONSOLE, ARCHIVER),
 )
 TRIAGE = TopicSpec(
     "cityops.triage.v1", "Classification and routing decisions, and the manual-triage queue.",
     (ev.TicketClassified, ev.ManualTriageRequested, ev.ManualTriageResolved),
-    writer="triage", readers=("discover", "consult", "act", "sla", "intake", "projections", ARCHIVER),
+    writer="triage", readers=("discover", "consult", "act", "sla", "intake", "projections", CONSOLE, ARCHIVER),
 )
 CONSULT = TopicSpec(
     "cityops.consult.v1", "Consultations, agreed plans and supervisor decisions.",
     (ev.ConsultationRequested, ev.PlanAgreed, ev.SupervisorReviewRequested, ev.SupervisorDecided),
-    writer="consult", readers=("act", "sla", "intake", UNITS, "projections", ARCHIVER),
+    writer="consult", readers=("act", "sla", "intake", UNITS, "projections", CONSOLE, ARCHIVER),
 )
 ACT = TopicSpec(
     "cityops.act.v1", "Dispatch decisions: assignments, extension decisions, reroutes, completion of handling.",
     (ev.TaskAssigned, ev.ExtensionDecided, ev.ReturnRejected, ev.RerouteRequested, ev.TicketHandled),
-    writer="act", readers=("triage", "evaluate", "sla", "intake", "projections", ARCHIVER),
+    writer="act", readers=("triage", "evaluate", "sla", "intake", "projections", CONSOLE, ARCHIVER),
 )
 UNIT_REPORTS = TopicSpec(
     "cityops.unit-reports.v1", "What units report back: sign-for, progress, extension requests, returns, completion, opinions.",
     (ev.TaskSignedFor, ev.ProgressReported, ev.ExtensionRequested, ev.TaskReturned, ev.TaskCompleted, ev.OpinionGiven),
-    writer=(UNITS, BRIDGE), readers=("consult", "act", "evaluate", "sla", "projections", BRIDGE, ARCHIVER),
+    writer=(UNITS, BRIDGE), readers=("consult", "act", "evaluate", "sla", "projections", BRIDGE, CONSOLE, ARCHIVER),
 )
 EVALUATE = TopicSpec(
     "cityops.evaluate.v1", "Callbacks, re-handling and closing.",
     (ev.CallbackRequested, ev.CallbackRecorded, ev.TicketReopened, ev.TicketClosed),
-    writer="evaluate", readers=("discover", "act", "sla", "intake", UNITS, "projections", ARCHIVER),
+    writer="evaluate", readers=("discover", "act", "sla", "intake", UNITS, "projections", CONSOLE, ARCHIVER),
 )
 SLA = TopicSpec(
     "cityops.sla.v1", "Reminders, breaches and escalations.",
     (ev.SlaReminderSent, ev.SlaBreached, ev.TicketEscalated),
-    writer="sla", readers=("consult", "act", "evaluate", "projections", ARCHIVER),
+    writer="sla", readers=("consult", "act", "evaluate", "projections", CONSOLE, ARCHIVER),
 )
 
 WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, TICKETS, TRIAGE, CONSULT, ACT,
@@ -163,7 +166,7 @@ def _retention_ms(config: dict[str, str]) -> int:
 def dlq_spec(source: TopicSpec) -> TopicSpec:
     """A topic's DLQ keeps records 30 days, or less when its source keeps them less (the copies of plain
     personal data must go when the originals go); it is archived when its source is."""
-    readers = [r for r in source.readers if r != ARCHIVER]
+    readers = [r for r in source.readers if r not in NO_DEAD_LETTERS]
     shorter = _retention_ms(source.config) < _retention_ms(DLQ_RETENTION)
     return TopicSpec(source.dlq, f"Dead letters of {source.name}: records that could not be decoded or handled.", (),
                      partitions=1, config=dict(source.config if shorter else DLQ_RETENTION),

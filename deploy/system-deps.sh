@@ -2,7 +2,8 @@
 # Installs the Debian packages cityops needs on a fresh machine, only those missing:
 # a JDK and Maven (to fetch and run Apache Kafka), kcat (to read records by hand and in tests),
 # PostgreSQL (the production store, used by the storage tests), Node.js and npm (the official
-# AsyncAPI parser in tools/asyncapi-check checks the AsyncAPI document).
+# AsyncAPI parser in tools/asyncapi-check checks the AsyncAPI document; the console's htmx and ECharts are npm
+# packages too), Chromium and the Noto CJK fonts (the console's browser tests, screenshots that show Chinese).
 set -euo pipefail
 
 missing=()
@@ -12,6 +13,8 @@ command -v kcat >/dev/null 2>&1 || missing+=(kcat)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || missing+=(fonts-noto-cjk)
 
 if [ ${#missing[@]} -eq 0 ]; then
   exit 0

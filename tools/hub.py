@@ -57,11 +57,11 @@ def hub_service_names() -> list[str]:
 
 
 def hub_process_names() -> list[str]:
-    """What `cityops up` starts: the services above, then the unit HTTP bridge (not in the benchmark's set: it
-    measures the workflow, and nobody calls the bridge there)."""
+    """What `cityops up` starts: the services above, then the unit HTTP bridge and the console (not in the
+    benchmark's set: it measures the workflow, and nobody calls them there)."""
     from tools.run import available_services
 
-    return hub_service_names() + [name for name in ("bridge",) if name in available_services()]
+    return hub_service_names() + [name for name in ("bridge", "console") if name in available_services()]
 
 
 def intake_answers(base: str) -> Probe:
@@ -74,6 +74,11 @@ def bridge_answers(base: str) -> Probe:
     return lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200
 
 
+def console_answers(base: str) -> Probe:
+    """Readiness of the console: its /console/health answers 200."""
+    return lambda: httpx.get(f"{base}/console/health", timeout=2).status_code == 200
+
+
 @dataclass
 class Hub:
     kafka_port: int
@@ -82,6 +87,7 @@ class Hub:
     bridge_port: int = 8081
     # The first process's metrics port; the others get the next ones, in start order (0 = no metrics endpoints).
     metrics_port: int = 9400
+    console_port: int = 8090
     supervisor: Supervisor = field(init=False)
     credentials: HubCredentials = field(init=False)
     kafka: Any = None
@@ -112,6 +118,10 @@ class Hub:
         env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.http_port),
                     "CITYOPS_BRIDGE_HTTP_PORT": str(self.bridge_port),
+                    # the console calls the hub's APIs as the signed-in user
+                    "CITYOPS_CONSOLE_HTTP_PORT": str(self.console_port),
+                    "CITYOPS_CONSOLE_INTAKE_URL": f"http://127.0.0.1:{self.http_port}",
+                    "CITYOPS_CONSOLE_BRIDGE_URL": f"http://127.0.0.1:{self.bridge_port}",
                     "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1",
                     # the simulated callback operators and supervisor post their decisions to intake
                     "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.http_port}"})
@@ -199,11 +209,12 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        bridge_port: int = typer.Option(8081, help="Unit HTTP bridge port (OpenAPI docs at /docs)."),
        rate: float = typer.Option(2.0, help="Demo complaints per second (0 = no demo feed)."),
        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
+       console_port: int = typer.Option(8090, help="Console (web pages for operators, units, supervisors) port."),
        metrics_port: int = typer.Option(9400, help="First Prometheus metrics port: each process gets its own, the next ones in start order (0 = none)."),
        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where the hub keeps its data and logs."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
-    hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port)
+    hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port, console_port)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()
@@ -223,6 +234,10 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
             bridge = f"http://127.0.0.1:{bridge_port}"
             hub.supervisor.wait_ready("bridge", bridge_answers(bridge), timeout=90)
             typer.echo(f"unit bridge on {bridge} (docs: {bridge}/docs)")
+        if "console" in hub.supervisor:
+            console = f"http://127.0.0.1:{console_port}"
+            hub.supervisor.wait_ready("console", console_answers(console), timeout=90)
+            typer.echo(f"console on {console}/console/ (sign in as a demo user: operator, supervisor, a unit, a grid worker)")
         if rate > 0:
             asyncio.run(feed_and_watch(base, rate, duration, hub, nyc_sample))
         else:

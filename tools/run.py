@@ -17,9 +17,9 @@ from fastapi import FastAPI
 
 from services.common.logs import configure_logging
 
-# Consumer services (FastStream apps), and the unit bridge (an HTTP app with its consumer). intake is HTTP and
-# is started by `cityops intake serve`.
-SERVICES = ("discover", "triage", "consult", "act", "evaluate", "units", "sla", "projections", "archiver", "bridge")
+# Consumer services (FastStream apps), the unit bridge and the console (HTTP apps with a consumer inside). intake
+# is HTTP and is started by `cityops intake serve`.
+SERVICES = ("discover", "triage", "consult", "act", "evaluate", "units", "sla", "projections", "archiver", "bridge", "console")
 
 app = typer.Typer(no_args_is_help=True)
 

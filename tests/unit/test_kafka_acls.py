@@ -22,7 +22,7 @@ from tools.kafka.acls import ADMIN, Acl, can, derive_acls, principals, service_g
 UNITS = ["water", "grid-east-1-a-1"]
 ACLS = derive_acls(UNITS)
 SPECS = all_topics(UNITS)
-SERVICES = ["intake", "discover", "triage", "consult", "act", "evaluate", "sla", "projections", "archiver", "units"]
+SERVICES = ["intake", "discover", "triage", "consult", "act", "evaluate", "sla", "projections", "archiver", "units", "console"]
 CALLER_DATA_TOPICS = [INTAKE.name, CHANNEL_INTAKE.name]  # callers' names and phones
 CALLER_DATA_READERS = {"intake", "discover", ARCHIVER}
 
@@ -70,7 +70,7 @@ def test_the_writer_writes_and_nobody_else_but_the_units() -> None:
 def test_a_service_writes_the_dlqs_of_what_it_reads_and_the_archiver_none() -> None:
     assert writers_of(catalogue.TICKETS.dlq) == {"triage", "evaluate", "sla", "intake", "projections"}
     assert writers_of(unit_task_topic("water") + ".dlq") == {"units", "bridge"}
-    assert not any(a.principal == ARCHIVER and a.operation == "write" for a in ACLS)
+    assert not any(a.principal in (ARCHIVER, "console") and a.operation == "write" for a in ACLS)
 
 
 def test_triage_may_not_read_the_intake_topics() -> None:

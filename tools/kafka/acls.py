@@ -10,7 +10,7 @@ What a principal may do (nothing else: the broker runs with allow.everyone.if.no
 * READ a topic it is a reader of, and the consumer groups starting with `cityops-<service>`
   (a unit: `cityops-unit-<unit id>`);
 * WRITE a topic it is a writer of, and the DLQ of every topic it reads (a reader dead-letters what it
-  cannot handle; the archiver, which stores records undecoded, never does);
+  cannot handle; the archiver, which stores records undecoded, and the console, which only shows them, never do);
 * a unit reads only its own task topic and writes only the unit reports;
 * nobody but the admin creates topics (the hub creates the catalogue's topics at start, as admin).
 
@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from contracts.topics import ARCHIVER, EXTERNAL_CHANNELS, UNITS, TopicSpec, all_topics, unit_task_topic
+from contracts.topics import EXTERNAL_CHANNELS, NO_DEAD_LETTERS, UNITS, TopicSpec, all_topics, unit_task_topic
 
 ADMIN = "admin"
 CHANNELS = "channels"
@@ -91,7 +91,7 @@ def _party_acls(party: str, specs: Sequence[TopicSpec], sources: Sequence[TopicS
     who = principal_of(party)
     read = [s.name for s in specs if party in parties(s.readers)]
     write = [s.name for s in specs if party in parties(s.writer)]
-    if party != ARCHIVER:
+    if party not in NO_DEAD_LETTERS:
         write += [s.dlq for s in sources if party in parties(s.readers)]
     acls = {Acl(who, "topic", t, "literal", "write") for t in write}
     if read and set(read) == {s.name for s in specs}:
