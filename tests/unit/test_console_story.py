@@ -75,7 +75,7 @@ def test_a_supervisor_sees_the_timeline_and_the_ledger_as_bars(app, calls):
     html = page.text
     assert 'id="ledger-option"' in html and "echarts.min.js" in html and "路灯坏了" in html
     option = json.loads(html.split('id="ledger-option">')[1].split("</script>")[0])
-    assert option["yAxis"]["data"][1].endswith("water") and option["series"][1]["data"][1]["value"] == 4.5 * 3600 * 1000
+    assert option["yAxis"]["data"][1].endswith("water") and option["series"][1]["data"][1]["value"] == 4.5  # hours
 
 
 def test_an_operator_sees_the_timeline_only_through_the_route_operators_may_read(app, calls):
@@ -137,9 +137,11 @@ def test_a_what_if_post_without_the_csrf_token_is_refused(app, calls):
     assert client.post("/console/replay/what-if", data={"model": "x"}).status_code == 403 and calls == []
 
 
-def test_the_chart_tiles_a_time_axis_from_the_first_start_to_the_last_end():
+def test_the_chart_places_each_bar_where_the_one_before_ended():
     option = ledger_chart(LEDGER, lambda key: key)
     offsets, bars = option["series"][0]["data"], option["series"][1]["data"]
-    assert option["xAxis"]["min"] == offsets[0] == int(START.timestamp() * 1000)
+    assert offsets == [0, 0.5] and [b["value"] for b in bars] == [0.5, 4.5]
     assert [o + b["value"] for o, b in zip(offsets, bars)][:-1] == offsets[1:]  # each bar ends where the next starts
-    assert option["xAxis"]["max"] >= offsets[-1] + bars[-1]["value"]
+    assert option["xAxis"]["name"] == "story.hours"
+    long = [dict(h, to=(START + timedelta(days=6)).isoformat()) if h["open"] else h for h in LEDGER]
+    assert ledger_chart(long, lambda key: key)["xAxis"]["name"] == "story.days"

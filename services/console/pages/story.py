@@ -144,25 +144,27 @@ def duration_text(seconds: float) -> str:
 
 def ledger_chart(ledger: list[dict[str, Any]], t: Any) -> dict[str, Any]:
     """An ECharts option (plain JSON: the page's CSP allows no inline code) drawing who held the ticket when: one row
-    per holding, a bar from its start to its end on a time axis (an invisible bar up to the start, stacked)."""
+    per holding, a bar from its start to its end, in hours (days for a long story) since the ticket's first event;
+    an invisible bar up to the start, stacked, places it (a gantt chart out of plain bars)."""
     rows = [f"{i + 1}. {t('story.kind.' + h['kind'])}{'' if h['kind'] != 'unit' else ' ' + h['holder']}"
             for i, h in enumerate(ledger)]
     starts = [parse_time(h["start"]) for h in ledger]
     ends = [parse_time(h["to"]) for h in ledger]
     first = min(s for s in starts if s)
-    last = max(e for e in ends if e)
-    ms = lambda moment: int(moment.timestamp() * 1000)  # noqa: E731
+    total = max(e for e in ends if e) - first
+    per = 86400.0 if total > timedelta(days=3) else 3600.0
     offsets, bars = [], []
     for holding, start, end in zip(ledger, starts, ends):
         assert start is not None and end is not None
-        offsets.append(ms(start))
-        bars.append({"value": ms(end) - ms(start), "itemStyle": {"color": HOLDER_COLOURS.get(holding["kind"], "#73c0de")},
-                     "name": f"{t('story.clock.' + holding['clock'])} · {duration_text(holding['seconds'])}"})
+        offsets.append(round((start - first).total_seconds() / per, 3))
+        bars.append({"value": round((end - start).total_seconds() / per, 3),
+                     "itemStyle": {"color": HOLDER_COLOURS.get(holding["kind"], "#73c0de")}})
+    unit = t("story.days") if per == 86400.0 else t("story.hours")
     return {
         "animation": False,
-        "grid": {"left": 8, "right": 16, "top": 8, "bottom": 24, "containLabel": True},
-        "tooltip": {"trigger": "item", "formatter": "{b}"},
-        "xAxis": {"type": "time", "min": ms(first), "max": ms(last) + max((ms(last) - ms(first)) // 50, 1)},
+        "grid": {"left": 8, "right": 16, "top": 8, "bottom": 30, "containLabel": True},
+        "tooltip": {"trigger": "item", "formatter": "{b}: {c} " + unit},
+        "xAxis": {"type": "value", "min": 0, "name": unit, "nameLocation": "middle", "nameGap": 24},
         "yAxis": {"type": "category", "data": rows, "inverse": True},
         "series": [
             {"type": "bar", "stack": "held", "silent": True, "itemStyle": {"color": "transparent"}, "data": offsets},
