@@ -198,22 +198,26 @@ def supervisor_token(key: str) -> str:
 # ---------------------------------------------------------------------------------------------- measuring
 
 def measure(base_urls: dict[str, str], token: str, requests: list[Request], repeat: int,
-            budget_s: float = 30.0) -> list[tuple[str, list[float], int]]:
+            budget_s: float = 30.0, timeout_s: float = 120.0) -> list[tuple[str, list[float], int]]:
     """`repeat` timings of each request after a warm-up one; a slow request stops after `budget_s` (at least 3)."""
     import httpx
 
     results = []
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=120) as client:
+    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s) as client:
         for request in requests:
             if request.server not in base_urls:
                 continue
             url = base_urls[request.server] + request.path
-            status = client.get(url, params=request.params).status_code  # warm: first use of the engine, caches
+            print(f"  {request.name} ...", file=sys.stderr, flush=True)
             times: list[float] = []
-            while len(times) < repeat and (len(times) < 3 or sum(times) < budget_s * 1000):
-                started = time.perf_counter()
-                status = client.get(url, params=request.params).status_code
-                times.append((time.perf_counter() - started) * 1000)
+            try:
+                status = client.get(url, params=request.params).status_code  # warm: first use of the engine, caches
+                while len(times) < repeat and (len(times) < 3 or sum(times) < budget_s * 1000):
+                    started = time.perf_counter()
+                    status = client.get(url, params=request.params).status_code
+                    times.append((time.perf_counter() - started) * 1000)
+            except httpx.TimeoutException:
+                status = 0  # printed as a timeout: the row's figures are what was measured before it
             results.append((request.name, times, status))
     return results
 
@@ -226,7 +230,11 @@ def percentile(values: list[float], q: float) -> float:
 def report(results: list[tuple[str, list[float], int]]) -> None:
     print(f"{'request':36} {'status':>6} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'n':>4}")
     for name, times, status in results:
-        print(f"{name:36} {status:>6} {statistics.median(times):>9.1f} {percentile(times, 0.95):>9.1f} "
+        shown = "timeout" if status == 0 else str(status)
+        if not times:
+            print(f"{name:36} {shown:>6} {'-':>9} {'-':>9} {'-':>9} {0:>4}")
+            continue
+        print(f"{name:36} {shown:>6} {statistics.median(times):>9.1f} {percentile(times, 0.95):>9.1f} "
               f"{max(times):>9.1f} {len(times):>4}")
 
 

@@ -52,7 +52,7 @@ def fake_replay(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=REPORT)
     if path == "/replay/as-of":
         return httpx.Response(200, json={"at": START.isoformat(), "source": "store", "ticket": None, "tasks": [], "queue": [],
-                                         "rankings": [{"scope": "unit", "key": "water", "n": 30, "rank": 1, "score": 91.5}],
+                                         "rankings": [{"scope": "unit", "key": "water", "n": 30, "rank": 1, "score": 0.915}],
                                          "states": {"closed": 12, "dispatched": 3}})
     return httpx.Response(404, json={"detail": "no such route"})
 
@@ -96,7 +96,7 @@ def test_units_and_grid_workers_have_no_story_or_replay_page(app, calls, who):
 def test_an_auditor_reads_the_as_of_view_but_runs_no_what_if(app, calls):
     client = signed_in(app, principal(Role.auditor))
     page = client.get("/console/replay/as-of", params={"time": "2026-05-06T09:00", "scope": "unit"})
-    assert page.status_code == 200 and 'id="states-option"' in page.text and "91.5" in page.text
+    assert page.status_code == 200 and 'id="states-option"' in page.text and "91.5%" in page.text
     (call,) = calls
     assert call.url.params["time"] == "2026-05-06T09:00:00+08:00" and call.url.params["rankings"] == "true"
     assert client.get("/console/replay/what-if").status_code == 403
