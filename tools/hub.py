@@ -23,7 +23,7 @@ import typer
 
 from services.common.settings import REPO_ROOT
 from tools.credentials import HubCredentials, hub_credentials
-from tools.supervisor import Probe, Supervisor
+from tools.supervisor import Probe, Supervisor, cityops_argv
 
 WORKFLOW = ["discover", "triage", "consult", "act", "evaluate"]
 OPTIONAL = ["sla", "projections", "archiver"]
@@ -74,6 +74,17 @@ def bridge_answers(base: str) -> Probe:
     return lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200
 
 
+def replay_answers(base: str) -> Probe:
+    """Readiness of the replay API: its /health (no token needed) answers 200."""
+    return lambda: httpx.get(f"{base}/health", timeout=2).status_code == 200
+
+
+# The replay API (`cityops replay serve`): the read side the console asks for projections. An HTTP process with
+# no metrics endpoint, so it stays out of hub_process_names (whose metrics ports are consecutive); `cityops status`
+# shows it up while its pid lives.
+REPLAY = "replay"
+
+
 def console_answers(base: str) -> Probe:
     """Readiness of the console: its /console/health answers 200."""
     return lambda: httpx.get(f"{base}/console/health", timeout=2).status_code == 200
@@ -88,6 +99,7 @@ class Hub:
     # The first process's metrics port; the others get the next ones, in start order (0 = no metrics endpoints).
     metrics_port: int = 9400
     console_port: int = 8090
+    replay_port: int = 8082
     supervisor: Supervisor = field(init=False)
     credentials: HubCredentials = field(init=False)
     kafka: Any = None
@@ -122,6 +134,7 @@ class Hub:
                     "CITYOPS_CONSOLE_HTTP_PORT": str(self.console_port),
                     "CITYOPS_CONSOLE_INTAKE_URL": f"http://127.0.0.1:{self.http_port}",
                     "CITYOPS_CONSOLE_BRIDGE_URL": f"http://127.0.0.1:{self.bridge_port}",
+                    "CITYOPS_CONSOLE_REPLAY_URL": f"http://127.0.0.1:{self.replay_port}",
                     "CITYOPS_UNIT_CALLBACKS": "true", "CITYOPS_UNIT_SUPERVISOR": "true", "PYTHONUNBUFFERED": "1",
                     # the simulated callback operators and supervisor post their decisions to intake
                     "CITYOPS_UNIT_HOTLINE_URL": f"http://127.0.0.1:{self.http_port}"})
@@ -146,12 +159,19 @@ class Hub:
         ports = self.metrics_ports()
         for name in hub_process_names():
             self.supervisor.start_service(name, env={"CITYOPS_METRICS_PORT": str(ports[name])})
+        self.start_replay()
         self.write_process_table()
         names = ", ".join(self.supervisor)
         typer.echo(f"started {len(self.supervisor.processes)} service processes: {names} (logs in {self.state_dir / 'logs'})")
         if self.metrics_port:
             typer.echo(f"metrics on http://127.0.0.1:{min(ports.values())}-{max(ports.values())}/metrics "
                        f"({', '.join(f'{n} {p}' for n, p in ports.items())}); `cityops status --state-dir {self.state_dir}` sums them up")
+
+    def start_replay(self) -> None:
+        """The replay API reads the projections' store and, for a story from the log, the projected topics: it is
+        the projections' read side, so it reads Kafka as the projections principal (whose ACLs cover those topics)."""
+        self.supervisor.start(REPLAY, cityops_argv("replay", "serve", "--port", str(self.replay_port)),
+                              env=self.service_kafka_env("projections"))
 
     def write_process_table(self) -> None:
         """What `cityops status` reads: the processes, their pids and metrics ports (again after a restart)."""
@@ -207,6 +227,7 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
 def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        http_port: int = typer.Option(8080, help="Intake HTTP port (OpenAPI docs at /docs)."),
        bridge_port: int = typer.Option(8081, help="Unit HTTP bridge port (OpenAPI docs at /docs)."),
+       replay_port: int = typer.Option(8082, help="Replay API port (supervisors' and auditors' tokens; the console reads it)."),
        rate: float = typer.Option(2.0, help="Demo complaints per second (0 = no demo feed)."),
        duration: float = typer.Option(None, help="Stop after this many seconds (default: until Ctrl-C)."),
        console_port: int = typer.Option(8090, help="Console (web pages for operators, units, supervisors) port."),
@@ -214,7 +235,8 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where the hub keeps its data and logs."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
-    hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port, console_port)
+    hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port, console_port=console_port,
+              replay_port=replay_port)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()
@@ -234,6 +256,11 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
             bridge = f"http://127.0.0.1:{bridge_port}"
             hub.supervisor.wait_ready("bridge", bridge_answers(bridge), timeout=90)
             typer.echo(f"unit bridge on {bridge} (docs: {bridge}/docs)")
+        replay = f"http://127.0.0.1:{replay_port}"
+        hub.supervisor.wait_ready(REPLAY, replay_answers(replay), timeout=90)
+        typer.echo(f"replay API on {replay} (docs: {replay}/docs; supervisor and auditor tokens)")
+
+
         if "console" in hub.supervisor:
             console = f"http://127.0.0.1:{console_port}"
             hub.supervisor.wait_ready("console", console_answers(console), timeout=90)

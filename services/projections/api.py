@@ -6,6 +6,11 @@
     GET /replay/as-of                     ?time&ticket|unit|rankings&scope&min_n&source (default store)
     GET /replay/rankings                  ?scope&min_n
     GET /replay/units/{unit}/queue        open tasks, oldest first
+    GET /replay/board/states              tickets per state now (total, open, overdue)
+    GET /replay/board/alerts              reminders, breaches, escalations, newest first; ?limit&before&since
+    GET /replay/board/arbitration         tickets in supervisor-review with their consultation and opinions
+    GET /replay/board/trend               the three rates per day; ?scope&key&since
+    GET /replay/board/grids               per grid: open tickets, overdue, on-time rate
     GET /replay/tickets/{id}/timeline, GET /replay/what-if/models, POST /replay/what-if: views_api (rules of
                                           their own: operators read a timeline, only supervisors run a what-if)
 
@@ -27,7 +32,7 @@ from sqlalchemy.engine import Engine
 from services.common.auth import PUBLIC, Role, TokenVerifier, access, install_verifier
 from services.common.store import make_engine
 
-from . import queries
+from . import board, queries
 from .logsource import ArchiveLog, KafkaLog, LogSource
 from .queries import EventFilter, parse_time
 from .replay import AsOfQuestion, as_of_log, as_of_store, events_from_log, story_from_log, story_from_store
@@ -107,7 +112,39 @@ def create_router(settings: ProjectionsSettings | None = None, *, engine: Engine
     def get_queue(unit: str) -> list[dict[str, Any]]:
         return queries.unit_queue(store(), unit)
 
+    _board_routes(router, store, when, settings.timezone)
     return router
+
+
+def _board_routes(router: APIRouter, store: Callable[[], Engine], when: Callable[[str | None], datetime | None],
+                  zone: str) -> None:
+    """The supervisors' board (services/console): counts, alerts, arbitration, trend, grids."""
+
+    @router.get("/board/states")
+    def get_states() -> dict[str, Any]:
+        return board.state_counts(store())
+
+    @router.get("/board/alerts")
+    def get_alerts(limit: int = Query(default=50, ge=1, le=500), before: str | None = None,
+                   since: str | None = None) -> dict[str, Any]:
+        try:
+            cursor = board.Cursor.parse(before) if before else None
+        except ValueError:
+            raise HTTPException(422, f"before: not a cursor from a previous page: {before!r}") from None
+        return board.alerts(store(), limit=limit, before=cursor, since=when(since))
+
+    @router.get("/board/arbitration")
+    def get_arbitration(limit: int = Query(default=200, ge=1, le=1000)) -> list[dict[str, Any]]:
+        return board.arbitration_queue(store(), limit)
+
+    @router.get("/board/trend")
+    def get_trend(scope: Literal["unit", "grid", "district"] = "district", key: str | None = None,
+                  since: str | None = None) -> list[dict[str, Any]]:
+        return board.daily_trend(store(), zone, scope=scope, key=key, since=when(since))
+
+    @router.get("/board/grids")
+    def get_grids() -> list[dict[str, Any]]:
+        return board.grid_stats(store())
 
 
 def replay_app(settings: ProjectionsSettings | None = None, *, engine: Engine | None = None,

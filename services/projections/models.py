@@ -22,7 +22,7 @@ class ProjTicket(SQLModel, table=True):
 
     __tablename__ = "proj_tickets"
     __table_args__ = (Index("ix_proj_tickets_status", "status"), Index("ix_proj_tickets_district", "district"),
-                      Index("ix_proj_tickets_lead_unit", "lead_unit"))
+                      Index("ix_proj_tickets_lead_unit", "lead_unit"), Index("ix_proj_tickets_grid", "grid"))
 
     ticket_id: str = Field(primary_key=True, description="Ticket id (the record key).")
     status: str = Field(description="Lifecycle state, see domain.STATUSES.")
@@ -108,7 +108,7 @@ class ProjTimelineEntry(SQLModel, table=True):
 
     __tablename__ = "proj_timeline"
     __table_args__ = (Index("ix_proj_timeline_ticket_id", "ticket_id"), Index("ix_proj_timeline_time", "time"),
-                      Index("ix_proj_timeline_unit", "unit"))
+                      Index("ix_proj_timeline_unit", "unit"), Index("ix_proj_timeline_kind_time", "kind", "time"))
 
     event_id: str = Field(primary_key=True)
     ticket_id: str

@@ -400,7 +400,7 @@ def _new_scratch_url(settings: ProjectionsSettings) -> str:
 # ---------------------------------------------------------------------------------------------- serve
 
 @app.command()
-def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8045),
+def serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8082, help="The hub serves it on 8082 (`cityops up --replay-port`)."),
           db: str | None = typer.Option(None, "--db", help="Projection store URL (default: the live store)."),
           bootstrap: str | None = _BOOTSTRAP) -> None:
     """Serve the replay HTTP API (the console mounts the same router); supervisors' and auditors' tokens only."""

@@ -120,6 +120,11 @@ class _Supervisor:
         self.processes[name] = _Started(1000 + len(self.processes))
         return self.processes[name].pid
 
+    def start(self, name: str, argv: list[str], *, env: dict[str, str]) -> int:
+        self.argvs = {**getattr(self, "argvs", {}), name: argv}
+        self.processes[name] = _Started(1000 + len(self.processes))
+        return self.processes[name].pid
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.processes)
 
@@ -135,4 +140,7 @@ def test_cityops_up_gives_each_process_its_own_metrics_port_and_writes_the_table
     table = read_process_table(tmp_path)
     assert table is not None and table["bootstrap"] == "127.0.0.1:1"
     assert table["processes"]["discover"] == {"pid": 1000, "metrics": "http://127.0.0.1:9500/metrics"}
+    # the replay API for the console: its own process on its port, in the table without a metrics endpoint
+    assert hub.supervisor.argvs["replay"][-4:] == ["replay", "serve", "--port", "8082"]  # type: ignore[attr-defined]
+    assert table["processes"]["replay"] == {"pid": 1000 + len(ports), "metrics": None}
     assert Hub(kafka_port=1, http_port=2, state_dir=tmp_path, metrics_port=0).metrics_ports() == dict.fromkeys(ports, 0)

@@ -45,10 +45,11 @@ def router(deps: ConsoleDeps) -> APIRouter:
     async def story(request: Request, ticket_id: str, user: Annotated[User, Depends(STORY_READERS)],
                     source: Annotated[str, Query(pattern="^(store|kafka|archive)$")] = "store") -> Response:
         if user.has(Role.supervisor, Role.auditor):
-            answer = await deps.upstream.get("replay", f"/replay/tickets/{ticket_id}/story", user, params={"source": source})
-            ledger = answer.get("holders", [])
+            answer = mapping(await deps.upstream.get("replay", f"/replay/tickets/{ticket_id}/story", user,
+                                                     params={"source": source}))
+            ledger = answer.get("holders") or []
         else:
-            answer = await deps.upstream.get("replay", f"/replay/tickets/{ticket_id}/timeline", user)
+            answer = mapping(await deps.upstream.get("replay", f"/replay/tickets/{ticket_id}/timeline", user))
             ledger = []
         t = translator(chosen_language(request))
         return deps.render(request, "story/ticket.html", {
@@ -70,7 +71,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
         if time:
             params: dict[str, Any] = {"time": as_api_time(time), "scope": scope}
             params |= {"ticket": ticket} if ticket else {"rankings": True}
-            answer = await deps.upstream.get("replay", "/replay/as-of", user, params=params)
+            answer = mapping(await deps.upstream.get("replay", "/replay/as-of", user, params=params)) or None
         t = translator(chosen_language(request))
         states = (answer or {}).get("states") or {}
         return deps.render(request, "story/as_of.html", {
@@ -94,13 +95,18 @@ def router(deps: ConsoleDeps) -> APIRouter:
                                 "until": as_api_time(until) if until else None}
         if catalogue is not None and catalogue.filename:
             body["catalogue"] = await read_upload(catalogue)
-        report = await deps.upstream.post("replay", "/replay/what-if", user, json=body)
+        report = mapping(await deps.upstream.post("replay", "/replay/what-if", user, json=body))
         template = "story/what_if_result.html" if request.headers.get("hx-request") == "true" else "story/what_if.html"
         models = [] if template.endswith("result.html") else await deps.upstream.get("replay", "/replay/what-if/models", user)
         return deps.render(request, template, {"report": report, "models": models or [],
                                                "catalogue_name": catalogue.filename if catalogue else None})
 
     return api
+
+
+def mapping(answer: Any) -> dict[str, Any]:
+    """An API's JSON object (an empty one for anything else: the page then shows nothing rather than failing)."""
+    return answer if isinstance(answer, dict) else {}
 
 
 async def read_upload(upload: UploadFile) -> str:

@@ -1,0 +1,188 @@
+"""What the supervisors' board asks of the projection store: tickets by state, the alerts feed, the
+arbitration queue, the daily trend of the three rates and the grids' open tickets and on-time rates.
+
+Everything is counted in SQL (GROUP BY over indexed columns): the board must answer in well under a
+second with 100,000 tickets in the store, so no query here loads rows to count them in Python.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import and_, case, func, literal_column, or_, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from domain import rates as rate_rules
+from domain.statuses import TicketStatus
+
+from .domain import as_utc
+from .models import METRIC_COUNTERS
+from .queries import METRICS, TICKETS, TIMELINE
+
+ALERT_KINDS = ("SlaReminderSent", "SlaBreached", "TicketEscalated")
+# The arbitration queue shows the consultation and the parties' positions: these events carry them.
+ARBITRATION_KINDS = ("ConsultationRequested", "OpinionGiven", "SupervisorReviewRequested")
+# A closed or merged ticket is off everybody's desk (a merged one follows its master).
+DONE_STATES = (TicketStatus.closed.value, TicketStatus.merged.value)
+ALERT_COLUMNS = ("event_id", "ticket_id", "time", "kind", "unit", "round", "summary")
+
+
+def state_counts(engine: Engine) -> dict[str, Any]:
+    """Tickets per lifecycle state now, with the total, the open ones and the open overdue ones."""
+    query = select(TICKETS.c.status, func.count(), func.sum(case((TICKETS.c.overdue.is_(True), 1), else_=0))) \
+        .group_by(TICKETS.c.status)
+    with engine.connect() as conn:
+        rows = conn.execute(query).all()
+    by_state = {status: int(n) for status, n, _ in rows}
+    open_rows = [(n, overdue) for status, n, overdue in rows if status not in DONE_STATES]
+    return {"states": by_state, "total": sum(by_state.values()), "open": sum(int(n) for n, _ in open_rows),
+            "overdue": sum(int(o or 0) for _, o in open_rows)}
+
+
+# ---------------------------------------------------------------------------------------------- alerts
+
+@dataclass(frozen=True)
+class Cursor:
+    """Where a page of alerts ends: the (time, event id) of its last row; the next page starts below it."""
+
+    time: datetime
+    event_id: str
+
+    def text(self) -> str:
+        return f"{self.time.astimezone(UTC).isoformat()}|{self.event_id}"
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        moment, sep, event_id = text.partition("|")
+        if not sep or not event_id:
+            raise ValueError(f"not a cursor: {text!r}")
+        parsed = datetime.fromisoformat(moment)
+        return cls(parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC), event_id)
+
+
+def alerts(engine: Engine, *, limit: int = 50, before: Cursor | None = None, since: datetime | None = None,
+           kinds: Sequence[str] = ALERT_KINDS) -> dict[str, Any]:
+    """Reminders, breaches and escalations, newest first, a page at a time (`next` is the cursor of the following
+    page, None at the end); `since` keeps only the ones after a time (what the live feed asks on a refresh)."""
+    columns = [TIMELINE.c[name] for name in ALERT_COLUMNS]
+    query = select(*columns, TICKETS.c.grid, TICKETS.c.district, TICKETS.c.status).select_from(
+        TIMELINE.outerjoin(TICKETS, TICKETS.c.ticket_id == TIMELINE.c.ticket_id)).where(TIMELINE.c.kind.in_(kinds))
+    if before is not None:
+        at = as_utc(before.time)
+        query = query.where(or_(TIMELINE.c.time < at, and_(TIMELINE.c.time == at, TIMELINE.c.event_id < before.event_id)))
+    if since is not None:
+        query = query.where(TIMELINE.c.time > as_utc(since))
+    query = query.order_by(TIMELINE.c.time.desc(), TIMELINE.c.event_id.desc()).limit(limit + 1)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    more = len(rows) > limit
+    rows = rows[:limit]
+    for row in rows:
+        row["time"] = as_utc(row["time"])
+    following = Cursor(rows[-1]["time"], rows[-1]["event_id"]).text() if more and rows else None
+    return {"items": rows, "next": following}
+
+
+# ---------------------------------------------------------------------------------------------- arbitration
+
+def arbitration_queue(engine: Engine, limit: int = 200) -> list[dict[str, Any]]:
+    """Tickets waiting for a supervisor's decision (supervisor-review), longest waiting first, each with the
+    consultation that failed: the plan put to the parties, their opinions, and why it came to a supervisor."""
+    tickets_query = (select(TICKETS.c.ticket_id, TICKETS.c.category, TICKETS.c.text, TICKETS.c.district,
+                            TICKETS.c.grid, TICKETS.c.lead_unit, TICKETS.c.co_units, TICKETS.c.last_event_at)
+                     .where(TICKETS.c.status == TicketStatus.supervisor_review.value)
+                     .order_by(TICKETS.c.last_event_at, TICKETS.c.ticket_id).limit(limit))
+    with engine.connect() as conn:
+        tickets = [dict(r) for r in conn.execute(tickets_query).mappings()]
+        ids = [t["ticket_id"] for t in tickets]
+        events = conn.execute(select(TIMELINE.c.ticket_id, TIMELINE.c.time, TIMELINE.c.kind, TIMELINE.c.payload)
+                              .where(and_(TIMELINE.c.ticket_id.in_(ids), TIMELINE.c.kind.in_(ARBITRATION_KINDS)))
+                              .order_by(TIMELINE.c.ticket_id, TIMELINE.c.time, TIMELINE.c.type_rank)).all() if ids else []
+    by_ticket: dict[str, list[tuple[datetime, str, dict[str, Any]]]] = {}
+    for ticket_id, time, kind, payload in events:
+        by_ticket.setdefault(ticket_id, []).append((as_utc(time), kind, json.loads(payload)))
+    return [{**t, "co_units": [u for u in (t["co_units"] or "").split(",") if u],
+             **_consultation(by_ticket.get(t["ticket_id"], []))} for t in tickets]
+
+
+def _consultation(events: list[tuple[datetime, str, dict[str, Any]]]) -> dict[str, Any]:
+    """The latest consultation of a ticket with the opinions given in it and the review request that ended it."""
+    out: dict[str, Any] = {"consultation": None, "opinions": [], "review": None}
+    for time, kind, data in events:
+        if kind == "ConsultationRequested":
+            out = {"consultation": {"consultation_id": data.get("consultation_id"), "parties": data.get("parties", []),
+                                    "proposed": data.get("proposed"), "reason": data.get("reason"),
+                                    "opinions_due": data.get("opinions_due"), "at": time},
+                   "opinions": [], "review": None}
+        elif kind == "OpinionGiven":
+            out["opinions"].append({"unit": data.get("unit"), "agrees": data.get("agrees"),
+                                    "proposed_lead": data.get("proposed_lead"), "comment": data.get("comment", ""),
+                                    "at": time})
+        else:
+            out["review"] = {"reason": data.get("reason"), "at": time,
+                             "consultation_id": data.get("consultation_id")}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- trend, grids
+
+def local_day(column: Any, zone: str, dialect: str) -> ColumnElement[Any]:
+    """The calendar day of a UTC timestamp column in the city's zone, computed by the database."""
+    if dialect == "postgresql":
+        return func.to_char(func.timezone(zone, column), literal_column("'YYYY-MM-DD'"))
+    # SQLite keeps UTC text: shift by the zone's offset now (the city's zones have no daylight saving).
+    offset = datetime.now(ZoneInfo(zone)).utcoffset()
+    minutes = int(offset.total_seconds() // 60) if offset else 0
+    return func.date(column, f"{minutes:+d} minutes")
+
+
+def daily_trend(engine: Engine, zone: str, *, scope: str = "district", key: str | None = None,
+                since: datetime | None = None) -> list[dict[str, Any]]:
+    """The three rates (and the on-time rate) per day, a ticket counted on the day it was submitted. Over the
+    whole city by default (every district's contributions: a ticket counts once), or one unit, grid or district."""
+    day = local_day(TICKETS.c.submitted_at, zone, engine.dialect.name).label("day")
+    sums = [func.sum(METRICS.c[name]).label(name) for name in METRIC_COUNTERS]
+    query = (select(day, func.count(func.distinct(METRICS.c.ticket_id)).label("tickets"), *sums)
+             .select_from(METRICS.join(TICKETS, TICKETS.c.ticket_id == METRICS.c.ticket_id))
+             .where(and_(METRICS.c.scope == scope, TICKETS.c.submitted_at.is_not(None))).group_by(day).order_by(day))
+    if key:
+        query = query.where(METRICS.c.key == key)
+    if since is not None:
+        query = query.where(TICKETS.c.submitted_at >= as_utc(since))
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    out = []
+    for r in rows:
+        counts = {name: int(r[name] or 0) for name in METRIC_COUNTERS}
+        out.append({"day": str(r["day"]), "tickets": int(r["tickets"]), **rate_rules.three_rates(counts),
+                    "on_time_rate": rate_rules.rate(counts["on_time"], counts["completed"]), "counts": counts})
+    return out
+
+
+def grid_stats(engine: Engine) -> list[dict[str, Any]]:
+    """Per grid: tickets, open ones, open overdue ones, and the on-time rate of the tasks completed there."""
+    is_open = TICKETS.c.status.not_in(DONE_STATES)
+    tickets_query = (select(TICKETS.c.grid, func.count().label("tickets"),
+                            func.sum(case((is_open, 1), else_=0)).label("open"),
+                            func.sum(case((and_(is_open, TICKETS.c.overdue.is_(True)), 1), else_=0)).label("overdue"))
+                     .where(TICKETS.c.grid.is_not(None)).group_by(TICKETS.c.grid))
+    metrics_query = (select(METRICS.c.key, func.sum(METRICS.c.completed).label("completed"),
+                            func.sum(METRICS.c.on_time).label("on_time"))
+                     .where(METRICS.c.scope == "grid").group_by(METRICS.c.key))
+    with engine.connect() as conn:
+        counted = {r["grid"]: r for r in conn.execute(tickets_query).mappings()}
+        timely = {r["key"]: r for r in conn.execute(metrics_query).mappings()}
+    out = []
+    for grid in sorted(set(counted) | set(timely)):
+        c, m = counted.get(grid), timely.get(grid)
+        completed, on_time = int(m["completed"] or 0) if m else 0, int(m["on_time"] or 0) if m else 0
+        out.append({"grid": grid, "tickets": int(c["tickets"]) if c else 0, "open": int(c["open"] or 0) if c else 0,
+                    "overdue": int(c["overdue"] or 0) if c else 0, "completed": completed, "on_time": on_time,
+                    "on_time_rate": rate_rules.rate(on_time, completed)})
+    return out
