@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -57,6 +57,13 @@ def requests_for(sample: dict[str, str]) -> list[Request]:
     """The requests measured, with ids from the filled store (`sample`). The board's own requests go here: one
     line each (C3's replay queries on "replay", the rendered page on "console")."""
     return [
+        # the board page (services/console/pages/supervisor.py) and the six queries it makes, concurrently
+        Request("board page, rendered (console)", "console", "/console/board/"),
+        Request("board: tickets by state", "replay", "/replay/board/states"),
+        Request("board: alerts, first page", "replay", "/replay/board/alerts", {"limit": 50}),
+        Request("board: arbitration queue", "replay", "/replay/board/arbitration"),
+        Request("board: daily trend", "replay", "/replay/board/trend"),
+        Request("board: grids", "replay", "/replay/board/grids"),
         Request("rankings by unit", "replay", "/replay/rankings", {"scope": "unit"}),
         Request("rankings by grid", "replay", "/replay/rankings", {"scope": "grid"}),
         Request("rankings by district", "replay", "/replay/rankings", {"scope": "district"}),
@@ -68,7 +75,7 @@ def requests_for(sample: dict[str, str]) -> list[Request]:
                 {"since": sample["day"], "until": sample["day_end"], "unit": sample["unit"], "limit": 1000}),
         Request("a ticket as of a time", "replay", "/replay/as-of", {"time": sample["day_end"], "ticket": sample["ticket"]}),
         Request("a unit's queue as of a time", "replay", "/replay/as-of", {"time": sample["day_end"], "unit": sample["unit"]}),
-        # Request("board page", "console", "/console/board"),   <- once the console's board is merged
+        Request("story page, rendered (console)", "console", f"/console/tickets/{sample['ticket']}"),
     ]
 
 
@@ -107,6 +114,16 @@ def fill(url: str, tickets: int, base: int, seed: int) -> dict[str, float]:
     took["copy"] = time.perf_counter() - started
     engine.dispose()
     return took
+
+
+def upgrade_store(url: str) -> None:
+    """A store filled by an older checkout gets the migrations since (e.g. the board's indexes)."""
+    from services.common.store import make_engine
+    from services.projections.migrate import upgrade
+
+    engine = make_engine(url)
+    upgrade(engine)
+    engine.dispose()
 
 
 def _copy_rows(conn: sqlite3.Connection, copy: int, limit: int) -> None:
@@ -179,14 +196,21 @@ def served(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-def servers(url: str, key: str) -> dict[str, Callable[[], contextlib.AbstractContextManager[str]]]:
+@contextlib.contextmanager
+def started(url: str, key: str) -> Iterator[dict[str, str]]:
+    """The replay API over the store, and the console calling it, each on a free port."""
     from services.common.auth import AuthSettings, TokenVerifier
+    from services.console.app import create_app
+    from services.console.settings import ConsoleSettings
     from services.projections.api import replay_app
     from services.projections.settings import ProjectionsSettings
 
-    settings = ProjectionsSettings(db_url=url)
-    replay = replay_app(settings, verifier=TokenVerifier(AuthSettings(key=key)))
-    return {"replay": lambda: served(replay)}
+    verifier = TokenVerifier(AuthSettings(key=key))
+    replay = replay_app(ProjectionsSettings(db_url=url), verifier=verifier)
+    with served(replay) as replay_url:
+        console = create_app(ConsoleSettings(mode="demo", replay_url=replay_url), verifier=verifier)
+        with served(console) as console_url:
+            yield {"replay": replay_url, "console": console_url}
 
 
 def supervisor_token(key: str) -> str:
@@ -197,16 +221,31 @@ def supervisor_token(key: str) -> str:
 
 # ---------------------------------------------------------------------------------------------- measuring
 
-def measure(base_urls: dict[str, str], token: str, requests: list[Request], repeat: int,
+def clients(token: str, key: str, timeout_s: float) -> dict[str, Any]:
+    """An HTTP client per server: the replay API takes the token as a bearer, the console as its session cookie."""
+    import httpx
+
+    from services.console.session import SESSION_COOKIE
+
+    bearer = httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s)
+    session = httpx.Client(cookies={SESSION_COOKIE: token}, timeout=timeout_s, follow_redirects=False)
+    return {"replay": bearer, "console": session}
+
+
+def measure(base_urls: dict[str, str], token: str, key: str, requests: list[Request], repeat: int,
             budget_s: float = 30.0, timeout_s: float = 120.0) -> list[tuple[str, list[float], int]]:
     """`repeat` timings of each request after a warm-up one; a slow request stops after `budget_s` (at least 3)."""
     import httpx
 
     results = []
-    with httpx.Client(headers={"Authorization": f"Bearer {token}"}, timeout=timeout_s) as client:
+    by_server = clients(token, key, timeout_s)
+    with contextlib.ExitStack() as stack:
+        for client in by_server.values():
+            stack.enter_context(client)
         for request in requests:
             if request.server not in base_urls:
                 continue
+            client = by_server[request.server]
             url = base_urls[request.server] + request.path
             print(f"  {request.name} ...", file=sys.stderr, flush=True)
             times: list[float] = []
@@ -255,13 +294,14 @@ def main() -> None:
     if not path.exists():
         took = fill(url, args.tickets, args.base, args.seed)
         print("filled in " + ", ".join(f"{k} {v:.1f} s" for k, v in took.items()))
+    else:
+        upgrade_store(url)
     sample = sample_of(url)
     print(f"asking about unit {sample['unit']}, ticket {sample['ticket']}, day {sample['day'][:10]}; "
           f"{args.repeat} timed requests each, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     key = secrets.token_hex(32)
-    with contextlib.ExitStack() as stack:
-        base_urls = {name: stack.enter_context(start()) for name, start in servers(url, key).items()}
-        report(measure(base_urls, supervisor_token(key), requests_for(sample), args.repeat, args.budget))
+    with started(url, key) as base_urls:
+        report(measure(base_urls, supervisor_token(key), key, requests_for(sample), args.repeat, args.budget))
     if not args.keep or args.db is None:
         path.unlink(missing_ok=True)
 
