@@ -174,3 +174,13 @@ def test_as_of_with_the_rankings_counts_the_tickets_in_each_state_then(http):
     then = http.get("/replay/as-of", params={"time": early, "rankings": True}).json()["states"]
     registered_by_then = {e.ticket_id for e in HISTORY if e.time <= datetime.fromisoformat(early)}
     assert sum(then.values()) == len(registered_by_then) and then.get("closed", 0) < closed
+
+
+def test_the_rules_of_the_new_routes_are_the_documented_ones(http):
+    from services.common.auth import Role, api_routes, route_access
+
+    rules = {(method, path): {rule.roles for rule in route_access(route)} for method, path, route in api_routes(http.app)}
+    o, s, a = Role.operator, Role.supervisor, Role.auditor
+    assert rules[("GET", "/replay/tickets/{ticket_id}/timeline")] == {frozenset({o, s, a})}
+    assert rules[("GET", "/replay/what-if/models")] == rules[("POST", "/replay/what-if")] == {frozenset({s})}
+    assert rules[("GET", "/replay/tickets/{ticket_id}/story")] == {frozenset({s, a})}
