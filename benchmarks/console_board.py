@@ -27,6 +27,7 @@ import secrets
 import socket
 import sqlite3
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -37,7 +38,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
 SPAN_DAYS = 14
 ID_PREFIX = "SYN-"
@@ -197,18 +199,42 @@ def served(app: Any) -> Iterator[str]:
 
 
 @contextlib.contextmanager
+def replay_process(url: str, key: str) -> Iterator[str]:
+    """`cityops replay serve` over the store in a process of its own, as the hub runs it; stopped by its pid."""
+    import httpx
+
+    port = free_port()
+    env = os.environ | {"CITYOPS_AUTH_KEY": key, "PYTHONPATH": str(REPO)}
+    process = subprocess.Popen([sys.executable, "-m", "tools.cli", "replay", "serve", "--port", str(port), "--db", url],
+                               cwd=REPO, env=env, stdout=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            if process.poll() is not None:
+                raise RuntimeError(f"replay serve exited with {process.returncode}")
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+@contextlib.contextmanager
 def started(url: str, key: str) -> Iterator[dict[str, str]]:
-    """The replay API over the store, and the console calling it, each on a free port."""
+    """The replay API over the store (its own process), and the console calling it (in this one), on free ports."""
     from services.common.auth import AuthSettings, TokenVerifier
     from services.console.app import create_app
     from services.console.settings import ConsoleSettings
-    from services.projections.api import replay_app
-    from services.projections.settings import ProjectionsSettings
 
-    verifier = TokenVerifier(AuthSettings(key=key))
-    replay = replay_app(ProjectionsSettings(db_url=url), verifier=verifier)
-    with served(replay) as replay_url:
-        console = create_app(ConsoleSettings(mode="demo", replay_url=replay_url), verifier=verifier)
+    with replay_process(url, key) as replay_url:
+        console = create_app(ConsoleSettings(mode="demo", replay_url=replay_url), verifier=TokenVerifier(AuthSettings(key=key)))
         with served(console) as console_url:
             yield {"replay": replay_url, "console": console_url}
 
@@ -247,7 +273,6 @@ def measure(base_urls: dict[str, str], token: str, key: str, requests: list[Requ
                 continue
             client = by_server[request.server]
             url = base_urls[request.server] + request.path
-            print(f"  {request.name} ...", file=sys.stderr, flush=True)
             times: list[float] = []
             try:
                 status = client.get(url, params=request.params).status_code  # warm: first use of the engine, caches
@@ -258,6 +283,7 @@ def measure(base_urls: dict[str, str], token: str, key: str, requests: list[Requ
             except httpx.TimeoutException:
                 status = 0  # printed as a timeout: the row's figures are what was measured before it
             results.append((request.name, times, status))
+            print(row(request.name, times, status), flush=True)
     return results
 
 
@@ -266,15 +292,15 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def report(results: list[tuple[str, list[float], int]]) -> None:
-    print(f"{'request':36} {'status':>6} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'n':>4}")
-    for name, times, status in results:
-        shown = "timeout" if status == 0 else str(status)
-        if not times:
-            print(f"{name:36} {shown:>6} {'-':>9} {'-':>9} {'-':>9} {0:>4}")
-            continue
-        print(f"{name:36} {shown:>6} {statistics.median(times):>9.1f} {percentile(times, 0.95):>9.1f} "
-              f"{max(times):>9.1f} {len(times):>4}")
+HEADER = f"{'request':36} {'status':>7} {'p50 ms':>9} {'p95 ms':>9} {'max ms':>9} {'n':>4}"
+
+
+def row(name: str, times: list[float], status: int) -> str:
+    shown = "timeout" if status == 0 else str(status)
+    if not times:
+        return f"{name:36} {shown:>7} {'-':>9} {'-':>9} {'-':>9} {0:>4}"
+    return (f"{name:36} {shown:>7} {statistics.median(times):>9.1f} {percentile(times, 0.95):>9.1f} "
+            f"{max(times):>9.1f} {len(times):>4}")
 
 
 def main() -> None:
@@ -301,7 +327,8 @@ def main() -> None:
           f"{args.repeat} timed requests each, load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     key = secrets.token_hex(32)
     with started(url, key) as base_urls:
-        report(measure(base_urls, supervisor_token(key), key, requests_for(sample), args.repeat, args.budget))
+        print(HEADER, flush=True)
+        measure(base_urls, supervisor_token(key), key, requests_for(sample), args.repeat, args.budget)
     if not args.keep or args.db is None:
         path.unlink(missing_ok=True)
 
