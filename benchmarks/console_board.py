@@ -310,6 +310,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=20, help="Timed requests per row (after one warm-up).")
     parser.add_argument("--budget", type=float, default=30.0, help="Seconds per row: a slow request is timed fewer times (>= 3).")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument("--only", default="", help="Measure only the requests whose name contains this.")
     parser.add_argument("--db", type=Path, help="SQLite file: filled unless it exists (default: a temporary one).")
     parser.add_argument("--keep", action="store_true", help="Keep the --db file afterwards.")
     args = parser.parse_args()
@@ -328,7 +329,8 @@ def main() -> None:
     key = secrets.token_hex(32)
     with started(url, key) as base_urls:
         print(HEADER, flush=True)
-        measure(base_urls, supervisor_token(key), key, requests_for(sample), args.repeat, args.budget)
+        measure(base_urls, supervisor_token(key), key, [r for r in requests_for(sample) if args.only in r.name],
+                args.repeat, args.budget)
     if not args.keep or args.db is None:
         path.unlink(missing_ok=True)
 

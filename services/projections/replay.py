@@ -239,7 +239,7 @@ def as_of_store(engine: Engine, question: AsOfQuestion) -> AsOf:
     ticket_ids: list[str] | None = None
     if not question.rankings:
         ticket_ids = sorted({*([question.ticket_id] if question.ticket_id else []),
-                             *(queries.ticket_ids_with_unit(engine, question.unit, at) if question.unit else [])})
+                             *(queries.ticket_ids_with_unit(engine, question.unit, at, open_only=True) if question.unit else [])})
     groups = _stream_groups(queries.stored_rows(engine, ticket_ids, at))
     return answer_from_groups(question, f"store {engine.url.render_as_string(hide_password=True)}", groups)
 

@@ -184,3 +184,24 @@ def test_the_rules_of_the_new_routes_are_the_documented_ones(http):
     assert rules[("GET", "/replay/tickets/{ticket_id}/timeline")] == {frozenset({o, s, a})}
     assert rules[("GET", "/replay/what-if/models")] == rules[("POST", "/replay/what-if")] == {frozenset({s})}
     assert rules[("GET", "/replay/tickets/{ticket_id}/story")] == {frozenset({s, a})}
+
+
+def test_an_as_of_queue_folds_only_the_unit_s_tickets_still_open_and_answers_as_a_fold_of_everything(http):
+    from services.projections import queries
+    from services.projections.replay import AsOfQuestion, _stream_groups, answer_from_groups, as_of_store
+
+    engine = make_engine(f"sqlite:///{http.state_dir / 'proj.db'}")
+    everything = list(_stream_groups(queries.stored_rows(engine, None, None)))
+    checked = 0
+    for days in (1, 3, 6, 9, 13):
+        at = DEFAULT_START + timedelta(days=days, hours=5)
+        for unit in ("city-management", "housing", "environment", "water"):
+            question = AsOfQuestion(at, unit=unit)
+            pruned = as_of_store(engine, question)
+            full = answer_from_groups(question, "all", everything)
+            assert [k["task_id"] for k in pruned.queue] == [k["task_id"] for k in full.queue], (unit, at)
+            every = queries.ticket_ids_with_unit(engine, unit, at)
+            still_open = queries.ticket_ids_with_unit(engine, unit, at, open_only=True)
+            assert set(still_open) <= set(every)
+            checked += len(full.queue)
+    assert checked > 20 and len(still_open) < len(every)
