@@ -77,6 +77,7 @@ def requests_for(sample: dict[str, str]) -> list[Request]:
                 {"since": sample["day"], "until": sample["day_end"], "unit": sample["unit"], "limit": 1000}),
         Request("a ticket as of a time", "replay", "/replay/as-of", {"time": sample["day_end"], "ticket": sample["ticket"]}),
         Request("a unit's queue as of a time", "replay", "/replay/as-of", {"time": sample["day_end"], "unit": sample["unit"]}),
+        Request("the city as of a time (as-of page)", "replay", "/replay/as-of", {"time": sample["day_end"], "rankings": "true"}),
         Request("story page, rendered (console)", "console", f"/console/tickets/{sample['ticket']}"),
     ]
 
