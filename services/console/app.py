@@ -90,7 +90,7 @@ def create_app(settings: ConsoleSettings | None = None, *, upstream: Upstream | 
     catalogue = load_catalogue(Path(settings.catalogue_path) if settings.catalogue_path else None)
     upstream = upstream or Upstream({"intake": settings.intake_url, "bridge": settings.bridge_url,
                                      "replay": settings.replay_url}, settings.request_timeout_s)
-    live = live or LiveFeed(buffer=settings.live_buffer)
+    live = live or LiveFeed(buffer=settings.live_buffer, kafka=settings)
     sessions = Sessions(verifier, verifier.settings.signing_key(), timedelta(seconds=settings.session_ttl_s),
                         settings.cookie_secure) if verifier else None
 

@@ -30,9 +30,10 @@ from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
 from .domain import SOURCE, ComplaintIn, LocationIn, Open311Request, ResidentEventIn, submission_event
-from .keystore import seal_in_store
-from .models import SubmissionKey, SubmittingClient, TicketStatus
+from .keystore import callers_of, seal_in_store
+from .models import SubmissionKey, Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .privacy_api import privacy_router
+from .suggest import Suggester, suggestion_rows
 
 Publish = Callable[[str, Envelope[Any]], Awaitable[None]]
 
@@ -49,12 +50,15 @@ REGISTER = access(Role.app)  # a city register reporting residents' life events 
 ANY_ROLE = access(*Role)
 OPEN311_SUBMIT = access(Role.app, Role.operator)
 OPEN311_READ = access(Role.app, Role.operator, Role.supervisor, Role.auditor)
+SUGGEST = access(Role.operator, Role.app, Role.grid_worker)  # whoever submits may be helped to choose a category
 
 # A handler that needs the caller takes its route's rule as a parameter: `caller: Annotated[Principal, Depends(RULE)]`.
 
 MAX_CO_UNITS = 5  # the catalogue's widest joint action has 2 co-units; each one's result rides on TicketHandled
 MAX_ROUND = 100  # a ticket re-handled a hundred times is a case for a supervisor, not a callback
-MAX_ID_LIST = 1000 * (ID_MAX + 1)  # GET requests.json: at most 1000 comma-separated ids
+MAX_ID_LIST = 1000 * (ID_MAX + 1)
+MAX_SUGGESTION_TEXT = 4000
+MAX_CALLBACK_QUEUE = 500  # GET requests.json: at most 1000 comma-separated ids
 TicketId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Ticket id.")]
 
 
@@ -101,7 +105,8 @@ class CallbackBatchIn(BaseModel):
 
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
               lifespan: Any = None, pseudonym_key: str = DEFAULT_PSEUDONYM_KEY,
-              verifier: TokenVerifier | None = None, max_body_bytes: int = MAX_BODY_BYTES) -> FastAPI:
+              verifier: TokenVerifier | None = None, max_body_bytes: int = MAX_BODY_BYTES,
+              suggester: Suggester | None = None) -> FastAPI:
     """The hotline's API. A request body over `max_body_bytes` is answered 413 unread. Without a `verifier` every route but the public ones answers 503 (fail closed);
     every state-changing call is recorded on the audit topic through `publish`. A submission's caller is
     sealed in intake's key store (its tables must exist in `engine`) with `pseudonym_key` before it is
@@ -122,6 +127,7 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         await publish_noted(INTAKE.name, sealed)
 
     api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
+    api.include_router(_desk_router(engine, catalogue, suggester))
     api.include_router(_open311_router(_acceptance(publish_submission, engine, catalogue, now), engine, catalogue),
                        prefix="/open311/v2")
     api.include_router(privacy_router(engine, pseudonym_key))
@@ -145,13 +151,13 @@ def _check_grids(caller: Principal, complaint: ComplaintIn) -> None:
 
 
 async def _remember_client(engine: Engine, caller: Principal, ticket_id: str) -> None:
-    """Which app submitted a ticket, so the app can read back its own requests and nobody else's."""
-    if not caller.client_id:
-        return
-
+    """Who submitted a ticket: an app reads back its own requests and nobody else's; an operator lists
+    their own (`GET /tickets?mine=true`)."""
     def write() -> None:
         with write_lock(engine), Session(engine) as s:
-            s.merge(SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id or ""))
+            if caller.client_id:
+                s.merge(SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id))
+            s.merge(Submitter(ticket_id=ticket_id, submitter=caller.idempotency_scope))
             s.commit()
     await asyncio.to_thread(write)
 
@@ -183,10 +189,21 @@ def _status_words(word: str) -> list[str]:
     return [canonical, *(old for old, new in LEGACY_STATUS_NAMES.items() if new == canonical)]
 
 
-def _public(row: TicketStatus) -> dict[str, Any]:
+def _public(row: TicketStatus, candidates: TriageCandidates | None = None) -> dict[str, Any]:
     out = row.model_dump()
     out["status"] = _canonical(row.status)
+    if out["status"] == "manual-triage":
+        pairs = json.loads(candidates.candidates) if candidates is not None else []
+        out["candidates"] = [{"category": c, "confidence": p} for c, p in pairs]
+        out["triage_reason"] = candidates.reason if candidates is not None else None
     return out
+
+
+def _with_candidates(s: Session, rows: Any) -> list[dict[str, Any]]:
+    """Rows as answered, those in manual triage with the classifier's candidates (one query for all)."""
+    waiting = [r.ticket_id for r in rows if _canonical(r.status) == "manual-triage"]
+    found = {c.ticket_id: c for c in s.exec(select(TriageCandidates).where(col(TriageCandidates.ticket_id).in_(waiting))).all()} if waiting else {}
+    return [_public(r, found.get(r.ticket_id)) for r in rows]
 def _command(data: ev.Event, ticket_id: str, now: datetime, idempotency_key: str | None) -> Envelope[Any]:
     """An operator's or supervisor's decision for the command topic. With an Idempotency-Key its id is
     derived from the key, so a retried request is the same command and its step applies it once."""
@@ -281,19 +298,27 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
 
     @r.get("/tickets/{ticket_id}", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
     async def status(ticket_id: TicketId) -> dict[str, Any]:
-        """Where a ticket is now."""
-        return _public(_status_or_404(engine, ticket_id))
+        """Where a ticket is now (in manual triage: with the classifier's candidates)."""
+        row = _status_or_404(engine, ticket_id)
+        with Session(engine) as s:
+            return _with_candidates(s, [row])[0]
 
-    @r.get("/tickets", tags=["hotline"], dependencies=[Depends(READ_TICKETS)])
-    async def list_tickets(status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z][a-z\-]*$")] = None, limit: int = Query(100, ge=1, le=1000)) -> list[dict[str, Any]]:
+    @r.get("/tickets", tags=["hotline"])
+    async def list_tickets(caller: Annotated[Principal, Depends(READ_TICKETS)],
+                           status: Annotated[str | None, Query(max_length=40, pattern=r"^[a-z][a-z\-]*$")] = None, limit: int = Query(100, ge=1, le=1000),
+                           mine: bool = Query(False, description="Only the tickets this caller submitted through the API.")) -> list[dict[str, Any]]:
         """Tickets, newest first, optionally by status (e.g. manual-triage, supervisor-review; the older
-        words consultation and re-handling still select consulting and reopened)."""
+        words consultation and re-handling still select consulting and reopened). Tickets in manual triage
+        carry the classifier's `candidates`."""
         with Session(engine) as s:
             q = select(TicketStatus)
             if status:
                 q = q.where(col(TicketStatus.status).in_(_status_words(status)))
+            if mine:
+                q = q.join(Submitter, col(Submitter.ticket_id) == col(TicketStatus.ticket_id)).where(
+                    Submitter.submitter == caller.idempotency_scope)
             rows = s.exec(q.order_by(col(TicketStatus.updated_at).desc()).limit(limit)).all()
-        return [_public(row) for row in rows]
+            return _with_candidates(s, rows)
 
     @r.post("/triage/{ticket_id}/resolve", status_code=202, tags=["operators"])
     async def resolve_manual_triage(ticket_id: TicketId, body: ManualTriageIn, caller: Annotated[Principal, Depends(OPERATOR)],
@@ -382,6 +407,47 @@ def _hotline_router(publish: Publish, publish_submission: PublishSubmission, eng
     async def categories() -> list[dict[str, Any]]:
         """The responsibility catalogue's categories (codes for the category field; any role)."""
         return [{"code": c.code, "name": c.name, "name_en": c.name_en} for c in catalogue.categories]
+
+    return r
+
+
+def _desk_router(engine: Engine, catalogue: Catalogue, suggester: Suggester | None) -> APIRouter:
+    """What the operators' desk (the console) reads besides the tickets: areas, suggestions, the callback queue."""
+    r = APIRouter()
+
+    @r.get("/catalogue/areas", tags=["hotline"], dependencies=[Depends(ANY_ROLE)])
+    async def areas() -> list[dict[str, Any]]:
+        """The catalogue's areas (districts, streets, communities, grids) with their parents: the location
+        fields' ids, for cascading pickers (any role)."""
+        return [{"id": a.id, "name": a.name, "name_en": a.name_en, "level": str(a.level), "parent": a.parent}
+                for a in catalogue.areas]
+
+    @r.get("/triage/suggestions", tags=["operators"], dependencies=[Depends(SUGGEST)])
+    async def suggestions(text: Annotated[str, Query(min_length=1, max_length=MAX_SUGGESTION_TEXT,
+                                                     description="The complaint as typed so far.")]) -> dict[str, Any]:
+        """The classifier's three most probable categories for a text, with their probabilities (operator, app,
+        grid worker). `ready` is false while the model is still loading (the first request starts it)."""
+        pairs = await suggester.top(text) if suggester is not None and text.strip() else None
+        return {"ready": pairs is not None, "suggestions": suggestion_rows(pairs or [], catalogue)}
+
+    @r.get("/callbacks/queue", tags=["operators"])
+    async def callback_queue(caller: Annotated[Principal, Depends(OPERATOR)],
+                             limit: int = Query(100, ge=1, le=MAX_CALLBACK_QUEUE)) -> list[dict[str, Any]]:
+        """Handled tickets awaiting the callback (回访), oldest first, with the caller's name and phone opened from
+        intake's key store (operator only: the one place the hub shows a caller's number; null once erased)."""
+        def read() -> list[dict[str, Any]]:
+            with Session(engine) as s:
+                rows = s.exec(select(TicketStatus).where(col(TicketStatus.status) == "handled")
+                              .order_by(col(TicketStatus.updated_at).asc()).limit(limit)).all()
+            callers = callers_of(engine, [row.ticket_id for row in rows])
+            out = []
+            for row in rows:
+                who = callers.get(row.ticket_id)
+                out.append(_public(row) | {"caller_name": who.name if who else None, "caller_phone": who.phone if who else None})
+            return out
+        queue = await asyncio.to_thread(read)
+        log.info("callback_queue_opened", operator=caller.subject, tickets=len(queue))  # who saw numbers, never which
+        return queue
 
     return r
 

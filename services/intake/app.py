@@ -15,6 +15,7 @@ from contracts import codec
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import check_writer
 from domain.catalogue import load_catalogue
+from domain.classifier import ComplaintClassifier, cached_default_classifier
 from services.common.auth import AuthError, AuthSettings, TokenVerifier
 from services.common.batch_state import table_of
 from services.common.handler import Clock
@@ -27,8 +28,9 @@ from services.common.store import claim_store, create_tables, make_engine, relea
 from .domain import UnknownArea, channel_record_to_event
 from .handlers import ChannelDeps, channel_spec, status_spec
 from .keystore import TABLES as KEY_STORE_TABLES
-from .models import SubmissionKey, SubmittingClient, TicketStatus
+from .models import SubmissionKey, Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .settings import IntakeSettings
+from .suggest import Suggester
 
 log = get_logger(__name__)
 
@@ -36,7 +38,8 @@ log = get_logger(__name__)
 def store_tables() -> list[Any]:
     """Intake's own tables: the status view, which app submitted what, the submissions' Idempotency-Keys, the
     callers' key store."""
-    return [table_of(TicketStatus), table_of(SubmittingClient), table_of(SubmissionKey), *(table_of(t) for t in KEY_STORE_TABLES)]
+    return [table_of(TicketStatus), table_of(SubmittingClient), table_of(SubmissionKey), table_of(Submitter),
+            table_of(TriageCandidates), *(table_of(t) for t in KEY_STORE_TABLES)]
 
 
 def broker_unavailable(exc: BrokerUnavailable) -> HTTPException:
@@ -59,6 +62,15 @@ def token_verifier(verifier: TokenVerifier | None) -> tuple[TokenVerifier | None
         return TokenVerifier(AuthSettings()), None
     except AuthError as exc:
         return None, exc
+
+
+def suggester(settings: IntakeSettings, catalogue: Any) -> Suggester:
+    """The operators' suggestions from the configured model, or triage's cached default (loaded on first use)."""
+    def load() -> ComplaintClassifier:
+        if settings.model_path is not None:
+            return ComplaintClassifier.load(settings.model_path)
+        return cached_default_classifier(settings.state_dir, catalogue)
+    return Suggester(load)
 
 
 def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | None = None,
@@ -124,7 +136,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     from .api import build_api  # noqa: E402 (kept local: FastAPI import cost only for intake)
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan,
-                    pseudonym_key=settings.pseudonym_key, verifier=verifier)
+                    pseudonym_key=settings.pseudonym_key, verifier=verifier, suggester=suggester(settings, catalogue))
     metrics_route(api, metrics)
     api.state.pipelines = {"channel": channel, "status": status}
     api.state.auth_problem = auth_problem

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +16,7 @@ from services.common.handler import Emit, HandlerContext, HandlerSpec, NoDeps, P
 
 from .domain import sealed_submission
 from .keystore import seal_caller
-from .models import TicketStatus
+from .models import TicketStatus, TriageCandidates
 
 Ctx = HandlerContext[NoDeps]
 
@@ -87,6 +88,16 @@ def _fill_in_missing(row: TicketStatus, d: Any) -> None:
         row.co_units = row.co_units or ",".join(co_units)
 
 
+def _keep_candidates(ctx: Ctx, ticket_id: str, d: ev.ManualTriageRequested) -> None:
+    """What the classifier proposed, for the operator who decides (the queue shows it)."""
+    pairs = json.dumps([[category, confidence] for category, confidence in d.candidates])
+    found = ctx.rows.get(TriageCandidates, ticket_id)
+    if found is None:
+        ctx.rows.add(TriageCandidates(ticket_id=ticket_id, candidates=pairs, reason=d.reason))
+    else:
+        found.candidates, found.reason = pairs, d.reason
+
+
 def update_status(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
     """Move the ticket's status to what this event says, unless a later event already did.
 
@@ -111,6 +122,7 @@ def update_status(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
             row.status, row.master_ticket_id = Status.registered, None
         case ev.ManualTriageRequested():
             row.status = Status.manual_triage
+            _keep_candidates(ctx, envelope.ticket_id, d)
         case ev.TicketClassified():
             row.category, row.lead, row.co_units = d.category, d.routing.lead, ",".join(d.routing.co_units)
             row.status = Status.consulting if d.needs_consultation else Status.dispatched

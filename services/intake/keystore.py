@@ -59,7 +59,20 @@ class SealedTicket(SQLModel, table=True):
     key_id: str = Field(index=True, description="The caller's key.")
 
 
-TABLES = [CallerKey, SealedTicket]
+class SealedCallerCopy(SQLModel, table=True):
+    """The sealed name and phone of a ticket's caller, as the intake record carries them: what the callback
+    desk opens (GET /callbacks/queue) without reading the log. Useless without the caller's key; erasure
+    deletes the key and these copies together."""
+
+    __tablename__ = "intake_sealed_callers"
+
+    ticket_id: str = Field(primary_key=True, description="Ticket whose caller is sealed.")
+    key_id: str = Field(index=True, description="The caller's key.")
+    nonce: str = Field(description="AES-GCM nonce (base64).")
+    ciphertext: str = Field(description="Sealed {name, phone} (base64).")
+
+
+TABLES = [CallerKey, SealedTicket, SealedCallerCopy]
 
 
 @dataclass(frozen=True)
@@ -107,6 +120,7 @@ def seal_caller(session: Session, secret: str, caller: ev.Caller, ticket_id: str
     ciphertext = AESGCM(key.data_key).encrypt(nonce, plain, ticket_id.encode())
     sealed = ev.SealedCaller(key_id=key.key_id, algorithm=ALGORITHM, nonce=base64.b64encode(nonce).decode(),
                              ciphertext=base64.b64encode(ciphertext).decode())
+    session.merge(SealedCallerCopy(ticket_id=ticket_id, key_id=key.key_id, nonce=sealed.nonce, ciphertext=sealed.ciphertext))
     ref = ev.CallerRef(pseudonym=pseudonym(secret, key.key_id) if caller.phone else None,
                        masked_phone=mask_phone(caller.phone), anonymous=not caller.phone)
     return sealed, ref
@@ -132,6 +146,7 @@ def erase_caller(session: Session, secret: str, phone: str) -> Erasure:
         return Erasure(0, 0)
     tickets = session.exec(select(func.count()).select_from(SealedTicket).where(SealedTicket.key_id == key.key_id)).one()
     session.exec(delete(SealedTicket).where(col(SealedTicket.key_id) == key.key_id))  # type: ignore[call-overload]
+    session.exec(delete(SealedCallerCopy).where(col(SealedCallerCopy.key_id) == key.key_id))  # type: ignore[call-overload]
     session.delete(key)
     return Erasure(1, int(tickets))
 
@@ -146,6 +161,16 @@ def seal_in_store(engine: Engine, secret: str, envelope: Envelope[Any]) -> Envel
 def caller_of(engine: Engine, sealed: ev.SealedCaller, ticket_id: str) -> ev.Caller | None:
     with Session(engine) as session:
         return open_sealed(session, sealed, ticket_id)
+
+
+def callers_of(engine: Engine, ticket_ids: list[str]) -> dict[str, ev.Caller | None]:
+    """The callers of these tickets, opened from intake's copies of their sealed records (None: erased, or
+    submitted before intake kept copies, or anonymous)."""
+    with Session(engine) as session:
+        copies = session.exec(select(SealedCallerCopy).where(col(SealedCallerCopy.ticket_id).in_(ticket_ids))).all()
+        opened = {c.ticket_id: open_sealed(session, ev.SealedCaller(key_id=c.key_id, algorithm=ALGORITHM, nonce=c.nonce,
+                                                                    ciphertext=c.ciphertext), c.ticket_id) for c in copies}
+    return {ticket_id: opened.get(ticket_id) for ticket_id in ticket_ids}
 
 
 def _number_anywhere(phone: str) -> re.Pattern[str]:

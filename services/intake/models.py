@@ -52,3 +52,25 @@ class SubmissionKey(SQLModel, table=True):
     scoped_key: str = Field(primary_key=True, max_length=400, description="The caller's scope and the key.")
     fingerprint: str = Field(description="sha256 of the submission as validated (ComplaintIn).")
     ticket_id: str = Field(description="The ticket the key made.")
+
+
+class Submitter(SQLModel, table=True):
+    """Who submitted a ticket through the API (an operator's or grid worker's subject, an app's client): what
+    `GET /tickets?mine=true` reads. Written by the HTTP API, not folded from the log (the intake record names
+    no submitting person), so a rebuilt store starts it empty."""
+
+    __tablename__ = "intake_submitter"
+
+    ticket_id: str = Field(primary_key=True, description="Ticket id.")
+    submitter: str = Field(index=True, max_length=400, description="The caller's scope: sub:<subject> or client:<client id>.")
+
+
+class TriageCandidates(SQLModel, table=True):
+    """The classifier's best guesses for a ticket in the manual-triage queue (from ManualTriageRequested), shown
+    to the operator who decides."""
+
+    __tablename__ = "intake_triage_candidates"
+
+    ticket_id: str = Field(primary_key=True, description="Ticket id.")
+    candidates: str = Field(default="[]", description='JSON list of [category, confidence] pairs, best first.')
+    reason: str = Field(default="", description="Why it needs a person.")

@@ -20,6 +20,8 @@ class IntakeSettings(ServiceSettings):
     catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
     publish_timeout_s: float = Field(default=5.0, gt=0, description="How long a call waits for the broker's acknowledgement "
                                      "before answering 503 with Retry-After (a broker outage must not hang the API).")
+    model_path: Path | None = Field(default=None, description="Classifier model of the operators' suggestions (GET /triage/"
+                                    "suggestions); default the catalogue-trained one triage caches in state_dir.")
     pseudonym_key: str = Field(
         default=DEFAULT_PSEUDONYM_KEY, description="Secret of the callers' pseudonyms and of the key store's lookup (hub-wide "
         "CITYOPS_PSEUDONYM_KEY); production refuses the default and anything under 32 characters.")

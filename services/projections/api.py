@@ -9,7 +9,7 @@
     GET /replay/board/states              tickets per state now (total, open, overdue)
     GET /replay/board/alerts              reminders, breaches, escalations, newest first; ?limit&before&since
     GET /replay/board/arbitration         tickets in supervisor-review with their consultation and opinions
-    GET /replay/board/trend               the three rates per day; ?scope&key&since
+    GET /replay/board/trend               the three rates per day; ?scope&key&since|days (default the last 30)
     GET /replay/board/grids               per grid: open tickets, overdue, on-time rate
     GET /replay/tickets/{id}/timeline, GET /replay/what-if/models, POST /replay/what-if: views_api (rules of
                                           their own: operators read a timeline, only supervisors run a what-if)
@@ -139,8 +139,8 @@ def _board_routes(router: APIRouter, store: Callable[[], Engine], when: Callable
 
     @router.get("/board/trend")
     def get_trend(scope: Literal["unit", "grid", "district"] = "district", key: str | None = None,
-                  since: str | None = None) -> list[dict[str, Any]]:
-        return board.daily_trend(store(), zone, scope=scope, key=key, since=when(since))
+                  since: str | None = None, days: int = Query(default=30, ge=1, le=3660)) -> list[dict[str, Any]]:
+        return board.daily_trend(store(), zone, scope=scope, key=key, since=when(since), days=days)
 
     @router.get("/board/grids")
     def get_grids() -> list[dict[str, Any]]:

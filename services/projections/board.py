@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -69,24 +69,47 @@ class Cursor:
 def alerts(engine: Engine, *, limit: int = 50, before: Cursor | None = None, since: datetime | None = None,
            kinds: Sequence[str] = ALERT_KINDS) -> dict[str, Any]:
     """Reminders, breaches and escalations, newest first, a page at a time (`next` is the cursor of the following
-    page, None at the end); `since` keeps only the ones after a time (what the live feed asks on a refresh)."""
+    page, None at the end); `since` keeps only the ones after a time (what the live feed asks on a refresh).
+
+    One query per kind, each walking the (kind, time) index backwards for at most a page, merged here: an IN over
+    the kinds would make the database read and sort every alert ever raised to find the newest page."""
     columns = [TIMELINE.c[name] for name in ALERT_COLUMNS]
-    query = select(*columns, TICKETS.c.grid, TICKETS.c.district, TICKETS.c.status).select_from(
-        TIMELINE.outerjoin(TICKETS, TICKETS.c.ticket_id == TIMELINE.c.ticket_id)).where(TIMELINE.c.kind.in_(kinds))
-    if before is not None:
-        at = as_utc(before.time)
-        query = query.where(or_(TIMELINE.c.time < at, and_(TIMELINE.c.time == at, TIMELINE.c.event_id < before.event_id)))
-    if since is not None:
-        query = query.where(TIMELINE.c.time > as_utc(since))
-    query = query.order_by(TIMELINE.c.time.desc(), TIMELINE.c.event_id.desc()).limit(limit + 1)
+    rows: list[dict[str, Any]] = []
     with engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query).mappings()]
-    more = len(rows) > limit
-    rows = rows[:limit]
+        for kind in kinds:
+            query = select(*columns).where(and_(TIMELINE.c.kind == kind, *_page_conditions(before, since)))
+            query = query.order_by(TIMELINE.c.time.desc(), TIMELINE.c.event_id.desc()).limit(limit + 1)
+            rows += [dict(r) for r in conn.execute(query).mappings()]
+        for row in rows:
+            row["time"] = as_utc(row["time"])
+        rows.sort(key=lambda r: (r["time"], r["event_id"]), reverse=True)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        where = _ticket_places(conn, {r["ticket_id"] for r in rows})
     for row in rows:
-        row["time"] = as_utc(row["time"])
+        row.update(where.get(row["ticket_id"], {"grid": None, "district": None, "status": None}))
     following = Cursor(rows[-1]["time"], rows[-1]["event_id"]).text() if more and rows else None
     return {"items": rows, "next": following}
+
+
+def _page_conditions(before: Cursor | None, since: datetime | None) -> list[Any]:
+    conditions: list[Any] = []
+    if before is not None:
+        at = as_utc(before.time)
+        # time <= at first (an index range), then the ties at that instant by id
+        conditions += [TIMELINE.c.time <= at, or_(TIMELINE.c.time < at, TIMELINE.c.event_id < before.event_id)]
+    if since is not None:
+        conditions.append(TIMELINE.c.time > as_utc(since))
+    return conditions
+
+
+def _ticket_places(conn: Any, ticket_ids: set[str]) -> dict[str, dict[str, Any]]:
+    if not ticket_ids:
+        return {}
+    query = select(TICKETS.c.ticket_id, TICKETS.c.grid, TICKETS.c.district, TICKETS.c.status) \
+        .where(TICKETS.c.ticket_id.in_(sorted(ticket_ids)))
+    return {r["ticket_id"]: {"grid": r["grid"], "district": r["district"], "status": r["status"]}
+            for r in conn.execute(query).mappings()}
 
 
 # ---------------------------------------------------------------------------------------------- arbitration
@@ -143,18 +166,26 @@ def local_day(column: Any, zone: str, dialect: str) -> ColumnElement[Any]:
 
 
 def daily_trend(engine: Engine, zone: str, *, scope: str = "district", key: str | None = None,
-                since: datetime | None = None) -> list[dict[str, Any]]:
-    """The three rates (and the on-time rate) per day, a ticket counted on the day it was submitted. Over the
-    whole city by default (every district's contributions: a ticket counts once), or one unit, grid or district."""
+                since: datetime | None = None, days: int = 30) -> list[dict[str, Any]]:
+    """The three rates (and the on-time rate) per day, a ticket counted on the day it was submitted, over the whole
+    city by default (every district's contributions: a ticket counts once) or one unit, grid or district.
+
+    From `since`, or over the `days` up to the newest submission: the window is read through the tickets'
+    (submitted_at, ticket_id) index and joined to the metrics by their key, so a long history costs nothing."""
+    if since is None:
+        with engine.connect() as conn:
+            newest = conn.execute(select(func.max(TICKETS.c.submitted_at))).scalar()
+        if newest is None:
+            return []
+        since = as_utc(newest) - timedelta(days=days)
     day = local_day(TICKETS.c.submitted_at, zone, engine.dialect.name).label("day")
     sums = [func.sum(METRICS.c[name]).label(name) for name in METRIC_COUNTERS]
     query = (select(day, func.count(func.distinct(METRICS.c.ticket_id)).label("tickets"), *sums)
-             .select_from(METRICS.join(TICKETS, TICKETS.c.ticket_id == METRICS.c.ticket_id))
-             .where(and_(METRICS.c.scope == scope, TICKETS.c.submitted_at.is_not(None))).group_by(day).order_by(day))
+             .select_from(TICKETS.join(METRICS, METRICS.c.ticket_id == TICKETS.c.ticket_id))
+             .where(and_(TICKETS.c.submitted_at >= as_utc(since), METRICS.c.scope == scope))
+             .group_by(day).order_by(day))
     if key:
         query = query.where(METRICS.c.key == key)
-    if since is not None:
-        query = query.where(TICKETS.c.submitted_at >= as_utc(since))
     with engine.connect() as conn:
         rows = conn.execute(query).mappings().all()
     out = []

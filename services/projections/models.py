@@ -22,7 +22,9 @@ class ProjTicket(SQLModel, table=True):
 
     __tablename__ = "proj_tickets"
     __table_args__ = (Index("ix_proj_tickets_status", "status"), Index("ix_proj_tickets_district", "district"),
-                      Index("ix_proj_tickets_lead_unit", "lead_unit"), Index("ix_proj_tickets_grid", "grid"))
+                      Index("ix_proj_tickets_lead_unit", "lead_unit"), Index("ix_proj_tickets_grid", "grid", "status", "overdue"),
+                      Index("ix_proj_tickets_status_overdue", "status", "overdue"),
+                      Index("ix_proj_tickets_submitted", "submitted_at", "ticket_id"))
 
     ticket_id: str = Field(primary_key=True, description="Ticket id (the record key).")
     status: str = Field(description="Lifecycle state, see domain.STATUSES.")

@@ -30,7 +30,7 @@ def console_app(answer: Answer = empty_answers, *, mode: str = "demo", live: Liv
                 **settings: Any) -> FastAPI:
     upstream = Upstream({"intake": "http://intake", "bridge": "http://bridge", "replay": "http://replay"}, 2.0,
                         transport=httpx.MockTransport(answer))
-    return create_app(ConsoleSettings(mode=mode, **settings), upstream=upstream, live=live, verifier=verifier())  # type: ignore[arg-type]
+    return create_app(ConsoleSettings(mode=mode, **settings), upstream=upstream, live=live or LiveFeed(), verifier=verifier())  # type: ignore[arg-type]
 
 
 def principal(role: Role | str, subject: str | None = None, *, unit: str | None = None, grids: tuple[str, ...] = ()) -> Principal:

@@ -124,6 +124,15 @@ def test_the_daily_trend_adds_up_to_the_rankings(client):
     assert http.get("/replay/board/trend", params={"scope": "planet"}).status_code == 422
 
 
+def test_the_trend_covers_the_last_days_up_to_the_newest_ticket(client):
+    http, _ = client
+    everything = http.get("/replay/board/trend", params={"days": 365}).json()
+    recent = http.get("/replay/board/trend", params={"days": 3}).json()
+    assert 3 <= len(recent) <= 4 < len(everything)
+    assert [d["day"] for d in recent] == [d["day"] for d in everything][-len(recent):]
+    assert http.get("/replay/board/trend", params={"days": 0}).status_code == 422
+
+
 def test_the_day_is_the_city_s_day_not_utc(client):
     http, engine = client
     days = {d["day"] for d in http.get("/replay/board/trend").json()}

@@ -84,6 +84,18 @@ def test_the_board_shows_counts_alerts_disputes_rankings_trend_and_map(app, call
     assert all(c.headers["authorization"].startswith("Bearer ") for c in calls)
 
 
+def test_with_nothing_ranked_the_chart_draws_the_largest_samples_faded():
+    from services.console.i18n import translator
+    from services.console.pages.supervisor import ranking_chart
+
+    unranked = [dict(r, rank=None) for r in RANKED]
+    chart = ranking_chart(unranked, translator("en"))
+    assert chart["xAxis"]["data"] == ["water", "city-management"] and chart["title"]["text"].startswith("Not ranked")
+    assert chart["series"][0]["itemStyle"] == {"opacity": 0.4}
+    ranked = ranking_chart(RANKED, translator("en"))
+    assert ranked["title"]["text"] == "" and "itemStyle" not in ranked["series"][0]
+
+
 def test_english_and_the_ranking_scope(app, calls):
     page = signed_in(app, principal(Role.supervisor)).get("/console/board/", params={"lang": "en", "scope": "grid"})
     assert "Supervisor board" in page.text and "Breach" in page.text

@@ -213,6 +213,9 @@ def test_the_rules_of_the_hotline_are_the_documented_ones(routes: list[Any]) -> 
     assert rules[("POST", "/supervisor/decisions")] == {s}
     assert rules[("POST", "/residents/events")] == {app}
     assert rules[("POST", "/open311/v2/requests.json")] == {app, o}
+    assert rules[("GET", "/callbacks/queue")] == {o}  # the callers' numbers: operators only
+    assert rules[("GET", "/triage/suggestions")] == {o, app, g}
+    assert rules[("GET", "/catalogue/areas")] == set(Role)
     assert token(Role.app)  # the helper gives an app a client id
 
 

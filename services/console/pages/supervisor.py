@@ -162,14 +162,20 @@ def percent(value: float | None) -> float | None:
 
 
 def ranking_chart(ranked: Sequence[Mapping[str, Any]], t: Any) -> dict[str, Any]:
-    """Grouped bars of the three rates of the best ranked keys (unranked ones are in the table, not the chart)."""
+    """Grouped bars of the three rates of the best ranked keys. While nothing has the minimum sample (a young
+    hub), the largest samples are drawn faded under a title saying they are not ranked."""
     top = [r for r in ranked if r.get("rank") is not None][:CHART_BARS]
-    return {"tooltip": {"trigger": "axis"}, "legend": {"top": 0},
+    faded = not top
+    if faded:
+        top = list(ranked[:CHART_BARS])
+    return {"title": {"text": t("board.unranked_chart") if faded and top else "", "right": 0, "top": 0,
+                      "textStyle": {"fontSize": 12, "color": "#999"}},
+            "tooltip": {"trigger": "axis"}, "legend": {"top": 0, "left": 0},
             "grid": {"left": 40, "right": 10, "bottom": 90, "top": 30},
             "xAxis": {"type": "category", "data": [r["key"] for r in top], "axisLabel": {"rotate": 45, "fontSize": 10}},
             "yAxis": {"type": "value", "min": 0, "max": 100, "axisLabel": {"formatter": "{value}%"}},
-            "series": [{"type": "bar", "name": t(f"board.{name}"), "data": [percent(r.get(name)) for r in top]}
-                       for name in RATE_NAMES]}
+            "series": [{"type": "bar", "name": t(f"board.{name}"), "data": [percent(r.get(name)) for r in top],
+                        **({"itemStyle": {"opacity": 0.4}} if faded else {})} for name in RATE_NAMES]}
 
 
 def trend_chart(trend: Sequence[Mapping[str, Any]], t: Any) -> dict[str, Any]:

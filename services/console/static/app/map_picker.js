@@ -47,10 +47,12 @@
       var english = document.documentElement.lang === "en";
       chart.setOption({
         series: [{ type: "map", map: MAP, nameProperty: "id", selectedMode: "single", roam: false,
-                   label: { show: true, fontSize: 8, formatter: function (p) {
+                   // names only under the pointer: sixteen labels do not fit a phone-sized map
+                   label: { show: false, fontSize: 10, formatter: function (p) {
                      var a = byId[p.name]; return a ? (english ? a.name_en : a.name) : p.name; } },
                    itemStyle: { areaColor: "#eef3f8", borderColor: "#8aa" },
-                   emphasis: { itemStyle: { areaColor: "#cde" } }, select: { itemStyle: { areaColor: "#fdd835" } } }]
+                   emphasis: { itemStyle: { areaColor: "#cde" }, label: { show: true } },
+                   select: { itemStyle: { areaColor: "#fdd835" }, label: { show: true } } }]
       });
       chart.getZr().on("click", function (e) {
         var point = chart.convertFromPixel({ seriesIndex: 0 }, [e.offsetX, e.offsetY]);
@@ -70,10 +72,17 @@
     });
   }
 
-  function startAll(root) {
-    if (!window.echarts) { return; }
+  function startAll(root, tries) {
+    if (!window.echarts) {  // scripts htmx swaps in load in any order: wait a little for ECharts
+      if ((tries || 0) < 50) { setTimeout(function () { startAll(root, (tries || 0) + 1); }, 100); }
+      return;
+    }
     root.querySelectorAll("[data-map-picker]:not([data-ready])").forEach(start);
   }
-  document.addEventListener("DOMContentLoaded", function () { startAll(document); });
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", function () { startAll(document); });
+  } else {
+    startAll(document);  // loaded after the page (a form swapped in by htmx)
+  }
   document.addEventListener("htmx:afterSettle", function (e) { startAll(e.target); });
 })();
