@@ -232,10 +232,13 @@ def started(url: str, key: str) -> Iterator[dict[str, str]]:
     """The replay API over the store (its own process), and the console calling it (in this one), on free ports."""
     from services.common.auth import AuthSettings, TokenVerifier
     from services.console.app import create_app
+    from services.console.live import LiveFeed
     from services.console.settings import ConsoleSettings
 
     with replay_process(url, key) as replay_url:
-        console = create_app(ConsoleSettings(mode="demo", replay_url=replay_url), verifier=TokenVerifier(AuthSettings(key=key)))
+        # No broker: the page's requests are measured, not the live stream's.
+        console = create_app(ConsoleSettings(mode="demo", replay_url=replay_url), live=LiveFeed(),
+                             verifier=TokenVerifier(AuthSettings(key=key)))
         with served(console) as console_url:
             yield {"replay": replay_url, "console": console_url}
 

@@ -2,8 +2,8 @@
 store folded from a synthetic history, and the console (uvicorn) calling it over HTTP with each user's own token.
 Screenshots (desktop and a 390 px phone) go to .state/screenshots/.
 
-The what-if reads that history from memory instead of Kafka (the API's log source is a parameter); everything
-else is what `cityops up` runs.
+The what-if reads that history from memory instead of Kafka (the API's log source is a parameter) and the console
+has no live feed (no broker); everything else is what `cityops up` runs.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from contracts import events as ev
 from domain.catalogue import read_catalogue_data
 from services.common.store import make_engine
 from services.console.app import create_app
+from services.console.live import LiveFeed
 from services.console.settings import ConsoleSettings
 from services.projections.api import replay_app
 from services.projections.logsource import MemoryLog
@@ -78,7 +79,7 @@ def hub(tmp_path_factory) -> Iterator[str]:
                         log_factory=lambda archive: MemoryLog(HISTORY), verifier=verifier())
     with served(replay) as replay_url:
         console = create_app(ConsoleSettings(mode="demo", replay_url=replay_url, intake_url="http://127.0.0.1:9",
-                                             bridge_url="http://127.0.0.1:9"), verifier=verifier())
+                                             bridge_url="http://127.0.0.1:9"), live=LiveFeed(), verifier=verifier())
         with served(console) as base:
             yield base
 
