@@ -11,6 +11,8 @@
     GET /replay/board/arbitration         tickets in supervisor-review with their consultation and opinions
     GET /replay/board/trend               the three rates per day; ?scope&key&since|days (default the last 30)
     GET /replay/board/grids               per grid: open tickets, overdue, on-time rate
+    GET /replay/tickets/{id}/timeline, GET /replay/what-if/models, POST /replay/what-if: views_api (rules of
+                                          their own: operators read a timeline, only supervisors run a what-if)
 
 Times are ISO 8601; without an offset they are in the settings' zone. Nothing connects until the
 first request. Every route needs a supervisor's or an auditor's token (`REPLAY`); `GET /health` of the
@@ -35,6 +37,7 @@ from .logsource import ArchiveLog, KafkaLog, LogSource
 from .queries import EventFilter, parse_time
 from .replay import AsOfQuestion, as_of_log, as_of_store, events_from_log, story_from_log, story_from_store
 from .settings import ProjectionsSettings
+from .views_api import create_views_router
 
 Source = Literal["store", "kafka", "archive"]
 # The log holds every decision of the city: supervisors and auditors read it, nobody else.
@@ -157,5 +160,8 @@ def replay_app(settings: ProjectionsSettings | None = None, *, engine: Engine | 
         """The API answers (needs no token)."""
         return {"status": "ok"}
 
+    settings = settings or ProjectionsSettings()
+    engine = engine or make_engine(settings.store_url())  # lazy: make_engine connects on first use
     api.include_router(create_router(settings, engine=engine, log_factory=log_factory))
+    api.include_router(create_views_router(settings, store=lambda: engine, log_factory=log_factory))
     return api

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from domain.holders import HOTLINE, UNIT_PREFIX, Span, fact_of, spans_from_facts
+from domain.holders import CONSULTATION, HOTLINE, RESIDENT, SUSPENSION, UNIT_PREFIX, Span, fact_of, spans_from_facts
 
 from .state import Folded, TaskState
 
@@ -29,10 +29,26 @@ class Holding:
     def duration(self, now: datetime) -> timedelta:
         return (self.end or now) - self.start
 
+    @property
+    def kind(self) -> str:
+        """The kind of party: hotline, unit, consultation, resident or suspension."""
+        return self.holder if self.holder in _PARTIES else "unit"
 
-def holdings(folded: Folded) -> list[Holding]:
-    """The hand-offs of a ticket, one holder at a time (`domain.holders.spans_from_facts`)."""
-    spans = spans_from_facts([fact_of(f.data, f.time) for f in folded.facts])
+    @property
+    def clock(self) -> str:
+        """Whose time this span is: the unit's own clocks run while it holds the ticket, the hotline's while the
+        hotline does; a consultation stops every clock and waiting on the resident the task's (sla's rule)."""
+        return _CLOCK.get(self.kind, "unit")
+
+
+_PARTIES = frozenset({HOTLINE, CONSULTATION, RESIDENT, SUSPENSION})
+_CLOCK = {HOTLINE: "hotline", CONSULTATION: "paused", RESIDENT: "paused", SUSPENSION: "paused"}
+
+
+def holdings(folded: Folded, now: datetime | None = None) -> list[Holding]:
+    """The hand-offs of a ticket, one holder at a time (`domain.holders.spans_from_facts`). With `now`, an open
+    ticket's current holder holds it until then, even when it took it at the ticket's last event."""
+    spans = spans_from_facts([fact_of(f.data, f.time) for f in folded.facts], now)
     return [_holding(folded, span) for span in spans]
 
 

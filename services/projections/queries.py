@@ -126,11 +126,17 @@ def _conditions(flt: EventFilter) -> Sequence[Any]:
     return conditions
 
 
-def ticket_ids_with_unit(engine: Engine, unit: str, until: datetime | None = None) -> list[str]:
-    """Tickets a unit was ever given a task on (up to a time)."""
+def ticket_ids_with_unit(engine: Engine, unit: str, until: datetime | None = None, *, open_only: bool = False) -> list[str]:
+    """Tickets a unit was ever given a task on (up to a time); with `open_only`, not those closed by then (a closed
+    ticket has no open task: an as-of queue need not fold the unit's whole history)."""
     query = select(TIMELINE.c.ticket_id).where(and_(TIMELINE.c.kind == "TaskAssigned", TIMELINE.c.unit == unit))
     if until is not None:
         query = query.where(TIMELINE.c.time <= as_utc(until))
+    if open_only:
+        closed = select(TIMELINE.c.ticket_id).where(TIMELINE.c.kind == "TicketClosed")
+        if until is not None:
+            closed = closed.where(TIMELINE.c.time <= as_utc(until))
+        query = query.where(TIMELINE.c.ticket_id.not_in(closed))
     with engine.connect() as conn:
         return sorted(set(conn.execute(query.distinct()).scalars()))
 

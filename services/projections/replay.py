@@ -8,7 +8,7 @@ clock of whoever processed them.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -72,15 +72,19 @@ class Story:
     def holdings(self) -> list[Holding]:
         return holdings(self.folded) if self.folded else []
 
+    def holdings_until(self, now: datetime) -> list[Holding]:
+        return holdings(self.folded, now) if self.folded else []
+
     def as_dict(self, now: datetime) -> dict[str, Any]:
         return {
             "ticket_id": self.ticket_id, "source": self.source,
             "state": ticket_row(self.folded.ticket) if self.folded else None,
             "tasks": [task_row(k) for k in self.folded.tasks] if self.folded else [],
             "events": self.entries,
-            "holders": [{"holder": h.holder, "role": h.role, "round": h.round, "start": h.start, "end": h.end,
+            "holders": [{"holder": h.holder, "kind": h.kind, "clock": h.clock, "role": h.role, "round": h.round,
+                         "start": h.start, "end": h.end, "to": h.end or now, "open": h.end is None,
                          "seconds": round(h.duration(now).total_seconds()), "ended_by": h.ended_by}
-                        for h in self.holdings],
+                        for h in self.holdings_until(now)],
         }
 
 
@@ -179,10 +183,11 @@ class AsOf:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     queue: list[dict[str, Any]] = field(default_factory=list)
     rankings: list[Ranked] = field(default_factory=list)
+    states: dict[str, int] = field(default_factory=dict)  # with the rankings: how many tickets stood in each state
 
     def as_dict(self) -> dict[str, Any]:
         return {"at": self.at, "source": self.source, "ticket": self.ticket, "tasks": self.tasks, "queue": self.queue,
-                "rankings": [r.as_dict() for r in self.rankings]}
+                "rankings": [r.as_dict() for r in self.rankings], "states": self.states}
 
 
 @dataclass(frozen=True)
@@ -201,6 +206,7 @@ def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[lis
     answer = AsOf(at, source)
     contributions: list[tuple[str, str, dict[str, int]]] = []
     queue: list[dict[str, Any]] = []
+    states: Counter[str] = Counter()
     for facts in groups:
         folded = fold([f for f in facts if f.time <= at])
         if folded is None:
@@ -212,6 +218,8 @@ def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[lis
             queue += [task_row(k) for k in folded.tasks if k.unit == question.unit and k.open]
         if question.rankings:
             contributions += [(s, k, c) for (s, k), c in folded.metrics.items() if question.scope in (None, s)]
+            states[str(folded.ticket.status.value)] += 1
+    answer.states = dict(sorted(states.items()))
     answer.queue = sorted(queue, key=lambda k: (k["assigned_at"] or at, k["task_id"]))
     if question.rankings:
         answer.rankings = rank(aggregate(contributions), question.min_n)
@@ -231,7 +239,7 @@ def as_of_store(engine: Engine, question: AsOfQuestion) -> AsOf:
     ticket_ids: list[str] | None = None
     if not question.rankings:
         ticket_ids = sorted({*([question.ticket_id] if question.ticket_id else []),
-                             *(queries.ticket_ids_with_unit(engine, question.unit, at) if question.unit else [])})
+                             *(queries.ticket_ids_with_unit(engine, question.unit, at, open_only=True) if question.unit else [])})
     groups = _stream_groups(queries.stored_rows(engine, ticket_ids, at))
     return answer_from_groups(question, f"store {engine.url.render_as_string(hide_password=True)}", groups)
 
