@@ -151,3 +151,27 @@ def stored_rows(engine: Engine, ticket_ids: Sequence[str] | None, until: datetim
         for chunk in chunks:
             query = base if chunk is None else base.where(TIMELINE.c.ticket_id.in_(chunk))
             yield from conn.execute(query.order_by(TIMELINE.c.ticket_id)).mappings().yield_per(5000)
+
+
+def ticket_ids_active_after(engine: Engine, at: datetime) -> list[str]:
+    """Tickets with an event after `at`: the ones an as-of fold must replay (the others stand as stored)."""
+    query = select(TICKETS.c.ticket_id).where(TICKETS.c.last_event_at > as_utc(at))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def settled_by(engine: Engine, at: datetime, scope: str | None = None) -> tuple[dict[str, int], list[tuple[str, str, dict[str, int]]]]:
+    """Of the tickets whose every event is by `at`: how many stand in each state, and their metric sums per
+    (scope, key), read through the (last_event_at, ticket_id) and (scope, ticket_id, counters) covering indexes."""
+    done = TICKETS.c.last_event_at <= as_utc(at)
+    states_query = select(TICKETS.c.status, func.count()).where(done).group_by(TICKETS.c.status)
+    sums = [func.sum(METRICS.c[name]).label(name) for name in METRIC_COUNTERS]
+    sums_query = (select(METRICS.c.scope, METRICS.c.key, *sums)
+                  .select_from(TICKETS.join(METRICS, METRICS.c.ticket_id == TICKETS.c.ticket_id))
+                  .where(done).group_by(METRICS.c.scope, METRICS.c.key))
+    if scope:
+        sums_query = sums_query.where(METRICS.c.scope == scope)
+    with engine.connect() as conn:
+        states = {str(status): int(n) for status, n in conn.execute(states_query).all()}
+        rows = conn.execute(sums_query).mappings().all()
+    return states, [(r["scope"], r["key"], {n: int(r[n] or 0) for n in METRIC_COUNTERS}) for r in rows]

@@ -200,13 +200,25 @@ class AsOfQuestion:
     min_n: int = 20
 
 
-def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[list[Fact]]) -> AsOf:
-    """Fold each ticket's facts up to the time and read off what was asked."""
+@dataclass(frozen=True)
+class Settled:
+    """What the tickets not folded add to an as-of city: their states and summed metric contributions (read from
+    the stored rows, which are the fold of the same events), and which folded tickets those already count."""
+
+    states: dict[str, int]
+    contributions: list[tuple[str, str, dict[str, int]]]
+    counted: Callable[[str], bool]
+
+
+def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[list[Fact]],
+                       settled: Settled | None = None) -> AsOf:
+    """Fold each ticket's facts up to the time and read off what was asked (with `settled`, the rankings and states
+    of the tickets it counts come from it, not from their folds)."""
     at = as_utc(question.at)
     answer = AsOf(at, source)
-    contributions: list[tuple[str, str, dict[str, int]]] = []
+    contributions: list[tuple[str, str, dict[str, int]]] = list(settled.contributions) if settled else []
     queue: list[dict[str, Any]] = []
-    states: Counter[str] = Counter()
+    states: Counter[str] = Counter(settled.states if settled else {})
     for facts in groups:
         folded = fold([f for f in facts if f.time <= at])
         if folded is None:
@@ -216,7 +228,7 @@ def answer_from_groups(question: AsOfQuestion, source: str, groups: Iterable[lis
             answer.tasks = [task_row(k) for k in folded.tasks]
         if question.unit:
             queue += [task_row(k) for k in folded.tasks if k.unit == question.unit and k.open]
-        if question.rankings:
+        if question.rankings and not (settled and settled.counted(folded.ticket.ticket_id)):
             contributions += [(s, k, c) for (s, k), c in folded.metrics.items() if question.scope in (None, s)]
             states[str(folded.ticket.status.value)] += 1
     answer.states = dict(sorted(states.items()))
@@ -234,14 +246,22 @@ def _grouped(facts: Iterable[Fact]) -> list[list[Fact]]:
 
 
 def as_of_store(engine: Engine, question: AsOfQuestion) -> AsOf:
-    """As of, from the stored timelines of a projection store."""
+    """As of, from the stored timelines of a projection store.
+
+    The city (rankings) folds only the tickets with events after the time: a ticket whose every event is by then
+    stood as it stands now, so its stored state and metric rows (the fold of those same events) are summed in SQL.
+    Folding the whole store took minutes at 100,000 tickets."""
     at = as_utc(question.at)
-    ticket_ids: list[str] | None = None
+    source = f"store {engine.url.render_as_string(hide_password=True)}"
+    asked = {*([question.ticket_id] if question.ticket_id else []),
+             *(queries.ticket_ids_with_unit(engine, question.unit, at, open_only=True) if question.unit else [])}
     if not question.rankings:
-        ticket_ids = sorted({*([question.ticket_id] if question.ticket_id else []),
-                             *(queries.ticket_ids_with_unit(engine, question.unit, at, open_only=True) if question.unit else [])})
-    groups = _stream_groups(queries.stored_rows(engine, ticket_ids, at))
-    return answer_from_groups(question, f"store {engine.url.render_as_string(hide_password=True)}", groups)
+        return answer_from_groups(question, source, _stream_groups(queries.stored_rows(engine, sorted(asked), at)))
+    later = set(queries.ticket_ids_active_after(engine, at))
+    states, sums = queries.settled_by(engine, at, question.scope)
+    settled = Settled(states, sums, counted=lambda ticket_id: ticket_id not in later)
+    groups = _stream_groups(queries.stored_rows(engine, sorted(later | asked), at))
+    return answer_from_groups(question, source, groups, settled)
 
 
 def _stream_groups(rows: Iterable[Any]) -> Iterable[list[Fact]]:
