@@ -175,3 +175,11 @@ def settled_by(engine: Engine, at: datetime, scope: str | None = None) -> tuple[
         states = {str(status): int(n) for status, n in conn.execute(states_query).all()}
         rows = conn.execute(sums_query).mappings().all()
     return states, [(r["scope"], r["key"], {n: int(r[n] or 0) for n in METRIC_COUNTERS}) for r in rows]
+
+
+def settled_queue(engine: Engine, unit: str, at: datetime) -> list[dict[str, Any]]:
+    """A unit's open tasks on the tickets whose every event is by `at` (as stored: they stood so then)."""
+    query = (select(TASKS).select_from(TASKS.join(TICKETS, TICKETS.c.ticket_id == TASKS.c.ticket_id))
+             .where(and_(TASKS.c.unit == unit, TASKS.c.open.is_(True), TICKETS.c.last_event_at <= as_utc(at))))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
