@@ -145,7 +145,7 @@ class ProjTicketMetric(SQLModel, table=True):
     # Covering: the rankings' sums per (scope, key) and the trend's per-ticket join read no table row (0003).
     __table_args__ = (Index("ix_proj_ticket_metrics_scope_key", "scope", "key"),
                       Index("ix_proj_ticket_metrics_sums", "scope", "key", *_COUNTER_COLUMNS),
-                      Index("ix_proj_ticket_metrics_by_ticket", "scope", "ticket_id", *_COUNTER_COLUMNS))
+                      Index("ix_proj_ticket_metrics_by_ticket", "ticket_id", "scope", *_COUNTER_COLUMNS))
 
     ticket_id: str = Field(primary_key=True)
     scope: str = Field(primary_key=True, description="unit, grid or district.")

@@ -28,7 +28,7 @@ def upgrade() -> None:
         batch_op.create_index('ix_proj_tickets_last_event', ['last_event_at', 'ticket_id'], unique=False)
     with op.batch_alter_table('proj_ticket_metrics', schema=None) as batch_op:
         batch_op.create_index('ix_proj_ticket_metrics_sums', ['scope', 'key', *COUNTERS], unique=False)
-        batch_op.create_index('ix_proj_ticket_metrics_by_ticket', ['scope', 'ticket_id', *COUNTERS], unique=False)
+        batch_op.create_index('ix_proj_ticket_metrics_by_ticket', ['ticket_id', 'scope', *COUNTERS], unique=False)
 
 
 def downgrade() -> None:
