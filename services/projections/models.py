@@ -24,7 +24,8 @@ class ProjTicket(SQLModel, table=True):
     __table_args__ = (Index("ix_proj_tickets_status", "status"), Index("ix_proj_tickets_district", "district"),
                       Index("ix_proj_tickets_lead_unit", "lead_unit"), Index("ix_proj_tickets_grid", "grid", "status", "overdue"),
                       Index("ix_proj_tickets_status_overdue", "status", "overdue"),
-                      Index("ix_proj_tickets_submitted", "submitted_at", "ticket_id"))
+                      Index("ix_proj_tickets_submitted", "submitted_at", "ticket_id"),
+                      Index("ix_proj_tickets_last_event", "last_event_at", "ticket_id"))
 
     ticket_id: str = Field(primary_key=True, description="Ticket id (the record key).")
     status: str = Field(description="Lifecycle state, see domain.STATUSES.")
@@ -129,6 +130,10 @@ class ProjTimelineEntry(SQLModel, table=True):
     payload: str = Field(sa_column=Column(Text, nullable=False), description="Event data as JSON, caller details removed.")
 
 
+_COUNTER_COLUMNS = ("tasks", "response_n", "responded", "returned", "completed", "on_time", "handled", "rehandled",
+                    "callbacks", "resolved", "rated", "satisfied")
+
+
 class ProjTicketMetric(SQLModel, table=True):
     """One ticket's contribution to the evaluation metrics of one unit, grid or district.
 
@@ -137,7 +142,10 @@ class ProjTicketMetric(SQLModel, table=True):
     """
 
     __tablename__ = "proj_ticket_metrics"
-    __table_args__ = (Index("ix_proj_ticket_metrics_scope_key", "scope", "key"),)
+    # Covering: the rankings' sums per (scope, key) and the trend's per-ticket join read no table row (0003).
+    __table_args__ = (Index("ix_proj_ticket_metrics_scope_key", "scope", "key"),
+                      Index("ix_proj_ticket_metrics_sums", "scope", "key", *_COUNTER_COLUMNS),
+                      Index("ix_proj_ticket_metrics_by_ticket", "ticket_id", "scope", *_COUNTER_COLUMNS))
 
     ticket_id: str = Field(primary_key=True)
     scope: str = Field(primary_key=True, description="unit, grid or district.")
@@ -187,5 +195,4 @@ VIEW_TABLES = [table_of(ProjTicket), table_of(ProjTask), table_of(ProjTimelineEn
 REBUILD_TABLES = [table_of(ProjRebuildPosition), table_of(ProjRebuildPending), table_of(ProjMeta)]
 PROJECTION_TABLES = VIEW_TABLES + REBUILD_TABLES
 PROJECTION_TABLE_NAMES = frozenset(t.name for t in PROJECTION_TABLES)
-METRIC_COUNTERS = ("tasks", "response_n", "responded", "returned", "completed", "on_time", "handled", "rehandled",
-                   "callbacks", "resolved", "rated", "satisfied")
+METRIC_COUNTERS = _COUNTER_COLUMNS

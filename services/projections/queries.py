@@ -151,3 +151,50 @@ def stored_rows(engine: Engine, ticket_ids: Sequence[str] | None, until: datetim
         for chunk in chunks:
             query = base if chunk is None else base.where(TIMELINE.c.ticket_id.in_(chunk))
             yield from conn.execute(query.order_by(TIMELINE.c.ticket_id)).mappings().yield_per(5000)
+
+
+def ticket_ids_active_after(engine: Engine, at: datetime) -> list[str]:
+    """Tickets with an event after `at`: the ones an as-of fold must replay (the others stand as stored)."""
+    query = select(TICKETS.c.ticket_id).where(TICKETS.c.last_event_at > as_utc(at))
+    with engine.connect() as conn:
+        return list(conn.execute(query).scalars())
+
+
+def settled_by(engine: Engine, at: datetime, scope: str | None = None) -> tuple[dict[str, int], list[tuple[str, str, dict[str, int]]]]:
+    """Of the tickets whose every event is by `at`: how many stand in each state, and their metric sums per
+    (scope, key). The sums are everybody's (read off the covering index in key order) less those of the tickets with
+    later events (usually the fewer): a join from the settled tickets would visit most metric rows one by one."""
+    states_query = (select(TICKETS.c.status, func.count()).where(TICKETS.c.last_event_at <= as_utc(at))
+                    .group_by(TICKETS.c.status))
+    with engine.connect() as conn:
+        states = {str(status): int(n) for status, n in conn.execute(states_query).all()}
+        total = _metric_sums(conn, scope, None)
+        later = _metric_sums(conn, scope, TICKETS.c.last_event_at > as_utc(at))
+    sums = []
+    for (scope_, key), (rows, counts) in sorted(total.items()):
+        rows_later, counts_later = later.get((scope_, key), (0, {}))
+        if rows > rows_later:  # a key none of whose tickets is settled is not there yet
+            sums.append((scope_, key, {n: counts[n] - counts_later.get(n, 0) for n in METRIC_COUNTERS}))
+    return states, sums
+
+
+def _metric_sums(conn: Any, scope: str | None, tickets: Any) -> dict[tuple[str, str], tuple[int, dict[str, int]]]:
+    """(rows, counter sums) per (scope, key), over every ticket or those matching `tickets`."""
+    sums = [func.sum(METRICS.c[name]).label(name) for name in METRIC_COUNTERS]
+    query = select(METRICS.c.scope, METRICS.c.key, func.count().label("rows"), *sums)
+    if tickets is not None:
+        # IN over the tickets' ids: SQLite then seeks each one's rows; as a join it scanned every metric row
+        query = query.where(METRICS.c.ticket_id.in_(select(TICKETS.c.ticket_id).where(tickets)))
+    if scope:
+        query = query.where(METRICS.c.scope == scope)
+    query = query.group_by(METRICS.c.scope, METRICS.c.key)
+    return {(r["scope"], r["key"]): (int(r["rows"]), {n: int(r[n] or 0) for n in METRIC_COUNTERS})
+            for r in conn.execute(query).mappings()}
+
+
+def settled_queue(engine: Engine, unit: str, at: datetime) -> list[dict[str, Any]]:
+    """A unit's open tasks on the tickets whose every event is by `at` (as stored: they stood so then)."""
+    query = (select(TASKS).select_from(TASKS.join(TICKETS, TICKETS.c.ticket_id == TASKS.c.ticket_id))
+             .where(and_(TASKS.c.unit == unit, TASKS.c.open.is_(True), TICKETS.c.last_event_at <= as_utc(at))))
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
