@@ -34,7 +34,9 @@ if TYPE_CHECKING:  # the catalogue is only needed for typing here; routing lives
     from domain.catalogue import Catalogue
 
 FORMAT_NAME = "cityops.triage.complaint-classifier"
-FORMAT_VERSION = 2  # 2: linear SVM + temperature-scaled softmax (1 was a logistic regression)
+# 3: NB-weighted linear SVMs or one plain linear SVM (nb_weighting); 2: a plain linear SVM; 1: a logistic regression.
+# All with a temperature-scaled softmax.
+FORMAT_VERSION = 3
 # Bump when seed_examples() or the default features change, so caches of the catalogue-trained default model
 # (keyed by catalogue content) can include it and retrain. 2: char n-grams 1-2, category names as seeds.
 # 3: subject-line and jieba word features, linear SVM, calibrated probabilities.
@@ -160,11 +162,13 @@ def _jieba() -> Any:
     return jieba
 
 
-def _build_pipeline(c: float, max_iter: int, char_ngrams: tuple[int, int], balanced: bool) -> Any:
+def _build_pipeline(c: float, max_iter: int, char_ngrams: tuple[int, int], balanced: bool, nb_weighting: bool) -> Any:
     # Imported here so that importing this module (e.g. for `cityops --help`) does not load scikit-learn.
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import FeatureUnion, Pipeline
     from sklearn.svm import LinearSVC
+
+    from domain.nbsvm import NBLinearSVC
 
     def chars(preprocessor: Callable[[str], str]) -> Any:
         return TfidfVectorizer(analyzer="char", ngram_range=char_ngrams, preprocessor=preprocessor, sublinear_tf=True)
@@ -175,7 +179,10 @@ def _build_pipeline(c: float, max_iter: int, char_ngrams: tuple[int, int], balan
         ("subject", chars(_first_line)),
         ("words", TfidfVectorizer(analyzer=segment_words, sublinear_tf=True)),
     ])
-    model = LinearSVC(C=c, max_iter=max_iter, class_weight="balanced" if balanced else None)
+    if nb_weighting:
+        model: Any = NBLinearSVC(c=c, max_iter=max_iter, balanced=balanced)
+    else:
+        model = LinearSVC(C=c, max_iter=max_iter, class_weight="balanced" if balanced else None)
     return Pipeline([("features", features), ("model", model)])
 
 
@@ -214,7 +221,7 @@ def fit_temperature(scores: Any, truth_index: Sequence[int]) -> float:
 
 
 def _out_of_fold_scores(
-    c: float, max_iter: int, char_ngrams: tuple[int, int], balanced: bool,
+    c: float, max_iter: int, char_ngrams: tuple[int, int], balanced: bool, nb_weighting: bool,
     texts: list[str], labels: list[str], classes: tuple[str, ...], folds: int = 3,
 ) -> tuple[Any, list[int]]:
     """Decision scores of each text from a model that did not train on it (k folds, per label round robin),
@@ -234,7 +241,7 @@ def _out_of_fold_scores(
         test = [i for i in range(len(texts)) if fold_of[i] == fold]
         if not test or len({labels[i] for i in train}) < 2:
             continue
-        pipe = _build_pipeline(c, max_iter, char_ngrams, balanced)
+        pipe = _build_pipeline(c, max_iter, char_ngrams, balanced, nb_weighting)
         pipe.fit([texts[i] for i in train], [labels[i] for i in train])
         part = _scores(pipe, [texts[i] for i in test])
         # A label missing from this fold's training keeps a very low score: the model could not predict it.
@@ -272,6 +279,7 @@ class ComplaintClassifier:
         balanced: bool = True,
         calibrate: bool = True,
         temperature: float = 1.0,
+        nb_weighting: bool = True,
     ) -> None:
         # Inverse regularisation strength of the linear SVM. 5 rather than the library's 1: the same accuracy on
         # real Chinese messages (0.83), and the catalogue-trained model stays as good as before on NYC texts
@@ -285,6 +293,9 @@ class ComplaintClassifier:
         self.balanced = balanced
         self.calibrate = calibrate  # fit the temperature on out-of-fold scores (3 extra fits)
         self.temperature = temperature  # softmax(score / temperature) = the probability a prediction reports
+        # NB-SVM (domain.nbsvm) instead of one plain linear SVM: +2 points top-1 on real Chinese messages (0.850 vs
+        # 0.828 over 8 splits); the catalogue-trained default turns it off (see default_classifier).
+        self.nb_weighting = nb_weighting
         self._pipeline: Any = None
         self._labels: tuple[str, ...] = ()
         self.metadata: dict[str, Any] = {}
@@ -309,13 +320,15 @@ class ComplaintClassifier:
         # then counted over distinct texts, which is what we want from idf anyway.)
         weighted = Counter(zip(texts, labels))
         started, started_cpu = time.perf_counter(), time.process_time()
-        pipeline = _fit_weighted(_build_pipeline(self.c, self.max_iter, self.char_ngrams, self.balanced), weighted)
+        pipe = _build_pipeline(self.c, self.max_iter, self.char_ngrams, self.balanced, self.nb_weighting)
+        pipeline = _fit_weighted(pipe, weighted)
         self._pipeline = pipeline
         self._labels = tuple(str(label) for label in pipeline.classes_)
         if self.calibrate:
             distinct_texts, distinct_labels = [t for t, _ in weighted], [label for _, label in weighted]
             scores, truth = _out_of_fold_scores(
-                self.c, self.max_iter, self.char_ngrams, self.balanced, distinct_texts, distinct_labels, self._labels
+                self.c, self.max_iter, self.char_ngrams, self.balanced, self.nb_weighting,
+                distinct_texts, distinct_labels, self._labels
             )
             self.temperature = fit_temperature(scores, truth) if truth else 1.0
         self.metadata = {
@@ -381,6 +394,7 @@ class ComplaintClassifier:
                 "balanced": self.balanced,
                 "calibrate": self.calibrate,
                 "temperature": self.temperature,
+                "nb_weighting": self.nb_weighting,
             },
             "labels": self._labels,
             "metadata": self.metadata,
@@ -589,7 +603,9 @@ def default_classifier(catalogue: Catalogue | None = None) -> ComplaintClassifie
 
         catalogue = load_catalogue()
     examples = seed_examples(catalogue)
-    classifier = ComplaintClassifier().fit([e.text for e in examples], [e.category for e in examples])
+    # Generated sentences repeat each keyword in the same filler: NB weighting measured worse on NYC 311 texts
+    # without their complaint type (top-1 0.382 vs 0.405) and equal with it, so the default keeps the plain SVM.
+    classifier = ComplaintClassifier(nb_weighting=False).fit([e.text for e in examples], [e.category for e in examples])
     classifier.metadata["trained_on"] = f"catalogue {catalogue.version} seed examples"
     classifier.metadata["seed_recipe_version"] = SEED_RECIPE_VERSION
     return classifier

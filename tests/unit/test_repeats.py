@@ -12,10 +12,13 @@ from domain import repeats
 from domain.catalogue import load_catalogue
 from services.discover.cli import DEFAULT_SETS, load_labelled
 from services.discover.domain import confident_guesses, similarity_for
+from services.discover.settings import DiscoverSettings
 from tests.harness.pipeline import default_classifier
 
 T0 = datetime(2026, 5, 6, 9, 0, tzinfo=UTC)
 RULES = repeats.RepeatRules(window=timedelta(hours=72), min_similarity=0.55, min_similarity_same_category=0.2, radius_m=150)
+# discover's shipped default, not an environment's override: the figures below are the default's.
+GUESS_MIN_CONFIDENCE = DiscoverSettings.model_fields["guess_min_confidence"].default
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +46,7 @@ def test_the_issues_scenario_three_lights_merge_and_the_noise_does_not(similarit
     with the classifier's guesses, one master, two repeats, the noise on its own."""
     noise = "幸福路12号楼下有人半夜放音乐，吵得睡不着"
     texts = [*LIGHTS, noise]
-    guesses = confident_guesses(default_classifier(), texts, 0.35)
+    guesses = confident_guesses(default_classifier(), texts, GUESS_MIN_CONFIDENCE)
     batch = [complaint(f"T-{i}", t, T0 + timedelta(minutes=7 * i), grid="g1", address="幸福路12号", category=g)
              for i, (t, g) in enumerate(zip(texts, guesses))]
     decisions = repeats.replay(batch, similarity, RULES)
@@ -98,7 +101,7 @@ def test_pair_counts_compare_predicted_clusters_with_the_groups():
 
 def test_the_labelled_set_reaches_the_issues_precision_and_recall(similarity):
     classifier = default_classifier()
-    rows = [r for path in DEFAULT_SETS for r in load_labelled(Path(path), lambda texts: confident_guesses(classifier, texts, 0.35))]
+    rows = [r for path in DEFAULT_SETS for r in load_labelled(Path(path), lambda texts: confident_guesses(classifier, texts, GUESS_MIN_CONFIDENCE))]
     assert {r.source for r in rows} >= {"zh", "nyc"}
     totals = repeats.measure(rows, similarity, RULES)
     print({k: (round(v.precision, 3), round(v.recall, 3)) for k, v in totals.items()})

@@ -53,7 +53,7 @@ def test_an_unsure_classifier_sends_the_ticket_to_the_manual_queue_and_the_opera
     registered = [r for r in records if r.type == ev.TicketRegistered.event_type]
     out = svc.feed(registered)
     request = one(out, ev.ManualTriageRequested, "T-MANUAL")
-    assert request.data.reason == "low confidence 0.12 < 0.70"
+    assert request.data.reason == "low confidence 0.12 < 0.65"
     assert request.data.candidates[0] == ("city-management.street-cleaning", 0.12)
     assert _row(svc, "T-MANUAL")["status"] == "manual-triage"
     command = one(records, ev.ManualTriageSubmitted, "T-MANUAL")
