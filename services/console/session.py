@@ -3,8 +3,9 @@
 The session cookie holds a hub-signed token (HttpOnly, SameSite=Strict, Path=/console): the same kind of token
 `cityops auth token` mints, so the console calls the APIs with it as the user and each API applies its own rules.
 In demo mode (CITYOPS_MODE=demo) the login page offers the demo identities (operator, supervisor, auditor, a user
-of every unit, a grid worker of every grid) and mints their session; with the city's single sign-on configured it
-sends users there, and /console/login/sso turns the token the SSO hands back into a session.
+of every unit, a grid worker of every grid) and mints their session; with the city's single sign-on configured
+(CITYOPS_CONSOLE_OIDC_CLIENT_ID and the hub's CITYOPS_AUTH_OIDC_*), /console/login/sso runs the OpenID Connect
+code flow (sso.py) and the issuer's ID token, checked like any API token, becomes the session.
 
 `page_user(*roles)` is a page's access rule (an `Access`, so the route table test sees it): no session → 303 to
 the login page, a role the page does not name → 403 page. Every POST also checks a `csrf` field (or X-CSRF-Token
@@ -15,24 +16,29 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import html
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 
+import httpx
+import structlog
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from domain.catalogue import Catalogue
 from services.common.auth import PUBLIC, Access, AuthError, Principal, Role, TokenVerifier, mint_token
 
+from . import sso as oidc
 from .upstream import User
 
 if TYPE_CHECKING:
     from .deps import ConsoleDeps
 
 SESSION_COOKIE = "cityops_session"
+log = structlog.get_logger(__name__)
 LOGIN_COOKIE = "cityops_login"  # the login form's own CSRF token (no session yet to bind it to)
 COOKIE_PATH = "/console"
 LOGIN_PATH = "/console/login"
@@ -187,6 +193,28 @@ def safe_next(next_path: str | None) -> str | None:
     return None
 
 
+SSO_COOKIE_PATH = LOGIN_PATH + "/sso"
+
+
+def sso_enabled(deps: ConsoleDeps, sessions: Sessions) -> bool:
+    return bool(deps.settings.oidc_client_id and sessions.verifier.settings.oidc_issuer)
+
+
+def upstream_client(deps: ConsoleDeps) -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=deps.settings.request_timeout_s)
+
+
+async def sso_endpoints(deps: ConsoleDeps, sessions: Sessions, client: httpx.AsyncClient) -> oidc.Endpoints:
+    settings = deps.settings
+    if settings.oidc_authorize_url and settings.oidc_token_url:
+        return oidc.Endpoints(settings.oidc_authorize_url, settings.oidc_token_url)
+    return await oidc.discover(client, str(sessions.verifier.settings.oidc_issuer), settings.oidc_discovery_url)
+
+
+def redirect_uri(request: Request, deps: ConsoleDeps) -> str:
+    return deps.settings.oidc_redirect_url or str(request.url_for("sso").replace(query=""))
+
+
 def router(deps: ConsoleDeps) -> APIRouter:
     api = APIRouter()
     identities = deps.identities
@@ -195,7 +223,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
         token = request.cookies.get(LOGIN_COOKIE) or secrets.token_urlsafe(24)
         response = deps.render(request, "login.html", {
             "identities": identities if deps.settings.demo else {}, "login_csrf": token, "error": error,
-            "sso_url": deps.settings.oidc_login_url, "next": safe_next(next_path) or ""}, status_code=status_code)
+            "sso_url": SSO_COOKIE_PATH if sso_enabled(deps, deps.sessions) else None, "next": safe_next(next_path) or ""}, status_code=status_code)
         response.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=deps.settings.cookie_secure,
                             path=COOKIE_PATH, max_age=3600)
         return response
@@ -215,22 +243,61 @@ def router(deps: ConsoleDeps) -> APIRouter:
             return login_page(request, error="common.login_unknown", status_code=400, next_path=next)
         return start_session(deps, principal, safe_next(next))
 
-    @api.api_route(LOGIN_PATH + "/sso", methods=["GET", "POST"], dependencies=[PUBLIC_DEP], include_in_schema=False)
-    async def sso(request: Request) -> Response:
-        """Where the city's SSO sends the user back with their token (query or form field)."""
-        param = deps.settings.oidc_token_param
-        token = request.query_params.get(param)
-        if token is None and request.method == "POST":
-            value = (await request.form()).get(param)
-            token = value if isinstance(value, str) else None
-        if not token or not deps.settings.oidc_login_url:
-            return login_page(request, error="common.login_unknown", status_code=400)
+    @api.get(LOGIN_PATH + "/sso", dependencies=[PUBLIC_DEP], include_in_schema=False)
+    async def sso(request: Request, code: Annotated[str | None, Query(max_length=4096)] = None,
+                  state: Annotated[str | None, Query(max_length=200)] = None,
+                  error: Annotated[str | None, Query(max_length=200)] = None,
+                  next: Annotated[str | None, Query(max_length=500)] = None) -> Response:
+        """Without a code: off to the city's sign-on. With one (the issuer sending the user back): the session."""
+        sessions: Sessions = deps.sessions
+        if not sso_enabled(deps, sessions):
+            return login_page(request, error="common.login_sso_off", status_code=404)
         try:
-            request.app.state.sessions.verifier.verify(token)
-        except AuthError:
-            return login_page(request, error="common.login_sso_refused", status_code=401)
-        response = RedirectResponse("/console/", status_code=303)
-        request.app.state.sessions.set_cookie(response, token)
+            if code is None and state is None and error is None:
+                return await sso_start(request, sessions, safe_next(next) or "")
+            return await sso_finish(request, sessions, code, state, error)
+        except oidc.SsoError as refused:
+            log.warning("console_sso_refused", reason=refused.key, detail=refused.detail)
+            response = login_page(request, error=refused.key, status_code=401 if refused.key != "common.login_sso_unavailable" else 502)
+            response.delete_cookie(oidc.FLOW_COOKIE, path=SSO_COOKIE_PATH)
+            return response
+
+    async def sso_start(request: Request, sessions: Sessions, next_path: str) -> Response:
+        flow = oidc.Flow.start(next_path)
+        async with upstream_client(deps) as client:
+            endpoints = await sso_endpoints(deps, sessions, client)
+        settings = deps.settings
+        response = RedirectResponse(oidc.authorize_url(endpoints, str(settings.oidc_client_id), redirect_uri(request, deps),
+                                                      settings.oidc_scopes, flow), status_code=303)
+        # Lax, not Strict: the issuer's redirect back is a cross-site navigation that must carry it.
+        response.set_cookie(oidc.FLOW_COOKIE, oidc.seal(flow, sessions.csrf_secret), max_age=oidc.FLOW_TTL_S, httponly=True,
+                            samesite="lax", secure=deps.settings.cookie_secure, path=SSO_COOKIE_PATH)
+        return response
+
+    async def sso_finish(request: Request, sessions: Sessions, code: str | None, state: str | None, error: str | None) -> Response:
+        flow = oidc.unseal(request.cookies.get(oidc.FLOW_COOKIE), sessions.csrf_secret)
+        if not state or not hmac.compare_digest(state, flow.state):
+            raise oidc.SsoError("common.login_sso_stale", "the state is not this browser's sign-on")
+        if error or not code:
+            raise oidc.SsoError("common.login_sso_refused", f"the issuer answered {error or 'no code'}")
+        async with upstream_client(deps) as client:
+            endpoints = await sso_endpoints(deps, sessions, client)
+            token = await oidc.exchange(client, endpoints, code=code, flow=flow, client_id=str(deps.settings.oidc_client_id),
+                                       client_secret=deps.settings.oidc_client_secret, redirect_uri=redirect_uri(request, deps))
+        try:
+            principal = sessions.verifier.verify(token)
+        except AuthError as exc:
+            raise oidc.SsoError("common.login_sso_refused", str(exc)) from None
+        oidc.check_nonce(token, flow)
+        if not principal.roles:
+            raise oidc.SsoError("common.login_sso_no_role", f"{principal.subject} has no console role")
+        target = html.escape(safe_next(flow.next) or home_of(principal) or "/console/")
+        # A page that moves on, not a redirect: this answer ends a cross-site navigation (from the issuer), and a
+        # SameSite=Strict session cookie is only sent once the browser navigates from the console's own page.
+        response = HTMLResponse(f'<!doctype html><meta http-equiv="refresh" content="0;url={target}">'
+                                f'<a href="{target}">{target}</a>', headers={"Cache-Control": "no-store"})
+        sessions.set_cookie(response, token)
+        response.delete_cookie(oidc.FLOW_COOKIE, path=SSO_COOKIE_PATH)
         return response
 
     @api.post("/console/logout", include_in_schema=False)

@@ -24,11 +24,20 @@ class ConsoleSettings(ServiceSettings):
                                      "shows a 'try again' banner.")
     session_ttl_s: int = Field(default=8 * 3600, ge=60, description="How long a console session lasts (one shift).")
     cookie_secure: bool = Field(default=False, description="Send the session cookie over HTTPS only (set it behind TLS).")
-    oidc_login_url: str | None = Field(
-        default=None, description="The city's single sign-on page that signs a user in and hands back a token "
-                                  "(the login page offers it when set).")
-    oidc_token_param: str = Field(default="id_token", description="Form field or query parameter in which the SSO "
-                                  "hands the console the user's token on /console/login/sso.")
+    oidc_client_id: str | None = Field(
+        default=None, description="The console's client id at the city's single sign-on (OpenID Connect, "
+                                  "authorization code + PKCE); set, the login page offers SSO. The issuer, its JWKS, "
+                                  "audience and role map are the hub's CITYOPS_AUTH_OIDC_* settings.")
+    oidc_client_secret: str | None = Field(default=None, description="The client's secret, if the issuer wants one "
+                                           "(a public client relies on PKCE alone).")
+    oidc_discovery_url: str | None = Field(default=None, description="The issuer's discovery document; default "
+                                           "<issuer>/.well-known/openid-configuration.")
+    oidc_authorize_url: str | None = Field(default=None, description="The authorize endpoint, when not discovered "
+                                           "(with oidc_token_url).")
+    oidc_token_url: str | None = Field(default=None, description="The token endpoint, when not discovered.")
+    oidc_redirect_url: str | None = Field(default=None, description="The callback registered at the issuer; default "
+                                          "this console's own /console/login/sso.")
+    oidc_scopes: str = Field(default="openid profile", description="Scopes asked for.")
     catalogue_path: str | None = Field(default=None, description="Responsibility catalogue YAML (areas and units for the "
                                        "forms and the demo identities); default the packaged v1.")
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="Zone the pages show times in (hub-wide CITYOPS_TIMEZONE).")

@@ -248,7 +248,7 @@ def test_the_http_services_serve_metrics_behind_a_token(service: str, tmp_path: 
 # --- the console (a cookie session instead of a bearer token; services/console/session.py) ---------
 
 CONSOLE_PUBLIC = {("GET", "/health"), ("GET", "/console/health"), ("GET", "/console"), ("GET", "/console/login"),
-                  ("POST", "/console/login"), ("GET", "/console/login/sso"), ("POST", "/console/login/sso")}
+                  ("POST", "/console/login"), ("GET", "/console/login/sso")}
 
 
 @pytest.fixture(scope="module")
