@@ -9,8 +9,6 @@ Screenshots go to .state/screenshots/ (board-*.png).
 from __future__ import annotations
 
 import asyncio
-import os
-import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,6 +18,7 @@ import httpx
 import pytest
 
 from tests.harness.browser import available, chromium, desktop, login, phone, shoot
+from tests.harness.ports import free_port, free_port_pair
 from tools.hub import REPLAY, Hub, console_answers, intake_answers, replay_answers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -28,11 +27,6 @@ DISPUTED = ["物业费收费不合理，物业强行涨价", "业主和物业矛
 PLAIN = ["小区门口的路灯坏了好几天了，晚上很黑", "路边下水道堵了，污水漫到人行道上", "楼道堆放杂物，消防通道堆物"]
 LOCATION = {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class BoardHub(Hub):
@@ -51,8 +45,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoardHub]:
     from tools.topics_cli import hub_topics
 
     state = Path(tmp_path_factory.mktemp("board-hub"))
-    hub = BoardHub(kafka_port=int(os.environ.get("CITYOPS_TEST_KAFKA_PORT", "19392")),
-                   http_port=int(os.environ.get("CITYOPS_TEST_HTTP_PORT", "18380")), state_dir=state,
+    hub = BoardHub(kafka_port=free_port_pair(),
+                   http_port=free_port(), state_dir=state,
                    bridge_port=free_port(), metrics_port=0, replay_port=free_port(), console_port=free_port())
     try:
         hub.start_broker()

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -27,6 +26,7 @@ from services.common.settings import REPO_ROOT
 from tests.harness import browser as b
 from tests.harness.auth import TEST_KEY, bearer
 from tests.harness.http import wait_healthy
+from tests.harness.ports import free_port
 from tests.harness.topics import fresh_hub_topics
 from tools.supervisor import Supervisor
 
@@ -39,11 +39,6 @@ EAST = {"district": "district-east", "street": "street-east-1", "community": "co
 WEST = {"district": "district-west", "street": "street-west-1", "community": "community-west-1-a", "grid": "grid-west-1-a-1"}
 PHONE = "13955501234"  # the caller of the call the operator takes; must appear only on the callback queue
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Hub:
@@ -181,7 +176,7 @@ def test_an_operator_takes_a_call_follows_it_live_and_calls_back(hub: Hub, chrom
 
 def test_a_ticket_in_manual_triage_is_decided_in_one_click(hub: Hub, chromium: Any) -> None:
     with hub.intake() as c:
-        ticket_id = c.post("/tickets", json={"text": f"我想反映一个情况 {RUN}", "location": WEST}).json()["ticket_id"]
+        ticket_id = c.post("/tickets", json={"text": f"楼下那家一直这样，大家都受不了 {RUN}", "location": WEST}).json()["ticket_id"]
     until(lambda: status_of(hub, ticket_id) == "manual-triage", "the ticket in the manual-triage queue")
     page = operator_page(chromium, hub)
     page.goto(f"{hub.base}/console/operator/triage")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +33,7 @@ from services.projections.settings import ProjectionsSettings
 from services.projections.store import apply
 from tests.harness.auth import verifier
 from tests.harness.browser import available, chromium, desktop, login, phone, shoot
+from tests.harness.ports import free_port
 from tools.importers.synthetic import SyntheticHistory
 
 pytestmark = pytest.mark.skipif(available() is not None, reason=str(available()))
@@ -41,11 +41,6 @@ pytestmark = pytest.mark.skipif(available() is not None, reason=str(available())
 HISTORY = SyntheticHistory(300, seed=21).envelopes()
 MOVED = "city-management.street-cleaning"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -29,6 +27,7 @@ from domain.catalogue import load_catalogue
 from services.common.auth import api_routes
 from tests.harness import browser as b
 from tests.harness.console import console_app
+from tests.harness.ports import free_port, free_port_pair
 from tools.hub import REPLAY, Hub, bridge_answers, console_answers, intake_answers, replay_answers
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
@@ -38,11 +37,6 @@ EAST = {"district": "district-east", "street": "street-east-1", "community": "co
 GRID_WORKER = f"grid-worker:{EAST['grid']}"
 RUN = f"{time.time_ns() % 10**8:08d}"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class StoryHub(Hub):
@@ -77,8 +71,8 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoryHub]:
     from tools.topics_cli import hub_topics
 
     state = Path(tmp_path_factory.mktemp("story-hub"))
-    hub = StoryHub(kafka_port=int(os.environ.get("CITYOPS_TEST_KAFKA_PORT", "19192")),
-                   http_port=int(os.environ.get("CITYOPS_TEST_HTTP_PORT", "18180")), state_dir=state,
+    hub = StoryHub(kafka_port=free_port_pair(),
+                   http_port=free_port(), state_dir=state,
                    bridge_port=free_port(), metrics_port=0, replay_port=free_port(), console_port=free_port())
     try:
         hub.start_broker()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -29,17 +28,13 @@ from services.console.session import SESSION_COOKIE
 from services.console.settings import ConsoleSettings
 from tests.harness.auth import verifier
 from tests.harness.console import principal
+from tests.harness.ports import free_port
 from tools.topics_cli import hub_topics
 
 pytestmark = pytest.mark.kafka
 
 EAST = ev.Location(district="district-east", street="street-east-1", community="community-east-1-a", grid="grid-east-1-a-1")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def assignment(ticket_id: str, unit: str) -> Envelope[Any]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -32,14 +31,10 @@ from services.console.sso import FLOW_COOKIE
 from services.console.upstream import Upstream
 from tests.harness.auth import TEST_KEY
 from tests.harness.console import empty_answers
+from tests.harness.ports import free_port
 
 CLIENT = "cityops-console"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
