@@ -8,7 +8,9 @@ record to `publish(AUDIT.name, envelope)`. It never reads a body: the record hol
 
 The record is published after the answer went out, so auditing adds no latency to the caller; a record
 that cannot be published is logged (`audit_publish_failed`, with everything but the body) and the call
-is not undone. Reads (GET, HEAD, OPTIONS) are not recorded.
+is not undone. Reads (GET, HEAD, OPTIONS) are not recorded, except the reads an app declares as disclosing
+personal data (`disclosing_reads`: intake's callback queue opens callers' numbers): who opened which tickets'
+callers is on the trail like a change would be (`note_disclosed` names the tickets shown).
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def note_published(envelope: Envelope[Any]) -> None:
         note.target_ids.append(envelope.ticket_id)
     if envelope.type not in note.command_types:
         note.command_types.append(envelope.type)
+
+
+def note_disclosed(ticket_ids: list[str]) -> None:
+    """Record, for the disclosing read being audited (if any), the tickets whose personal data it showed."""
+    note = _current.get()
+    if note is None:
+        return
+    note.target_ids.extend(t for t in ticket_ids if t not in note.target_ids)
 
 
 def outcome_of(status: int) -> str:
@@ -115,14 +125,19 @@ def audit_envelope(record: ev.AuditRecorded, *, source: str) -> Envelope[ev.Audi
 
 
 class AuditMiddleware:
-    """ASGI middleware recording every state-changing call of the app it wraps (see the module docstring)."""
+    """ASGI middleware recording every state-changing call of the app it wraps, and its disclosing reads (paths
+    in `disclosing_reads`; see the module docstring)."""
 
     def __init__(self, app: ASGIApp, *, publish: Publish, service: str, source: str,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, disclosing_reads: frozenset[str] = frozenset()) -> None:
         self.app, self.publish, self.service, self.source, self.clock = app, publish, service, source, clock
+        self.disclosing_reads = disclosing_reads
+
+    def _audited(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and (scope["method"] in STATE_CHANGING or scope.get("path") in self.disclosing_reads)
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Any]], send: Callable[[Any], Awaitable[None]]) -> None:
-        if scope["type"] != "http" or scope["method"] not in STATE_CHANGING:
+        if not self._audited(scope):
             await self.app(scope, receive, send)
             return
         request_id, received_at, note = request_id_of(scope), self.clock(), CallNote()

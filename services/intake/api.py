@@ -22,7 +22,7 @@ from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
 from domain.privacy import mask_free_text
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
-from services.common.audit import AuditMiddleware, note_published
+from services.common.audit import AuditMiddleware, note_disclosed, note_published
 from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access, install_verifier
 from services.common.inputs import ID_MAX, ID_PATTERN, KEY_MAX, MAX_BODY_BYTES, Id, Key, Moment, Note, refuse_invalid_requests
 from services.common.logs import get_logger
@@ -56,9 +56,11 @@ SUGGEST = access(Role.operator, Role.app, Role.grid_worker)  # whoever submits m
 
 MAX_CO_UNITS = 5  # the catalogue's widest joint action has 2 co-units; each one's result rides on TicketHandled
 MAX_ROUND = 100  # a ticket re-handled a hundred times is a case for a supervisor, not a callback
-MAX_ID_LIST = 1000 * (ID_MAX + 1)
+MAX_ID_LIST = 1000 * (ID_MAX + 1)  # GET requests.json: at most 1000 comma-separated ids
 MAX_SUGGESTION_TEXT = 4000
-MAX_CALLBACK_QUEUE = 500  # GET requests.json: at most 1000 comma-separated ids
+MAX_CALLBACK_QUEUE = 500  # tickets one callback-queue page opens at most
+# Reads that show personal data: each is on the audit trail (who, when, which tickets), like a change.
+DISCLOSING_READS = frozenset({"/callbacks/queue"})
 TicketId = Annotated[str, Path(max_length=ID_MAX, pattern=ID_PATTERN, description="Ticket id.")]
 
 
@@ -132,7 +134,8 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
                        prefix="/open311/v2")
     api.include_router(privacy_router(engine, pseudonym_key))
     refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # inside the audit: a 413 is recorded too
-    api.add_middleware(AuditMiddleware, publish=publish, service="intake", source=SOURCE, clock=now)
+    api.add_middleware(AuditMiddleware, publish=publish, service="intake", source=SOURCE, clock=now,
+                       disclosing_reads=DISCLOSING_READS)
     return api
 
 
@@ -454,7 +457,9 @@ def _desk_router(engine: Engine, catalogue: Catalogue, suggester: Suggester | No
                 out.append(_public(row) | {"caller_name": who.name if who else None, "caller_phone": who.phone if who else None})
             return out
         queue = await asyncio.to_thread(read)
-        log.info("callback_queue_opened", operator=caller.subject, tickets=len(queue))  # who saw numbers, never which
+        # Which tickets' callers this operator saw goes on the audit trail (never the numbers themselves).
+        note_disclosed([row["ticket_id"] for row in queue if row["caller_phone"] or row["caller_name"]])
+        log.info("callback_queue_opened", operator=caller.subject, tickets=len(queue))
         return queue
 
     return r

@@ -15,6 +15,7 @@ from sqlmodel import Session, select
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
+from contracts.topics import AUDIT
 from domain.catalogue import load_catalogue
 from domain.classifier import Prediction
 from services.common.handler import HandlerContext, NoDeps
@@ -40,9 +41,10 @@ class FixedModel:
                           alternatives=(("housing.shared-facility", 0.2), ("not-in-the-catalogue", 0.05), ("x", 0.01)))
 
 
-def build(tmp_path: Any, suggester: Suggester | None = None) -> tuple[Any, Any]:
+def build(tmp_path: Any, suggester: Suggester | None = None, published: list[tuple[str, Any]] | None = None) -> tuple[Any, Any]:
     async def publish(topic: str, envelope: Any) -> None:
-        return None
+        if published is not None:
+            published.append((topic, envelope))
 
     engine = make_engine(f"sqlite:///{tmp_path / 'intake.db'}")
     create_tables(engine, store_tables())
@@ -159,3 +161,25 @@ def test_the_callback_queue_opens_the_callers_number_for_operators_only_until_er
     assert after["caller_phone"] is None and after["caller_name"] is None
     with Session(engine) as s:
         assert s.exec(select(SealedCallerCopy)).all() == []
+
+
+def test_opening_the_callback_queue_is_on_the_audit_trail_with_the_tickets_shown(tmp_path: Any) -> None:
+    """Reads are not audited, except the one that shows callers' numbers: who opened it, when, and which
+    tickets' callers it showed (never the numbers), refused attempts included."""
+    published: list[tuple[str, Any]] = []
+    app, engine = build(tmp_path, published=published)
+    client = TestClient(app)
+    shown = client.post("/tickets", json={"text": "路灯坏了", "caller_phone": "13912345678"}, headers=bearer("operator")).json()["ticket_id"]
+    registered(engine, shown, "handled")
+
+    def audit_of(route: str) -> list[ev.AuditRecorded]:
+        return [e.data for topic, e in published if topic == AUDIT.name and e.data.route == route]
+
+    client.get("/tickets", headers=bearer("operator"))
+    assert [r.method for r in audit_of("/tickets")] == ["POST"]  # the submission, not the read
+    client.get("/callbacks/queue", headers=bearer("operator", "desk-7"))
+    client.get("/callbacks/queue", headers=bearer("supervisor", "nosy"))
+    opened, refused = audit_of("/callbacks/queue")
+    assert (opened.method, opened.subject, opened.outcome, opened.target_ids) == ("GET", "desk-7", "accepted", (shown,))
+    assert (refused.subject, refused.outcome, refused.target_ids) == ("nosy", "forbidden", ())
+    assert all("13912345678" not in e.model_dump_json() for topic, e in published if topic == AUDIT.name)
