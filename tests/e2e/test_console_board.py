@@ -8,7 +8,6 @@ Screenshots go to .state/screenshots/ (board-*.png).
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +16,9 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.harness.browser import available, chromium, desktop, login, phone, shoot
-from tests.harness.ports import free_port, free_port_pair
-from tools.hub import REPLAY, Hub, console_answers, intake_answers, replay_answers
+from tests.harness.browser import chromium, desktop, login, phone, shoot
+from tests.harness.hub import running_hub
+from tools.hub import Hub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -38,26 +37,8 @@ class BoardHub(Hub):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BoardHub]:
-    reason = available()
-    if reason:
-        pytest.fail(f"browser tests cannot run here: {reason}")
-    from services.common.kafka import ensure_topics
-    from tools.topics_cli import hub_topics
-
-    state = Path(tmp_path_factory.mktemp("board-hub"))
-    hub = BoardHub(kafka_port=free_port_pair(),
-                   http_port=free_port(), state_dir=state,
-                   bridge_port=free_port(), metrics_port=0, replay_port=free_port(), console_port=free_port())
-    try:
-        hub.start_broker()
-        asyncio.run(ensure_topics(hub.node().client_settings(), hub_topics()))
-        hub.start_services()
-        hub.supervisor.wait_ready("intake", intake_answers(f"http://127.0.0.1:{hub.http_port}"), timeout=120)
-        hub.supervisor.wait_ready(REPLAY, replay_answers(f"http://127.0.0.1:{hub.replay_port}"), timeout=120)
-        hub.supervisor.wait_ready("console", console_answers(f"http://127.0.0.1:{hub.console_port}"), timeout=120)
-        yield hub
-    finally:
-        hub.stop()
+    with running_hub(BoardHub, Path(tmp_path_factory.mktemp("board-hub"))) as started:
+        yield started
 
 
 def _submit(hub: Hub) -> None:

@@ -11,7 +11,6 @@ service, the unit bridge, the replay API and the console, each its own OS proces
 
 from __future__ import annotations
 
-import asyncio
 import json
 import re
 import threading
@@ -27,8 +26,8 @@ from domain.catalogue import load_catalogue
 from services.common.auth import api_routes
 from tests.harness import browser as b
 from tests.harness.console import console_app
-from tests.harness.ports import free_port, free_port_pair
-from tools.hub import REPLAY, Hub, bridge_answers, console_answers, intake_answers, replay_answers
+from tests.harness.hub import running_hub
+from tools.hub import Hub
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -64,27 +63,8 @@ class StoryHub(Hub):
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StoryHub]:
-    reason = b.available()
-    if reason:
-        pytest.fail(f"browser tests cannot run here: {reason}")
-    from services.common.kafka import ensure_topics
-    from tools.topics_cli import hub_topics
-
-    state = Path(tmp_path_factory.mktemp("story-hub"))
-    hub = StoryHub(kafka_port=free_port_pair(),
-                   http_port=free_port(), state_dir=state,
-                   bridge_port=free_port(), metrics_port=0, replay_port=free_port(), console_port=free_port())
-    try:
-        hub.start_broker()
-        asyncio.run(ensure_topics(hub.node().client_settings(), hub_topics()))
-        hub.start_services()
-        hub.supervisor.wait_ready("intake", intake_answers(f"http://127.0.0.1:{hub.http_port}"), timeout=120)
-        hub.supervisor.wait_ready("bridge", bridge_answers(f"http://127.0.0.1:{hub.bridge_port}"), timeout=120)
-        hub.supervisor.wait_ready(REPLAY, replay_answers(f"http://127.0.0.1:{hub.replay_port}"), timeout=120)
-        hub.supervisor.wait_ready("console", console_answers(hub.base), timeout=120)
-        yield hub
-    finally:
-        hub.stop()
+    with running_hub(StoryHub, Path(tmp_path_factory.mktemp("story-hub"))) as started:
+        yield started
 
 
 @pytest.fixture(scope="module")
