@@ -185,6 +185,11 @@ class Supervisor:
     def exit_codes(self) -> dict[str, int | None]:
         return {name: m.exit_code() for name, m in self.processes.items()}
 
+    def wait_started(self, name: str, timeout: float = 180.0) -> float:
+        """Wait until a service has logged `service_started`: its app is built (a model trained or loaded, its
+        store opened) and it consumes from then on. Seconds waited."""
+        return self.wait_ready(name, lambda: "service_started" in self.log_path(name).read_text(errors="replace"), timeout)
+
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 

@@ -49,6 +49,8 @@ def hub(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPath
         for name in [*SERVICES, "units", "intake"]:
             h.start(name)
         asyncio.run(wait_healthy(HTTP_PORT))
+        for name in SERVICES:  # discover trains its guessing model at start: repeats must find their masters registered
+            h.supervisor.wait_started(name)
         yield h
     finally:
         h.stop_all()

@@ -92,6 +92,10 @@ def hub(kafka_bootstrap: str, kafka_node: Any, tmp_path_factory: pytest.TempPath
         for name in [*SERVICES, "units", "intake"]:
             h.start(name)
         asyncio.run(wait_healthy(HTTP_PORT))
+        # Every step consuming before the first complaint: a step still training its model at start would read a
+        # backlog across partitions out of submission order (a repeat registered before the ticket it repeats).
+        for name in SERVICES:
+            h.supervisor.wait_started(name)
         yield h
     finally:
         h.stop_all()
