@@ -37,7 +37,7 @@ from .logsource import LogRecord, LogSource, Position, decode_wanted
 from .migrate import upgrade
 from .models import VIEW_TABLES, ProjMeta, ProjRebuildPending, ProjRebuildPosition, ProjTimelineEntry
 from .progress import Meter, NullMeter
-from .store import FACTS, insert_ignore, refold, store_facts, upsert
+from .store import FACTS, bulk_insert_ignore, refold, store_facts, upsert
 
 log = get_logger(__name__)
 
@@ -46,6 +46,11 @@ _FACTS_KEPT = 100_000  # facts remembered while rebuilding (about 150 MB when fu
 # Columns that record how or when a row was processed rather than what the log says; none of the
 # view tables has one today, the list is where one would go.
 EXCLUDED_FROM_CHECKSUM: dict[str, frozenset[str]] = {}
+# The fold reads and replaces rows by ticket through these; every other index of the view tables is
+# dropped for the load and built once at the end, which is cheaper than keeping it up to date per row.
+_KEPT_INDEXES = frozenset({"ix_proj_timeline_ticket_id", "ix_proj_tasks_ticket_id"})
+DEFERRED_INDEXES = tuple(index for table in VIEW_TABLES for index in sorted(table.indexes, key=lambda i: str(i.name))
+                         if index.name not in _KEPT_INDEXES)
 
 
 class NotARebuildStore(RuntimeError):
@@ -74,12 +79,13 @@ class RebuildReport:
     fold_failures: int = 0
     load_seconds: float = 0.0
     fold_seconds: float = 0.0
+    index_seconds: float = 0.0
     resumed: bool = False
     interrupted: bool = False
 
     @property
     def seconds(self) -> float:
-        return self.load_seconds + self.fold_seconds
+        return self.load_seconds + self.fold_seconds + self.index_seconds
 
     @property
     def events_per_second(self) -> float:
@@ -121,6 +127,9 @@ class _Rebuild:
         await self._fold()
         self.report.fold_seconds = time.perf_counter() - started
         self.report.fold_failures = await asyncio.to_thread(self._pending_count)
+        started = time.perf_counter()
+        await asyncio.to_thread(self._build_indexes)
+        self.report.index_seconds = time.perf_counter() - started
         await asyncio.to_thread(self._set_meta, "state", "done")
 
     # -- preparing -------------------------------------------------------------------------
@@ -137,6 +146,13 @@ class _Rebuild:
             upsert(session, table_of(ProjMeta), [{"key": "kind", "value": "rebuild"},
                                                  {"key": "source", "value": self.source.description},
                                                  {"key": "state", "value": "loading"}], ["key"])
+            for index in DEFERRED_INDEXES:
+                index.drop(session.connection(), checkfirst=True)
+
+    def _build_indexes(self) -> None:
+        with Session(self.engine) as session, session.begin():
+            for index in DEFERRED_INDEXES:
+                index.create(session.connection(), checkfirst=True)
 
     def _set_meta(self, key: str, value: str) -> None:
         with Session(self.engine) as session, session.begin():
@@ -167,8 +183,7 @@ class _Rebuild:
         with Session(self.engine) as session, session.begin():
             loaded = store_facts(session, facts)
             pending = [{"ticket_id": t} for t in sorted({f.ticket_id for f in facts})]
-            for chunk in range(0, len(pending), 500):
-                insert_ignore(session, table_of(ProjRebuildPending), pending[chunk:chunk + 500])
+            bulk_insert_ignore(session, table_of(ProjRebuildPending), pending)
             upsert(session, table_of(ProjRebuildPosition),
                    [{"topic": t, "partition": p, "next_offset": o} for (t, p), o in sorted(positions.items())],
                    ["topic", "partition"])

@@ -150,10 +150,45 @@ def store_facts(session: Session, facts: Sequence[Fact]) -> int:
     """Add facts to the timelines without folding (a rebuild folds each ticket once, afterwards)."""
     rows = [timeline_row(f) for f in facts]
     FACTS.remember(facts, rows)
-    inserted = 0
-    for start in range(0, len(rows), _IN_CHUNK):
-        inserted += insert_ignore(session, TIMELINE, rows[start:start + _IN_CHUNK])
-    return inserted
+    return bulk_insert_ignore(session, TIMELINE, rows)
+
+
+def bulk_insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """`insert_ignore` for many rows at once: one executemany, no RETURNING (which made the driver send
+    them 500 at a time and build a result row for each); returns how many were inserted."""
+    if not rows:
+        return 0
+    if len(rows) == 1:
+        return insert_ignore(session, table, rows)
+    if session.get_bind().dialect.name == "postgresql":
+        return _copy_insert_ignore(session, table, rows)
+    result: Any = session.execute(_insert_or_ignore(session, table), list(rows))
+    return int(result.rowcount)
+
+
+def _copy_insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
+    """PostgreSQL: COPY the rows into a scratch table, then one INSERT ... SELECT that skips the keys
+    already stored (COPY itself cannot skip a duplicate: a log may hold an event twice)."""
+    connection = session.connection()
+    dialect = connection.dialect
+    columns = list(table.columns)
+    # The columns' own conversions (e.g. UTC times), as an INSERT through SQLAlchemy would apply them.
+    convert = [c.type.bind_processor(dialect) for c in columns]
+    names = ", ".join(f'"{c.name}"' for c in columns)
+    scratch = f'"load_{table.name}"'
+    cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f'CREATE TEMP TABLE IF NOT EXISTS {scratch} (LIKE "{table.name}") ON COMMIT DELETE ROWS')
+        with cursor.copy(f"COPY {scratch} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                values = [row.get(c.name) for c in columns]
+                copy.write_row([f(v) if f and v is not None else v for f, v in zip(convert, values, strict=True)])
+        cursor.execute(f'INSERT INTO "{table.name}" ({names}) SELECT {names} FROM {scratch} ON CONFLICT DO NOTHING')
+        inserted = cursor.rowcount
+        cursor.execute(f"DELETE FROM {scratch}")  # the next call in this transaction starts empty
+    finally:
+        cursor.close()
+    return int(inserted)
 
 
 def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fact]]:
