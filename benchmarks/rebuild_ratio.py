@@ -119,7 +119,7 @@ def main() -> None:
             profiler.disable()
             pstats.Stats(profiler).sort_stats(args.sort).print_stats(40)
         print(f"{name}: {report.records_read} records, {report.tickets_folded} tickets in {report.seconds:.2f}s "
-              f"(load {report.load_seconds:.2f}s, fold {report.fold_seconds:.2f}s, indexes {report.index_seconds:.2f}s; {report.events_loaded} loaded) = {report.events_per_second:,.0f} "
+              f"(load {report.load_seconds:.2f}s, fold {report.fold_seconds:.2f}s, indexes {getattr(report, 'index_seconds', 0):.2f}s; {report.events_loaded} loaded) = {report.events_per_second:,.0f} "
               f"events/s; {cpu:.2f}s CPU; checksum {digest[:16]}")
     bare = bare_read(log)
     print(f"bare read of the same {records} records in memory: {records / bare:,.0f} records/s")
