@@ -62,6 +62,11 @@ class ServiceSettings(KafkaClientSettings):
     # before it polls: an idle service is deaf for up to this long. benchmarks/hop_latency.py, one run:
     # one hop's p99 was 145 ms at 100, 60 ms at 20, 42 ms at 5; at 20 an idle service wakes 25 times a second.
     batch_timeout_ms: int = Field(default=20, ge=1, description="How long an empty poll waits for records (and then sleeps).")
+    # aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose records are still
+    # buffered; a record arriving on those waits until the fetch in flight returns, i.e. up to this long. At the
+    # default 500 ms that was most of a hop (~350 ms p50, docs/performance.md); an idle consumer's broker then
+    # answers an empty fetch this often instead.
+    fetch_max_wait_ms: int = Field(default=10, ge=0, description="Longest the broker holds a consumer's fetch waiting for records.")
     linger_ms: int = Field(default=5, ge=0, description="Producer linger: small batches of output records.")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
     instance_id: str | None = Field(default=None, description="Name of this instance in logs.")
