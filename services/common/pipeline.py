@@ -180,7 +180,11 @@ class EventPipeline(Generic[Deps]):
             await self.handle_records(message.raw_message, highwater_of(message.consumer))
             # Committed here rather than by the ack policy once we return (which then finds it done), only to be timed.
             started = time.perf_counter()
-            await message.ack()
+            try:
+                await message.ack()
+            except Exception as exc:  # not a failed batch: its effects are done; the policy commits again, as before
+                log.warning("offsets_not_committed", service=self.name, error=repr(exc))
+                return
             self.metrics.stage(self.name, "commit", time.perf_counter() - started)
 
     def context(self, session: Session, rows: BatchRows | None = None) -> HandlerContext[Deps]:
