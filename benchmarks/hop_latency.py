@@ -6,7 +6,7 @@ A relay EventPipeline (FastStream batch subscriber, real broker) consumes topic 
 each event to topic B; a feeder puts events on A at --rate per second; a reader on B notes each
 one's arrival.
 
-    .venv/bin/python benchmarks/hop_latency.py --bootstrap 127.0.0.1:59300 --seconds 15 --rounds 2
+    .venv/bin/python benchmarks/hop_latency.py --bootstrap 127.0.0.1:59300 --seconds 15 --rounds 2 --partitions 12
 """
 
 from __future__ import annotations
@@ -46,12 +46,13 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))] if ordered else float("nan")
 
 
-async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, rate: float, seconds: float) -> dict[str, float]:
+async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_wait_ms: int, rate: float, seconds: float,
+              partitions: int) -> dict[str, float]:
     tag = uuid.uuid4().hex[:8]
     src, out = f"bench.hop.in.{tag}", f"bench.hop.out.{tag}"
-    await ensure_topics(bootstrap, [TopicSpec(t, t, (), partitions=3) for t in (src, out, src + ".dlq")])
+    await ensure_topics(bootstrap, [TopicSpec(t, t, (), partitions=partitions) for t in (src, out, src + ".dlq")])
     settings = ServiceSettings(kafka_bootstrap=bootstrap, consumer_group=f"hop-{tag}", batch_timeout_ms=batch_timeout_ms,
-                               linger_ms=linger_ms)
+                               linger_ms=linger_ms, fetch_max_wait_ms=fetch_max_wait_ms)
     engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/hop.db")
     create_tables(engine, [])
     broker = make_broker(settings)
@@ -60,7 +61,7 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, rate: float
     pipeline.subscribe(broker)
     reader = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=None, fetch_max_wait_ms=20)
     await reader.start()
-    reader.assign([TopicPartition(out, p) for p in range(3)])
+    reader.assign([TopicPartition(out, p) for p in range(partitions)])
     await reader.seek_to_end()
     producer = AIOKafkaProducer(**kafka_access(bootstrap).options, acks="all", linger_ms=0)
     await producer.start()
@@ -104,16 +105,19 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=20)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--rounds", type=int, default=2)
-    ap.add_argument("--variants", default="100:5,10:5,100:0,10:0", help="batch_timeout_ms:linger_ms,...")
+    ap.add_argument("--partitions", type=int, default=3, help="Partitions of the relay's input and output topics.")
+    ap.add_argument("--variants", default="20:5:500,20:5:10", help="batch_timeout_ms:linger_ms[:fetch_max_wait_ms],... "
+                                                                   "(fetch_max_wait_ms default: the services' setting)")
     args = ap.parse_args()
     configure_logging("WARNING", json=False)
-    variants = [tuple(int(x) for x in v.split(":")) for v in args.variants.split(",")]
-    results: dict[tuple[int, int], list[dict[str, float]]] = {v: [] for v in variants}
+    fetch_default = ServiceSettings().fetch_max_wait_ms
+    variants = [(*(int(x) for x in v.split(":")), fetch_default)[:3] for v in args.variants.split(",")]
+    results: dict[tuple[int, ...], list[dict[str, float]]] = {v: [] for v in variants}
     for _ in range(args.rounds):
-        for bt, linger in variants:
-            r = await one(args.bootstrap, bt, linger, args.rate, args.seconds)
-            results[(bt, linger)].append(r)
-            print(f"batch_timeout_ms={bt:4d} linger_ms={linger}: n={r['n']} p50 {r['p50_ms']:.1f} ms, "
+        for bt, linger, fetch_wait in variants:
+            r = await one(args.bootstrap, bt, linger, fetch_wait, args.rate, args.seconds, args.partitions)
+            results[(bt, linger, fetch_wait)].append(r)
+            print(f"batch_timeout_ms={bt:4d} linger_ms={linger} fetch_max_wait_ms={fetch_wait:3d}: n={r['n']} p50 {r['p50_ms']:.1f} ms, "
                   f"p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", flush=True)
 
 

@@ -12,7 +12,8 @@ so tests can build many services in one process, and serves it:
   like every route but the health check, it needs a token (`METRICS_READERS`).
 
 Metric names (every one labelled with the pipeline's `consumer` name):
-`cityops_consumer_lag{topic,partition}`, `cityops_batch_seconds` (histogram),
+`cityops_consumer_lag{topic,partition}`, `cityops_batch_seconds` (histogram), `cityops_stage_seconds{stage}`
+(histogram, STAGES),
 `cityops_batches_failed_total`, `cityops_records_applied_total`, `cityops_records_dead_lettered_total`,
 `cityops_records_parked_total`, `cityops_parked_events`, `cityops_outbox_records`, and the service's own
 store gauges (sla: `cityops_timers_due`).
@@ -53,6 +54,13 @@ log = get_logger(__name__)
 # How far a batch may be from instant: a 20 ms poll is the floor, a stuck store the ceiling.
 BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
+# One stage of a hop at low load is a few milliseconds; a queue behind a burst, seconds.
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+# Where a batch's time goes, in the order it passes: `queue` from its oldest record's timestamp (set by the
+# producer) to the handler's start, `decode`, `apply` (handlers and the transaction with the outbox), `publish`
+# (sent and every acknowledgement awaited), `commit` (the offsets). `cityops bench` reads them per step.
+STAGES = ("queue", "decode", "apply", "publish", "commit")
+
 # (topic, partition) -> the partition's high watermark (the offset the next record will get), or None if unknown.
 Highwater = Callable[[str, int], int | None]
 StoreCount = Callable[[Connection], Mapping[str, float]]
@@ -77,6 +85,8 @@ class ServiceMetrics:
                          ["consumer", "topic", "partition"], registry=r)
         self.batch_seconds = Histogram("cityops_batch_seconds", "Time to handle one batch: apply, publish, confirm.",
                                        ["consumer"], buckets=BATCH_BUCKETS, registry=r)
+        self.stage_seconds = Histogram("cityops_stage_seconds", "Time of one batch in each stage: " + ", ".join(STAGES) + ".",
+                                       ["consumer", "stage"], buckets=STAGE_BUCKETS, registry=r)
         self.failed = Counter("cityops_batches_failed", "Batches that raised (redelivered).", ["consumer"], registry=r)
         self.applied = Counter("cityops_records_applied", "Events applied.", ["consumer"], registry=r)
         self.dead_lettered = Counter("cityops_records_dead_lettered", "Records sent to their topic's DLQ.", ["consumer"], registry=r)
@@ -100,6 +110,9 @@ class ServiceMetrics:
             counter.labels(consumer).inc(value)
         if highwater is not None:
             self._set_lag(consumer, {tp: offset + 1 for tp, offset in _last_offsets(records).items()}, highwater)
+
+    def stage(self, consumer: str, stage: str, seconds: float) -> None:
+        self.stage_seconds.labels(consumer, stage).observe(max(0.0, seconds))  # clocks of two processes: never below 0
 
     def batch_failed(self, consumer: str, seconds: float) -> None:
         self.batch_seconds.labels(consumer).observe(seconds)

@@ -171,12 +171,21 @@ class EventPipeline(Generic[Deps]):
         @broker.subscriber(
             *self.topics, group_id=self.group_id, batch=True,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
             parser=lenient_batch_parser,
             title=f"{self.name}", description=f"{self.name}: {', '.join(sorted(t.decode() for t in self.event_types or ()))}",
         )
         async def on_batch(message: KafkaMessage) -> None:
             await self.handle_records(message.raw_message, highwater_of(message.consumer))
+            # Committed here rather than by the ack policy once we return (which then finds it done), only to be timed.
+            started = time.perf_counter()
+            try:
+                await message.ack()
+            except Exception as exc:  # not a failed batch: its effects are done; the policy commits again, as before
+                log.warning("offsets_not_committed", service=self.name, error=repr(exc))
+                return
+            self.metrics.stage(self.name, "commit", time.perf_counter() - started)
 
     def context(self, session: Session, rows: BatchRows | None = None) -> HandlerContext[Deps]:
         return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings,
@@ -200,9 +209,18 @@ class EventPipeline(Generic[Deps]):
 
     async def _handle(self, records: Sequence[Any], started: float) -> None:
         """Handle one batch (see the module docstring)."""
+        stage = self.metrics.stage
+        stamps = [stamp for stamp in (getattr(r, "timestamp", None) for r in records) if isinstance(stamp, int) and stamp > 0]
+        if stamps:  # records from the broker; a replay's or a test's may have none
+            stage(self.name, "queue", time.time() - min(stamps) / 1000)
         wanted, undecodable = self._decode_wanted(records)
+        decoded = time.perf_counter()
+        stage(self.name, "decode", decoded - started)
         outputs, cause_ids, causes = await asyncio.to_thread(self._apply, wanted, undecodable)
+        applied = time.perf_counter()
+        stage(self.name, "apply", applied - decoded)
         await self._publish(outputs, causes)
+        stage(self.name, "publish", time.perf_counter() - applied)
         if cause_ids:
             self._clear_later(cause_ids)
         self.stats["batches"] += 1

@@ -20,8 +20,10 @@ from contracts.envelope import Envelope
 from contracts.topics import TopicSpec
 from services.common.app import build_service_app
 from services.common.kafka import ensure_topics, kafka_access
+from services.common.metrics import STAGES
 from services.common.pipeline import HandlerSpec
 from services.common.settings import ServiceSettings
+from tools.bench import stages
 from tools.status_cli import fetch_metrics, hub_status, pid_alive, sums, write_process_table
 
 pytestmark = pytest.mark.kafka
@@ -81,6 +83,11 @@ async def test_a_running_services_endpoint_reports_its_lag(kafka_bootstrap, uniq
         done = await _scrape_until(url, lambda s: s.get("cityops_records_applied_total") == 5 and s.get("cityops_consumer_lag") == 0)
         assert done.get("cityops_records_applied_total") == 5 and done.get("cityops_consumer_lag") == 0, done
         assert done.get("cityops_outbox_records") == 0 and done.get("cityops_parked_events") == 0
+        # Each batch passed every stage, the offset commit included (made in the subscriber, after the batch;
+        # the last one's may land just after this scrape).
+        by_stage = stages.parse(await asyncio.to_thread(fetch_metrics, url) or "")
+        batches = {stage: sum(h["count"] for (_, s), h in by_stage.items() if s == stage) for stage in STAGES}
+        assert all(n >= 1 for n in batches.values()) and batches["commit"] <= batches["apply"], batches
 
         write_process_table(tmp_path, kafka_bootstrap, {"toy": (os.getpid(), port)})
         [toy] = await asyncio.to_thread(hub_status, {"processes": {"toy": {"pid": os.getpid(), "metrics": url}}},

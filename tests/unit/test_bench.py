@@ -70,6 +70,21 @@ def test_the_table_gives_each_figure_its_ratio_to_the_raw_ceiling():
     assert "pipeline events/s" in text and "raw produce+consume" in text
 
 
+def test_below_saturation_the_table_shows_each_steps_p50_and_where_its_batches_spent_the_time():
+    res = _result()
+    res.phases["latency_low"] = {
+        "offered_per_s": 20.0, "fraction_of_capacity": 0.5,
+        "intake_to_assignment_seen": {"p50_ms": 60.0, "p95_ms": 120.0, "p99_ms": 300.0},
+        "steps": {"discover": {"p50_ms": 25.0}, "triage": {"p50_ms": 40.0}, "act": {"p50_ms": 20.0}},
+        "stages": {"triage": {"queue": {"p50_ms": 12.5, "p99_ms": 30.0}, "apply": {"p50_ms": 3.0, "p99_ms": 9.0}}}}
+    rows = {r["figure"]: r for r in bench.build_table(res)}
+    assert rows["intake -> assignment @20/s (50% of capacity) p99"]["met"] is False  # 300 > 250 ms
+    assert rows["  step discover p50 (input -> output record)"]["met"] is True
+    assert rows["  step triage p50 (input -> output record)"]["met"] is False
+    by_stage = rows["  triage p50 by stage: queue / decode / apply / publish / commit"]["value"]
+    assert by_stage == "12.5 / - / 3 / - / -"
+
+
 def test_a_missing_phase_leaves_its_figures_empty_not_wrong():
     res = _result()
     del res.phases["replay"]

@@ -5,6 +5,7 @@ depth, sla's timers due; and the endpoint a process serves them on."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import socket
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -81,6 +82,22 @@ def test_a_handled_batch_counts_what_it_applied_dead_lettered_and_parked(tmp_pat
     assert value(m, "cityops_consumer_lag", topic=SOURCE, partition="0") == 12 - 5
     assert value(m, "cityops_consumer_lag", topic=SOURCE, partition="1") == 0
     assert len([r for r in broker.published if r.topic == OUTPUT]) == 4
+
+
+def test_a_batch_reports_the_time_of_each_stage_and_how_long_its_records_waited(tmp_path: Path) -> None:
+    pipeline, _ = _pipeline(tmp_path)
+    waited_ms = 2_000
+    stamp = int(datetime.now(UTC).timestamp() * 1000) - waited_ms
+    records = [dataclasses.replace(_submitted(f"T-{i}", offset=i), timestamp=stamp + i) for i in range(3)]
+    asyncio.run(pipeline.handle_records(records))
+    m = pipeline.metrics
+    for stage in ("decode", "apply", "publish"):
+        assert value(m, "cityops_stage_seconds_count", stage=stage) == 1, stage
+    # The oldest record's wait, from its producer's timestamp to the handler's start.
+    queue = value(m, "cityops_stage_seconds_sum", stage="queue")
+    assert queue is not None and waited_ms / 1000 <= queue < waited_ms / 1000 + 5
+    asyncio.run(pipeline.handle_records([_submitted("T-9", offset=9)]))  # no timestamp (a replay, a test): no queue time
+    assert value(m, "cityops_stage_seconds_count", stage="queue") == 1
 
 
 def test_a_failing_batch_shows_as_lag_that_stays_and_an_outbox_that_fills(tmp_path: Path) -> None:

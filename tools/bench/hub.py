@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,8 @@ class BenchHub:
     kafka: Any = None
     supervisor: Supervisor | None = None
     broker_pid: int | None = None
+    # Each service's metrics port (free ones, chosen at start): the per-stage breakdown is read there (stages.py).
+    metrics_ports: dict[str, int] = field(default_factory=dict)
     _credentials: HubCredentials | None = None
 
     @property
@@ -75,7 +78,8 @@ class BenchHub:
         self.service_state.mkdir(parents=True, exist_ok=True)
         self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env(), kafka_env=self.kafka.client_env)
         for name in self.service_names():
-            self.supervisor.start_service(name)
+            self.metrics_ports[name] = free_port()
+            self.supervisor.start_service(name, env={"CITYOPS_METRICS_PORT": str(self.metrics_ports[name])})
         return list(self.supervisor)
 
     def pids(self) -> dict[str, int]:
@@ -106,3 +110,10 @@ class BenchHub:
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         return self.supervisor.log_tail(name, lines) if self.supervisor else ""
+
+
+def free_port() -> int:
+    """A port nothing listens on now (the OS's choice), for a process about to bind it."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import typer
 
 from services.common.settings import REPO_ROOT
+from tools.bench import stages
 from tools.bench.ceiling import harvest_records, raw_ceiling
 from tools.bench.config import (
     NYC_ATTRIBUTION,
@@ -127,9 +128,11 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         memory.reset()
         say(f"latency: {cfg.rate:.0f} tickets/s for {cfg.latency_s:.0f}s, intake -> assignment")
         subs = uniform_schedule(pool, rng, cfg.rate, int(cfg.rate * cfg.latency_s))
+        before = await stages.scrape(hub.metrics_ports)
         with memory:
             res.phases["latency"] = await latency_phase(hub, watcher, subs, linger_ms, cfg)
         res.phases["latency"]["steps"] = await hop_breakdown(hub.bootstrap, subs)
+        res.phases["latency"]["stages"] = stages.summary(stages.difference(await stages.scrape(hub.metrics_ports), before))
         peaks = memory.peaks()
         res.processes["memory_at_fixed_load"] = {
             "offered_per_s": cfg.rate, "peak_bytes": peaks, "sum_of_peaks_bytes": sum(peaks.values()),
@@ -144,14 +147,19 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         fraction = round(low / capacity, 2) if capacity else None
         say(f"latency: {low:.1f} tickets/s ({fraction or 0:.0%} of the measured capacity) for {cfg.low_s:.0f}s")
         subs = uniform_schedule(pool, rng, low, max(1, int(low * cfg.low_s)))
+        before = await stages.scrape(hub.metrics_ports)
         res.phases["latency_low"] = {"fraction_of_capacity": fraction,
                                      **await latency_phase(hub, watcher, subs, linger_ms, cfg),
                                      "steps": await hop_breakdown(hub.bootstrap, subs)}
+        res.phases["latency_low"]["stages"] = stages.summary(stages.difference(await stages.scrape(hub.metrics_ports), before))
         lat = res.phases["latency_low"]["intake_to_assignment_seen"]
         steps = res.phases["latency_low"]["steps"]
         say(f"  p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms; p50 by step: "
             + ", ".join(f"{k} {v['p50_ms']} ms" for k, v in steps.items() if isinstance(v, dict))
             + f" ({steps['consulted_share'] or 0:.0%} of tickets consulted first)")
+        for consumer, by_stage in res.phases["latency_low"]["stages"].items():
+            say(f"    {consumer}: p50/p99 ms by stage: " + ", ".join(
+                f"{stage} {v['p50_ms']}/{v['p99_ms']}" for stage, v in by_stage.items()))
 
         # -- NYC 311 arrival curve
         if rows:
