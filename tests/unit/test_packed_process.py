@@ -34,7 +34,7 @@ def fake_app(name: str, journal: list[tuple[str, Any]], *, fail_start: bool = Fa
         started.append(name)
 
     broker.start = no_network  # type: ignore[method-assign]
-    broker.stop = no_network  # type: ignore[method-assign]
+    broker.stop = no_network  # type: ignore[method-assign,assignment]
     app = FastStream(broker, logger=None)
     app.context.set_global("service_tasks", [])
 
