@@ -26,7 +26,7 @@ from tools.bench.config import (
     BenchConfig,
     log,
 )
-from tools.bench.http_intake import http_phase
+from tools.bench.http_intake import complaint_bodies, http_alone_phase, http_phase
 from tools.bench.hub import BenchHub
 from tools.bench.kafka_io import Watcher, hop_breakdown
 from tools.bench.latency import latency_phase
@@ -190,6 +190,15 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
     res.phases["replay"] = await replay_phase(hub, cfg)
     rp = res.phases["replay"]
     say(f"  {rp.get('events_per_s')} events/s ({rp['mode']}); bare read of the same log {rp['raw_read_same_log']['per_s']}/s")
+
+    # Last: its tickets stay on the intake topic with nobody left to read them, so no other phase sees them.
+    if "intake" in names:
+        say(f"HTTP intake alone (intake + broker): load generator of its own, {cfg.http_concurrency} connections, {cfg.http_s:.0f}s")
+        res.phases["http_alone"] = await http_alone_phase(hub, complaint_bodies(pool), cfg)
+        ha = res.phases["http_alone"]
+        say(f"  client ceiling (GET /health) {ha['client_ceiling_get_health']['requests_per_s']}/s; POST /tickets "
+            f"{ha['post_tickets']['requests_per_s']}/s, p50 {ha['post_tickets']['latency']['p50_ms']} ms, "
+            f"p99 {ha['post_tickets']['latency']['p99_ms']} ms; intake CPU {ha['cpu']['cpu_us_per_event'].get('intake')} µs/request")
 
 
 def dataclasses_replace(obj: Any, **changes: Any) -> Any:
