@@ -129,3 +129,22 @@ def test_the_supervisor_starts_a_packed_process_with_every_members_own_principal
     assert started["env"] == {"CITYOPS_ACT_KAFKA_USERNAME": "act", "CITYOPS_ACT_KAFKA_PASSWORD": "pw-act",
                               "CITYOPS_ACT_METRICS_PORT": "9403", "CITYOPS_EVALUATE_KAFKA_USERNAME": "evaluate",
                               "CITYOPS_EVALUATE_KAFKA_PASSWORD": "pw-evaluate"}
+
+
+def test_the_hubs_process_table_lists_every_service_of_a_packed_process(tmp_path):
+    from types import SimpleNamespace
+
+    from tools.hub import Hub, hub_process_names
+    from tools.status_cli import read_process_table
+
+    hub = Hub(kafka_port=1, http_port=2, state_dir=tmp_path, metrics_port=9400,
+              groups=parse_groups("discover+triage+consult,act+evaluate"))
+    hub.supervisor.processes = {"discover+triage+consult": SimpleNamespace(pid=41),  # type: ignore[dict-item]
+                                "act+evaluate": SimpleNamespace(pid=42), "intake": SimpleNamespace(pid=43)}
+    hub.write_process_table()
+    rows = read_process_table(tmp_path)["processes"]  # type: ignore[index]
+    ports = hub.metrics_ports()
+    assert {n: r["pid"] for n, r in rows.items()} == {"discover": 41, "triage": 41, "consult": 41, "act": 42,
+                                                      "evaluate": 42, "intake": 43}
+    assert rows["triage"]["metrics"] == f"http://127.0.0.1:{ports['triage']}/metrics"  # its own endpoint
+    assert len({ports[n] for n in hub_process_names()}) == len(hub_process_names())
