@@ -22,7 +22,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("kafka", "tools.kafka.cli", "app", "Fetch, start, stop and inspect the local Apache Kafka broker or 3-broker cluster."),
     ("triage", "services.triage.cli", "app", "Train and try the complaint classifier; inspect the responsibility catalogue."),
     ("discover", "services.discover.cli", "app", "Repeat detection (并单): measure precision and recall on the labelled repeat set."),
-    ("service", "tools.run", "app", "Run one workflow service in the foreground."),
+    ("service", "tools.run", "app", "Run one workflow service (or several in one process) in the foreground."),
     ("contracts", "tools.contracts_cli", "app", "Export and check the event contracts' JSON Schemas; list topics."),
     ("city", "tools.city_cli", "app", "Generate the city of the real size (catalogue, map); locate coordinates and addresses in it."),
     ("topics", "tools.topics_cli", "app", "Create the topic catalogue's topics on a broker."),

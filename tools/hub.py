@@ -23,6 +23,7 @@ import typer
 
 from services.common.settings import REPO_ROOT
 from tools.credentials import HubCredentials, hub_credentials
+from tools.packed import PACKED_GROUPS, parse_groups
 from tools.supervisor import Probe, Supervisor, cityops_argv
 
 WORKFLOW = ["discover", "triage", "consult", "act", "evaluate"]
@@ -100,6 +101,8 @@ class Hub:
     metrics_port: int = 9400
     console_port: int = 8090
     replay_port: int = 8082
+    # Services that share one process (tools/packed.py; `--groups` / `--packed`); every other one runs alone.
+    groups: list[tuple[str, ...]] = field(default_factory=list)
     supervisor: Supervisor = field(init=False)
     credentials: HubCredentials = field(init=False)
     kafka: Any = None
@@ -156,9 +159,14 @@ class Hub:
         return {name: self.metrics_port + i if self.metrics_port else 0 for i, name in enumerate(hub_process_names())}
 
     def start_services(self) -> None:
+        from tools.packed import process_plan
+
         ports = self.metrics_ports()
-        for name in hub_process_names():
-            self.supervisor.start_service(name, env={"CITYOPS_METRICS_PORT": str(ports[name])})
+        for members in process_plan(hub_process_names(), self.groups):
+            if len(members) > 1:
+                self.supervisor.start_packed(members, env={m: {"CITYOPS_METRICS_PORT": str(ports[m])} for m in members})
+            else:
+                self.supervisor.start_service(members[0], env={"CITYOPS_METRICS_PORT": str(ports[members[0]])})
         self.start_replay()
         self.write_process_table()
         names = ", ".join(self.supervisor)
@@ -178,8 +186,10 @@ class Hub:
         from tools.status_cli import write_process_table
 
         ports = self.metrics_ports()
-        write_process_table(self.state_dir, self.bootstrap,
-                            {name: (managed.pid, ports.get(name, 0)) for name, managed in self.supervisor.processes.items()})
+        # One row per service, a packed process's members sharing its pid: `cityops status` shows each service.
+        rows = {member: (managed.pid, ports.get(member, 0))
+                for name, managed in self.supervisor.processes.items() for member in name.split("+")}
+        write_process_table(self.state_dir, self.bootstrap, rows)
 
     def stop(self) -> None:
         try:
@@ -233,10 +243,17 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        console_port: int = typer.Option(8090, help="Console (web pages for operators, units, supervisors) port."),
        metrics_port: int = typer.Option(9400, help="First Prometheus metrics port: each process gets its own, the next ones in start order (0 = none)."),
        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where the hub keeps its data and logs."),
+       groups: str = typer.Option("", envvar="CITYOPS_UP_GROUPS", help="Services sharing one process, e.g. "
+                                  "discover+triage+consult,act+evaluate (`cityops service run a b`); the others run alone."),
+       packed: bool = typer.Option(False, "--packed", help=f"The workflow in fewer processes: --groups {PACKED_GROUPS}."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
+    try:
+        process_groups = parse_groups(PACKED_GROUPS if packed and not groups else groups)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--groups") from exc
     hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port, console_port=console_port,
-              replay_port=replay_port)
+              replay_port=replay_port, groups=process_groups)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()

@@ -1,9 +1,10 @@
-"""Run one cityops service in this process: `cityops service run <name>`.
+"""Run cityops services in this process: `cityops service run <name> [<name> ...]`.
 
 Every service package exposes `create_app()` in `services.<name>.app`; this module only finds
 it and runs it until SIGINT/SIGTERM (FastStream stops the consumers after the current batch,
 so a stopped service never leaves a half-applied batch behind). A service whose app is an HTTP
 app with its consumers inside (the unit bridge) is served by uvicorn on its settings' address.
+Several consumer services named together share this process and its event loop (tools/packed.py).
 """
 
 from __future__ import annotations
@@ -41,14 +42,40 @@ def available_services() -> list[str]:
 
 
 @app.command("run")
-def run(name: str = typer.Argument(..., help="Service to run, e.g. triage (see `cityops service list`).")) -> None:
-    """Run one consumer service in the foreground until Ctrl-C or SIGTERM."""
+def run(names: list[str] = typer.Argument(..., help="Service(s) to run, e.g. triage, or discover triage consult "
+                                                    "in one process (see `cityops service list`).")) -> None:
+    """Run one service, or several consumer services in one process, in the foreground until Ctrl-C or SIGTERM."""
+    if len(names) > 1:
+        run_packed(names)
+        return
+    name = names[0]
     create_app = load_factory(name)
     service = create_app()
     if isinstance(service, FastAPI):
         serve_http(service)
     else:
         asyncio.run(service.run())
+
+
+def run_packed(names: list[str]) -> None:
+    """Several consumer services in this process; exit code 1 when one of them crashes (tools/packed.py)."""
+    from tools.packed import MemberCrashed, run_together
+
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"a service is named twice: {' '.join(names)}", param_hint="NAMES")
+    apps = {}
+    for name in names:
+        if name not in SERVICES:
+            raise typer.BadParameter(f"unknown service {name!r}; one of {', '.join(SERVICES)}", param_hint="NAMES")
+        service = load_factory(name)()
+        if isinstance(service, FastAPI):
+            raise typer.BadParameter(f"{name} is an HTTP service: it runs in a process of its own", param_hint="NAMES")
+        apps[name] = service
+    try:
+        asyncio.run(run_together(apps))
+    except MemberCrashed as exc:
+        typer.echo(f"stopping every service of this process: {exc}", err=True)
+        raise typer.Exit(1) from exc
 
 
 def serve_http(api: FastAPI) -> None:
@@ -69,4 +96,4 @@ def list_services() -> None:
 
 def main_for(name: str) -> None:
     configure_logging()
-    run(name)
+    run([name])

@@ -111,6 +111,17 @@ class Supervisor:
         own = dict(self.kafka_env(name)) if self.kafka_env is not None else {}
         return self.start(name, service_argv(name), env={**own, **(env or {})})
 
+    def start_packed(self, names: Sequence[str], *, env: Mapping[str, Mapping[str, str]] | None = None) -> int:
+        """Start services `names` as ONE process named `a+b` (tools/packed.py). Each member stays its own Kafka
+        principal, with its own extra `env` (by service), under its own settings prefix (CITYOPS_TRIAGE_...)."""
+        from tools.packed import member_env, process_name
+
+        merged: dict[str, str] = {}
+        for name in names:
+            own = {**(self.kafka_env(name) if self.kafka_env is not None else {}), **(env or {}).get(name, {})}
+            merged.update(member_env(name, own))
+        return self.start(process_name(names), cityops_argv("service", "run", *names), env=merged)
+
     def restart(self, name: str) -> int:
         """Stop `name` if it still runs, then start it again with the same command and environment."""
         managed = self.processes[name]

@@ -49,6 +49,8 @@ def build_service_app(
     app.context.set_global("pipeline", pipeline)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
+    # A process running several services (tools/packed.py) watches these: a dead tick or upkeep stops it.
+    app.context.set_global("service_tasks", tasks)
 
     servers: list[MetricsServer] = []
 

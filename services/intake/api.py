@@ -124,8 +124,8 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         await publish(topic, envelope)
         note_published(envelope)
 
-    async def publish_submission(envelope: Envelope[Any]) -> None:
-        sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope)
+    async def publish_submission(envelope: Envelope[Any], also: Callable[[Session], None] | None = None) -> None:
+        sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope, also)
         await publish_noted(INTAKE.name, sealed)
 
     api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
@@ -153,16 +153,14 @@ def _check_grids(caller: Principal, complaint: ComplaintIn) -> None:
         raise HTTPException(403, f"grid {grid} is not one of this grid worker's grids")
 
 
-async def _remember_client(engine: Engine, caller: Principal, ticket_id: str) -> None:
+def _remember_client(caller: Principal, ticket_id: str) -> Callable[[Session], None]:
     """Who submitted a ticket: an app reads back its own requests and nobody else's; an operator lists
-    their own (`GET /tickets?mine=true`)."""
-    def write() -> None:
-        with write_lock(engine), Session(engine) as s:
-            if caller.client_id:
-                s.merge(SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id))
-            s.merge(Submitter(ticket_id=ticket_id, submitter=caller.idempotency_scope))
-            s.commit()
-    await asyncio.to_thread(write)
+    their own (`GET /tickets?mine=true`). Written in the submission's sealing transaction."""
+    def write(s: Session) -> None:
+        if caller.client_id:
+            s.merge(SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id))
+        s.merge(Submitter(ticket_id=ticket_id, submitter=caller.idempotency_scope))
+    return write
 
 
 def _known_category(catalogue: Catalogue, code: str | None, field: tuple[str, ...]) -> None:
@@ -230,7 +228,7 @@ def _known_tickets(engine: Engine, ticket_ids: set[str]) -> set[str]:
         return set(s.exec(select(TicketStatus.ticket_id).where(col(TicketStatus.ticket_id).in_(ticket_ids))).all())
 
 
-PublishSubmission = Callable[[Envelope[Any]], Awaitable[None]]
+PublishSubmission = Callable[[Envelope[Any], Callable[[Session], None] | None], Awaitable[None]]
 
 
 Accept = Callable[[ComplaintIn, Principal, str | None, tuple[str, ...]], Awaitable[Envelope[Any]]]
@@ -256,8 +254,7 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
         envelope = submission_event(complaint, now=now(), idempotency_key=key)
         if key is not None:
             await asyncio.to_thread(_claim_key, engine, key, complaint.fingerprint(), envelope.ticket_id)
-        await _remember_client(engine, caller, envelope.ticket_id)
-        await publish_submission(envelope)
+        await publish_submission(envelope, _remember_client(caller, envelope.ticket_id))
         return envelope
     return accept
 

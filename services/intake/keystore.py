@@ -17,6 +17,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -151,10 +152,14 @@ def erase_caller(session: Session, secret: str, phone: str) -> Erasure:
     return Erasure(1, int(tickets))
 
 
-def seal_in_store(engine: Engine, secret: str, envelope: Envelope[Any]) -> Envelope[Any]:
+def seal_in_store(engine: Engine, secret: str, envelope: Envelope[Any],
+                  also: Callable[[Session], None] | None = None) -> Envelope[Any]:
     """An HTTP submission sealed in its own transaction (under the store's one write lock, which the
-    machine channel's batches take too, so one caller never gets two keys)."""
+    machine channel's batches take too, so one caller never gets two keys). `also` writes the request's
+    other rows (who submitted it) in the same transaction: one thread hop and one commit per request."""
     with write_lock(engine), Session(engine) as session, session.begin():
+        if also is not None:
+            also(session)
         return sealed_submission(envelope, lambda caller, ticket_id: seal_caller(session, secret, caller, ticket_id))
 
 

@@ -57,6 +57,7 @@ class BenchConfig:
     warmup: int = 40
     drain_timeout_s: float = 150.0      # longest wait for a phase's tickets to close (the next phase starts clean)
     services: tuple[str, ...] = ()      # empty: the same set `cityops up` starts
+    groups: str = ""                    # services sharing a process, e.g. "discover+triage,act+evaluate" (tools/packed.py)
     profile: bool = False
     dump_log: Path | None = None        # write every record of the run (JSON lines) here, for offline profiling
     service_env: tuple[str, ...] = ()   # extra KEY=VALUE settings for every service (experiments; recorded)

@@ -76,10 +76,16 @@ class BenchHub:
 
     def start_services(self) -> list[str]:
         self.service_state.mkdir(parents=True, exist_ok=True)
+        from tools.packed import parse_groups, process_plan
+
         self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env(), kafka_env=self.kafka.client_env)
-        for name in self.service_names():
-            self.metrics_ports[name] = free_port()
-            self.supervisor.start_service(name, env={"CITYOPS_METRICS_PORT": str(self.metrics_ports[name])})
+        for members in process_plan(self.service_names(), parse_groups(self.config.groups)):
+            ports = {name: free_port() for name in members}
+            self.metrics_ports.update(ports)
+            if len(members) > 1:
+                self.supervisor.start_packed(members, env={n: {"CITYOPS_METRICS_PORT": str(p)} for n, p in ports.items()})
+            else:
+                self.supervisor.start_service(members[0], env={"CITYOPS_METRICS_PORT": str(ports[members[0]])})
         return list(self.supervisor)
 
     def pids(self) -> dict[str, int]:
@@ -91,7 +97,8 @@ class BenchHub:
         from tools.hub import CRITICAL
 
         dead = self.supervisor.dead() if self.supervisor else {}
-        return {name: code for name, code in dead.items() if not critical_only or name in CRITICAL}
+        # A packed process ("act+evaluate") is critical when one of its services is.
+        return {name: code for name, code in dead.items() if not critical_only or CRITICAL & set(name.split("+"))}
 
     def exit_codes(self) -> dict[str, int | None]:
         return self.supervisor.exit_codes() if self.supervisor else {}

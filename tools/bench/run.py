@@ -27,7 +27,7 @@ from tools.bench.config import (
     BenchConfig,
     log,
 )
-from tools.bench.http_intake import http_phase
+from tools.bench.http_intake import complaint_bodies, http_alone_phase, http_phase
 from tools.bench.hub import BenchHub
 from tools.bench.kafka_io import Watcher, hop_breakdown
 from tools.bench.latency import latency_phase
@@ -50,6 +50,7 @@ from tools.bench.workload import (
     nyc_schedule,
     uniform_schedule,
 )
+from tools.packed import PACKED_GROUPS, parse_groups
 
 # ============================================================================================ the run
 
@@ -198,6 +199,15 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
     rp = res.phases["replay"]
     say(f"  {rp.get('events_per_s')} events/s ({rp['mode']}); bare read of the same log {rp['raw_read_same_log']['per_s']}/s")
 
+    # Last: its tickets stay on the intake topic with nobody left to read them, so no other phase sees them.
+    if "intake" in names:
+        say(f"HTTP intake alone (intake + broker): load generator of its own, {cfg.http_concurrency} connections, {cfg.http_s:.0f}s")
+        res.phases["http_alone"] = await http_alone_phase(hub, complaint_bodies(pool), cfg)
+        ha = res.phases["http_alone"]
+        say(f"  client ceiling (GET /health) {ha['client_ceiling_get_health']['requests_per_s']}/s; POST /tickets "
+            f"{ha['post_tickets']['requests_per_s']}/s, p50 {ha['post_tickets']['latency']['p50_ms']} ms, "
+            f"p99 {ha['post_tickets']['latency']['p99_ms']} ms; intake CPU {ha['cpu']['cpu_us_per_event'].get('intake')} µs/request")
+
 
 def dataclasses_replace(obj: Any, **changes: Any) -> Any:
     import dataclasses
@@ -289,6 +299,8 @@ def bench(
     http_concurrency: int = typer.Option(16, help="Concurrent HTTP clients."),
     raw_records: int = typer.Option(None, help="Records for the raw produce/consume ceiling (default 50000, quick 10000)."),
     services: str = typer.Option("", help="Comma-separated services to start (default: what `cityops up` starts)."),
+    groups: str = typer.Option("", envvar="CITYOPS_UP_GROUPS", help="Services sharing one process, as `cityops up --groups`."),
+    packed: bool = typer.Option(False, "--packed", help="As `cityops up --packed`: the workflow in fewer processes."),
     state_dir: Path = typer.Option(REPO_ROOT / ".state" / "bench", help="Scratch directory (wiped at start)."),
     out: Path = typer.Option(None, help="JSON result file (default benchmarks/results/bench-<time>.json)."),
     profile: bool = typer.Option(False, help="Record py-spy profiles of every service during the pipeline phase (needs py-spy)."),
@@ -299,11 +311,16 @@ def bench(
     bad = [e for e in env if "=" not in e or not e.startswith("CITYOPS_")]
     if bad:
         raise typer.BadParameter(f"--env takes CITYOPS_<SETTING>=VALUE, not {bad}")
+    try:
+        parse_groups(groups or (PACKED_GROUPS if packed else ""))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--groups") from exc
     mode = BenchConfig.quick_mode() if quick else BenchConfig()
     # An option left out (None) keeps its mode's default, quick or full.
     cfg = dataclasses.replace(
         mode, kafka_port=kafka_port, http_port=http_port, rate=rate, http_concurrency=http_concurrency,
         services=tuple(s.strip() for s in services.split(",") if s.strip()), state_dir=state_dir, out=out,
+        groups=groups or (PACKED_GROUPS if packed else ""),
         profile=profile, dump_log=dump_log, service_env=tuple(env), nyc_sample=nyc_sample,
         latency_s=_given(latency_seconds, mode.latency_s), low_s=_given(low_seconds, mode.low_s),
         low_rate=_given(low_rate, mode.low_rate), nyc_speedup=_given(nyc_speedup, mode.nyc_speedup),
