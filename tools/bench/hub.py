@@ -71,9 +71,11 @@ class BenchHub:
 
         return hub_service_names()
 
-    def start_services(self) -> list[str]:
+    def start_services(self, city_env: dict[str, str] | None = None) -> list[str]:
+        """Start every service; `city_env` puts them on another city (tools/bench/city.py)."""
         self.service_state.mkdir(parents=True, exist_ok=True)
-        self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env(), kafka_env=self.kafka.client_env)
+        env = {**self.env(), **(city_env or {})}
+        self.supervisor = Supervisor(self.config.state_dir / "logs", env=env, kafka_env=self.kafka.client_env)
         for name in self.service_names():
             self.supervisor.start_service(name)
         return list(self.supervisor)
