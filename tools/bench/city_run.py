@@ -56,12 +56,12 @@ async def _topics_and_acls(hub: BenchHub, units: list[str]) -> int:
     return len(units)
 
 
-def _start_hub(hub: BenchHub, env: dict[str, str], http_port: int) -> tuple[list[str], float]:
+def _start_hub(hub: BenchHub, c: City, env: dict[str, str], http_port: int) -> tuple[list[str], float]:
     """Start every service on the city; seconds until each has logged service_started and intake answers."""
     from tools.hub import intake_answers
 
     started = time.monotonic()
-    names = hub.start_services(env)
+    names = hub.start_services(env, logs=f"logs/{c.name}")
     assert hub.supervisor is not None, "start_services() made it"
     for name in names:
         hub.supervisor.wait_started(name, timeout=900)
@@ -90,7 +90,7 @@ async def city_phase(cfg: BenchConfig, hub: BenchHub, c: City, say: Any) -> dict
     out["hub"] = {"unit_topics": await _topics_and_acls(hub, units)}
     say(f"[{c.name}] {len(pool):,} confident texts over {out['workload']['categories']:,} categories; "
         f"{len(units):,} units get task topics; starting the hub")
-    names, start_s = await asyncio.to_thread(_start_hub, hub, c.service_env(units), cfg.http_port)
+    names, start_s = await asyncio.to_thread(_start_hub, hub, c, c.service_env(units), cfg.http_port)
     out["hub"].update(start_s=round(start_s, 1), services=names)
     pids = hub.pids()
     out["memory"] = {"started_bytes": {n: proc_status(p).get("VmRSS", 0) for n, p in pids.items()}}

@@ -71,11 +71,12 @@ class BenchHub:
 
         return hub_service_names()
 
-    def start_services(self, city_env: dict[str, str] | None = None) -> list[str]:
-        """Start every service; `city_env` puts them on another city (tools/bench/city.py)."""
+    def start_services(self, city_env: dict[str, str] | None = None, logs: str = "logs") -> list[str]:
+        """Start every service; `city_env` puts them on another city (tools/bench/city.py), logging to its own
+        `logs` folder (a start is read from the log: an earlier hub's lines must not be in it)."""
         self.service_state.mkdir(parents=True, exist_ok=True)
         env = {**self.env(), **(city_env or {})}
-        self.supervisor = Supervisor(self.config.state_dir / "logs", env=env, kafka_env=self.kafka.client_env)
+        self.supervisor = Supervisor(self.config.state_dir / logs, env=env, kafka_env=self.kafka.client_env)
         for name in self.service_names():
             self.supervisor.start_service(name)
         return list(self.supervisor)

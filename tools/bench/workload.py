@@ -40,7 +40,7 @@ def classifier_for_bench(service_state: Path, catalogue: Any = None) -> tuple[An
     from domain.catalogue import load_catalogue
     from services.triage.settings import TriageSettings
 
-    catalogue = load_catalogue()
+    catalogue = catalogue if catalogue is not None else load_catalogue()
     min_confidence = TriageSettings(state_dir=service_state).min_confidence
     service_state.mkdir(parents=True, exist_ok=True)
     for cached in MODEL_CACHE.glob("triage-default-*.model"):
