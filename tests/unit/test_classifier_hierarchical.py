@@ -78,3 +78,16 @@ def test_the_small_city_still_trains_one_flat_model(cat: Catalogue) -> None:
         [e.text for e in examples], [e.category for e in examples])
     assert model.metadata["hierarchical"] is False
     assert type(model._pipeline.named_steps["model"]).__name__ == "LinearSVC"
+
+
+def test_the_temperature_is_found_on_a_sample_of_a_large_score_matrix() -> None:
+    """Above TEMPERATURE_CELLS the fit reads evenly spaced rows only, and still finds the temperature that
+    generated the answers."""
+    from domain.classifier import TEMPERATURE_CELLS, fit_temperature, softmax
+
+    rng = np.random.default_rng(14)
+    scores = rng.normal(0.0, 3.0, size=(4000, 1500))
+    assert scores.size > TEMPERATURE_CELLS
+    probabilities = softmax(scores, 0.8)
+    truth = [int(rng.choice(1500, p=row)) for row in probabilities]
+    assert fit_temperature(scores, truth) == pytest.approx(0.8, rel=0.1)
