@@ -84,6 +84,22 @@ class HierarchicalLinearSVC(ClassifierMixin, BaseEstimator):  # type: ignore[mis
 
     def decision_function(self, x: Any) -> Any:
         x = sparse.csr_matrix(x, dtype=np.float32)
-        domains = np.asarray(x @ self.domain_coef_.T) + self.domain_intercept_
-        items = np.asarray((x @ self.item_coef_.T).todense()) + self.item_intercept_
+        domain_weights, item_weights = self._weights()
+        domains = np.asarray(x @ domain_weights) + self.domain_intercept_
+        items = np.asarray((x @ item_weights).todense()) + self.item_intercept_
         return (domains[:, self.label_group_] + items).astype(np.float64)
+
+    def _weights(self) -> tuple[Any, Any]:
+        """The weights as features x labels, made once per loaded model: multiplying by the transposes makes
+        numpy and scipy copy or convert the whole matrices on every call. Kept out of the pickle (built on first
+        use), so a saved model stays the size of its coefficients."""
+        weights = self.__dict__.get("_weights_by_feature")
+        if weights is None:
+            weights = (np.ascontiguousarray(self.domain_coef_.T), self.item_coef_.T.tocsr())
+            self.__dict__["_weights_by_feature"] = weights
+        return weights
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(super().__getstate__())
+        state.pop("_weights_by_feature", None)  # derived on first use; a saved model holds the coefficients only
+        return state

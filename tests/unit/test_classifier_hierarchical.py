@@ -70,6 +70,7 @@ def test_a_classifier_forced_to_train_by_domain_predicts_and_round_trips(cat: Ca
     assert again.hierarchical is True
     texts = [e.text for e in unseen[:50]]
     assert np.allclose(again.probabilities(texts), model.probabilities(texts))
+    assert "_weights_by_feature" not in again._pipeline.named_steps["model"].__getstate__()
 
 
 def test_the_small_city_still_trains_one_flat_model(cat: Catalogue) -> None:
