@@ -184,6 +184,8 @@ CITY_FIGURES: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
     ("catalogue in memory", "MiB", lambda r: r.get("lookups", {}).get("catalogue_rss_mib")),
     ("routing: route() calls", "/s", lambda r: r.get("lookups", {}).get("routing", {}).get("per_s")),
     ("locate: point -> grid", "/s", lambda r: r.get("lookups", {}).get("locate", {}).get("per_s")),
+    ("routing, per CPU second (the machine is shared)", "/s", lambda r: r.get("lookups", {}).get("routing", {}).get("cpu_per_s")),
+    ("locate, per CPU second", "/s", lambda r: r.get("lookups", {}).get("locate", {}).get("cpu_per_s")),
     ("classifier trained (once, then cached)", "s CPU", lambda r: r.get("classifier", {}).get("train_cpu_s")),
     ("unit task topics created for the run", "", lambda r: r.get("hub", {}).get("unit_topics")),
     ("hub start: every service started", "s", lambda r: r.get("hub", {}).get("start_s")),
