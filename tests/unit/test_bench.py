@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 import pytest
+import typer
 
 from services.common.settings import REPO_ROOT
 from tools import bench
@@ -124,3 +125,104 @@ def test_quick_run_writes_the_figures(tmp_path):
     assert {"raw aiokafka produce", "raw aiokafka consume", "pipeline events/s (all topics)",
             "replay: rebuild of all projections"} <= figures
     assert all(r["ratio"] is None or r["ratio"] > 0 for r in result["table"])
+
+
+# ============================================================================================ the city dimension
+
+
+def test_cities_are_parsed_and_checked():
+    from tools.bench.city import parse_cities
+
+    assert parse_cities("demo, yantai") == ("demo", "yantai")
+    assert parse_cities("yantai") == ("yantai",)
+    for bad, word in (("demo,atlantis", "atlantis"), ("demo,demo", "twice"), (" , ", "at least one")):
+        with pytest.raises(typer.BadParameter, match=word) as caught:
+            parse_cities(bad)
+        assert "--cities" in str(caught.value)
+
+
+def test_each_service_reads_the_city_catalogue_from_the_env_the_bench_sets(monkeypatch):
+    """Every name in CATALOGUE_ENV is a real setting of its service, and the units list parses: a typo would
+    leave a service on the small city without a word."""
+    from services.bridge.settings import BridgeSettings
+    from services.console.settings import ConsoleSettings
+    from services.intake.settings import IntakeSettings
+    from services.sla.settings import SlaSettings
+    from services.triage.settings import TriageSettings
+    from services.units.settings import UnitSettings
+    from tools.bench.city import CATALOGUE_ENV, city
+
+    yantai = city("yantai")
+    env = yantai.service_env(["hotline", "housing-zhifu"])
+    assert set(CATALOGUE_ENV) <= set(env)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    for settings in (IntakeSettings, TriageSettings, BridgeSettings, SlaSettings, ConsoleSettings):
+        assert str(settings().catalogue_path) == str(yantai.catalogue_path), settings.__name__
+    assert UnitSettings().units == ["hotline", "housing-zhifu"]
+    assert city("demo").service_env([]) == {}  # the small city is every service's default
+
+
+def test_working_units_are_every_lead_and_co_unit_of_the_workload():
+    import random
+
+    from domain.catalogue import load_catalogue
+    from tools.bench.city import sample_places, working_units
+
+    cat = load_catalogue()
+    places = sample_places(cat, 5, random.Random(3))
+    assert all(set(p) == {"district", "street", "community"} for p in places)
+    codes = [c.code for c in cat.categories[:20]]
+    units = working_units(cat, codes, places)
+    for code in codes:
+        for place in places:
+            decision = cat.route(code, place)
+            assert {decision.lead, *decision.co_units} <= set(units)
+    assert "hotline" in units and {p["district"] for p in places} <= set(units)
+    assert len(units) < len(cat.units)  # not simply every unit
+
+
+def test_both_maps_give_their_grids():
+    from tools.bench.city import city, grid_features
+
+    assert len(grid_features(city("demo").grid_map())) == 16
+
+
+def test_lookup_rates_count_every_call():
+    from tools.bench.city import rate_of
+
+    seen = []
+    figures = rate_of(seen.append, list(range(500)))
+    assert seen == list(range(500))
+    assert figures["calls"] == 500 and figures["per_s"] > 0
+
+
+def _city_results():
+    return {
+        "demo": {"lookups": {"categories": 68, "routing": {"per_s": 20000}}, "hub": {"start_s": 12.5},
+                 "pipeline": {"tickets": 100, "closed": 100, "tickets_per_s": 40.0},
+                 "memory": {"started_bytes": {"triage": 100 * 2 ** 20, "sla": 50 * 2 ** 20},
+                            "peak_bytes": {"triage": 120 * 2 ** 20, "sla": 60 * 2 ** 20}}},
+        "yantai": {"lookups": {"categories": 1326, "routing": {"per_s": 18000}}, "hub": {"start_s": 40.0},
+                   "pipeline": {"tickets": 100, "closed": 98, "tickets_per_s": 30.0},
+                   "memory": {"started_bytes": {"triage": 300 * 2 ** 20, "sla": 200 * 2 ** 20}, "peak_bytes": {}}},
+    }
+
+
+def test_the_city_table_puts_the_cities_side_by_side():
+    from tools.bench.city import city_table, format_city_table
+
+    rows = {r["figure"]: r["values"] for r in city_table(_city_results())}
+    assert rows["categories"] == {"demo": 68, "yantai": 1326}
+    assert rows["hub start: every service started"] == {"demo": 12.5, "yantai": 40.0}
+    assert rows["pipeline tickets closed"] == {"demo": "100/100", "yantai": "98/100"}
+    assert rows["RSS once started: triage"] == {"demo": 100.0, "yantai": 300.0}
+    assert rows["RSS once started: whole hub (sum)"] == {"demo": 150.0, "yantai": 500.0}
+    # A figure a city did not reach stays empty rather than zero.
+    assert rows["peak RSS by the end of the burst: sla"] == {"demo": 60.0, "yantai": None}
+    assert rows["peak RSS by the end of the burst: whole hub (sum)"]["yantai"] is None
+    text = format_city_table(city_table(_city_results()), ["demo", "yantai"])
+    header, _, *lines = text.splitlines()
+    assert header.split() == ["figure", "unit", "demo", "yantai"]
+    routing = next(line for line in lines if line.startswith("routing"))
+    assert routing.split()[-2:] == ["20,000", "18,000"]

@@ -29,7 +29,8 @@ Everything started here is stopped here (by recorded pid), failures and Ctrl-C i
 
 Modules: config (settings), measure (numbers, /proc), hub (the processes), workload (what is fed),
 kafka_io (feeding and watching), one module per phase (ceiling, latency, pipeline, http_intake, replay),
-profiling, report (table and JSON) and run (the order of the phases and the CLI).
+profiling, report (table and JSON) and run (the order of the phases and the CLI); city and city_run: the city
+dimension (`--cities demo,yantai`: each city's lookups, hub start, memory and burst side by side).
 """
 
 from tools.bench.measure import latency_summary, percentile, ratio

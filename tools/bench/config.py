@@ -61,6 +61,8 @@ class BenchConfig:
     profile: bool = False
     dump_log: Path | None = None        # write every record of the run (JSON lines) here, for offline profiling
     service_env: tuple[str, ...] = ()   # extra KEY=VALUE settings for every service (experiments; recorded)
+    cities: tuple[str, ...] = ()        # the city dimension (tools/bench/city.py): these cities side by side
+    city_lookups: int = 20_000          # route() and locate calls timed per city
 
     @classmethod
     def quick_mode(cls, **overrides: Any) -> BenchConfig:

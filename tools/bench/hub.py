@@ -74,11 +74,14 @@ class BenchHub:
 
         return hub_service_names()
 
-    def start_services(self) -> list[str]:
+    def start_services(self, city_env: dict[str, str] | None = None, logs: str = "logs") -> list[str]:
+        """Start every service; `city_env` puts them on another city (tools/bench/city.py), logging to its own
+        `logs` folder (a start is read from the log: an earlier hub's lines must not be in it)."""
         self.service_state.mkdir(parents=True, exist_ok=True)
         from tools.packed import parse_groups, process_plan
 
-        self.supervisor = Supervisor(self.config.state_dir / "logs", env=self.env(), kafka_env=self.kafka.client_env)
+        env = {**self.env(), **(city_env or {})}
+        self.supervisor = Supervisor(self.config.state_dir / logs, env=env, kafka_env=self.kafka.client_env)
         for members in process_plan(self.service_names(), parse_groups(self.config.groups)):
             ports = {name: free_port() for name in members}
             self.metrics_ports.update(ports)

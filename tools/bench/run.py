@@ -20,6 +20,7 @@ import typer
 from services.common.settings import REPO_ROOT
 from tools.bench import stages
 from tools.bench.ceiling import harvest_records, raw_ceiling
+from tools.bench.city import parse_cities
 from tools.bench.config import (
     NYC_ATTRIBUTION,
     NYC_SAMPLE,
@@ -306,6 +307,9 @@ def bench(
     profile: bool = typer.Option(False, help="Record py-spy profiles of every service during the pipeline phase (needs py-spy)."),
     dump_log: Path = typer.Option(None, help="Also write every record of the run here (JSON lines), for offline profiling."),
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE setting for every service, e.g. CITYOPS_LINGER_MS=0 (repeatable; recorded in the JSON)."),
+    cities: str = typer.Option("", "--cities", help="Run the city dimension instead: these cities side by side (demo, yantai; "
+                               "e.g. demo,yantai): lookups, hub start, memory per service and the burst on each."),
+    city_lookups: int = typer.Option(20_000, help="route() and locate calls timed per city (with --cities)."),
 ) -> None:
     """Measure the hub against the raw Kafka ceiling of a broker started for the run; print one table, write JSON."""
     bad = [e for e in env if "=" not in e or not e.startswith("CITYOPS_")]
@@ -326,6 +330,9 @@ def bench(
         low_rate=_given(low_rate, mode.low_rate), nyc_speedup=_given(nyc_speedup, mode.nyc_speedup),
         nyc_s=_given(nyc_seconds, mode.nyc_s), burst=_given(burst, mode.burst), http_s=_given(http_seconds, mode.http_s),
         raw_records=_given(raw_records, mode.raw_records))
+    if cities:
+        _city_bench(dataclasses.replace(cfg, cities=parse_cities(cities), city_lookups=city_lookups))
+        return
     res = run_bench(cfg)
     typer.echo("")
     typer.echo(format_table(res.table))
@@ -335,6 +342,18 @@ def bench(
                f"{m['load_avg_at_end'][0]:.1f}; Apache Kafka {k['version']}; commit {(c['commit'] or '?')[:12]}"
                f"{' (+uncommitted changes)' if c['dirty'] else ''}")
     typer.echo(f"result: {res.result_path}")
+    if res.errors:
+        typer.echo("errors: " + "; ".join(e.splitlines()[0] for e in res.errors), err=True)
+        raise typer.Exit(1)
+
+
+def _city_bench(cfg: BenchConfig) -> None:
+    from tools.bench.city_run import city_result_text, run_city_bench
+
+    res = run_city_bench(cfg)
+    typer.echo("")
+    typer.echo(city_result_text(res, cfg))
+    typer.echo(f"\nresult: {res.result_path}")
     if res.errors:
         typer.echo("errors: " + "; ".join(e.splitlines()[0] for e in res.errors), err=True)
         raise typer.Exit(1)

@@ -33,14 +33,14 @@ def demo_locations() -> list[Location]:
     return list(seen.values())
 
 
-def classifier_for_bench(service_state: Path) -> tuple[Any, float]:
+def classifier_for_bench(service_state: Path, catalogue: Any = None) -> tuple[Any, float]:
     """The classifier the triage service will use, loaded (or trained) by triage's own cache
     (`domain.classifier.cached_default_classifier`) in the services' state dir, so that the benchmark picks
     texts that model routes with confidence. Trained models are kept in .cache/bench between runs."""
     from domain.catalogue import load_catalogue
     from services.triage.settings import TriageSettings
 
-    catalogue = load_catalogue()
+    catalogue = catalogue if catalogue is not None else load_catalogue()
     min_confidence = TriageSettings(state_dir=service_state).min_confidence
     service_state.mkdir(parents=True, exist_ok=True)
     for cached in MODEL_CACHE.glob("triage-default-*.model"):
