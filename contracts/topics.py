@@ -136,8 +136,8 @@ SLA = TopicSpec(
     writer="sla", readers=("consult", "act", "evaluate", "projections", CONSOLE, ARCHIVER),
 )
 
-WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, RESIDENTS_BASE, TICKETS, TRIAGE, CONSULT, ACT,
-                                          UNIT_REPORTS, EVALUATE, SLA)
+WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, RESIDENTS_BASE, TICKETS, TRIAGE, CONSULT,
+                                          ACT, UNIT_REPORTS, EVALUATE, SLA)
 
 AUDIT = TopicSpec(
     "cityops.audit.v1",
