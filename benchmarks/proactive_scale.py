@@ -54,6 +54,8 @@ def main() -> None:
     parser.add_argument("--today", default="2026-06-01")
     parser.add_argument("--kafka", action="store_true", help="Also import into a one-node broker started for the run.")
     args = parser.parse_args()
+    from sqlmodel import Session, SQLModel, create_engine
+
     from contracts import events as ev
     from domain.catalogue import load_catalogue
     from domain.residents.generate import generate
@@ -62,7 +64,6 @@ def main() -> None:
     from services.discover.handlers import DiscoverDeps, _scan
     from services.discover.models import KnownTicket, ProactiveRaised, ProactiveScan, ResidentRow, WeatherAlertRow
     from services.discover.settings import DiscoverSettings
-    from sqlmodel import Session, SQLModel, create_engine
     from tools.residents_cli import _sites, base_envelope
 
     today = date.fromisoformat(args.today)
