@@ -7,7 +7,7 @@ an example without anyone writing one.
 from __future__ import annotations
 
 import types
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Literal, Union, get_args, get_origin
 
@@ -53,6 +53,8 @@ def example_value(annotation: Any, info: FieldInfo | None = None, field_name: st
             return 0.9 if (_constraint(info, "le") or 2) <= 1 else 1.5
         if annotation is datetime:
             return EXAMPLE_TIME
+        if annotation is date:
+            return EXAMPLE_TIME.date()
         if annotation is str:
             return _SPECIAL_STRINGS.get(field_name, f"example-{field_name or 'value'}")
     raise TypeError(f"no example for {annotation!r}")

@@ -90,6 +90,16 @@ COMMANDS = TopicSpec(
 )
 RESIDENTS = TopicSpec("cityops.residents.v1", "Resident life events from city registers, for proactive rules.",
                       (ev.ResidentLifeEventRecorded,), writer="intake", readers=("discover", ARCHIVER))
+# The city's population register, fed by `cityops residents import` (the registry party): the latest base
+# record per resident (compacted, key = resident id), heat/cold wave alerts and the proactive scan requests.
+REGISTRY = "registry"
+RESIDENTS_BASE = TopicSpec(
+    "cityops.residents.base.v1",
+    "Residents' base records (surname only, no ID number), weather alerts and proactive scan requests; "
+    "compacted, key = resident id (an alert's or a scan's own id).",
+    (ev.ResidentBaseRecorded, ev.WeatherAlertIssued, ev.ProactiveScanRequested), key="resident_id",
+    config={"cleanup.policy": "compact", "retention.ms": "-1"}, writer=REGISTRY, readers=("discover", ARCHIVER),
+)
 TICKETS = TopicSpec(
     "cityops.tickets.v1", "Registered tickets, merges and splits (no personal data).",
     (ev.TicketRegistered, ev.TicketMerged, ev.SplitRequested, ev.TicketSplit),
@@ -126,8 +136,8 @@ SLA = TopicSpec(
     writer="sla", readers=("consult", "act", "evaluate", "projections", CONSOLE, ARCHIVER),
 )
 
-WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, TICKETS, TRIAGE, CONSULT, ACT,
-                                          UNIT_REPORTS, EVALUATE, SLA)
+WORKFLOW_TOPICS: tuple[TopicSpec, ...] = (CHANNEL_INTAKE, INTAKE, COMMANDS, RESIDENTS, RESIDENTS_BASE, TICKETS, TRIAGE, CONSULT,
+                                          ACT, UNIT_REPORTS, EVALUATE, SLA)
 
 AUDIT = TopicSpec(
     "cityops.audit.v1",

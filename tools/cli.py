@@ -32,6 +32,7 @@ _SUBAPPS: list[tuple[str, str, str, str]] = [
     ("evaluate", "services.evaluate.cli", "app", "Rates units, grids and districts are judged on (response, resolution, satisfaction)."),
     ("sla", "services.sla.cli", "app", "SLA clocks, ledger and ping-pong reports."),
     ("replay", "services.projections.replay_cli", "app", "Supervisor replay: a ticket's story, a time range, rebuild, as-of, what-if."),
+    ("residents", "tools.residents_cli", "app", "Residents' base data: generate, import (validated), weather alerts, the proactive scan."),
     ("import", "tools.importers.cli", "app", "Import 311 exports (NYC, Baltimore, any CSV) as intake events."),
     ("bench", "tools.bench", "bench", "Benchmark the pipeline against raw Kafka on one broker started for it; prints a table, writes JSON."),
     ("auth", "tools.auth_cli", "app", "Mint a hub token for a role; say who a token names."),

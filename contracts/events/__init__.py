@@ -61,6 +61,7 @@ from .evaluate import (
     TicketClosed,
     TicketReopened,
 )
+from .residents import ProactiveScanRequested, ResidentBaseRecorded, WeatherAlertIssued
 from .sla import (
     SlaBreached,
     SlaReminderSent,
@@ -105,6 +106,9 @@ __all__ = [
     "Routing",
     "TicketSubmitted",
     "ResidentLifeEventRecorded",
+    "ResidentBaseRecorded",
+    "WeatherAlertIssued",
+    "ProactiveScanRequested",
     "RegisteredTicket",
     "TicketRegistered",
     "TicketMerged",

@@ -18,7 +18,7 @@ from services.common.handler import Clock
 
 from .domain import similarity_for
 from .handlers import CategoryGuesser, DiscoverDeps, spec
-from .models import KnownTicket
+from .models import KnownTicket, ProactiveRaised, ProactiveScan, ResidentRow, WeatherAlertRow
 from .settings import DiscoverSettings
 
 
@@ -38,5 +38,6 @@ def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker 
         classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default_classifier(
             guess_model_dir(settings.state_dir), catalogue)
     deps = DiscoverDeps(catalogue, similarity_for(catalogue), CategoryGuesser(classifier, settings.guess_min_confidence))
-    return build_service_app(settings, spec=spec(deps), tables=[table_of(KnownTicket)],
+    tables = [table_of(m) for m in (KnownTicket, ResidentRow, WeatherAlertRow, ProactiveRaised, ProactiveScan)]
+    return build_service_app(settings, spec=spec(deps, settings.proactive_tick_s), tables=tables,
                              broker=broker, engine=engine, clock=clock)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import hashlib
+from dataclasses import replace
+from datetime import date, datetime
 from typing import Any
 
 from contracts import events as ev
@@ -11,6 +12,8 @@ from domain import repeats
 from domain.catalogue import Catalogue
 from domain.classifier import seed_examples
 from domain.privacy import mask_phone, phone_digits, pseudonym
+from domain.residents.records import Resident
+from domain.residents.rules import Firing, Rule, firings
 
 
 def caller_ref(caller: ev.Caller, key: str | None) -> ev.CallerRef:
@@ -63,33 +66,61 @@ def place_key(location: ev.Location) -> str | None:
 
 
 # ---------------------------------------------------------------- proactive rules ("the policy finds the person")
+# The rules are data (domain/residents/rules.v1.yaml); here: which firings a life event or a scan makes,
+# and the ticket each one becomes. A firing's key (resident, rule, occasion) names its ticket, so a resident
+# is never contacted twice for one entitlement, whatever re-runs the scan or replays the log.
 
-@dataclass(frozen=True)
-class ProactiveRule:
-    rule_id: str
-    kind: str
-    age: int | None
-    category: str
-    text_zh: str
-    text_en: str
+UNKNOWN_NAME = "居民"  # a life event's resident the register has not sent yet: no surname to show
 
-
-PROACTIVE_RULES: tuple[ProactiveRule, ...] = (
-    ProactiveRule("elderly-subsidy-70", "birthday", 70, "civil-affairs.elderly-services",
-                  "居民年满70周岁，主动告知并协助申领高龄津贴", "Resident turned 70: inform them of the elderly subsidy and help them apply"),
-    ProactiveRule("newborn-registration", "newborn", None, "civil-affairs.subsistence-allowance",
-                  "新生儿出生，主动告知户籍登记与医保参保", "Newborn: inform the family about household registration and medical insurance"),
-)
+# Which rules' triggers a life event can set off (the rest need the base record's fields or an alert).
+_TRIGGERS_OF_EVENT = {"birthday": ("birthday",), "newborn": ("recent",), "unemployed": ("since",),
+                      "disability-registered": ("state",)}
 
 
-def matching_rules(event: ev.ResidentLifeEventRecorded) -> list[ProactiveRule]:
-    return [r for r in PROACTIVE_RULES if r.kind == event.kind and (r.age is None or r.age == event.age)]
+def resident_of(record: ev.ResidentBaseRecorded) -> Resident:
+    return Resident(**record.model_dump(exclude={"event_type"}))
 
 
-def proactive_ticket(rule: ProactiveRule, event: ev.ResidentLifeEventRecorded, category_exists: bool) -> ev.RegisteredTicket:
+def resident_from_event(event: ev.ResidentLifeEventRecorded, known: Resident | None) -> Resident:
+    """The resident a life event is about: the register's record when discover has it, else what the event says
+    (a newborn is not registered nor insured yet; an unemployed person not registered as such)."""
+    day = event.occurred_on.date()
+    if known is not None:
+        return replace(known, unemployed_since=known.unemployed_since or (day if event.kind == "unemployed" else None))
+    born = day if event.kind == "newborn" else _years_before(day, event.age or 0)
+    return Resident(resident_id=event.resident_ref, display_name=UNKNOWN_NAME, birth_date=born, sex="F", household_id=None,
+                    house_id="", address=event.location.address or "", grid_id=event.location.grid or "",
+                    unemployed_since=day if event.kind == "unemployed" else None,
+                    household_registered=event.kind != "newborn", medical_insured=event.kind != "newborn",
+                    disability_kind="multiple" if event.kind == "disability-registered" else None,
+                    disability_grade=None)
+
+
+def _years_before(day: date, years: int) -> date:
+    try:
+        return day.replace(year=day.year - years)
+    except ValueError:  # 29 February in a common year
+        return day.replace(year=day.year - years, day=28)
+
+
+def life_event_firings(event: ev.ResidentLifeEventRecorded, known: Resident | None, rules: tuple[Rule, ...]) -> list[Firing]:
+    """The firings of the rules a life event can set off, on the day it happened."""
+    triggers = _TRIGGERS_OF_EVENT.get(event.kind, ())
+    resident = resident_from_event(event, known)
+    return firings(resident, [r for r in rules if r.trigger in triggers], event.occurred_on.date())
+
+
+def proactive_ticket_id(key: str) -> str:
+    """The firing's key as a ticket id: the same firing is the same ticket, on any run."""
+    return "P-" + hashlib.sha256(key.encode()).hexdigest()[:12].upper()
+
+
+def proactive_ticket(firing: Firing, category_exists: bool, at: datetime) -> ev.RegisteredTicket:
+    """A task for the resident's grid worker: who, what and by when, in the rule's words."""
+    r = firing.resident
     return ev.RegisteredTicket(
-        channel=ev.Channel.proactive, text=f"{rule.text_zh} / {rule.text_en}",
-        caller=ev.CallerRef(pseudonym=event.resident_ref), location=event.location,
-        category=rule.category if category_exists else None, urgency=ev.Urgency.normal,
-        submitted_at=event.occurred_on, proactive_rule=rule.rule_id,
+        channel=ev.Channel.proactive, text=firing.text(), caller=ev.CallerRef(pseudonym=r.resident_id),
+        location=ev.Location(grid=r.grid_id or None, address=r.address or None),
+        category=firing.rule.category if category_exists else None, urgency=ev.Urgency.normal,
+        submitted_at=at, proactive_rule=firing.rule.rule_id,
     )

@@ -2,28 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from sqlmodel import select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import COMMANDS, EVALUATE, INTAKE, RESIDENTS, TICKETS, TRIAGE
+from contracts.topics import COMMANDS, EVALUATE, INTAKE, RESIDENTS, RESIDENTS_BASE, TICKETS, TRIAGE
 from domain import repeats
 from domain.catalogue import Catalogue
+from domain.residents.rules import Firing, Rule, WeatherAlert, load_rules, scan
 from services.common.commands import fact_of_command
-from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch, settings_as
+from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch, Tick, settings_as
+from services.common.logs import get_logger
 
 from . import domain
-from .models import KnownTicket
+from .models import KnownTicket, ProactiveRaised, ProactiveScan, ResidentRow, WeatherAlertRow
 from .settings import DiscoverSettings
 
-TOPICS = [INTAKE.name, RESIDENTS.name, COMMANDS.name, TRIAGE.name, EVALUATE.name]
+TOPICS = [INTAKE.name, RESIDENTS.name, RESIDENTS_BASE.name, COMMANDS.name, TRIAGE.name, EVALUATE.name]
 EVENT_TYPES = [ev.TicketSubmitted.event_type, ev.ResidentLifeEventRecorded.event_type, ev.SplitSubmitted.event_type,
-               ev.TicketClassified.event_type, ev.TicketClosed.event_type]
+               ev.TicketClassified.event_type, ev.TicketClosed.event_type, *RESIDENTS_BASE.event_types]
 
 
 class CategoryGuesser:
@@ -52,16 +56,18 @@ class DiscoverDeps:
     catalogue: Catalogue
     similarity: repeats.TextSimilarity = field(default_factory=repeats.TextSimilarity)
     guesser: CategoryGuesser | None = None
+    rules: tuple[Rule, ...] = field(default_factory=load_rules)
 
 
 Ctx = HandlerContext[DiscoverDeps]
+log = get_logger(__name__)
 
 
-def spec(deps: DiscoverDeps) -> HandlerSpec[DiscoverDeps]:
+def spec(deps: DiscoverDeps, tick_s: float = 60.0) -> HandlerSpec[DiscoverDeps]:
     """What the pipeline runs: `handle` each event; every handled event looks its ticket up by id, so the
     batch's rows are loaded with one query (the prefetch)."""
     return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, handle=handle, prepare_batch=prepare_batch,
-                       prefetch=[Prefetch(KnownTicket, lambda e: e.ticket_id)])
+                       prefetch=[Prefetch(KnownTicket, lambda e: e.ticket_id)], ticks=[Tick(daily_scan, tick_s)])
 
 
 def prepare_batch(deps: DiscoverDeps, envelopes: list[Envelope[Any]]) -> None:
@@ -82,6 +88,12 @@ def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
             return remember_category(ctx, envelope)
         case ev.TicketClosed():
             return forget_closed(ctx, envelope)
+        case ev.ResidentBaseRecorded():
+            return keep_resident(ctx, envelope)
+        case ev.WeatherAlertIssued():
+            return keep_alert(ctx, envelope)
+        case ev.ProactiveScanRequested():
+            return requested_scan(ctx, envelope)
     return ()
 
 
@@ -156,14 +168,83 @@ def forget_closed(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     return []
 
 
+# ---------------------------------------------------------------- proactive rules ("the policy finds the person")
+
 def raise_proactive(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+    """A life event: the rules it can set off, for the resident as the register knows them (or as the event says)."""
     event: ev.ResidentLifeEventRecorded = envelope.data
+    row = ctx.session.get(ResidentRow, event.resident_ref)
+    known = domain.resident_of(ev.ResidentBaseRecorded.model_validate_json(row.record_json)) if row else None
+    fired = domain.life_event_firings(event, known, ctx.deps.rules)
+    return _raise(ctx, fired, envelope.time, lambda data, tid, i: envelope.caused(data, source=ctx.source, ticket_id=tid,
+                                                                                  index=i, time=envelope.time))
+
+
+def keep_resident(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+    record: ev.ResidentBaseRecorded = envelope.data
+    ctx.session.merge(ResidentRow(resident_id=record.resident_id, grid_id=record.grid_id, record_json=record.model_dump_json()))
+    return []
+
+
+def keep_alert(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+    alert: ev.WeatherAlertIssued = envelope.data
+    ctx.session.merge(WeatherAlertRow(alert_id=alert.alert_id, ends=alert.ends, alert_json=alert.model_dump_json()))
+    return []
+
+
+def requested_scan(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+    """An operator's `cityops residents scan --now DAY`: the same scan as the daily one, for that day."""
+    day = envelope.data.day
+    return _scan(ctx, day, envelope.time, lambda data, tid, i: envelope.caused(data, source=ctx.source, ticket_id=tid, index=i,
+                                                                               time=envelope.time))
+
+
+def daily_scan(ctx: Ctx) -> list[Emit]:
+    """The tick: once a day, at `proactive_scan_at` local time, scan every resident (runs in the pipeline's worker
+    thread, never on the event loop)."""
+    st = settings_as(ctx, DiscoverSettings)
+    now = ctx.now()
+    local = now.astimezone(ZoneInfo(st.proactive_timezone))
+    if local.time() < st.proactive_scan_at or ctx.session.get(ProactiveScan, local.date()) is not None:
+        return []
+    return _scan(ctx, local.date(), now, lambda data, tid, i: Envelope.origin(data, source=ctx.source, ticket_id=tid, time=now))
+
+
+Make = Callable[[ev.Event, str, int], Envelope[Any]]
+
+
+def _scan(ctx: Ctx, day: date, at: datetime, make: Make) -> list[Emit]:
+    started = time.perf_counter()
+    residents = [domain.resident_of(ev.ResidentBaseRecorded.model_validate_json(j))
+                 for j in ctx.session.exec(select(ResidentRow.record_json)).all()]
+    alerts = [_alert(ev.WeatherAlertIssued.model_validate_json(j))
+              for j in ctx.session.exec(select(WeatherAlertRow.alert_json).where(WeatherAlertRow.ends >= day)).all()]
+    raised = set(ctx.session.exec(select(ProactiveRaised.key)).all())
+    out = _raise(ctx, scan(residents, ctx.deps.rules, day, raised, alerts), at, make, raised)
+    seconds = time.perf_counter() - started
+    ctx.session.merge(ProactiveScan(day=day, raised=len(out), seconds=round(seconds, 3)))
+    log.info("proactive_scan", day=day.isoformat(), residents=len(residents), raised=len(out), seconds=round(seconds, 3))
+    return out
+
+
+def _alert(a: ev.WeatherAlertIssued) -> WeatherAlert:
+    return WeatherAlert(a.alert_id, a.kind, a.starts, a.ends, frozenset(a.grids) if a.grids is not None else None)
+
+
+def _raise(ctx: Ctx, fired: list[Firing], at: datetime, make: Make, raised: set[str] | None = None) -> list[Emit]:
+    """One ticket per firing whose key was never raised; the key is kept with the ticket, in the same transaction."""
     catalogue = ctx.deps.catalogue
-    out = []
-    for i, rule in enumerate(domain.matching_rules(event)):
-        ticket_id = f"P-{envelope.id[:8].upper()}-{i}"
-        ticket = domain.proactive_ticket(rule, event, catalogue.has_category(rule.category))
+    out: list[Emit] = []
+    for firing in fired:
+        key = firing.key
+        if (key in raised) if raised is not None else ctx.session.get(ProactiveRaised, key) is not None:
+            continue
+        ticket_id = domain.proactive_ticket_id(key)
+        ticket = domain.proactive_ticket(firing, catalogue.has_category(firing.rule.category), at)
+        ctx.session.add(ProactiveRaised(key=key, ticket_id=ticket_id, rule_id=firing.rule.rule_id,
+                                        resident_id=firing.resident.resident_id, raised_at=at))
+        if raised is not None:
+            raised.add(key)
         _remember(ctx, ticket_id, None, ticket, None, ticket.category)
-        out.append(Emit(TICKETS.name, envelope.caused(ev.TicketRegistered(ticket=ticket), source=ctx.source,
-                                                      ticket_id=ticket_id, index=i)))
+        out.append(Emit(TICKETS.name, make(ev.TicketRegistered(ticket=ticket), ticket_id, len(out))))
     return out

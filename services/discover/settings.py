@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import ClassVar
 
@@ -31,3 +32,7 @@ class DiscoverSettings(ServiceSettings):
     pseudonym_key: str | None = Field(
         default=None, description="Only for intake records written before intake sealed callers (they carry the clear phone): "
         "the pseudonym's secret (hub-wide CITYOPS_PSEUDONYM_KEY); unset, such callers get a masked phone and no pseudonym.")
+    proactive_scan_at: time = Field(default=time(6, 0), description="When (local time, proactive_timezone) the daily scan of "
+                                    "residents' base data runs the proactive rules.")
+    proactive_timezone: str = Field(default="Asia/Shanghai", description="The city's time zone, for the daily scan.")
+    proactive_tick_s: float = Field(default=60.0, gt=0, description="How often discover checks whether the daily scan is due.")

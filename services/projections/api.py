@@ -146,6 +146,11 @@ def _board_routes(router: APIRouter, store: Callable[[], Engine], when: Callable
     def get_grids() -> list[dict[str, Any]]:
         return board.grid_stats(store())
 
+    @router.get("/board/proactive")
+    def get_proactive() -> list[dict[str, Any]]:
+        """Per proactive rule: residents qualified (a ticket raised) and reached (that ticket closed)."""
+        return board.proactive_coverage(store())
+
 
 def replay_app(settings: ProjectionsSettings | None = None, *, engine: Engine | None = None,
                log_factory: Callable[[bool], LogSource] | None = None, verifier: TokenVerifier | None = None) -> FastAPI:

@@ -217,3 +217,19 @@ def grid_stats(engine: Engine) -> list[dict[str, Any]]:
                     "overdue": int(c["overdue"] or 0) if c else 0, "completed": completed, "on_time": on_time,
                     "on_time_rate": rate_rules.rate(on_time, completed)})
     return out
+
+
+# ---------------------------------------------------------------------------------------------- proactive coverage
+
+def proactive_coverage(engine: Engine) -> list[dict[str, Any]]:
+    """Per proactive rule: the residents it found (qualified: one ticket each per entitlement) and those reached
+    (their ticket closed: the grid worker went to the door and the matter is done), with the share reached."""
+    closed = TICKETS.c.status == TicketStatus.closed.value
+    query = (select(TICKETS.c.proactive_rule, func.count().label("qualified"),
+                    func.sum(case((closed, 1), else_=0)).label("reached"))
+             .where(TICKETS.c.proactive_rule.is_not(None)).group_by(TICKETS.c.proactive_rule)
+             .order_by(TICKETS.c.proactive_rule))
+    with engine.connect() as conn:
+        rows = conn.execute(query).mappings().all()
+    return [{"rule": r["proactive_rule"], "qualified": int(r["qualified"]), "reached": int(r["reached"] or 0),
+             "reached_rate": rate_rules.rate(int(r["reached"] or 0), int(r["qualified"]))} for r in rows]

@@ -84,6 +84,7 @@ class _Folding:
     def registered(self, ticket: ev.RegisteredTicket) -> None:
         t = self.t
         t.channel, t.text, t.urgency = ticket.channel.value, ticket.text, ticket.urgency.value
+        t.proactive_rule = t.proactive_rule or ticket.proactive_rule
         t.category = t.category or ticket.category
         t.submitted_at = t.submitted_at or as_utc(ticket.submitted_at)
         t.external_id = t.external_id or ticket.external_id

@@ -25,11 +25,13 @@ class ProjTicket(SQLModel, table=True):
                       Index("ix_proj_tickets_lead_unit", "lead_unit"), Index("ix_proj_tickets_grid", "grid", "status", "overdue"),
                       Index("ix_proj_tickets_status_overdue", "status", "overdue"),
                       Index("ix_proj_tickets_submitted", "submitted_at", "ticket_id"),
-                      Index("ix_proj_tickets_last_event", "last_event_at", "ticket_id"))
+                      Index("ix_proj_tickets_last_event", "last_event_at", "ticket_id"),
+                      Index("ix_proj_tickets_proactive", "proactive_rule", "status"))
 
     ticket_id: str = Field(primary_key=True, description="Ticket id (the record key).")
     status: str = Field(description="Lifecycle state, see domain.STATUSES.")
     channel: str | None = Field(default=None, description="How the request arrived.")
+    proactive_rule: str | None = Field(default=None, description="The proactive rule that raised it (the board's coverage).")
     external_id: str | None = Field(default=None, description="Id in the originating system (imports, Open311).")
     text: str | None = Field(default=None, sa_column=Column(Text), description="The request text (no caller details).")
     urgency: str | None = Field(default=None, description="normal / urgent / emergency.")

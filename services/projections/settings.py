@@ -8,7 +8,7 @@ from typing import ClassVar
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from contracts.topics import COMMANDS, INTAKE, RESIDENTS, WORKFLOW_TOPICS, TopicSpec
+from contracts.topics import COMMANDS, INTAKE, RESIDENTS, RESIDENTS_BASE, WORKFLOW_TOPICS, TopicSpec
 from services.common.settings import CalendarServiceSettings
 
 
@@ -39,9 +39,9 @@ class ProjectionsSettings(CalendarServiceSettings):
 
 
 def projected_specs() -> list[TopicSpec]:
-    # Residents' life events are not ticket events; the channel topic carries raw, undecoded submissions;
+    # Residents' life events and base records are not ticket events; the channel topic carries raw, undecoded submissions;
     # intake's commands become facts on the steps' topics (the commands themselves would count twice).
     # Intake's records carry the caller sealed: only intake, discover and the archiver read them (issue 11);
     # discover's TicketRegistered carries all a read model needs of a submission.
-    excluded = (INTAKE, RESIDENTS, COMMANDS)
+    excluded = (INTAKE, RESIDENTS, RESIDENTS_BASE, COMMANDS)
     return [spec for spec in WORKFLOW_TOPICS if spec.events and spec not in excluded]

@@ -20,6 +20,7 @@ class TicketState:
     ticket_id: str
     status: TicketStatus = TicketStatus.submitted
     channel: str | None = None
+    proactive_rule: str | None = None
     external_id: str | None = None
     text: str | None = None
     urgency: str | None = None

@@ -63,9 +63,29 @@ def classified(ticket: ev.RegisteredTicket, category: str, confidence: float, me
     """The classification event; ``consultation_reason`` convenes the parties whatever the catalogue says."""
     route = catalogue.route(category, ticket.location, excluding=excluding)
     reason = consultation_reason or (CATALOGUE_REASON if route.needs_consultation else None)
+    routing = ev.Routing(lead=route.lead, co_units=tuple(route.co_units), level=route.level)
+    grid = proactive_grid(ticket, catalogue, excluding)
+    if grid is not None:
+        # The policy finds the person: the resident's grid worker goes to the door, the department assists.
+        routing = ev.Routing(lead=grid, co_units=tuple(u for u in (route.lead, *route.co_units) if u != grid), level="grid")
+        reason = consultation_reason
     return ev.TicketClassified(
         category=category, confidence=confidence, method=method, catalogue_version=catalogue.version,
-        routing=ev.Routing(lead=route.lead, co_units=tuple(route.co_units), level=route.level),
+        routing=routing,
         needs_consultation=reason is not None, limits=limits_of(catalogue, category),
         excluded_units=tuple(excluding), ticket=ticket, model_version=model_version, consultation_reason=reason,
     )
+
+
+def proactive_grid(ticket: ev.RegisteredTicket, catalogue: Catalogue, excluding: tuple[str, ...]) -> str | None:
+    """The unit of the resident's grid for a proactive ticket (None: not proactive, no known grid, or the
+    grid returned it, which then goes the category's way)."""
+    if not ticket.proactive_rule:
+        return None
+    grid = next((a.id for a in catalogue.area_chain(ticket.location) if a.level == "grid"), None)
+    if grid is None or grid in excluding:
+        return None
+    try:
+        return catalogue.unit(grid).id
+    except LookupError:
+        return None

@@ -360,7 +360,7 @@ async def _run_scenarios(hub: Hub) -> None:
     channel = await story.events(ids["channel"])
     assert channel[0].data.ticket.channel == "grid-patrol"
     proactive = await story.events(ids["proactive"])
-    assert proactive[0].data.ticket.proactive_rule == "elderly-subsidy-70"
+    assert proactive[0].data.ticket.proactive_rule == "old-age-allowance-70"
     assert [e.data.category for e in proactive if isinstance(e.data, ev.TicketClassified)] == ["civil-affairs.elderly-services"]
 
     o311 = await story.events(ids["open311"])

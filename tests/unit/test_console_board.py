@@ -35,6 +35,7 @@ TREND = [{"day": "2026-01-04", "tickets": 10, "response_rate": 0.8, "resolution_
           "on_time_rate": 0.9, "counts": {}},
          {"day": "2026-01-05", "tickets": 12, "response_rate": 0.85, "resolution_rate": 0.75, "satisfaction_rate": 0.9,
           "on_time_rate": 0.8, "counts": {}}]
+PROACTIVE = [{"rule": "old-age-allowance-80", "qualified": 4, "reached": 3, "reached_rate": 0.75}]
 GRIDS = [{"grid": "grid-east-1-a-1", "tickets": 9, "open": 4, "overdue": 1, "completed": 5, "on_time": 4, "on_time_rate": 0.8}]
 
 
@@ -43,7 +44,7 @@ def replay_and_intake(request: httpx.Request) -> httpx.Response:
     if request.url.host == "intake":
         return httpx.Response(202, json={"ticket_id": body_of(request)["ticket_id"], "lead": body_of(request)["lead"]})
     answers = {"/replay/board/states": STATES, "/replay/board/arbitration": QUEUE, "/replay/rankings": RANKED,
-               "/replay/board/trend": TREND, "/replay/board/grids": GRIDS,
+               "/replay/board/trend": TREND, "/replay/board/grids": GRIDS, "/replay/board/proactive": PROACTIVE,
                "/replay/board/alerts": OLDER if request.url.params.get("before") else ALERTS}
     return httpx.Response(200, json=answers[path]) if path in answers else httpx.Response(404, json={"detail": "no"})
 
@@ -80,7 +81,9 @@ def test_the_board_shows_counts_alerts_disputes_rankings_trend_and_map(app, call
     assert len(grids) == 16 and grids["grid-east-1-a-1"]["open"] == 4 and grids["grid-east-1-a-1"]["on_time"] == 80.0
     assert grids["grid-west-2-b-2"]["open"] == 0 and grids["grid-west-2-b-2"]["on_time"] is None
     assert {c.url.path for c in calls} == {"/replay/board/states", "/replay/board/alerts", "/replay/board/arbitration",
-                                           "/replay/rankings", "/replay/board/trend", "/replay/board/grids"}
+                                           "/replay/rankings", "/replay/board/trend", "/replay/board/grids",
+                                           "/replay/board/proactive"}
+    assert "高龄津贴（80周岁）" in html and "75.0%" in html and "政策找人覆盖" in html
     assert all(c.headers["authorization"].startswith("Bearer ") for c in calls)
 
 
@@ -99,6 +102,7 @@ def test_with_nothing_ranked_the_chart_draws_the_largest_samples_faded():
 def test_english_and_the_ranking_scope(app, calls):
     page = signed_in(app, principal(Role.supervisor)).get("/console/board/", params={"lang": "en", "scope": "grid"})
     assert "Supervisor board" in page.text and "Breach" in page.text
+    assert "Old-age allowance at 80" in page.text and "Policy finds the person: coverage" in page.text
     assert [c.url.params.get("scope") for c in calls if c.url.path == "/replay/rankings"] == ["grid"]
     assert signed_in(app, principal(Role.supervisor)).get("/console/board/", params={"scope": "planet"}).status_code == 422
 

@@ -132,9 +132,9 @@ def test_a_resident_turning_70_gets_a_proactive_ticket_and_69_or_71_does_not(tmp
     out = svc.feed([record_of(life_event("R-1", "birthday", age=70)), record_of(life_event("R-2", "birthday", age=69)),
                     record_of(life_event("R-3", "birthday", age=71)), record_of(life_event("R-4", "unemployed"))])
     (registered,) = of_type(out, ev.TicketRegistered)
-    assert registered.ticket_id == f"P-{registered.causation_id[:8].upper()}-0"
+    assert registered.ticket_id.startswith("P-")
     t = registered.data.ticket
-    assert (t.channel, t.proactive_rule, t.category) == (ev.Channel.proactive, "elderly-subsidy-70", "civil-affairs.elderly-services")
+    assert (t.channel, t.proactive_rule, t.category) == (ev.Channel.proactive, "old-age-allowance-70", "civil-affairs.elderly-services")
     assert t.caller.pseudonym == "R-1" and t.location.grid == "grid-east-1-a-1"
     assert registered.ticket_id in _known(svc)
 

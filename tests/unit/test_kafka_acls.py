@@ -37,7 +37,7 @@ def writers_of(topic: str) -> set[str]:
 
 def test_one_principal_per_service_and_per_unit_and_the_admin() -> None:
     names = principals(UNITS)
-    assert set(SERVICES) | {ADMIN, "channels", "bridge", "unit-water", "unit-grid-east-1-a-1"} == set(names)
+    assert set(SERVICES) | {ADMIN, "channels", "bridge", "registry", "unit-water", "unit-grid-east-1-a-1"} == set(names)
     assert len(names) == len(set(names))
 
 

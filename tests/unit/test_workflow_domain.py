@@ -27,9 +27,11 @@ def test_phone_is_masked_and_pseudonym_is_stable_and_keyed():
 
 
 def test_proactive_rule_fires_only_at_seventy():
+    from domain.residents.rules import load_rules
+
     event = lambda age: ev.ResidentLifeEventRecorded(resident_ref="R1", kind="birthday", age=age, occurred_on=T0)  # noqa: E731
-    assert [r.rule_id for r in discover.matching_rules(event(70))] == ["elderly-subsidy-70"]
-    assert discover.matching_rules(event(69)) == []
+    assert [f.rule.rule_id for f in discover.life_event_firings(event(70), None, load_rules())] == ["old-age-allowance-70"]
+    assert discover.life_event_firings(event(69), None, load_rules()) == []
 
 
 def test_consultation_verdicts():
