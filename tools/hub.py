@@ -15,6 +15,7 @@ import random
 import signal
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,17 @@ class Hub:
                 self.kafka = None
 
 
+def seed_residents(hub: Hub) -> None:
+    """The policy finds the person: the demo residents' base data goes to the register's topic (as the register's
+    own principal) and today's proactive scan is requested, so grid workers' tasks appear in the first minute."""
+    from contracts.topics import REGISTRY
+    from tools.residents_cli import seed_demo_residents
+
+    report = seed_demo_residents(hub.node().client_settings(REGISTRY), date.today())
+    typer.echo(f"residents' base data: {report['published']:,} demo residents imported, today's proactive scan requested "
+               f"(docs/proactive.md)")
+
+
 def nyc_complaints(path: Path = NYC_SAMPLE, limit: int = 2000) -> list[str]:
     """Real NYC 311 requests (NYC Open Data, see data/nyc311/PROVENANCE.md) as English complaint texts."""
     if not path.exists():
@@ -276,12 +288,11 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
         replay = f"http://127.0.0.1:{replay_port}"
         hub.supervisor.wait_ready(REPLAY, replay_answers(replay), timeout=90)
         typer.echo(f"replay API on {replay} (docs: {replay}/docs; supervisor and auditor tokens)")
-
-
         if "console" in hub.supervisor:
             console = f"http://127.0.0.1:{console_port}"
             hub.supervisor.wait_ready("console", console_answers(console), timeout=90)
             typer.echo(f"console on {console}/console/ (sign in as a demo user: operator, supervisor, a unit, a grid worker)")
+        seed_residents(hub)
         if rate > 0:
             asyncio.run(feed_and_watch(base, rate, duration, hub, nyc_sample))
         else:

@@ -139,13 +139,28 @@ def base_envelope(resident: Any) -> Any:
 
 
 def _send_one(bootstrap: str | None, data: Any, key: str) -> None:
+    send_to_register(_kafka(bootstrap), data, key)
+
+
+def send_to_register(kafka: KafkaClientSettings, data: Any, key: str) -> None:
+    """Publish one event (a scan request, a weather alert) to the register's topic."""
     from contracts.envelope import Envelope
     from contracts.topics import REGISTRY, RESIDENTS_BASE
     from tools.importers.publish import ImportReport, publish
 
     report = ImportReport(source=key, topic=RESIDENTS_BASE.name)
-    asyncio.run(publish(_kafka(bootstrap), [RESIDENTS_BASE], [Envelope.origin(data, source=REGISTRY, ticket_id=key)], report,
+    asyncio.run(publish(kafka, [RESIDENTS_BASE], [Envelope.origin(data, source=REGISTRY, ticket_id=key)], report,
                         keep_record_time=False))
+
+
+def seed_demo_residents(kafka: KafkaClientSettings, today: date) -> dict[str, Any]:
+    """What `cityops up` does for the demo: import the committed demo base data and ask for today's scan, so
+    grid workers get proactive tasks at once instead of at the next daily scan."""
+    from contracts import events as ev
+
+    report = import_file(DEMO_DIR / "residents.csv", kafka, today=today)
+    send_to_register(kafka, ev.ProactiveScanRequested(day=today), f"scan-{today.isoformat()}")
+    return report
 
 
 @app.command("scan")
