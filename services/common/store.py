@@ -26,14 +26,16 @@ import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import Column, LargeBinary, event, inspect, text
+from sqlalchemy import Column, LargeBinary, Table, event, inspect, text
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from contracts.envelope import utcnow
@@ -242,3 +244,14 @@ def lock_tickets(session: Session, consumer: str, ticket_ids: Iterable[str]) -> 
     ids = sorted({f"{consumer}:{ticket_id}" for ticket_id in ticket_ids})
     if ids and session.get_bind().dialect.name == "postgresql":
         session.execute(_LOCK_TICKETS, {"ids": ids})
+
+
+def upsert_rows(session: OrmSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE for many rows in one executemany (SQLite and PostgreSQL):
+    what `Session.merge` does one row and two statements at a time."""
+    if not rows:
+        return
+    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    stmt = module.insert(table)
+    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))

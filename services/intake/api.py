@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, SQLModel, col, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
@@ -30,7 +30,7 @@ from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
 from .domain import SOURCE, ComplaintIn, Locate, LocationIn, Open311Request, ResidentEventIn, placed, submission_event
-from .keystore import callers_of, seal_in_store
+from .keystore import GroupSealer, Submission, callers_of
 from .models import SubmissionKey, Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .privacy_api import privacy_router
 from .suggest import Suggester, suggestion_rows
@@ -124,8 +124,10 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         await publish(topic, envelope)
         note_published(envelope)
 
-    async def publish_submission(envelope: Envelope[Any], also: Callable[[Session], None] | None = None) -> None:
-        sealed = await asyncio.to_thread(seal_in_store, engine, pseudonym_key, envelope, also)
+    sealer = GroupSealer(engine, pseudonym_key)
+
+    async def publish_submission(submission: Submission) -> None:
+        sealed = await sealer.seal(submission)
         await publish_noted(INTAKE.name, sealed)
 
     api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
@@ -153,14 +155,11 @@ def _check_grids(caller: Principal, complaint: ComplaintIn) -> None:
         raise HTTPException(403, f"grid {grid} is not one of this grid worker's grids")
 
 
-def _remember_client(caller: Principal, ticket_id: str) -> Callable[[Session], None]:
+def _who_submitted(caller: Principal, ticket_id: str) -> tuple[SQLModel, ...]:
     """Who submitted a ticket: an app reads back its own requests and nobody else's; an operator lists
     their own (`GET /tickets?mine=true`). Written in the submission's sealing transaction."""
-    def write(s: Session) -> None:
-        if caller.client_id:
-            s.merge(SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id))
-        s.merge(Submitter(ticket_id=ticket_id, submitter=caller.idempotency_scope))
-    return write
+    client = (SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id),) if caller.client_id else ()
+    return (*client, Submitter(ticket_id=ticket_id, submitter=caller.idempotency_scope))
 
 
 def _known_category(catalogue: Catalogue, code: str | None, field: tuple[str, ...]) -> None:
@@ -228,7 +227,7 @@ def _known_tickets(engine: Engine, ticket_ids: set[str]) -> set[str]:
         return set(s.exec(select(TicketStatus.ticket_id).where(col(TicketStatus.ticket_id).in_(ticket_ids))).all())
 
 
-PublishSubmission = Callable[[Envelope[Any], Callable[[Session], None] | None], Awaitable[None]]
+PublishSubmission = Callable[[Submission], Awaitable[None]]
 
 
 Accept = Callable[[ComplaintIn, Principal, str | None, tuple[str, ...]], Awaitable[Envelope[Any]]]
@@ -254,7 +253,7 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
         envelope = submission_event(complaint, now=now(), idempotency_key=key)
         if key is not None:
             await asyncio.to_thread(_claim_key, engine, key, complaint.fingerprint(), envelope.ticket_id)
-        await publish_submission(envelope, _remember_client(caller, envelope.ticket_id))
+        await publish_submission(Submission(envelope, _who_submitted(caller, envelope.ticket_id)))
         return envelope
     return accept
 

@@ -58,16 +58,6 @@ def _insert_or_ignore(session: Session, table: Table) -> Any:
     raise NotImplementedError(f"no insert-or-ignore for {dialect}")  # pragma: no cover - not a supported store
 
 
-def upsert(session: Session, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
-    if not rows:
-        return
-    dialect = session.get_bind().dialect.name
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(table)
-    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
-
-
 def lock_tickets(session: Session, ticket_ids: Sequence[str]) -> None:
     """Serialise writers of the same ticket. SQLite has one writer at a time anyway; on PostgreSQL two
     instances could each fold a ticket without the other's uncommitted event. Sorted, so that two

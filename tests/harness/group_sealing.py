@@ -1,0 +1,87 @@
+"""The checks of intake's group commit (services/intake/keystore.py `seal_many`, `GroupSealer`), run on SQLite
+(tests/unit/test_intake_group_sealing.py) and on PostgreSQL (tests/integration/test_intake_group_sealing_pg.py)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+from unittest import mock
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from services.common.batch_state import table_of
+from services.common.store import create_tables
+from services.intake import keystore
+from services.intake.domain import ComplaintIn, submission_event
+from services.intake.keystore import TABLES, CallerKey, GroupSealer, SealedCallerCopy, Submission, caller_of, seal_many
+from services.intake.models import Submitter, TicketStatus
+
+SECRET = "s" * 40
+NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
+
+
+def prepare(engine: Engine) -> Engine:
+    create_tables(engine, [table_of(TicketStatus), table_of(Submitter), *(table_of(t) for t in TABLES)])
+    return engine
+
+
+def submission(text: str, name: str | None, phone: str | None, submitter: str | None = "sub:op-1") -> Submission:
+    envelope = submission_event(ComplaintIn(text=text, caller_name=name, caller_phone=phone), now=NOW, idempotency_key=None)
+    row: Any = Submitter(ticket_id=envelope.ticket_id, submitter=submitter)
+    return Submission(envelope, (row,))
+
+
+def a_batch_is_sealed_in_one_transaction_with_one_key_per_caller(engine: Engine) -> None:
+    batch = [submission("路灯不亮了", "钱七", "13812345678"), submission("路灯还是不亮", "钱七", "+86 138-1234-5678"),
+             submission("井盖丢了", "周九", None), submission("匿名反映噪音", None, None),
+             submission("垃圾没人收", "孙八", "13987654321")]
+    sealed = seal_many(engine, SECRET, batch)
+    assert all(not isinstance(s, Exception) for s in sealed), sealed
+    first, again, no_phone, anonymous, other = (s.data for s in sealed)  # type: ignore[union-attr]
+    assert first.sealed_caller.key_id == again.sealed_caller.key_id  # one number, one key, in one batch
+    assert first.caller_ref.pseudonym == again.caller_ref.pseudonym
+    assert len({first.sealed_caller.key_id, no_phone.sealed_caller.key_id, other.sealed_caller.key_id}) == 3
+    assert anonymous.sealed_caller is None and anonymous.caller_ref.anonymous
+    assert all(s.data.caller.name is None and s.data.caller.phone is None for s in sealed)  # type: ignore[union-attr]
+    for envelope in sealed:
+        d = envelope.data  # type: ignore[union-attr]
+        if d.sealed_caller is not None:
+            assert caller_of(engine, d.sealed_caller, envelope.ticket_id) is not None  # type: ignore[union-attr]
+    with Session(engine) as s:
+        assert len(s.exec(select(CallerKey)).all()) == 3
+        assert len(s.exec(select(SealedCallerCopy)).all()) == 4
+        assert {r.ticket_id for r in s.exec(select(Submitter))} == {b.envelope.ticket_id for b in batch}
+    # the next batch finds the caller's key made by this one
+    later = seal_many(engine, SECRET, [submission("又坏了", "钱七", "13812345678")])[0]
+    assert later.data.sealed_caller.key_id == first.sealed_caller.key_id  # type: ignore[union-attr]
+
+
+def one_bad_submission_fails_only_itself(engine: Engine) -> None:
+    batch = [submission("路灯不亮了", "钱七", "13812345678"), submission("坏的一条", "周九", "13700000000", submitter=None),
+             submission("井盖丢了", "孙八", "13987654321")]
+    sealed = seal_many(engine, SECRET, batch)
+    assert isinstance(sealed[1], Exception)
+    assert not isinstance(sealed[0], Exception) and not isinstance(sealed[2], Exception)
+    with Session(engine) as s:
+        stored = {r.ticket_id for r in s.exec(select(SealedCallerCopy))}
+    assert stored == {batch[0].envelope.ticket_id, batch[2].envelope.ticket_id}  # the bad one left nothing behind
+
+
+async def concurrent_requests_share_commits(engine: Engine) -> tuple[int, int]:
+    """50 requests at once: every one answered with its own sealed record, in fewer transactions than requests."""
+    calls: list[int] = []
+    real = keystore.seal_many
+
+    def counted(engine: Engine, secret: str, submissions: Any) -> Any:
+        calls.append(len(submissions))
+        return real(engine, secret, submissions)
+
+    sealer = GroupSealer(engine, SECRET)
+    batch = [submission(f"第{i}条投诉", "钱七", f"1380000{i:04d}") for i in range(50)]
+    with mock.patch.object(keystore, "seal_many", counted):
+        sealed = await asyncio.gather(*(sealer.seal(b) for b in batch))
+    assert [s.ticket_id for s in sealed] == [b.envelope.ticket_id for b in batch]
+    assert sum(calls) == 50
+    return len(calls), max(calls)

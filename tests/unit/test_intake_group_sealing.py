@@ -1,0 +1,30 @@
+"""Intake's group commit on SQLite: many HTTP submissions sealed in one transaction, each caller with one key,
+one bad submission failing only itself (tests/harness/group_sealing.py; the same on PostgreSQL in
+tests/integration/test_intake_group_sealing_pg.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.common.store import make_engine
+from tests.harness import group_sealing as checks
+
+
+@pytest.fixture
+def engine(tmp_path):
+    engine = checks.prepare(make_engine(f"sqlite:///{tmp_path / 'intake.db'}"))
+    yield engine
+    engine.dispose()
+
+
+def test_a_batch_is_sealed_in_one_transaction_with_one_key_per_caller(engine):
+    checks.a_batch_is_sealed_in_one_transaction_with_one_key_per_caller(engine)
+
+
+def test_one_bad_submission_fails_only_itself(engine):
+    checks.one_bad_submission_fails_only_itself(engine)
+
+
+async def test_concurrent_requests_are_sealed_together(engine):
+    transactions, largest = await checks.concurrent_requests_share_commits(engine)
+    assert transactions < 50 and largest > 1
