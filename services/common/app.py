@@ -81,6 +81,7 @@ def build_service_app(
         stop.set()
         for task in tasks:
             await task
+        await pipeline.committer.flush()  # a clean stop leaves no handled batch to be delivered again
         for server in servers:
             server.stop()
         release_store(engine)

@@ -9,9 +9,10 @@ One batch at a time (up to `batch_max_records`):
 4. every produced record is sent without waiting for each acknowledgement, then all are awaited;
    an output the broker will never take (too large, no such topic, not authorised) dead-letters
    the event that produced it, with the reason, instead of failing the batch (delivery.py);
-5. only then is the batch acknowledged (offsets committed), by FastStream's NACK_ON_ERROR policy:
-   if anything above raises, the batch is logged once as an error and, after a backoff, its offsets
-   are rewound and it is redelivered;
+5. only then are its offsets committed, in the background while the next batch is fetched
+   (offsets.py: a late or lost commit only redelivers what step 3 skips); if anything above raises,
+   the batch is logged once as an error and, after a backoff, its offsets are rewound and it is
+   redelivered;
 6. the outbox rows of the confirmed records are deleted afterwards, off the batch's path.
 
 A handler error that is not transient (a bug, an impossible state, an integrity or data error of
@@ -109,6 +110,7 @@ from .handler import (
 from .kafka import lenient_batch_parser
 from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
+from .offsets import BackgroundCommitter, next_positions
 from .settings import ServiceSettings
 from .store import OutboxRecord, ParkedEvent, lock_tickets, write_lock
 from .upkeep import expire_parked, prune_applied_ids
@@ -159,6 +161,7 @@ class EventPipeline(Generic[Deps]):
         self._clearing: asyncio.Task[None] | None = None
         self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead_lettered": 0, "skipped": 0, "published": 0}
         self._failures = 0  # consecutive failed batches: the backoff before the next redelivery
+        self.committer = BackgroundCommitter(name, lambda seconds: self.metrics.stage(self.name, "commit", seconds))
 
     # ---------------------------------------------------------------- wiring
 
@@ -172,20 +175,17 @@ class EventPipeline(Generic[Deps]):
             *self.topics, group_id=self.group_id, batch=True,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
             fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
-            auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
+            auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=_no_decode,
             parser=lenient_batch_parser,
             title=f"{self.name}", description=f"{self.name}: {', '.join(sorted(t.decode() for t in self.event_types or ()))}",
         )
         async def on_batch(message: KafkaMessage) -> None:
-            await self.handle_records(message.raw_message, highwater_of(message.consumer))
-            # Committed here rather than by the ack policy once we return (which then finds it done), only to be timed.
-            started = time.perf_counter()
             try:
-                await message.ack()
-            except Exception as exc:  # not a failed batch: its effects are done; the policy commits again, as before
-                log.warning("offsets_not_committed", service=self.name, error=repr(exc))
-                return
-            self.metrics.stage(self.name, "commit", time.perf_counter() - started)
+                await self.handle_records(message.raw_message, highwater_of(message.consumer))
+            except Exception:
+                await message.nack()  # rewinds to the batch's first records: redelivered after the backoff
+                raise
+            self.committer.commit_soon(message.consumer, next_positions(message.raw_message))
 
     def context(self, session: Session, rows: BatchRows | None = None) -> HandlerContext[Deps]:
         return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings,

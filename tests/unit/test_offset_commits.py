@@ -1,0 +1,64 @@
+"""Offsets committed behind the next fetch (services/common/offsets.py): one commit in flight per consumer,
+later batches' positions folded into the next commit, a failed commit logged and never raised."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+from aiokafka.structs import TopicPartition
+
+from services.common.offsets import BackgroundCommitter, next_positions
+
+
+class SlowConsumer:
+    def __init__(self, fail_first: bool = False) -> None:
+        self.commits: list[dict[TopicPartition, int]] = []
+        self.in_flight = self.most_in_flight = 0
+        self.release = asyncio.Event()
+        self.fail_first = fail_first
+
+    async def commit(self, offsets):
+        self.in_flight += 1
+        self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        try:
+            await self.release.wait()
+            if self.fail_first and not self.commits:
+                self.commits.append({})
+                raise RuntimeError("CommitFailedError: the group rebalanced")
+            self.commits.append({tp: meta.offset for tp, meta in offsets.items()})
+        finally:
+            self.in_flight -= 1
+
+
+def records(topic: str, partition: int, *offsets: int) -> list[SimpleNamespace]:
+    return [SimpleNamespace(topic=topic, partition=partition, offset=o) for o in offsets]
+
+
+def test_the_position_after_each_partitions_last_record_is_committed():
+    batch = records("t", 0, 5, 6, 7) + records("t", 1, 40) + records("u", 0, 3, 2)
+    assert next_positions(batch) == {TopicPartition("t", 0): 8, TopicPartition("t", 1): 41, TopicPartition("u", 0): 4}
+
+
+async def test_batches_handled_during_a_commit_go_together_in_the_next_one():
+    consumer, timed = SlowConsumer(), []
+    committer = BackgroundCommitter("act", timed.append)
+    committer.commit_soon(consumer, next_positions(records("t", 0, 0, 1)))
+    await asyncio.sleep(0)  # the first commit is under way
+    committer.commit_soon(consumer, next_positions(records("t", 0, 2)))
+    committer.commit_soon(consumer, next_positions(records("t", 0, 3) + records("t", 1, 9)))
+    consumer.release.set()
+    await committer.flush()
+    assert consumer.commits == [{TopicPartition("t", 0): 2}, {TopicPartition("t", 0): 4, TopicPartition("t", 1): 10}]
+    assert consumer.most_in_flight == 1 and len(timed) == 2
+
+
+async def test_a_failed_commit_is_logged_and_the_next_batch_commits_again():
+    consumer = SlowConsumer(fail_first=True)
+    committer = BackgroundCommitter("act", lambda _s: None)
+    committer.commit_soon(consumer, next_positions(records("t", 0, 0)))
+    consumer.release.set()
+    await committer.flush()  # does not raise
+    committer.commit_soon(consumer, next_positions(records("t", 0, 1)))
+    await committer.flush()
+    assert consumer.commits[-1] == {TopicPartition("t", 0): 2}
