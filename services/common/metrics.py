@@ -14,7 +14,7 @@ so tests can build many services in one process, and serves it:
 Metric names (every one labelled with the pipeline's `consumer` name):
 `cityops_consumer_lag{topic,partition}`, `cityops_batch_seconds` (histogram), `cityops_stage_seconds{stage}`
 (histogram, STAGES),
-`cityops_batches_failed_total`, `cityops_records_applied_total`, `cityops_records_dead_lettered_total`,
+`cityops_batches_failed_total`, `cityops_records_read_total`, `cityops_records_applied_total`, `cityops_records_dead_lettered_total`,
 `cityops_records_parked_total`, `cityops_parked_events`, `cityops_outbox_records`, and the service's own
 store gauges (sla: `cityops_timers_due`).
 """
@@ -89,6 +89,8 @@ class ServiceMetrics:
                                        ["consumer", "stage"], buckets=STAGE_BUCKETS, registry=r)
         self.failed = Counter("cityops_batches_failed", "Batches that raised (redelivered).", ["consumer"], registry=r)
         self.applied = Counter("cityops_records_applied", "Events applied.", ["consumer"], registry=r)
+        self.read = Counter("cityops_records_read", "Records fetched, those of event types the consumer skips undecoded "
+                            "included (what the benchmark's CPU budget divides by).", ["consumer"], registry=r)
         self.dead_lettered = Counter("cityops_records_dead_lettered", "Records sent to their topic's DLQ.", ["consumer"], registry=r)
         self.parked = Counter("cityops_records_parked", "Events parked until what they depend on arrives.", ["consumer"], registry=r)
         self._store = _StoreGauges()
@@ -105,6 +107,7 @@ class ServiceMetrics:
                       counts: BatchCounts) -> None:
         self.batch_seconds.labels(consumer).observe(seconds)
         self.failed.labels(consumer)  # the series exists at 0, so an alert on its rate sees the first failure
+        self.read.labels(consumer).inc(len(records))
         for counter, value in ((self.applied, counts.applied), (self.dead_lettered, counts.dead_lettered),
                                (self.parked, counts.parked)):
             counter.labels(consumer).inc(value)

@@ -73,6 +73,7 @@ def test_a_handled_batch_counts_what_it_applied_dead_lettered_and_parked(tmp_pat
     pipeline, broker = _pipeline(tmp_path)
     asyncio.run(pipeline.handle_records(_batch(), lambda t, p: HIGHWATER.get((t, p))))
     m = pipeline.metrics
+    assert value(m, "cityops_records_read_total") == 7  # every record fetched, whatever became of it
     assert value(m, "cityops_records_applied_total") == 4
     assert value(m, "cityops_records_dead_lettered_total") == 2  # the handler's bug and the undecodable record
     assert value(m, "cityops_records_parked_total") == 1

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 import typer
 
 from services.common.settings import REPO_ROOT
-from tools.bench import stages
+from tools.bench import budget, stages
 from tools.bench.ceiling import harvest_records, raw_ceiling
 from tools.bench.city import parse_cities
 from tools.bench.config import (
@@ -111,17 +111,23 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         say(f"pipeline: burst of {cfg.burst} tickets, intake -> closed, events on every topic")
         subs = uniform_schedule(pool, rng, 0, cfg.burst)
         prof = Profiler(REPO_ROOT / "benchmarks" / "profiles", hub.pids(), 20) if cfg.profile else contextlib.nullcontext()
+        reads_before = await budget.scrape_reads(hub.metrics_ports)
         with prof, CpuWatch(hub.pids()) as cpu:
             res.phases["pipeline"] = await pipeline_phase(hub, watcher, subs, linger_ms, cfg, all_topics)
+        reads_after = await budget.scrape_reads(hub.metrics_ports)
         if cfg.profile:
             res.phases["pipeline"]["profiles"] = prof.files  # type: ignore[union-attr]  # prof is the Profiler when cfg.profile
         pl = res.phases["pipeline"]
         pl["cpu"] = cpu.report(pl.get("events_total") or 0)
+        pl["cpu_budget"] = budget.cpu_budget(cpu.used, reads_before, reads_after, pl.get("closed") or 0,
+                                             pl.get("events_total") or 0, os.cpu_count() or 1)
         say(f"  {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s (peak {pl.get('events_per_s_peak')}/s; "
             f"{pl.get('events_per_ticket')} events per ticket); {pl['closed']}/{pl['tickets']} closed")
         busiest = sorted(pl["cpu"]["cpu_seconds"].items(), key=lambda kv: -kv[1])
         say("  CPU seconds in the burst: " + ", ".join(f"{n} {v:.1f}" for n, v in busiest)
             + f" (total {pl['cpu']['cpu_seconds_total']:.1f})")
+        if pl["cpu_budget"]["cpu_ms_per_ticket"]:
+            say("  " + budget.describe(pl["cpu_budget"]))
 
         # -- latency at the fixed offered load, with the memory peak of that phase
         pids = hub.pids()
