@@ -20,6 +20,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -29,6 +30,7 @@ from contracts import codec  # noqa: E402
 from contracts import events as ev  # noqa: E402
 from contracts.envelope import Envelope  # noqa: E402
 from contracts.topics import TopicSpec  # noqa: E402
+from services.common import pipeline as pipeline_module  # noqa: E402
 from services.common.kafka import ensure_topics, kafka_access, make_broker  # noqa: E402
 from services.common.logs import configure_logging  # noqa: E402
 from services.common.pipeline import Emit, EventPipeline, HandlerContext, HandlerSpec  # noqa: E402
@@ -47,7 +49,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_wait_ms: int, rate: float, seconds: float,
-              partitions: int) -> dict[str, float]:
+              partitions: int, naps: bool = False) -> dict[str, float]:
+    """One variant; `naps`: FastStream's own batch polling, which sleeps after an empty poll (what the services
+    did before services/common/kafka.py `poll_without_naps`)."""
     tag = uuid.uuid4().hex[:8]
     src, out = f"bench.hop.in.{tag}", f"bench.hop.out.{tag}"
     await ensure_topics(bootstrap, [TopicSpec(t, t, (), partitions=partitions) for t in (src, out, src + ".dlq")])
@@ -58,7 +62,8 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_w
     broker = make_broker(settings)
     spec = HandlerSpec(topics=[src], event_types=[ev.TicketSubmitted.event_type], deps=out, handle=relay)
     pipeline = EventPipeline(name="relay", settings=settings, engine=engine, spec=spec)
-    pipeline.subscribe(broker)
+    with mock.patch.object(pipeline_module, "poll_without_naps", (lambda s: s) if naps else pipeline_module.poll_without_naps):
+        pipeline.subscribe(broker)
     reader = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=None, fetch_max_wait_ms=20)
     await reader.start()
     reader.assign([TopicPartition(out, p) for p in range(partitions)])
@@ -80,6 +85,9 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_w
     async with broker:
         await broker.start()
         await asyncio.sleep(3)  # group joined
+        idle_cpu = time.process_time()
+        await asyncio.sleep(2)  # nothing to do: what waiting costs
+        idle_cpu = (time.process_time() - idle_cpu) / 2
         task = asyncio.create_task(read())
         n = int(rate * seconds)
         start = asyncio.get_running_loop().time()
@@ -96,7 +104,8 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_w
         task.cancel()
     await producer.stop()
     await reader.stop()
-    return {"n": len(gaps), "p50_ms": pct(gaps, 50) * 1000, "p95_ms": pct(gaps, 95) * 1000, "p99_ms": pct(gaps, 99) * 1000}
+    return {"n": len(gaps), "p50_ms": pct(gaps, 50) * 1000, "p95_ms": pct(gaps, 95) * 1000, "p99_ms": pct(gaps, 99) * 1000,
+            "idle_cpu_ms_per_s": idle_cpu * 1000}
 
 
 async def main() -> None:
@@ -106,19 +115,25 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=3, help="Partitions of the relay's input and output topics.")
-    ap.add_argument("--variants", default="20:5:500,20:5:10", help="batch_timeout_ms:linger_ms[:fetch_max_wait_ms],... "
-                                                                   "(fetch_max_wait_ms default: the services' setting)")
+    ap.add_argument("--variants", default="5:1:500:nap,200:1:500", help="batch_timeout_ms:linger_ms[:fetch_max_wait_ms[:nap]],"
+                    "... (fetch_max_wait_ms default: the services' setting; nap: FastStream's own polling, asleep after an empty poll)")
     args = ap.parse_args()
     configure_logging("WARNING", json=False)
     fetch_default = ServiceSettings().fetch_max_wait_ms
-    variants = [(*(int(x) for x in v.split(":")), fetch_default)[:3] for v in args.variants.split(",")]
-    results: dict[tuple[int, ...], list[dict[str, float]]] = {v: [] for v in variants}
+    variants = [parse_variant(v, fetch_default) for v in args.variants.split(",")]
     for _ in range(args.rounds):
-        for bt, linger, fetch_wait in variants:
-            r = await one(args.bootstrap, bt, linger, fetch_wait, args.rate, args.seconds, args.partitions)
-            results[(bt, linger, fetch_wait)].append(r)
-            print(f"batch_timeout_ms={bt:4d} linger_ms={linger} fetch_max_wait_ms={fetch_wait:3d}: n={r['n']} p50 {r['p50_ms']:.1f} ms, "
-                  f"p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms", flush=True)
+        for bt, linger, fetch_wait, naps in variants:
+            r = await one(args.bootstrap, bt, linger, fetch_wait, args.rate, args.seconds, args.partitions, naps)
+            print(f"batch_timeout_ms={bt:4d} linger_ms={linger} fetch_max_wait_ms={fetch_wait:3d} {'naps' if naps else 'no naps'}: "
+                  f"n={r['n']} p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
+                  f"idle CPU {r['idle_cpu_ms_per_s']:.1f} ms/s", flush=True)
+
+
+def parse_variant(text: str, fetch_default: int) -> tuple[int, int, int, bool]:
+    parts = text.split(":")
+    naps = parts[-1] == "nap"
+    numbers = [int(x) for x in (parts[:-1] if naps else parts)]
+    return numbers[0], numbers[1], numbers[2] if len(numbers) > 2 else fetch_default, naps
 
 
 if __name__ == "__main__":

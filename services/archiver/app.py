@@ -18,7 +18,7 @@ from faststream.middlewares import AckPolicy
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
-from services.common.kafka import kafka_access, lenient_batch_parser
+from services.common.kafka import kafka_access, lenient_batch_parser, poll_without_naps
 from services.common.logs import configure_logging, get_logger
 from services.common.metrics import BatchCounts, MetricsServer, ServiceMetrics, highwater_of, serve_metrics
 from services.common.pipeline import Clock
@@ -51,11 +51,13 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
     async def _no_decode(_msg: Any) -> None:
         return None  # raw bytes are what we keep
 
-    @broker.subscriber(pattern=settings.pattern(), group_id=settings.group_id, batch=True,
+    subscriber = poll_without_naps(broker.subscriber(pattern=settings.pattern(), group_id=settings.group_id, batch=True,
                        max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms,
                        auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
                        parser=lenient_batch_parser,
-                       title="archiver", description="Every record of every cityops topic, into the archive table.")
+                       title="archiver", description="Every record of every cityops topic, into the archive table."))
+
+    @subscriber
     async def on_batch(message: KafkaMessage) -> None:
         records, highwater, started = message.raw_message, highwater_of(message.consumer), time.perf_counter()
         metrics.batch_started("archiver", records, highwater)

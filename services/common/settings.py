@@ -58,11 +58,9 @@ class ServiceSettings(KafkaClientSettings):
     log_level: str = Field(default="INFO", description="Log level (DEBUG shows one line per handled event).")
     log_json: bool | None = Field(default=None, description="JSON logs; default: JSON when stderr is not a terminal.")
     batch_max_records: int = Field(default=500, ge=1, description="Most records handled in one batch.")
-    # FastStream's batch subscriber waits this long for records and, when none came, sleeps as long again
-    # before it polls: an idle service is deaf for up to this long. One relay hop at 20 records/s
-    # (benchmarks/hop_latency.py, variants interleaved, docs/performance.md): p50 23.5 ms at 20 ms, 16.8 at 5;
-    # an idle pipeline then wakes about 100 times a second (a few hundredths of a millisecond each).
-    batch_timeout_ms: int = Field(default=5, ge=1, description="How long an empty poll waits for records (and then sleeps).")
+    # An empty poll waits this long for records; one that arrives ends the wait at once (kafka.py
+    # `poll_without_naps`), so this is only how often an idle consumer wakes up (and how long a stop waits).
+    batch_timeout_ms: int = Field(default=200, ge=1, description="How long an empty poll waits for records before polling again.")
     # Exposed to measure it: aiokafka's 500 ms did not lengthen a hop (the broker answers a waiting fetch as soon
     # as a record arrives); 10 ms gave the same p50 and made every idle consumer fetch 100 times a second.
     fetch_max_wait_ms: int = Field(default=500, ge=0, description="Longest the broker holds a consumer's fetch waiting for records.")
