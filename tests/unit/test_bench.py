@@ -44,6 +44,7 @@ def _result() -> bench.Result:
                        machine={}, kafka={}, code={})
     res.phases = {
         "ceiling": {"produce_per_s": 10000.0, "consume_per_s": 40000.0, "produce_consume_per_s": 8000.0,
+                    "produce_consume_cpu_us_per_record": {"kafka-broker": 100, "client (aiokafka)": 60},
                     "hop_latency": {"offered_per_s": 200.0,
                                     "send_to_seen": {"p50_ms": 5.0, "p95_ms": 10.0, "p99_ms": 20.0},
                                     "send_to_ack": {"p50_ms": 4.0, "p95_ms": 8.0, "p99_ms": 16.0}}},
@@ -96,6 +97,8 @@ def test_the_cpu_budget_divides_each_process_cpu_by_what_it_read():
     assert b["records_read_per_event"] == 3.0 and b["broker_us_per_event"] == 2000
     rows = {r["figure"]: r for r in bench.build_table(_with_budget(b))}
     assert round(rows["  CPU ceiling on 2 cores"]["ratio"], 1) == 7.5  # the result's 250 tickets/s against this ceiling
+    assert rows["  CPU per event (whole hub)"]["value"] == 6000 and rows["  CPU per event (whole hub)"]["ratio"] == 37.5
+    assert rows["  broker CPU per event"]["ratio"] == 20.0  # 2,000 µs per event against 100 µs per record in bulk
 
 
 def _with_budget(budget):

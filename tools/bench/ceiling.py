@@ -41,7 +41,7 @@ async def harvest_records(bootstrap: str, topics: Sequence[str]) -> tuple[list[t
 
 
 async def raw_ceiling(bootstrap: str, mix: list[tuple[bytes, bytes, list[tuple[str, bytes]]]], n: int, hop_rate: float,
-                      hop_s: float, linger_ms: int, progress: Callable[[str], None]) -> dict[str, Any]:
+                      hop_s: float, linger_ms: int, progress: Callable[[str], None], broker_pid: int | None = None) -> dict[str, Any]:
     from contracts.topics import TopicSpec
     from services.common.kafka import ensure_topics
 
@@ -104,7 +104,7 @@ async def raw_ceiling(bootstrap: str, mix: list[tuple[bytes, bytes, list[tuple[s
                 batch = await consumer.getmany(timeout_ms=1000)
                 received += sum(len(v) for v in batch.values())
 
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), _cpu(broker_pid)
         reader = asyncio.create_task(drain())
         futures = []
         for key, value, headers in records:
@@ -114,11 +114,13 @@ async def raw_ceiling(bootstrap: str, mix: list[tuple[bytes, bytes, list[tuple[s
                 futures.clear()
         await asyncio.gather(*futures)
         await asyncio.wait_for(reader, timeout=180)
-        elapsed = time.perf_counter() - started
+        elapsed, cpu_used = time.perf_counter() - started, _cpu_since(cpu_started, broker_pid)
     finally:
         await producer.stop()
         await consumer.stop()
     out["produce_consume_per_s"] = round(n / elapsed, 1)
+    # What one record's trip costs in CPU when records travel in big batches: the yardstick of budget.py.
+    out["produce_consume_cpu_us_per_record"] = {who: round(seconds * 1e6 / n) for who, seconds in cpu_used.items()}
     progress(f"raw produce+consume: {out['produce_consume_per_s']:,.0f} records/s")
 
     # one hop's latency at the fixed offered load: send -> ack, send -> seen by a consumer
@@ -163,3 +165,14 @@ async def raw_ceiling(bootstrap: str, mix: list[tuple[bytes, bytes, list[tuple[s
     progress(f"raw hop at {hop_rate:.0f}/s: p50 {out['hop_latency']['send_to_seen']['p50_ms']} ms, "
              f"p99 {out['hop_latency']['send_to_seen']['p99_ms']} ms (ack p99 {out['hop_latency']['send_to_ack']['p99_ms']} ms)")
     return out
+
+
+def _cpu(broker_pid: int | None) -> dict[str, float | None]:
+    from tools.bench.measure import proc_cpu_seconds
+
+    return {"kafka-broker": proc_cpu_seconds(broker_pid) if broker_pid else None, "client (aiokafka)": time.process_time()}
+
+
+def _cpu_since(started: dict[str, float | None], broker_pid: int | None) -> dict[str, float]:
+    now = _cpu(broker_pid)
+    return {who: now[who] - then for who, then in started.items() if then is not None and now[who] is not None}  # type: ignore[operator]

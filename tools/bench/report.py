@@ -58,7 +58,7 @@ def build_table(res: Result) -> list[dict[str, Any]]:
     t_s = pl.get("tickets_per_s")
     row("pipeline tickets/s (intake -> closed)", t_s, "tickets/s",
         f"raw produce+consume / {ept} events per ticket", ratio(t_s, pipe / ept if pipe and ept else None))
-    budget_rows(row, pl)
+    budget_rows(row, pl, raw)
 
     low = p.get("latency_low", {})
     for key, label in (("latency", f"intake -> assignment @{res.config.get('rate', 0):.0f}/s"),
@@ -100,12 +100,21 @@ def build_table(res: Result) -> list[dict[str, Any]]:
     return rows
 
 
-def budget_rows(row: Any, pl: dict[str, Any]) -> None:
-    """What a closed ticket cost the whole hub in CPU, and the rate that caps on this machine's cores (budget.py)."""
+def budget_rows(row: Any, pl: dict[str, Any], raw: dict[str, Any]) -> None:
+    """What a closed ticket cost the whole hub in CPU, and the rate that caps on this machine's cores (budget.py),
+    against what one record's trip costs when records travel in big batches (the raw produce+consume)."""
     b = pl.get("cpu_budget") or {}
     if not b.get("cpu_ms_per_ticket"):
         return
+    trip = raw.get("produce_consume_cpu_us_per_record") or {}
+    trip_us = sum(trip.values()) if trip else None
     row("  CPU per closed ticket (whole hub, broker included)", b["cpu_ms_per_ticket"], "ms", "", None)
+    row("  CPU per event (whole hub)", b.get("cpu_us_per_event"), "µs", "raw trip CPU per record (x)",
+        ratio(b.get("cpu_us_per_event"), trip_us))
+    if trip:
+        row("  raw trip CPU per record: " + " + ".join(f"{who} {us}" for who, us in trip.items()), trip_us, "µs", "", None)
+    row("  broker CPU per event", b.get("broker_us_per_event"), "µs", "raw trip: broker CPU per record (x)",
+        ratio(b.get("broker_us_per_event"), trip.get("kafka-broker")))
     row("  records read per event (fan-out)", b["records_read_per_event"], "reads", "", None)
     row(f"  CPU ceiling on {b['cores']} cores", b["ceiling_tickets_per_s"], "tickets/s", "pipeline tickets/s / ceiling",
         ratio(pl.get("tickets_per_s"), b["ceiling_tickets_per_s"]))

@@ -105,7 +105,8 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         res.phases["record_sizes"] = sizes
         say(f"ceiling: {cfg.raw_records:,} records like ours (mean {sizes['mean_bytes']} bytes, "
             f"{len(sizes['by_type'])} event types), raw aiokafka on the same broker")
-        res.phases["ceiling"] = await raw_ceiling(hub.bootstrap, mix, cfg.raw_records, cfg.rate, cfg.hop_s, linger_ms, say)
+        res.phases["ceiling"] = await raw_ceiling(hub.bootstrap, mix, cfg.raw_records, cfg.rate, cfg.hop_s, linger_ms, say,
+                                                  hub.broker_pid)
 
         # -- pipeline rate (first: the fixed-load phases are read against the capacity it finds)
         say(f"pipeline: burst of {cfg.burst} tickets, intake -> closed, events on every topic")
