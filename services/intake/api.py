@@ -13,7 +13,6 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Path, Qu
 from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, SQLModel, col, select
 
 from contracts import events as ev
@@ -26,12 +25,11 @@ from services.common.audit import AuditMiddleware, note_disclosed, note_publishe
 from services.common.auth import PUBLIC, Principal, Role, TokenVerifier, access, install_verifier
 from services.common.inputs import ID_MAX, ID_PATTERN, KEY_MAX, MAX_BODY_BYTES, Id, Key, Moment, Note, refuse_invalid_requests
 from services.common.logs import get_logger
-from services.common.pipeline import write_lock
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
 from .domain import SOURCE, ComplaintIn, Locate, LocationIn, Open311Request, ResidentEventIn, placed, submission_event
-from .keystore import GroupSealer, Submission, callers_of
-from .models import SubmissionKey, Submitter, SubmittingClient, TicketStatus, TriageCandidates
+from .keystore import Claim, GroupSealer, KeyReused, Submission, callers_of
+from .models import Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .privacy_api import privacy_router
 from .suggest import Suggester, suggestion_rows
 
@@ -251,9 +249,11 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
         _check_grids(caller, complaint)
         key = scoped_key(caller, idempotency_key)
         envelope = submission_event(complaint, now=now(), idempotency_key=key)
-        if key is not None:
-            await asyncio.to_thread(_claim_key, engine, key, complaint.fingerprint(), envelope.ticket_id)
-        await publish_submission(Submission(envelope, _who_submitted(caller, envelope.ticket_id)))
+        claim = Claim(key, complaint.fingerprint()) if key is not None else None
+        try:
+            await publish_submission(Submission(envelope, _who_submitted(caller, envelope.ticket_id), claim))
+        except KeyReused as exc:
+            raise HTTPException(409, str(exc)) from exc
         return envelope
     return accept
 
@@ -262,24 +262,6 @@ def _known_areas(catalogue: Catalogue, location: LocationIn, field: tuple[str, .
     wrong = location.unknown_areas(catalogue)
     if wrong:
         raise RequestValidationError([{"type": "value_error", "loc": (*field, level), "msg": why, "input": None} for level, why in wrong])
-
-
-def _claim_key(engine: Engine, key: str, fingerprint: str, ticket_id: str) -> None:
-    """Remember what this Idempotency-Key was first used for; 409 when it comes back with another body (the
-    second text would otherwise be dropped silently behind the first ticket)."""
-    with write_lock(engine), Session(engine) as s:
-        known = s.get(SubmissionKey, key)
-        if known is None:
-            s.add(SubmissionKey(scoped_key=key, fingerprint=fingerprint, ticket_id=ticket_id))
-            try:
-                s.commit()
-                return
-            except IntegrityError:  # another instance claimed it in between: compare with what it stored
-                s.rollback()
-                known = s.get(SubmissionKey, key)
-        if known is not None and known.fingerprint != fingerprint:
-            raise HTTPException(409, f"this Idempotency-Key was already used for ticket {known.ticket_id} with another "
-                                     "body: a new complaint needs a new key")
 
 
 def _hotline_router(publish: Publish, publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,

@@ -164,12 +164,31 @@ def erase_caller(session: Session, secret: str, phone: str) -> Erasure:
 
 
 @dataclass(frozen=True)
+class Claim:
+    """The Idempotency-Key a submission came with (scoped to its caller) and a hash of its validated body."""
+
+    key: str
+    fingerprint: str
+
+
+class KeyReused(ValueError):
+    """The Idempotency-Key was first used for another body (answered 409: the second text would otherwise be
+    dropped silently behind the first ticket)."""
+
+    def __init__(self, ticket_id: str) -> None:
+        super().__init__(f"this Idempotency-Key was already used for ticket {ticket_id} with another body: "
+                         "a new complaint needs a new key")
+        self.ticket_id = ticket_id
+
+
+@dataclass(frozen=True)
 class Submission:
-    """An HTTP submission to seal, and the request's other rows (who submitted it), written in the same
-    transaction: one thread hop and one commit for both."""
+    """An HTTP submission to seal, the request's other rows (who submitted it) and its Idempotency-Key claim,
+    written in the same transaction: one thread hop and one commit for all of it."""
 
     envelope: Envelope[Any]
     rows: tuple[SQLModel, ...] = ()
+    claim: Claim | None = None
 
 
 def seal_in_store(engine: Engine, secret: str, submission: Submission) -> Envelope[Any]:
@@ -188,14 +207,38 @@ def seal_many(engine: Engine, secret: str, submissions: Sequence[Submission]) ->
     docs/performance.md)."""
     try:
         with write_lock(engine), Session(engine) as session, session.begin():
-            return list(_seal_together(session, secret, submissions, utcnow()))
+            refused = _claim_keys(session, submissions)
+            sealed = iter(_seal_together(session, secret, [s for i, s in enumerate(submissions) if i not in refused],
+                                         utcnow()))
+            return [refused[i] if i in refused else next(sealed) for i in range(len(submissions))]
     except Exception as exc:  # noqa: BLE001  # answered per submission below
         if len(submissions) == 1:
             return [exc]
     return [seal_many(engine, secret, [one])[0] for one in submissions]
 
 
+def _claim_keys(session: Session, submissions: Sequence[Submission]) -> dict[int, Exception]:
+    """Remember what each Idempotency-Key was first used for; the submissions (by index) whose key was first used
+    with another body. A retry with the same body is sealed again under the same ticket id (same rows)."""
+    from .models import SubmissionKey
+
+    claims = {i: s.claim for i, s in enumerate(submissions) if s.claim is not None}
+    if not claims:
+        return {}
+    table = table_of(SubmissionKey)
+    rows = {c.key: {"scoped_key": c.key, "fingerprint": c.fingerprint, "ticket_id": submissions[i].envelope.ticket_id}
+            for i, c in sorted(claims.items(), reverse=True)}  # the first use of a key in the batch wins
+    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    session.execute(insert(table).on_conflict_do_nothing(), list(rows.values()))
+    # Read back: what this batch or anyone before it (another instance included) stored for each key.
+    stored = {k.scoped_key: k for k in session.exec(select(SubmissionKey).where(col(SubmissionKey.scoped_key).in_(rows)))}
+    return {i: KeyReused(stored[c.key].ticket_id) for i, c in claims.items()
+            if c.key in stored and stored[c.key].fingerprint != c.fingerprint}
+
+
 def _seal_together(session: Session, secret: str, submissions: Sequence[Submission], now: datetime) -> list[Envelope[Any]]:
+    if not submissions:
+        return []
     callers = [s.envelope.data.caller for s in submissions]
     keys = _caller_keys(session, secret, [c.phone for c in callers if c.phone and phone_digits(c.phone)], now)
     copies: list[dict[str, Any]] = []

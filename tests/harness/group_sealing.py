@@ -15,22 +15,34 @@ from services.common.batch_state import table_of
 from services.common.store import create_tables
 from services.intake import keystore
 from services.intake.domain import ComplaintIn, submission_event
-from services.intake.keystore import TABLES, CallerKey, GroupSealer, SealedCallerCopy, Submission, caller_of, seal_many
-from services.intake.models import Submitter, TicketStatus
+from services.intake.keystore import (
+    TABLES,
+    CallerKey,
+    Claim,
+    GroupSealer,
+    KeyReused,
+    SealedCallerCopy,
+    Submission,
+    caller_of,
+    seal_many,
+)
+from services.intake.models import SubmissionKey, Submitter, TicketStatus
 
 SECRET = "s" * 40
 NOW = datetime(2026, 12, 3, 9, 0, tzinfo=UTC)
 
 
 def prepare(engine: Engine) -> Engine:
-    create_tables(engine, [table_of(TicketStatus), table_of(Submitter), *(table_of(t) for t in TABLES)])
+    create_tables(engine, [table_of(TicketStatus), table_of(Submitter), table_of(SubmissionKey), *(table_of(t) for t in TABLES)])
     return engine
 
 
-def submission(text: str, name: str | None, phone: str | None, submitter: str | None = "sub:op-1") -> Submission:
-    envelope = submission_event(ComplaintIn(text=text, caller_name=name, caller_phone=phone), now=NOW, idempotency_key=None)
+def submission(text: str, name: str | None, phone: str | None, submitter: str | None = "sub:op-1",
+               key: str | None = None) -> Submission:
+    complaint = ComplaintIn(text=text, caller_name=name, caller_phone=phone)
+    envelope = submission_event(complaint, now=NOW, idempotency_key=key)
     row: Any = Submitter(ticket_id=envelope.ticket_id, submitter=submitter)
-    return Submission(envelope, (row,))
+    return Submission(envelope, (row,), Claim(key, complaint.fingerprint()) if key else None)
 
 
 def a_batch_is_sealed_in_one_transaction_with_one_key_per_caller(engine: Engine) -> None:
@@ -85,3 +97,17 @@ async def concurrent_requests_share_commits(engine: Engine) -> tuple[int, int]:
     assert [s.ticket_id for s in sealed] == [b.envelope.ticket_id for b in batch]
     assert sum(calls) == 50
     return len(calls), max(calls)
+
+
+def an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine: Engine) -> None:
+    batch = [submission("路灯不亮了", "钱七", "13812345678", key="app:k-1"),
+             submission("路灯不亮了", "钱七", "13812345678", key="app:k-1"),  # a retry in the same batch
+             submission("另一件事", "钱七", "13812345678", key="app:k-1"),  # the key again, another body
+             submission("井盖丢了", "孙八", "13987654321", key="app:k-2")]
+    first, retry, reused, other = seal_many(engine, SECRET, batch)
+    assert first.ticket_id == retry.ticket_id != other.ticket_id  # type: ignore[union-attr]
+    assert isinstance(reused, KeyReused) and reused.ticket_id == first.ticket_id  # type: ignore[union-attr]
+    later_same, later_other = seal_many(engine, SECRET, [submission("路灯不亮了", "钱七", "13812345678", key="app:k-1"),
+                                                         submission("又一件事", None, None, key="app:k-2")])
+    assert later_same.ticket_id == first.ticket_id  # type: ignore[union-attr]
+    assert isinstance(later_other, KeyReused) and later_other.ticket_id == other.ticket_id  # type: ignore[union-attr]

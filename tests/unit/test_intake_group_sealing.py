@@ -28,3 +28,7 @@ def test_one_bad_submission_fails_only_itself(engine):
 async def test_concurrent_requests_are_sealed_together(engine):
     transactions, largest = await checks.concurrent_requests_share_commits(engine)
     assert transactions < 50 and largest > 1
+
+
+def test_an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine):
+    checks.an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine)

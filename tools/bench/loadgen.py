@@ -9,7 +9,8 @@ measured against a trivial endpoint (GET /health) in the same run, so a reader c
 is the server's or the client's.
 
 Job (JSON on stdin): host, port, method, path, headers {name: value}, bodies [JSON objects, used round
-robin; none for GET], concurrency, seconds. Result (JSON on stdout): requests, by_status, errors,
+robin; none for GET], concurrency, seconds, idempotency_keys (true: every request carries an Idempotency-Key
+of its own, as a careful app's do). Result (JSON on stdout): requests, by_status, errors,
 seconds, requests_per_s, latency (ms percentiles of the 2xx answers), ticket_ids (from 2xx JSON bodies).
 """
 
@@ -28,6 +29,8 @@ def request_bytes(job: dict[str, Any], body: dict[str, Any] | None) -> bytes:
     payload = json.dumps(body, ensure_ascii=False).encode() if body is not None else b""
     head = [f"{job.get('method', 'GET')} {job['path']} HTTP/1.1", f"Host: {job['host']}:{job['port']}",
             *(f"{k}: {v}" for k, v in job.get("headers", {}).items())]
+    if job.get("idempotency_keys"):
+        head.append(f"Idempotency-Key: {KEY_SLOT.decode()}")
     if body is not None:
         head += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + payload
@@ -43,13 +46,18 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length) if length else b""
 
 
+KEY_SLOT = b"#" * 20  # filled per request with a unique key of the same length (the request's bytes stay valid)
+
+
 async def client(job: dict[str, Any], requests: list[bytes], offset: int, stop_at: float, out: dict[str, Any]) -> None:
     reader, writer = await asyncio.open_connection(job["host"], job["port"])
     i = offset
+    keyed = bool(job.get("idempotency_keys"))
     try:
         while time.monotonic() < stop_at:
             started = time.perf_counter()
-            writer.write(requests[i % len(requests)])
+            request = requests[i % len(requests)]
+            writer.write(request.replace(KEY_SLOT, b"%06d%014d" % (offset % 10**6, i), 1) if keyed else request)
             i += 1
             try:
                 status, body = await read_response(reader)
