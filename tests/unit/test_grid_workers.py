@@ -1,0 +1,208 @@
+"""Grid workers are people: the roster, the on-the-spot and escalation rules, the solved-at-the-lowest-level
+rate (domain/grid_workers.py, domain/rates.py), and how act and triage carry them out (through their real
+pipelines, tests/harness)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from contracts import events as ev
+from contracts.envelope import Envelope
+from domain import grid_workers as gw
+from domain import rates
+from domain.catalogue import load_catalogue
+from services.triage import domain as triage_domain
+from services.units import sdk
+from tests.harness.pipeline import record_of, start
+from tests.harness.workflow import of_type, one
+
+CATALOGUE = load_catalogue()
+GRIDS = [a.id for a in CATALOGUE.areas if a.level == "grid"]
+
+
+# ---------------------------------------------------------------------------- the roster
+
+def test_the_packaged_roster_covers_every_grid_of_the_small_city_with_one_or_two_workers():
+    roster = gw.load_roster(GRIDS)
+    assert gw.uncovered_grids(roster, GRIDS) == []
+    per_grid = [len(roster.workers_of_grid(g)) for g in GRIDS]
+    assert min(per_grid) >= 1 and max(per_grid) <= 2 and len(GRIDS) == 16
+    assert roster.catalogue == CATALOGUE.version
+
+
+@pytest.mark.parametrize(("workers", "words"), [
+    ([{"id": "gw-1", "name": "王丽", "grids": ["grid-nowhere"]}], "worker gw-1: grids: unknown grid 'grid-nowhere'"),
+    ([{"id": "gw-1", "name": "王丽", "grids": ["grid-east-1-a-1"]}, {"id": "gw-1", "name": "李强", "grids": ["grid-east-1-a-2"]}],
+     "workers.id: duplicate worker id 'gw-1'"),
+    ([{"id": "gw-1", "name": "王丽", "grids": []}], "workers.0.grids"),
+    ([{"id": "GW 1", "name": "王丽", "grids": ["grid-east-1-a-1"]}], "workers.0.id"),
+    ([{"id": "gw-1", "name": "王丽", "grids": ["grid-east-1-a-1"], "phone": "13800000000"}], "workers.0.phone"),
+])
+def test_a_bad_roster_is_refused_naming_the_worker_and_field(workers, words):
+    with pytest.raises(gw.RosterError) as caught:
+        gw.parse_roster({"version": "1", "workers": workers}, GRIDS)
+    assert words in str(caught.value)
+
+
+def test_uncovered_grids_are_listed():
+    roster = gw.parse_roster({"version": "1", "workers": [{"id": "gw-1", "name": "王丽", "grids": [GRIDS[0]]}]}, GRIDS)
+    assert gw.uncovered_grids(roster, GRIDS) == GRIDS[1:]
+
+
+def test_a_city_without_a_written_roster_gets_one_generated_worker_per_grid():
+    roster = gw.roster_for(["grid-a-1", "grid-b-2"], "some-other-catalogue")
+    assert [(w.id, w.grids) for w in roster.workers] == [("gw-a-1-1", ("grid-a-1",)), ("gw-b-2-1", ("grid-b-2",))]
+    assert gw.roster_for(GRIDS, CATALOGUE.version).version == gw.load_roster(GRIDS).version
+
+
+def test_a_reporter_must_be_on_the_roster_and_posted_to_the_grid():
+    roster = gw.load_roster(GRIDS)
+    worker = roster.workers[0]
+    assert gw.reporter_refusal(roster, worker.id, worker.grids[0]) is None
+    assert gw.reporter_refusal(roster, worker.id, None) is None
+    assert "is not a grid worker" in (gw.reporter_refusal(roster, "gw-nobody", None) or "")
+    other = next(g for g in GRIDS if g not in worker.grids)
+    assert f"not posted to grid {other}" in (gw.reporter_refusal(roster, worker.id, other) or "")
+
+
+# ---------------------------------------------------------------------------- the rules
+
+def test_only_a_grid_lead_on_an_ordinary_grid_matter_resolves_on_the_spot():
+    ok = {"lead_level": "grid", "role": "lead", "needs_consultation": False, "proactive": False}
+    assert gw.on_the_spot_refusal(**ok) is None
+    for change, words in [({"role": "co"}, "only the lead"), ({"lead_level": "community"}, "not led by a grid"),
+                          ({"proactive": True}, "proactive visit"), ({"needs_consultation": True}, "agree first")]:
+        assert words in (gw.on_the_spot_refusal(**{**ok, **change}) or "")
+
+
+@pytest.mark.parametrize(("unit_level", "to_level", "allowed"), [
+    ("grid", "community", True), ("grid", "street", True), ("grid", "district", True), ("community", "street", True),
+    ("street", "district", True), ("community", "community", False), ("street", "community", False),
+    ("district", "city", False), ("city", "district", False), ("grid", "grid", False), ("grid", "city", False),
+])
+def test_escalation_only_goes_up_the_area_ladder(unit_level, to_level, allowed):
+    assert (gw.escalation_refusal(unit_level, to_level) is None) is allowed
+
+
+def test_an_escalation_skips_the_areas_below_its_target():
+    chain = [("grid-x", "grid"), ("community-x", "community"), ("street-x", "street"), ("district-x", "district")]
+    assert gw.areas_below(chain, "community") == ("grid-x",)
+    assert gw.areas_below(chain, "district") == ("grid-x", "community-x", "street-x")
+
+
+def test_help_requested_is_an_escalation_reason():
+    assert ev.EscalationReason.help_requested in gw.ESCALATION_REASONS
+    assert ev.EscalationReason("help-requested") is ev.EscalationReason.help_requested
+
+
+def test_the_lowest_level_rate_counts_grid_and_community_tickets_nobody_escalated():
+    closed = [("grid", False), ("community", False), ("grid", True), ("street", False), ("city", False), (None, False)]
+    counts: dict[str, int] = {}
+    for level, escalated in closed:
+        for name, n in rates.lowest_level_counts(level=level, escalated=escalated).items():
+            counts[name] = counts.get(name, 0) + n
+    assert counts == {"handled_closed": 6, "solved_lowest": 2}
+    assert rates.lowest_level_rate(counts) == round(2 / 6, 4)
+    assert rates.lowest_level_rate({}) is None
+
+
+# ---------------------------------------------------------------------------- act and triage
+
+AT = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+
+
+def _grid_ticket(ticket_id: str, category: str = "grid.corridor-safety", grid: str = "grid-east-1-a-1") -> Envelope:
+    ticket = ev.RegisteredTicket(channel=ev.Channel.grid_patrol, text="楼道堆放杂物", caller=ev.CallerRef(anonymous=True),
+                                 location=ev.Location(grid=grid), urgency=ev.Urgency.normal, submitted_at=AT,
+                                 reported_by="gw-east-1-a-1-1")
+    data = triage_domain.classified(ticket, category, 1.0, "operator", CATALOGUE)
+    return Envelope.origin(data, source="/cityops/triage", ticket_id=ticket_id, time=AT)
+
+
+def _assert_dead_lettered(out, reason):
+    assert [r.topic for r in out] == ["cityops.unit-reports.v1.dlq"]
+    assert reason in dict(out[0].headers)["dlq_error"].decode()
+
+
+def _assigned(out, unit):
+    return next(a for a in of_type(out, ev.TaskAssigned) if a.data.unit == unit)
+
+
+def test_a_grid_worker_resolves_a_small_matter_on_the_spot_and_the_ticket_is_handled_at_grid_level(tmp_path):
+    act = start("act", tmp_path)
+    out = act.feed([record_of(_grid_ticket("T-SPOT"))])
+    assert {a.data.unit for a in of_type(out, ev.TaskAssigned)} == {"grid-east-1-a-1", "housing"}
+    lead = _assigned(out, "grid-east-1-a-1")
+    out = act.feed([record_of(sdk.resolve_on_the_spot(lead, "grid-east-1-a-1", "moved the clutter with the residents"))])
+    handled = one(out, ev.TicketHandled, "T-SPOT")
+    assert (handled.data.level, handled.data.resolved_on_the_spot, handled.data.escalated) == ("grid", True, False)
+    assert handled.data.units == ("grid-east-1-a-1",)
+    tasks = {t["unit"]: t["status"] for t in act.rows("act_tasks")}
+    assert tasks == {"grid-east-1-a-1": "completed", "housing": "withdrawn"}
+
+
+def test_an_ordinary_completion_waits_for_the_co_unit_and_is_not_on_the_spot(tmp_path):
+    act = start("act", tmp_path)
+    out = act.feed([record_of(_grid_ticket("T-ORD"))])
+    lead, co = _assigned(out, "grid-east-1-a-1"), _assigned(out, "housing")
+    assert act.feed([record_of(sdk.complete(lead, "grid-east-1-a-1", "done"))]) == []
+    handled = one(act.feed([record_of(sdk.complete(co, "housing", "checked"))]), ev.TicketHandled, "T-ORD")
+    assert (handled.data.level, handled.data.resolved_on_the_spot) == ("grid", False)
+
+
+def test_on_the_spot_is_refused_to_a_co_unit_and_dead_lettered_with_the_reason(tmp_path):
+    act = start("act", tmp_path)
+    out = act.feed([record_of(_grid_ticket("T-CO"))])
+    co = _assigned(out, "housing")
+    forged = sdk.resolve_on_the_spot(co, "housing", "closed it")
+    _assert_dead_lettered(act.feed([record_of(forged)]), "only the lead unit resolves a matter on the spot")
+    assert act.processed()[forged.id] == "dead-lettered"
+    assert {t["unit"]: t["status"] for t in act.rows("act_tasks")}["housing"] == "assigned"
+
+
+def test_an_escalation_with_help_requested_asks_triage_to_route_up_and_triage_gives_it_to_the_community(tmp_path):
+    act = start("act", tmp_path / "act")
+    out = act.feed([record_of(_grid_ticket("T-UP"))])
+    lead = _assigned(out, "grid-east-1-a-1")
+    up = sdk.escalate(lead, "grid-east-1-a-1", "community", "help-requested", "residents refuse to move the bikes")
+    reroute = one(act.feed([record_of(up)]), ev.RerouteRequested, "T-UP")
+    assert (reroute.data.escalate_to, reroute.data.escalation_reason) == ("community", "help-requested")
+    assert reroute.data.excluded_units == ("grid-east-1-a-1",)
+    row = act.rows("act_tickets")[0]
+    assert (row["returns"], row["status"]) == (0, "rerouting")  # an escalation is not a dispute over ownership
+
+    triage = start("triage", tmp_path / "triage")
+    classified = one(triage.feed([record_of(reroute)]), ev.TicketClassified, "T-UP")
+    assert (classified.data.routing.lead, classified.data.routing.level) == ("community-east-1-a", "community")
+    assert classified.data.escalation_reason == "help-requested" and not classified.data.needs_consultation
+
+    out = act.feed([record_of(classified)])
+    community = _assigned(out, "community-east-1-a")
+    handled = one(act.feed([record_of(sdk.complete(community, "community-east-1-a", "talked to the residents")),
+                            *[record_of(sdk.complete(a, a.data.unit, "helped")) for a in of_type(out, ev.TaskAssigned)
+                              if a.data.unit != "community-east-1-a"]]), ev.TicketHandled, "T-UP")
+    assert (handled.data.level, handled.data.escalated) == ("community", True)
+    assert not gw.solved_at_lowest_level(handled.data.level, handled.data.escalated)
+
+
+def test_an_escalation_to_the_district_skips_community_and_street(tmp_path):
+    act = start("act", tmp_path / "act")
+    lead = _assigned(act.feed([record_of(_grid_ticket("T-DIST"))]), "grid-east-1-a-1")
+    up = sdk.escalate(lead, "grid-east-1-a-1", "district", "safety-risk", "wiring on fire risk")
+    reroute = one(act.feed([record_of(up)]), ev.RerouteRequested, "T-DIST")
+    triage = start("triage", tmp_path / "triage")
+    classified = one(triage.feed([record_of(reroute)]), ev.TicketClassified, "T-DIST")
+    assert (classified.data.routing.lead, classified.data.routing.level) == ("district-east", "district")
+
+
+def test_an_escalation_down_or_sideways_is_dead_lettered_and_changes_nothing(tmp_path):
+    act = start("act", tmp_path)
+    lead = _assigned(act.feed([record_of(_grid_ticket("T-SIDE"))]), "grid-east-1-a-1")
+    bad = ev.TaskReturned(task_id=lead.data.task_id, unit="grid-east-1-a-1", reason="x", escalate_to=ev.Level.grid,
+                          escalation_reason=ev.EscalationReason.help_requested)
+    env = sdk.report(lead, bad, "grid-east-1-a-1")
+    _assert_dead_lettered(act.feed([record_of(env)]), "escalate_to: must be one of community, street, district")
+    assert act.processed()[env.id] == "dead-lettered"
+    assert {t["unit"]: t["status"] for t in act.rows("act_tasks")}["grid-east-1-a-1"] == "assigned"
