@@ -88,6 +88,7 @@ class _Folding:
         t.category = t.category or ticket.category
         t.submitted_at = t.submitted_at or as_utc(ticket.submitted_at)
         t.external_id = t.external_id or ticket.external_id
+        t.reported_by = t.reported_by or ticket.reported_by
         self.location(ticket.location)
 
     def routing(self, routing: ev.Routing) -> None:
@@ -395,6 +396,8 @@ def _on_handled(f: _Folding, fact: Fact, d: ev.TicketHandled) -> None:
     f.handled_units[d.round] = tuple(d.units)
     f.handled_at[d.round] = fact.time
     f.t.handled_at = fact.time
+    f.t.handled_level = d.level.value if d.level is not None else f.t.level
+    f.t.on_the_spot, f.t.escalated_up = d.resolved_on_the_spot, d.escalated
     f.t.category = f.t.category or d.category
     if f.t.district is None and f.t.grid is None:
         f.location(d.location)
