@@ -206,3 +206,29 @@ def test_an_escalation_down_or_sideways_is_dead_lettered_and_changes_nothing(tmp
     _assert_dead_lettered(act.feed([record_of(env)]), "escalate_to: must be one of community, street, district")
     assert act.processed()[env.id] == "dead-lettered"
     assert {t["unit"]: t["status"] for t in act.rows("act_tasks")}["grid-east-1-a-1"] == "assigned"
+
+
+# ---------------------------------------------------------------------------- simulated grid workers
+
+def _grid_task(n: int, *, unit: str = "grid-east-1-a-1", proactive: str | None = None) -> ev.TaskAssigned:
+    classified = _grid_ticket(f"T-SIM-{n}").data
+    ticket = classified.ticket.model_copy(update={"proactive_rule": proactive})
+    return ev.TaskAssigned(task_id=f"T-SIM-{n}:{unit}:1", unit=unit, role=ev.Role.lead, round=1, category=classified.category,
+                           limits=classified.limits, ticket=ticket)
+
+
+def test_simulated_grid_workers_resolve_on_the_spot_and_escalate_with_help_requested_in_their_seeded_shares():
+    from services.units import domain as sim
+    from services.units.settings import UnitSettings
+
+    settings = UnitSettings(p_on_the_spot=0.5, p_escalate=0.1)
+    plans = [sim.plan_task(_grid_task(n), settings) for n in range(2000)]
+    kinds = [p[-1].kind for p in plans]
+    assert 0.07 < kinds.count("escalate") / 2000 < 0.13 and 0.40 < kinds.count("on-the-spot") / 2000 < 0.50
+    reasons = [p[-1].detail["reason"] for p in plans if p[-1].kind == "escalate"]
+    assert reasons.count("help-requested") > len(reasons) / 2
+    assert all(p[-1].detail["to_level"] == "community" for p in plans if p[-1].kind == "escalate")
+    assert [p[-1].kind for p in (sim.plan_task(_grid_task(n), settings) for n in range(50))] == kinds[:50]  # seeded
+    department = [sim.plan_task(_grid_task(n, unit="housing"), settings)[-1].kind for n in range(200)]
+    proactive = [sim.plan_task(_grid_task(n, proactive="old-age-allowance-80"), settings)[-1].kind for n in range(200)]
+    assert not {"escalate", "on-the-spot"} & (set(department) | set(proactive))
