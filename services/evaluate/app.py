@@ -12,7 +12,7 @@ from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .handlers import spec
-from .models import EvalTask, EvalTicket, Rates
+from .models import EvalTask, EvalTicket, EvalTicketLevel, LowestLevelRates, Rates
 from .settings import EvaluateSettings
 
 
@@ -20,4 +20,5 @@ def create_app(settings: EvaluateSettings | None = None, *, broker: KafkaBroker 
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or EvaluateSettings()
     return build_service_app(settings, spec=spec(),
-                             tables=[table_of(EvalTicket), table_of(EvalTask), table_of(Rates)], broker=broker, engine=engine, clock=clock)
+                             tables=[table_of(EvalTicket), table_of(EvalTask), table_of(Rates),
+                                     table_of(EvalTicketLevel), table_of(LowestLevelRates)], broker=broker, engine=engine, clock=clock)

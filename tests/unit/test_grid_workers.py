@@ -7,16 +7,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from sqlmodel import Session
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from domain import grid_workers as gw
 from domain import rates
 from domain.catalogue import load_catalogue
+from services.evaluate.handlers import lowest_level_table
 from services.triage import domain as triage_domain
 from services.units import sdk
 from tests.harness.pipeline import record_of, start
-from tests.harness.workflow import of_type, one
+from tests.harness.workflow import callback_submitted, of_type, one
 
 CATALOGUE = load_catalogue()
 GRIDS = [a.id for a in CATALOGUE.areas if a.level == "grid"]
@@ -232,3 +234,31 @@ def test_simulated_grid_workers_resolve_on_the_spot_and_escalate_with_help_reque
     department = [sim.plan_task(_grid_task(n, unit="housing"), settings)[-1].kind for n in range(200)]
     proactive = [sim.plan_task(_grid_task(n, proactive="old-age-allowance-80"), settings)[-1].kind for n in range(200)]
     assert not {"escalate", "on-the-spot"} & (set(department) | set(proactive))
+
+
+# ---------------------------------------------------------------------------- evaluate's counters
+
+def test_evaluate_counts_closed_handled_tickets_in_the_lowest_level_rate_of_grid_district_and_city(tmp_path):
+    def registered(ticket_id: str) -> Envelope:
+        ticket = _grid_ticket(ticket_id).data.ticket.model_copy(
+            update={"location": ev.Location(district="district-east", grid="grid-east-1-a-1")})
+        return Envelope.origin(ev.TicketRegistered(ticket=ticket), source="/cityops/discover", ticket_id=ticket_id, time=AT)
+
+    def handled(ticket_id: str, level: str, **flags: bool) -> Envelope:
+        data = ev.TicketHandled(round=1, units=("u",), results=("done",), category="grid.corridor-safety",
+                                location=ev.Location(grid="grid-east-1-a-1"), level=ev.Level(level), **flags)
+        return Envelope.origin(data, source="/cityops/act", ticket_id=ticket_id, time=AT)
+
+    evaluate = start("evaluate", tmp_path)
+    stories = [("E-SPOT", "grid", {"resolved_on_the_spot": True}), ("E-UP", "community", {"escalated": True}),
+               ("E-COM", "community", {}), ("E-DEPT", "district", {}), ("E-OPEN", "grid", {})]
+    for ticket_id, level, flags in stories:
+        evaluate.feed([record_of(registered(ticket_id)), record_of(handled(ticket_id, level, **flags))])
+    evaluate.feed([record_of(callback_submitted(t, 1, satisfied=True)) for t, _, _ in stories[:-1]])  # E-OPEN stays open
+    counters = {(r["scope"], r["key"]): (r["handled_closed"], r["solved_lowest"], r["on_the_spot"])
+                for r in evaluate.rows("evaluate_lowest_level")}
+    assert counters == {("grid", "grid-east-1-a-1"): (4, 2, 1), ("district", "district-east"): (4, 2, 1),
+                        ("city", "all"): (4, 2, 1)}
+    with Session(evaluate.engine) as session:
+        [city] = lowest_level_table(session, "city")
+    assert city["lowest_level_rate"] == 0.5
