@@ -180,3 +180,11 @@ def roster_for(grid_ids: Iterable[str], catalogue_version: str, path: Path | Non
     if path is None and isinstance(data, Mapping) and data.get("catalogue") != catalogue_version:
         return generated_roster(grids, catalogue_version)
     return parse_roster(data, grids)
+
+
+def roster_yaml(roster: Roster) -> str:
+    """The roster in the file's format, one worker a line (what `cityops unit roster --write` saves)."""
+    head = [f"version: {roster.version!r}"] + ([f"catalogue: {roster.catalogue!r}"] if roster.catalogue else []) + ["workers:"]
+    lines = [f"  - {{id: {w.id}, name: {yaml.safe_dump(w.name, allow_unicode=True).splitlines()[0]}, "
+             f"grids: [{', '.join(w.grids)}]}}" for w in roster.workers]
+    return "\n".join(head + lines) + "\n"

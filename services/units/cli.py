@@ -63,10 +63,12 @@ def roster(check: bool = typer.Option(False, "--check", help="Validate only: pri
            path: Path = typer.Option(None, "--path", help="Roster file (default: the packaged small-city roster, "
                                      "or one generated worker per grid for another catalogue)."),
            catalogue_path: Path = typer.Option(None, "--catalogue", help="Catalogue file whose grids the roster "
-                                               "covers (default: the packaged one).")) -> None:
+                                               "covers (default: the packaged one)."),
+           write: Path = typer.Option(None, "--write", help="Also write the roster to this YAML file (e.g. the "
+                                      "generated one of a large city, as the start of its own).")) -> None:
     """List the grid workers (定岗网格) and the grids they cover, or check a roster file (docs/grid-workers.md)."""
     from domain.catalogue import load_catalogue
-    from domain.grid_workers import RosterError, roster_for, uncovered_grids
+    from domain.grid_workers import RosterError, roster_for, roster_yaml, uncovered_grids
 
     cat = load_catalogue(catalogue_path)
     grids = [a.id for a in cat.areas if a.level == "grid"]
@@ -75,6 +77,8 @@ def roster(check: bool = typer.Option(False, "--check", help="Validate only: pri
     except (RosterError, OSError) as exc:
         typer.echo(f"invalid roster: {exc}", err=True)
         raise typer.Exit(1) from None
+    if write is not None:
+        write.write_text(roster_yaml(rost), encoding="utf-8")
     uncovered = uncovered_grids(rost, grids)
     if not check:
         for worker in rost.workers:

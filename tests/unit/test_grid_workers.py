@@ -262,3 +262,21 @@ def test_evaluate_counts_closed_handled_tickets_in_the_lowest_level_rate_of_grid
     with Session(evaluate.engine) as session:
         [city] = lowest_level_table(session, "city")
     assert city["lowest_level_rate"] == 0.5
+
+
+def test_the_roster_command_checks_lists_and_writes_a_roster(tmp_path):
+    from typer.testing import CliRunner
+
+    from services.units.cli import app
+
+    runner = CliRunner()
+    checked = runner.invoke(app, ["roster", "--check"])
+    assert checked.exit_code == 0 and "22 workers covering 16 of 16 grids" in checked.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text('version: "1"\nworkers:\n  - {id: gw-1, name: 王丽, grids: [grid-nowhere]}\n', encoding="utf-8")
+    refused = runner.invoke(app, ["roster", "--check", "--path", str(bad)])
+    assert refused.exit_code == 1 and "worker gw-1: grids: unknown grid 'grid-nowhere'" in refused.output
+    written = tmp_path / "roster.yaml"
+    listed = runner.invoke(app, ["roster", "--write", str(written)])
+    assert listed.exit_code == 0 and "gw-east-1-a-1-1" in listed.output and "王丽" in listed.output
+    assert gw.load_roster(GRIDS, written) == gw.load_roster(GRIDS)  # the written file reads back as the same roster
