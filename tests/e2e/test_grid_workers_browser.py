@@ -11,11 +11,13 @@ from typing import Any
 import pytest
 
 from contracts import events as ev
-from tests.e2e.test_console_unit_browser import _produce, _realistic, _reports, _wait_for, hub  # noqa: F401 - fixture
+from tests.e2e import test_console_unit_browser as unit_browser
+from tests.e2e.test_console_unit_browser import _produce, _realistic, _reports, _wait_for
 from tests.harness import browser
 from tests.harness.bridge import GRID, assigned
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
+hub = unit_browser.hub  # the real bridge on the broker with the console in front of it
 
 
 def _grid_matter(ticket_id: str, at: datetime) -> Any:
