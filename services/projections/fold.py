@@ -370,8 +370,9 @@ def _on_extension_decided(f: _Folding, fact: Fact, d: ev.ExtensionDecided) -> No
 
 def _on_returned(f: _Folding, fact: Fact, d: ev.TaskReturned) -> None:
     task = f.task(d.task_id, d.unit)
-    task.returns += 1
-    f.t.returns += 1
+    if d.escalate_to is None:  # an escalation up the area chain is not a return: it counts in no return rate
+        task.returns += 1
+        f.t.returns += 1
     if task.open:
         task.status_before_return = task.status
         task.end(TaskStatus.returned, fact.time)

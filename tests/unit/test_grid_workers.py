@@ -8,15 +8,24 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlmodel import Session
+from typer.testing import CliRunner
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from domain import grid_workers as gw
 from domain import rates
 from domain.catalogue import load_catalogue
+from domain.holders import fact_from
+from services.common.store import make_engine
 from services.evaluate.handlers import lowest_level_table
+from services.projections.migrate import upgrade
+from services.projections.store import apply
+from services.sla.domain import genuine_returns
 from services.triage import domain as triage_domain
+from services.units import domain as sim
 from services.units import sdk
+from services.units.cli import app
+from services.units.settings import UnitSettings
 from tests.harness.pipeline import record_of, start
 from tests.harness.workflow import callback_submitted, of_type, one
 
@@ -220,9 +229,6 @@ def _grid_task(n: int, *, unit: str = "grid-east-1-a-1", proactive: str | None =
 
 
 def test_simulated_grid_workers_resolve_on_the_spot_and_escalate_with_help_requested_in_their_seeded_shares():
-    from services.units import domain as sim
-    from services.units.settings import UnitSettings
-
     settings = UnitSettings(p_on_the_spot=0.5, p_escalate=0.1)
     plans = [sim.plan_task(_grid_task(n), settings) for n in range(2000)]
     kinds = [p[-1].kind for p in plans]
@@ -265,10 +271,6 @@ def test_evaluate_counts_closed_handled_tickets_in_the_lowest_level_rate_of_grid
 
 
 def test_the_roster_command_checks_lists_and_writes_a_roster(tmp_path):
-    from typer.testing import CliRunner
-
-    from services.units.cli import app
-
     runner = CliRunner()
     checked = runner.invoke(app, ["roster", "--check"])
     assert checked.exit_code == 0 and "22 workers covering 16 of 16 grids" in checked.output
@@ -280,3 +282,37 @@ def test_the_roster_command_checks_lists_and_writes_a_roster(tmp_path):
     listed = runner.invoke(app, ["roster", "--write", str(written)])
     assert listed.exit_code == 0 and "gw-east-1-a-1-1" in listed.output and "王丽" in listed.output
     assert gw.load_roster(GRIDS, written) == gw.load_roster(GRIDS)  # the written file reads back as the same roster
+
+
+# ---------------------------------------------------------------------------- an escalation is no return
+
+def test_an_escalation_is_not_a_return_for_sla_s_ping_pong_and_returns_index():
+    task = _assigned_envelope()
+    returned = sdk.return_task(task, GRID_UNIT, "not ours")
+    escalated = sdk.escalate(task, GRID_UNIT, "community", "help-requested", "needs the community")
+    facts = [fact_from(e) for e in (task, returned, escalated)]
+    assert [f.kind for f in facts] == ["assigned", "returned", "returned"]  # both set the unit's clocks aside
+    assert genuine_returns(facts) == [facts[1]]
+
+
+def test_the_projections_count_an_escalation_in_no_return_rate(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'proj.db'}")
+    upgrade(engine)
+    task = _assigned_envelope()
+    with Session(engine) as session, session.begin():
+        for envelope in (task, sdk.escalate(task, GRID_UNIT, "community", "help-requested", "needs the community")):
+            apply(session, envelope)
+    with engine.connect() as conn:
+        returns = conn.exec_driver_sql("SELECT returns FROM proj_tickets WHERE ticket_id = 'T-ESC'").scalar()
+        returned = conn.exec_driver_sql("SELECT SUM(returned) FROM proj_ticket_metrics WHERE ticket_id = 'T-ESC'").scalar()
+    assert (returns, returned or 0) == (0, 0)
+
+
+GRID_UNIT = "grid-east-1-a-1"
+
+
+def _assigned_envelope() -> Envelope:
+    classified = _grid_ticket("T-ESC")
+    data = ev.TaskAssigned(task_id=f"T-ESC:{GRID_UNIT}:1", unit=GRID_UNIT, role=ev.Role.lead, round=1,
+                           category=classified.data.category, limits=classified.data.limits, ticket=classified.data.ticket)
+    return classified.caused(data, source="/cityops/act", id_extra=data.task_id)
