@@ -196,7 +196,7 @@ def escalate(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any], task: TaskRow) 
     r: ev.TaskReturned = envelope.data
     row = _ticket(batch, task.ticket_id)
     c = row.classified()
-    refusal = escalation_refusal(c.routing.level, r.escalate_to or "") if task.role == ev.Role.lead.value else (
+    refusal = escalation_refusal(_lead_level(c, task), r.escalate_to or "") if task.role == ev.Role.lead.value else (
         "only the lead unit escalates a task")
     if refusal is not None:
         raise Rejected(f"TaskReturned {r.task_id} from {r.unit}: {refusal}")
@@ -222,10 +222,16 @@ def on_completed(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emi
     return _maybe_handled(ctx, batch, envelope, task.ticket_id)
 
 
+def _lead_level(c: ev.TicketClassified, task: TaskRow) -> str:
+    """The level of the task's unit as triage routed it; unknown ("") when an agreed plan or a supervisor gave the
+    task to another unit than triage's lead (act keeps no catalogue to look it up): then neither rule applies."""
+    return c.routing.level.value if task.unit == c.routing.lead else ""
+
+
 def _resolve_on_the_spot(batch: ActBatch, envelope: Envelope[Any], task: TaskRow) -> None:
     """A grid worker closed the matter where it was: the co-units' tasks are withdrawn (domain/grid_workers.py)."""
     c = _ticket(batch, task.ticket_id).classified()
-    refusal = on_the_spot_refusal(lead_level=c.routing.level, role=task.role, needs_consultation=c.needs_consultation,
+    refusal = on_the_spot_refusal(lead_level=_lead_level(c, task), role=task.role, needs_consultation=c.needs_consultation,
                                   proactive=c.ticket.proactive_rule is not None)
     if refusal is not None:
         raise Rejected(f"TaskCompleted {task.task_id} from {task.unit} on the spot: {refusal}")
@@ -244,7 +250,8 @@ def _maybe_handled(ctx: Ctx, batch: ActBatch, cause: Envelope[Any], ticket_id: s
     c = row.classified()
     on_the_spot = isinstance(cause.data, ev.TaskCompleted) and cause.data.resolved_on_the_spot
     handled = ev.TicketHandled(round=row.round, units=tuple(t.unit for t in done), results=tuple(t.result or "" for t in done),
-                               category=c.category, location=c.ticket.location, level=c.routing.level,
+                               category=c.category, location=c.ticket.location,
+                               level=c.routing.level if row.lead == c.routing.lead else None,  # (see _lead_level)
                                resolved_on_the_spot=on_the_spot, escalated=c.escalation_reason is not None)
     return [Emit(ACT.name, cause.caused(handled, source=ctx.source))]
 
