@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Field, SQLModel
 
@@ -74,3 +75,8 @@ class LowestLevelRates(SQLModel, table=True):
     handled_closed: int = Field(default=0, description="Closed tickets that were handled.")
     solved_lowest: int = Field(default=0, description="Of those, handled by a grid or community without escalation.")
     on_the_spot: int = Field(default=0, description="Of those, resolved on the spot by a grid worker.")
+
+
+def store_tables() -> list[Any]:
+    """Every table of evaluate's store (the app creates them; a test's store is made of the same)."""
+    return [model.__table__ for model in (EvalTicket, EvalTask, Rates, EvalTicketLevel, LowestLevelRates)]  # type: ignore[union-attr]
