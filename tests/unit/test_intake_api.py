@@ -363,3 +363,16 @@ def test_a_patrol_report_with_an_unknown_or_misplaced_reporter_is_422_naming_rep
     assert r.status_code == 422 and published == []
     detail = r.json()["detail"][0]
     assert detail["loc"] == ["body", "reported_by"] and words in detail["msg"]
+
+
+def test_the_demo_feeds_patrol_reports_are_accepted_with_their_reporter(api):
+    import random
+
+    from tools.hub import patrol_report
+
+    client, published, _ = api
+    rng = random.Random(7)
+    bodies = [patrol_report(rng) for _ in range(20)]
+    assert all(client.post("/tickets", json=b, headers=bearer("app", client_id="demo-feed")).status_code == 202 for b in bodies)
+    assert {e.data.reported_by for _, e in published} == {b["reported_by"] for b in bodies}
+    assert {e.data.channel for _, e in published} == {"grid-patrol"}
