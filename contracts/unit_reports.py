@@ -47,6 +47,21 @@ def complete(task: Envelope[Any], unit: str, result: str, key: str | None = None
     return report(task, ev.TaskCompleted(task_id=task.data.task_id, unit=unit, result=result), unit, key)
 
 
+def resolve_on_the_spot(task: Envelope[Any], unit: str, result: str, key: str | None = None) -> Envelope[Any]:
+    """A grid worker closed a small matter where it was (就地解决): a completion marked as such."""
+    return report(task, ev.TaskCompleted(task_id=task.data.task_id, unit=unit, result=result, resolved_on_the_spot=True),
+                  unit, key)
+
+
+def escalate(task: Envelope[Any], unit: str, to_level: str, reason: str, note: str,
+             key: str | None = None) -> Envelope[Any]:
+    """An area unit sends the matter up the area chain (上报) to `to_level` for `reason` (an EscalationReason);
+    `note` says what the worker saw. Carried as a return marked with its target, on the path returns take."""
+    returned = ev.TaskReturned(task_id=task.data.task_id, unit=unit, reason=note, escalate_to=ev.Level(to_level),
+                               escalation_reason=ev.EscalationReason(reason))
+    return report(task, returned, unit, key)
+
+
 def opinion(consultation: Envelope[Any], unit: str, agrees: bool, proposed_lead: str | None = None,
             comment: str = "", key: str | None = None) -> Envelope[Any]:
     return report(consultation, ev.OpinionGiven(consultation_id=consultation.data.consultation_id, unit=unit, agrees=agrees,

@@ -106,7 +106,10 @@ def fact_of(data: Event, at: datetime) -> LedgerFact:
         case ev.TaskCompleted():
             return LedgerFact(at, "completed", data.task_id, data.unit)
         case ev.TaskReturned():
-            return LedgerFact(at, "returned", data.task_id, data.unit)
+            # An escalation up the area chain leaves the unit's hands as a return does, but is no dispute (sla's
+            # ping-pong and returns index leave it out).
+            escalated = {"escalate_to": data.escalate_to.value} if data.escalate_to is not None else {}
+            return LedgerFact(at, "returned", data.task_id, data.unit, detail=escalated)
         case ev.ReturnRejected():
             return LedgerFact(at, "return-rejected", data.task_id, data.unit)
         case ev.ConsultationRequested():

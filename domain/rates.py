@@ -9,7 +9,16 @@
 * **Satisfaction rate** (满意率): of the callbacks on reasonable demands, the share satisfied or basically
   satisfied. A demand judged unreasonable is left out of both sides: the unit could not have met it.
 
-Each service keeps counters (`RateCounts` names them) and computes the rates with `three_rates`.
+A fourth rate is about where the work was done, not how well:
+
+* **Solved at the lowest level** (基层解决率, "small matters stay in the building, big matters stay in the
+  neighbourhood"): of the closed tickets that were handled, the share whose lead was a grid or community and
+  that nobody escalated up the area chain (domain/grid_workers.py `solved_at_lowest_level`). A matter a grid
+  worker resolved on the spot counts here, and in the three rates like any other handled ticket (its task's
+  sign-for clock, its callback). Counted per ticket, once, when it closes.
+
+Each service keeps counters (`RateCounts` names them) and computes the rates with `three_rates` and
+`lowest_level_rate`.
 """
 
 from __future__ import annotations
@@ -18,6 +27,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from contracts.events import Satisfaction
+from domain.grid_workers import solved_at_lowest_level
 
 SATISFIED: frozenset[Satisfaction] = frozenset({Satisfaction.satisfied, Satisfaction.basically_satisfied})
 
@@ -26,6 +36,7 @@ RESPONSE_RATE = ("response_rate", "responded", "response_n")
 RESOLUTION_RATE = ("resolution_rate", "resolved", "callbacks")
 SATISFACTION_RATE = ("satisfaction_rate", "satisfied", "rated")
 THREE_RATES: tuple[tuple[str, str, str], ...] = (RESPONSE_RATE, RESOLUTION_RATE, SATISFACTION_RATE)
+LOWEST_LEVEL_RATE = ("lowest_level_rate", "solved_lowest", "handled_closed")
 
 
 def rate(numerator: int, denominator: int) -> float | None:
@@ -76,3 +87,14 @@ def callback_counts(*, resolved: bool, satisfaction: Satisfaction | str, reasona
 def three_rates(counts: Mapping[str, int]) -> dict[str, float | None]:
     """response_rate, resolution_rate and satisfaction_rate from the counters (missing ones count 0)."""
     return {name: rate(counts.get(num, 0), counts.get(den, 0)) for name, num, den in THREE_RATES}
+
+
+def lowest_level_counts(*, level: str | None, escalated: bool) -> dict[str, int]:
+    """One closed, handled ticket's contribution to the solved-at-the-lowest-level rate."""
+    return {"handled_closed": 1, "solved_lowest": int(solved_at_lowest_level(level, escalated))}
+
+
+def lowest_level_rate(counts: Mapping[str, int]) -> float | None:
+    """solved_lowest / handled_closed (missing counters count 0)."""
+    name, num, den = LOWEST_LEVEL_RATE
+    return rate(counts.get(num, 0), counts.get(den, 0))

@@ -235,6 +235,8 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
             if nyc and rng.random() < 0.3:
                 text, loc = rng.choice(nyc), {}
             body = {"text": text, "location": loc, "caller_phone": f"138{rng.randrange(10**8):08d}", "caller_name": "demo"}
+            if rng.random() < PATROL_SHARE:
+                body = patrol_report(rng)
             r = await client.post("/tickets", json=body, headers=submit)
             sent += r.status_code == 202
             if time.monotonic() >= next_report:
@@ -244,6 +246,25 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
                            " | ".join(f"{k} {v}" for k, v in sorted(stats.items())) + (f" | STOPPED: {dead}" if dead else ""))
                 next_report += 3
             await asyncio.sleep(1 / rate)
+
+
+# A share of the demo feed is grid workers' patrol reports of small matters of their own grid (the simulated
+# workers resolve about half of those on the spot and escalate some: docs/grid-workers.md).
+PATROL_SHARE = 0.15
+PATROL_TEXTS = ("楼道里堆满了纸箱和旧家具，堵住了安全出口", "有人把电动车推进楼道里充电，电线从窗户拉下来",
+                "单元门口消防通道被杂物堵住了")
+
+
+def patrol_report(rng: random.Random) -> dict[str, Any]:
+    """A grid worker's patrol report (channel grid-patrol, reported_by from the small city's roster)."""
+    from domain.catalogue import load_catalogue
+    from domain.grid_workers import roster_for
+
+    catalogue = load_catalogue()
+    roster = roster_for([a.id for a in catalogue.areas if a.level == "grid"], catalogue.version)
+    worker = rng.choice(roster.workers)
+    return {"text": rng.choice(PATROL_TEXTS), "channel": "grid-patrol", "category": "grid.corridor-safety",
+            "location": {"grid": worker.grids[0]}, "reported_by": worker.id}
 
 
 def up(kafka_port: int = typer.Option(9092, help="Broker port."),

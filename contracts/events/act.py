@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ..envelope import Event
 from .discover import RegisteredTicket
-from .values import Limits, Location, Role, TimeLimitSpec
+from .values import EscalationReason, Level, Limits, Location, Role, TimeLimitSpec
 
 
 class TaskAssigned(Event):
@@ -81,6 +81,11 @@ class TaskReturned(Event):
     unit: str = Field(description="Unit id.")
     reason: str = Field(min_length=1, description="Why it is not this unit's.")
     suggested_unit: str | None = Field(default=None, description="Unit it believes is responsible.")
+    escalate_to: Level | None = Field(
+        default=None, description="Set when an area unit escalates (上报) rather than returns: the level above it "
+        "(community, street, district) whose area of the ticket's location takes the task.")
+    escalation_reason: EscalationReason | None = Field(
+        default=None, description="Why it is escalated (with escalate_to), e.g. help-requested (求助).")
 
 
 class ReturnRejected(Event):
@@ -103,6 +108,9 @@ class RerouteRequested(Event):
     returns: int = Field(ge=1, description="How many times this ticket has been returned.")
     reason: str = Field(description="The last return's reason.")
     suggested_unit: str | None = Field(default=None, description="Unit the returning unit pointed to.")
+    escalate_to: Level | None = Field(
+        default=None, description="An escalation, not a return: route to the area of this level of the ticket's location.")
+    escalation_reason: EscalationReason | None = Field(default=None, description="Why it was escalated.")
     ticket: RegisteredTicket = Field(description="The ticket.")
 
 
@@ -114,6 +122,8 @@ class TaskCompleted(Event):
     task_id: str = Field(description="Task.")
     unit: str = Field(description="Unit id.")
     result: str = Field(min_length=1, description="What was done.")
+    resolved_on_the_spot: bool = Field(
+        default=False, description="A grid worker resolved it where it was (就地解决), without further handling.")
 
 
 class TicketHandled(Event):
@@ -126,3 +136,6 @@ class TicketHandled(Event):
     results: tuple[str, ...] = Field(description="Their results, in the same order.")
     category: str = Field(description="Catalogue category code.")
     location: Location = Field(description="Where the problem was (for rates per grid and district).")
+    level: Level | None = Field(default=None, description="Level of the lead unit that handled it (None in older records).")
+    resolved_on_the_spot: bool = Field(default=False, description="The grid lead resolved it on the spot.")
+    escalated: bool = Field(default=False, description="It reached its handler by escalation from a lower level.")

@@ -42,6 +42,8 @@ class TicketSubmitted(Event):
     external_id: str | None = Field(default=None, description="Id in the originating system (Open311 token, imported record id).")
     idempotency_key: str | None = Field(
         default=None, description="Client's key; a retried submit with the same key is the same ticket.")
+    reported_by: str | None = Field(
+        default=None, description="Grid worker id (roster) who found it on patrol (channel grid-patrol); no personal data.")
 
 
 class ResidentLifeEventRecorded(Event):
@@ -69,6 +71,7 @@ class RegisteredTicket(ValueObject):
     proactive_rule: str | None = Field(default=None, description="Id of the proactive rule that raised it, if any.")
     external_id: str | None = Field(
         default=None, description="Id in the originating system (Open311 token, imported record id), as submitted.")
+    reported_by: str | None = Field(default=None, description="Grid worker id who found it on patrol, if any.")
 
 
 class TicketRegistered(Event):

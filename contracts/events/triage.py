@@ -8,7 +8,7 @@ from pydantic import Field
 
 from ..envelope import Event
 from .discover import RegisteredTicket
-from .values import Limits, Routing
+from .values import EscalationReason, Limits, Routing
 
 
 class TicketClassified(Event):
@@ -33,6 +33,8 @@ class TicketClassified(Event):
         default=None,
         description="Why the parties must agree (the catalogue, returns, cues in the text); None without consultation.",
     )
+    escalation_reason: EscalationReason | None = Field(
+        default=None, description="Set when this routing is an escalation up the area chain (上报): why.")
 
 
 class ManualTriageRequested(Event):

@@ -32,6 +32,16 @@ class Level(StrEnum):
     city = "city"
 
 
+class EscalationReason(StrEnum):
+    """Why a grid, community or street unit sends a matter up the area chain (上报)."""
+
+    help_requested = "help-requested"
+    beyond_powers = "beyond-powers"
+    needs_enforcement = "needs-enforcement"
+    multi_party = "multi-party"
+    safety_risk = "safety-risk"
+
+
 class Satisfaction(StrEnum):
     satisfied = "satisfied"
     basically_satisfied = "basically-satisfied"

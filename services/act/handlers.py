@@ -9,6 +9,7 @@ from typing import Any
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, unit_task_topic
+from domain.grid_workers import escalation_refusal, on_the_spot_refusal
 from domain.reports import report_refusal
 from domain.statuses import status_after_progress
 from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet, Rejected, settings_as
@@ -171,6 +172,8 @@ def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit
                                                      reason="assigned by a supervisor's final decision: it may not be returned"),
                                    source=ctx.source)
         return [Emit(ACT.name, rejected), Emit(unit_task_topic(r.unit), rejected)]
+    if r.escalate_to is not None:
+        return escalate(ctx, batch, envelope, task)
     task.status = domain.TaskStatus.returned
     if task.role == ev.Role.co.value:
         return _maybe_handled(ctx, batch, envelope, task.ticket_id)  # the lead carries on without this co-unit
@@ -186,12 +189,55 @@ def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit
     return [Emit(ACT.name, envelope.caused(reroute, source=ctx.source))]
 
 
+def escalate(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any], task: TaskRow) -> list[Emit]:
+    """An area unit sent the matter up (上报): the whole ticket goes to triage again, which routes it to the area
+    of the level asked for. The escalating unit is excluded like a returning one, but an escalation is not a
+    dispute over ownership, so the return count (which convenes consultation) is left alone."""
+    r: ev.TaskReturned = envelope.data
+    row = _ticket(batch, task.ticket_id)
+    c = row.classified()
+    refusal = escalation_refusal(_lead_level(c, task), r.escalate_to or "") if task.role == ev.Role.lead.value else (
+        "only the lead unit escalates a task")
+    if refusal is not None:
+        raise Rejected(f"TaskReturned {r.task_id} from {r.unit}: {refusal}")
+    task.status = domain.TaskStatus.returned
+    for other in _open_tasks(batch, row.ticket_id):
+        other.status = domain.TaskStatus.withdrawn
+    excluded = tuple(dict.fromkeys([u for u in row.excluded.split(",") if u] + [r.unit]))
+    row.excluded, row.status = ",".join(excluded), "rerouting"
+    # `returns` is at least 1 on the wire: the escalating unit gave the task up once, though it is not counted.
+    reroute = ev.RerouteRequested(category=c.category, excluded_units=excluded, returns=max(row.returns, 1),
+                                  reason=r.reason, escalate_to=r.escalate_to, ticket=c.ticket,
+                                  escalation_reason=r.escalation_reason or ev.EscalationReason.help_requested)
+    return [Emit(ACT.name, envelope.caused(reroute, source=ctx.source))]
+
+
 def on_completed(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     task = _reported_task(batch, envelope)
     if task.status not in domain.OPEN_TASK_STATES:
         return []
+    if envelope.data.resolved_on_the_spot:
+        _resolve_on_the_spot(batch, envelope, task)
     task.status, task.result = domain.TaskStatus.completed, envelope.data.result
     return _maybe_handled(ctx, batch, envelope, task.ticket_id)
+
+
+def _lead_level(c: ev.TicketClassified, task: TaskRow) -> str:
+    """The level of the task's unit as triage routed it; unknown ("") when an agreed plan or a supervisor gave the
+    task to another unit than triage's lead (act keeps no catalogue to look it up): then neither rule applies."""
+    return c.routing.level.value if task.unit == c.routing.lead else ""
+
+
+def _resolve_on_the_spot(batch: ActBatch, envelope: Envelope[Any], task: TaskRow) -> None:
+    """A grid worker closed the matter where it was: the co-units' tasks are withdrawn (domain/grid_workers.py)."""
+    c = _ticket(batch, task.ticket_id).classified()
+    refusal = on_the_spot_refusal(lead_level=_lead_level(c, task), role=task.role, needs_consultation=c.needs_consultation,
+                                  proactive=c.ticket.proactive_rule is not None)
+    if refusal is not None:
+        raise Rejected(f"TaskCompleted {task.task_id} from {task.unit} on the spot: {refusal}")
+    for other in _open_tasks(batch, task.ticket_id):
+        if other.task_id != task.task_id:
+            other.status = domain.TaskStatus.withdrawn
 
 
 def _maybe_handled(ctx: Ctx, batch: ActBatch, cause: Envelope[Any], ticket_id: str) -> list[Emit]:
@@ -202,8 +248,11 @@ def _maybe_handled(ctx: Ctx, batch: ActBatch, cause: Envelope[Any], ticket_id: s
     row.status = "handled"
     done = sorted((t for t in tasks if t.status == domain.TaskStatus.completed), key=lambda t: t.role != "lead")
     c = row.classified()
+    on_the_spot = isinstance(cause.data, ev.TaskCompleted) and cause.data.resolved_on_the_spot
     handled = ev.TicketHandled(round=row.round, units=tuple(t.unit for t in done), results=tuple(t.result or "" for t in done),
-                               category=c.category, location=c.ticket.location)
+                               category=c.category, location=c.ticket.location,
+                               level=c.routing.level if row.lead == c.routing.lead else None,  # (see _lead_level)
+                               resolved_on_the_spot=on_the_spot, escalated=c.escalation_reason is not None)
     return [Emit(ACT.name, cause.caused(handled, source=ctx.source))]
 
 

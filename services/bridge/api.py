@@ -81,6 +81,23 @@ class CompleteIn(BaseModel):
     result: LongText = Field(min_length=1, description="What was done.")
 
 
+class OnTheSpotIn(BaseModel):
+    model_config = ConfigDict(**_INPUT, json_schema_extra={"examples": [
+        {"result": "moved the bikes out of the stairwell with the residents"}]})
+
+    result: LongText = Field(min_length=1, description="What the grid worker did on the spot.")
+
+
+class EscalateIn(BaseModel):
+    model_config = ConfigDict(**_INPUT, json_schema_extra={"examples": [
+        {"to_level": "community", "reason": "help-requested", "note": "residents refuse to move the bikes"}]})
+
+    to_level: Literal["community", "street", "district"] = Field(description="The level above that takes it.")
+    reason: ev.EscalationReason = Field(description="Why: help-requested (求助), beyond-powers, needs-enforcement, "
+                                        "multi-party or safety-risk.")
+    note: Note = Field(min_length=1, description="What the worker saw and tried.")
+
+
 class OpinionIn(BaseModel):
     model_config = ConfigDict(**_INPUT, json_schema_extra={"examples": [
         {"agrees": False, "proposed_lead": "housing", "comment": "a building matter, not a street one"}]})
@@ -239,7 +256,7 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
     # Routes are declared on the app itself (no included routers), so `api.routes` lists every one of them
     # for the route table test (tests/unit/test_bridge_access.py).
     _health_routes(api)
-    _task_routes(api, reads, publish, known_units, consumer)
+    _task_routes(api, reads, publish, known_units, consumer, {u.id: u.level for u in catalogue.units})
     _consultation_routes(api, reads, publish, known_units, now, consumer)
     refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # the app factory adds the audit around it
     return api
@@ -343,11 +360,12 @@ def consultation_out(row: BridgeConsultation, parties: Iterable[BridgeParty], mi
                            parties=[PartyOut(unit=p.unit, answered=p.answered) for p in parties], ticket=d.ticket)
 
 
-def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: frozenset[str], consumer: str) -> None:
+def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: frozenset[str], consumer: str,
+                 unit_levels: dict[str, str]) -> None:
     tags: list[str | Enum] = ["tasks"]
 
     async def report(principal: Principal | None, task_id: str, action: Action, key: str | None,
-                     build: Callable[[Envelope[Any], str], Envelope[Any]]) -> ReportAccepted:
+                     build: Callable[[Envelope[Any], str], Envelope[Any]], to_level: str | None = None) -> ReportAccepted:
         """Check who asks and what the task allows, then publish the report `build` makes from the assignment.
         A retry (same Idempotency-Key) of a report already applied is answered 202 again, whatever the task's state
         now; without a key every request is checked anew."""
@@ -356,6 +374,9 @@ def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: fro
         if not (key and reads.seen(consumer, envelope.id)):
             reason = domain.refusal(action, row.status, final=row.final,
                                     extension_pending=row.extensions_requested > row.extensions_decided)
+            if reason is None and action in (Action.on_the_spot, Action.escalate):
+                assigned = Envelope[ev.TaskAssigned].model_validate_json(row.assigned_json).data
+                reason = domain.grid_work_refusal(action, assigned, unit_levels.get(row.unit, ""), to_level)
             if reason:
                 raise HTTPException(409, reason)
         await publish(UNIT_REPORTS.name, envelope)
@@ -409,6 +430,26 @@ def _task_routes(api: FastAPI, reads: _Reads, publish: Publish, known_units: fro
         """Complete the unit's part (办结) with what was done."""
         return await report(principal, task_id, Action.complete, idempotency_key,
                             lambda t, u: unit_reports.complete(t, u, body.result, key=idempotency_key))
+
+    @api.post("/tasks/{task_id}/resolve-on-the-spot", tags=tags, status_code=202, response_model=ReportAccepted,
+              responses=REPORT_ERRORS)
+    async def resolve_on_the_spot(principal: Caller, task_id: TaskId, body: OnTheSpotIn,
+                                  idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+        """A grid worker resolved a small matter where it was (就地解决): the task is completed, the co-units' parts
+        are withdrawn and the ticket counts as handled at grid level (docs/grid-workers.md). 409 when the task is
+        not a grid-led matter of the caller's grid."""
+        return await report(principal, task_id, Action.on_the_spot, idempotency_key,
+                            lambda t, u: unit_reports.resolve_on_the_spot(t, u, body.result, key=idempotency_key))
+
+    @api.post("/tasks/{task_id}/escalate", tags=tags, status_code=202, response_model=ReportAccepted,
+              responses=REPORT_ERRORS)
+    async def escalate(principal: Caller, task_id: TaskId, body: EscalateIn,
+                       idempotency_key: IdempotencyKey = None) -> ReportAccepted:
+        """Send the matter up the area chain (上报) to a level above the unit's, with a reason: the area of that level
+        where the ticket is takes it. 409 for a level not above the unit's or a task it does not lead."""
+        return await report(principal, task_id, Action.escalate, idempotency_key,
+                            lambda t, u: unit_reports.escalate(t, u, body.to_level, body.reason, body.note,
+                                                               key=idempotency_key), to_level=body.to_level)
 
 
 

@@ -10,6 +10,7 @@ from typing import NamedTuple
 
 from contracts import events as ev
 from domain.calendar import CalendarCoverageError, SlaUnit, WorkCalendar
+from domain.grid_workers import escalation_refusal, on_the_spot_refusal
 from domain.statuses import OPEN_TASK_STATES, TaskStatus, status_after_progress
 from services.common.auth import Principal, Role
 
@@ -24,6 +25,8 @@ class Action(StrEnum):
     extension = "extension"
     return_ = "return"
     complete = "complete"
+    on_the_spot = "resolve-on-the-spot"
+    escalate = "escalate"
 
 
 # ---------------------------------------------------------------------------- who acts for which unit
@@ -76,9 +79,21 @@ def refusal(action: Action, status: str, *, final: bool, extension_pending: bool
         return f"the task is already {status}"
     if action == Action.extension and extension_pending:
         return "an extension request of this task is still waiting for its decision"
-    if action == Action.return_ and final:
+    if action in (Action.return_, Action.escalate) and final:
         return "the task was assigned by a supervisor's final decision: it may not be returned"
     return None
+
+
+def grid_work_refusal(action: Action, assigned: ev.TaskAssigned, unit_level: str, to_level: str | None = None) -> str | None:
+    """Why a unit may not resolve this task on the spot or escalate it (domain/grid_workers.py), or None. The
+    bridge does not know whether the ticket's parties had to agree first: act checks that and dead-letters the
+    report if so."""
+    if action == Action.on_the_spot:
+        return on_the_spot_refusal(lead_level=unit_level, role=assigned.role.value, needs_consultation=False,
+                                   proactive=assigned.ticket.proactive_rule is not None)
+    if assigned.role != ev.Role.lead:
+        return "only the lead unit escalates a task"
+    return escalation_refusal(unit_level, to_level or "")
 
 
 def opinion_refusal(*, closed: bool, answered: bool, opinions_due: datetime, now: datetime) -> str | None:

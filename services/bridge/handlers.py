@@ -148,13 +148,16 @@ def on_report(ctx: Ctx, envelope: Envelope[Any]) -> None:
             task.extensions_requested += 1
         case ev.TaskCompleted():
             task.result = d.result
+            if d.resolved_on_the_spot and task.role == ev.Role.lead:
+                _withdraw_the_rest(ctx, task)  # act withdraws the co-units' parts of a matter closed on the spot
         case ev.TaskReturned() if task.status == TaskStatus.returned and task.role == ev.Role.lead:
             _withdraw_the_rest(ctx, task)
 
 
 def _withdraw_the_rest(ctx: Ctx, returned: BridgeTask) -> None:
-    """A lead's accepted return sends the ticket back to triage: act withdraws every other open task of it (the
-    co-units' too), and so does this view, rather than wait for the next dispatch."""
+    """A lead's accepted return or escalation sends the ticket back to triage, and a grid worker's resolution on
+    the spot ends it: act withdraws every other open task of it (the co-units' too), and so does this view,
+    rather than wait for the next dispatch."""
     for other in _tasks_of(ctx, returned.ticket_id):
         if other.task_id != returned.task_id and other.status in domain.OPEN_STATES:
             other.status, other.updated_at = TaskStatus.withdrawn, returned.updated_at

@@ -30,7 +30,8 @@ def registered_ticket(s: ev.TicketSubmitted, key: str | None, proactive_rule: st
     ref = s.caller_ref if s.caller_ref is not None else caller_ref(s.caller, key)
     return ev.RegisteredTicket(channel=s.channel, text=s.text, caller=ref, location=s.location,
                                category=s.category, urgency=s.urgency, submitted_at=s.submitted_at,
-                               proactive_rule=proactive_rule, external_id=s.external_id)
+                               proactive_rule=proactive_rule, external_id=s.external_id,
+                               reported_by=s.reported_by)
 
 
 # ---------------------------------------------------------------- repeat detection (domain.repeats)

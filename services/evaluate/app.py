@@ -8,11 +8,10 @@ from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
 from services.common.app import build_service_app
-from services.common.batch_state import table_of
 from services.common.handler import Clock
 
 from .handlers import spec
-from .models import EvalTask, EvalTicket, Rates
+from .models import store_tables
 from .settings import EvaluateSettings
 
 
@@ -20,4 +19,4 @@ def create_app(settings: EvaluateSettings | None = None, *, broker: KafkaBroker 
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or EvaluateSettings()
     return build_service_app(settings, spec=spec(),
-                             tables=[table_of(EvalTicket), table_of(EvalTask), table_of(Rates)], broker=broker, engine=engine, clock=clock)
+                             tables=store_tables(), broker=broker, engine=engine, clock=clock)

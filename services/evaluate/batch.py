@@ -10,18 +10,22 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.common.batch_state import TableRows, table_of
 
-from .models import EvalTask, EvalTicket, Rates
+from .models import EvalTask, EvalTicket, EvalTicketLevel, LowestLevelRates, Rates
 
 _TICKETS = table_of(EvalTicket)
 _TASKS = table_of(EvalTask)
 _RATES = table_of(Rates)
+_LEVELS = table_of(EvalTicketLevel)
+_LOWEST = table_of(LowestLevelRates)
 COUNTERS = ("assigned", "signed_for", "response_n", "responded", "callbacks", "resolved", "satisfied", "rated", "reopened")
+LOWEST_COUNTERS = ("handled_closed", "solved_lowest", "on_the_spot")
 
 
 @dataclass(slots=True)
@@ -51,6 +55,16 @@ class Task:
     judged: bool = False
 
 
+@dataclass(slots=True)
+class TicketLevel:
+    """One evaluate_ticket_levels row (the same columns, order and defaults as EvalTicketLevel)."""
+
+    ticket_id: str
+    level: str | None = None
+    escalated: bool = False
+    on_the_spot: bool = False
+
+
 @dataclass
 class EvalBatch:
     """The tickets of a batch's events (`TableRows`), and the rate counters' increments."""
@@ -59,11 +73,14 @@ class EvalBatch:
     tickets: TableRows[Ticket] = field(init=False)
     masters_in_store: set[str] = field(default_factory=set)  # loaded tickets that have merged children stored
     rate_increments: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
+    lowest_increments: dict[tuple[str, str], dict[str, int]] = field(default_factory=dict)
     tasks: TableRows[Task] = field(init=False)
+    levels: TableRows[TicketLevel] = field(init=False)
 
     def __post_init__(self) -> None:
         self.tickets = TableRows(self.session.connection(), _TICKETS, Ticket)
         self.tasks = TableRows(self.session.connection(), _TASKS, Task)
+        self.levels = TableRows(self.session.connection(), _LEVELS, TicketLevel)
 
     @classmethod
     def load(cls, session: Session, ticket_ids: Iterable[str], task_ids: Iterable[str] = ()) -> EvalBatch:
@@ -86,6 +103,7 @@ class EvalBatch:
         if not wanted:
             return
         self.tickets.load(wanted)
+        self.levels.load([t for t in wanted if not self.levels.known(t)])
         for chunk in _chunks(wanted):
             self.masters_in_store |= set(self.session.execute(
                 select(_TICKETS.c.master_ticket_id).where(_TICKETS.c.master_ticket_id.in_(chunk)).distinct()).scalars())
@@ -120,28 +138,47 @@ class EvalBatch:
         for name, by in increments.items():
             totals[name] += by
 
+    def count_lowest(self, scope: str, key: str, increments: dict[str, int]) -> None:
+        totals = self.lowest_increments.setdefault((scope, key), dict.fromkeys(LOWEST_COUNTERS, 0))
+        for name, by in increments.items():
+            totals[name] += by
+
+    def level(self, ticket_id: str) -> TicketLevel | None:
+        if not self.levels.known(ticket_id):
+            self.levels.load([ticket_id])
+        return self.levels.get(ticket_id)
+
+    def set_level(self, ticket_id: str, level: str | None, escalated: bool, on_the_spot: bool) -> None:
+        row = self.level(ticket_id) or self.levels.add(TicketLevel(ticket_id=ticket_id))
+        row.level, row.escalated, row.on_the_spot = level, escalated, on_the_spot
+
     def write_rates(self) -> None:
-        """Add the increments to the stored counters (one UPDATE), and insert the counters seen for the
-        first time (one INSERT). Nothing reads a counter while a batch runs, so only increments are kept."""
-        if not self.rate_increments:
+        """Add the increments to the stored counters (one UPDATE per table), and insert the counters seen for
+        the first time (one INSERT). Nothing reads a counter while a batch runs, so only increments are kept."""
+        self._write_counters(_RATES, COUNTERS, self.rate_increments)
+        self._write_counters(_LOWEST, LOWEST_COUNTERS, self.lowest_increments)
+        self.rate_increments, self.lowest_increments = {}, {}
+
+    def _write_counters(self, table: Any, counters: tuple[str, ...], increments: dict[tuple[str, str], dict[str, int]]) -> None:
+        if not increments:
             return
         stored: set[tuple[str, str]] = set()
-        for chunk in _chunks(sorted({key for _, key in self.rate_increments})):
-            stored |= {(r.scope, r.key) for r in self.session.execute(select(_RATES.c.scope, _RATES.c.key)
-                                                                       .where(_RATES.c.key.in_(chunk)))}
+        for chunk in _chunks(sorted({key for _, key in increments})):
+            stored |= {(r.scope, r.key) for r in self.session.execute(select(table.c.scope, table.c.key)
+                                                                       .where(table.c.key.in_(chunk)))}
         old = [{"b_scope": s, "b_key": k, **{f"by_{c}": v for c, v in inc.items()}}
-               for (s, k), inc in self.rate_increments.items() if (s, k) in stored]
-        new = [{"scope": s, "key": k, **inc} for (s, k), inc in self.rate_increments.items() if (s, k) not in stored]
+               for (s, k), inc in increments.items() if (s, k) in stored]
+        new = [{"scope": s, "key": k, **inc} for (s, k), inc in increments.items() if (s, k) not in stored]
         if old:
-            self.session.execute(update(_RATES).where(_RATES.c.scope == bindparam("b_scope"), _RATES.c.key == bindparam("b_key"))
-                                 .values({c: _RATES.c[c] + bindparam(f"by_{c}") for c in COUNTERS}), old)
+            self.session.execute(update(table).where(table.c.scope == bindparam("b_scope"), table.c.key == bindparam("b_key"))
+                                 .values({c: table.c[c] + bindparam(f"by_{c}") for c in counters}), old)
         if new:
-            self.session.execute(insert(_RATES), new)
-        self.rate_increments = {}
+            self.session.execute(insert(table), new)
 
     def write(self) -> None:
         self.tickets.write()
         self.tasks.write()
+        self.levels.write()
         self.write_rates()
 
 

@@ -29,7 +29,7 @@ from services.common.logs import get_logger
 
 from . import domain
 from .batch import EvalBatch, Task, Ticket
-from .models import Rates
+from .models import LowestLevelRates, Rates
 from .settings import EvaluateSettings
 
 # sla's breaches give the response verdict of a task never signed for (domain.rates).
@@ -188,6 +188,7 @@ def request_callback(ctx: Ctx, batch: EvalBatch, envelope: Envelope[Any]) -> lis
     h: ev.TicketHandled = envelope.data
     row = _ticket(ctx, batch, envelope.ticket_id)
     row.round, row.units, row.status = h.round, ",".join(h.units), "awaiting-callback"
+    batch.set_level(row.ticket_id, h.level.value if h.level is not None else None, h.escalated, h.resolved_on_the_spot)
     caller = ev.CallerRef.model_validate_json(row.caller_json)
     data = ev.CallbackRequested(round=h.round, caller=caller, units=h.units)
     return [Emit(EVALUATE.name, envelope.caused(data, source=ctx.source))]
@@ -241,12 +242,26 @@ def on_repeat_callback(ctx: Ctx, batch: EvalBatch, command: Envelope[Any], row: 
 def close(ctx: Ctx, batch: EvalBatch, cause: Envelope[Any], row: Ticket, outcome: str,
           satisfaction: ev.Satisfaction) -> list[Emit]:
     row.status = "closed"
+    _count_lowest_level(batch, row)
     out = [Emit(EVALUATE.name, cause.caused(ev.TicketClosed(outcome=outcome, satisfaction=satisfaction, rounds=row.round),
                                             source=ctx.source))]
     children = batch.open_children(row.ticket_id) if batch.may_have_children(row.ticket_id) else []
     for i, child in enumerate(children, start=1):
         out += close_repeat(ctx, cause, child, row, satisfaction, index=i)
     return out
+
+
+def _count_lowest_level(batch: EvalBatch, row: Ticket) -> None:
+    """A handled ticket's contribution, once, when it closes, to the solved-at-the-lowest-level rate of its grid,
+    its district and the city (domain.rates)."""
+    level = batch.level(row.ticket_id)
+    if level is None:
+        return
+    counts = rates.lowest_level_counts(level=level.level, escalated=level.escalated)
+    counts["on_the_spot"] = int(level.on_the_spot)
+    for scope, key in [("grid", row.grid), ("district", row.district), ("city", "all")]:
+        if key:
+            batch.count_lowest(scope, key, counts)
 
 
 def close_repeat(ctx: Ctx, cause: Envelope[Any], child: Ticket, master: Ticket, satisfaction: ev.Satisfaction | None,
@@ -270,6 +285,13 @@ def close_if_master_closed(ctx: HandlerContext, batch: EvalBatch, cause: Envelop
     if master is None or master.status != "closed" or row.status == "closed":
         return []
     return close_repeat(ctx, cause, row, master, None)
+
+
+def lowest_level_table(session: Any, scope: str) -> list[dict[str, Any]]:
+    """Per grid, district or the city: closed handled tickets, those solved at the lowest level, on the spot."""
+    rows = session.exec(select(LowestLevelRates).where(LowestLevelRates.scope == scope).order_by(LowestLevelRates.key)).all()
+    return [{"key": r.key, "handled_closed": r.handled_closed, "solved_lowest": r.solved_lowest, "on_the_spot": r.on_the_spot,
+             "lowest_level_rate": rates.lowest_level_rate(r.model_dump())} for r in rows]
 
 
 def rates_table(session: Any, scope: str) -> list[dict[str, Any]]:

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Field, SQLModel
 
@@ -49,3 +50,33 @@ class Rates(SQLModel, table=True):
     satisfied: int = Field(default=0, description="Satisfied or basically satisfied, reasonable demands only.")
     rated: int = Field(default=0, description="Callbacks on reasonable demands (the satisfaction denominator).")
     reopened: int = 0
+
+
+class EvalTicketLevel(SQLModel, table=True):
+    """Where a ticket's last round was handled (TicketHandled), for the solved-at-the-lowest-level rate when it
+    closes. A table of its own: a store written before it gains it without a migration."""
+
+    __tablename__ = "evaluate_ticket_levels"
+
+    ticket_id: str = Field(primary_key=True)
+    level: str | None = Field(default=None, description="Level of the lead that handled it (None in older records).")
+    escalated: bool = Field(default=False, description="It reached its handler by escalation up the area chain.")
+    on_the_spot: bool = Field(default=False, description="A grid worker resolved it on the spot.")
+
+
+class LowestLevelRates(SQLModel, table=True):
+    """Counters per grid, district and the whole city ("city", "all"): the solved-at-the-lowest-level rate
+    (domain.rates) follows from them."""
+
+    __tablename__ = "evaluate_lowest_level"
+
+    scope: str = Field(primary_key=True, description="grid, district or city.")
+    key: str = Field(primary_key=True, description="The grid or district id; all for the city.")
+    handled_closed: int = Field(default=0, description="Closed tickets that were handled.")
+    solved_lowest: int = Field(default=0, description="Of those, handled by a grid or community without escalation.")
+    on_the_spot: int = Field(default=0, description="Of those, resolved on the spot by a grid worker.")
+
+
+def store_tables() -> list[Any]:
+    """Every table of evaluate's store (the app creates them; a test's store is made of the same)."""
+    return [model.__table__ for model in (EvalTicket, EvalTask, Rates, EvalTicketLevel, LowestLevelRates)]  # type: ignore[union-attr]

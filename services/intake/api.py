@@ -19,6 +19,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
 from contracts.topics import COMMANDS, INTAKE, RESIDENTS
 from domain.catalogue import Catalogue, Category
+from domain.grid_workers import Roster, reporter_refusal, roster_for
 from domain.privacy import mask_free_text
 from domain.statuses import LEGACY_STATUS_NAMES, parse_status
 from services.common.audit import AuditMiddleware, note_disclosed, note_published
@@ -241,12 +242,19 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
         # built with the app, not on the first pin: loading shapely and the map must not delay a caller's request
         locate = default_locator().locate
     point_to_areas: Locate = locate
+    rosters: list[Roster] = []  # read on the first patrol report that names its reporter, then kept
+
+    def roster() -> Roster:
+        if not rosters:
+            rosters.append(roster_for([a.id for a in catalogue.areas if a.level == "grid"], catalogue.version))
+        return rosters[0]
 
     async def accept(complaint: ComplaintIn, caller: Principal, idempotency_key: str | None,
                      location_field: tuple[str, ...]) -> Envelope[Any]:
         complaint = complaint.model_copy(update={"location": placed(complaint.location, point_to_areas, catalogue)})
         _known_areas(catalogue, complaint.location, location_field)
         _check_grids(caller, complaint)
+        _known_reporter(roster, complaint, (location_field[0], "reported_by"))
         key = scoped_key(caller, idempotency_key)
         envelope = submission_event(complaint, now=now(), idempotency_key=key)
         claim = Claim(key, complaint.fingerprint()) if key is not None else None
@@ -256,6 +264,16 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
             raise HTTPException(409, str(exc)) from exc
         return envelope
     return accept
+
+
+def _known_reporter(roster: Callable[[], Roster], complaint: ComplaintIn, field: tuple[str, ...]) -> None:
+    """A patrol report names a grid worker of the roster, posted to the grid it is about (422 naming the field)."""
+    if complaint.reported_by is None:
+        return
+    why = ("only a grid-patrol report names its reporter" if complaint.channel != ev.Channel.grid_patrol
+           else reporter_refusal(roster(), complaint.reported_by, complaint.location.grid))
+    if why is not None:
+        raise RequestValidationError([{"type": "value_error", "loc": field, "msg": why, "input": complaint.reported_by}])
 
 
 def _known_areas(catalogue: Catalogue, location: LocationIn, field: tuple[str, ...]) -> None:

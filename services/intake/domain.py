@@ -75,6 +75,8 @@ class ComplaintIn(BaseModel):
     submitted_at: Moment | None = Field(default=None, description="When the resident submitted it; default now. Must carry a "
                                         "timezone; between 2000 and 2100.")
     external_id: Ref | None = Field(default=None, description="Id in the submitting system.")
+    reported_by: Id | None = Field(default=None, description="Grid worker id (roster) who found it on patrol; only with "
+                                   "channel grid-patrol.")
 
     @field_validator("submitted_at")
     @classmethod
@@ -149,7 +151,7 @@ def submission_event(complaint: ComplaintIn, *, now: datetime, idempotency_key: 
         caller=ev.Caller(name=complaint.caller_name, phone=complaint.caller_phone),
         location=masked_location(complaint.location, names), category=complaint.category, urgency=complaint.urgency,
         submitted_at=complaint.submitted_at or now, external_id=complaint.external_id,
-        idempotency_key=idempotency_key,
+        idempotency_key=idempotency_key, reported_by=complaint.reported_by,
     )
     event_id = derive_event_id("intake", data.event_type, 0, idempotency_key) if idempotency_key else None
     return Envelope.origin(data, source=SOURCE, ticket_id=ticket_id, time=now, event_id=event_id)

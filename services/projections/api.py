@@ -151,6 +151,12 @@ def _board_routes(router: APIRouter, store: Callable[[], Engine], when: Callable
         """Per proactive rule: residents qualified (a ticket raised) and reached (that ticket closed)."""
         return board.proactive_coverage(store())
 
+    @router.get("/board/lowest-level")
+    def get_lowest_level() -> list[dict[str, Any]]:
+        """Per district and for all: closed tickets handled at grid or community level without escalation
+        (solved at the lowest level), resolved on the spot, escalated."""
+        return board.lowest_level(store())
+
 
 def replay_app(settings: ProjectionsSettings | None = None, *, engine: Engine | None = None,
                log_factory: Callable[[bool], LogSource] | None = None, verifier: TokenVerifier | None = None) -> FastAPI:

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from domain import rates as rate_rules
+from domain.grid_workers import LOWEST_LEVELS
 from domain.statuses import TicketStatus
 
 from .domain import as_utc
@@ -233,3 +234,23 @@ def proactive_coverage(engine: Engine) -> list[dict[str, Any]]:
         rows = conn.execute(query).mappings().all()
     return [{"rule": r["proactive_rule"], "qualified": int(r["qualified"]), "reached": int(r["reached"] or 0),
              "reached_rate": rate_rules.rate(int(r["reached"] or 0), int(r["qualified"]))} for r in rows]
+
+
+# ---------------------------------------------------------------------------------------------- the lowest level
+
+def lowest_level(engine: Engine) -> list[dict[str, Any]]:
+    """Per district (and "all"): of the closed tickets that were handled, how many a grid or community handled
+    without an escalation (domain.rates: the solved-at-the-lowest-level rate), and how many a grid worker
+    resolved on the spot."""
+    closed_handled = and_(TICKETS.c.status == TicketStatus.closed.value, TICKETS.c.handled_level.is_not(None))
+    lowest = and_(TICKETS.c.handled_level.in_([level.value for level in LOWEST_LEVELS]), TICKETS.c.escalated_up.is_(False))
+    query = (select(TICKETS.c.district, func.count().label("handled_closed"),
+                    func.sum(case((lowest, 1), else_=0)).label("solved_lowest"),
+                    func.sum(case((TICKETS.c.on_the_spot.is_(True), 1), else_=0)).label("on_the_spot"),
+                    func.sum(case((TICKETS.c.escalated_up.is_(True), 1), else_=0)).label("escalated"))
+             .where(closed_handled).group_by(TICKETS.c.district).order_by(TICKETS.c.district))
+    with engine.connect() as conn:
+        rows = [{k: (int(v or 0) if k != "district" else v) for k, v in r.items()} for r in conn.execute(query).mappings()]
+    total = {name: sum(r[name] for r in rows) for name in ("handled_closed", "solved_lowest", "on_the_spot", "escalated")}
+    return [{**r, "district": r["district"] or "-", "lowest_level_rate": rate_rules.lowest_level_rate(r)}
+            for r in rows] + [{"district": "all", **total, "lowest_level_rate": rate_rules.lowest_level_rate(total)}]

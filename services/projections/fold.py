@@ -88,6 +88,7 @@ class _Folding:
         t.category = t.category or ticket.category
         t.submitted_at = t.submitted_at or as_utc(ticket.submitted_at)
         t.external_id = t.external_id or ticket.external_id
+        t.reported_by = t.reported_by or ticket.reported_by
         self.location(ticket.location)
 
     def routing(self, routing: ev.Routing) -> None:
@@ -369,8 +370,9 @@ def _on_extension_decided(f: _Folding, fact: Fact, d: ev.ExtensionDecided) -> No
 
 def _on_returned(f: _Folding, fact: Fact, d: ev.TaskReturned) -> None:
     task = f.task(d.task_id, d.unit)
-    task.returns += 1
-    f.t.returns += 1
+    if d.escalate_to is None:  # an escalation up the area chain is not a return: it counts in no return rate
+        task.returns += 1
+        f.t.returns += 1
     if task.open:
         task.status_before_return = task.status
         task.end(TaskStatus.returned, fact.time)
@@ -395,6 +397,8 @@ def _on_handled(f: _Folding, fact: Fact, d: ev.TicketHandled) -> None:
     f.handled_units[d.round] = tuple(d.units)
     f.handled_at[d.round] = fact.time
     f.t.handled_at = fact.time
+    f.t.handled_level = d.level.value if d.level is not None else f.t.level
+    f.t.on_the_spot, f.t.escalated_up = d.resolved_on_the_spot, d.escalated
     f.t.category = f.t.category or d.category
     if f.t.district is None and f.t.grid is None:
         f.location(d.location)

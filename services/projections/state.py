@@ -46,6 +46,10 @@ class TicketState:
     reminders: int = 0
     escalations: int = 0
     escalated_to: str | None = None
+    reported_by: str | None = None
+    handled_level: str | None = None
+    on_the_spot: bool = False
+    escalated_up: bool = False
     returns: int = 0
     reroutes: int = 0
     reopens: int = 0

@@ -426,11 +426,12 @@ class ReturnsIndexRow:
 
 def genuine_returns(facts: Sequence[LedgerFact]) -> list[LedgerFact]:
     """The returns among one ticket's facts that count (for ping-pong and the returns index): of a task whose
-    assignment is among the facts, by the unit it was assigned to (`domain.reports`). A return read before its
+    assignment is among the facts, by the unit it was assigned to (`domain.reports`), and not an escalation up the
+    area chain (上报: no dispute over ownership). A return read before its
     assignment counts once the assignment is read; one by another unit, or on a task never assigned, never does."""
     assigned = {f.task_id: f.unit for f in facts if f.kind == "assigned" and f.unit}
     return [f for f in facts if f.kind == "returned" and f.task_id in assigned and f.unit is not None
-            and may_report(assigned[f.task_id], f.unit)]
+            and may_report(assigned[f.task_id], f.unit) and "escalate_to" not in f.detail]
 
 
 def return_verdicts(facts: Sequence[LedgerFact]) -> list[tuple[str, bool]]:

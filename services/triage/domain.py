@@ -9,6 +9,7 @@ from typing import Any
 from contracts import events as ev
 from domain.catalogue import Catalogue
 from domain.consultation import consultation_cue
+from domain.grid_workers import areas_below
 
 CATALOGUE_REASON = "the catalogue requires consultation"
 
@@ -59,7 +60,8 @@ def limits_of(catalogue: Catalogue, category: str) -> ev.Limits:
 
 def classified(ticket: ev.RegisteredTicket, category: str, confidence: float, method: str, catalogue: Catalogue,
                excluding: tuple[str, ...] = (), consultation_reason: str | None = None,
-               model_version: str | None = None) -> ev.TicketClassified:
+               model_version: str | None = None,
+               escalation_reason: ev.EscalationReason | None = None) -> ev.TicketClassified:
     """The classification event; ``consultation_reason`` convenes the parties whatever the catalogue says."""
     route = catalogue.route(category, ticket.location, excluding=excluding)
     reason = consultation_reason or (CATALOGUE_REASON if route.needs_consultation else None)
@@ -74,6 +76,7 @@ def classified(ticket: ev.RegisteredTicket, category: str, confidence: float, me
         routing=routing,
         needs_consultation=reason is not None, limits=limits_of(catalogue, category),
         excluded_units=tuple(excluding), ticket=ticket, model_version=model_version, consultation_reason=reason,
+        escalation_reason=escalation_reason,
     )
 
 
@@ -89,3 +92,10 @@ def proactive_grid(ticket: ev.RegisteredTicket, catalogue: Catalogue, excluding:
         return catalogue.unit(grid).id
     except LookupError:
         return None
+
+
+def escalation_exclusions(catalogue: Catalogue, location: ev.Location, to_level: str) -> tuple[str, ...]:
+    """The area units below `to_level` in the ticket's area chain: excluding them routes an area matter to the
+    area of `to_level` (the catalogue's routing climbs the chain past excluded areas)."""
+    chain = [(area.id, area.level) for area in catalogue.area_chain(location)]
+    return areas_below(chain, to_level)

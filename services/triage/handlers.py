@@ -129,7 +129,20 @@ def resolve_manually(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
 
 def reroute(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     r: ev.RerouteRequested = envelope.data
+    if r.escalate_to is not None:
+        return escalate(ctx, envelope, r.escalate_to)
     consult = r.returns >= settings_as(ctx, TriageSettings).consult_after_returns
     data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue, excluding=tuple(r.excluded_units),
                              consultation_reason=f"returned {r.returns} times" if consult else None)
+    return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]
+
+
+def escalate(ctx: Ctx, envelope: Envelope[Any], to_level: ev.Level) -> list[Emit]:
+    """An area unit escalated (上报): the area of the level asked for takes it, on the routing path a return
+    takes (the areas below it are skipped). Not a dispute, so no consultation is convened for it."""
+    r: ev.RerouteRequested = envelope.data
+    below = domain.escalation_exclusions(ctx.deps.catalogue, r.ticket.location, to_level)
+    excluding = tuple(dict.fromkeys((*r.excluded_units, *below)))
+    data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue, excluding=excluding,
+                             escalation_reason=r.escalation_reason or ev.EscalationReason.help_requested)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]

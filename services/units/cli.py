@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TypedDict
 
 import typer
@@ -54,3 +55,35 @@ def list_units() -> None:
     for unit_id in cat.units_for_topics():
         u = cat.unit(unit_id)
         typer.echo(f"{unit_id:32} {u.level:10} {u.name_en}  ->  {unit_task_topic(unit_id)}")
+
+
+@app.command("roster")
+def roster(check: bool = typer.Option(False, "--check", help="Validate only: print the roster's size and the grids "
+                                      "nobody covers; exit 1 on an invalid file."),
+           path: Path = typer.Option(None, "--path", help="Roster file (default: the packaged small-city roster, "
+                                     "or one generated worker per grid for another catalogue)."),
+           catalogue_path: Path = typer.Option(None, "--catalogue", help="Catalogue file whose grids the roster "
+                                               "covers (default: the packaged one)."),
+           write: Path = typer.Option(None, "--write", help="Also write the roster to this YAML file (e.g. the "
+                                      "generated one of a large city, as the start of its own).")) -> None:
+    """List the grid workers (定岗网格) and the grids they cover, or check a roster file (docs/grid-workers.md)."""
+    from domain.catalogue import load_catalogue
+    from domain.grid_workers import RosterError, roster_for, roster_yaml, uncovered_grids
+
+    cat = load_catalogue(catalogue_path)
+    grids = [a.id for a in cat.areas if a.level == "grid"]
+    try:
+        rost = roster_for(grids, cat.version, path)
+    except (RosterError, OSError) as exc:
+        typer.echo(f"invalid roster: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if write is not None:
+        write.write_text(roster_yaml(rost), encoding="utf-8")
+    uncovered = uncovered_grids(rost, grids)
+    if not check:
+        for worker in rost.workers:
+            typer.echo(f"{worker.id:24} {worker.name:12} {', '.join(worker.grids)}")
+    typer.echo(f"roster {rost.version}: {len(rost.workers):,} workers covering {len(grids) - len(uncovered):,} of "
+               f"{len(grids):,} grids (catalogue {cat.version})")
+    for grid in uncovered:
+        typer.echo(f"uncovered grid: {grid}")

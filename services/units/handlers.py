@@ -164,6 +164,10 @@ def _action_event(row: Any, cause: Envelope[Any], detail: dict[str, Any], ctx: C
             return Emit(UNIT_REPORTS.name, sdk.request_extension(cause, u, detail["amount"], detail["unit"], detail["reason"]))
         case "return":
             return Emit(UNIT_REPORTS.name, sdk.return_task(cause, u, detail["reason"]))
+        case "on-the-spot":
+            return Emit(UNIT_REPORTS.name, sdk.resolve_on_the_spot(cause, u, detail["result"]))
+        case "escalate":
+            return Emit(UNIT_REPORTS.name, sdk.escalate(cause, u, detail["to_level"], detail["reason"], detail["note"]))
         case "complete" | "complete-rejected":
             return Emit(UNIT_REPORTS.name, sdk.complete(cause, u, detail["result"]) if row.kind == "complete"
                         else sdk.report(cause, ev.TaskCompleted(task_id=cause.data.task_id, unit=u, result=detail["result"]), u))

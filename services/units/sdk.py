@@ -24,13 +24,24 @@ from pydantic import SecretStr
 from contracts import codec
 from contracts.envelope import Envelope
 from contracts.topics import UNIT_REPORTS, unit_task_topic
-from contracts.unit_reports import complete, opinion, progress, report, request_extension, return_task, sign_for
+from contracts.unit_reports import (
+    complete,
+    escalate,
+    opinion,
+    progress,
+    report,
+    request_extension,
+    resolve_on_the_spot,
+    return_task,
+    sign_for,
+)
 from services.common.kafka import kafka_access
 from services.common.settings import KafkaClientSettings
 
 # The report builders live in contracts/unit_reports.py (the unit HTTP bridge builds the same reports);
 # re-exported here, where units' own code has always found them.
-__all__ = ["UnitClient", "complete", "opinion", "progress", "report", "request_extension", "return_task", "sign_for"]
+__all__ = ["UnitClient", "complete", "escalate", "opinion", "progress", "report", "request_extension", "resolve_on_the_spot",
+           "return_task", "sign_for"]
 
 
 class UnitClient:

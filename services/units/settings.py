@@ -19,6 +19,10 @@ class UnitSettings(ServiceSettings):
     sign_delay_s: float = Field(default=0.3, ge=0, description="Simulated time before signing for a task.")
     work_delay_s: float = Field(default=1.0, ge=0, description="Simulated time spent handling a task.")
     p_return: float = Field(default=0.05, ge=0, le=1, description="Probability a lead unit returns a task as not its own.")
+    p_on_the_spot: float = Field(default=0.5, ge=0, le=1, description="Share of a grid's own small matters (grid-led, not "
+                                 "proactive, no agreed plan) its simulated worker resolves on the spot.")
+    p_escalate: float = Field(default=0.1, ge=0, le=1, description="Share of those its simulated worker escalates to the "
+                              "community instead (most with reason help-requested).")
     p_extension: float = Field(default=0.05, ge=0, le=1, description="Probability a unit asks for an extension.")
     p_disagree: float = Field(default=0.2, ge=0, le=1, description="Probability a party refuses a consultation plan.")
     callbacks: bool = Field(default=False, description="Also simulate the hotline's callback operators.")

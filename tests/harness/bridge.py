@@ -40,8 +40,10 @@ def assigned(ticket_id: str, unit: str, *, role: ev.Role = ev.Role.lead, final: 
              cause: str = "dispatch-1") -> Envelope[Any]:
     """A TaskAssigned for `unit`, as act dispatches it (caused by `cause`: tasks of one dispatch share it)."""
     example = build_example(ev.TaskAssigned)
+    # A complaint, not a proactive visit (which a grid worker may not close on the spot).
+    ticket = example.ticket.model_copy(update={"proactive_rule": None})
     data = example.model_copy(update={"task_id": f"{ticket_id}:{unit}:{cause}", "unit": unit, "role": role, "final": final,
-                                      "round": 1, "resolution_due": None, "joint_with": ()})
+                                      "round": 1, "resolution_due": None, "joint_with": (), "ticket": ticket})
     origin = Envelope.origin(build_example(ev.TicketClassified), source="/cityops/triage", ticket_id=ticket_id, time=at,
                              event_id=f"{ticket_id}-{cause}")
     return origin.caused(data, source="/cityops/act", time=at, id_extra=data.task_id)

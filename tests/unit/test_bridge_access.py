@@ -17,6 +17,7 @@ from services.common.auth import Role, route_access
 from tests.harness.bridge import GRID, OTHER_GRID, BridgeHarness, assigned, consultation
 
 UNIT_A, UNIT_B = "water", "power"
+GRID_WORK_ROUTES = {"/tasks/{task_id}/resolve-on-the-spot", "/tasks/{task_id}/escalate"}
 
 
 def api_routes(app: FastAPI) -> list[APIRoute]:
@@ -52,18 +53,20 @@ async def test_every_route_refuses_no_token_a_wrong_role_and_another_unit_and_se
     assert not routes_without_a_rule(probe.app), f"routes without an access rule: {routes_without_a_rule(probe.app)}"
     problems, checked = [], 0
     for i, route in enumerate(api_routes(probe.app)):
-        bridge, ids = await _bridge_with_a_task(tmp_path / str(i))  # fresh: an earlier route's report changes no state
+        # A grid worker's own routes (on the spot, escalate) act on a grid's task: a department's is refused 409.
+        own, another = (GRID, OTHER_GRID) if route.path in GRID_WORK_ROUTES else (UNIT_A, UNIT_B)
+        bridge, ids = await _bridge_with_a_task(tmp_path / str(i), own)  # fresh: an earlier route's report changes no state
         [rule] = route_access(route)
         if not rule.public and Role.unit not in rule.roles:
             continue  # not a unit's door (GET /metrics: supervisors, auditors); test_route_access.py checks it
         has_id = "{" in route.path
         # A list route has no id: another unit asks for A's list by name.
-        other = {} if has_id else {"unit": UNIT_A}
+        other = {} if has_id else {"unit": own}
         expected = {
             "no token": (({}, {}), 200 if rule.public else 401),
             "wrong role": ((bridge.auth(Role.operator), {}), 200 if rule.public else 403),
-            "another unit": ((bridge.auth(Role.unit, unit=UNIT_B), other), 200 if rule.public else 403),
-            "its own unit": ((bridge.auth(Role.unit, unit=UNIT_A), {}), None),
+            "another unit": ((bridge.auth(Role.unit, unit=another), other), 200 if rule.public else 403),
+            "its own unit": ((bridge.auth(Role.unit, unit=own), {}), None),
         }
         for case, ((headers, params), status) in expected.items():
             got = _call(bridge, route, ids, headers, params)
@@ -71,8 +74,8 @@ async def test_every_route_refuses_no_token_a_wrong_role_and_another_unit_and_se
             if not ok:
                 problems.append(f"{sorted(route.methods)} {route.path} {case}: {got}, expected {status or '2xx'}")
         checked += 1
-        assert not bridge.published or bridge.sent[0].data.unit == UNIT_A
-    assert checked >= 10, checked  # health, 2 task reads, 5 task reports, 2 consultation reads, 1 opinion
+        assert not bridge.published or bridge.sent[0].data.unit == own
+    assert checked >= 12, checked  # health, 2 task reads, 7 task reports, 2 consultation reads, 1 opinion
     assert not problems, "\n".join(problems)
 
 
@@ -104,5 +107,31 @@ async def test_a_grid_worker_acts_on_every_route_for_its_grid_and_is_refused_ano
                 problems.append(f"{sorted(route.methods)} {route.path} {case}: {got}")
             assert all(sent.data.unit == GRID for sent in bridge.sent)
         checked += 1
-    assert checked >= 9, checked  # 2 task reads, 5 task reports, 2 consultation reads, 1 opinion
+    assert checked >= 11, checked  # 2 task reads, 7 task reports, 2 consultation reads, 1 opinion
     assert not problems, "\n".join(problems)
+
+
+async def test_a_department_may_not_resolve_on_the_spot_nor_escalate_and_a_grid_may_not_escalate_sideways(tmp_path) -> None:
+    bridge, ids = await _bridge_with_a_task(tmp_path / "department", UNIT_A)
+    water = bridge.auth(Role.unit, unit=UNIT_A)
+    spot = bridge.client.post(f"/tasks/{ids['task_id']}/resolve-on-the-spot", json={"result": "fixed"}, headers=water)
+    up = bridge.client.post(f"/tasks/{ids['task_id']}/escalate", headers=water,
+                            json={"to_level": "district", "reason": "help-requested", "note": "too big"})
+    assert (spot.status_code, up.status_code) == (409, 409)
+    assert "not led by a grid" in spot.json()["detail"]
+    assert "only a grid, community or street unit escalates" in up.json()["detail"]
+    assert not bridge.published
+
+    bridge, ids = await _bridge_with_a_task(tmp_path / "grid", GRID)
+    worker = bridge.auth(Role.grid_worker, grids=(GRID,))
+    bad_reason = bridge.client.post(f"/tasks/{ids['task_id']}/escalate", headers=worker,
+                                    json={"to_level": "community", "reason": "bored", "note": "x"})
+    sideways = bridge.client.post(f"/tasks/{ids['task_id']}/escalate", headers=worker,
+                                  json={"to_level": "grid", "reason": "help-requested", "note": "x"})
+    assert bad_reason.status_code == 422 and "reason" in str(bad_reason.json()["detail"][0]["loc"])
+    assert sideways.status_code == 422 and "to_level" in str(sideways.json()["detail"][0]["loc"])
+    ok = bridge.client.post(f"/tasks/{ids['task_id']}/escalate", headers=worker,
+                            json={"to_level": "community", "reason": "help-requested", "note": "residents refuse"})
+    assert ok.status_code == 202
+    [sent] = bridge.sent
+    assert (sent.data.escalate_to, sent.data.escalation_reason, sent.data.unit) == ("community", "help-requested", GRID)

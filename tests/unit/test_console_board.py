@@ -36,6 +36,9 @@ TREND = [{"day": "2026-01-04", "tickets": 10, "response_rate": 0.8, "resolution_
          {"day": "2026-01-05", "tickets": 12, "response_rate": 0.85, "resolution_rate": 0.75, "satisfaction_rate": 0.9,
           "on_time_rate": 0.8, "counts": {}}]
 PROACTIVE = [{"rule": "old-age-allowance-80", "qualified": 4, "reached": 3, "reached_rate": 0.75}]
+LOWEST = [{"district": "district-east", "handled_closed": 8, "solved_lowest": 5, "on_the_spot": 3, "escalated": 1,
+           "lowest_level_rate": 0.625},
+          {"district": "all", "handled_closed": 8, "solved_lowest": 5, "on_the_spot": 3, "escalated": 1, "lowest_level_rate": 0.625}]
 GRIDS = [{"grid": "grid-east-1-a-1", "tickets": 9, "open": 4, "overdue": 1, "completed": 5, "on_time": 4, "on_time_rate": 0.8}]
 
 
@@ -45,7 +48,7 @@ def replay_and_intake(request: httpx.Request) -> httpx.Response:
         return httpx.Response(202, json={"ticket_id": body_of(request)["ticket_id"], "lead": body_of(request)["lead"]})
     answers = {"/replay/board/states": STATES, "/replay/board/arbitration": QUEUE, "/replay/rankings": RANKED,
                "/replay/board/trend": TREND, "/replay/board/grids": GRIDS, "/replay/board/proactive": PROACTIVE,
-               "/replay/board/alerts": OLDER if request.url.params.get("before") else ALERTS}
+               "/replay/board/lowest-level": LOWEST, "/replay/board/alerts": OLDER if request.url.params.get("before") else ALERTS}
     return httpx.Response(200, json=answers[path]) if path in answers else httpx.Response(404, json={"detail": "no"})
 
 
@@ -82,8 +85,9 @@ def test_the_board_shows_counts_alerts_disputes_rankings_trend_and_map(app, call
     assert grids["grid-west-2-b-2"]["open"] == 0 and grids["grid-west-2-b-2"]["on_time"] is None
     assert {c.url.path for c in calls} == {"/replay/board/states", "/replay/board/alerts", "/replay/board/arbitration",
                                            "/replay/rankings", "/replay/board/trend", "/replay/board/grids",
-                                           "/replay/board/proactive"}
+                                           "/replay/board/proactive", "/replay/board/lowest-level"}
     assert "高龄津贴（80周岁）" in html and "75.0%" in html and "政策找人覆盖" in html
+    assert "基层解决率" in html and "62.5%" in html and "河东区" in html
     assert all(c.headers["authorization"].startswith("Bearer ") for c in calls)
 
 

@@ -223,3 +223,36 @@ async def test_the_pages_speak_english_when_asked_and_a_bridge_that_does_not_ans
     down = TestClient(app, follow_redirects=False)
     down.cookies.set(SESSION_COOKIE, app.state.sessions.mint(unit_user("water")), path="/console")
     assert down.get("/console/unit/").status_code == 503
+
+
+async def test_a_grid_worker_resolves_on_the_spot_or_escalates_from_the_task_page_and_a_department_sees_neither(bridge) -> None:
+    spot, up = assigned("T-SPOT", GRID), assigned("T-UP", GRID)
+    await bridge.feed(spot, up)
+    worker = console_for(bridge, grid_worker(GRID))
+    page = worker.get(f"/console/unit/tasks/{spot.data.task_id}").text
+    assert 'id="resolve-on-the-spot"' in page and 'id="escalate"' in page
+    assert re.findall(r'<option value="(\w+)"[^>]*>[^<]*</option>', page.split('id="escalate-level"')[1].split("</select>")[0]) == [
+        "community", "street", "district"]
+    assert "求助" in page  # the help-requested reason, in Chinese by default
+    r = post(worker, f"/console/unit/tasks/{spot.data.task_id}/resolve-on-the-spot", {"result": "moved the bikes"})
+    assert r.status_code == 303 and r.headers["location"].endswith("?sent=resolve-on-the-spot")
+    sent = bridge.sent[-1].data
+    assert isinstance(sent, ev.TaskCompleted) and sent.resolved_on_the_spot and sent.unit == GRID
+    r = post(worker, f"/console/unit/tasks/{up.data.task_id}/escalate",
+             {"to_level": "community", "reason": "help-requested", "note": "residents refuse"})
+    assert r.status_code == 303
+    sent = bridge.sent[-1].data
+    assert isinstance(sent, ev.TaskReturned) and (sent.escalate_to, sent.escalation_reason) == ("community", "help-requested")
+    other = console_for(bridge, grid_worker(OTHER_GRID))
+    assert post(other, f"/console/unit/tasks/{up.data.task_id}/escalate",
+                {"to_level": "street", "reason": "help-requested", "note": "x"}).status_code == 403
+    assert len(bridge.sent) == 2
+
+    water = assigned("T-W", "water")
+    await bridge.feed(water)
+    department = console_for(bridge, unit_user("water"))
+    page = department.get(f"/console/unit/tasks/{water.data.task_id}").text
+    assert 'id="resolve-on-the-spot"' not in page and 'id="escalate"' not in page
+    refused = post(department, f"/console/unit/tasks/{water.data.task_id}/resolve-on-the-spot", {"result": "x"})
+    assert refused.status_code == 409 and "not led by a grid" in refused.text
+    assert len(bridge.sent) == 2

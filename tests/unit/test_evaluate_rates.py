@@ -13,7 +13,7 @@ from contracts.examples import build_example
 from services.common.pipeline import HandlerContext, NoDeps
 from services.common.store import create_tables, make_engine
 from services.evaluate.handlers import handle, rates_table
-from services.evaluate.models import EvalTask, EvalTicket, Rates
+from services.evaluate.models import store_tables
 from services.evaluate.settings import EvaluateSettings
 
 MONDAY_9 = datetime(2026, 5, 11, 1, 0, tzinfo=UTC)  # 09:00 in Asia/Shanghai, a working day
@@ -27,7 +27,7 @@ def apply(tmp_path):
     return the units' rates."""
     def run(*events: tuple[int, ev.Event], store: str = "evaluate.db") -> dict:
         engine = make_engine(f"sqlite:///{tmp_path / store}")
-        create_tables(engine, [EvalTicket.__table__, EvalTask.__table__, Rates.__table__])
+        create_tables(engine, store_tables())
         for minutes, data in events:
             envelope = Envelope.origin(data, source="/t", ticket_id="T-1", time=MONDAY_9 + timedelta(minutes=minutes))
             with Session(engine) as s, s.begin():

@@ -339,3 +339,40 @@ def test_a_grid_worker_reports_from_its_own_grids_only(api):
     outside = client.post("/tickets", json={"text": "manhole cover missing", "location": {"grid": "grid-west-1-a-1"}}, headers=worker)
     assert (inside.status_code, outside.status_code) == (202, 403)
     assert len(published) == 1
+
+
+def test_a_patrol_report_carries_its_reporter_from_the_roster(api):
+    client, published, _ = api
+    worker = bearer("grid-worker", "gw-east-1-a-1-1", grids=("grid-east-1-a-1",))
+    body = {"text": "楼道堆放杂物", "channel": "grid-patrol", "location": {"grid": "grid-east-1-a-1"},
+            "reported_by": "gw-east-1-a-1-1"}
+    assert client.post("/tickets", json=body, headers=worker).status_code == 202
+    assert published[0][1].data.reported_by == "gw-east-1-a-1-1"
+
+
+@pytest.mark.parametrize(("change", "words"), [
+    ({"reported_by": "gw-nobody"}, "is not a grid worker of roster"),
+    ({"reported_by": "gw-west-1-a-1-1"}, "not posted to grid grid-east-1-a-1"),
+    ({"channel": "phone"}, "only a grid-patrol report names its reporter"),
+])
+def test_a_patrol_report_with_an_unknown_or_misplaced_reporter_is_422_naming_reported_by(api, change, words):
+    client, published, _ = api
+    body = {"text": "楼道堆放杂物", "channel": "grid-patrol", "location": {"grid": "grid-east-1-a-1"},
+            "reported_by": "gw-east-1-a-1-1", **change}
+    r = client.post("/tickets", json=body)
+    assert r.status_code == 422 and published == []
+    detail = r.json()["detail"][0]
+    assert detail["loc"] == ["body", "reported_by"] and words in detail["msg"]
+
+
+def test_the_demo_feeds_patrol_reports_are_accepted_with_their_reporter(api):
+    import random
+
+    from tools.hub import patrol_report
+
+    client, published, _ = api
+    rng = random.Random(7)
+    bodies = [patrol_report(rng) for _ in range(20)]
+    assert all(client.post("/tickets", json=b, headers=bearer("app", client_id="demo-feed")).status_code == 202 for b in bodies)
+    assert {e.data.reported_by for _, e in published} == {b["reported_by"] for b in bodies}
+    assert {e.data.channel for _, e in published} == {"grid-patrol"}

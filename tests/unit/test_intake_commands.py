@@ -116,7 +116,7 @@ def test_consult_writes_the_supervisors_decision(tmp_path):
 
 def test_evaluate_writes_the_callback_then_closes(tmp_path):
     from services.evaluate.handlers import handle
-    from services.evaluate.models import EvalTask, EvalTicket, Rates
+    from services.evaluate.models import store_tables
     from services.evaluate.settings import EvaluateSettings
 
     story = TicketStory("T-1")
@@ -124,7 +124,7 @@ def test_evaluate_writes_the_callback_then_closes(tmp_path):
     story.assigned(T0, "water")
     story.handled(T0 + timedelta(hours=2), ("water",))
     command = _command(ev.CallbackSubmitted(round=1, resolved=True, satisfaction=ev.Satisfaction.satisfied, operator="op-9"))
-    out = _run(tmp_path, [EvalTicket.__table__, EvalTask.__table__, Rates.__table__], EvaluateSettings(), handle, [*story.events, command])
+    out = _run(tmp_path, store_tables(), EvaluateSettings(), handle, [*story.events, command])
     assert [(topic, type(e.data)) for topic, e in out] == [(EVALUATE.name, ev.CallbackRecorded), (EVALUATE.name, ev.TicketClosed)]
     _is_fact_of(out[0][1], command, ev.CallbackRecorded)
     assert out[1][1].causation_id == out[0][1].id

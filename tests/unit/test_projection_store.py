@@ -57,7 +57,7 @@ def _apply_in_batches(engine, envelopes, batch=300):
 
 
 def test_migrations_reach_head_and_match_the_models(engine):
-    assert MIGRATIONS.current_revision(engine) == MIGRATIONS.head_revision() == "0004"
+    assert MIGRATIONS.current_revision(engine) == MIGRATIONS.head_revision() == "0005"
     with engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"include_name": MIGRATIONS.include_name, "include_object": MIGRATIONS.include_object,
                                                          "compare_type": True})
@@ -67,7 +67,7 @@ def test_migrations_reach_head_and_match_the_models(engine):
 
 def test_upgrading_twice_changes_nothing(engine):
     upgrade(engine)
-    assert MIGRATIONS.current_revision(engine) == "0004"
+    assert MIGRATIONS.current_revision(engine) == "0005"
 
 
 def test_live_apply_in_any_order_equals_one_batch_fold(tmp_path, engine):

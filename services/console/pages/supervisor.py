@@ -48,18 +48,19 @@ def router(deps: ConsoleDeps) -> APIRouter:
     @api.get("/board/", include_in_schema=False)
     async def board(request: Request, user: Annotated[User, Depends(BOARD)],
                     scope: Annotated[Scope, Query()] = "unit") -> Response:
-        states, alerts, queue, ranked, trend, grids, proactive = await asyncio.gather(
+        states, alerts, queue, ranked, trend, grids, proactive, lowest = await asyncio.gather(
             deps.upstream.get("replay", "/replay/board/states", user),
             deps.upstream.get("replay", "/replay/board/alerts", user, params={"limit": ALERTS_PAGE}),
             deps.upstream.get("replay", "/replay/board/arbitration", user),
             deps.upstream.get("replay", "/replay/rankings", user, params={"scope": scope}),
             deps.upstream.get("replay", "/replay/board/trend", user),
             deps.upstream.get("replay", "/replay/board/grids", user),
-            deps.upstream.get("replay", "/replay/board/proactive", user))
+            deps.upstream.get("replay", "/replay/board/proactive", user),
+            deps.upstream.get("replay", "/replay/board/lowest-level", user))
         t = _t(deps, request)
         states, alerts = counts_or_none(states), page_or_none(alerts)
         context = {"states": states, "alerts": alerts, "queue": queue, "ranked": ranked, "scope": scope,
-                   "grids": grids, "proactive": proactive, "can_decide": user.has(Role.supervisor), "units": unit_choices(deps, request),
+                   "grids": grids, "proactive": proactive, "lowest": lowest, "can_decide": user.has(Role.supervisor), "units": unit_choices(deps, request),
                    "names": area_and_unit_names(deps, request),
                    "ranking_chart": embedded(ranking_chart(ranked, t)), "trend_chart": embedded(trend_chart(trend, t)),
                    "map_data": embedded(map_data(grids, deps, request))}

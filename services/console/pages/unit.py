@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import RedirectResponse, Response
 
+from domain.grid_workers import ESCALATION_REASONS, ESCALATION_TARGETS, escalation_refusal
 from services.common.auth import Role
 from services.common.inputs import ID_MAX, ID_PATTERN
 
@@ -38,6 +39,8 @@ ACTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "extension": (("amount", "unit", "reason"), ()),
     "return": (("reason", "suggested_unit"), ()),
     "complete": (("result",), ()),
+    "resolve-on-the-spot": (("result",), ()),
+    "escalate": (("to_level", "reason", "note"), ()),
 }
 OPINION_FIELDS = ("proposed_lead", "comment", "unit")
 FULL_TIME = "%Y-%m-%d %H:%M"  # a deadline may be days away: the date in full
@@ -52,6 +55,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
     units = sorted(u.id for u in deps.catalogue.units)
     zone = ZoneInfo(deps.settings.timezone)  # deadlines on the city's clock
     unit_names = {u.id: (u.name, u.name_en) for u in deps.catalogue.units}
+    unit_levels = {u.id: u.level for u in deps.catalogue.units}
     category_names = {c.code: (c.name, c.name_en) for c in deps.catalogue.categories}
 
     def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> Response:
@@ -63,6 +67,15 @@ def router(deps: ConsoleDeps) -> APIRouter:
 
         return deps.render(request, template, {**context, "unit_name": named(unit_names), "category_name": named(category_names)},
                            status_code=status_code)
+
+    def grid_work(task: dict[str, Any]) -> dict[str, Any]:
+        """What the lowest levels may do on a task they lead (domain/grid_workers.py; the bridge has the last word):
+        a grid resolves on the spot, an area unit escalates to the levels above its own."""
+        level = unit_levels.get(str(task.get("unit")), "")
+        lead = task.get("role") == "lead" and not task.get("final")
+        above = [lv for lv in ESCALATION_TARGETS if escalation_refusal(level, lv) is None] if lead else []
+        return {"on_the_spot": lead and level == "grid", "escalate_to": above,
+                "escalation_reasons": [r.value for r in ESCALATION_REASONS]}
 
     async def inbox_context(request: Request, user: User, unit: str | None) -> dict[str, Any]:
         params, lang = {"unit": unit}, chosen_language(request)
@@ -84,6 +97,7 @@ def router(deps: ConsoleDeps) -> APIRouter:
                         fragment: bool = False) -> Response:
         task = present(await bridge_one(deps.upstream, f"/tasks/{task_id}", user), chosen_language(request), zone)
         context = {"task": task, "open": task["status"] in OPEN, "problem": problem, "form": form or {}, "action": action,
+                   **grid_work(task),
                    "sent": sent if sent in ACTIONS else None, "units": units, "key": uuid.uuid4().hex}
         return render(request, "unit/_task.html" if fragment else "unit/task.html", context,
                            status_code=problem.status if problem else 200)
