@@ -31,7 +31,9 @@ import typer
 CITY_NAMES = ("demo", "yantai")
 # The services that read a catalogue, by the env name of their `catalogue_path` setting.
 CATALOGUE_ENV = ("CITYOPS_INTAKE_CATALOGUE_PATH", "CITYOPS_TRIAGE_CATALOGUE_PATH", "CITYOPS_BRIDGE_CATALOGUE_PATH",
-                 "CITYOPS_SLA_CATALOGUE_PATH", "CITYOPS_CONSOLE_CATALOGUE_PATH")
+                 "CITYOPS_SLA_CATALOGUE_PATH", "CITYOPS_CONSOLE_CATALOGUE_PATH",
+                 # act and the simulated units: a unit's level decides its task topic (area units share one)
+                 "CITYOPS_ACT_CATALOGUE_PATH", "CITYOPS_UNIT_CATALOGUE_PATH")
 
 
 # ============================================================================================ cities
