@@ -78,7 +78,7 @@ async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(k
             await producer.start()
             try:
                 rec = codec.encode(task)
-                await producer.send_and_wait(unit_task_topic("water"), rec.value, key=rec.key, headers=rec.headers)
+                await producer.send_and_wait(own_task_topic("water"), rec.value, key=rec.key, headers=rec.headers)
             finally:
                 await producer.stop()
 
