@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from contracts import events as ev
-from contracts.topics import INTAKE, TICKETS, TopicSpec, topic_for_event, unit_task_topic
+from contracts.topics import INTAKE, TICKETS, TopicSpec, own_task_topic, topic_for_event
 from services.archiver.app import create_app
 from services.archiver.migrate import MIGRATIONS
 from services.archiver.models import ArchivedRecord
