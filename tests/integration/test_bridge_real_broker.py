@@ -19,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec
 from contracts import events as ev
-from contracts.topics import AREA_TASKS, UNIT_REPORTS, dlq_spec, own_task_topic, unit_topic_spec
+from contracts.topics import AREA_TASKS, AUDIT, UNIT_REPORTS, dlq_spec, own_task_topic, unit_topic_spec
 from services.bridge.app import create_app
 from services.bridge.settings import BridgeSettings
 from services.common.auth import Principal, Role, mint_token
@@ -63,7 +63,8 @@ async def _reports_of(bootstrap: str, ticket_id: str) -> list[Any]:
 
 
 async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(kafka_bootstrap, unique, tmp_path) -> None:
-    await ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec("power"), UNIT_REPORTS])
+    # the audit trail too: the bridge records each report call there before it answers
+    await ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec("power"), UNIT_REPORTS, AUDIT])
     ticket_id = f"T-BRIDGE-{unique}"
     task = assigned(ticket_id, "water", at=datetime.now(UTC))
     settings = BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", "power"], consumer_group=f"bridge-{unique}",
