@@ -147,10 +147,10 @@ def run_city_bench(cfg: BenchConfig) -> Result:
                  config={k: (str(v) if not isinstance(v, int | float | bool | tuple) else v) for k, v in cfg.__dict__.items()},
                  machine=machine_info(), kafka={"version": KafkaLocalSettings().version}, code={**commit_info(), "libraries": library_versions()})
     res.notes += [
-        "Services read the city's catalogue through CITYOPS_<SERVICE>_CATALOGUE_PATH (intake, triage, bridge, sla, console); "
-        "units, discover and projections keep the packaged small catalogue.",
-        "Only the units the workload routes to get task topics, and the simulated units answer for just those "
-        "(one topic per unit: the large city's ~17,600 units would need as many topics and DLQs).",
+        "Services read the city's catalogue through CITYOPS_<SERVICE>_CATALOGUE_PATH (intake, triage, bridge, sla, console, "
+        "act, units); discover and projections keep the packaged small catalogue.",
+        "Only the units the workload routes to are simulated; of them, departments, branches, district centres and "
+        "the hotline get their own task topic, area units share cityops.area.tasks.v1 (keyed by unit id).",
         "Tickets are catalogue seed sentences in a wording the model did not train on, routed with confidence; "
         "each names a district, street and community (no grid, so none is merged as a repeat).",
     ]
