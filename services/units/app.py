@@ -1,4 +1,8 @@
-"""Simulated unit service factory: one process can answer for one unit or for all of them."""
+"""Simulated unit service factory: one process can answer for one unit or for all of them.
+
+It subscribes to the task topics of its units (`Catalogue.task_topics_of`): a department's own topic, and the
+shared area task topic for streets, communities and grids, of which it keeps only its units' records, by key.
+"""
 
 from __future__ import annotations
 
