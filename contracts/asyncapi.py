@@ -66,10 +66,15 @@ def _headers_schema() -> dict[str, Any]:
             "properties": {f"ce_{attribute}": {"type": "string"} for attribute in CLOUDEVENTS_HEADERS}}
 
 
+_KEY_TEXT = {"ticket_id": "ticket id", "subject": "the caller's subject", "resident_id": "resident id",
+             "unit_id": "the unit id on the units' task topics"}
+
+
 def _key_of(event_type: str) -> str:
-    """What a record's key holds: the ticket id, except on topics keyed otherwise (the audit trail: the caller)."""
-    keys = {spec.key for spec in CATALOGUE_TOPICS if event_type in spec.event_types}
-    return "the caller's subject" if keys == {"subject"} else "ticket id"
+    """What a record's key holds: the ticket id, except on topics keyed otherwise (the audit trail: the caller;
+    a unit's task topics: the unit). An event on topics keyed differently names each key."""
+    keys = sorted({spec.key for spec in CATALOGUE_TOPICS if event_type in spec.event_types}) or ["ticket_id"]
+    return "; ".join(_KEY_TEXT.get(k, k) for k in keys)
 
 
 def _messages(shared: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +91,7 @@ def _messages(shared: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _channels(unit_ids: Sequence[str]) -> dict[str, Any]:
+def _channels(own_topic_units: Sequence[str]) -> dict[str, Any]:
     return {
         _channel_name(spec.name): {
             "address": spec.name,
@@ -97,11 +102,13 @@ def _channels(unit_ids: Sequence[str]) -> dict[str, Any]:
                                    "topicConfiguration": binding_topic_configuration(spec.config),
                                    "bindingVersion": KAFKA_BINDING_VERSION}},
         }
-        for spec in all_topics(list(unit_ids))
+        for spec in all_topics(own_topic_units)
     }
 
 
-def asyncapi_document(unit_ids: Sequence[str] = ()) -> dict[str, Any]:
+def asyncapi_document(own_topic_units: Sequence[str] = ()) -> dict[str, Any]:
+    """The AsyncAPI document of every catalogue topic (the shared area task topic included) and of the own task
+    topics of `own_topic_units` (`Catalogue.own_topic_units()`)."""
     schemas: dict[str, Any] = {}
     messages = _messages(schemas)
     # The envelope is documented for readers of the binding; its `data` refers to the Event base.
@@ -111,6 +118,6 @@ def asyncapi_document(unit_ids: Sequence[str] = ()) -> dict[str, Any]:
         "info": {"title": "cityops", "version": "1",
                  "description": "Topics and events of the cityops 12345 hotline hub (contracts v1)."},
         "servers": {"local": {"host": "127.0.0.1:9092", "protocol": "kafka"}},
-        "channels": _channels(unit_ids),
+        "channels": _channels(own_topic_units),
         "components": {"messages": messages, "schemas": schemas},
     }

@@ -33,7 +33,8 @@ class KafkaRecord(NamedTuple):
     headers: Headers
 
 
-def encode(envelope: Envelope[Any]) -> KafkaRecord:
+def encode(envelope: Envelope[Any], key: str | None = None) -> KafkaRecord:
+    """The record of an envelope, keyed by `key` or else the ticket id (which travels in ce_ticketid either way)."""
     headers: Headers = [
         ("ce_specversion", envelope.specversion.encode()),
         ("ce_id", envelope.id.encode()),
@@ -48,7 +49,7 @@ def encode(envelope: Envelope[Any]) -> KafkaRecord:
         value = getattr(envelope, field_name)
         if value is not None:
             headers.append((f"ce_{ext}", value.encode()))
-    return KafkaRecord(envelope.ticket_id.encode(), envelope.data.model_dump_json().encode(), headers)
+    return KafkaRecord((key or envelope.ticket_id).encode(), envelope.data.model_dump_json().encode(), headers)
 
 
 def _header_map(headers: Any) -> dict[str, str]:

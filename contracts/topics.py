@@ -1,8 +1,12 @@
 """The topic catalogue: every topic, its partitions, key, retention, the events on it, its writer and readers.
 
-The ticket id is the key of every record, so one ticket's events stay in order on each topic.
-Each unit (department, street office, community, grid) has its own task topic; its name is
-derived from the unit id by `unit_task_topic`.
+The ticket id is the key of every workflow record, so one ticket's events stay in order on each topic.
+A unit's tasks and notices arrive on a task topic chosen by `unit_task_topic(unit_id, level)`: a
+department, a district branch, a district operations centre and the hotline each have their own
+(`own_task_topic`); the area units (street offices, communities, grids: 17,264 of them in the large city)
+share one keyed topic, `AREA_TASKS`, so the topic count does not grow with the map (docs/city-scale.md,
+"Topic layout"). Records on a task topic are keyed by the unit id: one unit's tasks stay in order, and a
+reader skips other units' records by key, without decoding them.
 
 Every topic has ONE writer, so a reader always knows who owns what it reads: a service name, or a
 party outside the hub (the units, machine channels). Two topics name several writers, and only those:
@@ -17,6 +21,7 @@ of its source topic, whichever of them failed to handle a record.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from . import events as ev
@@ -145,27 +150,53 @@ AUDIT = TopicSpec(
     "when, what, from where; no bodies, no personal data. Key: the caller's subject.",
     (ev.AuditRecorded,), key="subject", writer=("intake", BRIDGE), readers=(ARCHIVER,),
 )
-# Every topic of the catalogue that is not per unit: the workflow, then the audit trail (not workflow: no
-# step reads it and the projections do not fold it).
-CATALOGUE_TOPICS: tuple[TopicSpec, ...] = (*WORKFLOW_TOPICS, AUDIT)
-# What each unit finds on its own task topic.
+# What each unit finds on its task topic.
 UNIT_TOPIC_EVENTS: tuple[type[Event], ...] = (ev.TaskAssigned, ev.ConsultationRequested, ev.ExtensionDecided,
                                        ev.ReturnRejected, ev.SlaReminderSent, ev.TicketEscalated)
-
-
-def unit_task_topic(unit_id: str) -> str:
-    return f"cityops.unit.{unit_id}.tasks.v1"
-
-
 # act writes every unit task topic: its own dispatch decisions, and the consultations and SLA notices
 # consult and sla address to a unit, which it forwards unchanged (same event, same id).
 UNIT_TASK_WRITER = "act"
+# The unit levels that share AREA_TASKS. District operations centres keep their own topic: there are
+# 14 of them, and they arbitrate disputes between departments, whose topics they sit beside.
+AREA_UNIT_LEVELS = frozenset({"street", "community", "grid"})
+# 12 partitions: 8 consumers (bridge replicas, simulated units) can share the load with room to grow, the
+# broker carries 12 more partition logs rather than 17,264, and one unit's key always lands on one of them.
+AREA_TASKS = TopicSpec(
+    "cityops.area.tasks.v1",
+    "Tasks and notices for every area unit (street office, community, grid), key = the unit id. Grid "
+    "workers' apps and the console reach theirs through the unit HTTP bridge, which filters by key.",
+    UNIT_TOPIC_EVENTS, partitions=12, key="unit_id", writer=UNIT_TASK_WRITER, readers=(UNITS, BRIDGE, ARCHIVER),
+)
+
+
+# Every topic of the catalogue that is not per unit: the workflow, the shared area task topic, then the
+# audit trail (neither is workflow: no step reads them and the projections do not fold them).
+CATALOGUE_TOPICS: tuple[TopicSpec, ...] = (*WORKFLOW_TOPICS, AREA_TASKS, AUDIT)
+
+
+def is_area_level(level: str | None) -> bool:
+    """Whether a unit of this level takes its tasks from the shared AREA_TASKS topic."""
+    return level in AREA_UNIT_LEVELS
+
+
+def own_task_topic(unit_id: str) -> str:
+    """The task topic of a unit that has one of its own (not an area unit: see `unit_task_topic`)."""
+    return f"cityops.unit.{unit_id}.tasks.v1"
+
+
+def unit_task_topic(unit_id: str, level: str | None) -> str:
+    """Where the tasks and notices of unit `unit_id` (of this catalogue level) are published. A unit of no
+    known level (None: the catalogue does not list it) gets its own topic, as a department does."""
+    return AREA_TASKS.name if is_area_level(level) else own_task_topic(unit_id)
+
+
 _UNIT_TOPIC = re.compile(r"^cityops\.unit\.[^.]+\.tasks\.v1$")
 
 
 def unit_topic_spec(unit_id: str) -> TopicSpec:
-    return TopicSpec(unit_task_topic(unit_id), f"Tasks and notices for unit {unit_id}.", UNIT_TOPIC_EVENTS, partitions=1,
-                     writer=UNIT_TASK_WRITER, readers=(UNITS, BRIDGE, ARCHIVER))
+    """The own task topic of a department, district branch or centre, or the hotline (never an area unit's)."""
+    return TopicSpec(own_task_topic(unit_id), f"Tasks and notices for unit {unit_id}.", UNIT_TOPIC_EVENTS, partitions=1,
+                     key="unit_id", writer=UNIT_TASK_WRITER, readers=(UNITS, BRIDGE, ARCHIVER))
 
 
 def _retention_ms(config: dict[str, str]) -> int:
@@ -184,10 +215,33 @@ def dlq_spec(source: TopicSpec) -> TopicSpec:
                      readers=(ARCHIVER,) if ARCHIVER in source.readers else ())
 
 
-def all_topics(unit_ids: list[str] | tuple[str, ...] = ()) -> list[TopicSpec]:
-    """Every topic a deployment needs, the unit task topics included (each with its DLQ)."""
-    specs = list(CATALOGUE_TOPICS) + [unit_topic_spec(u) for u in unit_ids]
+def all_topics(own_topic_units: Iterable[str] = ()) -> list[TopicSpec]:
+    """Every topic a deployment needs (each with its DLQ): the catalogue's, the shared area task topic among
+    them, and one task topic per unit in `own_topic_units` (`Catalogue.own_topic_units()`: never area units)."""
+    specs = list(CATALOGUE_TOPICS) + [unit_topic_spec(u) for u in own_topic_units]
     return specs + [dlq_spec(s) for s in specs]
+
+
+@dataclass(frozen=True)
+class TopicCount:
+    """How many topics of one kind a deployment has, and their partitions together."""
+
+    kind: str
+    topics: int
+    partitions: int
+
+
+def topic_counts(own_topic_units: Iterable[str]) -> list[TopicCount]:
+    """The deployment's topics by kind (`cityops topics --count`): workflow, audit, the shared area task topic,
+    the units' own task topics, the DLQs; then the total."""
+    own = [unit_topic_spec(u) for u in own_topic_units]
+    kinds: list[tuple[str, list[TopicSpec]]] = [
+        ("workflow", list(WORKFLOW_TOPICS)), ("audit", [AUDIT]), ("shared area task topic", [AREA_TASKS]),
+        ("own unit task topics (departments, branches, district centres, hotline)", own),
+    ]
+    kinds.append(("DLQs (one per topic above)", [dlq_spec(spec) for _, specs in kinds for spec in specs]))
+    counts = [TopicCount(kind, len(specs), sum(s.partitions for s in specs)) for kind, specs in kinds]
+    return [*counts, TopicCount("total", sum(c.topics for c in counts), sum(c.partitions for c in counts))]
 
 
 _WRITERS: dict[str, tuple[str, ...]] = {spec.name: spec.writers for spec in CATALOGUE_TOPICS}
@@ -231,7 +285,8 @@ def topic_for_event(event_type: str) -> str:
 
 def catalogue_markdown() -> str:
     """The topic catalogue as a Markdown table (`cityops topics --markdown`; docs/architecture.md holds a copy
-    a test keeps current): one row per workflow topic, one for the units' task topics, one for the DLQs."""
+    a test keeps current): one row per catalogue topic (the shared area task topic included), one for the
+    own task topics of the other units, one for the DLQs."""
     def row(name: str, writer: str, readers: tuple[str, ...], events: str, partitions: int) -> str:
         return f"| {name} | {writer} | {', '.join(readers)} | {events} | {partitions} |"
 
@@ -240,7 +295,8 @@ def catalogue_markdown() -> str:
         events = ", ".join(e.__name__ for e in spec.events) or "complaints as plain JSON (the body of POST /tickets)"
         lines.append(row(f"`{spec.name}`", spec.writer_label, spec.readers, events, spec.partitions))
     unit = unit_topic_spec("<unit>")
-    lines.append(row(f"`{unit.name}` (one per unit)", unit.writer_label, unit.readers,
+    lines.append(row(f"`{unit.name}` (one per department, district branch or centre, and the hotline)",
+                     unit.writer_label, unit.readers,
                      ", ".join(e.__name__ for e in unit.events), unit.partitions))
     dlq = dlq_spec(SLA)
     lines.append(row("`<topic>.dlq` (one per topic above)", "the readers of `<topic>` (whichever failed)", dlq.readers,

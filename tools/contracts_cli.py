@@ -41,13 +41,14 @@ def events() -> None:
 
 @app.command("asyncapi")
 def asyncapi(output: str = typer.Option("-", help="File to write (YAML), - for stdout.")) -> None:
-    """Write an AsyncAPI 3.0 document of every topic and event (unit task topics included)."""
+    """Write an AsyncAPI 3.0 document of every topic and event (the shared area task topic and each other unit's
+    task topic included)."""
     import yaml
 
     from contracts.asyncapi import asyncapi_document
     from domain.catalogue import load_catalogue
 
-    text = yaml.safe_dump(asyncapi_document(load_catalogue().units_for_topics()), allow_unicode=True, sort_keys=False)
+    text = yaml.safe_dump(asyncapi_document(load_catalogue().own_topic_units()), allow_unicode=True, sort_keys=False)
     if output == "-":
         typer.echo(text)
     else:

@@ -1,6 +1,9 @@
+"""`cityops topics`: the topic catalogue on a broker (create, list), as a table, and counted for a catalogue."""
+
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import typer
 
@@ -10,23 +13,42 @@ app = typer.Typer(no_args_is_help=True)
 @app.callback(invoke_without_command=True)
 def topics(ctx: typer.Context,
            markdown: bool = typer.Option(False, "--markdown", help="Print the catalogue as a Markdown table: topic, "
-                                         "writer, readers, events, partitions (docs/architecture.md holds a copy).")) -> None:
-    """The topic catalogue: create its topics on a broker, list them, or print its table."""
+                                         "writer, readers, events, partitions (docs/architecture.md holds a copy)."),
+           count: bool = typer.Option(False, "--count", help="Print how many topics and partitions the deployment of "
+                                      "a responsibility catalogue has, by kind (docs/city-scale.md, Topic layout)."),
+           path: Path | None = typer.Option(None, "--path", exists=True, dir_okay=False,
+                                            help="With --count: the catalogue YAML (default: the packaged one).")) -> None:
+    """The topic catalogue: create its topics on a broker, list them, print its table, or count them."""
     if markdown:
         from contracts.topics import catalogue_markdown
 
         typer.echo(catalogue_markdown(), nl=False)
+        raise typer.Exit()
+    if count:
+        typer.echo(count_text(path), nl=False)
         raise typer.Exit()
     if ctx.invoked_subcommand is None:
         typer.echo(ctx.get_help())
         raise typer.Exit()
 
 
+def count_text(path: Path | None) -> str:
+    """The topic and partition counts of the deployment of the catalogue at `path`, by kind, as a table."""
+    from contracts.topics import topic_counts
+    from domain.catalogue import load_catalogue
+
+    catalogue = load_catalogue(path)
+    lines = [f"catalogue {catalogue.version}: {len(catalogue.units):,} units, {len(catalogue.area_units()):,} of them "
+             "area units sharing one task topic", f"{'kind':74} {'topics':>7} {'partitions':>10}"]
+    lines += [f"{c.kind:74} {c.topics:>7,} {c.partitions:>10,}" for c in topic_counts(catalogue.own_topic_units())]
+    return "\n".join(lines) + "\n"
+
+
 def hub_topics() -> list:
     from contracts.topics import all_topics
     from domain.catalogue import load_catalogue
 
-    return all_topics(list(load_catalogue().units_for_topics()))
+    return all_topics(load_catalogue().own_topic_units())
 
 
 @app.command("create")
@@ -35,7 +57,8 @@ def create(bootstrap: str = typer.Option("127.0.0.1:9092", help="Kafka bootstrap
                                                   "2) on a cluster of 3 or more brokers, else one per broker."),
            acls: bool = typer.Option(False, "--acls", help="Also make the broker's ACLs the ones derived from the "
                                      "catalogue (docs/security-kafka.md); the launcher's brokers get them at start.")) -> None:
-    """Create every topic of the catalogue (workflow, unit task topics, DLQs) that does not exist yet.
+    """Create every topic of the catalogue (workflow, the shared area task topic, the other units' task topics,
+    DLQs) that does not exist yet.
 
     Runs as the principal in CITYOPS_KAFKA_USERNAME / CITYOPS_KAFKA_PASSWORD: the admin, since no service may
     create topics."""
@@ -55,7 +78,7 @@ def create(bootstrap: str = typer.Option("127.0.0.1:9092", help="Kafka bootstrap
 def load_units() -> list[str]:
     from domain.catalogue import load_catalogue
 
-    return list(load_catalogue().units_for_topics())
+    return list(load_catalogue().own_topic_units())
 
 
 @app.command("list")

@@ -11,6 +11,8 @@ from typing import Any
 
 from pydantic import Field, PrivateAttr, model_validator
 
+from contracts.topics import is_area_level, unit_task_topic
+
 from .models import (
     AREA_LEVELS,
     PARENT_LEVEL,
@@ -170,9 +172,35 @@ class Catalogue(FrozenModel):
         return tuple(c.code for c in self.categories)
 
     def units_for_topics(self) -> tuple[str, ...]:
-        """Every unit id that needs a task topic: departments, every area's unit, and the hotline
-        (which receives unlocated and fully returned tasks)."""
+        """Every unit id that receives tasks: departments, every area's unit, and the hotline (which receives
+        unlocated and fully returned tasks); each on the topic `task_topic_of` names."""
         return tuple(u.id for u in self.units)
+
+    def own_topic_units(self) -> tuple[str, ...]:
+        """The units with a task topic (and a Kafka principal) of their own: all but the area units (street
+        offices, communities, grids), which share `contracts.topics.AREA_TASKS`."""
+        return tuple(u.id for u in self.units if not is_area_level(u.level))
+
+    def area_units(self) -> tuple[str, ...]:
+        """The units whose tasks arrive on the shared area task topic, keyed by their id."""
+        return tuple(u.id for u in self.units if is_area_level(u.level))
+
+    def task_topic_of(self, unit_id: str) -> str:
+        """The topic unit `unit_id`'s tasks and notices are published on; ``UnknownUnitError`` if no such unit."""
+        return unit_task_topic(unit_id, self.unit(unit_id).level)
+
+    def task_topics_of(self, unit_ids: Iterable[str]) -> dict[str, frozenset[str]]:
+        """The task topics a reader answering for these units subscribes to, each with the units whose records
+        it carries for them (a unit the catalogue does not list: its own topic, as `unit_task_topic` says)."""
+        by_topic: dict[str, set[str]] = {}
+        for unit_id in unit_ids:
+            by_topic.setdefault(unit_task_topic(unit_id, self.level_of(unit_id)), set()).add(unit_id)
+        return {topic: frozenset(units) for topic, units in sorted(by_topic.items())}
+
+    def level_of(self, unit_id: str) -> str | None:
+        """The level of unit `unit_id`, None when the catalogue has no such unit."""
+        unit = self._units_by_id.get(unit_id)
+        return unit.level if unit is not None else None
 
     # ------------------------------------------------------------------ routing
 

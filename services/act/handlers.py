@@ -1,8 +1,14 @@
-"""act: dispatch to units' topics, follow their reports, decide extensions and returns, detect completion."""
+"""act: dispatch to units' topics, follow their reports, decide extensions and returns, detect completion.
+
+A unit's task topic depends on its level (contracts/topics.py `unit_task_topic`): area units share one
+topic, so act knows each unit's level from the responsibility catalogue (`ActDeps`), and keys every record
+it sends a unit by the unit id.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -12,7 +18,7 @@ from contracts.topics import ACT, CONSULT, EVALUATE, SLA, TRIAGE, UNIT_REPORTS, 
 from domain.grid_workers import escalation_refusal, on_the_spot_refusal
 from domain.reports import report_refusal
 from domain.statuses import status_after_progress
-from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NoDeps, NotYet, Rejected, settings_as
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NotYet, Rejected, settings_as
 
 from . import domain
 from .settings import ActSettings
@@ -24,12 +30,26 @@ EVENT_TYPES = [m.event_type for m in (ev.TicketClassified, ev.PlanAgreed, ev.Sup
                                       ev.TicketReopened, ev.ConsultationRequested, ev.SlaReminderSent, ev.TicketEscalated)]
 
 
-Ctx = HandlerContext[NoDeps]
+@dataclass(frozen=True)
+class ActDeps:
+    """Each unit's catalogue level, which decides its task topic; None for a unit the catalogue does not list
+    (then it gets a topic of its own, as a department does: a task is never dropped for an unknown level)."""
+
+    level_of: Callable[[str], str | None]
 
 
-def spec() -> HandlerSpec[NoDeps]:
+Ctx = HandlerContext[ActDeps]
+
+
+def spec(deps: ActDeps) -> HandlerSpec[ActDeps]:
     """What the pipeline runs: each batch's events applied to its tickets and tasks (`BATCH`)."""
-    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=NoDeps(), batch=BATCH)
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, batch=BATCH)
+
+
+def to_unit(ctx: Ctx, unit: str, envelope: Envelope[Any]) -> Emit:
+    """The record that brings `envelope` to `unit`, keyed by the unit id (one unit's records stay in order,
+    and readers of the shared area topic skip other units' records without decoding them)."""
+    return Emit(unit_task_topic(unit, ctx.deps.level_of(unit)), envelope, key=unit)
 
 
 def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
@@ -58,7 +78,7 @@ def _apply(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
         case ev.TicketReopened():
             return rehandle(ctx, batch, envelope)
         case ev.ConsultationRequested() | ev.SlaReminderSent() | ev.TicketEscalated():
-            return forward_to_units(batch, envelope)
+            return forward_to_units(ctx, batch, envelope)
     return []
 
 
@@ -76,7 +96,7 @@ def finish_batch(ctx: Ctx, batch: ActBatch) -> None:
     batch.write()
 
 
-BATCH: Batched[NoDeps, ActBatch] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
+BATCH: Batched[ActDeps, ActBatch] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
 
 
 # ---------------------------------------------------------------------------- the rules
@@ -123,7 +143,7 @@ def dispatch(ctx: Ctx, batch: ActBatch, cause: Envelope[Any], routing: ev.Routin
                                    limits=c.limits, resolution_due=resolution_due,
                                    joint_with=tuple(u for u, _ in units if u != unit), ticket=c.ticket)
         env = cause.caused(assigned, source=ctx.source, index=i, id_extra=tid)
-        out += [Emit(ACT.name, env), Emit(unit_task_topic(unit), env)]
+        out += [Emit(ACT.name, env), to_unit(ctx, unit, env)]
     return out
 
 
@@ -159,7 +179,7 @@ def decide_extension(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list
     task.extensions += int(approved)
     decided = envelope.caused(ev.ExtensionDecided(task_id=r.task_id, unit=r.unit, approved=approved, extra=r.extra,
                                                   reason=reason), source=ctx.source)
-    return [Emit(ACT.name, decided), Emit(unit_task_topic(r.unit), decided)]
+    return [Emit(ACT.name, decided), to_unit(ctx, r.unit, decided)]
 
 
 def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
@@ -171,7 +191,7 @@ def on_returned(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit
         rejected = envelope.caused(ev.ReturnRejected(task_id=r.task_id, unit=r.unit,
                                                      reason="assigned by a supervisor's final decision: it may not be returned"),
                                    source=ctx.source)
-        return [Emit(ACT.name, rejected), Emit(unit_task_topic(r.unit), rejected)]
+        return [Emit(ACT.name, rejected), to_unit(ctx, r.unit, rejected)]
     if r.escalate_to is not None:
         return escalate(ctx, batch, envelope, task)
     task.status = domain.TaskStatus.returned
@@ -264,14 +284,14 @@ def rehandle(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     return dispatch(ctx, batch, envelope, routing, final=row.final)
 
 
-def forward_to_units(batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
+def forward_to_units(ctx: Ctx, batch: ActBatch, envelope: Envelope[Any]) -> list[Emit]:
     """act is the one writer of the units' task topics: consult's consultations and sla's notices addressed to
     units reach them through here, unchanged (the same event, with its id and source)."""
     def unit_of_task(task_id: str) -> str | None:
         task = batch.task(task_id)
         return task.unit if task is not None else None
 
-    return [Emit(unit_task_topic(unit), envelope) for unit in addressees(envelope.data, unit_of_task)]
+    return [to_unit(ctx, unit, envelope) for unit in addressees(envelope.data, unit_of_task)]
 
 
 def addressees(d: Any, unit_of_task: Callable[[str], str | None]) -> list[str]:

@@ -44,7 +44,8 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
     name = settings.service_name
     calendar = settings.work_calendar()
     pipeline = EventPipeline(name=name, settings=settings, engine=engine, clock=clock,
-                             spec=spec(BridgeDeps(units=units, calendar=calendar)))
+                             spec=spec(BridgeDeps(units=units, calendar=calendar,
+                                                  task_topics=catalogue.task_topics_of(sorted(units)))))
     pipeline.subscribe(broker)
 
     async def publish(topic: str, envelope: Envelope[Any]) -> None:

@@ -6,7 +6,7 @@ The read model only follows: it emits nothing. A report is read back from the re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import UNIT_REPORTS, unit_task_topic
+from contracts.topics import AREA_TASKS, UNIT_REPORTS
 from domain.calendar import WorkCalendar
 from domain.statuses import TaskStatus
 from services.common.batch_state import table_of
@@ -34,21 +34,26 @@ TABLES = [table_of(BridgeTask), table_of(BridgeConsultation), table_of(BridgePar
 
 @dataclass(frozen=True)
 class BridgeDeps:
-    """The units whose tasks the bridge follows, and the calendar their deadlines are counted on."""
+    """The units whose tasks the bridge follows, the task topics that carry them (each with the units whose
+    records are ours there: `Catalogue.task_topics_of`), and the calendar their deadlines are counted on."""
 
     units: frozenset[str]
     calendar: WorkCalendar
+    task_topics: Mapping[str, frozenset[str]]
 
 
 Ctx = HandlerContext[BridgeDeps]
 
 
-def topics(units: Iterable[str]) -> list[str]:
-    return [unit_task_topic(u) for u in units] + [UNIT_REPORTS.name]
+def topics(task_topics: Mapping[str, frozenset[str]]) -> list[str]:
+    return [*task_topics, UNIT_REPORTS.name]
 
 
 def spec(deps: BridgeDeps) -> HandlerSpec[BridgeDeps]:
-    return HandlerSpec(topics=topics(sorted(deps.units)), event_types=EVENT_TYPES, deps=deps, handle=handle)
+    """The units' task topics and the reports; on the shared area topic only our units' records, chosen by key
+    before decoding (grid workers' apps and the console then see their own grid's through the API)."""
+    keys = {t: units for t, units in deps.task_topics.items() if t == AREA_TASKS.name}
+    return HandlerSpec(topics=topics(deps.task_topics), event_types=EVENT_TYPES, deps=deps, handle=handle, keys_by_topic=keys)
 
 
 def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:

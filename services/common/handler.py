@@ -10,8 +10,8 @@ Nothing is looked up on the handler function itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -37,6 +37,8 @@ class Emit:
 
     topic: str
     envelope: Envelope[Any]
+    # The record's key; None: the ticket id. A unit's task topic is keyed by the unit id (contracts/topics.py).
+    key: str | None = None
 
 
 class NotYet(LookupError):
@@ -151,6 +153,9 @@ class HandlerSpec(Generic[Deps]):
     # optimisation: if it fails, the handler still works event by event.
     prepare_batch: Callable[[Deps, list[Envelope[Any]]], None] | None = None
     ticks: Sequence[Tick[Deps]] = ()
+    # On a shared, keyed topic (the area units' tasks), only the records whose key is one of these are the
+    # handler's: the others are skipped before they are decoded. Topics not named here are read whole.
+    keys_by_topic: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if (self.handle is None) == (self.batch is None):

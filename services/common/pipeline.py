@@ -154,6 +154,7 @@ class EventPipeline(Generic[Deps]):
         self.event_types = None if spec.event_types is None else {t.encode() for t in spec.event_types}
         self.group_id = group_id or settings.group_id
         self.decoder = decoder or (lambda r: decode(r.key, r.value, r.headers))
+        self.keys_by_topic = {t: frozenset(k.encode() for k in keys) for t, keys in spec.keys_by_topic.items()}
         self.clock = clock
         self.source = f"/cityops/{name}"
         self.broker: KafkaBroker | None = None
@@ -238,6 +239,11 @@ class EventPipeline(Generic[Deps]):
                   cause=failure_kind(exc), error=repr(exc), attempt=self._failures, retry_in_s=round(delay, 3))
         await asyncio.sleep(delay)
 
+    def _key_wanted(self, record: Any) -> bool:
+        """False for another unit's record on a shared, keyed topic (HandlerSpec.keys_by_topic)."""
+        keys = self.keys_by_topic.get(record.topic)
+        return keys is None or record.key in keys
+
     def _decode_wanted(self, records: Sequence[Any]) -> tuple[list[tuple[Any, Envelope[Any]]], list[tuple[Any, str]]]:
         """The records this service handles, decoded, and those it cannot decode, with why."""
         wanted: list[tuple[Any, Envelope[Any]]] = []
@@ -245,6 +251,9 @@ class EventPipeline(Generic[Deps]):
         for record in records:
             ce_type = next((v for k, v in (record.headers or ()) if k == "ce_type"), None)
             if self.event_types is not None and ce_type is not None and ce_type not in self.event_types:
+                self.stats["skipped"] += 1
+                continue
+            if not self._key_wanted(record):
                 self.stats["skipped"] += 1
                 continue
             try:
@@ -325,7 +334,7 @@ class EventPipeline(Generic[Deps]):
             return []
         try:
             with (session.begin_nested() if ledger.careful else contextlib.nullcontext()), bound_event(envelope):
-                produced = [(envelope.id, self._owned(e.topic), encode(e.envelope)) for e in apply(envelope)]
+                produced = [(envelope.id, self._owned(e.topic), encode(e.envelope, e.key)) for e in apply(envelope)]
                 for _, topic, rec in produced:
                     check_size(topic, rec, self.settings.max_record_bytes)
         except NotYet as exc:
@@ -485,7 +494,7 @@ class EventPipeline(Generic[Deps]):
     def _tick_once(self, tick: TickHandler[Deps]) -> Produced:
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             ctx = self.context(session)
-            produced = [(self._owned(e.topic), encode(e.envelope)) for e in tick(ctx)]
+            produced = [(self._owned(e.topic), encode(e.envelope, e.key)) for e in tick(ctx)]
             outputs = [(tick_cause(rec), topic, rec) for topic, rec in produced]
             if outputs:
                 # Through the outbox, so a crash or a failed publish re-sends them (one executemany on the

@@ -561,7 +561,8 @@ def _check(loaded: Catalogue) -> None:
     console.print(
         f"catalogue {loaded.version} OK: {len(loaded.categories):,} categories, {len(loaded.units):,} units "
         f"({departments} city-level departments and hotline{branch_text}, {len(loaded.areas):,} area units), "
-        f"{len(loaded.units_for_topics()):,} task topics; NYC mapping OK"
+        f"{len(loaded.own_topic_units()) + 1:,} task topics ({len(loaded.own_topic_units()):,} own, 1 shared by "
+        f"{len(loaded.area_units()):,} area units); NYC mapping OK"
     )
     console.print(f"areas: {areas}")
 
@@ -586,13 +587,11 @@ def _print_categories(loaded: Catalogue) -> None:
 
 
 def _print_units(loaded: Catalogue) -> None:
-    from domain.catalogue import unit_task_topic
-
     table = Table(title=f"units of catalogue {loaded.version}")
     for column in ("id", "name", "level", "kind", "task topic"):
         table.add_column(column, overflow="fold")
     for unit in loaded.units:
-        table.add_row(unit.id, f"{unit.name}\n{unit.name_en}", unit.level, unit.kind, unit_task_topic(unit.id))
+        table.add_row(unit.id, f"{unit.name}\n{unit.name_en}", unit.level, unit.kind, loaded.task_topic_of(unit.id))
     console.print(table)
 
 

@@ -48,13 +48,12 @@ def run(unit: list[str] = typer.Option([], "--unit", "-u", help="Unit id to answ
 @app.command("list")
 def list_units() -> None:
     """List every unit of the catalogue and its task topic."""
-    from contracts.topics import unit_task_topic
     from domain.catalogue import load_catalogue
 
     cat = load_catalogue()
     for unit_id in cat.units_for_topics():
         u = cat.unit(unit_id)
-        typer.echo(f"{unit_id:32} {u.level:10} {u.name_en}  ->  {unit_task_topic(unit_id)}")
+        typer.echo(f"{unit_id:32} {u.level:10} {u.name_en}  ->  {cat.task_topic_of(unit_id)}")
 
 
 @app.command("roster")

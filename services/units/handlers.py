@@ -7,7 +7,7 @@ intake is the one writer of decisions. Here they are only planned (rows of kind 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from functools import cache
@@ -47,9 +47,12 @@ Ctx = HandlerContext[UnitDeps]
 Actions = dict[str, dict[str, Any]]
 
 
-def spec(deps: UnitDeps, topics: list[str], tick_s: float) -> HandlerSpec[UnitDeps]:
-    """What the pipeline runs: each batch's events answered (`BATCH`), the due actions sent every tick_s."""
-    return HandlerSpec(topics=topics, event_types=EVENT_TYPES, deps=deps, batch=BATCH, ticks=[Tick(send_due, tick_s)])
+def spec(deps: UnitDeps, topics: list[str], tick_s: float,
+         keys_by_topic: Mapping[str, frozenset[str]] | None = None) -> HandlerSpec[UnitDeps]:
+    """What the pipeline runs: each batch's events answered (`BATCH`), the due actions sent every tick_s; on a
+    shared task topic, only the records keyed by one of our units (`keys_by_topic`)."""
+    return HandlerSpec(topics=topics, event_types=EVENT_TYPES, deps=deps, batch=BATCH, ticks=[Tick(send_due, tick_s)],
+                       keys_by_topic=keys_by_topic or {})
 
 
 def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:

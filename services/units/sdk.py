@@ -1,5 +1,6 @@
-"""The unit SDK: what a department's, street office's or grid's own system calls to take its work
-and report back. It speaks only the contracts; nothing else of cityops is needed.
+"""The unit SDK: what a department's (a district branch's, a district centre's, the hotline's) own system
+calls to take its work and report back. It speaks the contracts; the responsibility catalogue only tells it
+the unit's level when the caller does not.
 
     async with UnitClient("127.0.0.1:9092", "water", username="unit-water", password=...) as unit:
         async for task in unit.tasks():
@@ -8,6 +9,12 @@ and report back. It speaks only the contracts; nothing else of cityops is needed
 
 A unit authenticates as its own principal `unit-<unit id>` (`cityops kafka client-config --principal
 unit-water` prints its password), which may read only its own task topic and write only the unit reports.
+
+Area units (street offices, communities, grids) cannot use it: their tasks share one topic
+(`cityops.area.tasks.v1`) that no unit may read, since it carries every other grid's tasks too. They take
+their work from the unit HTTP bridge (GET /tasks, POST /tasks/{task_id}/sign-for, .../complete: README
+"Unit HTTP bridge"), which filters the shared topic by their id; `UnitClient` refuses them with
+`AreaUnitError` saying so.
 Without username and password the client takes them from CITYOPS_KAFKA_USERNAME / CITYOPS_KAFKA_PASSWORD
 (none: an unauthenticated broker).
 """
@@ -23,7 +30,7 @@ from pydantic import SecretStr
 
 from contracts import codec
 from contracts.envelope import Envelope
-from contracts.topics import UNIT_REPORTS, unit_task_topic
+from contracts.topics import UNIT_REPORTS, is_area_level, own_task_topic
 from contracts.unit_reports import (
     complete,
     escalate,
@@ -40,15 +47,34 @@ from services.common.settings import KafkaClientSettings
 
 # The report builders live in contracts/unit_reports.py (the unit HTTP bridge builds the same reports);
 # re-exported here, where units' own code has always found them.
-__all__ = ["UnitClient", "complete", "escalate", "opinion", "progress", "report", "request_extension", "resolve_on_the_spot",
-           "return_task", "sign_for"]
+__all__ = ["AreaUnitError", "UnitClient", "complete", "escalate", "opinion", "progress", "report", "request_extension",
+           "resolve_on_the_spot", "return_task", "sign_for"]
+
+
+class AreaUnitError(ValueError):
+    """A street office, community or grid tried to read its tasks from Kafka: they come through the bridge."""
+
+
+def refuse_area_unit(unit: str, level: str | None) -> None:
+    """Raise AreaUnitError when `unit` (of this level; None: look it up in the packaged catalogue) is an area unit."""
+    if level is None:
+        from domain.catalogue import load_catalogue
+
+        level = load_catalogue().level_of(unit)
+    if is_area_level(level):
+        raise AreaUnitError(
+            f"unit {unit!r} is a {level} unit: area units' tasks share the topic cityops.area.tasks.v1, which no "
+            "unit may read; take them from the unit HTTP bridge instead (GET /tasks as the unit, README "
+            '"Unit HTTP bridge")')
 
 
 class UnitClient:
-    """Async client for one unit: iterate its inbox, send reports (each awaited: a unit's report is a promise)."""
+    """Async client for one unit with its own task topic: iterate its inbox, send reports (each awaited: a
+    unit's report is a promise). `level` is the unit's catalogue level, looked up when not given."""
 
     def __init__(self, bootstrap: str, unit: str, group_id: str | None = None, *, username: str | None = None,
-                 password: str | None = None) -> None:
+                 password: str | None = None, level: str | None = None) -> None:
+        refuse_area_unit(unit, level)
         self.unit = unit
         settings = KafkaClientSettings(kafka_bootstrap=bootstrap)
         if username:
@@ -62,7 +88,7 @@ class UnitClient:
 
     async def __aenter__(self) -> UnitClient:
         await self._producer.start()
-        self._consumer = AIOKafkaConsumer(unit_task_topic(self.unit), **self._kafka.options, group_id=self._group,
+        self._consumer = AIOKafkaConsumer(own_task_topic(self.unit), **self._kafka.options, group_id=self._group,
                                           auto_offset_reset="earliest", enable_auto_commit=False)
         await self._consumer.start()
         return self

@@ -18,13 +18,14 @@ import pytest
 import yaml
 
 from contracts.asyncapi import asyncapi_document, binding_topic_configuration
-from contracts.topics import DLQ_RETENTION, RETAIN_FOREVER
+from contracts.topics import AREA_TASKS, DLQ_RETENTION, RETAIN_FOREVER
 
 REPO = Path(__file__).resolve().parents[2]
 CHECKER_DIR = REPO / "tools" / "asyncapi-check"
 CHECKER = CHECKER_DIR / "check.mjs"
-# Unit task topics all share one shape: a few ids cover them without reading the catalogue.
-UNIT_IDS = ["water", "street-east-1", "grid-east-1-a-1"]
+# Own unit task topics all share one shape: a few ids cover them without reading the catalogue. Area units
+# (streets, communities, grids) have none: their tasks are on the catalogue's shared AREA_TASKS topic.
+UNIT_IDS = ["water", "hotline", "district-east"]
 
 
 def _checker_missing() -> str | None:
@@ -100,3 +101,13 @@ def test_every_reference_resolves_inside_the_document() -> None:
         except (KeyError, TypeError):
             dangling.append(ref)
     assert dangling == []
+
+
+def test_the_shared_area_topic_is_a_channel_keyed_by_the_unit() -> None:
+    document = asyncapi_document(UNIT_IDS)
+    [area] = [c for c in document["channels"].values() if c["address"] == AREA_TASKS.name]
+    assert area["bindings"]["kafka"]["partitions"] == 12 and area["x-writer"] == "act"
+    assert set(area["x-readers"]) == {"units", "bridge", "archiver"}
+    assert not any(c["address"].startswith("cityops.unit.grid-") for c in document["channels"].values())
+    assigned = document["components"]["messages"]["act_task_assigned_v1"]["bindings"]["kafka"]["key"]["description"]
+    assert "unit id" in assigned and "ticket id" in assigned

@@ -10,7 +10,7 @@ from contracts import codec
 from contracts.events import TicketRegistered, TicketSubmitted
 from contracts.examples import all_examples
 from contracts.registry import EVENT_TYPES
-from contracts.topics import all_topics, topic_for_event, unit_task_topic
+from contracts.topics import AREA_TASKS, all_topics, own_task_topic, topic_for_event
 
 EXAMPLES = all_examples()
 
@@ -47,5 +47,5 @@ def test_every_event_type_has_a_topic_and_every_topic_a_dlq():
     for event_type in EVENT_TYPES:
         topic_for_event(event_type)
     names = {s.name for s in all_topics(["water"])}
-    assert unit_task_topic("water") in names
+    assert own_task_topic("water") in names and AREA_TASKS.name in names
     assert all(n + ".dlq" in names for n in names if not n.endswith(".dlq"))

@@ -25,7 +25,7 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
-from contracts.topics import ACT, AUDIT, CONSULT, EVALUATE, SLA, TICKETS, TRIAGE, UNIT_REPORTS, unit_task_topic, unit_topic_spec
+from contracts.topics import ACT, AREA_TASKS, AUDIT, CONSULT, EVALUATE, SLA, TICKETS, TRIAGE, UNIT_REPORTS, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.bridge.app import create_app as create_bridge
 from services.bridge.settings import BridgeSettings
@@ -102,11 +102,11 @@ async def _produce(bootstrap: str, *envelopes: Any) -> None:
     await producer.start()
     try:
         for envelope in envelopes:
-            rec = codec.encode(envelope)
             if isinstance(envelope.data, ev.TicketRegistered):
-                topic = TICKETS.name
-            else:
-                topic = unit_task_topic(envelope.data.unit if isinstance(envelope.data, ev.TaskAssigned) else envelope.data.parties[0])
+                topic, rec = TICKETS.name, codec.encode(envelope)
+            else:  # as act sends it: on the unit's task topic, keyed by the unit
+                unit = envelope.data.unit if isinstance(envelope.data, ev.TaskAssigned) else envelope.data.parties[0]
+                topic, rec = load_catalogue().task_topic_of(unit), codec.encode(envelope, unit)
             await producer.send_and_wait(topic, rec.value, key=rec.key, headers=rec.headers)
     finally:
         await producer.stop()
@@ -128,7 +128,7 @@ def hub(kafka_bootstrap: str, unique: str, tmp_path) -> Iterator[tuple[str, str,
     """The real bridge on the broker and the console in front of it: (console URL, bridge URL, console app)."""
     # The units' topics the bridge reads, the lifecycle topics the console's live feed follows, the audit trail.
     lifecycle = [TICKETS, TRIAGE, CONSULT, ACT, UNIT_REPORTS, EVALUATE, SLA, AUDIT]
-    asyncio.run(ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec(GRID), *lifecycle]))
+    asyncio.run(ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), AREA_TASKS, *lifecycle]))
     with mock.patch.dict(os.environ, {"CITYOPS_AUTH_KEY": TEST_KEY}):
         bridge = create_bridge(BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", GRID], state_dir=tmp_path,
                                               consumer_group=f"bridge-{unique}", db_url=f"sqlite:///{tmp_path / 'bridge.db'}"))

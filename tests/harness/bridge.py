@@ -21,7 +21,8 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
-from contracts.topics import AUDIT, UNIT_REPORTS, unit_task_topic
+from contracts.topics import AUDIT, UNIT_REPORTS
+from domain.catalogue import load_catalogue
 from services.bridge.app import create_app
 from services.bridge.handlers import TABLES
 from services.bridge.settings import BridgeSettings
@@ -89,10 +90,11 @@ class BridgeHarness:
         """Hand these events to the bridge's pipeline as one batch, each on the topic it travels on."""
         records = []
         for envelope in envelopes:
-            where = topic or _topic_of(envelope)
+            unit = _unit_of(envelope)
+            where = topic or (load_catalogue().task_topic_of(unit) if unit else UNIT_REPORTS.name)
             offset = self._offsets.get(where, 0)
             self._offsets[where] = offset + 1
-            records.append(record_of(envelope, topic=where, offset=offset))
+            records.append(record_of(envelope, topic=where, offset=offset, key=unit))
         await self.pipeline.handle_records(records)
 
     async def read_back(self) -> None:
@@ -115,10 +117,11 @@ def _with_key(record: Record) -> Record:
     return Record(record.topic, 0, record.offset, ticket.encode() if ticket else None, record.value, record.headers)
 
 
-def _topic_of(envelope: Envelope[Any]) -> str:
+def _unit_of(envelope: Envelope[Any]) -> str | None:
+    """The unit whose task topic the event travels on (as act sends it), None for a report."""
     d = envelope.data
     if isinstance(d, ev.TaskAssigned | ev.ExtensionDecided | ev.ReturnRejected | ev.SlaReminderSent):
-        return unit_task_topic(d.unit)
+        return d.unit
     if isinstance(d, ev.ConsultationRequested):
-        return unit_task_topic(d.parties[0])
-    return UNIT_REPORTS.name
+        return d.parties[0]
+    return None

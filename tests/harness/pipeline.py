@@ -77,9 +77,10 @@ class Record:
         return Record(topic, self.partition, offset, self.key, self.value, self.headers, self.timestamp)
 
 
-def record_of(envelope: Envelope[Any], *, topic: str | None = None, offset: int = 0) -> Record:
-    """A contract event as a Kafka record, on the topic the catalogue puts its type on (unless told)."""
-    rec = codec.encode(envelope)
+def record_of(envelope: Envelope[Any], *, topic: str | None = None, offset: int = 0, key: str | None = None) -> Record:
+    """A contract event as a Kafka record, on the topic the catalogue puts its type on (unless told), keyed by
+    `key` or else its ticket id (a unit's task topic is keyed by the unit)."""
+    rec = codec.encode(envelope, key)
     return Record(topic or topic_for_event(envelope.type), 0, offset, rec.key, rec.value, list(rec.headers),
                   int(envelope.time.timestamp() * 1000))
 

@@ -16,7 +16,7 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import example_envelope
-from contracts.topics import ACT, TRIAGE, UNIT_REPORTS, all_topics, unit_task_topic
+from contracts.topics import ACT, TRIAGE, UNIT_REPORTS, all_topics, own_task_topic
 from services.act.app import create_app
 from services.act.handlers import TOPICS
 from services.act.models import Task
@@ -54,6 +54,11 @@ async def publish(bootstrap: str, topic: str, envelope: Envelope[Any]) -> None:
         await producer.stop()
 
 
+def ticket_of(record: Any) -> bytes | None:
+    """The ticket a record is about: its ce_ticketid header (a unit's task topic is keyed by the unit), else its key."""
+    return next((v for k, v in record.headers or () if k == "ce_ticketid"), record.key)
+
+
 async def records_of(bootstrap: str, topic: str, ticket_id: str, *, at_least: int = 1, timeout: float = 60.0) -> list[Any]:
     """The records of this ticket on `topic`, read from the start until there are `at_least` (or the time is up)."""
     deadline = time.monotonic() + timeout
@@ -68,7 +73,7 @@ async def records_of(bootstrap: str, topic: str, ticket_id: str, *, at_least: in
                 batch = await consumer.getmany(timeout_ms=300)
                 got = [r for records in batch.values() for r in records]
                 quiet = 0 if got else quiet + 1
-                out += [r for r in got if r.key == ticket_id.encode()]
+                out += [r for r in got if ticket_of(r) == ticket_id.encode()]
         finally:
             await consumer.stop()
         if len(out) >= at_least or time.monotonic() > deadline:
@@ -111,9 +116,10 @@ async def test_a_completion_forged_by_another_unit_is_dead_lettered_and_the_task
     try:
         await publish(kafka_bootstrap, TRIAGE.name, classified(ticket_id))
         await wait_for_status(engine, task_id, "assigned")
-        (assigned,) = [codec.decode(r.key, r.value, r.headers) for r in
-                       await records_of(kafka_bootstrap, unit_task_topic(A), ticket_id)]
+        (record,) = await records_of(kafka_bootstrap, own_task_topic(A), ticket_id)
+        assigned = codec.decode(record.key, record.value, record.headers)
         assert assigned.data.task_id == task_id and assigned.data.unit == A
+        assert record.key == A.encode() and assigned.ticket_id == ticket_id  # keyed by the unit, the ticket in ce_ticketid
 
         forged = sdk.complete(assigned, B, "done, says water")
         await publish(kafka_bootstrap, UNIT_REPORTS.name, forged)

@@ -1,6 +1,8 @@
 """The unit HTTP bridge served over HTTP on the real broker: an assignment on unit A's topic shows in A's list,
 A completes it over HTTP, the TaskCompleted for A is on the unit-reports topic, unit B is refused, and the task
-leaves A's open list once the bridge reads its own report back."""
+leaves A's open list once the bridge reads its own report back. On the shared area task topic, a grid's task
+keyed by the grid reaches that grid's list, and another grid's records (an undecodable one among them) are
+skipped by key without being decoded or dead-lettered."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from contracts import codec
 from contracts import events as ev
-from contracts.topics import UNIT_REPORTS, unit_task_topic, unit_topic_spec
+from contracts.topics import AREA_TASKS, AUDIT, UNIT_REPORTS, dlq_spec, own_task_topic, unit_topic_spec
 from services.bridge.app import create_app
 from services.bridge.settings import BridgeSettings
 from services.common.auth import Principal, Role, mint_token
@@ -61,7 +63,8 @@ async def _reports_of(bootstrap: str, ticket_id: str) -> list[Any]:
 
 
 async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(kafka_bootstrap, unique, tmp_path) -> None:
-    await ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec("power"), UNIT_REPORTS])
+    # the audit trail too: the bridge records each report call there before it answers
+    await ensure_topics(kafka_bootstrap, [unit_topic_spec("water"), unit_topic_spec("power"), UNIT_REPORTS, AUDIT])
     ticket_id = f"T-BRIDGE-{unique}"
     task = assigned(ticket_id, "water", at=datetime.now(UTC))
     settings = BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=["water", "power"], consumer_group=f"bridge-{unique}",
@@ -78,7 +81,7 @@ async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(k
             await producer.start()
             try:
                 rec = codec.encode(task)
-                await producer.send_and_wait(unit_task_topic("water"), rec.value, key=rec.key, headers=rec.headers)
+                await producer.send_and_wait(own_task_topic("water"), rec.value, key=rec.key, headers=rec.headers)
             finally:
                 await producer.stop()
 
@@ -118,3 +121,53 @@ async def _answers(client: httpx.AsyncClient) -> bool:
         return (await client.get("/health")).status_code == 200
     except httpx.TransportError:
         return False
+
+
+GRID, OTHER_GRID = "grid-east-1-a-1", "grid-east-1-a-2"
+
+
+async def test_a_grid_gets_its_own_tasks_from_the_shared_area_topic_and_skips_the_others_by_key(kafka_bootstrap, unique,
+                                                                                                 tmp_path) -> None:
+    await ensure_topics(kafka_bootstrap, [AREA_TASKS, dlq_spec(AREA_TASKS), UNIT_REPORTS])
+    mine = assigned(f"T-AREA-{unique}", GRID, at=datetime.now(UTC))
+    theirs = assigned(f"T-AREA-OTHER-{unique}", OTHER_GRID, at=datetime.now(UTC))
+    settings = BridgeSettings(kafka_bootstrap=kafka_bootstrap, units=[GRID], consumer_group=f"bridge-area-{unique}",
+                              db_url=f"sqlite:///{tmp_path / 'bridge.db'}", state_dir=tmp_path)
+    with mock.patch.dict(os.environ, {"CITYOPS_AUTH_KEY": KEY}):
+        app = create_app(settings)
+    pipeline = app.state.pipelines["bridge"]
+    assert AREA_TASKS.name in pipeline.topics and not any(t.startswith("cityops.unit.") for t in pipeline.topics)
+    port = _free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as client:
+            await _until(lambda: _answers(client), "the bridge to serve")
+            producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options)
+            await producer.start()
+            try:
+                # Another grid's records first: a task, and garbage the bridge would dead-letter if it decoded it.
+                other = codec.encode(theirs, OTHER_GRID)
+                await producer.send_and_wait(AREA_TASKS.name, other.value, key=other.key, headers=other.headers)
+                await producer.send_and_wait(AREA_TASKS.name, b"not an event", key=OTHER_GRID.encode())
+                rec = codec.encode(mine, GRID)
+                await producer.send_and_wait(AREA_TASKS.name, rec.value, key=rec.key, headers=rec.headers)
+            finally:
+                await producer.stop()
+
+            async def listed_for_grid() -> list[dict[str, Any]]:
+                r = await client.get("/tasks", headers=_auth(GRID))
+                return [t for t in r.json() if t["task_id"] in (mine.data.task_id, theirs.data.task_id)]
+
+            [listed] = await _until(listed_for_grid, "the grid's task in its list")
+            assert listed["task_id"] == mine.data.task_id and listed["unit"] == GRID
+
+            async def both_skipped() -> bool:
+                return pipeline.stats["skipped"] >= 2
+
+            await _until(both_skipped, "the other grid's two records to be skipped")
+            assert pipeline.stats["dead_lettered"] == 0
+            assert (await client.get(f"/tasks/{theirs.data.task_id}", headers=_auth(OTHER_GRID))).status_code in (403, 404)
+    finally:
+        server.should_exit = True
+        await serving

@@ -22,7 +22,7 @@ from sqlalchemy import select
 from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.topics import ACT, COMMANDS, TICKETS, UNIT_REPORTS, all_topics, unit_task_topic
+from contracts.topics import ACT, AREA_TASKS, COMMANDS, TICKETS, UNIT_REPORTS, all_topics, own_task_topic
 from services.act.app import create_app as act_app
 from services.act.settings import ActSettings
 from services.common.kafka import ensure_topics, kafka_access
@@ -42,7 +42,7 @@ from tests.integration.test_act_reports_real_broker import publish, records_of
 pytestmark = pytest.mark.kafka
 
 GRID, COMMUNITY, WORKER = "grid-east-1-a-1", "community-east-1-a", "gw-east-1-a-1-1"
-UNITS = [GRID, COMMUNITY, "housing"]
+OWN_TOPIC_UNITS = ["housing"]  # the grid and the community take their tasks from the shared area topic
 
 
 async def start_at_the_end(bootstrap: str, group: str, topics: list[str]) -> None:
@@ -50,7 +50,7 @@ async def start_at_the_end(bootstrap: str, group: str, topics: list[str]) -> Non
     consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        partitions = [TopicPartition(spec.name, p) for spec in all_topics(UNITS) if spec.name in topics
+        partitions = [TopicPartition(spec.name, p) for spec in all_topics(OWN_TOPIC_UNITS) if spec.name in topics
                       for p in range(spec.partitions)]
         consumer.assign(partitions)
         await consumer.seek_to_end(*partitions)
@@ -93,7 +93,7 @@ async def eventually(check: Callable[[], Any], what: str, timeout: float = 90) -
 
 
 async def test_on_the_spot_counts_at_the_lowest_level_and_help_requested_reaches_the_community(kafka_bootstrap, unique, tmp_path):
-    await ensure_topics(kafka_bootstrap, all_topics(UNITS))
+    await ensure_topics(kafka_bootstrap, all_topics(OWN_TOPIC_UNITS))
     common = {"kafka_bootstrap": kafka_bootstrap, "batch_timeout_ms": 50, "log_level": "WARNING"}
     act_s = ActSettings(**common, consumer_group=f"act-{unique}", db_url=f"sqlite:///{tmp_path / 'act.db'}")
     triage_s = TriageSettings(**common, consumer_group=f"triage-{unique}", db_url=f"sqlite:///{tmp_path / 'triage.db'}")
@@ -114,7 +114,7 @@ async def test_on_the_spot_counts_at_the_lowest_level_and_help_requested_reaches
         # 1. Resolved on the spot, called back, closed: solved at the lowest level.
         spot = f"T-SPOT-{unique}"
         await publish(kafka_bootstrap, TICKETS.name, patrol_report(spot))
-        task = await one_on(kafka_bootstrap, unit_task_topic(GRID), spot, ev.TaskAssigned)
+        task = await one_on(kafka_bootstrap, AREA_TASKS.name, spot, ev.TaskAssigned, lambda d: d.unit == GRID)
         assert task.data.ticket.reported_by == WORKER
         await publish(kafka_bootstrap, UNIT_REPORTS.name, sdk.resolve_on_the_spot(task, GRID, "moved the bikes out with the residents"))
         handled = await one_on(kafka_bootstrap, ACT.name, spot, ev.TicketHandled)
@@ -136,15 +136,15 @@ async def test_on_the_spot_counts_at_the_lowest_level_and_help_requested_reaches
         # 2. Escalated with "help requested": the community gets the task.
         up = f"T-UP-{unique}"
         await publish(kafka_bootstrap, TICKETS.name, patrol_report(up))
-        task = await one_on(kafka_bootstrap, unit_task_topic(GRID), up, ev.TaskAssigned)
+        task = await one_on(kafka_bootstrap, AREA_TASKS.name, up, ev.TaskAssigned, lambda d: d.unit == GRID)
         await publish(kafka_bootstrap, UNIT_REPORTS.name,
                       sdk.escalate(task, GRID, "community", "help-requested", "residents refuse to move the bikes"))
         reroute = await one_on(kafka_bootstrap, ACT.name, up, ev.RerouteRequested)
         assert (reroute.data.escalate_to, reroute.data.escalation_reason) == ("community", "help-requested")
-        community = await one_on(kafka_bootstrap, unit_task_topic(COMMUNITY), up, ev.TaskAssigned)
+        community = await one_on(kafka_bootstrap, AREA_TASKS.name, up, ev.TaskAssigned, lambda d: d.unit == COMMUNITY)
         assert community.data.role == ev.Role.lead and community.data.round == 1
         await publish(kafka_bootstrap, UNIT_REPORTS.name, sdk.complete(community, COMMUNITY, "talked the residents round"))
-        for co in [a for a in [await one_on(kafka_bootstrap, unit_task_topic("housing"), up, ev.TaskAssigned,
+        for co in [a for a in [await one_on(kafka_bootstrap, own_task_topic("housing"), up, ev.TaskAssigned,
                                             lambda d: d.task_id.endswith(":2"))] if a.data.unit == "housing"]:
             await publish(kafka_bootstrap, UNIT_REPORTS.name, sdk.complete(co, "housing", "checked the wiring"))
         handled = await one_on(kafka_bootstrap, ACT.name, up, ev.TicketHandled)

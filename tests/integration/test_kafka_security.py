@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, TopicAuthorizationFailedError
 
-from contracts.topics import ACT, INTAKE, TRIAGE, unit_task_topic
+from contracts.topics import ACT, AREA_TASKS, INTAKE, TRIAGE, own_task_topic
 from services.common.kafka import ensure_topics, kafka_access
 from services.common.settings import KafkaClientSettings
 from tests.integration.kcat import kcat
@@ -25,6 +25,7 @@ from tools.topics_cli import hub_topics
 pytestmark = pytest.mark.kafka
 
 UNIT, OTHER_UNIT = "water", "gas"
+GRID = "grid-east-1-a-1"  # an area unit: its tasks are on the shared AREA_TASKS topic
 
 
 @pytest.fixture(scope="module")
@@ -88,13 +89,13 @@ def test_a_wrong_password_is_refused(node: Any, config_dir: Path) -> None:
 
 
 def test_a_unit_reads_its_own_task_topic(node: Any, config_dir: Path) -> None:
-    asyncio.run(produce_as(node, "act", unit_task_topic(UNIT), b'{"for": "water"}'))
+    asyncio.run(produce_as(node, "act", own_task_topic(UNIT), b'{"for": "water"}'))
     code, output = run_kcat(config_dir, "-F", str(config_for(node, f"unit-{UNIT}", config_dir)), "-C",
-                            "-t", unit_task_topic(UNIT), "-o", "beginning", "-e", "-q")
+                            "-t", own_task_topic(UNIT), "-o", "beginning", "-e", "-q")
     assert code == 0 and '{"for": "water"}' in output, output
 
 
-@pytest.mark.parametrize("topic", [INTAKE.name, unit_task_topic(OTHER_UNIT)])
+@pytest.mark.parametrize("topic", [INTAKE.name, own_task_topic(OTHER_UNIT), AREA_TASKS.name])
 def test_a_unit_is_refused_the_intake_topic_and_other_units_topics(node: Any, config_dir: Path, topic: str) -> None:
     asyncio.run(produce_as(node, "intake" if topic == INTAKE.name else "act", topic, b"secret"))
     code, output = run_kcat(config_dir, "-F", str(config_for(node, f"unit-{UNIT}", config_dir)), "-C",
@@ -103,14 +104,28 @@ def test_a_unit_is_refused_the_intake_topic_and_other_units_topics(node: Any, co
     assert "secret" not in output
 
 
+@pytest.mark.parametrize("reader", ["bridge", "units"])
+def test_the_bridge_and_the_simulated_units_read_the_shared_area_topic(node: Any, config_dir: Path, reader: str) -> None:
+    asyncio.run(produce_as(node, "act", AREA_TASKS.name, b'{"for": "the grid"}', key=GRID.encode()))
+    code, output = run_kcat(config_dir, "-F", str(config_for(node, reader, config_dir)), "-C",
+                            "-t", AREA_TASKS.name, "-o", "beginning", "-e", "-q")
+    assert code == 0 and '{"for": "the grid"}' in output, output
+
+
+def test_an_area_unit_has_no_kafka_identity(node: Any) -> None:
+    """A grid reaches its work through the unit HTTP bridge: the broker knows no principal for it."""
+    assert f"unit-{GRID}" not in node.credentials.passwords
+    assert f"unit-{UNIT}" in node.credentials.passwords
+
+
 def test_a_unit_cannot_write_its_task_topic(node: Any, config_dir: Path) -> None:
     forged = config_dir / "forged.txt"
     forged.write_text('{"forged": true}\n')
     code, output = run_kcat(config_dir, "-F", str(config_for(node, f"unit-{UNIT}", config_dir)), "-P",
-                            "-t", unit_task_topic(UNIT), "-l", "-X", "message.timeout.ms=5000", str(forged))
+                            "-t", own_task_topic(UNIT), "-l", "-X", "message.timeout.ms=5000", str(forged))
     assert "authorization failed" in output.lower(), output
     code, output = run_kcat(config_dir, "-F", str(config_for(node, "admin", config_dir)), "-C",
-                            "-t", unit_task_topic(UNIT), "-o", "beginning", "-e", "-q")
+                            "-t", own_task_topic(UNIT), "-o", "beginning", "-e", "-q")
     assert code == 0 and "forged" not in output, output
 
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from sqlalchemy import func, select
 
 from contracts import events as ev
-from contracts.topics import INTAKE, TICKETS, TopicSpec, topic_for_event, unit_task_topic
+from contracts.topics import INTAKE, TICKETS, TopicSpec, own_task_topic, topic_for_event
 from services.archiver.app import create_app
 from services.archiver.migrate import MIGRATIONS
 from services.archiver.models import ArchivedRecord
@@ -59,7 +59,7 @@ async def test_replays_from_the_archive_equal_replays_from_kafka(kafka_bootstrap
                   topic_for=lambda e: prefix + topic_for_event(e.type))
     projected = [e for e in history if e.type != ev.TicketSubmitted.event_type]
     # Records the projections skip or cannot read are history too: a unit topic copy, a poison record.
-    extra_topic = prefix + unit_task_topic("water")
+    extra_topic = prefix + own_task_topic("water")
     producer = AIOKafkaProducer(**kafka_access(kafka_bootstrap).options, acks="all")
     await producer.start()
     try:

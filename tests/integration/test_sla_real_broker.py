@@ -26,7 +26,7 @@ from sqlmodel import Session
 
 from contracts import codec
 from contracts import events as ev
-from contracts.topics import SLA, WORKFLOW_TOPICS, unit_task_topic, unit_topic_spec
+from contracts.topics import AREA_TASKS, SLA, WORKFLOW_TOPICS, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import create_tables, make_engine
@@ -43,6 +43,8 @@ SH = ZoneInfo("Asia/Shanghai")
 REPO = Path(__file__).resolve().parents[2]
 GRIDS = ("grid-east-1-a-1", "grid-east-2-a-1")
 SUPERVISORS = ("community-east-1-a", "community-east-2-a", "street-east-1", "street-east-2", "district-east", "hotline")
+# The grids, communities and streets share the area task topic; the district centre and the hotline have their own.
+UNIT_TOPICS = [AREA_TASKS, *(unit_topic_spec(u) for u in SUPERVISORS if u in load_catalogue().own_topic_units())]
 LIMITS = ev.Limits(sign_for=ev.TimeLimitSpec(amount=2, unit="wh"), response=ev.TimeLimitSpec(amount=4, unit="wh"),
                    resolution=ev.TimeLimitSpec(amount=1, unit="wd"))
 N = 24  # tickets whose resolution clock runs
@@ -188,7 +190,7 @@ def settings_for(bootstrap: str, unique: str, db_url: str, **extra) -> SlaSettin
 async def test_reminders_breach_escalation_and_a_crash_after_commit_lose_and_duplicate_nothing(
         kafka_bootstrap, unique, tmp_path):
     prefix = f"SLA{unique}"
-    await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + [unit_topic_spec(u) for u in GRIDS + SUPERVISORS])
+    await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + UNIT_TOPICS)
     all_stories, paused, done = stories(prefix)
     await start_group_at_the_end(kafka_bootstrap, f"sla-{unique}")
     published = await publish(kafka_bootstrap, all_stories)
@@ -261,7 +263,7 @@ async def test_reminders_breach_escalation_and_a_crash_after_commit_lose_and_dup
             received.setdefault(unit, Counter())[identity_of(envelope.data)[0]] += 1
     assert received["community-east-1-a"] == {"escalation": N // 2}
     assert received[GRIDS[0]] == {"reminder": N, "escalation": N // 2}  # no breach there
-    community = SlaTopic(kafka_bootstrap, prefix, unit_task_topic("community-east-1-a"))
+    community = SlaTopic(kafka_bootstrap, prefix, load_catalogue().task_topic_of("community-east-1-a"))
     assert await community.read() == []
 
 
@@ -279,7 +281,7 @@ def _set_clock(path: Path, moment: datetime) -> None:
 
 async def test_kill_minus_nine_mid_sweep_and_restart_fire_every_escalation_exactly_once(kafka_bootstrap, unique, tmp_path):
     prefix = f"KILL{unique}"
-    await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + [unit_topic_spec(u) for u in GRIDS + SUPERVISORS])
+    await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + UNIT_TOPICS)
     all_stories, _, _ = stories(prefix)
     await start_group_at_the_end(kafka_bootstrap, f"sla-{unique}")
     published = await publish(kafka_bootstrap, all_stories)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from contracts import events as ev
-from contracts.topics import topic_for_event, unit_task_topic
+from contracts.topics import AREA_TASKS, own_task_topic, topic_for_event
+from domain.catalogue import load_catalogue
 from services.units import sdk
 from tests.harness.pipeline import by_key, record_of, start
 from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
@@ -34,10 +35,12 @@ def test_dispatch_sends_the_lead_and_each_co_unit_a_task_on_act_and_on_its_own_t
         ("city-management", ev.Role.lead, 1), ("water", ev.Role.co, 1)]
     assert assigned[0].data.joint_with == ("water",) and assigned[1].data.joint_with == ("city-management",)
     assert [(r.topic, r.id) for r in out] == [
-        (topic_for_event(ev.TaskAssigned.event_type), assigned[0].id), (unit_task_topic("city-management"), assigned[0].id),
-        (topic_for_event(ev.TaskAssigned.event_type), assigned[1].id), (unit_task_topic("water"), assigned[1].id)]
+        (topic_for_event(ev.TaskAssigned.event_type), assigned[0].id), (own_task_topic("city-management"), assigned[0].id),
+        (topic_for_event(ev.TaskAssigned.event_type), assigned[1].id), (own_task_topic("water"), assigned[1].id)]
     assert {t["unit"]: t["status"] for t in _tasks(svc, "T-JOINT").values()} == {"city-management": "assigned", "water": "assigned"}
     assert svc.rows("act_tickets")[0]["status"] == "dispatched"
+    # A unit's copy is keyed by the unit id (act's own topic stays keyed by the ticket)
+    assert [r.key for r in out] == [b"T-JOINT", b"city-management", b"T-JOINT", b"water"]
 
 
 def test_reports_move_the_task_and_completion_of_every_unit_hands_the_ticket_over(tmp_path, hub):
@@ -85,7 +88,7 @@ def test_a_final_assignment_cannot_be_returned(tmp_path, hub):
     assert all(a.data.final for a in of_type(out, ev.TaskAssigned))
     rejected = one(out, ev.ReturnRejected, "T-DISPUTE")
     assert rejected.data.unit == "street-west-2"
-    assert unit_task_topic("street-west-2") in {r.topic for r in out if r.id == rejected.id}
+    assert (AREA_TASKS.name, b"street-west-2") in {(r.topic, r.key) for r in out if r.id == rejected.id}
     assert not of_type(out, ev.RerouteRequested)
     assert {t["unit"]: t["status"] for t in _tasks(svc, "T-DISPUTE").values()} == {"street-west-2": "assigned", "housing": "assigned"}
 
@@ -130,7 +133,7 @@ def test_extensions_are_granted_up_to_the_allowance(tmp_path, hub):
     out = svc.feed([record_of(first), record_of(second)])
     decided = of_type(out, ev.ExtensionDecided)
     assert [d.data.approved for d in decided] == [True, False]
-    assert {r.topic for r in out} == {topic_for_event(ev.ExtensionDecided.event_type), unit_task_topic(task.data.unit)}
+    assert {r.topic for r in out} == {topic_for_event(ev.ExtensionDecided.event_type), load_catalogue().task_topic_of(task.data.unit)}
     assert _tasks(svc, "T-RETURN")[task.data.task_id]["extensions"] == 1
 
 

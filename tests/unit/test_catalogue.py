@@ -11,6 +11,7 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
+from contracts.topics import AREA_TASKS, own_task_topic
 from domain.catalogue import (
     AREA_LEVELS,
     Catalogue,
@@ -21,7 +22,6 @@ from domain.catalogue import (
     load_catalogue,
     parse_catalogue,
     read_catalogue_data,
-    unit_task_topic,
 )
 from services.triage.nyc311 import load_nyc_mapping
 
@@ -99,7 +99,26 @@ def test_units_for_topics_covers_departments_areas_and_hotline_with_topic_safe_i
     assert len(topics) == len(set(topics))
     for unit_id in topics:
         assert re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", unit_id)
-        assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", unit_task_topic(unit_id))
+        assert re.fullmatch(r"[a-zA-Z0-9._-]{1,249}", cat.task_topic_of(unit_id))
+
+
+def test_area_units_share_one_task_topic_and_the_others_have_their_own(cat: Catalogue) -> None:
+    areas = set(cat.area_units())
+    assert areas == {a.id for a in cat.areas if a.level in ("street", "community", "grid")}
+    assert set(cat.own_topic_units()) == set(cat.units_for_topics()) - areas
+    assert {cat.task_topic_of(u) for u in areas} == {AREA_TASKS.name}
+    assert cat.task_topic_of("water") == own_task_topic("water")
+    district = next(a.id for a in cat.areas if a.level == "district")  # its operations centre keeps its own
+    assert cat.task_topic_of(district) == own_task_topic(district)
+    with pytest.raises(UnknownUnitError):
+        cat.task_topic_of("no-such-unit")
+
+
+def test_a_reader_of_some_units_subscribes_to_their_topics_and_keeps_the_shared_one_to_its_areas(cat: Catalogue) -> None:
+    grid, street = "grid-east-1-a-1", "street-east-1"
+    assert cat.task_topics_of(["water", grid, street, "not-listed"]) == {
+        AREA_TASKS.name: frozenset({grid, street}), own_task_topic("water"): frozenset({"water"}),
+        own_task_topic("not-listed"): frozenset({"not-listed"})}
 
 
 def test_nyc_mapping_names_only_existing_categories(cat: Catalogue) -> None:

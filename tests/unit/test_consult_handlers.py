@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from contracts import events as ev
-from contracts.topics import topic_for_event, unit_task_topic
+from contracts.topics import AREA_TASKS, own_task_topic, topic_for_event
 from services.units import sdk
 from tests.harness.pipeline import by_key, record_of, start
 from tests.harness.redelivery import check_redelivery_after_a_confirmed_publish, check_redelivery_after_an_unconfirmed_publish
@@ -50,7 +50,7 @@ def test_a_category_that_needs_consultation_convenes_every_party_on_its_own_topi
     assert {r.topic for r in out} == {topic_for_event(ev.ConsultationRequested.event_type)}
     forwarded = start("act", tmp_path).feed(out)  # act, the one writer of the units' task topics, passes it on
     assert sorted((r.topic, r.id) for r in forwarded) == sorted(
-        [(unit_task_topic("street-east-1"), request.id), (unit_task_topic("housing"), request.id)])
+        [(AREA_TASKS.name, request.id), (own_task_topic("housing"), request.id)])
     assert all(r.value == out[0].value for r in forwarded)
     (row,) = _consultations(svc, "T-CONSULT")
     assert (row["status"], row["parties"]) == ("open", "street-east-1,housing")

@@ -87,13 +87,24 @@ def _subcommands(command: Command) -> dict[str, Command] | None:
     return getattr(command, "commands", None)
 
 
+def _takes_a_value(command: Command, name: str) -> bool:
+    """Whether option `name` of `command` reads the next word as its value (not a flag)."""
+    return any(name in param.opts and not getattr(param, "is_flag", False) and not getattr(param, "count", False)
+               for param in command.params)
+
+
 def problems_of(line: str, root: Command) -> list[str]:
     command, path = root, ["cityops"]
+    value_next = False
     for token in _tokens(line):
+        if value_next:  # the value of a group's option (`cityops topics --count --path FILE`), not a command
+            value_next = False
+            continue
         if token.startswith("-") and token != "-":
             name = token.split("=", 1)[0]
             if name not in _option_names(command):
                 return [f"{' '.join(path)} has no option {name}"]
+            value_next = "=" not in token and _takes_a_value(command, name)
         elif _subcommands(command) is not None:
             sub = _subcommands(command).get(token)
             if sub is None:
@@ -125,6 +136,8 @@ def test_every_cited_command_exists() -> None:
     ("cityops sla ledger T-1 | head", []),
     ("cityops replay ...", []),
     ("cityops replay rankings [--scope unit] [--tiny]", ["cityops replay rankings has no option --tiny"]),
+    ("cityops topics --count --path x.yaml", []),  # a group's option and its value
+    ("cityops topics --markdown lists", ["cityops topics has no command 'lists'"]),  # a flag takes no value
 ])
 def test_the_checker_can_fail(line: str, expected: list[str]) -> None:
     assert problems_of(command_lines(f"run `{line}` now")[0], cli_root()) == expected

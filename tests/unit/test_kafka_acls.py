@@ -1,25 +1,39 @@
 """Kafka principals and ACLs come from the topic catalogue alone (tools/kafka/acls.py), and say what issue 11 asks:
 each service reads what it consumes and writes what it produces, each unit only its own task topic and the
-unit reports, the archiver reads everything, only intake, discover and the archiver read the intake topics."""
+unit reports, the archiver reads everything, only intake, discover and the archiver read the intake topics.
+Area units (streets, communities, grids) share one task topic (issue 14): none of them has a principal, and no
+unit principal may read that topic; only the simulated units, the bridge and the archiver do."""
 
 from __future__ import annotations
 
 from contracts import topics as catalogue
 from contracts.topics import (
     ARCHIVER,
+    AREA_TASKS,
     CHANNEL_INTAKE,
     INTAKE,
     UNIT_REPORTS,
     WORKFLOW_TOPICS,
     TopicSpec,
     all_topics,
-    unit_task_topic,
+    own_task_topic,
     unit_topic_spec,
 )
 from domain.catalogue import load_catalogue
-from tools.kafka.acls import ADMIN, Acl, can, derive_acls, principals, service_group_prefix, unit_principal
+from tools.kafka.acls import (
+    ADMIN,
+    Acl,
+    can,
+    deployment_acls,
+    deployment_principals,
+    derive_acls,
+    principals,
+    service_group_prefix,
+    unit_principal,
+)
 
-UNITS = ["water", "grid-east-1-a-1"]
+UNITS = ["water", "hotline"]  # units with a task topic of their own
+GRID = "grid-east-1-a-1"  # an area unit: its tasks are on AREA_TASKS
 ACLS = derive_acls(UNITS)
 SPECS = all_topics(UNITS)
 SERVICES = ["intake", "discover", "triage", "consult", "act", "evaluate", "sla", "projections", "archiver", "units", "console"]
@@ -37,7 +51,7 @@ def writers_of(topic: str) -> set[str]:
 
 def test_one_principal_per_service_and_per_unit_and_the_admin() -> None:
     names = principals(UNITS)
-    assert set(SERVICES) | {ADMIN, "channels", "bridge", "registry", "unit-water", "unit-grid-east-1-a-1"} == set(names)
+    assert set(SERVICES) | {ADMIN, "channels", "bridge", "registry", "unit-water", "unit-hotline"} == set(names)
     assert len(names) == len(set(names))
 
 
@@ -45,11 +59,11 @@ def expected_readers(spec: TopicSpec) -> set[str]:
     """The catalogue's readers as principals: the units' party is the simulated-units service, plus the one
     unit whose task topic it is."""
     names = {"units" if r == catalogue.UNITS else r for r in spec.readers}
-    return names | {unit_principal(u) for u in UNITS if spec.name == unit_task_topic(u) and catalogue.UNITS in spec.readers}
+    return names | {unit_principal(u) for u in UNITS if spec.name == own_task_topic(u) and catalogue.UNITS in spec.readers}
 
 
 def test_every_reader_of_a_topic_can_read_it_and_nobody_else() -> None:
-    for spec in [*WORKFLOW_TOPICS, unit_topic_spec("water"), unit_topic_spec("grid-east-1-a-1")]:
+    for spec in [*WORKFLOW_TOPICS, AREA_TASKS, unit_topic_spec("water"), unit_topic_spec("hotline")]:
         assert readers_of(spec.name) == expected_readers(spec), spec.name
     assert readers_of(catalogue.SLA.dlq) == {ARCHIVER}
 
@@ -64,12 +78,12 @@ def test_the_writer_writes_and_nobody_else_but_the_units() -> None:
 
     for spec in [*WORKFLOW_TOPICS, catalogue.AUDIT]:
         assert writers_of(spec.name) == set().union(*(principals_of(w) for w in spec.writers)), spec.name
-    assert writers_of(unit_task_topic("water")) == {"act"}
+    assert writers_of(own_task_topic("water")) == {"act"}
 
 
 def test_a_service_writes_the_dlqs_of_what_it_reads_and_the_archiver_none() -> None:
     assert writers_of(catalogue.TICKETS.dlq) == {"triage", "evaluate", "sla", "intake", "projections"}
-    assert writers_of(unit_task_topic("water") + ".dlq") == {"units", "bridge"}
+    assert writers_of(own_task_topic("water") + ".dlq") == {"units", "bridge"}
     assert not any(a.principal in (ARCHIVER, "console") and a.operation == "write" for a in ACLS)
 
 
@@ -94,12 +108,34 @@ def test_the_archiver_reads_what_it_archives_and_not_the_plain_channel() -> None
 def test_a_unit_reads_only_its_own_tasks_and_writes_only_unit_reports() -> None:
     water = [a for a in ACLS if a.principal == "unit-water"]
     assert sorted(water) == sorted([
-        Acl("unit-water", "topic", unit_task_topic("water"), "literal", "read"),
+        Acl("unit-water", "topic", own_task_topic("water"), "literal", "read"),
         Acl("unit-water", "topic", UNIT_REPORTS.name, "literal", "write"),
         Acl("unit-water", "group", "cityops-unit-water", "prefixed", "read")])
-    assert not can(ACLS, "unit-water", "read", "topic", unit_task_topic("grid-east-1-a-1"))
-    assert not can(ACLS, "unit-water", "write", "topic", unit_task_topic("water"))
+    assert not can(ACLS, "unit-water", "read", "topic", own_task_topic("hotline"))
+    assert not can(ACLS, "unit-water", "read", "topic", AREA_TASKS.name)
+    assert not can(ACLS, "unit-water", "write", "topic", own_task_topic("water"))
     assert not can(ACLS, "unit-water", "read", "topic", INTAKE.name)
+
+
+def test_area_units_have_no_principal_and_only_the_bridge_the_simulator_and_the_archiver_read_their_topic() -> None:
+    cat = load_catalogue()
+    acls, names = deployment_acls(), deployment_principals()
+    assert {unit_principal(u) for u in cat.area_units()}.isdisjoint(names)
+    assert {p for p in names if can(acls, p, "read", "topic", AREA_TASKS.name)} == {"units", "bridge", ARCHIVER}
+    assert not any(a.principal == unit_principal(GRID) for a in acls)
+    # Even a grid given a principal by mistake reads neither the shared topic nor another unit's
+    mistaken = derive_acls([*UNITS, GRID])
+    assert not can(mistaken, unit_principal(GRID), "read", "topic", AREA_TASKS.name)
+    assert not can(mistaken, unit_principal(GRID), "read", "topic", own_task_topic("water"))
+
+
+def test_a_department_reads_exactly_its_own_task_topic() -> None:
+    cat = load_catalogue()
+    acls = deployment_acls()
+    topics = [s.name for s in all_topics(cat.own_topic_units())]
+    for unit in cat.own_topic_units():
+        readable = {t for t in topics if can(acls, unit_principal(unit), "read", "topic", t)}
+        assert readable == {own_task_topic(unit)}, unit
 
 
 def test_each_service_has_its_own_consumer_groups_and_nobody_creates_topics() -> None:
@@ -123,14 +159,14 @@ def test_the_derivation_takes_tuples_of_writers_and_new_parties() -> None:
     audit = TopicSpec("cityops.audit.v1", "audit", (), writer=("intake", "bridge"), readers=(ARCHIVER,))  # type: ignore[arg-type]
     reports = TopicSpec(UNIT_REPORTS.name, "reports", (), writer=(catalogue.UNITS, "bridge"),  # type: ignore[arg-type]
                         readers=(*UNIT_REPORTS.readers, "bridge"))
-    water = TopicSpec(unit_task_topic("water"), "tasks", (), partitions=1, writer="act", readers=(catalogue.UNITS, "bridge", ARCHIVER))
+    water = TopicSpec(own_task_topic("water"), "tasks", (), partitions=1, writer="act", readers=(catalogue.UNITS, "bridge", ARCHIVER))
     specs = [audit, reports, water]
     specs += [catalogue.dlq_spec(s) for s in specs]
     acls = derive_acls(["water"], specs)
     assert can(acls, "bridge", "write", "topic", "cityops.audit.v1") and can(acls, "intake", "write", "topic", "cityops.audit.v1")
-    assert can(acls, "bridge", "read", "topic", unit_task_topic("water")) and can(acls, "bridge", "write", "topic", UNIT_REPORTS.name)
-    assert can(acls, "bridge", "write", "topic", unit_task_topic("water") + ".dlq")
-    assert not can(acls, "bridge", "write", "topic", unit_task_topic("water"))
+    assert can(acls, "bridge", "read", "topic", own_task_topic("water")) and can(acls, "bridge", "write", "topic", UNIT_REPORTS.name)
+    assert can(acls, "bridge", "write", "topic", own_task_topic("water") + ".dlq")
+    assert not can(acls, "bridge", "write", "topic", own_task_topic("water"))
     assert can(acls, "unit-water", "write", "topic", UNIT_REPORTS.name)
     assert can(acls, ARCHIVER, "read", "topic", "cityops.audit.v1")
 

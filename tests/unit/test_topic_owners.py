@@ -3,7 +3,7 @@ and the code agrees with it.
 
 * Statically: every `Emit(topic, ...)`, `publish(topic, ...)` and producer `send*(topic, ...)` in a
   service package names a topic through the catalogue (a TopicSpec constant's `.name`, or
-  `unit_task_topic(...)`), and that topic's writer is the package's service. Checked on the AST.
+  `unit_task_topic(...)`, whichever unit task topic it picks), and that topic's writer is the package's service. Checked on the AST.
 * At run time: the pipeline refuses to emit to a topic another service owns (NotTheWriter), DLQs and
   topics outside the catalogue excepted.
 * Readers: the services subscribed to a topic (read from each app as built) are its catalogue readers.
@@ -31,7 +31,7 @@ from contracts.topics import (
     all_topics,
     check_writer,
     dlq_spec,
-    unit_task_topic,
+    own_task_topic,
     writer_of,
 )
 
@@ -132,7 +132,7 @@ def test_a_foreign_emit_fails_the_static_check(tmp_path: Path) -> None:
         "from contracts.topics import CONSULT, TRIAGE, unit_task_topic\n"
         "def ok(env):\n    return [Emit(CONSULT.name, env)]\n"
         "def foreign(env):\n    return [Emit(TRIAGE.name, env)]\n"
-        "def to_a_unit(env):\n    return [Emit(unit_task_topic('water'), env)]\n"
+        "def to_a_unit(env):\n    return [Emit(unit_task_topic('water', 'city'), env)]\n"
         "def unnamed(env, topic):\n    return [Emit(topic, env)]\n"
         "async def passes_on(topic, env):\n    await publish(topic, env)\n"  # 10: its callers are checked
         "async def chooses(env, topic=TRIAGE.name):\n    await publish(TRIAGE.name, env)\n")  # 13
@@ -151,7 +151,8 @@ def test_every_topic_names_one_writer_and_its_readers() -> None:
         assert (ARCHIVER in spec.readers) != plain_personal_data, spec.name
     assert catalogue.AUDIT.writers == ("intake", catalogue.BRIDGE) and catalogue.AUDIT.readers == (ARCHIVER,)
     assert catalogue.AUDIT.config == catalogue.RETAIN_FOREVER
-    assert writer_of(unit_task_topic("water")) == "act" and writer_of(COMMANDS.name) == "intake"
+    assert writer_of(own_task_topic("water")) == "act" and writer_of(COMMANDS.name) == "intake"
+    assert writer_of(catalogue.AREA_TASKS.name) == "act"
     assert catalogue.writers_of(catalogue.UNIT_REPORTS.name) == ("units", "bridge")
     assert writer_of(catalogue.CHANNEL_INTAKE.name) == catalogue.EXTERNAL_CHANNELS
     assert writer_of(SLA.dlq) is None and "readers of cityops.sla.v1" in catalogue.dlq_spec(SLA).writer
@@ -161,13 +162,13 @@ def test_every_topic_names_one_writer_and_its_readers() -> None:
 
 def test_check_writer_refuses_a_foreign_topic_but_not_a_dlq_or_a_test_topic() -> None:
     check_writer("triage", TRIAGE.name)
-    check_writer("act", unit_task_topic("water"))
+    check_writer("act", own_task_topic("water"))
     check_writer("consult", TRIAGE.dlq)
     check_writer("registrar", "test-topic-123")
     with pytest.raises(NotTheWriter, match="consult may not publish to cityops.triage.v1: its only writer is triage"):
         check_writer("consult", TRIAGE.name)
     with pytest.raises(NotTheWriter):
-        check_writer("sla", unit_task_topic("water"))
+        check_writer("sla", own_task_topic("water"))
     check_writer("units", catalogue.UNIT_REPORTS.name)  # a topic with two writers: either may publish
     check_writer("bridge", catalogue.UNIT_REPORTS.name)
     with pytest.raises(NotTheWriter, match="its only writers are units, bridge"):
@@ -230,8 +231,9 @@ def _subscriptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
     monkeypatch.setenv("CITYOPS_STATE_DIR", str(tmp_path))
     monkeypatch.setenv("CITYOPS_UNIT_CALLBACKS", "true")
     monkeypatch.setenv("CITYOPS_UNIT_SUPERVISOR", "true")
-    monkeypatch.setenv("CITYOPS_UNIT_UNITS", '["water"]')
-    monkeypatch.setenv("CITYOPS_BRIDGE_UNITS", '["water"]')
+    # a department (its own topic) and a grid (the shared area topic)
+    monkeypatch.setenv("CITYOPS_UNIT_UNITS", '["water", "grid-east-1-a-1"]')
+    monkeypatch.setenv("CITYOPS_BRIDGE_UNITS", '["water", "grid-east-1-a-1"]')
     monkeypatch.setenv("CITYOPS_AUTH_KEY", "k" * 40)  # the HTTP apps' token verifier needs a hub key to be built
     subscribed: dict[str, set[str]] = {}
     for name in SERVICES:
@@ -248,7 +250,7 @@ def _subscriptions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str,
 
 def test_each_topics_readers_are_the_services_subscribed_to_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     subscribed = _subscriptions(tmp_path, monkeypatch)
-    for spec in [*WORKFLOW_TOPICS, catalogue.unit_topic_spec("water")]:
+    for spec in [*WORKFLOW_TOPICS, catalogue.AREA_TASKS, catalogue.unit_topic_spec("water")]:
         readers = {svc for svc, topics in subscribed.items() if spec.name in topics}
         assert readers == set(spec.readers) - {ARCHIVER}, f"{spec.name}: subscribed {sorted(readers)}, catalogue {spec.readers}"
 

@@ -8,10 +8,10 @@ and at the end of the burst - a warm-up to closed and the burst phase's figures 
 
 Services are pointed at the city's catalogue through each service's own `catalogue_path` setting
 (CITYOPS_<SERVICE>_CATALOGUE_PATH, see CATALOGUE_ENV): a city-wide setting is coming (issue 14, `--city`).
-Until area units share one keyed task topic, the large catalogue means ~17,600 unit task topics (and as many
-DLQs); the run creates and authorises only the task topics of the units the workload routes to (every lead and
-co-unit of its tickets, the district centres and the hotline) and the simulated units answer for just those
-(CITYOPS_UNIT_UNITS). Benchmark tickets name a district, street and community but no grid (a grid would
+Area units share one keyed task topic (contracts/topics.py AREA_TASKS), so the large catalogue needs 337 unit task
+topics, not ~17,600; the run still creates and authorises only the own task topics of the units the workload routes
+to (every lead and co-unit of its tickets, the district centres and the hotline) and the simulated units answer for
+just those (CITYOPS_UNIT_UNITS), keeping their area units' records from the shared topic by key. Benchmark tickets name a district, street and community but no grid (a grid would
 merge repeats), so area matters go to the community's or street's unit.
 """
 
@@ -31,7 +31,9 @@ import typer
 CITY_NAMES = ("demo", "yantai")
 # The services that read a catalogue, by the env name of their `catalogue_path` setting.
 CATALOGUE_ENV = ("CITYOPS_INTAKE_CATALOGUE_PATH", "CITYOPS_TRIAGE_CATALOGUE_PATH", "CITYOPS_BRIDGE_CATALOGUE_PATH",
-                 "CITYOPS_SLA_CATALOGUE_PATH", "CITYOPS_CONSOLE_CATALOGUE_PATH")
+                 "CITYOPS_SLA_CATALOGUE_PATH", "CITYOPS_CONSOLE_CATALOGUE_PATH",
+                 # act and the simulated units: a unit's level decides its task topic (area units share one)
+                 "CITYOPS_ACT_CATALOGUE_PATH", "CITYOPS_UNIT_CATALOGUE_PATH")
 
 
 # ============================================================================================ cities
@@ -132,6 +134,7 @@ def lookup_figures(c: City, n: int, seed: int = 14) -> dict[str, Any]:
     """Catalogue load, routing and locate rates of one city, in this process."""
     from shapely.geometry import shape
 
+    from contracts.topics import all_topics
     from domain.catalogue import parse_catalogue, read_catalogue_data
     from domain.city import GridLocator
 
@@ -142,7 +145,8 @@ def lookup_figures(c: City, n: int, seed: int = 14) -> dict[str, Any]:
     out: dict[str, Any] = {"catalogue_load_s": round(time.perf_counter() - wall, 2),
                            "catalogue_rss_mib": round((_rss() - rss) / 2 ** 20, 1),
                            "categories": len(catalogue.categories), "units": len(catalogue.units),
-                           "areas": len(catalogue.areas)}
+                           "areas": len(catalogue.areas),
+                           "deployment_topics": len(all_topics(catalogue.own_topic_units()))}
     codes = [cat.code for cat in catalogue.categories]
     places = sample_places(catalogue, 50, rng)
     calls = [(rng.choice(codes), rng.choice(places)) for _ in range(n)]
@@ -178,7 +182,9 @@ def _inside(ring: Sequence[Sequence[float]], rng: random.Random) -> tuple[float,
 
 CITY_FIGURES: tuple[tuple[str, str, Callable[[dict[str, Any]], Any]], ...] = (
     ("categories", "", lambda r: r.get("lookups", {}).get("categories")),
-    ("units (task topics needed, one per unit)", "", lambda r: r.get("lookups", {}).get("units")),
+    ("units", "", lambda r: r.get("lookups", {}).get("units")),
+    ("topics of the deployment (area units share one task topic; DLQs included)", "",
+     lambda r: r.get("lookups", {}).get("deployment_topics")),
     ("areas", "", lambda r: r.get("lookups", {}).get("areas")),
     ("catalogue load", "s", lambda r: r.get("lookups", {}).get("catalogue_load_s")),
     ("catalogue in memory", "MiB", lambda r: r.get("lookups", {}).get("catalogue_rss_mib")),

@@ -43,17 +43,25 @@ def submissions(pool: list[tuple[str, str]], places: list[dict[str, str]], rng: 
     return [make_submission(text, None, rng.choice(places), rng) for text, _ in (rng.choice(pool) for _ in range(n))]
 
 
-async def _topics_and_acls(hub: BenchHub, units: list[str]) -> int:
-    """Task topics (and DLQs) for `units`, and the broker's ACLs for the small catalogue's units plus these."""
+def _own_topic_units(catalogue: Any, units: list[str]) -> list[str]:
+    """The small catalogue's units with a topic of their own, plus those of `units` (area units share one)."""
+    from tools.kafka.acls import deployment_units
+
+    return sorted({*deployment_units(), *(u for u in units if u in catalogue.own_topic_units())})
+
+
+async def _topics_and_acls(hub: BenchHub, catalogue: Any, units: list[str]) -> int:
+    """Task topics (and DLQs) for `units`, and the broker's ACLs for the small catalogue's units plus these;
+    the number of unit task topics made (area units share one, already in the catalogue's topics)."""
     from contracts.topics import all_topics
     from services.common.kafka import ensure_topics, kafka_access
-    from tools.kafka.acls import deployment_units, derive_acls
+    from tools.kafka.acls import derive_acls
     from tools.kafka.security import sync_acls_with
 
-    everyone = sorted({*deployment_units(), *units})
+    everyone = _own_topic_units(catalogue, units)
     await ensure_topics(hub.bootstrap, all_topics(everyone))
     await sync_acls_with(kafka_access(hub.bootstrap).options, derive_acls(everyone))
-    return len(units)
+    return len(everyone)
 
 
 def _start_hub(hub: BenchHub, c: City, env: dict[str, str], http_port: int) -> tuple[list[str], float]:
@@ -87,9 +95,9 @@ async def city_phase(cfg: BenchConfig, hub: BenchHub, c: City, say: Any) -> dict
     places = sample_places(catalogue, PLACES, rng)
     units = working_units(catalogue, sorted({code for _, code in pool}), places)
     out["workload"] = {"texts": len(pool), "categories": len({code for _, code in pool}), "places": len(places)}
-    out["hub"] = {"unit_topics": await _topics_and_acls(hub, units)}
+    out["hub"] = {"unit_topics": await _topics_and_acls(hub, catalogue, units)}
     say(f"[{c.name}] {len(pool):,} confident texts over {out['workload']['categories']:,} categories; "
-        f"{len(units):,} units get task topics; starting the hub")
+        f"{len(units):,} units get tasks; starting the hub")
     names, start_s = await asyncio.to_thread(_start_hub, hub, c, c.service_env(units), cfg.http_port)
     out["hub"].update(start_s=round(start_s, 1), services=names)
     pids = hub.pids()
@@ -106,7 +114,7 @@ async def city_phase(cfg: BenchConfig, hub: BenchHub, c: City, say: Any) -> dict
         say(f"[{c.name}] warm-up: {out['warmup']['closed']}/{len(warm)} closed; burst of {cfg.burst}")
         with memory:
             out["pipeline"] = await pipeline_phase(hub, watcher, submissions(pool, places, rng, cfg.burst), linger_ms,
-                                                   cfg, await _all_topic_names(units))
+                                                   cfg, await _all_topic_names(catalogue, units))
         pl = out["pipeline"]
         say(f"[{c.name}] {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s; "
             f"{pl['closed']}/{pl['tickets']} closed")
@@ -118,11 +126,10 @@ async def city_phase(cfg: BenchConfig, hub: BenchHub, c: City, say: Any) -> dict
     return out
 
 
-async def _all_topic_names(units: list[str]) -> list[str]:
+async def _all_topic_names(catalogue: Any, units: list[str]) -> list[str]:
     from contracts.topics import all_topics
-    from tools.kafka.acls import deployment_units
 
-    return [s.name for s in all_topics(sorted({*deployment_units(), *units}))]
+    return [s.name for s in all_topics(_own_topic_units(catalogue, units))]
 
 
 def run_city_bench(cfg: BenchConfig) -> Result:
@@ -140,10 +147,10 @@ def run_city_bench(cfg: BenchConfig) -> Result:
                  config={k: (str(v) if not isinstance(v, int | float | bool | tuple) else v) for k, v in cfg.__dict__.items()},
                  machine=machine_info(), kafka={"version": KafkaLocalSettings().version}, code={**commit_info(), "libraries": library_versions()})
     res.notes += [
-        "Services read the city's catalogue through CITYOPS_<SERVICE>_CATALOGUE_PATH (intake, triage, bridge, sla, console); "
-        "units, discover and projections keep the packaged small catalogue.",
-        "Only the units the workload routes to get task topics, and the simulated units answer for just those "
-        "(one topic per unit: the large city's ~17,600 units would need as many topics and DLQs).",
+        "Services read the city's catalogue through CITYOPS_<SERVICE>_CATALOGUE_PATH (intake, triage, bridge, sla, console, "
+        "act, units); discover and projections keep the packaged small catalogue.",
+        "Only the units the workload routes to are simulated; of them, departments, branches, district centres and "
+        "the hotline get their own task topic, area units share cityops.area.tasks.v1 (keyed by unit id).",
         "Tickets are catalogue seed sentences in a wording the model did not train on, routed with confidence; "
         "each names a district, street and community (no grid, so none is merged as a repeat).",
     ]

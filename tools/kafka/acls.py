@@ -1,8 +1,12 @@
 """Kafka principals and their ACLs, derived from the topic catalogue (contracts/topics.py) and nothing else.
 
 Each party the catalogue names as a topic's writer or reader gets one principal: a service by its
-service name (`triage`), the machine channels as `channels`; every unit gets its own `unit-<unit id>`
-(the catalogue's `units` party is also the simulated-units service, which answers for all of them).
+service name (`triage`), the machine channels as `channels`; every unit with a task topic of its own
+(departments, district branches and centres, the hotline) gets its own `unit-<unit id>` (the catalogue's
+`units` party is also the simulated-units service, which answers for all of them). Area units (street
+offices, communities, grids) get no Kafka principal: their tasks share `cityops.area.tasks.v1`, and reading
+it would show one grid every other grid's tasks, so they reach their work through the unit HTTP bridge,
+each with its own identity there; only the bridge, the simulated units and the archiver read that topic.
 `admin` is the launcher's super user: it formats the broker, creates the topics and these ACLs, and is
 the identity the test session and operators' tools use.
 
@@ -11,7 +15,7 @@ What a principal may do (nothing else: the broker runs with allow.everyone.if.no
   (a unit: `cityops-unit-<unit id>`);
 * WRITE a topic it is a writer of, and the DLQ of every topic it reads (a reader dead-letters what it
   cannot handle; the archiver, which stores records undecoded, and the console, which only shows them, never do);
-* a unit reads only its own task topic and writes only the unit reports;
+* a unit reads only its own task topic and writes only the unit reports (never the shared area topic);
 * nobody but the admin creates topics (the hub creates the catalogue's topics at start, as admin).
 
 A principal that reads every topic of the deployment (the archiver) gets one prefixed ACL on `cityops.`
@@ -24,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from contracts.topics import EXTERNAL_CHANNELS, NO_DEAD_LETTERS, UNITS, TopicSpec, all_topics, unit_task_topic
+from contracts.topics import EXTERNAL_CHANNELS, NO_DEAD_LETTERS, UNITS, TopicSpec, all_topics, own_task_topic
 
 ADMIN = "admin"
 CHANNELS = "channels"
@@ -66,7 +70,7 @@ def service_group_prefix(principal: str) -> str:
 
 
 def unit_of_topic(topic: str, unit_ids: Iterable[str]) -> str | None:
-    return next((u for u in unit_ids if unit_task_topic(u) == topic), None)
+    return next((u for u in unit_ids if own_task_topic(u) == topic), None)
 
 
 def _sources(specs: Sequence[TopicSpec]) -> list[TopicSpec]:
@@ -83,7 +87,8 @@ def service_principals(specs: Sequence[TopicSpec]) -> list[str]:
 
 
 def principals(unit_ids: Sequence[str]) -> list[str]:
-    """Every principal of a deployment with these units: admin, one per service, one per unit."""
+    """Every principal of a deployment whose units with their own task topics are `unit_ids`: admin, one per
+    service, one per such unit."""
     return [ADMIN, *service_principals(all_topics(list(unit_ids))), *(unit_principal(u) for u in unit_ids)]
 
 
@@ -104,7 +109,8 @@ def _party_acls(party: str, specs: Sequence[TopicSpec], sources: Sequence[TopicS
 
 
 def _unit_acls(unit_id: str, specs: Sequence[TopicSpec], unit_ids: Sequence[str]) -> set[Acl]:
-    """What the catalogue gives the units' party, narrowed to one unit: its own task topic, not the others'."""
+    """What the catalogue gives the units' party, narrowed to one unit: its own task topic, not the others' nor
+    the shared area topic (a topic owned by no unit is read only by the units' service as a whole)."""
     who = unit_principal(unit_id)
     acls: set[Acl] = set()
     for spec in specs:
@@ -118,7 +124,8 @@ def _unit_acls(unit_id: str, specs: Sequence[TopicSpec], unit_ids: Sequence[str]
 
 
 def derive_acls(unit_ids: Sequence[str], specs: Sequence[TopicSpec] | None = None) -> list[Acl]:
-    """Every ACL of a deployment with these units, from the catalogue (`specs`, default: all its topics)."""
+    """Every ACL of a deployment whose units with their own task topics are `unit_ids` (`Catalogue.own_topic_units`),
+    from the catalogue (`specs`, default: all its topics)."""
     specs = list(specs if specs is not None else all_topics(list(unit_ids)))
     sources = _sources(specs)
     party_names = {p for s in sources for p in (*parties(s.writer), *parties(s.readers))}
@@ -143,10 +150,11 @@ def can(acls: Iterable[Acl], principal: str, operation: str, resource: str, name
 
 
 def deployment_units() -> list[str]:
-    """The units of the responsibility catalogue: each has a task topic, a principal and its ACLs."""
+    """The units of the responsibility catalogue with a task topic, a principal and ACLs of their own (area
+    units have none: they share one topic only the bridge and the simulated units read)."""
     from domain.catalogue import load_catalogue
 
-    return list(load_catalogue().units_for_topics())
+    return list(load_catalogue().own_topic_units())
 
 
 def deployment_principals() -> list[str]:
