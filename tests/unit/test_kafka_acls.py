@@ -207,3 +207,15 @@ def test_client_config_prints_a_librdkafka_file_for_one_principal(tmp_path, monk
     assert runner.invoke(app, ["client-config", "--principal", "unit-water", "--out", str(out)]).exit_code == 0
     assert stat.S_IMODE(out.stat().st_mode) == 0o600 and out.read_text() == printed.output
     assert runner.invoke(app, ["client-config", "--principal", "unit-nobody"]).exit_code == 1
+
+
+def test_a_fresh_broker_forgets_principals_the_deployment_no_longer_has(tmp_path):
+    """Area units once had principals; a broker started fresh must not recreate their users (tools/kafka/node.py)."""
+    from tools.kafka.security import Credentials
+
+    path = tmp_path / "credentials.json"
+    before = Credentials.load_or_create(path, ["admin", "unit-water", "unit-grid-east-1-a-1"])
+    Credentials.keep_only(path, ["admin", "unit-water", "bridge"])
+    after = Credentials.load(path).passwords
+    assert set(after) == {"admin", "unit-water"}  # the grid is gone; a new principal comes with load_or_create
+    assert after["unit-water"] == before.password("unit-water")  # the others keep their passwords

@@ -327,6 +327,8 @@ class LocalKafka:
         fetch_kafka(self.settings)
         if self.fresh:
             self.wipe()
+            Credentials.keep_only(self.credentials_file, deployment_principals())
+            self._credentials = None
             self._cluster_id = self._given_cluster_id
             self.fresh = False  # a later restart of this object must keep the data
         if self.is_formatted() and not self.users_file.exists():

@@ -88,6 +88,19 @@ class Credentials:
         return cls(path, known)
 
 
+    @classmethod
+    def keep_only(cls, path: Path, principals: Iterable[str]) -> None:
+        """Forget the principals of `path` that are not in `principals` (their passwords stay for those kept): a
+        fresh broker must not recreate users the deployment no longer has (area units once had principals)."""
+        if not path.exists():
+            return
+        wanted = set(principals)
+        known = cls.load(path).passwords
+        if set(known) - wanted:
+            kept = {p: pw for p, pw in known.items() if p in wanted}
+            _write_private(path, json.dumps({"mechanism": MECHANISM, "passwords": kept}, indent=1) + "\n")
+
+
 def _write_private(path: Path, text: str) -> None:
     """Write a file only its owner can read, never readable by others even for a moment."""
     path.parent.mkdir(parents=True, exist_ok=True)
