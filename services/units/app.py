@@ -22,7 +22,7 @@ from .settings import UnitSettings
 def create_app(settings: UnitSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or UnitSettings()
-    units = settings.units or list(load_catalogue().units_for_topics())
+    units = settings.units or list(load_catalogue(settings.catalogue_file()).units_for_topics())
     topics = [unit_task_topic(u) for u in units]
     topics += [EVALUATE.name] if settings.callbacks else []
     topics += [CONSULT.name] if settings.supervisor else []
