@@ -22,11 +22,12 @@ def topics(ctx: typer.Context,
         raise typer.Exit()
 
 
-def hub_topics() -> list:
+def hub_topics(units: list[str] | None = None) -> list:
+    """Every topic of the hub for these units (default: the small city's catalogue)."""
     from contracts.topics import all_topics
     from domain.catalogue import load_catalogue
 
-    return all_topics(list(load_catalogue().units_for_topics()))
+    return all_topics(units if units is not None else list(load_catalogue().units_for_topics()))
 
 
 @app.command("create")
