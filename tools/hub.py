@@ -34,21 +34,22 @@ CRITICAL = frozenset([*WORKFLOW, "units", "intake"])
 NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
 DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "hub"
 
-# What residents tell the hotline; the demo feed pins each at a random point of a random grid of the city's map, so
-# intake places it by its coordinates (most_precise_place) whichever city the hub runs.
+# What residents tell the hotline, with the small city's areas (the chaos run and the bench use them). The demo
+# feed uses the texts only and pins each at a random point of a random grid of the city's map, so intake places it
+# by its coordinates (most_precise_place) whichever city the hub runs.
 DEMO_COMPLAINTS = [
-    "小区门口的路灯坏了好几天了，晚上很黑",
-    "楼上装修噪音太大，晚上十点还在施工",
-    "我们小区停水一整天了，没有任何通知",
-    "公司拖欠工资三个月了，老板不见人",
-    "路边下水道堵了，污水漫到人行道上",
-    "超市卖过期食品，要求查处",
-    "The street light outside building 5 has been out for a week",
-    "Loud music from the bar next door every night after midnight",
-    "No heating in our apartment building since yesterday",
-    "Garbage has not been collected on our street for four days",
-    "物业不维修电梯，老人上下楼很困难",
-    "工地扬尘严重，附近居民无法开窗",
+    ("小区门口的路灯坏了好几天了，晚上很黑", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}),
+    ("楼上装修噪音太大，晚上十点还在施工", {"district": "district-east", "street": "street-east-2", "community": "community-east-2-a", "grid": "grid-east-2-a-1"}),
+    ("我们小区停水一整天了，没有任何通知", {"district": "district-west", "street": "street-west-1", "community": "community-west-1-b", "grid": "grid-west-1-b-2"}),
+    ("公司拖欠工资三个月了，老板不见人", {"district": "district-west", "street": "street-west-2"}),
+    ("路边下水道堵了，污水漫到人行道上", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-b", "grid": "grid-east-1-b-1"}),
+    ("超市卖过期食品，要求查处", {"district": "district-west", "street": "street-west-1"}),
+    ("The street light outside building 5 has been out for a week", {"district": "district-east", "street": "street-east-2", "community": "community-east-2-b", "grid": "grid-east-2-b-1"}),
+    ("Loud music from the bar next door every night after midnight", {"district": "district-west", "street": "street-west-2", "community": "community-west-2-a", "grid": "grid-west-2-a-1"}),
+    ("No heating in our apartment building since yesterday", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-2"}),
+    ("Garbage has not been collected on our street for four days", {"district": "district-west", "street": "street-west-1", "community": "community-west-1-a", "grid": "grid-west-1-a-1"}),
+    ("物业不维修电梯，老人上下楼很困难", {"district": "district-east", "street": "street-east-2", "community": "community-east-2-a", "grid": "grid-east-2-a-2"}),
+    ("工地扬尘严重，附近居民无法开窗", {"district": "district-west", "street": "street-west-2", "community": "community-west-2-b", "grid": "grid-west-2-b-1"}),
 ]
 
 
@@ -281,7 +282,7 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
     submit, watch = hub.credentials.bearer("app"), hub.credentials.bearer("operator")
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         while duration is None or time.monotonic() - started < duration:
-            text = rng.choice(nyc) if nyc and rng.random() < 0.3 else rng.choice(DEMO_COMPLAINTS)
+            text = rng.choice(nyc) if nyc and rng.random() < 0.3 else rng.choice(DEMO_COMPLAINTS)[0]
             # Only a pin, as a resident's app sends it: intake finds the grid (and so the unit) from it.
             body = {"text": text, "location": random_pin(grids, rng), "caller_phone": f"138{rng.randrange(10**8):08d}",
                     "caller_name": "demo"}
