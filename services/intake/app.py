@@ -93,11 +93,12 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
     broker = broker or make_broker(settings)
     engine = engine or make_engine(settings.store_url())
     catalogue = load_catalogue(settings.catalogue_file())
+    places = city_places_of(settings.city, catalogue)
 
     def decode_channel(record: Any) -> Envelope[Any]:
         try:
             return channel_record_to_event(record.value or b"", record.key, record.topic, record.partition,
-                                           record.offset, clock(), catalogue)
+                                           record.offset, clock(), catalogue, places.place)
         except UnknownArea as exc:  # names the field, not the value
             raise codec.DecodeError(f"invalid channel submission: {exc}") from None
         except ValidationError as exc:  # its text quotes the rejected values: the reason names fields only
@@ -148,7 +149,7 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
 
     api = build_api(publish=publish, engine=engine, catalogue=catalogue, now=clock, lifespan=lifespan,
                     pseudonym_key=settings.pseudonym_key, verifier=verifier, suggester=suggester(settings, catalogue),
-                    place_of=city_places_of(settings.city, catalogue).place)
+                    place_of=places.place)
     metrics_route(api, metrics)
     api.state.pipelines = {"channel": channel, "status": status}
     api.state.auth_problem = auth_problem

@@ -203,10 +203,14 @@ class UnknownArea(ValueError):
 
 
 def channel_record_to_event(value: bytes, key: bytes | None, topic: str, partition: int, offset: int,
-                            now: datetime, catalogue: Catalogue | None = None) -> Envelope[Any]:
+                            now: datetime, catalogue: Catalogue | None = None,
+                            place_of: PlaceOf | None = None) -> Envelope[Any]:
     """A machine channel's JSON body becomes an intake record; its key (the channel's message id)
-    is the idempotency key, so a channel that re-sends gets one ticket."""
+    is the idempotency key, so a channel that re-sends gets one ticket. With `place_of` a pin or an address is
+    placed in the city as at the HTTP door."""
     complaint = ComplaintIn.model_validate_json(value)
+    if place_of is not None:
+        complaint = complaint.model_copy(update={"location": placed(complaint.location, place_of)})
     wrong = complaint.location.unknown_areas(catalogue) if catalogue is not None else []
     if wrong:
         raise UnknownArea("; ".join(f"location.{field}: {why}" for field, why in wrong))

@@ -104,3 +104,16 @@ def test_bad_coordinates_are_refused_naming_the_field(api, bad, field):
     assert answer.status_code == 422, answer.text
     assert [e["loc"][-1] for e in answer.json()["detail"]] == [field]
     assert not published
+
+
+def test_a_machine_channel_s_pin_is_placed_as_at_the_http_door():
+    import json
+
+    from services.intake.domain import channel_record_to_event
+
+    pin_grid = default_locator().locate(120.8, 30.2)
+    body = json.dumps({"text": "路灯坏了", "location": {"lat": 30.2, "lon": 120.8}}).encode()
+    placed_event = channel_record_to_event(body, b"msg-1", "cityops.channel.v1", 0, 1, NOW, CATALOGUE, PLACES.place)
+    assert placed_event.data.location.grid == pin_grid["grid"]
+    unplaced = channel_record_to_event(body, b"msg-1", "cityops.channel.v1", 0, 1, NOW, CATALOGUE)
+    assert unplaced.data.location.grid is None
