@@ -130,9 +130,7 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         await publish_noted(INTAKE.name, sealed)
 
     if place_of is None:
-        from domain.city.places import city_places
-
-        place_of = city_places("demo", catalogue).place
+        place_of = _small_city_places(catalogue)
     accept = _acceptance(publish_submission, engine, catalogue, now, place_of)
     api.include_router(_hotline_router(publish_noted, accept, engine, catalogue, now))
     api.include_router(_desk_router(engine, catalogue, suggester))
@@ -238,6 +236,16 @@ PublishSubmission = Callable[[Envelope[Any], Callable[[Session], None] | None], 
 
 
 Accept = Callable[[ComplaintIn, Principal, str | None, tuple[str, ...]], Awaitable[Envelope[Any]]]
+
+
+def _small_city_places(catalogue: Catalogue | None) -> PlaceOf:
+    """The small city's map; without a catalogue (an API built only to print its OpenAPI document) nowhere."""
+    from domain.city.place import Place
+    from domain.city.places import city_places
+
+    if catalogue is None:
+        return lambda _location: Place()
+    return city_places("demo", catalogue).place
 
 
 def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
