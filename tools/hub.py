@@ -311,7 +311,7 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        packed: bool = typer.Option(False, "--packed", help=f"The workflow in fewer processes: --groups {PACKED_GROUPS}."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/)."),
        city: str = typer.Option("demo", "--city", help="The city the hub runs: demo (68 categories, 16 grids) or yantai "
-                                "(1,326 matters, 15,612 grids; docs/city-scale.md).")) -> None:
+                                "(1,326 matters, 15,600 grids; docs/city-scale.md).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
     from domain.catalogue import catalogue_path_for_city
 

@@ -81,3 +81,17 @@ def test_the_demo_feed_s_pins_land_inside_the_city_s_grids(city):
 def test_the_hub_passes_its_city_to_every_child(tmp_path):
     assert Hub(kafka_port=1, http_port=2, state_dir=tmp_path).env()["CITYOPS_CITY"] == "demo"
     assert Hub(kafka_port=1, http_port=2, state_dir=tmp_path, city="yantai").env()["CITYOPS_CITY"] == "yantai"
+
+
+def test_cityops_up_refuses_an_unknown_city_naming_the_option_and_the_known_ones(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from tools.hub import up
+
+    cli = typer.Typer()
+    cli.command()(up)
+    result = CliRunner().invoke(cli, ["--city", "atlantis", "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert "--city" in result.output and "atlantis" in result.output and "demo, yantai" in result.output
+    assert not (tmp_path / "kafka").exists()  # refused before anything started
