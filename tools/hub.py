@@ -217,7 +217,9 @@ async def city_topics_and_acls(hub: Hub) -> list[str]:
     from tools.topics_cli import hub_topics
 
     units = list(load_catalogue(catalogue_path_for_city(hub.city)).units_for_topics())
-    created: list[str] = await ensure_topics(hub.node().client_settings(), hub_topics(units))
+    specs = hub_topics(units)
+    # The broker makes a few hundred topics a second on a small machine: the large city's 35,200 need minutes.
+    created: list[str] = await ensure_topics(hub.node().client_settings(), specs, timeout_s=max(30.0, len(specs) / 100))
     if hub.city != "demo":
         everyone = sorted({*deployment_units(), *units})
         await sync_acls_with(kafka_access(hub.node().client_settings()).options, derive_acls(everyone))
