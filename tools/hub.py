@@ -209,8 +209,8 @@ class Hub:
 
 async def city_topics_and_acls(hub: Hub) -> list[str]:
     """The city's topics (a task topic per unit of its catalogue), created by the admin: no service may (see
-    docs/security-kafka.md). The broker starts with the ACLs of the small city's units; another city's units get
-    theirs here, so the simulated units and the services may use their task topics."""
+    docs/security-kafka.md). The broker starts with the ACLs of the small city's topics; another city's topics get
+    the services' ACLs here, so the simulated units and the services may use their task topics."""
     from domain.catalogue import catalogue_path_for_city, load_catalogue
     from services.common.kafka import ensure_topics, kafka_access
     from tools.kafka.acls import deployment_units, derive_acls
@@ -225,8 +225,11 @@ async def city_topics_and_acls(hub: Hub) -> list[str]:
     for start in range(0, len(specs), TOPICS_PER_REQUEST):
         created += await ensure_topics(hub.node().client_settings(), specs[start:start + TOPICS_PER_REQUEST])
     if hub.city != "demo":
-        everyone = sorted({*deployment_units(), *units})
-        await sync_acls_with(kafka_access(hub.node().client_settings()).options, derive_acls(everyone))
+        # The services' ACLs over every topic of the city. Per-unit principals stay the small city's: only they
+        # have credentials on this broker (the simulated units run as the units service), and deriving one per
+        # unit of the large city compares every task topic with every unit, 17,587 squared, per unit.
+        acls = derive_acls(deployment_units(), specs)
+        await sync_acls_with(kafka_access(hub.node().client_settings()).options, acls)
     return created
 
 
