@@ -33,7 +33,11 @@ OPTIONAL = ["sla", "projections", "archiver"]
 CRITICAL = frozenset([*WORKFLOW, "units", "intake"])
 NYC_SAMPLE = REPO_ROOT / "data" / "nyc311" / "nyc311_2026_subset.csv"
 DEFAULT_STATE_DIR = REPO_ROOT / ".state" / "hub"
+TOPICS_PER_REQUEST = 500
 
+# What residents tell the hotline, with the small city's areas (the chaos run and the bench use them). The demo
+# feed uses the texts only and pins each at a random point of a random grid of the city's map, so intake places it
+# by its coordinates (most_precise_place) whichever city the hub runs.
 DEMO_COMPLAINTS = [
     ("小区门口的路灯坏了好几天了，晚上很黑", {"district": "district-east", "street": "street-east-1", "community": "community-east-1-a", "grid": "grid-east-1-a-1"}),
     ("楼上装修噪音太大，晚上十点还在施工", {"district": "district-east", "street": "street-east-2", "community": "community-east-2-a", "grid": "grid-east-2-a-1"}),
@@ -104,6 +108,8 @@ class Hub:
     replay_port: int = 8082
     # Services that share one process (tools/packed.py; `--groups` / `--packed`); every other one runs alone.
     groups: list[tuple[str, ...]] = field(default_factory=list)
+    # Which city every service runs (CITYOPS_CITY: demo or yantai, domain/catalogue/loading.py).
+    city: str = "demo"
     supervisor: Supervisor = field(init=False)
     credentials: HubCredentials = field(init=False)
     kafka: Any = None
@@ -131,7 +137,7 @@ class Hub:
         # Not this shell's Kafka identity: each process gets its own (service_kafka_env).
         env = {k: v for k, v in os.environ.items() if k not in ("CITYOPS_KAFKA_USERNAME", "CITYOPS_KAFKA_PASSWORD")}
         # A demo: the built-in secrets (pseudonym key) are accepted, which production refuses.
-        env.update({"CITYOPS_MODE": "demo", "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
+        env.update({"CITYOPS_MODE": "demo", "CITYOPS_CITY": self.city, "CITYOPS_KAFKA_BOOTSTRAP": self.bootstrap, "CITYOPS_STATE_DIR": str(self.state_dir),
                     "CITYOPS_LOG_JSON": "true", "CITYOPS_INTAKE_HTTP_PORT": str(self.http_port),
                     "CITYOPS_BRIDGE_HTTP_PORT": str(self.bridge_port),
                     # the console calls the hub's APIs as the signed-in user
@@ -201,12 +207,46 @@ class Hub:
                 self.kafka = None
 
 
+async def city_topics_and_acls(hub: Hub) -> list[str]:
+    """The city's topics (a task topic per unit of its catalogue), created by the admin: no service may (see
+    docs/security-kafka.md). The broker starts with the ACLs of the small city's topics; another city's topics get
+    the services' ACLs here, so the simulated units and the services may use their task topics."""
+    from domain.catalogue import catalogue_path_for_city, load_catalogue
+    from services.common.kafka import ensure_topics, kafka_access
+    from tools.kafka.acls import deployment_units, derive_acls
+    from tools.kafka.security import sync_acls_with
+    from tools.topics_cli import hub_topics
+
+    units = load_catalogue(catalogue_path_for_city(hub.city)).own_topic_units()
+    specs = hub_topics(units)
+    created: list[str] = []
+    # In slices: the KRaft controller refused one request for a whole city's topics when there was a topic per
+    # unit (35,200, too many metadata records for one operation); 702 now, but a catalogue may grow.
+    for start in range(0, len(specs), TOPICS_PER_REQUEST):
+        created += await ensure_topics(hub.node().client_settings(), specs[start:start + TOPICS_PER_REQUEST])
+    if hub.city != "demo":
+        # The services' ACLs over every topic of the city. Per-unit principals stay the small city's: only they
+        # have credentials on this broker (the simulated units run as the units service), and deriving one per
+        # unit of the large city compares every task topic with every unit, 17,587 squared, per unit.
+        acls = derive_acls(deployment_units(), specs)
+        await sync_acls_with(kafka_access(hub.node().client_settings()).options, acls)
+    return created
+
+
 def seed_residents(hub: Hub) -> None:
     """The policy finds the person: the demo residents' base data goes to the register's topic (as the register's
     own principal) and today's proactive scan is requested, so grid workers' tasks appear in the first minute."""
     from contracts.topics import REGISTRY
     from tools.residents_cli import seed_demo_residents
 
+    if hub.city != "demo":
+        from tools.residents_cli import seed_city_residents
+
+        folder = hub.state_dir / "residents" / hub.city
+        report = seed_city_residents(hub.city, folder, hub.node().client_settings(REGISTRY), date.today())
+        typer.echo(f"residents' base data: {report['published']:,} generated residents of {hub.city} imported "
+                   f"({folder}), today's proactive scan requested (docs/proactive.md)")
+        return
     report = seed_demo_residents(hub.node().client_settings(REGISTRY), date.today())
     typer.echo(f"residents' base data: {report['published']:,} demo residents imported, today's proactive scan requested "
                f"(docs/proactive.md)")
@@ -221,9 +261,32 @@ def nyc_complaints(path: Path = NYC_SAMPLE, limit: int = 2000) -> list[str]:
     return [f"{r['complaint_type']}: {r['descriptor']} at {r['location_type'] or 'street'}".strip() for r in rows]
 
 
+def city_grids(city: str) -> list[Any]:
+    """The grid polygons of the city's map, where the demo feed drops its pins."""
+    from shapely.geometry import shape
+
+    from domain.city.places import city_map_for, grid_features
+
+    return [shape(f["geometry"]) for f in grid_features(city_map_for(city))]
+
+
+def random_pin(grids: list[Any], rng: random.Random) -> dict[str, float]:
+    """A point inside a random grid (drawn in its bounding box until inside, so any polygon shape will do)."""
+    import shapely
+
+    grid = rng.choice(grids)
+    west, south, east, north = grid.bounds
+    while True:
+        lon, lat = rng.uniform(west, east), rng.uniform(south, north)
+        if grid.contains(shapely.Point(lon, lat)):
+            return {"lat": round(lat, 6), "lon": round(lon, 6)}
+
+
 async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hub, nyc_sample: Path = NYC_SAMPLE) -> None:
     rng = random.Random(2026)
     nyc = nyc_complaints(nyc_sample)
+    grids = city_grids(hub.city)
+    workers = city_workers(hub.city)
     sent = 0
     started = time.monotonic()
     next_report = started
@@ -231,12 +294,12 @@ async def feed_and_watch(base: str, rate: float, duration: float | None, hub: Hu
     submit, watch = hub.credentials.bearer("app"), hub.credentials.bearer("operator")
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
         while duration is None or time.monotonic() - started < duration:
-            text, loc = rng.choice(DEMO_COMPLAINTS)
-            if nyc and rng.random() < 0.3:
-                text, loc = rng.choice(nyc), {}
-            body = {"text": text, "location": loc, "caller_phone": f"138{rng.randrange(10**8):08d}", "caller_name": "demo"}
+            text = rng.choice(nyc) if nyc and rng.random() < 0.3 else rng.choice(DEMO_COMPLAINTS)[0]
+            # Only a pin, as a resident's app sends it: intake finds the grid (and so the unit) from it.
+            body = {"text": text, "location": random_pin(grids, rng), "caller_phone": f"138{rng.randrange(10**8):08d}",
+                    "caller_name": "demo"}
             if rng.random() < PATROL_SHARE:
-                body = patrol_report(rng)
+                body = patrol_report(rng, workers)
             r = await client.post("/tickets", json=body, headers=submit)
             sent += r.status_code == 202
             if time.monotonic() >= next_report:
@@ -255,14 +318,18 @@ PATROL_TEXTS = ("楼道里堆满了纸箱和旧家具，堵住了安全出口", 
                 "单元门口消防通道被杂物堵住了")
 
 
-def patrol_report(rng: random.Random) -> dict[str, Any]:
-    """A grid worker's patrol report (channel grid-patrol, reported_by from the small city's roster)."""
-    from domain.catalogue import load_catalogue
+def city_workers(city: str) -> list[Any]:
+    """The grid workers of the city's roster (the small city's packaged one; one generated per grid elsewhere)."""
+    from domain.catalogue import catalogue_path_for_city, load_catalogue
     from domain.grid_workers import roster_for
 
-    catalogue = load_catalogue()
-    roster = roster_for([a.id for a in catalogue.areas if a.level == "grid"], catalogue.version)
-    worker = rng.choice(roster.workers)
+    catalogue = load_catalogue(catalogue_path_for_city(city))
+    return list(roster_for([a.id for a in catalogue.areas if a.level == "grid"], catalogue.version).workers)
+
+
+def patrol_report(rng: random.Random, workers: list[Any]) -> dict[str, Any]:
+    """A grid worker's patrol report (channel grid-patrol, reported_by from the roster), placed in their grid."""
+    worker = rng.choice(workers)
     return {"text": rng.choice(PATROL_TEXTS), "channel": "grid-patrol", "category": "grid.corridor-safety",
             "location": {"grid": worker.grids[0]}, "reported_by": worker.id}
 
@@ -279,22 +346,26 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        groups: str = typer.Option("", envvar="CITYOPS_UP_GROUPS", help="Services sharing one process, e.g. "
                                   "discover+triage+consult,act+evaluate (`cityops service run a b`); the others run alone."),
        packed: bool = typer.Option(False, "--packed", help=f"The workflow in fewer processes: --groups {PACKED_GROUPS}."),
-       nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/).")) -> None:
+       nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/)."),
+       city: str = typer.Option("demo", "--city", help="The city the hub runs: demo (68 categories, 16 grids) or yantai "
+                                "(1,326 matters, 15,600 grids; docs/city-scale.md).")) -> None:
     """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
+    from domain.catalogue import catalogue_path_for_city
+
     try:
         process_groups = parse_groups(PACKED_GROUPS if packed and not groups else groups)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--groups") from exc
+    try:
+        catalogue_path_for_city(city)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--city") from exc
     hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port, console_port=console_port,
-              replay_port=replay_port, groups=process_groups)
+              replay_port=replay_port, groups=process_groups, city=city.strip().lower())
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()
-        from services.common.kafka import ensure_topics
-        from tools.topics_cli import hub_topics
-
-        # The admin creates the topics: no service may (see docs/security-kafka.md).
-        created = asyncio.run(ensure_topics(hub.node().client_settings(), hub_topics()))
+        created = asyncio.run(city_topics_and_acls(hub))
         typer.echo(f"{len(created)} topics created")
         hub.start_services()
         base = f"http://127.0.0.1:{http_port}"

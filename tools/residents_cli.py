@@ -156,9 +156,28 @@ def send_to_register(kafka: KafkaClientSettings, data: Any, key: str) -> None:
 def seed_demo_residents(kafka: KafkaClientSettings, today: date) -> dict[str, Any]:
     """What `cityops up` does for the demo: import the committed demo base data and ask for today's scan, so
     grid workers get proactive tasks at once instead of at the next daily scan."""
+    return seed_residents_of(DEMO_DIR / "residents.csv", kafka, today)
+
+
+def seed_city_residents(city: str, folder: Path, kafka: KafkaClientSettings, today: date) -> dict[str, Any]:
+    """What `cityops up --city NAME` does for a generated city: write its base data once (seeded, the
+    article's size: 69,000 residents, 42,000 houses for yantai) into `folder`, import it, ask for today's scan."""
+    from domain.catalogue import catalogue_path_for_city
+    from domain.residents.generate import generate
+
+    residents_csv = folder / "residents.csv"
+    if not residents_csv.exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        people, homes = generate(_sites(city), 69_000, 42_000, 2026, DEMO_TODAY)
+        (folder / "houses.csv").write_text(homes, encoding="utf-8")
+        residents_csv.write_text(people, encoding="utf-8")
+    return seed_residents_of(residents_csv, kafka, today, catalogue=catalogue_path_for_city(city))
+
+
+def seed_residents_of(file: Path, kafka: KafkaClientSettings, today: date, catalogue: Path | None = None) -> dict[str, Any]:
     from contracts import events as ev
 
-    report = import_file(DEMO_DIR / "residents.csv", kafka, today=today)
+    report = import_file(file, kafka, today=today, catalogue=catalogue)
     send_to_register(kafka, ev.ProactiveScanRequested(day=today), f"scan-{today.isoformat()}")
     return report
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from pathlib import Path
 
 import typer
@@ -44,11 +45,13 @@ def count_text(path: Path | None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def hub_topics() -> list:
+def hub_topics(own_topic_units: Sequence[str] | None = None) -> list:
+    """Every topic of the hub: the catalogue's, and one task topic per unit that has its own (default: the small
+    city's departments, branches and centres; area units share the catalogue's area topic)."""
     from contracts.topics import all_topics
     from domain.catalogue import load_catalogue
 
-    return all_topics(load_catalogue().own_topic_units())
+    return all_topics(own_topic_units if own_topic_units is not None else load_catalogue().own_topic_units())
 
 
 @app.command("create")

@@ -34,7 +34,16 @@ from __future__ import annotations
 from contracts.topics import unit_task_topic
 
 from .catalogue import Catalogue
-from .loading import CATALOGUE_V1_PATH, load_catalogue, parse_catalogue, read_catalogue_data
+from .loading import (
+    CATALOGUE_V1_PATH,
+    CITY_CATALOGUES,
+    DEFAULT_CITY,
+    UnknownCityError,
+    catalogue_path_for_city,
+    load_catalogue,
+    parse_catalogue,
+    read_catalogue_data,
+)
 from .models import (
     AREA_LEVELS,
     Area,
@@ -57,6 +66,8 @@ from .models import (
 __all__ = [
     "AREA_LEVELS",
     "CATALOGUE_V1_PATH",
+    "CITY_CATALOGUES",
+    "DEFAULT_CITY",
     "Area",
     "AreaLevel",
     "Catalogue",
@@ -72,7 +83,9 @@ __all__ = [
     "Unit",
     "UnitKind",
     "UnknownCategoryError",
+    "UnknownCityError",
     "UnknownUnitError",
+    "catalogue_path_for_city",
     "load_catalogue",
     "parse_catalogue",
     "read_catalogue_data",

@@ -12,6 +12,26 @@ import yaml
 from .catalogue import Catalogue
 
 CATALOGUE_V1_PATH = Path(__file__).with_name("responsibility.v1.yaml")
+# The cities the hub ships, by the name `CITYOPS_CITY` (or `cityops up --city`) takes: the small demo city
+# (68 categories, 16 grids) and the generated city at real scale (1,326 matters, 15,612 grids; domain/city).
+CITY_CATALOGUES = {
+    "demo": CATALOGUE_V1_PATH,
+    "yantai": Path(__file__).with_name("responsibility.yantai.v1.yaml"),
+}
+DEFAULT_CITY = "demo"
+
+
+class UnknownCityError(ValueError):
+    """A city name the hub does not ship a catalogue for."""
+
+
+def catalogue_path_for_city(name: str) -> Path:
+    """The catalogue file of a shipped city; an unknown name is an error that lists the known ones."""
+    try:
+        return CITY_CATALOGUES[name.strip().lower()]
+    except KeyError:
+        raise UnknownCityError(f"unknown city {name!r}: the known cities are {', '.join(sorted(CITY_CATALOGUES))} "
+                               "(or set catalogue_path to a catalogue file of your own)") from None
 
 
 def parse_catalogue(data: Mapping[str, Any]) -> Catalogue:

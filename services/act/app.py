@@ -20,6 +20,6 @@ from .settings import ActSettings
 def create_app(settings: ActSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or ActSettings()
-    deps = ActDeps(level_of=load_catalogue(settings.catalogue_path).level_of)
+    deps = ActDeps(level_of=load_catalogue(settings.catalogue_file()).level_of)
     return build_service_app(settings, spec=spec(deps),
                              tables=[table_of(ActTicket), table_of(Task)], broker=broker, engine=engine, clock=clock)

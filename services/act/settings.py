@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
@@ -16,5 +15,3 @@ class ActSettings(ServiceSettings):
     service_name: ClassVar[str] = "act"
 
     max_extensions: int = Field(default=1, ge=0, description="Extensions a task may be granted.")
-    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML, for each unit's level "
-                                        "(area units share one task topic); default the packaged v1.")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field
@@ -19,6 +18,5 @@ class BridgeSettings(CalendarServiceSettings):
     http_port: int = Field(default=8081, description="Port the bridge's HTTP API listens on.")
     units: list[str] = Field(default_factory=list, description="Unit ids whose task topics it follows; empty = every unit "
                              "in the catalogue.")
-    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
     publish_timeout_s: float = Field(default=5.0, gt=0, description="How long a report waits for the broker before "
                                      "answering 503 with Retry-After.")

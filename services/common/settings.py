@@ -10,10 +10,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
 from domain.calendar import DEFAULT_TIMEZONE, DEFAULT_WORKING_HOURS_TEXT, CalendarSettings, WorkCalendar, calendar_for
+from domain.catalogue import CITY_CATALOGUES, DEFAULT_CITY, catalogue_path_for_city
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_PREFIX = "CITYOPS_"
@@ -83,6 +84,20 @@ class ServiceSettings(KafkaClientSettings):
     processed_retention_s: float = Field(
         default=30 * 86400, gt=0, description="How long an applied event's id is kept to drop its duplicates (longer than any redelivery).")
     upkeep_every_s: float = Field(default=60.0, gt=0, description="How often parked events are expired and old applied-event ids pruned.")
+    # One name for the whole hub (CITYOPS_CITY), so every service that reads the catalogue reads the same city.
+    city: str = Field(default=DEFAULT_CITY, description=f"Which city the hub runs: {', '.join(sorted(CITY_CATALOGUES))} "
+                                                        "(demo: the small packaged city; yantai: the city at real scale).")
+    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML of your own; wins over `city`.")
+
+    @field_validator("city")
+    @classmethod
+    def _known_city(cls, name: str) -> str:
+        catalogue_path_for_city(name)  # raises, listing the known cities; pydantic names the field
+        return name.strip().lower()
+
+    def catalogue_file(self) -> Path:
+        """The catalogue this service reads: an explicit `catalogue_path`, else the one of `city`."""
+        return self.catalogue_path or catalogue_path_for_city(self.city)
 
     @property
     def group_id(self) -> str:

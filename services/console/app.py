@@ -87,7 +87,7 @@ def create_app(settings: ConsoleSettings | None = None, *, upstream: Upstream | 
                verifier: TokenVerifier | None = None, clock: Callable[[], datetime] = utcnow) -> FastAPI:
     settings = settings or ConsoleSettings()
     verifier, auth_problem = token_verifier(verifier)
-    catalogue = load_catalogue(Path(settings.catalogue_path) if settings.catalogue_path else None)
+    catalogue = load_catalogue(settings.catalogue_file())
     upstream = upstream or Upstream({"intake": settings.intake_url, "bridge": settings.bridge_url,
                                      "replay": settings.replay_url}, settings.request_timeout_s)
     live = live or LiveFeed(buffer=settings.live_buffer, kafka=settings)

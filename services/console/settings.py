@@ -38,8 +38,6 @@ class ConsoleSettings(ServiceSettings):
     oidc_redirect_url: str | None = Field(default=None, description="The callback registered at the issuer; default "
                                           "this console's own /console/login/sso.")
     oidc_scopes: str = Field(default="openid profile", description="Scopes asked for.")
-    catalogue_path: str | None = Field(default=None, description="Responsibility catalogue YAML (areas and units for the "
-                                       "forms and the demo identities); default the packaged v1.")
     timezone: str = Field(default=DEFAULT_TIMEZONE, description="Zone the pages show times in (hub-wide CITYOPS_TIMEZONE).")
     live_buffer: int = Field(default=200, ge=1, description="Events a slow live subscriber may fall behind before it "
                              "is dropped (its browser reconnects).")

@@ -33,7 +33,7 @@ def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker 
     """`classifier` guesses the category of complaints that come without one (default: `model_path`, else the
     catalogue-trained model triage uses, trained once and cached in the state dir)."""
     settings = settings or DiscoverSettings()
-    catalogue = load_catalogue()
+    catalogue = load_catalogue(settings.catalogue_file())
     if classifier is None:
         classifier = ComplaintClassifier.load(settings.model_path) if settings.model_path else cached_default_classifier(
             guess_model_dir(settings.state_dir), catalogue)

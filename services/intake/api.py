@@ -28,7 +28,7 @@ from services.common.inputs import ID_MAX, ID_PATTERN, KEY_MAX, MAX_BODY_BYTES, 
 from services.common.logs import get_logger
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
-from .domain import SOURCE, ComplaintIn, Locate, LocationIn, Open311Request, ResidentEventIn, placed, submission_event
+from .domain import SOURCE, ComplaintIn, LocationIn, Open311Request, PlaceOf, ResidentEventIn, placed, submission_event
 from .keystore import Claim, GroupSealer, KeyReused, Submission, callers_of
 from .models import Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .privacy_api import privacy_router
@@ -107,11 +107,12 @@ class CallbackBatchIn(BaseModel):
 def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Callable[[], datetime],
               lifespan: Any = None, pseudonym_key: str = DEFAULT_PSEUDONYM_KEY,
               verifier: TokenVerifier | None = None, max_body_bytes: int = MAX_BODY_BYTES,
-              suggester: Suggester | None = None) -> FastAPI:
+              suggester: Suggester | None = None, place_of: PlaceOf | None = None) -> FastAPI:
     """The hotline's API. A request body over `max_body_bytes` is answered 413 unread. Without a `verifier` every route but the public ones answers 503 (fail closed);
     every state-changing call is recorded on the audit topic through `publish`. A submission's caller is
     sealed in intake's key store (its tables must exist in `engine`) with `pseudonym_key` before it is
-    published; the app factory checks that key in production."""
+    published; the app factory checks that key in production. `place_of` places a pin or an address in the
+    city (default: the small city's map, built here with the app, not on the first pin)."""
     api = FastAPI(lifespan=lifespan, title="cityops hotline intake", version="1",
                   description="Submit complaints, follow tickets, resolve manual triage, decide disputes, record callbacks; "
                               "Open311 GeoReport v2 at /open311/v2. Every route but /health and the Open311 service list "
@@ -129,9 +130,12 @@ def build_api(*, publish: Publish, engine: Engine, catalogue: Catalogue, now: Ca
         sealed = await sealer.seal(submission)
         await publish_noted(INTAKE.name, sealed)
 
-    api.include_router(_hotline_router(publish_noted, publish_submission, engine, catalogue, now))
+    if place_of is None:
+        place_of = _small_city_places(catalogue)
+    accept = _acceptance(publish_submission, engine, catalogue, now, place_of)
+    api.include_router(_hotline_router(publish_noted, accept, engine, catalogue, now))
     api.include_router(_desk_router(engine, catalogue, suggester))
-    api.include_router(_open311_router(_acceptance(publish_submission, engine, catalogue, now), engine, catalogue),
+    api.include_router(_open311_router(accept, engine, catalogue),
                        prefix="/open311/v2")
     api.include_router(privacy_router(engine, pseudonym_key))
     refuse_invalid_requests(api, max_body_bytes=max_body_bytes)  # inside the audit: a 413 is recorded too
@@ -232,16 +236,20 @@ PublishSubmission = Callable[[Submission], Awaitable[None]]
 Accept = Callable[[ComplaintIn, Principal, str | None, tuple[str, ...]], Awaitable[Envelope[Any]]]
 
 
+def _small_city_places(catalogue: Catalogue | None) -> PlaceOf:
+    """The small city's map; without a catalogue (an API built only to print its OpenAPI document) nowhere."""
+    from domain.city.place import Place
+    from domain.city.places import city_places
+
+    if catalogue is None:
+        return lambda _location: Place()
+    return city_places("demo", catalogue).place
+
+
 def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
-                now: Callable[[], datetime], locate: Locate | None = None) -> Accept:
+                now: Callable[[], datetime], place_of: PlaceOf) -> Accept:
     """What every door a complaint comes through (POST /tickets, Open311) does once its body is valid."""
 
-    if locate is None:
-        from domain.catalogue.geo import default_locator
-
-        # built with the app, not on the first pin: loading shapely and the map must not delay a caller's request
-        locate = default_locator().locate
-    point_to_areas: Locate = locate
     rosters: list[Roster] = []  # read on the first patrol report that names its reporter, then kept
 
     def roster() -> Roster:
@@ -251,7 +259,7 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
 
     async def accept(complaint: ComplaintIn, caller: Principal, idempotency_key: str | None,
                      location_field: tuple[str, ...]) -> Envelope[Any]:
-        complaint = complaint.model_copy(update={"location": placed(complaint.location, point_to_areas, catalogue)})
+        complaint = complaint.model_copy(update={"location": placed(complaint.location, place_of)})
         _known_areas(catalogue, complaint.location, location_field)
         _check_grids(caller, complaint)
         _known_reporter(roster, complaint, (location_field[0], "reported_by"))
@@ -282,10 +290,9 @@ def _known_areas(catalogue: Catalogue, location: LocationIn, field: tuple[str, .
         raise RequestValidationError([{"type": "value_error", "loc": (*field, level), "msg": why, "input": None} for level, why in wrong])
 
 
-def _hotline_router(publish: Publish, publish_submission: PublishSubmission, engine: Engine, catalogue: Catalogue,
+def _hotline_router(publish: Publish, accept: Accept, engine: Engine, catalogue: Catalogue,
                     now: Callable[[], datetime]) -> APIRouter:
     r = APIRouter()
-    accept = _acceptance(publish_submission, engine, catalogue, now)
 
     @r.get("/health", tags=["hotline"], dependencies=[Depends(PUBLIC)])
     async def health() -> dict[str, str]:

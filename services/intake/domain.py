@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
 from domain.catalogue import Catalogue
+from domain.city.place import Place
 from domain.privacy import mask_free_text
 from services.common.inputs import Address, Id, LongText, Moment, Name, Ref
 
@@ -124,20 +125,22 @@ def masked_location(given: LocationIn, names: tuple[str, ...]) -> ev.Location:
     return location.model_copy(update={"address": mask_free_text(location.address, names=names)})
 
 
-Locate = Callable[[float, float], dict[str, str]]  # (lon, lat) -> {"grid": ..., "community": ..., ...}
+PlaceOf = Callable[[LocationIn], Place]  # what a location's ids, coordinates and address agree on (CityPlaces.place)
 
 
-def placed(location: LocationIn, locate: Locate, catalogue: Catalogue) -> LocationIn:
-    """A location given only as a coordinate (an app's pin, an Open311 lat/long) with the areas it lies in filled
-    from the city map, so triage can route it to the grid; one that names any area is kept as the caller gave it.
-    A point outside the map, or a map naming areas this catalogue lacks, leaves it as it was."""
-    if location.lat is None or location.lon is None or any(getattr(location, level) for level in AREA_FIELDS):
+def placed(location: LocationIn, place_of: PlaceOf) -> LocationIn:
+    """A location with the areas of the most precise place known filled in: an app's pin or an Open311 lat/long
+    gives the grid (point in polygon), an address the area the gazetteer finds, so triage routes it to the grid's
+    chain. A caller's grid id is kept as given, and so is a location whose pin or address names an area off the
+    chain of the ids the caller gave (an operator's choice wins over a sloppy pin). A point outside the city and
+    an address the gazetteer does not know leave the location as it was: triage routes it by what is left, and
+    a location with no area at all goes to the hotline to be placed by hand (route basis "unlocated")."""
+    if location.grid or (location.lat is None and not location.address):
         return location
-    found = locate(location.lon, location.lat)
-    known = {a.id for a in catalogue.areas}
-    if not found or not set(found.values()) <= known:
+    place = place_of(location)
+    if place.basis not in ("coordinates", "address") or place.conflicts:
         return location
-    return location.model_copy(update={level: found[level] for level in AREA_FIELDS if level in found})
+    return location.model_copy(update={level: getattr(place, level) for level in AREA_FIELDS})
 
 
 def submission_event(complaint: ComplaintIn, *, now: datetime, idempotency_key: str | None,
@@ -202,10 +205,14 @@ class UnknownArea(ValueError):
 
 
 def channel_record_to_event(value: bytes, key: bytes | None, topic: str, partition: int, offset: int,
-                            now: datetime, catalogue: Catalogue | None = None) -> Envelope[Any]:
+                            now: datetime, catalogue: Catalogue | None = None,
+                            place_of: PlaceOf | None = None) -> Envelope[Any]:
     """A machine channel's JSON body becomes an intake record; its key (the channel's message id)
-    is the idempotency key, so a channel that re-sends gets one ticket."""
+    is the idempotency key, so a channel that re-sends gets one ticket. With `place_of` a pin or an address is
+    placed in the city as at the HTTP door."""
     complaint = ComplaintIn.model_validate_json(value)
+    if place_of is not None:
+        complaint = complaint.model_copy(update={"location": placed(complaint.location, place_of)})
     wrong = complaint.location.unknown_areas(catalogue) if catalogue is not None else []
     if wrong:
         raise UnknownArea("; ".join(f"location.{field}: {why}" for field, why in wrong))

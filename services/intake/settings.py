@@ -17,7 +17,6 @@ class IntakeSettings(ServiceSettings):
 
     http_host: str = Field(default="127.0.0.1", description="Address the HTTP API listens on.")
     http_port: int = Field(default=8080, description="Port the HTTP API listens on.")
-    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
     publish_timeout_s: float = Field(default=5.0, gt=0, description="How long a call waits for the broker's acknowledgement "
                                      "before answering 503 with Retry-After (a broker outage must not hang the API).")
     model_path: Path | None = Field(default=None, description="Classifier model of the operators' suggestions (GET /triage/"

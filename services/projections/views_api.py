@@ -107,7 +107,8 @@ def create_views_router(settings: ProjectionsSettings, *, store: Callable[[], En
         since, until = _time("since", request.since, settings), _time("until", request.until, settings)
         if since and until and since > until:
             raise HTTPException(422, "until: before since")
-        trial = parse_uploaded_catalogue(request.catalogue) if request.catalogue is not None else load_catalogue()
+        trial = (parse_uploaded_catalogue(request.catalogue) if request.catalogue is not None
+                 else load_catalogue(settings.catalogue_file()))
         model_path = None
         if request.model is not None:
             model_path = saved_models(settings).get(request.model)

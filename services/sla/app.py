@@ -45,7 +45,7 @@ def create_app(settings: SlaSettings | None = None, *, broker: KafkaBroker | Non
                engine: Engine | None = None, clock: Clock | None = None) -> FastStream:
     settings = settings or SlaSettings()
     clock = clock or (FileClock(settings.clock_file) if settings.clock_file else utcnow)
-    runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_path))
+    runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_file()))
     engine = engine or make_store_engine(settings.store_url())
     app = build_service_app(settings, spec=spec(runtime), tables=TABLES, broker=broker, engine=engine, clock=clock)
     pipeline = app.context.get("pipeline")

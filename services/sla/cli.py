@@ -111,7 +111,7 @@ def rebuild(db_url: str | None = DB_URL) -> None:
         if session.exec(select(SlaFactRow).limit(1)).first() is not None:
             typer.echo("the store is not empty: point --db-url at a new store (or remove this one) first", err=True)
             raise typer.Exit(1)
-    runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_path))
+    runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_file()))
     report = asyncio.run(rebuild_from_log(settings, engine, runtime))
     typer.echo(f"applied {report.workflow_events} workflow events and {report.marks} past firings; "
                f"group {settings.group_id} committed at {len(report.positions)} partition ends")

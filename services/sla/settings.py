@@ -39,7 +39,6 @@ class SlaSettings(CalendarServiceSettings):
         default=timedelta(days=10), description="Window of the ping-pong detector (ISO 8601 duration or seconds).")
     arbitration_unit: str = Field(
         default="hotline", description="Unit that arbitrates disputed ownership (派单争议裁定): the 12345 centre.")
-    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue file; default the packaged v1.")
     min_sample: int = Field(default=20, ge=1, description="Rates over fewer finished tasks than this are flagged as too small to rank.")
     clock_file: Path | None = Field(
         default=None, description="Drills and tests only: read 'now' (ISO 8601) from this file instead of the system clock.")

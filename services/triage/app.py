@@ -24,7 +24,7 @@ from .settings import TriageSettings
 def create_app(settings: TriageSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow, classifier: Any = None) -> FastStream:
     settings = settings or TriageSettings()
-    catalogue = load_catalogue(settings.catalogue_path)
+    catalogue = load_catalogue(settings.catalogue_file())
     if classifier is None:
         primed = watched_classifier(settings, catalogue)
     else:

@@ -15,7 +15,6 @@ class TriageSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOPS_TRIAGE_", extra="ignore")
     service_name: ClassVar[str] = "triage"
 
-    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML; default the packaged v1.")
     model_path: Path | None = Field(
         default=None, description="Trained classifier (cityops triage train) that must load at start; watched and reloaded when "
                                   "`cityops triage publish` replaces it. Default: state_dir/triage.model if it is there, else "

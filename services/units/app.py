@@ -26,7 +26,7 @@ from .settings import UnitSettings
 def create_app(settings: UnitSettings | None = None, *, broker: KafkaBroker | None = None,
                engine: Engine | None = None, clock: Clock = utcnow) -> FastStream:
     settings = settings or UnitSettings()
-    catalogue = load_catalogue(settings.catalogue_path)
+    catalogue = load_catalogue(settings.catalogue_file())
     units = settings.units or list(catalogue.units_for_topics())
     task_topics = catalogue.task_topics_of(units)
     topics = list(task_topics)

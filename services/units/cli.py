@@ -50,7 +50,9 @@ def list_units() -> None:
     """List every unit of the catalogue and its task topic."""
     from domain.catalogue import load_catalogue
 
-    cat = load_catalogue()
+    from .settings import UnitSettings
+
+    cat = load_catalogue(UnitSettings().catalogue_file())
     for unit_id in cat.units_for_topics():
         u = cat.unit(unit_id)
         typer.echo(f"{unit_id:32} {u.level:10} {u.name_en}  ->  {cat.task_topic_of(unit_id)}")

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar
 
 from pydantic import Field, SecretStr
@@ -16,8 +15,6 @@ class UnitSettings(ServiceSettings):
     service_name: ClassVar[str] = "units"
 
     units: list[str] = Field(default_factory=list, description="Unit ids this process answers for; empty = every unit in the catalogue.")
-    catalogue_path: Path | None = Field(default=None, description="Responsibility catalogue YAML (its units and their "
-                                        "levels, which decide their task topics); default the packaged v1.")
     seed: int = Field(default=12345, description="Seed of the simulated behaviour (same seed, same choices).")
     sign_delay_s: float = Field(default=0.3, ge=0, description="Simulated time before signing for a task.")
     work_delay_s: float = Field(default=1.0, ge=0, description="Simulated time spent handling a task.")

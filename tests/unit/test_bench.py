@@ -178,25 +178,26 @@ def test_cities_are_parsed_and_checked():
 
 
 def test_each_service_reads_the_city_catalogue_from_the_env_the_bench_sets(monkeypatch):
-    """Every name in CATALOGUE_ENV is a real setting of its service, and the units list parses: a typo would
+    """The bench puts the hub on a city through the one city setting, and the units list parses: a typo would
     leave a service on the small city without a word."""
+    from services.act.settings import ActSettings
     from services.bridge.settings import BridgeSettings
     from services.console.settings import ConsoleSettings
     from services.intake.settings import IntakeSettings
     from services.sla.settings import SlaSettings
     from services.triage.settings import TriageSettings
     from services.units.settings import UnitSettings
-    from tools.bench.city import CATALOGUE_ENV, city
+    from tools.bench.city import city
 
     yantai = city("yantai")
     env = yantai.service_env(["hotline", "housing-zhifu"])
-    assert set(CATALOGUE_ENV) <= set(env)
+    assert env["CITYOPS_CITY"] == "yantai"
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    for settings in (IntakeSettings, TriageSettings, BridgeSettings, SlaSettings, ConsoleSettings):
-        assert str(settings().catalogue_path) == str(yantai.catalogue_path), settings.__name__
+    for settings in (IntakeSettings, TriageSettings, BridgeSettings, SlaSettings, ConsoleSettings, ActSettings, UnitSettings):
+        assert settings().catalogue_file() == yantai.catalogue_path, settings.__name__
     assert UnitSettings().units == ["hotline", "housing-zhifu"]
-    assert city("demo").service_env([]) == {}  # the small city is every service's default
+    assert city("demo").service_env([]) == {"CITYOPS_CITY": "demo"}
 
 
 def test_working_units_are_every_lead_and_co_unit_of_the_workload():

@@ -368,11 +368,12 @@ def test_a_patrol_report_with_an_unknown_or_misplaced_reporter_is_422_naming_rep
 def test_the_demo_feeds_patrol_reports_are_accepted_with_their_reporter(api):
     import random
 
-    from tools.hub import patrol_report
+    from tools.hub import city_workers, patrol_report
 
     client, published, _ = api
     rng = random.Random(7)
-    bodies = [patrol_report(rng) for _ in range(20)]
+    workers = city_workers("demo")
+    bodies = [patrol_report(rng, workers) for _ in range(20)]
     assert all(client.post("/tickets", json=b, headers=bearer("app", client_id="demo-feed")).status_code == 202 for b in bodies)
     assert {e.data.reported_by for _, e in published} == {b["reported_by"] for b in bodies}
     assert {e.data.channel for _, e in published} == {"grid-patrol"}

@@ -6,12 +6,12 @@ category at a sample of places, coordinates -> grid per second), then the hub st
 every service has logged `service_started` and intake answers, resident memory of every service once started
 and at the end of the burst - a warm-up to closed and the burst phase's figures (tickets/s, events/s).
 
-Services are pointed at the city's catalogue through each service's own `catalogue_path` setting
-(CITYOPS_<SERVICE>_CATALOGUE_PATH, see CATALOGUE_ENV): a city-wide setting is coming (issue 14, `--city`).
+Services are pointed at the city through the hub-wide city setting (CITYOPS_CITY, as `cityops up --city`).
 Area units share one keyed task topic (contracts/topics.py AREA_TASKS), so the large catalogue needs 337 unit task
 topics, not ~17,600; the run still creates and authorises only the own task topics of the units the workload routes
 to (every lead and co-unit of its tickets, the district centres and the hotline) and the simulated units answer for
-just those (CITYOPS_UNIT_UNITS), keeping their area units' records from the shared topic by key. Benchmark tickets name a district, street and community but no grid (a grid would
+just those (CITYOPS_UNIT_UNITS), keeping their area units' records from the shared topic by key. Benchmark tickets
+name a district, street and community but no grid (a grid would
 merge repeats), so area matters go to the community's or street's unit.
 """
 
@@ -28,12 +28,9 @@ from typing import Any
 
 import typer
 
-CITY_NAMES = ("demo", "yantai")
-# The services that read a catalogue, by the env name of their `catalogue_path` setting.
-CATALOGUE_ENV = ("CITYOPS_INTAKE_CATALOGUE_PATH", "CITYOPS_TRIAGE_CATALOGUE_PATH", "CITYOPS_BRIDGE_CATALOGUE_PATH",
-                 "CITYOPS_SLA_CATALOGUE_PATH", "CITYOPS_CONSOLE_CATALOGUE_PATH",
-                 # act and the simulated units: a unit's level decides its task topic (area units share one)
-                 "CITYOPS_ACT_CATALOGUE_PATH", "CITYOPS_UNIT_CATALOGUE_PATH")
+from domain.catalogue import CITY_CATALOGUES, catalogue_path_for_city
+
+CITY_NAMES = tuple(CITY_CATALOGUES)
 
 
 # ============================================================================================ cities
@@ -42,7 +39,7 @@ CATALOGUE_ENV = ("CITYOPS_INTAKE_CATALOGUE_PATH", "CITYOPS_TRIAGE_CATALOGUE_PATH
 @dataclass(frozen=True)
 class City:
     name: str
-    catalogue_path: Path | None  # None: the packaged small catalogue, the services' default
+    catalogue_path: Path
 
     def catalogue(self) -> Any:
         from domain.catalogue import load_catalogue
@@ -51,30 +48,23 @@ class City:
 
     def grid_map(self) -> dict[str, Any]:
         """The city's GeoJSON (grid polygons at least)."""
-        if self.catalogue_path is None:
-            from domain.catalogue.geo import read_city_map
+        from domain.city.places import city_map_for
 
-            return read_city_map()
-        from domain.city import load_city_map
-
-        return load_city_map()
+        return city_map_for(self.name)
 
     def service_env(self, units: Sequence[str]) -> dict[str, str]:
         """Settings that put every service on this city: its catalogue, and the simulated units it needs."""
-        env = {name: str(self.catalogue_path) for name in CATALOGUE_ENV} if self.catalogue_path else {}
+        env = {"CITYOPS_CITY": self.name}
         if units:
             env["CITYOPS_UNIT_UNITS"] = json.dumps(sorted(units))
         return env
 
 
 def city(name: str) -> City:
-    if name == "demo":
-        return City("demo", None)
-    if name == "yantai":
-        from domain.city import CITY_CATALOGUE_PATH
-
-        return City("yantai", CITY_CATALOGUE_PATH)
-    raise typer.BadParameter(f"--cities: unknown city {name!r}; known: {', '.join(CITY_NAMES)}")
+    try:
+        return City(name, catalogue_path_for_city(name))
+    except ValueError as exc:
+        raise typer.BadParameter(f"--cities: {exc}") from None
 
 
 def parse_cities(text: str) -> tuple[str, ...]:
@@ -161,8 +151,9 @@ def lookup_figures(c: City, n: int, seed: int = 14) -> dict[str, Any]:
 
 def grid_features(collection: dict[str, Any]) -> list[dict[str, Any]]:
     """The grid polygons of a map (the small city's map does not mark its features as areas; the large one's do)."""
-    return [f for f in collection["features"]
-            if f["properties"].get("level") == "grid" and f["properties"].get("kind", "area") == "area"]
+    from domain.city.places import grid_features as of_map
+
+    return of_map(collection)
 
 
 def _rss() -> int:
