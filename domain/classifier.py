@@ -15,6 +15,7 @@ catalogue does not know are *reported* by ``unmapped_labels``, never rejected.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import random
@@ -651,16 +652,19 @@ def cached_default_classifier(state_dir: Path, catalogue: Catalogue) -> Complain
     so a restarted triage (or intake's suggestions) is back in a second instead of retraining."""
     digest = hashlib.sha256(f"{SEED_RECIPE_VERSION}|{catalogue.model_dump_json()}".encode()).hexdigest()[:12]
     path = state_dir / f"triage-default-{catalogue.version}-{digest}.model"
-    if path.exists():
-        try:
-            return ComplaintClassifier.load(path)
-        except Exception:  # a model from another library version: train again
-            path.unlink(missing_ok=True)
-    classifier = default_classifier(catalogue)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A temporary name of this process's own: two processes training at once (triage and discover, or two
-    # triage instances) each write their own file, and the atomic rename means neither reads half of one.
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    classifier.save(tmp)
-    tmp.replace(path)
-    return classifier
+    # One process trains, the others starting at the same moment (triage and discover, two triage instances) wait
+    # for it and load what it saved: at the large city's 1,326 items a training is minutes of CPU.
+    with open(path.with_suffix(".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if path.exists():
+            try:
+                return ComplaintClassifier.load(path)
+            except Exception:  # a model from another library version: train again
+                path.unlink(missing_ok=True)
+        classifier = default_classifier(catalogue)
+        # Written under a temporary name and renamed: a reader without the lock never reads half of one.
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        classifier.save(tmp)
+        tmp.replace(path)
+        return classifier

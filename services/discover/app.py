@@ -23,9 +23,9 @@ from .settings import DiscoverSettings
 
 
 def guess_model_dir(state_dir: Path) -> Path:
-    """Where discover caches the catalogue-trained model: its own folder, as triage starting at the same moment
-    trains the same model through the same temporary file name in the state dir itself."""
-    return state_dir / "discover-model"
+    """Where discover finds the catalogue-trained model: triage's cache in the state dir, so the model is trained
+    once for both (whichever starts first trains it while the other waits: domain.classifier)."""
+    return state_dir
 
 
 def create_app(settings: DiscoverSettings | None = None, *, broker: KafkaBroker | None = None,
