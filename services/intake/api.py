@@ -262,6 +262,7 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
         complaint = complaint.model_copy(update={"location": placed(complaint.location, place_of)})
         _known_areas(catalogue, complaint.location, location_field)
         _check_grids(caller, complaint)
+        _check_reporter(caller, complaint)
         _known_reporter(roster, complaint, (location_field[0], "reported_by"))
         key = scoped_key(caller, idempotency_key)
         envelope = submission_event(complaint, now=now(), idempotency_key=key)
@@ -272,6 +273,16 @@ def _acceptance(publish_submission: PublishSubmission, engine: Engine, catalogue
             raise HTTPException(409, str(exc)) from exc
         return envelope
     return accept
+
+
+def _check_reporter(caller: Principal, complaint: ComplaintIn) -> None:
+    """A grid worker names only themselves as a patrol report's reporter (their token's subject is their roster
+    id); an operator or an app relays reports of any grid worker the roster knows."""
+    if complaint.reported_by is None or caller.has(Role.operator, Role.app) or not caller.has(Role.grid_worker):
+        return
+    if complaint.reported_by != caller.subject:
+        raise HTTPException(403, f"reported_by: a grid worker reports as themselves ({caller.subject}), "
+                                 f"not as {complaint.reported_by}")
 
 
 def _known_reporter(roster: Callable[[], Roster], complaint: ComplaintIn, field: tuple[str, ...]) -> None:

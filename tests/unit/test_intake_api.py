@@ -350,6 +350,16 @@ def test_a_patrol_report_carries_its_reporter_from_the_roster(api):
     assert published[0][1].data.reported_by == "gw-east-1-a-1-1"
 
 
+def test_a_grid_worker_names_only_themselves_as_the_reporter(api):
+    client, published, _ = api
+    colleague = bearer("grid-worker", "gw-east-1-a-1-2", grids=("grid-east-1-a-1",))  # same grid, another worker
+    body = {"text": "楼道堆放杂物", "channel": "grid-patrol", "location": {"grid": "grid-east-1-a-1"},
+            "reported_by": "gw-east-1-a-1-1"}
+    r = client.post("/tickets", json=body, headers=colleague)
+    assert r.status_code == 403 and "reported_by" in r.json()["detail"] and published == []
+    assert client.post("/tickets", json=body).status_code == 202  # an operator relays a worker's report
+
+
 @pytest.mark.parametrize(("change", "words"), [
     ({"reported_by": "gw-nobody"}, "is not a grid worker of roster"),
     ({"reported_by": "gw-west-1-a-1-1"}, "not posted to grid grid-east-1-a-1"),
