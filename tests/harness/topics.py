@@ -5,7 +5,9 @@ an end-to-end run reads every hub topic from the beginning."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Iterable
 
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from services.common.kafka import ensure_topics, kafka_access
@@ -37,3 +39,21 @@ async def fresh_hub_topics(bootstrap: str, timeout_s: float = 60.0) -> None:
             if attempt == 19:
                 raise
             await asyncio.sleep(0.5)
+
+
+async def start_group_at_the_end(bootstrap: str, group: str, topics: Iterable[str]) -> None:
+    """Commit consumer group `group` at the current end of `topics`: the session's broker holds other tests' events
+    (an end-to-end run leaves thousands), and they are not this test's to handle or wait for."""
+    partitions_of = {spec.name: spec.partitions for spec in hub_topics()}
+    unknown = sorted(set(topics) - set(partitions_of))
+    if unknown:
+        raise ValueError(f"not topics of the hub: {unknown}")
+    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(t, p) for t in sorted(set(topics)) for p in range(partitions_of[t])]
+        consumer.assign(partitions)
+        await consumer.seek_to_end(*partitions)
+        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
+    finally:
+        await consumer.stop()

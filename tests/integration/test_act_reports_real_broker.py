@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlmodel import Session
 
 from contracts import codec
@@ -24,24 +24,11 @@ from services.act.settings import ActSettings
 from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import make_engine
 from services.units import sdk
+from tests.harness.topics import start_group_at_the_end
 
 pytestmark = pytest.mark.kafka
 
 A, B = "city-management", "water"
-
-
-async def start_group_at_the_end(bootstrap: str, group: str) -> None:
-    """Commit act's group at the current end of its topics: other tests' events on a shared broker are not ours."""
-    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(spec.name, p) for spec in all_topics() if spec.name in TOPICS
-                      for p in range(spec.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
 
 
 async def publish(bootstrap: str, topic: str, envelope: Envelope[Any]) -> None:
@@ -109,7 +96,7 @@ async def test_a_completion_forged_by_another_unit_is_dead_lettered_and_the_task
     await ensure_topics(kafka_bootstrap, all_topics([A, B]))
     settings = ActSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"act-{unique}",
                            db_url=f"sqlite:///{tmp_path / 'act.db'}", batch_timeout_ms=50, log_level="WARNING")
-    await start_group_at_the_end(kafka_bootstrap, settings.group_id)
+    await start_group_at_the_end(kafka_bootstrap, settings.group_id, TOPICS)
     engine = make_engine(settings.store_url())  # the test's own reader of act's store
     app = create_app(settings)
     await app.start()

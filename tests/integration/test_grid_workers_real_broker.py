@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 from sqlalchemy import select
 
 from contracts import codec
@@ -25,7 +24,7 @@ from contracts.envelope import Envelope
 from contracts.topics import ACT, AREA_TASKS, COMMANDS, TICKETS, UNIT_REPORTS, all_topics, own_task_topic
 from services.act.app import create_app as act_app
 from services.act.settings import ActSettings
-from services.common.kafka import ensure_topics, kafka_access
+from services.common.kafka import ensure_topics
 from services.common.store import make_engine
 from services.evaluate.app import create_app as evaluate_app
 from services.evaluate.settings import EvaluateSettings
@@ -36,6 +35,7 @@ from services.projections.settings import ProjectionsSettings
 from services.triage.app import create_app as triage_app
 from services.triage.settings import TriageSettings
 from services.units import sdk
+from tests.harness.topics import start_group_at_the_end
 from tests.harness.workflow import KeywordClassifier
 from tests.integration.test_act_reports_real_broker import publish, records_of
 
@@ -43,20 +43,6 @@ pytestmark = pytest.mark.kafka
 
 GRID, COMMUNITY, WORKER = "grid-east-1-a-1", "community-east-1-a", "gw-east-1-a-1-1"
 OWN_TOPIC_UNITS = ["housing"]  # the grid and the community take their tasks from the shared area topic
-
-
-async def start_at_the_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    """Commit a group at the current end of its topics: other tests' events on the shared broker are not ours."""
-    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(spec.name, p) for spec in all_topics(OWN_TOPIC_UNITS) if spec.name in topics
-                      for p in range(spec.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
 
 
 def patrol_report(ticket_id: str) -> Envelope[Any]:
@@ -105,7 +91,7 @@ async def test_on_the_spot_counts_at_the_lowest_level_and_help_requested_reaches
     from services.triage.handlers import TOPICS as TRIAGE_TOPICS
     for settings, topics in ((act_s, ACT_TOPICS), (triage_s, TRIAGE_TOPICS), (eval_s, EVAL_TOPICS),
                              (proj_s, proj_s.projected_topics())):
-        await start_at_the_end(kafka_bootstrap, settings.group_id, topics)
+        await start_group_at_the_end(kafka_bootstrap, settings.group_id, topics)
     apps = [act_app(act_s), triage_app(triage_s, classifier=KeywordClassifier()), evaluate_app(eval_s),
             projections_app(proj_s, engine=proj_engine)]
     for app in apps:

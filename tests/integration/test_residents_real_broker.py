@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 
 from contracts import events as ev
 from contracts.codec import DecodeError, decode
@@ -25,6 +25,7 @@ from services.triage.app import create_app as triage_app
 from services.triage.handlers import TOPICS as TRIAGE_TOPICS
 from services.triage.settings import TriageSettings
 from tests.harness.pipeline import default_classifier
+from tests.harness.topics import start_group_at_the_end
 from tools.importers.publish import ImportReport, publish
 from tools.residents_cli import import_file
 
@@ -39,18 +40,6 @@ def residents_csv(path: Path, u: str) -> Path:
             f"{u}-4,赵六,1990-13-05,M,HH3,H3,x,grid-east-2-a-1,,,,,,,0,,"]  # bad birth date: line 5
     path.write_text(",".join(RESIDENT_COLUMNS) + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
     return path
-
-
-async def start_at_the_end(bootstrap: str, group: str, topics: list[str]) -> None:
-    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        parts = [TopicPartition(s.name, p) for s in WORKFLOW_TOPICS if s.name in topics for p in range(s.partitions)]
-        consumer.assign(parts)
-        await consumer.seek_to_end(*parts)
-        await consumer.commit({tp: await consumer.position(tp) for tp in parts})
-    finally:
-        await consumer.stop()
 
 
 async def read(bootstrap: str, topic: str, prefix_of: object, settle_s: float = 2.0) -> list[Envelope[ev.Event]]:
@@ -94,8 +83,8 @@ async def until(check, timeout: float = 60.0) -> None:
 
 async def test_import_scan_route_and_rescan(kafka_bootstrap, unique, tmp_path) -> None:
     await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS))
-    await start_at_the_end(kafka_bootstrap, f"discover-{unique}", DISCOVER_TOPICS)
-    await start_at_the_end(kafka_bootstrap, f"triage-{unique}", TRIAGE_TOPICS)
+    await start_group_at_the_end(kafka_bootstrap, f"discover-{unique}", DISCOVER_TOPICS)
+    await start_group_at_the_end(kafka_bootstrap, f"triage-{unique}", TRIAGE_TOPICS)
     report = await asyncio.to_thread(import_file, residents_csv(tmp_path / "residents.csv", unique),
                                      KafkaClientSettings(kafka_bootstrap=kafka_bootstrap), today=DAY)
     assert (report["published"], report["bad_rows"]) == (3, 1) and report["errors"][0].startswith("line 5: birth_date")

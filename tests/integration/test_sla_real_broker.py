@@ -20,7 +20,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlalchemy import func, select
 from sqlmodel import Session
 
@@ -36,6 +36,7 @@ from services.sla.models import TABLES, SlaFactRow, SlaTaskRow, SlaTimerRow, mak
 from services.sla.rebuild import rebuild_from_log
 from services.sla.settings import SlaSettings
 from services.sla.synthetic import TicketStory
+from tests.harness.topics import start_group_at_the_end
 
 pytestmark = pytest.mark.kafka
 
@@ -79,21 +80,6 @@ def stories(prefix: str) -> tuple[list[TicketStory], str, str]:
     paused.consultation_requested(at(11, 3, 9, 30), (GRIDS[0], "water"), due=at(11, 10))
     done.completed(at(11, 3, 12), f"{done.ticket_id}:{GRIDS[(N + 1) % 2]}:1")
     return out, paused.ticket_id, done.ticket_id
-
-
-async def start_group_at_the_end(bootstrap: str, group: str) -> None:
-    """Commit the service's consumer group at the current end of the workflow topics: a shared test broker holds
-    other tests' events (an end-to-end run leaves thousands), and they are not this test's to wait for."""
-    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(spec.name, p) for spec in WORKFLOW_TOPICS if spec.name in TOPICS
-                      for p in range(spec.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
 
 
 async def publish(bootstrap: str, all_stories: list[TicketStory]) -> int:
@@ -192,7 +178,7 @@ async def test_reminders_breach_escalation_and_a_crash_after_commit_lose_and_dup
     prefix = f"SLA{unique}"
     await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + UNIT_TOPICS)
     all_stories, paused, done = stories(prefix)
-    await start_group_at_the_end(kafka_bootstrap, f"sla-{unique}")
+    await start_group_at_the_end(kafka_bootstrap, f"sla-{unique}", TOPICS)
     published = await publish(kafka_bootstrap, all_stories)
     db_url = f"sqlite:///{tmp_path / 'sla.db'}"
     engine = make_engine(db_url)  # the test's own reader; the service builds its engine from db_url
@@ -283,7 +269,7 @@ async def test_kill_minus_nine_mid_sweep_and_restart_fire_every_escalation_exact
     prefix = f"KILL{unique}"
     await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + UNIT_TOPICS)
     all_stories, _, _ = stories(prefix)
-    await start_group_at_the_end(kafka_bootstrap, f"sla-{unique}")
+    await start_group_at_the_end(kafka_bootstrap, f"sla-{unique}", TOPICS)
     published = await publish(kafka_bootstrap, all_stories)
     db_url = f"sqlite:///{tmp_path / 'sla.db'}"
     clock_file = tmp_path / "now.txt"

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from typer.testing import CliRunner
 
 from contracts import codec
@@ -28,8 +28,10 @@ from domain.catalogue import load_catalogue
 from domain.classifier import ComplaintClassifier
 from services.common.kafka import ensure_topics, kafka_access
 from services.triage.cli import app as triage_cli
+from services.triage.handlers import TOPICS as TRIAGE_TOPICS
 from services.triage.logdata import confirmed_examples
 from services.triage.modelfile import model_version, publish_model
+from tests.harness.topics import start_group_at_the_end
 from tools.topics_cli import hub_topics
 
 pytestmark = pytest.mark.kafka
@@ -112,22 +114,6 @@ async def _send(bootstrap: str, topic: str, events: list[tuple[str, ev.Event]]) 
         await producer.stop()
 
 
-async def _start_at_the_end(bootstrap: str, group: str) -> None:
-    """Commit the group at the end of triage's topics: the shared test broker holds other tests' tickets."""
-    from services.triage.handlers import TOPICS
-
-    consumer = AIOKafkaConsumer(**kafka_access(bootstrap).options, group_id=group, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(spec.name, p) for spec in hub_topics() if spec.name in TOPICS
-                      for p in range(spec.partitions)]
-        consumer.assign(partitions)
-        await consumer.seek_to_end(*partitions)
-        await consumer.commit({tp: await consumer.position(tp) for tp in partitions})
-    finally:
-        await consumer.stop()
-
-
 class TriageOut:
     """What triage wrote on cityops.triage.v1 for this test's tickets, read as it comes."""
 
@@ -166,7 +152,7 @@ async def test_a_running_triage_switches_to_a_published_model_without_a_restart(
     watched = state / "triage.model"
     first = publish_model(_tiny_model(tmp_path / "a.model", "water.outage"), watched, ComplaintClassifier.load)
     group = f"cityops-triage-{unique}"
-    await _start_at_the_end(kafka_bootstrap, group)
+    await start_group_at_the_end(kafka_bootstrap, group, TRIAGE_TOPICS)
     env = {**os.environ, **(kafka_node.client_env("triage") if kafka_node is not None else {}),
            "CITYOPS_TRIAGE_KAFKA_BOOTSTRAP": kafka_bootstrap, "CITYOPS_TRIAGE_CONSUMER_GROUP": group,
            "CITYOPS_TRIAGE_STATE_DIR": str(state), "CITYOPS_TRIAGE_DB_URL": f"sqlite:///{tmp_path / 'triage.db'}",
