@@ -1,5 +1,6 @@
-"""Intake's group commit on real PostgreSQL (tests/integration/pg.py): the batch upserts and the caller-key
-insert take the PostgreSQL dialect's paths (tests/harness/group_sealing.py)."""
+"""Intake's group commit on real PostgreSQL (tests/integration/pg.py): the same tests as on SQLite
+(tests/unit/test_intake_group_sealing.py), run here with this module's `engine`, so the batch upserts and the
+caller-key insert take the PostgreSQL dialect's paths."""
 
 from __future__ import annotations
 
@@ -8,28 +9,17 @@ import pytest
 from services.common.store import make_engine
 from tests.harness import group_sealing as checks
 from tests.integration.pg import postgres_server  # noqa: F401
+from tests.unit.test_intake_group_sealing import (  # noqa: F401  # collected here, with the engine below
+    test_a_batch_is_sealed_in_one_transaction_with_one_key_per_caller,
+    test_an_idempotency_key_names_one_body_within_a_batch_and_across_batches,
+    test_concurrent_requests_are_sealed_together,
+    test_one_bad_submission_fails_only_itself,
+)
 
 
 @pytest.fixture
 def engine(postgres_server):  # noqa: F811
     engine = checks.prepare(make_engine(postgres_server.new_database()))
+    assert engine.dialect.name == "postgresql"
     yield engine
     engine.dispose()
-
-
-def test_a_batch_is_sealed_in_one_transaction_with_one_key_per_caller(engine):
-    checks.a_batch_is_sealed_in_one_transaction_with_one_key_per_caller(engine)
-
-
-def test_one_bad_submission_fails_only_itself(engine):
-    checks.one_bad_submission_fails_only_itself(engine)
-
-
-async def test_concurrent_requests_are_sealed_together(engine):
-    transactions, largest = await checks.concurrent_requests_share_commits(engine)
-    assert transactions < 50 and largest > 1
-
-
-
-def test_an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine):
-    checks.an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine)

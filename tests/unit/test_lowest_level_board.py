@@ -6,18 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
-from services.common.store import make_engine
-from services.projections.api import replay_app
-from services.projections.logsource import MemoryLog
-from services.projections.migrate import upgrade
-from services.projections.settings import ProjectionsSettings
-from services.projections.store import apply
-from tests.harness.auth import bearer, verifier
+from tests.harness.auth import bearer
+from tests.harness.replay import replay_api_over
 
 T0 = datetime(2026, 12, 20, 6, tzinfo=UTC)
 EAST, WEST = "grid-east-1-a-1", "grid-west-1-a-1"
@@ -47,13 +41,7 @@ def test_the_lowest_level_rate_per_district_and_for_all(tmp_path) -> None:
                registered("G-3", WEST), handled("G-3", "community"), closed("G-3"),
                registered("G-4", WEST), handled("G-4", "district"), closed("G-4"),
                registered("G-5", WEST), handled("G-5", "grid")]  # handled, not closed yet: not counted
-    engine = make_engine(f"sqlite:///{tmp_path / 'proj.db'}")
-    upgrade(engine)
-    with Session(engine) as session, session.begin():
-        for envelope in history:
-            apply(session, envelope)
-    api = replay_app(ProjectionsSettings(timezone="Asia/Shanghai"), engine=engine,
-                     log_factory=lambda archive: MemoryLog(history), verifier=verifier())
+    api, engine = replay_api_over(tmp_path, history)
     with TestClient(api, headers=bearer("supervisor")) as http:
         body = {r["district"]: r for r in http.get("/replay/board/lowest-level").json()}
         assert TestClient(api).get("/replay/board/lowest-level").status_code == 401

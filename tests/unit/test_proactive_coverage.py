@@ -6,18 +6,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
-from sqlmodel import Session
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
-from services.common.store import make_engine
-from services.projections.api import replay_app
-from services.projections.logsource import MemoryLog
-from services.projections.migrate import upgrade
-from services.projections.settings import ProjectionsSettings
-from services.projections.store import apply
-from tests.harness.auth import bearer, verifier
+from tests.harness.auth import bearer
+from tests.harness.replay import replay_api_over
 
 T0 = datetime(2026, 12, 20, 6, tzinfo=UTC)
 
@@ -36,13 +30,7 @@ def closed(ticket_id: str) -> Envelope[ev.Event]:
 def test_qualified_and_reached_per_rule(tmp_path) -> None:
     history = [registered("P-1", "old-age-allowance-80"), registered("P-2", "old-age-allowance-80"),
                registered("P-3", "disability-care-subsidy"), registered("T-1", None), closed("P-1"), closed("T-1")]
-    engine = make_engine(f"sqlite:///{tmp_path / 'proj.db'}")
-    upgrade(engine)
-    with Session(engine) as session, session.begin():
-        for envelope in history:
-            apply(session, envelope)
-    api = replay_app(ProjectionsSettings(timezone="Asia/Shanghai"), engine=engine,
-                     log_factory=lambda archive: MemoryLog(history), verifier=verifier())
+    api, _ = replay_api_over(tmp_path, history)
     with TestClient(api, headers=bearer("supervisor")) as http:
         body = http.get("/replay/board/proactive").json()
         assert TestClient(api).get("/replay/board/proactive").status_code == 401
