@@ -24,7 +24,7 @@ import typer
 
 from services.common.settings import REPO_ROOT
 from tools.credentials import HubCredentials, hub_credentials
-from tools.packed import PACKED_GROUPS, parse_groups
+from tools.packed import PACK_AT_MOST_CORES, PACKED_GROUPS, chosen_groups, parse_groups, usable_cores
 from tools.supervisor import Probe, Supervisor, cityops_argv
 
 WORKFLOW = ["discover", "triage", "consult", "act", "evaluate"]
@@ -345,15 +345,18 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
        state_dir: Path = typer.Option(DEFAULT_STATE_DIR, help="Where the hub keeps its data and logs."),
        groups: str = typer.Option("", envvar="CITYOPS_UP_GROUPS", help="Services sharing one process, e.g. "
                                   "discover+triage+consult,act+evaluate (`cityops service run a b`); the others run alone."),
-       packed: bool = typer.Option(False, "--packed", help=f"The workflow in fewer processes: --groups {PACKED_GROUPS}."),
+       packed: bool = typer.Option(None, "--packed/--separate", show_default=False,
+                                   help=f"--packed: the workflow in fewer processes (--groups {PACKED_GROUPS}); --separate: "
+                                        f"every service in its own. Default: packed on a machine of {PACK_AT_MOST_CORES} cores or fewer."),
        nyc_sample: Path = typer.Option(NYC_SAMPLE, help="NYC 311 CSV whose requests are part of the demo feed (default: the subset in data/nyc311/)."),
        city: str = typer.Option("demo", "--city", help="The city the hub runs: demo (68 categories, 16 grids) or yantai "
                                 "(1,326 matters, 15,600 grids; docs/city-scale.md).")) -> None:
-    """Bring the whole hub up: Kafka, every service as its own process, simulated units, demo complaints."""
+    """Bring the whole hub up: Kafka, the services (packed into fewer processes on a small machine), simulated units,
+    demo complaints."""
     from domain.catalogue import catalogue_path_for_city
 
     try:
-        process_groups = parse_groups(PACKED_GROUPS if packed and not groups else groups)
+        process_groups = parse_groups(chosen_groups(groups, packed))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--groups") from exc
     try:
@@ -362,6 +365,8 @@ def up(kafka_port: int = typer.Option(9092, help="Broker port."),
         raise typer.BadParameter(str(exc), param_hint="--city") from exc
     hub = Hub(kafka_port, http_port, state_dir, bridge_port, metrics_port, console_port=console_port,
               replay_port=replay_port, groups=process_groups, city=city.strip().lower())
+    if packed is None and not groups and process_groups:
+        typer.echo(f"{usable_cores()} cores here: services packed into fewer processes (--separate runs each alone)")
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         hub.start_broker()

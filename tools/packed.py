@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import importlib
+import os
 import signal
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -138,6 +139,27 @@ async def _stop_all(members: Sequence[Member]) -> None:
 PACKED_GROUPS = "discover+triage+consult,act+evaluate,sla+projections+archiver"
 # HTTP services serve a port each with uvicorn; they keep a process of their own.
 HTTP_SERVICES = frozenset({"intake", "bridge", "console"})
+# At or below this many cores `cityops up` and `cityops bench` pack by default: on two cores eleven processes
+# wait for each other (the bench measured -30 % CPU per event and -37 % memory packed, docs/performance.md).
+PACK_AT_MOST_CORES = 2
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity, which a container or taskset narrows), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def chosen_groups(groups: str, packed: bool | None, cores: int | None = None) -> str:
+    """The process groups a hub runs: `--groups` when given, else `--packed` / `--separate`, else packed on a
+    machine of at most PACK_AT_MOST_CORES cores and separate on a larger one."""
+    if groups:
+        return groups
+    if packed is None:
+        packed = (usable_cores() if cores is None else cores) <= PACK_AT_MOST_CORES
+    return PACKED_GROUPS if packed else ""
 
 
 def parse_groups(text: str) -> list[tuple[str, ...]]:

@@ -15,12 +15,14 @@ from services.triage.settings import TriageSettings
 from tools.packed import (
     PACKED_GROUPS,
     MemberCrashed,
+    chosen_groups,
     member_env,
     parse_groups,
     process_name,
     process_plan,
     run_together,
     settings_prefix,
+    usable_cores,
 )
 from tools.supervisor import Supervisor
 
@@ -104,6 +106,22 @@ def test_the_plan_keeps_start_order_and_drops_members_not_in_this_hub():
     assert plan == [("discover", "triage", "consult"), ("act", "evaluate"), ("sla",), ("units",), ("intake",)]
     assert process_plan(names, []) == [(n,) for n in names]
     assert process_name(plan[0]) == "discover+triage+consult"
+
+
+def test_a_small_machine_packs_by_default_and_an_explicit_choice_wins():
+    assert chosen_groups("", None, cores=2) == PACKED_GROUPS
+    assert chosen_groups("", None, cores=1) == PACKED_GROUPS
+    assert chosen_groups("", None, cores=4) == ""
+    assert chosen_groups("", False, cores=2) == ""  # --separate
+    assert chosen_groups("", True, cores=8) == PACKED_GROUPS  # --packed
+    assert chosen_groups("act+evaluate", None, cores=2) == "act+evaluate"  # --groups
+    assert chosen_groups("act+evaluate", False, cores=2) == "act+evaluate"
+
+
+def test_the_cores_counted_are_the_ones_this_process_may_use(monkeypatch):
+    monkeypatch.setattr("os.sched_getaffinity", lambda _pid: {0}, raising=False)
+    assert usable_cores() == 1
+    assert chosen_groups("", None) == PACKED_GROUPS
 
 
 def test_each_member_gets_its_kafka_identity_under_its_own_settings_prefix(monkeypatch):

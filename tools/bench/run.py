@@ -51,7 +51,7 @@ from tools.bench.workload import (
     nyc_schedule,
     uniform_schedule,
 )
-from tools.packed import PACKED_GROUPS, parse_groups
+from tools.packed import chosen_groups, parse_groups
 
 # ============================================================================================ the run
 
@@ -308,7 +308,9 @@ def bench(
     raw_records: int = typer.Option(None, help="Records for the raw produce/consume ceiling (default 50000, quick 10000)."),
     services: str = typer.Option("", help="Comma-separated services to start (default: what `cityops up` starts)."),
     groups: str = typer.Option("", envvar="CITYOPS_UP_GROUPS", help="Services sharing one process, as `cityops up --groups`."),
-    packed: bool = typer.Option(False, "--packed", help="As `cityops up --packed`: the workflow in fewer processes."),
+    packed: bool = typer.Option(None, "--packed/--separate", show_default=False,
+                                help="As `cityops up`: the workflow in fewer processes, or every service in its own "
+                                     "(default: as `cityops up` decides on this machine)."),
     state_dir: Path = typer.Option(REPO_ROOT / ".state" / "bench", help="Scratch directory (wiped at start)."),
     out: Path = typer.Option(None, help="JSON result file (default benchmarks/results/bench-<time>.json)."),
     profile: bool = typer.Option(False, help="Record py-spy profiles of every service during the pipeline phase (needs py-spy)."),
@@ -323,7 +325,8 @@ def bench(
     if bad:
         raise typer.BadParameter(f"--env takes CITYOPS_<SETTING>=VALUE, not {bad}")
     try:
-        parse_groups(groups or (PACKED_GROUPS if packed else ""))
+        groups = chosen_groups(groups, packed)
+        parse_groups(groups)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--groups") from exc
     mode = BenchConfig.quick_mode() if quick else BenchConfig()
@@ -331,7 +334,7 @@ def bench(
     cfg = dataclasses.replace(
         mode, kafka_port=kafka_port, http_port=http_port, rate=rate, http_concurrency=http_concurrency,
         services=tuple(s.strip() for s in services.split(",") if s.strip()), state_dir=state_dir, out=out,
-        groups=groups or (PACKED_GROUPS if packed else ""),
+        groups=groups,
         profile=profile, dump_log=dump_log, service_env=tuple(env), nyc_sample=nyc_sample,
         latency_s=_given(latency_seconds, mode.latency_s), low_s=_given(low_seconds, mode.low_s),
         low_rate=_given(low_rate, mode.low_rate), nyc_speedup=_given(nyc_speedup, mode.nyc_speedup),
