@@ -62,15 +62,14 @@ class ServiceSettings(KafkaClientSettings):
     # An empty poll waits this long for records; one that arrives ends the wait at once (kafka.py
     # `poll_without_naps`), so this is only how often an idle consumer wakes up (and how long a stop waits).
     batch_timeout_ms: int = Field(default=200, ge=1, description="How long an empty poll waits for records before polling again.")
-    # A consumer's fetch is answered when fetch_min_bytes have gathered or after fetch_max_wait_ms. With aiokafka's
-    # 1 byte / 500 ms, under load every record written was a small fetch response to each of its 5-6 readers: the
-    # broker spent 8x its raw cost per record. 16 KiB / 20 ms (`cityops bench`, same session): broker CPU per event
-    # 356 -> 292 us, 86.8 -> 93.1 tickets/s, p99 at half capacity 935 -> 576 ms; the price is a quiet topic's hop,
-    # which waits for the 20 ms (benchmarks/hop_latency.py: p50 7.7 -> 19 ms at 20 records/s), and an idle
-    # consumer's 50 fetches a second.
-    fetch_max_wait_ms: int = Field(default=20, ge=0, description="Longest the broker holds a consumer's fetch waiting for fetch_min_bytes.")
-    fetch_min_bytes: int = Field(default=16384, ge=1, description="Least data the broker gathers before it answers a consumer's fetch "
-                                                                  "(it answers earlier after fetch_max_wait_ms).")
+    # A consumer's fetch is answered when fetch_min_bytes have gathered or after fetch_max_wait_ms. aiokafka's
+    # 1 byte / 500 ms stay the default: 16 KiB / 20 ms made fetches larger under load (`cityops bench`, same session:
+    # broker CPU per event 356 -> 292 us, 86.8 -> 93.1 tickets/s), but every idle consumer then fetched 50 times a
+    # second: an idle hub (`cityops up --rate 0`) used 657 ms of CPU a second instead of 205 (broker 185 vs 63), and
+    # a quiet topic's hop waited for the 20 ms (benchmarks/hop_latency.py: p50 7.7 -> 19 ms at 20 records/s).
+    fetch_max_wait_ms: int = Field(default=500, ge=0, description="Longest the broker holds a consumer's fetch waiting for fetch_min_bytes.")
+    fetch_min_bytes: int = Field(default=1, ge=1, description="Least data the broker gathers before it answers a consumer's fetch "
+                                                              "(it answers earlier after fetch_max_wait_ms).")
     # Every record of a batch is sent before any acknowledgement is awaited, so they share produce requests
     # even at linger 0; a longer linger only delays the last one (same hop: p50 23.5 ms at 5 ms, 18.8 at 1).
     linger_ms: int = Field(default=1, ge=0, description="Producer linger: small batches of output records.")
