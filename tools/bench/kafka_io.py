@@ -63,6 +63,47 @@ async def total_end_offsets(consumer: Any, tps: list[Any]) -> int:
     return sum(ends.values())
 
 
+async def hub_lag(admin: Any, offsets: Any, group_prefix: str = "cityops-") -> dict[str, int]:
+    """Per consumer group of the hub, records on its partitions past its committed offsets."""
+    listed = await admin.list_consumer_groups()
+    groups = sorted({g[0] for g in listed if str(g[0]).startswith(group_prefix)})
+    lag: dict[str, int] = {}
+    for group in groups:
+        committed = {tp: om.offset for tp, om in (await admin.list_consumer_group_offsets(group)).items() if om.offset >= 0}
+        ends = await offsets.end_offsets(list(committed)) if committed else {}
+        lag[group] = sum(max(0, ends[tp] - offset) for tp, offset in committed.items())
+    return lag
+
+
+async def wait_caught_up(bootstrap: str, timeout_s: float, every_s: float = 0.25) -> tuple[float | None, dict[str, int]]:
+    """When every consumer group of the hub had read all it had been given (the read side included: sla,
+    projections, archiver), else None after `timeout_s`; and the lag last seen per group.
+
+    Offsets are committed behind the next fetch, so the moment seen is at most one commit late."""
+    from aiokafka import AIOKafkaConsumer
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from services.common.kafka import kafka_access
+
+    options = kafka_access(bootstrap).options
+    admin = AIOKafkaAdminClient(**options)
+    offsets = AIOKafkaConsumer(**options, group_id=None, enable_auto_commit=False)
+    await admin.start()
+    await offsets.start()
+    lag: dict[str, int] = {}
+    try:
+        deadline = time.time() + timeout_s
+        while time.time() < deadline:
+            lag = await hub_lag(admin, offsets)
+            if lag and not any(lag.values()):
+                return time.time(), lag
+            await asyncio.sleep(every_s)
+        return None, lag
+    finally:
+        await offsets.stop()
+        await admin.close()
+
+
 # ============================================================================================ watching the workflow
 
 

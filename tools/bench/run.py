@@ -122,8 +122,11 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         pl["cpu"] = cpu.report(pl.get("events_total") or 0)
         pl["cpu_budget"] = budget.cpu_budget(cpu.used, reads_before, reads_after, pl.get("closed") or 0,
                                              pl.get("events_total") or 0, os.cpu_count() or 1)
-        say(f"  {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s (peak {pl.get('events_per_s_peak')}/s; "
-            f"{pl.get('events_per_ticket')} events per ticket); {pl['closed']}/{pl['tickets']} closed")
+        say(f"  {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s until every service caught up "
+            f"(the workflow alone: {pl.get('workflow_tickets_per_s')} tickets/s to the last close; peak {pl.get('events_per_s_peak')} "
+            f"events/s; {pl.get('events_per_ticket')} events per ticket); {pl['closed']}/{pl['tickets']} closed")
+        if pl.get("lag_when_given_up"):
+            say(f"  the read side did not catch up within {cfg.drain_timeout_s:.0f}s: lag {pl['lag_when_given_up']}")
         busiest = sorted(pl["cpu"]["cpu_seconds"].items(), key=lambda kv: -kv[1])
         say("  CPU seconds in the burst: " + ", ".join(f"{n} {v:.1f}" for n, v in busiest)
             + f" (total {pl['cpu']['cpu_seconds_total']:.1f})")
