@@ -48,7 +48,7 @@ def pct(values: list[float], q: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, int(round(q / 100 * len(ordered) + 0.5)) - 1))] if ordered else float("nan")
 
 
-async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_wait_ms: int, fetch_min_bytes: int, rate: float,
+async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_wait_ms: int, busy_min_bytes: int, rate: float,
               seconds: float, partitions: int, naps: bool = False) -> dict[str, float]:
     """One variant; `naps`: FastStream's own batch polling, which sleeps after an empty poll (what the services
     did before services/common/kafka.py `poll_without_naps`)."""
@@ -56,7 +56,7 @@ async def one(bootstrap: str, batch_timeout_ms: int, linger_ms: int, fetch_max_w
     src, out = f"bench.hop.in.{tag}", f"bench.hop.out.{tag}"
     await ensure_topics(bootstrap, [TopicSpec(t, t, (), partitions=partitions) for t in (src, out, src + ".dlq")])
     settings = ServiceSettings(kafka_bootstrap=bootstrap, consumer_group=f"hop-{tag}", batch_timeout_ms=batch_timeout_ms,
-                               linger_ms=linger_ms, fetch_max_wait_ms=fetch_max_wait_ms, fetch_min_bytes=fetch_min_bytes)
+                               linger_ms=linger_ms, fetch_max_wait_ms=fetch_max_wait_ms, fetch_busy_min_bytes=busy_min_bytes)
     engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/hop.db")
     create_tables(engine, [])
     broker = make_broker(settings)
@@ -116,16 +116,16 @@ async def main() -> None:
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--partitions", type=int, default=3, help="Partitions of the relay's input and output topics.")
     ap.add_argument("--variants", default="5:1:500:1:nap,200:1:500:1", help="batch_timeout_ms:linger_ms[:fetch_max_wait_ms"
-                    "[:fetch_min_bytes]][:nap],... (fetch defaults: the services' settings; nap: FastStream's own polling, "
+                    "[:fetch_busy_min_bytes]][:nap],... (fetch defaults: the services' settings, 1 = never gather; nap: FastStream's own polling, "
                     "asleep after an empty poll)")
     args = ap.parse_args()
     configure_logging("WARNING", json=False)
     defaults = ServiceSettings()
-    variants = [parse_variant(v, defaults.fetch_max_wait_ms, defaults.fetch_min_bytes) for v in args.variants.split(",")]
+    variants = [parse_variant(v, defaults.fetch_max_wait_ms, defaults.fetch_busy_min_bytes) for v in args.variants.split(",")]
     for _ in range(args.rounds):
         for bt, linger, fetch_wait, min_bytes, naps in variants:
             r = await one(args.bootstrap, bt, linger, fetch_wait, min_bytes, args.rate, args.seconds, args.partitions, naps)
-            print(f"batch_timeout_ms={bt:4d} linger_ms={linger} fetch_max_wait_ms={fetch_wait:3d} fetch_min_bytes={min_bytes:5d} "
+            print(f"batch_timeout_ms={bt:4d} linger_ms={linger} fetch_max_wait_ms={fetch_wait:3d} fetch_busy_min_bytes={min_bytes:5d} "
                   f"{'naps' if naps else 'no naps'}: "
                   f"n={r['n']} p50 {r['p50_ms']:.1f} ms, p95 {r['p95_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms; "
                   f"idle CPU {r['idle_cpu_ms_per_s']:.1f} ms/s", flush=True)

@@ -45,8 +45,44 @@ async def lenient_batch_parser(records: Any, original: Callable[[Any], Awaitable
         return parsed
 
 
-def poll_without_naps(subscriber: Any) -> Any:
-    """A FastStream batch subscriber whose empty polls do not nap.
+@dataclass(frozen=True)
+class FetchPacing:
+    """How much a consumer's fetch asks the broker to gather before it answers, by how busy the consumer is.
+
+    A fixed choice loses either way. aiokafka's default (answer as soon as one byte is there, else after 500 ms)
+    keeps a quiet hop fast and an idle consumer cheap, but under load each fetch brings back a record or two: every
+    batch pays its transaction, commit and bookkeeping for them, and the broker answers 5-6 readers per record
+    written. Gathering 16 KiB for up to 20 ms under load measured 18 % less broker CPU per event, but held every
+    quiet hop for the 20 ms and made an idle hub fetch 50 times a second per consumer (3x its idle CPU). So a poll
+    that returned at least `busy_records` records asks the next fetches to gather; one that returned fewer goes
+    back to answering at once."""
+
+    quiet_max_wait_ms: int = 500
+    busy_min_bytes: int = 16_384
+    busy_max_wait_ms: int = 20
+    busy_records: int = 2
+
+    @property
+    def enabled(self) -> bool:
+        return self.busy_min_bytes > 1
+
+    def apply(self, consumer: Any, returned: int) -> None:
+        """Set the fetch parameters of the consumer's next fetch requests from what its last poll returned."""
+        fetcher: Any = getattr(consumer, "_fetcher", None)
+        if not all(hasattr(fetcher, a) for a in ("_fetch_min_bytes", "_fetch_max_wait_ms")):
+            raise TypeError(f"cannot pace the fetches of {type(consumer).__name__} (aiokafka's Fetcher changed?)")
+        busy = returned >= self.busy_records
+        fetcher._fetch_min_bytes = self.busy_min_bytes if busy else 1  # noqa: SLF001  # aiokafka reads them per request
+        fetcher._fetch_max_wait_ms = self.busy_max_wait_ms if busy else self.quiet_max_wait_ms  # noqa: SLF001
+
+
+def fetch_pacing(settings: ServiceSettings) -> FetchPacing:
+    return FetchPacing(quiet_max_wait_ms=settings.fetch_max_wait_ms, busy_min_bytes=settings.fetch_busy_min_bytes,
+                       busy_max_wait_ms=settings.fetch_busy_max_wait_ms, busy_records=settings.fetch_busy_records)
+
+
+def poll_without_naps(subscriber: Any, pacing: FetchPacing | None = None) -> Any:
+    """A FastStream batch subscriber whose empty polls do not nap (and whose fetches follow `pacing`, if given).
 
     FastStream's batch subscriber, when a poll of `batch_timeout_ms` found nothing, sleeps as long again before
     the next one, deaf to records that arrive meanwhile: the timeout had to stay tiny (it was 5 ms) and every
@@ -55,10 +91,14 @@ def poll_without_naps(subscriber: Any) -> Any:
     few times a second) and a record that arrives is never waited for."""
     if not callable(getattr(subscriber, "get_msg", None)) or not hasattr(subscriber, "batch_timeout_ms"):
         raise TypeError(f"not a FastStream batch subscriber: {type(subscriber).__name__} (FastStream changed?)")
+    paced = pacing if pacing is not None and pacing.enabled else None
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
         batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
-        return tuple(itertools.chain.from_iterable(batches.values()))
+        records = tuple(itertools.chain.from_iterable(batches.values()))
+        if paced is not None:
+            paced.apply(consumer, len(records))
+        return records
 
     subscriber.get_msg = get_msg
     return subscriber

@@ -107,7 +107,7 @@ from .handler import (
     Tick,
     TickHandler,
 )
-from .kafka import lenient_batch_parser, poll_without_naps
+from .kafka import fetch_pacing, lenient_batch_parser, poll_without_naps
 from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
 from .offsets import BackgroundCommitter, next_positions
@@ -175,11 +175,11 @@ class EventPipeline(Generic[Deps]):
         subscriber = poll_without_naps(broker.subscriber(
             *self.topics, group_id=self.group_id, batch=True,
             max_records=self.settings.batch_max_records, batch_timeout_ms=self.settings.batch_timeout_ms,
-            fetch_max_wait_ms=self.settings.fetch_max_wait_ms, fetch_min_bytes=self.settings.fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             auto_offset_reset="earliest", ack_policy=AckPolicy.MANUAL, decoder=_no_decode,
             parser=lenient_batch_parser,
             title=f"{self.name}", description=f"{self.name}: {', '.join(sorted(t.decode() for t in self.event_types or ()))}",
-        ))
+        ), fetch_pacing(self.settings))
 
         @subscriber
         async def on_batch(message: KafkaMessage) -> None:

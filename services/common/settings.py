@@ -62,14 +62,14 @@ class ServiceSettings(KafkaClientSettings):
     # An empty poll waits this long for records; one that arrives ends the wait at once (kafka.py
     # `poll_without_naps`), so this is only how often an idle consumer wakes up (and how long a stop waits).
     batch_timeout_ms: int = Field(default=200, ge=1, description="How long an empty poll waits for records before polling again.")
-    # A consumer's fetch is answered when fetch_min_bytes have gathered or after fetch_max_wait_ms. aiokafka's
-    # 1 byte / 500 ms stay the default: 16 KiB / 20 ms made fetches larger under load (`cityops bench`, same session:
-    # broker CPU per event 356 -> 292 us, 86.8 -> 93.1 tickets/s), but every idle consumer then fetched 50 times a
-    # second: an idle hub (`cityops up --rate 0`) used 657 ms of CPU a second instead of 205 (broker 185 vs 63), and
-    # a quiet topic's hop waited for the 20 ms (benchmarks/hop_latency.py: p50 7.7 -> 19 ms at 20 records/s).
-    fetch_max_wait_ms: int = Field(default=500, ge=0, description="Longest the broker holds a consumer's fetch waiting for fetch_min_bytes.")
-    fetch_min_bytes: int = Field(default=1, ge=1, description="Least data the broker gathers before it answers a consumer's fetch "
-                                                              "(it answers earlier after fetch_max_wait_ms).")
+    # How much a fetch gathers before the broker answers, by how busy the consumer is (kafka.py `FetchPacing`: why
+    # neither fixed choice works). A poll that returned at least fetch_busy_records records makes the next fetches
+    # gather fetch_busy_min_bytes for up to fetch_busy_max_wait_ms; a quieter one answers at once again.
+    fetch_max_wait_ms: int = Field(default=500, ge=0, description="Longest the broker holds a quiet consumer's fetch (no record yet).")
+    fetch_busy_min_bytes: int = Field(default=16_384, ge=1, description="Least data a busy consumer's fetch gathers before the broker "
+                                                                         "answers (1 = never gather: answer at once).")
+    fetch_busy_max_wait_ms: int = Field(default=20, ge=0, description="Longest a busy consumer's fetch waits to gather it.")
+    fetch_busy_records: int = Field(default=2, ge=1, description="Records a poll must return for the consumer to count as busy.")
     # Every record of a batch is sent before any acknowledgement is awaited, so they share produce requests
     # even at linger 0; a longer linger only delays the last one (same hop: p50 23.5 ms at 5 ms, 18.8 at 1).
     linger_ms: int = Field(default=1, ge=0, description="Producer linger: small batches of output records.")
