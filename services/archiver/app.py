@@ -18,7 +18,7 @@ from faststream.middlewares import AckPolicy
 from sqlalchemy.engine import Engine
 
 from contracts.envelope import utcnow
-from services.common.kafka import kafka_access, lenient_batch_parser, poll_without_naps
+from services.common.kafka import fetch_pacing, kafka_access, lenient_batch_parser, poll_without_naps
 from services.common.logs import configure_logging, get_logger
 from services.common.metrics import BatchCounts, MetricsServer, ServiceMetrics, highwater_of, serve_metrics
 from services.common.pipeline import Clock
@@ -55,7 +55,8 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
                        max_records=settings.batch_max_records, batch_timeout_ms=settings.batch_timeout_ms,
                        auto_offset_reset="earliest", ack_policy=AckPolicy.NACK_ON_ERROR, decoder=_no_decode,
                        parser=lenient_batch_parser,
-                       title="archiver", description="Every record of every cityops topic, into the archive table."))
+                       title="archiver", description="Every record of every cityops topic, into the archive table."),
+                                   fetch_pacing(settings))
 
     @subscriber
     async def on_batch(message: KafkaMessage) -> None:
