@@ -18,7 +18,7 @@ from typing import Any
 from tools.bench.city import City, city, city_table, format_city_table, lookup_figures, sample_places, working_units
 from tools.bench.config import RESULTS_DIR, BenchConfig, log
 from tools.bench.hub import BenchHub
-from tools.bench.kafka_io import Watcher
+from tools.bench.kafka_io import LagWatch, Watcher
 from tools.bench.latency import latency_phase
 from tools.bench.measure import MemoryWatch, commit_info, library_versions, machine_info, proc_status
 from tools.bench.pipeline import pipeline_phase
@@ -106,19 +106,22 @@ async def city_phase(cfg: BenchConfig, hub: BenchHub, c: City, say: Any) -> dict
     linger_ms = int(hub.env().get("CITYOPS_LINGER_MS", ServiceSettings().linger_ms))
     watcher = Watcher(hub.bootstrap)
     await watcher.start()
+    lags = LagWatch(hub.bootstrap)
     memory = MemoryWatch(pids)
     memory.reset()
     try:
         warm = submissions(pool, places, rng, cfg.warmup)
         out["warmup"] = await latency_phase(hub, watcher, warm, linger_ms, cfg)
         say(f"[{c.name}] warm-up: {out['warmup']['closed']}/{len(warm)} closed; burst of {cfg.burst}")
+        await lags.start()
         with memory:
-            out["pipeline"] = await pipeline_phase(hub, watcher, submissions(pool, places, rng, cfg.burst), linger_ms,
-                                                   cfg, await _all_topic_names(catalogue, units))
+            out["pipeline"] = await pipeline_phase(hub, watcher, lags, submissions(pool, places, rng, cfg.burst),
+                                                   linger_ms, cfg, await _all_topic_names(catalogue, units))
         pl = out["pipeline"]
         say(f"[{c.name}] {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s; "
             f"{pl['closed']}/{pl['tickets']} closed")
     finally:
+        await lags.stop()
         await watcher.stop()
         out["memory"]["peak_bytes"] = memory.peaks()
         out["dead"] = hub.dead()

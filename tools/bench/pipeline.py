@@ -15,19 +15,19 @@ from typing import Any
 from tools.bench.config import BenchConfig
 from tools.bench.hub import BenchHub
 from tools.bench.kafka_io import (
+    LagWatch,
     Watcher,
     assigned_consumer,
     feed,
     make_producer,
     total_end_offsets,
     unclosed_report,
-    wait_caught_up,
 )
 from tools.bench.workload import Submission
 
 
-async def pipeline_phase(hub: BenchHub, watcher: Watcher, subs: list[Submission], linger_ms: int, cfg: BenchConfig,
-                         all_topics: list[str]) -> dict[str, Any]:
+async def pipeline_phase(hub: BenchHub, watcher: Watcher, lags: LagWatch, subs: list[Submission], linger_ms: int,
+                         cfg: BenchConfig, all_topics: list[str]) -> dict[str, Any]:
     """A burst of tickets fed at once; tickets closed/s and events/s on every topic while saturated."""
     from contracts.topics import INTAKE
 
@@ -48,7 +48,7 @@ async def pipeline_phase(hub: BenchHub, watcher: Watcher, subs: list[Submission]
         first_sent = time.time()
         fed_s = await feed(producer, subs, watcher, INTAKE.name)
         closed = await watcher.wait_closed([s.ticket_id for s in subs], cfg.drain_timeout_s * 1.5, hub)
-        caught_up, lag = await wait_caught_up(hub.bootstrap, cfg.drain_timeout_s)
+        caught_up, lag = await lags.wait_caught_up(cfg.drain_timeout_s)
         await asyncio.sleep(1.0)
     finally:
         sampler.cancel()

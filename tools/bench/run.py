@@ -30,7 +30,7 @@ from tools.bench.config import (
 )
 from tools.bench.http_intake import complaint_bodies, http_alone_phase, http_phase
 from tools.bench.hub import BenchHub
-from tools.bench.kafka_io import Watcher, hop_breakdown
+from tools.bench.kafka_io import LagWatch, Watcher, hop_breakdown
 from tools.bench.latency import latency_phase
 from tools.bench.measure import (
     CpuWatch,
@@ -54,6 +54,20 @@ from tools.bench.workload import (
 from tools.packed import chosen_groups, parse_groups
 
 # ============================================================================================ the run
+
+
+async def settled_hub(lags: LagWatch, cfg: BenchConfig, say: Any, before: str) -> float | None:
+    """Wait until every consumer group has read what the phase before wrote, so a latency phase measures the hub at
+    its own load and not the read side still working off the overload before it. Seconds waited, None if it never
+    caught up within the drain timeout (said, and the phase runs anyway)."""
+    started = time.monotonic()
+    caught_up, lag = await lags.wait_caught_up(cfg.drain_timeout_s)
+    waited = round(time.monotonic() - started, 1)
+    if caught_up is None:
+        say(f"  the hub had not caught up before {before} after {waited}s (lag {lag}); measuring anyway")
+        return None
+    say(f"  every service caught up before {before} ({waited}s)")
+    return waited
 
 
 async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> None:
@@ -89,6 +103,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
 
     watcher = Watcher(hub.bootstrap)
     await watcher.start()
+    lags = LagWatch(hub.bootstrap)
     try:
         rng = random.Random(2026)
         # -- warm-up
@@ -108,13 +123,15 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         res.phases["ceiling"] = await raw_ceiling(hub.bootstrap, mix, cfg.raw_records, cfg.rate, cfg.hop_s, linger_ms, say,
                                                   hub.broker_pid)
 
+        await lags.start()  # after the warm-up: every group of the hub exists and has committed
+
         # -- pipeline rate (first: the fixed-load phases are read against the capacity it finds)
         say(f"pipeline: burst of {cfg.burst} tickets, intake -> closed, events on every topic")
         subs = uniform_schedule(pool, rng, 0, cfg.burst)
         prof = Profiler(REPO_ROOT / "benchmarks" / "profiles", hub.pids(), 20) if cfg.profile else contextlib.nullcontext()
         reads_before = await budget.scrape_reads(hub.metrics_ports)
         with prof, CpuWatch(hub.pids()) as cpu:
-            res.phases["pipeline"] = await pipeline_phase(hub, watcher, subs, linger_ms, cfg, all_topics)
+            res.phases["pipeline"] = await pipeline_phase(hub, watcher, lags, subs, linger_ms, cfg, all_topics)
         reads_after = await budget.scrape_reads(hub.metrics_ports)
         if cfg.profile:
             res.phases["pipeline"]["profiles"] = prof.files  # type: ignore[union-attr]  # prof is the Profiler when cfg.profile
@@ -157,10 +174,11 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         capacity = pl.get("tickets_per_s") or 0
         low = cfg.low_rate or max(2.0, round(capacity * cfg.low_fraction, 1))
         fraction = round(low / capacity, 2) if capacity else None
+        waited = await settled_hub(lags, cfg, say, "the half-capacity phase")
         say(f"latency: {low:.1f} tickets/s ({fraction or 0:.0%} of the measured capacity) for {cfg.low_s:.0f}s")
         subs = uniform_schedule(pool, rng, low, max(1, int(low * cfg.low_s)))
         before = await stages.scrape(hub.metrics_ports)
-        res.phases["latency_low"] = {"fraction_of_capacity": fraction,
+        res.phases["latency_low"] = {"fraction_of_capacity": fraction, "waited_for_caught_up_s": waited,
                                      **await latency_phase(hub, watcher, subs, linger_ms, cfg),
                                      "steps": await hop_breakdown(hub.bootstrap, subs)}
         res.phases["latency_low"]["stages"] = stages.summary(stages.difference(await stages.scrape(hub.metrics_ports), before))
@@ -175,11 +193,13 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
 
         # -- NYC 311 arrival curve
         if rows:
+            waited = await settled_hub(lags, cfg, say, "the NYC 311 curve")
             subs, shape = nyc_schedule(pool, rng, rows, cfg.nyc_day, cfg.nyc_start, cfg.nyc_speedup, cfg.nyc_s,
                                        cfg.nyc_sample)
             say(f"NYC 311 curve: {shape['requests']} requests of {shape['window_start']}..{shape['window_end']} "
                 f"x{cfg.nyc_speedup:.0f} (mean {shape['mean_rate_per_s']}/s, peak minute {shape['peak_rate_per_s']}/s)")
-            res.phases["nyc_curve"] = {"shape": shape, **await latency_phase(hub, watcher, subs, linger_ms, cfg),
+            res.phases["nyc_curve"] = {"shape": shape, "waited_for_caught_up_s": waited,
+                                       **await latency_phase(hub, watcher, subs, linger_ms, cfg),
                                        "steps": await hop_breakdown(hub.bootstrap, subs)}
             lat = res.phases["nyc_curve"]["intake_to_assignment_seen"]
             say(f"  p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms")
@@ -187,14 +207,16 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
             res.notes.append(f"NYC sample not found at {cfg.nyc_sample}: arrival-curve phase skipped")
 
         # -- HTTP intake
+        waited = await settled_hub(lags, cfg, say, "the HTTP phase")
         say(f"HTTP intake: POST /tickets, {cfg.http_concurrency} clients for {cfg.http_s:.0f}s")
-        res.phases["http"] = await http_phase(hub, watcher, pool, cfg)
+        res.phases["http"] = {"waited_for_caught_up_s": waited, **await http_phase(hub, watcher, pool, cfg)}
         h = res.phases["http"]
         say(f"  {h['requests_per_s']} requests/s, p50 {h['latency']['p50_ms']} ms, p99 {h['latency']['p99_ms']} ms")
         if cfg.dump_log:
             n = await dump_log(hub.bootstrap, all_topics, cfg.dump_log)
             say(f"wrote {n} records to {cfg.dump_log}")
     finally:
+        await lags.stop()
         await watcher.stop()
 
     # -- memory over the whole run, then stop the services so the replay has the machine
