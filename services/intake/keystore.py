@@ -279,11 +279,22 @@ def _caller_keys(session: Session, secret: str, phones: list[str], now: datetime
     new = [{"key_id": uuid.uuid4().hex, "phone_ref": ref, "data_key": AESGCM.generate_key(bit_length=256),
             "created_at": now} for ref in refs if ref not in found]
     if new:
-        insert_ignore = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-        session.execute(insert_ignore(table_of(CallerKey)).on_conflict_do_nothing(), new)
-        missing = [n["phone_ref"] for n in new]  # re-read: another instance may have made one of them first
-        found.update({k.phone_ref: k for k in session.exec(select(CallerKey).where(col(CallerKey.phone_ref).in_(missing)))})
+        found.update(_insert_new_keys(session, new))
     return {ref: key for ref, key in found.items() if ref is not None}
+
+
+def _insert_new_keys(session: Session, new: list[dict[str, Any]]) -> dict[str, CallerKey]:
+    """Insert the first-time callers' keys; those made first by another writer meanwhile are read back instead.
+    RETURNING names the rows this statement inserted, so the read-back (one SELECT per batch before) is only
+    for the rare conflict."""
+    insert_ignore = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    table = table_of(CallerKey)
+    inserted = set(session.execute(insert_ignore(table).on_conflict_do_nothing().returning(table.c.phone_ref), new).scalars())
+    mine = {n["phone_ref"]: CallerKey(**n) for n in new if n["phone_ref"] in inserted}
+    missing = [n["phone_ref"] for n in new if n["phone_ref"] not in inserted]
+    if missing:  # another instance made these callers' keys first: theirs is the key
+        mine.update({k.phone_ref: k for k in session.exec(select(CallerKey).where(col(CallerKey.phone_ref).in_(missing)))})
+    return mine
 
 
 def _write_rows(session: Session, rows: list[SQLModel]) -> None:
