@@ -14,7 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope, derive_event_id
@@ -30,7 +30,7 @@ from services.common.logs import get_logger
 from services.common.settings import DEFAULT_PSEUDONYM_KEY
 
 from .domain import SOURCE, ComplaintIn, LocationIn, Open311Request, PlaceOf, ResidentEventIn, placed, submission_event
-from .keystore import Claim, GroupSealer, KeyReused, Submission, callers_of
+from .keystore import Claim, GroupSealer, KeyReused, PlainRow, Submission, callers_of
 from .models import Submitter, SubmittingClient, TicketStatus, TriageCandidates
 from .privacy_api import privacy_router
 from .suggest import Suggester, suggestion_rows
@@ -166,11 +166,11 @@ def _check_grids(caller: Principal, complaint: ComplaintIn) -> None:
         raise HTTPException(403, f"grid {grid} is not one of this grid worker's grids")
 
 
-def _who_submitted(caller: Principal, ticket_id: str) -> tuple[SQLModel, ...]:
+def _who_submitted(caller: Principal, ticket_id: str) -> tuple[PlainRow, ...]:
     """Who submitted a ticket: an app reads back its own requests and nobody else's; an operator lists
     their own (`GET /tickets?mine=true`). Written in the submission's sealing transaction."""
-    client = (SubmittingClient(ticket_id=ticket_id, client_id=caller.client_id),) if caller.client_id else ()
-    return (*client, Submitter(ticket_id=ticket_id, submitter=caller.idempotency_scope))
+    client = (PlainRow(SubmittingClient, {"ticket_id": ticket_id, "client_id": caller.client_id}),) if caller.client_id else ()
+    return (*client, PlainRow(Submitter, {"ticket_id": ticket_id, "submitter": caller.idempotency_scope}))
 
 
 def _known_category(catalogue: Catalogue, code: str | None, field: tuple[str, ...]) -> None:

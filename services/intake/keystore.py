@@ -182,12 +182,21 @@ class KeyReused(ValueError):
 
 
 @dataclass(frozen=True)
+class PlainRow:
+    """A row of an intake table as plain values: building the SQLModel instance (SQLAlchemy's instrumented
+    __init__) on the event loop for every request cost more than the rest of the request's own code."""
+
+    model: type[SQLModel]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Submission:
     """An HTTP submission to seal, the request's other rows (who submitted it) and its Idempotency-Key claim,
     written in the same transaction: one thread hop and one commit for all of it."""
 
     envelope: Envelope[Any]
-    rows: tuple[SQLModel, ...] = ()
+    rows: tuple[SQLModel | PlainRow, ...] = ()
     claim: Claim | None = None
 
 
@@ -297,11 +306,14 @@ def _insert_new_keys(session: Session, new: list[dict[str, Any]]) -> dict[str, C
     return mine
 
 
-def _write_rows(session: Session, rows: list[SQLModel]) -> None:
+def _write_rows(session: Session, rows: list[SQLModel | PlainRow]) -> None:
     """Upsert rows of any intake table, one statement per table."""
     by_table: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
-        by_table.setdefault(table_of(type(row)), []).append(row.model_dump())
+        if isinstance(row, PlainRow):
+            by_table.setdefault(table_of(row.model), []).append(row.values)
+        else:
+            by_table.setdefault(table_of(type(row)), []).append(row.model_dump())
     for table, values in by_table.items():
         upsert_rows(session, table, values, [c.name for c in table.primary_key.columns])
 
