@@ -182,12 +182,21 @@ class KeyReused(ValueError):
 
 
 @dataclass(frozen=True)
+class PlainRow:
+    """A row of an intake table as plain values: building the SQLModel instance (SQLAlchemy's instrumented
+    __init__) on the event loop for every request cost more than the rest of the request's own code."""
+
+    model: type[SQLModel]
+    values: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Submission:
     """An HTTP submission to seal, the request's other rows (who submitted it) and its Idempotency-Key claim,
     written in the same transaction: one thread hop and one commit for all of it."""
 
     envelope: Envelope[Any]
-    rows: tuple[SQLModel, ...] = ()
+    rows: tuple[SQLModel | PlainRow, ...] = ()
     claim: Claim | None = None
 
 
@@ -279,18 +288,32 @@ def _caller_keys(session: Session, secret: str, phones: list[str], now: datetime
     new = [{"key_id": uuid.uuid4().hex, "phone_ref": ref, "data_key": AESGCM.generate_key(bit_length=256),
             "created_at": now} for ref in refs if ref not in found]
     if new:
-        insert_ignore = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-        session.execute(insert_ignore(table_of(CallerKey)).on_conflict_do_nothing(), new)
-        missing = [n["phone_ref"] for n in new]  # re-read: another instance may have made one of them first
-        found.update({k.phone_ref: k for k in session.exec(select(CallerKey).where(col(CallerKey.phone_ref).in_(missing)))})
+        found.update(_insert_new_keys(session, new))
     return {ref: key for ref, key in found.items() if ref is not None}
 
 
-def _write_rows(session: Session, rows: list[SQLModel]) -> None:
+def _insert_new_keys(session: Session, new: list[dict[str, Any]]) -> dict[str, CallerKey]:
+    """Insert the first-time callers' keys; those made first by another writer meanwhile are read back instead.
+    RETURNING names the rows this statement inserted, so the read-back (one SELECT per batch before) is only
+    for the rare conflict."""
+    insert_ignore = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
+    table = table_of(CallerKey)
+    inserted = set(session.execute(insert_ignore(table).on_conflict_do_nothing().returning(table.c.phone_ref), new).scalars())
+    mine = {n["phone_ref"]: CallerKey(**n) for n in new if n["phone_ref"] in inserted}
+    missing = [n["phone_ref"] for n in new if n["phone_ref"] not in inserted]
+    if missing:  # another instance made these callers' keys first: theirs is the key
+        mine.update({k.phone_ref: k for k in session.exec(select(CallerKey).where(col(CallerKey.phone_ref).in_(missing)))})
+    return mine
+
+
+def _write_rows(session: Session, rows: list[SQLModel | PlainRow]) -> None:
     """Upsert rows of any intake table, one statement per table."""
     by_table: dict[Any, list[dict[str, Any]]] = {}
     for row in rows:
-        by_table.setdefault(table_of(type(row)), []).append(row.model_dump())
+        if isinstance(row, PlainRow):
+            by_table.setdefault(table_of(row.model), []).append(row.values)
+        else:
+            by_table.setdefault(table_of(type(row)), []).append(row.model_dump())
     for table, values in by_table.items():
         upsert_rows(session, table, values, [c.name for c in table.primary_key.columns])
 
