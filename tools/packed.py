@@ -139,8 +139,9 @@ async def _stop_all(members: Sequence[Member]) -> None:
 PACKED_GROUPS = "discover+triage+consult,act+evaluate,sla+projections+archiver"
 # HTTP services serve a port each with uvicorn; they keep a process of their own.
 HTTP_SERVICES = frozenset({"intake", "bridge", "console"})
-# At or below this many cores `cityops up` and `cityops bench` pack by default: on two cores eleven processes
-# wait for each other (the bench measured -30 % CPU per event and -37 % memory packed, docs/performance.md).
+# At or below this many cores `cityops up` and `cityops bench` pack by default: on two cores the bench measured
+# -36 % memory (the only plan under 2 GiB) and a lower latency at moderate load, for about the same CPU per ticket;
+# a burst is absorbed more slowly (the read side shares one process). docs/performance.md, "The last stop".
 PACK_AT_MOST_CORES = 2
 
 
