@@ -139,6 +139,8 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
             async with channel.upkeep_running(), status.upkeep_running():
                 yield
         finally:
+            for pipeline in (channel, status):
+                await pipeline.flush_outbox()  # confirmed outputs are not sent again at the next start
             await broker.stop()
             if server is not None:
                 server.stop()

@@ -9,6 +9,7 @@ unpublished output is re-sent by the next tick; old applied-event ids are pruned
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -318,3 +319,42 @@ def test_the_pause_between_redeliveries_doubles_up_to_its_cap():
     from services.common.delivery import backoff_s
 
     assert [backoff_s(n, 0.5, 4) for n in (1, 2, 3, 4, 5, 60, 10_000)] == [0.5, 1, 2, 4, 4, 4, 4]
+
+
+def test_confirmed_outputs_are_cleared_together_after_the_wait_and_at_once_by_a_flush(tmp_path: Any) -> None:
+    """At a city's normal rate a batch holds a record or two: the outbox rows of several batches are deleted in one
+    transaction after `outbox_clear_delay_s`, not one transaction per batch; a flush (a stop) does not wait."""
+    world = World(tmp_path, outbox_clear_delay_s=0.3)
+    deletes: list[int] = []
+    clear = world.pipeline._clear_outbox
+
+    def counted(cause_ids: list[str]) -> None:
+        deletes.append(len(cause_ids))
+        clear(cause_ids)
+
+    world.pipeline._clear_outbox = counted  # type: ignore[method-assign]
+
+    async def three_batches_then_wait() -> list[tuple[str, str]]:
+        for i in range(3):
+            await world.pipeline.handle_records([world.record(f"batch {i}", f"T-{i}")])
+        left_during_the_wait = world.outbox()
+        await asyncio.sleep(0.5)
+        return left_during_the_wait
+
+    left = asyncio.run(three_batches_then_wait())
+    assert len(left) == 3  # confirmed, still waiting to be cleared
+    assert deletes == [3]  # then one transaction for the three batches
+    assert world.outbox() == []
+
+    started = asyncio.new_event_loop()
+    try:
+        async def one_batch_then_flush() -> float:
+            await world.pipeline.handle_records([world.record("one more", "T-9")])
+            before = time.perf_counter()
+            await world.pipeline.flush_outbox()
+            return time.perf_counter() - before
+        waited = started.run_until_complete(one_batch_then_flush())  # another loop than the first: the signal follows it
+    finally:
+        started.close()
+    assert deletes == [3, 1] and world.outbox() == []
+    assert waited < 0.3
