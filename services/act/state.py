@@ -22,6 +22,9 @@ from .models import ActTicket, Task
 
 _TICKETS = table_of(ActTicket)
 _TASKS = table_of(Task)
+# A ticket's tasks in creation order (see `_creation_order`), built once: batch_state caches by identity.
+_BY_ROWID: tuple[Any, ...] = (_TASKS.c.ticket_id, literal_column("rowid"))
+_BY_DISPATCH: tuple[Any, ...] = (_TASKS.c.ticket_id, _TASKS.c.dispatch_no)
 
 
 @dataclass(slots=True)
@@ -100,12 +103,11 @@ class ActBatch:
             for task in self.tasks.load(wanted, by="ticket_id", order_by=self._creation_order()):
                 self._index(task)
 
-    def _creation_order(self) -> list[Any]:
+    def _creation_order(self) -> tuple[Any, ...]:
         """A ticket's tasks in the order they were created (a dispatch's co-units as routed, the order its
         results are reported in): SQLite's rowid (read from the ticket_id index as it is, without a sort);
         elsewhere by dispatch, the best we know."""
-        last = literal_column("rowid") if self.connection.dialect.name == "sqlite" else _TASKS.c.dispatch_no
-        return [_TASKS.c.ticket_id, last]
+        return _BY_ROWID if self.connection.dialect.name == "sqlite" else _BY_DISPATCH
 
     def ticket(self, ticket_id: str) -> TicketRow | None:
         rows = self.tickets.rows  # (read directly: several lookups per event)

@@ -18,7 +18,7 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import Table, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, insert, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
@@ -45,13 +45,13 @@ class TableRows(Generic[Row]):
         """Load the rows whose `by` column (default: the key) is one of `keys`, with one query per 500 keys,
         and return those not known before (a row already in memory keeps its changes). Loaded by key, a
         key without a row is remembered as absent."""
-        column = self.table.c[by or self.key]
+        statement = rows_where_in(self.table, by or self.key, tuple(order_by))
         wanted = list(dict.fromkeys(keys)) if by else [k for k in dict.fromkeys(keys) if k not in self.rows]
         loaded: list[Row] = []
         for chunk in _chunks(wanted):
             if by is None:
                 self.rows.update(dict.fromkeys(chunk))
-            for values in self.connection.execute(select(self.table).where(column.in_(chunk)).order_by(*order_by)):
+            for values in self.connection.execute(statement, {"keys": chunk}):
                 if self.rows.get(values[0]) is None:
                     loaded.append(self.adopt(tuple(values)))
         return loaded
@@ -107,6 +107,27 @@ class TableRows(Generic[Row]):
 
     def _as_dict(self, values: tuple[Any, ...], columns: tuple[str, ...] | None = None) -> dict[str, Any]:
         return dict(zip(columns or self.columns, values, strict=True))
+
+
+def rows_where_in(table: Table, column: str, order_by: tuple[Any, ...] = ()) -> Select[Any]:
+    """`SELECT * FROM table WHERE column IN :keys [ORDER BY ...]`, built once per shape and reused: building
+    the statement per batch cost about a third of a small query's CPU (SQLAlchemy still caches the compiled
+    form either way). The `keys` parameter expands to the list given at execution.
+
+    Pass module-level clauses as `order_by`: the cache knows them by identity (SQL expressions overload ==),
+    and holds them, so an identity is never reused while cached."""
+    shape = (table, column, tuple(map(id, order_by)))
+    cached = _WHERE_IN.get(shape)
+    if cached is None:
+        if len(_WHERE_IN) >= _WHERE_IN_MAX:  # a caller building its clauses per call: stay bounded
+            _WHERE_IN.clear()
+        keys: BindParameter[list[Any]] = bindparam("keys", expanding=True)
+        cached = _WHERE_IN[shape] = (order_by, select(table).where(table.c[column].in_(keys)).order_by(*order_by))
+    return cached[1]
+
+
+_WHERE_IN: dict[tuple[Table, str, tuple[int, ...]], tuple[tuple[Any, ...], Select[Any]]] = {}
+_WHERE_IN_MAX = 256
 
 
 def table_of(model: type) -> Table:

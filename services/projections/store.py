@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, delete, event, insert, select, text
+from sqlalchemy import Table, bindparam, delete, event, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -35,6 +35,8 @@ _IN_CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
 
 TIMELINE = table_of(ProjTimelineEntry)
 _VIEW_TABLES_BY_TICKET: tuple[Table, ...] = (table_of(ProjTicket), table_of(ProjTask), table_of(ProjTicketMetric))
+_DELETE_VIEW_ROWS = tuple(delete(table).where(table.c.ticket_id.in_(bindparam("tickets", expanding=True)))
+                          for table in _VIEW_TABLES_BY_TICKET)
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -185,7 +187,7 @@ def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fa
     ids = sorted(set(ticket_ids))
     out: dict[str, list[Fact]] = defaultdict(list)
     for start in range(0, len(ids), _IN_CHUNK):
-        rows = session.execute(select(*_FACT_COLUMNS).where(TIMELINE.c.ticket_id.in_(ids[start:start + _IN_CHUNK])))
+        rows = session.execute(_FACTS_OF_TICKETS, {"tickets": ids[start:start + _IN_CHUNK]})
         for row in rows:
             fact = FACTS.of_row(tuple(row))
             out[fact.ticket_id].append(fact)
@@ -195,6 +197,8 @@ def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fa
 # The timeline columns a Fact is made of, in `_parse_row`'s order.
 _FACT_NAMES = ("event_id", "type", "time", "ticket_id", "payload", "source", "correlation_id", "causation_id")
 _FACT_COLUMNS = tuple(TIMELINE.c[name] for name in _FACT_NAMES)
+# Built once, as the other per-batch statements (batch_state.rows_where_in): the IN list expands at execution.
+_FACTS_OF_TICKETS = select(*_FACT_COLUMNS).where(TIMELINE.c.ticket_id.in_(bindparam("tickets", expanding=True)))
 _fact_key = itemgetter(*_FACT_NAMES)  # a timeline row dict -> its columns as `load_facts` reads them
 
 
@@ -291,8 +295,8 @@ def refold(session: Session, ticket_ids: Iterable[str]) -> list[Folded]:
 def write_folds(session: Session, ticket_ids: Sequence[str], folds: Sequence[Folded]) -> None:
     for start in range(0, len(ticket_ids), _IN_CHUNK):
         chunk = list(ticket_ids[start:start + _IN_CHUNK])
-        for table in _VIEW_TABLES_BY_TICKET:
-            session.execute(delete(table).where(table.c.ticket_id.in_(chunk)))
+        for statement in _DELETE_VIEW_ROWS:
+            session.execute(statement, {"tickets": chunk})
     tickets = [ticket_row(f.ticket) for f in folds]
     tasks = [task_row(k) for f in folds for k in f.tasks]
     metrics = [{"ticket_id": f.ticket.ticket_id, "scope": scope, "key": key, **counts}
