@@ -16,7 +16,8 @@ from contracts import codec
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.examples import build_example
-from services.common.batch_state import TableRows, table_of
+from services.common import batch_state
+from services.common.batch_state import TableRows, rows_where_in, table_of
 from services.common.pipeline import EventPipeline, HandlerSpec, NoDeps
 from services.common.store import create_tables, make_engine
 from services.intake.handlers import status_spec
@@ -136,6 +137,32 @@ def test_table_rows_write_new_rows_with_one_insert_and_changed_rows_with_one_upd
     with engine.connect() as connection:
         stored = dict(connection.execute(select(table.c.ticket_id, table.c.status)).all())
     assert stored == {"A": "closed", "B": "handled", "C": "registered", "D": "registered", "E": "registered"}
+
+
+def test_table_rows_load_by_another_column_in_the_order_asked_with_one_statement_reused_across_batches(tmp_path):
+    table = table_of(TicketStatus)
+    engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
+    create_tables(engine, [table])
+    with engine.begin() as connection:
+        rows = TableRows(connection, table, _Row)
+        for key, category in (("C", "roads"), ("A", "roads"), ("B", "noise"), ("D", "water")):
+            rows.add(_Row(ticket_id=key, category=category))
+        rows.write()
+    newest_first = (table.c.ticket_id.desc(),)
+    with engine.connect() as connection:
+        first = TableRows(connection, table, _Row).load(["roads", "noise"], by="category", order_by=newest_first)
+        second = TableRows(connection, table, _Row).load(["water"], by="category", order_by=newest_first)
+    assert [r.ticket_id for r in first] == ["C", "B", "A"] and [r.ticket_id for r in second] == ["D"]
+    # Two batches, one statement object (SQLAlchemy then finds its compiled form without rebuilding it).
+    assert rows_where_in(table, "category", newest_first) is rows_where_in(table, "category", newest_first)
+    assert rows_where_in(table, "category") is not rows_where_in(table, "ticket_id")
+
+
+def test_statements_built_per_call_do_not_grow_the_statement_cache_without_bound():
+    table = table_of(TicketStatus)
+    for _ in range(batch_state._WHERE_IN_MAX + 50):
+        rows_where_in(table, "ticket_id", (table.c.ticket_id.desc(),))  # a new clause each time: a new shape
+    assert len(batch_state._WHERE_IN) <= batch_state._WHERE_IN_MAX
 
 
 def test_table_rows_refuse_a_row_class_that_does_not_match_the_table():
