@@ -1,0 +1,167 @@
+"""services.common.direct_sql: the hot paths' INSERTs and DELETEs on SQLite's cursor store exactly what
+SQLAlchemy's own statements store, belong to the caller's transaction, and fall back where they must."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, bindparam, event, insert, select
+from sqlalchemy.dialects import sqlite
+
+from services.common import direct_sql
+from services.common.direct_sql import delete_where_in, insert_new, insert_rows, insert_values, select_rows
+from services.common.store import make_engine
+
+AT = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
+
+
+def _table(metadata: MetaData, name: str = "things") -> Table:
+    return Table(
+        name, metadata,
+        Column("key", String, primary_key=True),
+        Column("payload", JSON),
+        Column("at", DateTime),
+        Column("flag", Boolean, default=False),
+        Column("count", Integer, default=7),
+        Column("stamped", DateTime, default=lambda: datetime(2026, 1, 1)),  # noqa: DTZ001 - a naive column
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Any) -> tuple[Any, Table, Table]:
+    """An engine as the services make it, and the same table twice: one written by SQLAlchemy, one directly."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    metadata = MetaData()
+    direct, reference = _table(metadata), _table(metadata, "reference")
+    metadata.create_all(engine)
+    return engine, direct, reference
+
+
+def _stored(connection: Any, table: Table) -> list[tuple[Any, ...]]:
+    """The rows as SQLite holds them (text, numbers), not as SQLAlchemy would convert them back."""
+    return connection.exec_driver_sql(f'SELECT * FROM "{table.name}" ORDER BY "key"').all()
+
+
+ROWS = [
+    {"key": "a", "payload": {"text": "路灯不亮", "n": [1, 2]}, "at": AT, "flag": True, "count": 3},
+    {"key": "b", "payload": None, "at": None, "flag": False, "count": 0},  # None: JSON null, SQL NULL
+    {"key": "c", "payload": [], "at": AT.replace(microsecond=0), "flag": None, "count": None},
+]
+
+
+def test_inserted_rows_are_stored_exactly_as_sqlalchemy_stores_them(store):
+    engine, direct, reference = store
+    with engine.begin() as connection:
+        insert_rows(connection, direct, ROWS)
+        connection.execute(insert(reference), ROWS)
+        assert _stored(connection, direct) == _stored(connection, reference)
+        assert len(_stored(connection, direct)) == 3
+
+
+def test_a_column_left_out_gets_its_constant_default_and_a_computed_default_is_left_to_sqlalchemy(store):
+    engine, direct, reference = store
+    rows = [{"key": "a", "payload": {"x": 1}, "at": AT}, {"key": "b", "payload": {"y": 2}, "at": AT}]
+    with engine.begin() as connection:
+        insert_rows(connection, direct, rows)
+        connection.execute(insert(reference), rows)
+        stored = _stored(connection, direct)
+        assert stored == _stored(connection, reference)
+    assert [(r[3], r[4]) for r in stored] == [(0, 7), (0, 7)]  # flag False, count 7
+    assert all(r[5] is not None for r in stored)  # the callable default ran (through SQLAlchemy's path)
+
+
+def test_rows_with_different_keys_are_each_written_whole(store):
+    engine, direct, reference = store
+    rows = [{"key": "a", "count": 1}, {"key": "b", "flag": True}, {"key": "c", "count": 2}]
+    with engine.begin() as connection:
+        insert_rows(connection, direct, rows)
+        for row in rows:
+            connection.execute(insert(reference), row)
+        assert _stored(connection, direct) == _stored(connection, reference)
+
+
+def test_direct_statements_are_part_of_the_callers_transaction(store):
+    engine, direct, _ = store
+    with engine.connect() as connection:
+        with connection.begin():
+            insert_values(connection, direct, ("key", "count"), [("kept", 1)])
+        transaction = connection.begin()
+        insert_values(connection, direct, ("key", "count"), [("undone", 2), ("undone too", 3)])
+        delete_where_in(connection, direct, "key", ["kept"])
+        transaction.rollback()
+        assert [r[0] for r in _stored(connection, direct)] == ["kept"]
+
+
+def test_delete_removes_exactly_the_given_keys_over_many_chunks(store):
+    engine, direct, _ = store
+    keys = [f"k{i:04d}" for i in range(1_234)]
+    with engine.begin() as connection:
+        insert_values(connection, direct, ("key",), [(k,) for k in keys])
+        delete_where_in(connection, direct, "key", keys[:1_100] + ["not there"])
+        assert [r[0] for r in _stored(connection, direct)] == keys[1_100:]
+
+
+def test_statements_go_to_the_driver_inside_a_transaction_and_through_sqlalchemy_outside_one(store):
+    engine, direct, _ = store
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    with engine.begin() as connection:
+        insert_values(connection, direct, ("key", "stamped"), [("a", AT), ("b", AT)])  # every computed default given
+    assert not [s for s in seen if s.startswith("INSERT")]  # SQLAlchemy never saw it: it went to the cursor
+    with engine.connect() as connection:  # no transaction begun: the driver would autocommit it
+        insert_values(connection, direct, ("key", "stamped"), [("c", AT)])
+        connection.commit()
+    assert [s for s in seen if s.startswith("INSERT")]
+    with engine.connect() as connection:
+        assert connection.execute(select(direct.c.key).order_by(direct.c.key)).scalars().all() == ["a", "b", "c"]
+
+
+def test_a_column_the_table_does_not_have_is_refused(store):
+    engine, direct, _ = store
+    with engine.begin() as connection, pytest.raises(KeyError, match="colour"):
+        insert_rows(connection, direct, [{"key": "a", "colour": "red"}])
+
+
+def test_the_statement_cache_stays_bounded():
+    dialect = sqlite.dialect()
+    for _ in range(direct_sql._INSERTS_MAX + 20):  # a caller making a new table object each time: a new shape
+        assert direct_sql._insert_of(dialect, _table(MetaData()), ("key", "stamped")) is not None
+    assert len(direct_sql._INSERTS) <= direct_sql._INSERTS_MAX
+
+
+def test_a_select_of_text_columns_comes_from_the_driver_with_each_in_list_expanded(store):
+    engine, direct, _ = store
+    statement = select(direct.c.key, direct.c.count).where(
+        direct.c.key.in_(bindparam("keys", expanding=True)), direct.c.count >= bindparam("least")).order_by(direct.c.key)
+    seen: list[str] = []
+    with engine.begin() as connection:
+        insert_values(connection, direct, ("key", "count", "stamped"), [(f"k{i}", i, AT) for i in range(10)])
+        event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        for keys in (["k1", "k2", "k8"], ["k9"], ["k1", "k2", "k8"], [f"k{i}" for i in range(10)]):
+            assert select_rows(connection, statement, {"keys": keys, "least": 2}) == [
+                tuple(r) for r in connection.execute(statement, {"keys": keys, "least": 2})]
+        assert len(seen) == 4  # only SQLAlchemy's own four: the direct ones never went through it
+        assert select_rows(connection, statement, {"keys": [], "least": 0}) == []  # an empty list: SQLAlchemy's path
+
+
+def test_a_select_whose_columns_need_converting_goes_through_sqlalchemy(store):
+    engine, direct, _ = store
+    statement = select(direct.c.at, direct.c.payload).where(direct.c.key.in_(bindparam("keys", expanding=True)))
+    with engine.begin() as connection:
+        insert_rows(connection, direct, ROWS[:1])
+        assert select_rows(connection, statement, {"keys": ["a"]}) == [(AT.replace(tzinfo=None), ROWS[0]["payload"])]
+
+
+def test_insert_new_skips_stored_keys_and_returns_what_it_inserted_over_several_statements(store):
+    engine, direct, reference = store
+    first = [{"key": f"k{i:03d}", "payload": {"i": i}, "at": AT, "stamped": AT} for i in range(0, 300, 2)]
+    every = [{"key": f"k{i:03d}", "payload": {"i": i}, "at": AT, "stamped": AT} for i in range(300)]
+    with engine.begin() as connection:
+        assert sorted(insert_new(connection, direct, first, "key")) == [r["key"] for r in first]
+        added = insert_new(connection, direct, every, "key")  # 300 rows of 6 columns: two statements
+        assert sorted(added) == [f"k{i:03d}" for i in range(1, 300, 2)]
+        assert insert_new(connection, direct, every[:1], "key") == []
+        connection.execute(insert(reference), every)
+        assert _stored(connection, direct) == _stored(connection, reference)
