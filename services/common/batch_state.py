@@ -18,10 +18,12 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BindParameter, Select, Table, bindparam, insert, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, select, update
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
+
+from .direct_sql import insert_values
 
 Row = TypeVar("Row")
 
@@ -95,7 +97,7 @@ class TableRows(Generic[Row]):
                 changed.append(values)
         if self._new:
             new = [self._values_of(row) for row in self._new]
-            self.connection.execute(insert(self.table), [self._as_dict(values) for values in new])
+            insert_values(self.connection, self.table, self.columns, new)
             self._stored.update((values[0], values) for values in new)
             self._new = []
         if changed:

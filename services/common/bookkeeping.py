@@ -35,6 +35,7 @@ from contracts.codec import KafkaRecord
 from contracts.envelope import Envelope
 
 from .batch_state import table_of
+from .direct_sql import insert_rows, select_rows
 from .store import OutboxRecord, ParkedEvent, ProcessedEvent
 
 # A record to publish: the id of the event (or tick) whose handling produced it, its topic, the record.
@@ -106,8 +107,8 @@ class BatchLedger:
         kinds = {"processed": ledger.processed, "parked": ledger.parked, "parked-ticket": ledger.parked_tickets}
         for start in range(0, len(unique), 500):
             chunk = unique[start:start + 500]
-            rows = connection.execute(_KNOWN_OF_BATCH, {"consumer": consumer, "ids": [e.id for e in chunk],
-                                                        "tickets": list({e.ticket_id for e in chunk})})
+            rows = select_rows(connection, _KNOWN_OF_BATCH, {"consumer": consumer, "ids": [e.id for e in chunk],
+                                                             "tickets": list({e.ticket_id for e in chunk})})
             for kind, key in rows:
                 kinds[kind].add(key)
         return ledger
@@ -127,12 +128,10 @@ class BatchLedger:
         return output
 
     def write(self, session: Session) -> None:
-        # On the session's connection: plain Core executemany, without the ORM's statement handling.
+        # On the session's connection, one executemany per table, without the ORM's statement handling.
         connection = session.connection()
-        if self.processed_rows:
-            connection.execute(_INSERT_PROCESSED, self.processed_rows)
-        if self.outbox_rows:
-            connection.execute(INSERT_OUTBOX, self.outbox_rows)
+        insert_rows(connection, table_of(ProcessedEvent), self.processed_rows)
+        insert_rows(connection, table_of(OutboxRecord), self.outbox_rows)
 
 
 def _known_of_batch() -> Any:
@@ -147,7 +146,6 @@ def _known_of_batch() -> Any:
     )
 
 
-_INSERT_PROCESSED = insert(table_of(ProcessedEvent))
 INSERT_OUTBOX = insert(table_of(OutboxRecord))
 # Built once: SQLAlchemy compiles it once and caches it (expanding IN parameters keep one cache entry).
 _KNOWN_OF_BATCH = _known_of_batch()

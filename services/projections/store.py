@@ -18,12 +18,12 @@ from contextlib import contextmanager
 from operator import itemgetter
 from typing import Any
 
-from sqlalchemy import Table, bindparam, delete, event, insert, select, text
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Table, bindparam, event, select, text
 from sqlalchemy.orm import Session
 
 from contracts.envelope import Envelope
 from services.common.batch_state import table_of
+from services.common.direct_sql import delete_where_in, insert_new, insert_or_ignore, insert_rows
 from services.common.logs import get_logger
 
 from .domain import Fact, Folded, fold, is_projected, task_row, ticket_row, timeline_row
@@ -35,8 +35,6 @@ _IN_CHUNK = 500  # keeps IN (...) lists under SQLite's bound-parameter limit
 
 TIMELINE = table_of(ProjTimelineEntry)
 _VIEW_TABLES_BY_TICKET: tuple[Table, ...] = (table_of(ProjTicket), table_of(ProjTask), table_of(ProjTicketMetric))
-_DELETE_VIEW_ROWS = tuple(delete(table).where(table.c.ticket_id.in_(bindparam("tickets", expanding=True)))
-                          for table in _VIEW_TABLES_BY_TICKET)
 
 
 def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> int:
@@ -52,12 +50,7 @@ def insert_ignore(session: Session, table: Table, rows: Sequence[dict[str, Any]]
 
 
 def _insert_or_ignore(session: Session, table: Table) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"no insert-or-ignore for {dialect}")  # pragma: no cover - not a supported store
+    return insert_or_ignore(session.get_bind().dialect, table)
 
 
 def lock_tickets(session: Session, ticket_ids: Sequence[str]) -> None:
@@ -101,12 +94,10 @@ def apply_facts(session: Session, facts: Sequence[Fact]) -> int:
 
 def _insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> list[str]:
     """Insert timeline rows, skipping event ids already stored; returns the ticket id of each row inserted."""
-    stmt = _insert_or_ignore(session, TIMELINE).returning(TIMELINE.c.ticket_id)
+    connection = session.connection()
     added: list[str] = []
     for start in range(0, len(rows), _IN_CHUNK):
-        chunk = rows[start:start + _IN_CHUNK]
-        params: Any = dict(chunk[0]) if len(chunk) == 1 else list(chunk)  # see insert_ignore
-        added += session.execute(stmt, params).scalars().all()
+        added += insert_new(connection, TIMELINE, rows[start:start + _IN_CHUNK], "ticket_id")
     return added
 
 
@@ -293,14 +284,12 @@ def refold(session: Session, ticket_ids: Iterable[str]) -> list[Folded]:
 
 
 def write_folds(session: Session, ticket_ids: Sequence[str], folds: Sequence[Folded]) -> None:
-    for start in range(0, len(ticket_ids), _IN_CHUNK):
-        chunk = list(ticket_ids[start:start + _IN_CHUNK])
-        for statement in _DELETE_VIEW_ROWS:
-            session.execute(statement, {"tickets": chunk})
+    connection = session.connection()
+    for table in _VIEW_TABLES_BY_TICKET:
+        delete_where_in(connection, table, "ticket_id", ticket_ids)
     tickets = [ticket_row(f.ticket) for f in folds]
     tasks = [task_row(k) for f in folds for k in f.tasks]
     metrics = [{"ticket_id": f.ticket.ticket_id, "scope": scope, "key": key, **counts}
                for f in folds for (scope, key), counts in sorted(f.metrics.items())]
-    for table, rows in ((table_of(ProjTicket), tickets), (table_of(ProjTask), tasks), (table_of(ProjTicketMetric), metrics)):
-        if rows:
-            session.execute(insert(table), rows)
+    for table, rows in zip(_VIEW_TABLES_BY_TICKET, (tickets, tasks, metrics), strict=True):
+        insert_rows(connection, table, rows)

@@ -22,6 +22,7 @@ from sqlmodel import Field, Session, SQLModel, col
 from domain.calendar import Extension, Pause
 from domain.holders import LedgerFact
 from services.common.batch_state import table_of
+from services.common.direct_sql import insert_rows
 from services.common.store import make_engine
 
 from . import domain
@@ -196,7 +197,6 @@ def to_fact(row: SlaFactRow) -> LedgerFact:
 
 
 _FACTS = table_of(SlaFactRow)
-_INSERT_FACT = _FACTS.insert()  # one statement object: compiled once, cached
 
 
 def fact_values(event_id: str, ticket_id: str, fact: LedgerFact) -> dict[str, Any]:
@@ -253,12 +253,10 @@ def new_timer_values(timer: domain.Timer, next_due: datetime | None, *, cause_id
 def write_batch(session: Session, *, facts: list[dict[str, Any]], tasks: list[dict[str, Any]],
                 new_timers: list[dict[str, Any]], changed_timers: list[tuple[domain.Timer, datetime | None]]) -> None:
     """A batch's writes, one executemany statement per table."""
-    if facts:
-        session.execute(_INSERT_FACT, facts)
-    if tasks:
-        session.execute(table_of(SlaTaskRow).insert(), tasks)
-    if new_timers:
-        session.execute(_TIMERS.insert(), new_timers)
+    connection = session.connection()
+    insert_rows(connection, _FACTS, facts)
+    insert_rows(connection, table_of(SlaTaskRow), tasks)
+    insert_rows(connection, _TIMERS, new_timers)
     if changed_timers:
         session.execute(_UPDATE_TIMER, [{"key_task_id": t.task_id, "key_clock": t.clock, **timer_state(t, due)}
                                         for t, due in changed_timers])
