@@ -56,6 +56,10 @@ def _replay(hub: Hub, path: str, **params: Any) -> Any:
     return answer.json()
 
 
+def _at_least(n: int, items: list[Any]) -> list[Any] | None:
+    return items if len(items) >= n else None
+
+
 def _until(what: str, check: Any, timeout: float = 180) -> Any:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -68,7 +72,9 @@ def _until(what: str, check: Any, timeout: float = 180) -> Any:
 
 def test_the_board_shows_the_city_and_a_decision_from_the_page_reaches_intake(hub: BoardHub) -> None:
     _submit(hub)
-    queue = _until("a disputed ticket on the board", lambda: _replay(hub, "/replay/board/arbitration"))
+    # Every disputed text ends on the queue (the parties always dispute); waiting for all of them, not the first,
+    # keeps the page from showing more than this list when a dispute lands between the two reads.
+    queue = _until("every disputed ticket on the board", lambda: _at_least(len(DISPUTED), _replay(hub, "/replay/board/arbitration")))
     _until("rankings", lambda: _replay(hub, "/replay/rankings", min_n=1))
     base = f"http://127.0.0.1:{hub.console_port}"
     with chromium() as browser:
