@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, delete, insert
+from sqlalchemy import Select, Table, bindparam, delete, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -100,21 +100,32 @@ def delete_where_in(connection: Connection, table: Table, column: str, keys: Seq
     """DELETE FROM table WHERE column IN (keys), one statement per 500 keys."""
     if not keys:
         return
+    statement, head, process = _delete_of(connection.dialect, table, column)
     if not _direct(connection):
         for start in range(0, len(keys), _IN_CHUNK):
-            connection.execute(delete(table).where(table.c[column].in_(list(keys[start:start + _IN_CHUNK]))))
+            connection.execute(statement, {"keys": list(keys[start:start + _IN_CHUNK])})
         return
-    preparer = connection.dialect.identifier_preparer
-    process = _processors(connection.dialect, table, (column,))[0]
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         for start in range(0, len(keys), _IN_CHUNK):
             chunk = keys[start:start + _IN_CHUNK]
-            marks = ", ".join("?" * len(chunk))
-            cursor.execute(f"DELETE FROM {preparer.format_table(table)} WHERE {preparer.quote(column)} IN ({marks})",
-                           [k if process is None else process(k) for k in chunk])
+            cursor.execute(f"{head} ({', '.join('?' * len(chunk))})", [k if process is None else process(k) for k in chunk])
     finally:
         cursor.close()
+
+
+def _delete_of(dialect: Dialect, table: Table, column: str) -> tuple[Any, str, Processor]:
+    """SQLAlchemy's DELETE ... IN :keys (built once, the list expanding at execution), the same SQL's head for
+    the driver, and the column's bind conversion."""
+    key = (table, column)
+    if key not in _DELETES:
+        if len(_DELETES) >= _CACHE_MAX:
+            _DELETES.clear()
+        preparer = dialect.identifier_preparer
+        _DELETES[key] = (delete(table).where(table.c[column].in_(bindparam("keys", expanding=True))),
+                         f"DELETE FROM {preparer.format_table(table)} WHERE {preparer.quote(table.c[column].name)} IN",
+                         _processors(dialect, table, (column,))[0])
+    return _DELETES[key]
 
 
 def select_rows(connection: Connection, statement: Select[Any] | Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
@@ -165,7 +176,7 @@ def _select_plan(dialect: Dialect, statement: Any) -> _SelectPlan | None:
     key = id(statement)
     cached = _SELECTS.get(key)
     if cached is None or cached[0] is not statement:
-        if len(_SELECTS) >= _INSERTS_MAX:
+        if len(_SELECTS) >= _CACHE_MAX:
             _SELECTS.clear()
         compiled = statement.compile(dialect=dialect)
         converts = any(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.selected_columns)
@@ -184,7 +195,7 @@ def _insert_of(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Ins
     None when one left out has a default computed per row (SQLAlchemy's path computes it)."""
     key = (table, columns)
     if key not in _INSERTS:
-        if len(_INSERTS) >= _INSERTS_MAX:  # callers with ever new column lists: stay bounded
+        if len(_INSERTS) >= _CACHE_MAX:  # callers with ever new column lists: stay bounded
             _INSERTS.clear()
         _INSERTS[key] = _compiled_insert(dialect, table, columns)
     return _INSERTS[key]
@@ -227,7 +238,8 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
     return tuple(table.c[c].type.dialect_impl(dialect).bind_processor(dialect) for c in columns)
 
 
+_CACHE_MAX = 256  # entries per cache below: callers building new tables or statements per call stay bounded
 _INSERTS: dict[tuple[Table, tuple[str, ...]], _Insert | None] = {}
-_INSERTS_MAX = 256
+_DELETES: dict[tuple[Table, str], tuple[Any, str, Processor]] = {}
 _SELECTS: dict[int, tuple[Any, _SelectPlan | None]] = {}  # by the statement's identity; holds the statement
 _SIZES_MAX = 64

@@ -126,9 +126,9 @@ def test_a_column_the_table_does_not_have_is_refused(store):
 
 def test_the_statement_cache_stays_bounded():
     dialect = sqlite.dialect()
-    for _ in range(direct_sql._INSERTS_MAX + 20):  # a caller making a new table object each time: a new shape
+    for _ in range(direct_sql._CACHE_MAX + 20):  # a caller making a new table object each time: a new shape
         assert direct_sql._insert_of(dialect, _table(MetaData()), ("key", "stamped")) is not None
-    assert len(direct_sql._INSERTS) <= direct_sql._INSERTS_MAX
+    assert len(direct_sql._INSERTS) <= direct_sql._CACHE_MAX
 
 
 def test_a_select_of_text_columns_comes_from_the_driver_with_each_in_list_expanded(store):
