@@ -30,6 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from rebuild_ratio import hold_out_of_collections
 from replay_micro import Rec, load, pipelines_of
 
 
@@ -108,6 +109,7 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true")
     args = ap.parse_args()
     records = load(args.log)
+    hold_out_of_collections()
     state = Path(tempfile.mkdtemp(prefix="proj-offline-"))
     profiler = None
     try:

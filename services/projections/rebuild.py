@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from services.common.batch_state import table_of
+from services.common.bulk_gc import BulkCollector, bulk_collection
 from services.common.logs import get_logger
 from services.common.store import upsert_rows as upsert
 
@@ -114,18 +115,18 @@ class _Rebuild:
     async def run(self) -> RebuildReport:
         await asyncio.to_thread(self._prepare)
         # The fold phase reads every event back; the facts the load phase remembered spare it parsing
-        # them, if they are still there.
-        with FACTS.at_least(_FACTS_KEPT):
-            await self._load_and_fold()
+        # them, if they are still there. Keeping them grows what the cyclic collector would re-scan (bulk_gc).
+        with FACTS.at_least(_FACTS_KEPT), bulk_collection() as collector:
+            await self._load_and_fold(collector)
         return self.report
 
-    async def _load_and_fold(self) -> None:
+    async def _load_and_fold(self, collector: BulkCollector) -> None:
         started = time.perf_counter()
-        await self._load()
+        await self._load(collector)
         self.report.load_seconds = time.perf_counter() - started
         started = time.perf_counter()
         await asyncio.to_thread(self._set_meta, "state", "folding")
-        await self._fold()
+        await self._fold(collector)
         self.report.fold_seconds = time.perf_counter() - started
         self.report.fold_failures = await asyncio.to_thread(self._pending_count)
         started = time.perf_counter()
@@ -165,7 +166,7 @@ class _Rebuild:
 
     # -- phase 1: load ---------------------------------------------------------------------
 
-    async def _load(self) -> None:
+    async def _load(self, collector: BulkCollector) -> None:
         first, end = await self.source.bounds()
         stored = await asyncio.to_thread(self._stored_positions)
         start = {tp: max(stored.get(tp, first.get(tp, 0)), first.get(tp, 0)) for tp in end}
@@ -177,6 +178,7 @@ class _Rebuild:
             self.report.undecodable += undecodable
             self.meter.advance(sum(positions[tp] - start[tp] for tp in positions))
             start.update(positions)
+            collector.unit_done()
 
     def _load_batch(self, records: Sequence[LogRecord], positions: dict[Position, int]) -> tuple[int, int]:
         decoded, undecodable = decode_wanted(records, _WANTED)
@@ -192,7 +194,7 @@ class _Rebuild:
 
     # -- phase 2: fold ---------------------------------------------------------------------
 
-    async def _fold(self) -> None:
+    async def _fold(self, collector: BulkCollector) -> None:
         self.meter.phase("fold", await asyncio.to_thread(self._pending_count))
         while True:
             folded = await asyncio.to_thread(self._fold_some)
@@ -200,6 +202,7 @@ class _Rebuild:
                 return
             self.report.tickets_folded += folded
             self.meter.advance(folded)
+            collector.unit_done()
 
     def _pending_count(self) -> int:
         with Session(self.engine) as session:

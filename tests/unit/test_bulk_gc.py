@@ -1,0 +1,92 @@
+"""services.common.bulk_gc: automatic collection off during a bulk job, survivors frozen per unit, cycles freed."""
+
+from __future__ import annotations
+
+import gc
+import weakref
+
+import pytest
+
+from services.common.bulk_gc import bulk_collection
+
+
+class Node:
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def _cycle() -> weakref.ref[Node]:
+    a, b = Node(), Node()
+    a.other, b.other = b, a
+    return weakref.ref(a)
+
+
+def test_collection_is_off_inside_and_restored_after():
+    assert gc.isenabled()
+    with bulk_collection():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_collector_disabled_before_stays_disabled():
+    gc.disable()
+    try:
+        with bulk_collection():
+            pass
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_each_unit_freezes_what_is_alive_and_leaving_unfreezes_it():
+    with bulk_collection(full_every=100) as collector:
+        kept = [Node() for _ in range(100)]
+        collector.unit_done()
+        assert gc.get_freeze_count() >= len(kept)
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_cycle_that_dies_after_its_unit_is_freed_by_the_next_full_pass():
+    with bulk_collection(full_every=3) as collector:
+        ref = _cycle()
+        collector.unit_done()  # the cycle is alive now (its nodes hold each other): frozen
+        collector.unit_done()
+        assert ref() is not None  # garbage, but frozen: no pass has looked at it yet
+        collector.unit_done()  # third unit: the full pass
+        assert ref() is None
+        assert collector.full_passes == 1
+
+
+def test_a_cycle_left_frozen_is_collectable_once_the_job_ends():
+    with bulk_collection(full_every=100) as collector:
+        ref = _cycle()
+        collector.unit_done()
+        assert ref() is not None
+    gc.collect()
+    assert ref() is None
+
+
+def test_nested_jobs_share_the_switch_until_the_last_one_leaves():
+    with bulk_collection() as outer:
+        with bulk_collection():
+            pass
+        assert not gc.isenabled()  # the outer job still runs
+        outer.unit_done()
+        assert gc.get_freeze_count() > 0
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def test_an_exception_in_the_job_still_restores_collection():
+    with pytest.raises(RuntimeError), bulk_collection() as collector:
+        collector.unit_done()
+        raise RuntimeError("boom")
+    assert gc.isenabled()
+    assert gc.get_freeze_count() == 0
+
+
+def test_full_every_must_be_positive():
+    with pytest.raises(ValueError, match="full_every"), bulk_collection(full_every=0):
+        pass
+    assert gc.isenabled()
