@@ -55,6 +55,30 @@ def insert_values(connection: Connection, table: Table, columns: tuple[str, ...]
         cursor.close()
 
 
+def insert_ignoring_stored(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
+    """INSERT rows given as {column name: value}, skipping those whose primary key is stored already (one
+    executemany per set of keys, no RETURNING); returns how many were inserted."""
+    by_keys: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_keys.setdefault(tuple(row), []).append(tuple(row.values()))
+    inserted = 0
+    for columns, values in by_keys.items():
+        statement = _insert_of(connection.dialect, table, columns) if _direct(connection) else None
+        if statement is None:
+            result: Any = connection.execute(insert_or_ignore(connection.dialect, table),
+                                             [dict(zip(columns, v, strict=True)) for v in values])
+            inserted += int(result.rowcount)
+            continue
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            # sqlite3 sums an executemany's changes into rowcount; a skipped row changes nothing.
+            cursor.executemany(f"{statement.sql(1)} ON CONFLICT DO NOTHING", [statement.params(v) for v in values])
+            inserted += cursor.rowcount
+        finally:
+            cursor.close()
+    return inserted
+
+
 def insert_new(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], returning: str) -> list[Any]:
     """INSERT rows that all have the same keys, skipping those whose primary key is stored already; returns the
     `returning` column of each row inserted. On SQLite, one multi-row statement for as many rows as SQLite's

@@ -11,7 +11,7 @@ from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, Strin
 from sqlalchemy.dialects import sqlite
 
 from services.common import direct_sql
-from services.common.direct_sql import delete_where_in, insert_new, insert_rows, insert_values, select_rows
+from services.common.direct_sql import delete_where_in, insert_ignoring_stored, insert_new, insert_rows, insert_values, select_rows
 from services.common.store import make_engine
 
 AT = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
@@ -165,3 +165,29 @@ def test_insert_new_skips_stored_keys_and_returns_what_it_inserted_over_several_
         assert insert_new(connection, direct, every[:1], "key") == []
         connection.execute(insert(reference), every)
         assert _stored(connection, direct) == _stored(connection, reference)
+
+
+def test_insert_ignoring_stored_counts_what_it_inserted_and_stores_what_sqlalchemy_stores(store):
+    engine, direct, reference = store
+    first = [{"key": f"k{i:03d}", "payload": {"i": i}, "at": AT, "stamped": AT} for i in range(0, 300, 2)]
+    every = [{"key": f"k{i:03d}", "payload": {"i": i}, "at": AT, "stamped": AT} for i in range(300)]
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    with engine.begin() as connection:
+        assert insert_ignoring_stored(connection, direct, first) == 150
+        assert insert_ignoring_stored(connection, direct, every) == 150  # the stored half is skipped
+        assert insert_ignoring_stored(connection, direct, every) == 0
+        assert seen == ["BEGIN"]  # the store's own BEGIN; every INSERT went to the cursor
+        connection.execute(insert(reference), every)
+        assert _stored(connection, direct) == _stored(connection, reference)
+
+
+def test_insert_ignoring_stored_outside_a_transaction_goes_through_sqlalchemy_and_counts_alike(store):
+    engine, direct, _ = store
+    rows = [{"key": "a", "stamped": AT}, {"key": "b", "stamped": AT}]
+    with engine.connect() as connection:
+        assert insert_ignoring_stored(connection, direct, rows) == 2
+        assert insert_ignoring_stored(connection, direct, rows + [{"key": "c", "stamped": AT}]) == 1
+        connection.commit()
+    with engine.connect() as connection:
+        assert connection.execute(select(direct.c.key).order_by(direct.c.key)).scalars().all() == ["a", "b", "c"]

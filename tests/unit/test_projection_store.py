@@ -165,6 +165,24 @@ def test_the_fact_memo_holds_more_only_while_a_larger_size_is_leased():
     assert list(memo._facts) == [("3",), ("4",)]
 
 
+def test_the_fact_memo_answers_rows_in_order_whether_remembered_or_parsed(engine):
+    with Session(engine) as session, session.begin():
+        store_facts(session, [Fact.from_envelope(e) for e in HISTORY])
+    with Session(engine) as session:
+        rows = [tuple(r) for r in session.execute(select(*store_module._FACT_COLUMNS).order_by(store_module.TIMELINE.c.time))]
+    memo = store_module.FactMemo(len(rows))
+    remembered = rows[::2]
+    memo.of_rows(remembered)
+    assert list(memo._facts) == remembered
+    kept = {row: memo._facts[row] for row in remembered}
+
+    facts = memo.of_rows(rows)
+
+    assert facts == [store_module._parse_row(row) for row in rows]
+    assert all(facts[i] is kept[row] for i, row in enumerate(rows) if row in kept)  # hits are not parsed again
+    assert set(memo._facts) == set(rows)
+
+
 # ---------------------------------------------------------------------------------------------- rebuild
 
 class ListLog:
