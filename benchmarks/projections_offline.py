@@ -30,8 +30,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from rebuild_ratio import hold_out_of_collections
-from replay_micro import Rec, load, pipelines_of
+from replay_micro import Rec, hold_out_of_collections, load, pipelines_of
 
 
 class DumpLog:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import gc
 import pstats
 import sys
 import tempfile
@@ -27,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from replay_micro import hold_out_of_collections
 
 Position = tuple[str, int]
 
@@ -76,13 +78,6 @@ def bare_read(log: MemoryLog) -> float:
         for r in part:
             n += len(r.key) + len(r.value) + len(r.headers)
     return time.perf_counter() - started
-
-
-def hold_out_of_collections() -> None:
-    """The whole log held in memory is this benchmark's doing (a read from Kafka holds one batch): freeze it so
-    the collector's full passes during the rebuild do not scan it, as they would not in `cityops replay rebuild`."""
-    gc.collect()
-    gc.freeze()
 
 
 def run(url: str, log: MemoryLog, batch: int) -> tuple[Any, float, str]:

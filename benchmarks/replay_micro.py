@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import json
 import os
 import shutil
@@ -110,6 +111,32 @@ def pipelines_of(service: str, state: Path) -> list[Any]:
     return found
 
 
+def hold_out_of_collections() -> None:
+    """The whole log held in memory is this benchmark's doing (a read from Kafka holds one batch): freeze it so
+    the collector's full passes during the rebuild do not scan it, as they would not in `cityops replay rebuild`."""
+    gc.collect()
+    gc.freeze()
+
+
+class CollectorPauses:
+    """The cyclic garbage collector's passes from now on: how many of each generation, and their seconds."""
+
+    def __init__(self) -> None:
+        self.count, self.seconds, self._started = [0, 0, 0], [0.0, 0.0, 0.0], 0.0
+        gc.callbacks.append(self._seen)
+
+    def _seen(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def __str__(self) -> str:
+        return (f"{sum(self.seconds):.3f}s in {sum(self.count)} passes (by generation: "
+                + ", ".join(f"{n} in {s:.3f}s" for n, s in zip(self.count, self.seconds, strict=True)) + ")")
+
+
 async def run(pipeline: Any, records: list[Rec], batch: int) -> tuple[int, float, float]:
     mine = [r for r in records if r.topic in set(pipeline.topics)]
     started, cpu = time.perf_counter(), time.process_time()
@@ -131,10 +158,13 @@ def main() -> None:
                     help="add the prefetch declaration this service could make (measurement only)")
     ap.add_argument("--keep-state", type=Path, help="keep the service's scratch store in this new directory (to compare two trees' results)")
     ap.add_argument("--model-cache", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "bench")
+    ap.add_argument("--no-startup-freeze", action="store_true",
+                    help="A/B: leave the service's startup heap to the collector's full scans (tools/run.py freezes it)")
     args = ap.parse_args()
     records = load(args.log)
     if args.limit:
         records = records[:args.limit]
+    hold_out_of_collections()  # the dump held in memory is this benchmark's, not the service's
     state = args.keep_state or Path(tempfile.mkdtemp(prefix="replay-micro-"))
     state.mkdir(parents=True, exist_ok=True)
     for model in args.model_cache.glob("triage-default-*.model"):
@@ -144,6 +174,11 @@ def main() -> None:
 
         configure_logging("WARNING", json=False)
         pipelines = pipelines_of(args.service, state)
+        if not args.no_startup_freeze:
+            from services.common.collector import freeze_startup_heap
+
+            freeze_startup_heap()  # as `cityops service run` does once the service has started
+        pauses = CollectorPauses()
         if args.plain_session:
             for p in pipelines:
                 p.cache_rows = False
@@ -170,6 +205,7 @@ def main() -> None:
             print(f"{args.service}/{p.name}: {n} records, batches of {args.batch}: {secs:.2f}s wall, {cpu:.2f}s CPU = "
                   f"{cpu / max(n, 1) * 1e6:,.0f} us CPU/record ({n / cpu if cpu else 0:,.0f} records per CPU-second); "
                   f"stats {p.stats}")
+        print(f"garbage collector: {pauses}")
         if profiler:
             profiler.stop()
             print(profiler.output_text(unicode=False, color=False, show_all=False))

@@ -12,12 +12,16 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from fastapi import FastAPI
 
+from services.common.collector import freeze_startup_heap
 from services.common.logs import configure_logging
+
+if TYPE_CHECKING:
+    from faststream import FastStream
 
 # Consumer services (FastStream apps), the unit bridge and the console (HTTP apps with a consumer inside). intake
 # is HTTP and is started by `cityops intake serve`.
@@ -55,7 +59,14 @@ def run(names: list[str] = typer.Argument(..., help="Service(s) to run, e.g. tri
     if isinstance(service, FastAPI):
         serve_http(service)
     else:
-        run_on_fast_loop(service.run())
+        run_on_fast_loop(frozen_once_started(service).run())
+
+
+def frozen_once_started(service: FastStream) -> FastStream:
+    """What a started consumer service holds (modules, catalogue, classifier) stays for the process's life: once it
+    has started, it is taken out of the garbage collector's full scans (services/common/collector.py)."""
+    service.after_startup(freeze_startup_heap)
+    return service
 
 
 def run_on_fast_loop(main: Coroutine[Any, Any, Any]) -> Any:
@@ -83,7 +94,7 @@ def run_packed(names: list[str]) -> None:
         service = load_factory(name)()
         if isinstance(service, FastAPI):
             raise typer.BadParameter(f"{name} is an HTTP service: it runs in a process of its own", param_hint="NAMES")
-        apps[name] = service
+        apps[name] = frozen_once_started(service)
     try:
         run_on_fast_loop(run_together(apps))
     except MemberCrashed as exc:

@@ -30,7 +30,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import col
 
 from services.common.batch_state import table_of
-from services.common.bulk_gc import BulkCollector, bulk_collection
+from services.common.collector import BulkCollector, bulk_collection
 from services.common.logs import get_logger
 from services.common.store import upsert_rows as upsert
 
@@ -115,7 +115,7 @@ class _Rebuild:
     async def run(self) -> RebuildReport:
         await asyncio.to_thread(self._prepare)
         # The fold phase reads every event back; the facts the load phase remembered spare it parsing
-        # them, if they are still there. Keeping them grows what the cyclic collector would re-scan (bulk_gc).
+        # them, if they are still there. Keeping them is what the collector would re-scan (common/collector.py).
         with FACTS.at_least(_FACTS_KEPT), bulk_collection() as collector:
             await self._load_and_fold(collector)
         return self.report

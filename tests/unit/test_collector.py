@@ -1,4 +1,5 @@
-"""services.common.bulk_gc: automatic collection off during a bulk job, survivors frozen per unit, cycles freed."""
+"""services.common.collector: a started service's heap frozen; bulk jobs with automatic collection off, survivors
+frozen per unit and cycles freed by periodic full passes."""
 
 from __future__ import annotations
 
@@ -7,7 +8,16 @@ import weakref
 
 import pytest
 
-from services.common.bulk_gc import bulk_collection
+from services.common import collector as collector_module
+from services.common.collector import bulk_collection, freeze_startup_heap
+
+
+@pytest.fixture(autouse=True)
+def _nothing_frozen_after():
+    yield
+    gc.unfreeze()
+    gc.enable()
+    collector_module._startup_frozen = False
 
 
 class Node:
@@ -90,3 +100,33 @@ def test_full_every_must_be_positive():
     with pytest.raises(ValueError, match="full_every"), bulk_collection(full_every=0):
         pass
     assert gc.isenabled()
+
+
+def test_a_started_service_heap_is_frozen_and_stays_frozen_after_a_bulk_job():
+    alive = [Node() for _ in range(100)]
+    freeze_startup_heap()
+    frozen = gc.get_freeze_count()
+    assert frozen >= len(alive)
+    with bulk_collection() as collector:
+        collector.unit_done()
+    assert gc.get_freeze_count() >= frozen  # the startup heap is frozen again, not left to the full scans
+    assert gc.isenabled()
+
+
+def test_startup_garbage_is_collected_before_the_heap_is_frozen():
+    ref = _cycle()  # garbage already: nothing refers to the cycle from outside
+    freeze_startup_heap()
+    assert ref() is None
+
+
+async def test_a_service_run_by_cityops_freezes_its_heap_once_started():
+    from faststream import FastStream, TestApp
+    from faststream.kafka import KafkaBroker, TestKafkaBroker
+
+    from tools.run import frozen_once_started
+
+    broker = KafkaBroker("127.0.0.1:9")  # never connected: the test broker stands in
+    app = frozen_once_started(FastStream(broker, logger=None))
+    assert gc.get_freeze_count() == 0
+    async with TestKafkaBroker(broker), TestApp(app):
+        assert gc.get_freeze_count() > 0

@@ -1,0 +1,85 @@
+"""When CPython's cyclic garbage collector looks at what: a long-lived process's startup heap, and bulk jobs.
+
+The collector scans its oldest generation whole each time a quarter more objects have survived into it, at about
+250 ns an object on this project's 2-core machines, and nearly everything it scans there is alive: the objects
+the services and the rebuild allocate are freed by reference counting, not by the collector. Two cases made those
+full scans a measurable share of the CPU (docs/performance.md, "Stop 26"):
+
+* a service's startup heap (imported modules, the catalogue, the classifier: 150,000-210,000 objects) was
+  re-scanned for the life of the process. `freeze_startup_heap()`, called once a service has started, moves it
+  out of every generation (`gc.freeze`), so the full scans see only what was allocated since;
+* a rebuild keeps tens of thousands of facts for its fold, and each full scan re-read all of them. Within
+  `bulk_collection()` automatic collection is off; after each unit of work (a batch) the job calls `unit_done()`,
+  which freezes what is alive, in constant time. Every `full_every` units one full pass frees whatever reference
+  cycles formed meanwhile, so memory held by such garbage is bounded by that many units' worth.
+
+Garbage that is a reference cycle among frozen objects waits for an unfreeze: a bulk job's end, or its next full
+pass. Objects freed by reference counting (nearly all) are freed at once, frozen or not.
+
+Both switches are process-wide; bulk jobs running together share one, undone when the last one leaves, and a
+startup heap frozen before a bulk job is frozen again after it.
+"""
+
+from __future__ import annotations
+
+import gc
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+_lock = threading.Lock()
+_bulk_users = 0
+_was_enabled = True
+_startup_frozen = False
+
+
+def freeze_startup_heap() -> None:
+    """Take what the process holds now (a started service) out of the collector's scans for good."""
+    global _startup_frozen
+    with _lock:
+        gc.collect()  # what startup left as garbage goes first, rather than being kept frozen
+        gc.freeze()
+        _startup_frozen = True
+
+
+class BulkCollector:
+    """Marks the units of a bulk job; see the module's docstring."""
+
+    def __init__(self, full_every: int) -> None:
+        if full_every < 1:
+            raise ValueError("full_every must be at least 1")
+        self.full_every = full_every
+        self.units = 0
+        self.full_passes = 0
+
+    def unit_done(self) -> None:
+        self.units += 1
+        with _lock:
+            if self.units % self.full_every == 0:
+                gc.unfreeze()
+                gc.collect()
+                self.full_passes += 1
+            gc.freeze()
+
+
+@contextmanager
+def bulk_collection(full_every: int = 100) -> Iterator[BulkCollector]:
+    """Automatic collection off within the block; call `unit_done()` after each unit of work."""
+    global _bulk_users, _was_enabled
+    with _lock:
+        if _bulk_users == 0:
+            _was_enabled = gc.isenabled()
+            gc.disable()
+        _bulk_users += 1
+    try:
+        yield BulkCollector(full_every)
+    finally:
+        with _lock:
+            _bulk_users -= 1
+            if _bulk_users == 0:
+                gc.unfreeze()
+                if _startup_frozen:  # a service's startup heap was out of the scans before the job: keep it so
+                    gc.collect()
+                    gc.freeze()
+                if _was_enabled:
+                    gc.enable()
