@@ -11,7 +11,14 @@ from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, Strin
 from sqlalchemy.dialects import sqlite
 
 from services.common import direct_sql
-from services.common.direct_sql import delete_where_in, insert_ignoring_stored, insert_new, insert_rows, insert_values, select_rows
+from services.common.direct_sql import (
+    delete_where_in,
+    insert_ignoring_stored,
+    insert_new,
+    insert_rows,
+    insert_values,
+    select_rows,
+)
 from services.common.store import make_engine
 
 AT = datetime(2026, 3, 2, 9, 30, 15, 123456, tzinfo=UTC)
