@@ -2,7 +2,11 @@
 the broker replaced by `codec.encode` (what a publish serialises), a SQLite store in a temp dir, 16 requests
 at a time like the bench. Deterministic enough to compare two trees on a busy machine (docs/performance.md):
 
-    cd TREE && PYTHONPATH=TREE python benchmarks/intake_request_cpu.py 3000
+    cd TREE && PYTHONPATH=TREE python benchmarks/intake_request_cpu.py 3000 [--no-startup-freeze]
+
+The app's heap is frozen once its lifespan has started, as `cityops intake serve` does
+(services/common/collector.py); `--no-startup-freeze` leaves it to the collector's full scans (A/B). The
+collector's passes during the measured requests are printed with the result.
 """
 
 from __future__ import annotations
@@ -14,15 +18,20 @@ import sys
 import tempfile
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from contracts import codec
 from domain.catalogue import load_catalogue
+from services.common.collector import frozen_once_serving
 from services.common.store import create_tables, make_engine
 from services.intake.api import build_api
 from services.intake.app import store_tables
 from tests.harness.auth import bearer, verifier
 from tools.bench.workload import demo_locations
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from replay_micro import CollectorPauses  # noqa: E402 - the benchmarks' own helper, beside this file
 
 CONCURRENCY, WARM_UP = 16, 200
 
@@ -38,10 +47,12 @@ def request_bodies(n: int) -> list[bytes]:
                         "caller_phone": f"138{rng.randrange(10 ** 8):08d}"}).encode() for i in range(n)]
 
 
-async def measure(n: int) -> dict[str, Any]:
+async def measure(n: int, freeze: bool = True) -> dict[str, Any]:
     engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/intake.db")
     create_tables(engine, store_tables())
     app = build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: datetime.now(UTC), verifier=verifier())
+    if freeze:
+        app = frozen_once_serving(app)
     auth = [(k.lower().encode(), v.encode()) for k, v in bearer("app", "bench-app").items()]
     statuses: dict[int, int] = {}
 
@@ -75,12 +86,14 @@ async def measure(n: int) -> dict[str, Any]:
     async with app.router.lifespan_context(app):
         await connections(bodies[:WARM_UP])
         statuses.clear()
+        pauses = CollectorPauses()
         cpu, wall = time.process_time(), time.perf_counter()
         await connections(bodies[WARM_UP:])
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"requests": n, "statuses": statuses, "cpu_us_per_request": round(cpu / n * 1e6),
-            "wall_us_per_request": round(wall / n * 1e6)}
+            "wall_us_per_request": round(wall / n * 1e6), "startup_heap_frozen": freeze, "garbage_collector": str(pauses)}
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 3000))))
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    print(json.dumps(asyncio.run(measure(int(args[0]) if args else 3000, freeze="--no-startup-freeze" not in sys.argv))))

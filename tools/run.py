@@ -12,16 +12,13 @@ from __future__ import annotations
 import asyncio
 import importlib
 from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import typer
 from fastapi import FastAPI
 
-from services.common.collector import freeze_startup_heap
+from services.common.collector import frozen_once_serving, frozen_once_started
 from services.common.logs import configure_logging
-
-if TYPE_CHECKING:
-    from faststream import FastStream
 
 # Consumer services (FastStream apps), the unit bridge and the console (HTTP apps with a consumer inside). intake
 # is HTTP and is started by `cityops intake serve`.
@@ -62,13 +59,6 @@ def run(names: list[str] = typer.Argument(..., help="Service(s) to run, e.g. tri
         run_on_fast_loop(frozen_once_started(service).run())
 
 
-def frozen_once_started(service: FastStream) -> FastStream:
-    """What a started consumer service holds (modules, catalogue, classifier) stays for the process's life: once it
-    has started, it is taken out of the garbage collector's full scans (services/common/collector.py)."""
-    service.after_startup(freeze_startup_heap)
-    return service
-
-
 def run_on_fast_loop(main: Coroutine[Any, Any, Any]) -> Any:
     """Run a consumer service's coroutine on uvloop where it is installed (a dependency on Linux and macOS).
 
@@ -107,7 +97,7 @@ def serve_http(api: FastAPI) -> None:
     import uvicorn
 
     settings = api.state.settings
-    uvicorn.run(api, host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
+    uvicorn.run(frozen_once_serving(api), host=settings.http_host, port=settings.http_port, log_level="warning", access_log=False)
 
 
 @app.command("list")

@@ -11,6 +11,8 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
     """Serve the hotline HTTP API, the Open311 edge and the machine-channel consumer (OpenAPI docs at /docs)."""
     import uvicorn
 
+    from services.common.collector import frozen_once_serving
+
     from .app import create_app
     from .settings import IntakeSettings
 
@@ -19,5 +21,5 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
     if app.state.auth_problem is not None:
         typer.echo(f"intake refuses to start: {app.state.auth_problem}", err=True)
         raise typer.Exit(2)
-    uvicorn.run(app, host=host or settings.http_host, port=port or settings.http_port,
+    uvicorn.run(frozen_once_serving(app), host=host or settings.http_host, port=port or settings.http_port,
                 log_level="warning", access_log=False)

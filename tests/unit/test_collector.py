@@ -9,7 +9,7 @@ import weakref
 import pytest
 
 from services.common import collector as collector_module
-from services.common.collector import bulk_collection, freeze_startup_heap
+from services.common.collector import bulk_collection, freeze_startup_heap, frozen_once_serving, frozen_once_started
 
 
 @pytest.fixture(autouse=True)
@@ -123,10 +123,27 @@ async def test_a_service_run_by_cityops_freezes_its_heap_once_started():
     from faststream import FastStream, TestApp
     from faststream.kafka import KafkaBroker, TestKafkaBroker
 
-    from tools.run import frozen_once_started
-
     broker = KafkaBroker("127.0.0.1:9")  # never connected: the test broker stands in
     app = frozen_once_started(FastStream(broker, logger=None))
     assert gc.get_freeze_count() == 0
     async with TestKafkaBroker(broker), TestApp(app):
         assert gc.get_freeze_count() > 0
+
+
+async def test_an_http_service_freezes_its_heap_once_its_lifespan_has_started():
+    from contextlib import asynccontextmanager
+
+    from fastapi import FastAPI
+
+    entered: list[int] = []
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI):
+        entered.append(gc.get_freeze_count())  # the service's own start-up runs first
+        yield {"ready": True}
+
+    api = frozen_once_serving(FastAPI(lifespan=lifespan))
+    async with api.router.lifespan_context(api) as state:
+        assert entered == [0]
+        assert gc.get_freeze_count() > 0
+        assert state == {"ready": True}  # the service's lifespan state is passed on
