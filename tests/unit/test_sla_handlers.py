@@ -358,6 +358,7 @@ def test_returns_count_for_ping_pong_and_the_returns_index_only_by_the_unit_assi
 
 
 def test_a_rebuild_skips_a_report_the_live_service_refused_and_records_it_dead_lettered(tmp_path):
+    from services.common.collector import bulk_collection
     from services.common.store import ProcessedEvent
     from services.sla.rebuild import _apply
     from tests.harness.pipeline import record_of
@@ -365,7 +366,10 @@ def test_a_rebuild_skips_a_report_the_live_service_refused_and_records_it_dead_l
     story, task = grid_story()
     forged = _from(story, at(11, 3, 10), ev.TaskCompleted(task_id=task, unit="water", result="fixed"))
     rebuilt = Sla(tmp_path)
-    assert _apply(rebuilt.engine, rebuilt.settings, rebuilt.runtime, [record_of(e) for e in story.events]) == 3
+    with bulk_collection() as collector:
+        assert _apply(rebuilt.engine, rebuilt.settings, rebuilt.runtime, [record_of(e) for e in story.events],
+                      collector) == 3
+        assert collector.units == 1  # one chunk of the rebuild: one unit
     assert {t.status for t in rebuilt.timers().values()} == {"running"}
     with Session(rebuilt.engine) as session:
         assert session.get(ProcessedEvent, ("sla", forged.id)).outcome == "dead-lettered"
