@@ -48,7 +48,15 @@ def request_bodies(n: int) -> list[bytes]:
 
 
 async def measure(n: int, freeze: bool = True) -> dict[str, Any]:
-    engine = make_engine(f"sqlite:///{tempfile.mkdtemp()}/intake.db")
+    with tempfile.TemporaryDirectory(prefix="intake-cpu-") as scratch:
+        engine = make_engine(f"sqlite:///{scratch}/intake.db")
+        try:
+            return await _measure(engine, n, freeze)
+        finally:
+            engine.dispose()
+
+
+async def _measure(engine: Any, n: int, freeze: bool) -> dict[str, Any]:
     create_tables(engine, store_tables())
     app = build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: datetime.now(UTC), verifier=verifier())
     if freeze:

@@ -108,7 +108,8 @@ def main() -> None:
     log = MemoryLog(SyntheticHistory(args.tickets, seed=7).envelopes())
     records = sum(len(p) for p in log.parts.values())
     hold_out_of_collections()
-    targets = [("sqlite", f"sqlite:///{tempfile.mkdtemp(prefix='rebuild-ratio-')}/r.db")]
+    scratch = tempfile.TemporaryDirectory(prefix="rebuild-ratio-")  # removed when the run ends
+    targets = [("sqlite", f"sqlite:///{scratch.name}/r.db")]
     if args.pg:
         targets.append(("postgresql", args.pg))
     for name, url in targets:
@@ -127,6 +128,7 @@ def main() -> None:
               f"events/s; {cpu:.2f}s CPU; checksum {digest[:16]}")
     bare = bare_read(log)
     print(f"bare read of the same {records} records in memory: {records / bare:,.0f} records/s")
+    scratch.cleanup()
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ def frozen_once_started(service: FastStream) -> FastStream:
 
 def frozen_once_serving(api: FastAPI) -> FastAPI:
     """An HTTP service whose startup heap is frozen once its lifespan has started (`cityops intake serve`, the
-    bridge, the console). In intake the full scans were ~100 ms pauses of every request in flight."""
+    bridge, the console). In intake each full scan was a pause of about 130 ms for every request in flight."""
     started = api.router.lifespan_context
 
     @asynccontextmanager
