@@ -27,6 +27,7 @@ from contracts import events as ev
 from contracts.topics import ACT, CHANNEL_INTAKE, CONSULT, EVALUATE, TRIAGE, UNIT_REPORTS
 from domain.catalogue import load_catalogue
 from domain.holders import bounds_for, check_tiles, ledger_for
+from domain.statuses import TicketStatus
 from services.common.kafka import kafka_access
 from services.common.settings import REPO_ROOT, KafkaClientSettings
 from services.intake.domain import ticket_id_for
@@ -283,13 +284,15 @@ async def _run_scenarios(hub: Hub) -> None:
                               headers=bearer("app", "civil-register", client_id="civil-register"))
         assert r.status_code == 202, r.text
 
-        workers = [asyncio.create_task(callback_operator(client, {ids["light"]}, stop)),
-                   asyncio.create_task(housing_department(hub, {ids["returned"]}, {ids["disputed"]}, stop, housing_seen))]
+        workers = [asyncio.create_task(housing_department(hub, {ids["returned"]}, {ids["disputed"]}, stop, housing_seen))]
         try:
-            # Repeat merged into its master, then split again: handled on its own.
+            # Repeat merged into its master, then split again: handled on its own. The callback desk starts only
+            # after the split: the master closes at its callback, and a repeat still merged then closes with it.
             await wait_status(client, ids["repeat"], {"merged"})
             assert (await _status(client, ids["repeat"]))["master_ticket_id"] == ids["light"]
             assert (await client.post(f"/tickets/{ids['repeat']}/split", json={"reason": "different lamp"})).status_code == 202
+            await wait_status(client, ids["repeat"], {s.value for s in TicketStatus} - {"merged", "closed"})
+            workers.append(asyncio.create_task(callback_operator(client, {ids["light"]}, stop)))
             # Low confidence -> manual triage -> an operator decides.
             await wait_status(client, ids["gibberish"], {"manual-triage"})
             r = await client.post(f"/triage/{ids['gibberish']}/resolve", json={"category": "hotline.policy-inquiry"})
