@@ -1,6 +1,6 @@
 """A real PostgreSQL server for tests: Debian's package, initdb'd into a temporary directory.
 
-`postgres_server` (session fixture) starts one on 127.0.0.1:55432 (CITYOPS_TEST_PG_PORT) and stops
+`postgres_server` (session fixture) starts one on 127.0.0.1:25432 (CITYOPS_TEST_PG_PORT) and stops
 it at the end, failures included; `LocalPostgres.new_database()` gives each test its own database
 URL (`postgresql+psycopg://...`). As root, the server runs as the `postgres` user (PostgreSQL
 refuses to run as root). A developer may point CITYOPS_TEST_PG_URL at a server of their own
@@ -25,7 +25,9 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-PG_PORT = int(os.environ.get("CITYOPS_TEST_PG_PORT", "55432"))
+# Below Linux's ephemeral range (32768-60999): at 55432 an outgoing connection of a concurrent test (a Kafka
+# client's) could hold the port, and the server's bind failed although nothing was listening there.
+PG_PORT = int(os.environ.get("CITYOPS_TEST_PG_PORT", "25432"))
 _RUN_AS = "postgres"
 
 
