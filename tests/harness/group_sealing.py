@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from datetime import UTC, datetime
 from typing import Any
 from unittest import mock
@@ -12,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.common.batch_state import table_of
-from services.common.store import create_tables
+from services.common.store import create_tables, write_lock
 from services.intake import keystore
 from services.intake.domain import ComplaintIn, submission_event
 from services.intake.keystore import (
@@ -97,6 +99,39 @@ async def concurrent_requests_share_commits(engine: Engine) -> tuple[int, int]:
     assert [s.ticket_id for s in sealed] == [b.envelope.ticket_id for b in batch]
     assert sum(calls) == 50
     return len(calls), max(calls)
+
+
+async def the_thread_that_seals(engine: Engine, hold_write_lock: bool = False) -> str:
+    """Seal one request through `GroupSealer`: "loop" when its batch was sealed on the event loop's thread, else
+    "worker". With `hold_write_lock`, another thread holds the store's write lock while the request arrives and
+    lets it go 50 ms later; the request must still be answered."""
+    threads: list[int] = []
+    real = keystore.seal_many
+
+    def noting_thread(engine: Engine, secret: str, submissions: Any) -> Any:
+        threads.append(threading.get_ident())
+        return real(engine, secret, submissions)
+
+    lock, taken = write_lock(engine), threading.Event()
+
+    def hold() -> None:
+        with lock:
+            taken.set()
+            time.sleep(0.05)
+
+    holder = threading.Thread(target=hold) if hold_write_lock else None
+    if holder is not None:
+        holder.start()
+        taken.wait(5)
+    try:
+        with mock.patch.object(keystore, "seal_many", noting_thread):
+            sealed = await asyncio.wait_for(GroupSealer(engine, SECRET).seal(submission("路灯不亮了", "钱七", "13812345678")), 10)
+    finally:
+        if holder is not None:
+            holder.join()
+    assert sealed.data.sealed_caller is not None  # type: ignore[union-attr]
+    assert len(threads) == 1
+    return "loop" if threads[0] == threading.get_ident() else "worker"
 
 
 def an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine: Engine) -> None:

@@ -23,3 +23,8 @@ def engine(postgres_server):  # noqa: F811
     assert engine.dialect.name == "postgresql"
     yield engine
     engine.dispose()
+
+
+async def test_on_postgresql_a_batch_is_sealed_in_a_worker_thread(engine):
+    """Its round trips to the server must not stall the event loop (SQLite seals on the loop)."""
+    assert await checks.the_thread_that_seals(engine) == "worker"

@@ -32,3 +32,11 @@ async def test_concurrent_requests_are_sealed_together(engine):
 
 def test_an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine):
     checks.an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine)
+
+
+async def test_on_sqlite_a_batch_is_sealed_on_the_event_loop(engine):
+    assert await checks.the_thread_that_seals(engine) == "loop"
+
+
+async def test_a_batch_waits_in_a_worker_thread_while_another_transaction_holds_the_write_lock(engine):
+    assert await checks.the_thread_that_seals(engine, hold_write_lock=True) == "worker"
