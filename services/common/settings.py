@@ -73,6 +73,10 @@ class ServiceSettings(KafkaClientSettings):
     # Every record of a batch is sent before any acknowledgement is awaited, so they share produce requests
     # even at linger 0; a longer linger only delays the last one (same hop: p50 23.5 ms at 5 ms, 18.8 at 1).
     linger_ms: int = Field(default=1, ge=0, description="Producer linger: small batches of output records.")
+    # A batch this small is applied on the event loop when the store is SQLite (pipeline.py `_apply_where_cheapest`):
+    # the hop to a worker thread cost more than the batch. 0: every batch in a worker thread.
+    apply_on_loop_max_records: int = Field(default=8, ge=0, description="Batches of at most this many records are applied "
+                                           "on the event loop on a SQLite store (0: always in a worker thread).")
     outbox_clear_delay_s: float = Field(default=0.25, ge=0, le=60, description="How long confirmed outbox rows wait "
                                        "to be deleted together (one transaction for several batches).")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
