@@ -112,7 +112,7 @@ from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
 from .offsets import BackgroundCommitter, next_positions
 from .settings import ServiceSettings
-from .store import OutboxRecord, ParkedEvent, lock_tickets, short_writes_on_loop, write_lock
+from .store import OutboxRecord, ParkedEvent, lock_tickets, short_write, write_lock
 from .upkeep import expire_parked, prune_applied_ids
 
 # Re-exported: services and tests import the handler's vocabulary from here.
@@ -236,9 +236,8 @@ class EventPipeline(Generic[Deps]):
         """A small batch on SQLite is applied on the event loop (`short_writes_on_loop`): its transaction is a few
         milliseconds, less than what the hop to a worker thread and back cost. A larger batch, or any on
         PostgreSQL, goes to a worker thread so that the loop keeps fetching and confirming meanwhile."""
-        if len(wanted) + len(undecodable) <= self.settings.apply_on_loop_max_records and short_writes_on_loop(self.engine):
-            return self._apply(wanted, undecodable)
-        return await asyncio.to_thread(self._apply, wanted, undecodable)
+        small = len(wanted) + len(undecodable) <= self.settings.apply_on_loop_max_records
+        return await short_write(self.engine, self._apply, wanted, undecodable, small=small)
 
     async def _pause_after(self, records: Sequence[Any], exc: Exception) -> None:
         """Log a failing batch once, then wait before it is redelivered: without the pause a database that is down

@@ -22,15 +22,16 @@ none of this (one writer per file, one process per store).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import threading
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Column, LargeBinary, Table, event, inspect, text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -150,6 +151,8 @@ def _missing_columns(engine: Engine, tables: list[Any]) -> list[str]:
     return missing
 
 
+T = TypeVar("T")
+
 _WRITE_LOCKS: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
 _WRITE_LOCKS_GUARD = threading.Lock()
 
@@ -177,6 +180,14 @@ def short_writes_on_loop(engine: Engine) -> bool:
     per HTTP submission 20 % lower on the loop, docs/performance.md "Stop 27"). A thread that takes the lock
     between this check and the caller's own `with write_lock` makes the loop wait one transaction: rare, bounded."""
     return engine.dialect.name == "sqlite" and not write_lock(engine).locked()
+
+
+async def short_write(engine: Engine, work: Callable[..., T], *args: Any, small: bool = True) -> T:
+    """`work(*args)`, a write transaction on `engine`: on the event loop when it is `small` and the store allows it
+    (`short_writes_on_loop`), else in a worker thread, so the loop keeps serving its sockets meanwhile."""
+    if small and short_writes_on_loop(engine):
+        return work(*args)
+    return await asyncio.to_thread(work, *args)
 
 
 class StoreInUse(RuntimeError):

@@ -36,7 +36,7 @@ from contracts.envelope import Envelope, utcnow
 from domain.privacy import mask_phone, phone_digits, pseudonym
 from services.common.batch_state import table_of
 from services.common.pipeline import write_lock
-from services.common.store import short_writes_on_loop, upsert_rows
+from services.common.store import short_write, short_writes_on_loop, upsert_rows
 
 from .domain import sealed_submission
 from .models import TicketStatus
@@ -328,7 +328,7 @@ class GroupSealer:
     """Group commit for HTTP submissions: the requests that arrive while a batch is being sealed, or within the
     loop's turn before it, queue up and are sealed together next, in one transaction. At low load a batch is one
     request and nothing waits; under load the commit and the lock are paid once per batch instead of once per
-    request. On SQLite a batch is sealed on the event loop, elsewhere in a worker thread (`_seal`)."""
+    request. On SQLite a batch is sealed on the event loop, elsewhere in a worker thread (`short_write`)."""
 
     def __init__(self, engine: Engine, secret: str, max_batch: int = 256) -> None:
         self._engine, self._secret, self._max_batch = engine, secret, max_batch
@@ -345,26 +345,19 @@ class GroupSealer:
     async def _drain(self) -> None:
         try:
             while self._queue:
-                on_loop = short_writes_on_loop(self._engine)
-                if on_loop:  # one more turn of the loop first: the requests it reads join this batch
+                if short_writes_on_loop(self._engine):  # sealed on the loop: let it read once more, to join this batch
                     await asyncio.sleep(0)
                 batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
                 try:
-                    results = await self._seal([w.submission for w in batch], on_loop)
+                    # On the loop on SQLite; in a worker thread on PostgreSQL (round trips) or while the lock is held.
+                    results = await short_write(self._engine, seal_many, self._engine, self._secret,
+                                                [w.submission for w in batch])
                 except Exception as exc:  # noqa: BLE001  # the store failed: every request of the batch hears it
                     results = [exc] * len(batch)
                 for waiting, result in zip(batch, results, strict=True):
                     _answer(waiting.answer, result)
         finally:
             self._draining = None
-
-
-    async def _seal(self, submissions: list[Submission], on_loop: bool) -> list[Envelope[Any] | Exception]:
-        """Seal on the event loop when the store allows it (`short_writes_on_loop`: SQLite, write lock free), else in
-        a worker thread (PostgreSQL's round trips, or a consumer's batch holding the lock, must not stall the loop)."""
-        if on_loop and short_writes_on_loop(self._engine):
-            return seal_many(self._engine, self._secret, submissions)
-        return await asyncio.to_thread(seal_many, self._engine, self._secret, submissions)
 
 
 def _answer(answer: asyncio.Future[Envelope[Any]], result: Envelope[Any] | Exception) -> None:
