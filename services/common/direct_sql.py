@@ -107,6 +107,59 @@ def insert_new(connection: Connection, table: Table, rows: Sequence[Mapping[str,
     return added
 
 
+def upsert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT (keys) DO UPDATE of every other column, for rows given as {column name: value}, one
+    executemany per set of keys (usually one). As with SQLAlchemy's statement, a column a row leaves out gets its
+    default on insert, and the update sets every column that is not a key (one left out: to that default)."""
+    by_keys: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        by_keys.setdefault(tuple(row), []).append(tuple(row.values()))
+    for columns, values in by_keys.items():
+        statement = _insert_of(connection.dialect, table, columns) if _direct(connection) else None
+        if statement is None:
+            params: Any = dict(zip(columns, values[0], strict=True)) if len(values) == 1 else \
+                [dict(zip(columns, v, strict=True)) for v in values]
+            connection.execute(_upsert_of(connection.dialect, table, tuple(keys)), params)
+            continue
+        sql = f"{statement.sql(1)} {_on_conflict_update(connection.dialect, table, tuple(keys))}"
+        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if len(values) == 1:  # one row: a plain execute is much cheaper than an executemany of one
+                cursor.execute(sql, statement.params(values[0]))
+            else:
+                cursor.executemany(sql, [statement.params(v) for v in values])
+        finally:
+            cursor.close()
+
+
+def _upsert_of(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> Any:
+    """SQLAlchemy's upsert of `table` on `keys` (built once: its construction cost more than its execution)."""
+    cache_key = (table, keys, dialect.name)
+    if cache_key not in _UPSERTS:
+        if len(_UPSERTS) >= _CACHE_MAX:
+            _UPSERTS.clear()
+        module: Any = postgresql if dialect.name == "postgresql" else sqlite
+        stmt = module.insert(table)
+        updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
+        _UPSERTS[cache_key] = (stmt.on_conflict_do_update(index_elements=list(keys), set_=updates) if updates
+                               else stmt.on_conflict_do_nothing(index_elements=list(keys)))
+    return _UPSERTS[cache_key]
+
+
+def _on_conflict_update(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> str:
+    """The driver's ON CONFLICT clause matching `_upsert_of`."""
+    cache_key = (table, keys, dialect.name)
+    if cache_key not in _UPSERT_CLAUSES:
+        if len(_UPSERT_CLAUSES) >= _CACHE_MAX:
+            _UPSERT_CLAUSES.clear()
+        quote = dialect.identifier_preparer.quote
+        target = ", ".join(quote(table.c[k].name) for k in keys)  # KeyError names a key the table does not have
+        updates = ", ".join(f"{quote(c.name)} = excluded.{quote(c.name)}" for c in table.columns if c.name not in keys)
+        _UPSERT_CLAUSES[cache_key] = (f"ON CONFLICT ({target}) DO UPDATE SET {updates}" if updates
+                                      else f"ON CONFLICT ({target}) DO NOTHING")
+    return _UPSERT_CLAUSES[cache_key]
+
+
 def insert_or_ignore(dialect: Dialect, table: Table) -> Any:
     """SQLAlchemy's INSERT that skips rows whose primary key exists, on the dialects the stores use."""
     if dialect.name == "postgresql":
@@ -265,5 +318,7 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
 _CACHE_MAX = 256  # entries per cache below: callers building new tables or statements per call stay bounded
 _INSERTS: dict[tuple[Table, tuple[str, ...]], _Insert | None] = {}
 _DELETES: dict[tuple[Table, str], tuple[Any, str, Processor]] = {}
-_SELECTS: dict[int, tuple[Any, _SelectPlan | None]] = {}  # by the statement's identity; holds the statement
+_SELECTS: dict[int, tuple[Any, _SelectPlan | None]] = {}
+_UPSERTS: dict[tuple[Table, tuple[str, ...], str], Any] = {}
+_UPSERT_CLAUSES: dict[tuple[Table, tuple[str, ...], str], str] = {}  # by the statement's identity; holds the statement
 _SIZES_MAX = 64

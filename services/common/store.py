@@ -34,13 +34,13 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from sqlalchemy import Column, LargeBinary, Table, event, inspect, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Field, Session, SQLModel, create_engine
 
 from contracts.envelope import utcnow
 
+from . import direct_sql
 from .batch_state import table_of
 
 
@@ -272,9 +272,6 @@ def lock_tickets(session: Session, consumer: str, ticket_ids: Iterable[str]) -> 
 def upsert_rows(session: OrmSession, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]) -> None:
     """INSERT ... ON CONFLICT (keys) DO UPDATE for many rows in one executemany (SQLite and PostgreSQL):
     what `Session.merge` does one row and two statements at a time."""
-    if not rows:
-        return
-    module = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
-    stmt = module.insert(table)
-    updates = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in keys}
-    session.execute(stmt.on_conflict_do_update(index_elements=list(keys), set_=updates), list(rows))
+    if rows:
+        # On SQLite inside the session's transaction, straight to the driver (services/common/direct_sql.py).
+        direct_sql.upsert_rows(session.connection(), table, rows, keys)

@@ -21,11 +21,11 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import LargeBinary
+from sqlalchemy import LargeBinary, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +35,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from domain.privacy import mask_phone, phone_digits, pseudonym
 from services.common.batch_state import table_of
+from services.common.direct_sql import insert_new, insert_rows, select_rows
 from services.common.pipeline import write_lock
 from services.common.store import short_write, short_writes_on_loop, upsert_rows
 
@@ -125,7 +126,16 @@ def seal_caller(session: Session, secret: str, caller: ev.Caller, ticket_id: str
     return sealed, ref
 
 
-def seal_with(key: CallerKey, secret: str, caller: ev.Caller, ticket_id: str) -> tuple[ev.SealedCaller, ev.CallerRef]:
+class KeyRow(NamedTuple):
+    """A caller's key as the sealing batch reads and writes it: plain values, not a `CallerKey` instance
+    (SQLAlchemy's instrumented construction, for every caller of a batch, cost more than sealing them)."""
+
+    key_id: str
+    phone_ref: str | None
+    data_key: bytes
+
+
+def seal_with(key: CallerKey | KeyRow, secret: str, caller: ev.Caller, ticket_id: str) -> tuple[ev.SealedCaller, ev.CallerRef]:
     """The caller's name and phone sealed with their key, bound to the ticket (its id is the associated data,
     so a sealed copy moved to another ticket does not open)."""
     nonce = os.urandom(12)
@@ -251,9 +261,11 @@ def _seal_together(session: Session, secret: str, submissions: Sequence[Submissi
     callers = [s.envelope.data.caller for s in submissions]
     keys = _caller_keys(session, secret, [c.phone for c in callers if c.phone and phone_digits(c.phone)], now)
     copies: list[dict[str, Any]] = []
-    seal = _batch_sealer(session, secret, keys, copies, now)
+    own_keys: list[dict[str, Any]] = []
+    seal = _batch_sealer(secret, keys, own_keys, copies, now)
     out = [sealed_submission(s.envelope, seal) for s in submissions]
-    session.flush()  # the keys of callers without a phone, before the rows that name them
+    connection = session.connection()
+    insert_rows(connection, table_of(CallerKey), own_keys)  # the callers without a phone: a key of their ticket's own
     upsert_rows(session, table_of(SealedTicket), [{"ticket_id": c["ticket_id"], "key_id": c["key_id"]} for c in copies],
                 ["ticket_id"])
     upsert_rows(session, table_of(SealedCallerCopy), copies, ["ticket_id"])
@@ -261,48 +273,55 @@ def _seal_together(session: Session, secret: str, submissions: Sequence[Submissi
     return out
 
 
-def _batch_sealer(session: Session, secret: str, keys: dict[str, CallerKey], copies: list[dict[str, Any]],
+def _batch_sealer(secret: str, keys: dict[str, KeyRow], own_keys: list[dict[str, Any]], copies: list[dict[str, Any]],
                   now: datetime) -> Callable[[ev.Caller, str], tuple[ev.SealedCaller | None, ev.CallerRef]]:
-    """Seals one caller of the batch with the key found or made for their phone, noting the copy to store."""
+    """Seals one caller of the batch with the key found or made for their phone, noting the copy to store (and the
+    key made for a caller without a phone)."""
     def seal(caller: ev.Caller, ticket_id: str) -> tuple[ev.SealedCaller | None, ev.CallerRef]:
         if not caller.name and not caller.phone:
             return None, ev.CallerRef(anonymous=True)
-        key = keys.get(phone_ref(secret, caller.phone)) if caller.phone and phone_digits(caller.phone) else None
+        key = keys.get(caller.phone) if caller.phone else None
         if key is None:  # a caller without a phone: a key of this ticket's own
-            key = CallerKey(key_id=uuid.uuid4().hex, phone_ref=None, data_key=AESGCM.generate_key(bit_length=256),
-                            created_at=now)
-            session.add(key)
+            key = KeyRow(uuid.uuid4().hex, None, AESGCM.generate_key(bit_length=256))
+            own_keys.append({**key._asdict(), "created_at": now})
         sealed, ref = seal_with(key, secret, caller, ticket_id)
         copies.append({"ticket_id": ticket_id, "key_id": key.key_id, "nonce": sealed.nonce, "ciphertext": sealed.ciphertext})
         return sealed, ref
     return seal
 
 
-def _caller_keys(session: Session, secret: str, phones: list[str], now: datetime) -> dict[str, CallerKey]:
-    """The keys of these callers by `phone_ref`, made for those calling for the first time (two calls from one
-    number in the same batch share one key)."""
-    refs = sorted({phone_ref(secret, p) for p in phones})
+_KEYS_BY_REF = select(col(CallerKey.key_id), col(CallerKey.phone_ref), col(CallerKey.data_key)).where(
+    col(CallerKey.phone_ref).in_(bindparam("refs", expanding=True)))
+
+
+def _caller_keys(session: Session, secret: str, phones: list[str], now: datetime) -> dict[str, KeyRow]:
+    """The keys of these callers by phone number as written, made for those calling for the first time (two calls
+    from one number in the same batch, however written, share one key: its `phone_ref` is of the digits)."""
+    ref_of = {phone: phone_ref(secret, phone) for phone in phones}
+    refs = sorted(set(ref_of.values()))
     if not refs:
         return {}
-    found = {k.phone_ref: k for k in session.exec(select(CallerKey).where(col(CallerKey.phone_ref).in_(refs)))}
+    found = _stored_keys(session, refs)
     new = [{"key_id": uuid.uuid4().hex, "phone_ref": ref, "data_key": AESGCM.generate_key(bit_length=256),
             "created_at": now} for ref in refs if ref not in found]
     if new:
         found.update(_insert_new_keys(session, new))
-    return {ref: key for ref, key in found.items() if ref is not None}
+    return {phone: found[ref] for phone, ref in ref_of.items()}
 
 
-def _insert_new_keys(session: Session, new: list[dict[str, Any]]) -> dict[str, CallerKey]:
+def _stored_keys(session: Session, refs: list[str]) -> dict[str, KeyRow]:
+    rows = select_rows(session.connection(), _KEYS_BY_REF, {"refs": refs})
+    return {ref: KeyRow(key_id, ref, bytes(data_key)) for key_id, ref, data_key in rows}
+
+
+def _insert_new_keys(session: Session, new: list[dict[str, Any]]) -> dict[str, KeyRow]:
     """Insert the first-time callers' keys; those made first by another writer meanwhile are read back instead.
-    RETURNING names the rows this statement inserted, so the read-back (one SELECT per batch before) is only
-    for the rare conflict."""
-    insert_ignore = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-    table = table_of(CallerKey)
-    inserted = set(session.execute(insert_ignore(table).on_conflict_do_nothing().returning(table.c.phone_ref), new).scalars())
-    mine = {n["phone_ref"]: CallerKey(**n) for n in new if n["phone_ref"] in inserted}
+    RETURNING names the rows this statement inserted, so the read-back is only for the rare conflict."""
+    inserted = set(insert_new(session.connection(), table_of(CallerKey), new, returning="phone_ref"))
+    mine = {n["phone_ref"]: KeyRow(n["key_id"], n["phone_ref"], n["data_key"]) for n in new if n["phone_ref"] in inserted}
     missing = [n["phone_ref"] for n in new if n["phone_ref"] not in inserted]
     if missing:  # another instance made these callers' keys first: theirs is the key
-        mine.update({k.phone_ref: k for k in session.exec(select(CallerKey).where(col(CallerKey.phone_ref).in_(missing)))})
+        mine.update(_stored_keys(session, missing))
     return mine
 
 

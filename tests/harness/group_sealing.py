@@ -146,3 +146,38 @@ def an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine: 
                                                          submission("又一件事", None, None, key="app:k-2")])
     assert later_same.ticket_id == first.ticket_id  # type: ignore[union-attr]
     assert isinstance(later_other, KeyReused) and later_other.ticket_id == other.ticket_id  # type: ignore[union-attr]
+
+
+def a_key_made_meanwhile_by_another_writer_is_the_callers_key(engine: Engine) -> None:
+    """Another intake instance stores a caller's first key between this batch's read of the keys and its insert:
+    the insert skips it and the batch seals with that writer's key (one caller, one key)."""
+    theirs = seal_many(engine, SECRET, [submission("路灯不亮了", "钱七", "13812345678")])[0]
+    real_read = keystore._stored_keys
+    reads: list[list[str]] = []
+
+    def read_before_the_other_writer(session: Any, refs: list[str]) -> Any:
+        reads.append(refs)
+        return {} if len(reads) == 1 else real_read(session, refs)  # the first read saw no key yet
+
+    with mock.patch.object(keystore, "_stored_keys", read_before_the_other_writer):
+        mine = seal_many(engine, SECRET, [submission("又坏了", "钱七", "138 1234 5678"),
+                                          submission("井盖丢了", "孙八", "13987654321")])
+    assert len(reads) == 2 and len(reads[1]) == 1  # read back: only the key the insert skipped
+    assert mine[0].data.sealed_caller.key_id == theirs.data.sealed_caller.key_id  # type: ignore[union-attr]
+    assert caller_of(engine, mine[0].data.sealed_caller, mine[0].ticket_id) is not None  # type: ignore[union-attr]
+    with Session(engine) as s:
+        assert len(s.exec(select(CallerKey)).all()) == 2
+
+
+def a_resealed_retry_replaces_its_rows(engine: Engine) -> None:
+    """A retried submission (same Idempotency-Key, same body) is sealed again under its ticket id: its sealed copy
+    and submitter rows are replaced, not duplicated and not refused."""
+    first = seal_many(engine, SECRET, [submission("路灯不亮了", "钱七", "13812345678", key="app:k-9")])[0]
+    again = seal_many(engine, SECRET, [submission("路灯不亮了", "钱七", "13812345678", submitter="sub:op-2",
+                                                  key="app:k-9")])[0]
+    assert again.ticket_id == first.ticket_id  # type: ignore[union-attr]
+    with Session(engine) as s:
+        copies = s.exec(select(SealedCallerCopy)).all()
+        assert [(c.ticket_id, c.nonce) for c in copies] == [(first.ticket_id, again.data.sealed_caller.nonce)]  # type: ignore[union-attr]
+        assert [r.submitter for r in s.exec(select(Submitter))] == ["sub:op-2"]
+    assert caller_of(engine, again.data.sealed_caller, again.ticket_id) is not None  # type: ignore[union-attr]

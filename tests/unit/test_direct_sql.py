@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, bindparam, event, insert, select
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from services.common import direct_sql
 from services.common.direct_sql import (
@@ -18,6 +19,7 @@ from services.common.direct_sql import (
     insert_rows,
     insert_values,
     select_rows,
+    upsert_rows,
 )
 from services.common.store import make_engine
 
@@ -198,3 +200,48 @@ def test_insert_ignoring_stored_outside_a_transaction_goes_through_sqlalchemy_an
         connection.commit()
     with engine.connect() as connection:
         assert connection.execute(select(direct.c.key).order_by(direct.c.key)).scalars().all() == ["a", "b", "c"]
+
+
+def _sqlalchemy_upsert(table: Table) -> Any:
+    stmt = sqlite_insert(table)
+    return stmt.on_conflict_do_update(index_elements=["key"], set_={c.name: stmt.excluded[c.name] for c in table.columns
+                                                                     if c.name != "key"})
+
+
+def test_upsert_inserts_then_replaces_every_other_column_as_sqlalchemys_upsert_does(store):
+    engine, direct, reference = store
+    later = [{"key": "a", "payload": {"changed": True}, "at": None, "count": 9},  # flag left out: back to its default
+             {"key": "d", "payload": [1], "at": AT, "count": 1}]
+    seen: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+    with engine.begin() as connection:
+        for table in (direct, reference):
+            for rows in (ROWS, later, later[:1]):  # many rows, then conflicts, then one row alone
+                if table is direct:
+                    upsert_rows(connection, table, [{**r, "stamped": AT} for r in rows], ["key"])
+                else:
+                    connection.execute(_sqlalchemy_upsert(table), [{**r, "stamped": AT} for r in rows])
+        stored = _stored(connection, direct)
+        assert stored == _stored(connection, reference)
+    assert [r[0] for r in stored] == ["a", "b", "c", "d"]
+    assert stored[0][3:5] == (0, 9)  # the update set the left-out flag to its default, the count to the new value
+    assert not [s for s in seen if s.startswith("INSERT INTO things")]  # the direct rows went to the cursor
+
+
+def test_upsert_outside_a_transaction_goes_through_sqlalchemy_and_stores_alike(store):
+    engine, direct, reference = store
+    for rows in ([{**r, "stamped": AT} for r in ROWS], [{"key": "a", "count": 5, "stamped": AT}]):
+        with engine.connect() as connection:  # no transaction begun yet: the driver would autocommit
+            assert not connection.in_transaction()
+            upsert_rows(connection, direct, rows, ["key"])
+            connection.execute(_sqlalchemy_upsert(reference), rows)
+            connection.commit()
+    with engine.connect() as connection:
+        assert _stored(connection, direct) == _stored(connection, reference)
+        assert [r[4] for r in _stored(connection, direct)] == [5, 0, None]
+
+
+def test_upsert_on_a_key_the_table_does_not_have_is_refused(store):
+    engine, direct, _ = store
+    with engine.begin() as connection, pytest.raises(KeyError, match="colour"):
+        upsert_rows(connection, direct, [{"key": "a", "stamped": AT}], ["colour"])

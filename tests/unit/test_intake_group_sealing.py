@@ -34,6 +34,14 @@ def test_an_idempotency_key_names_one_body_within_a_batch_and_across_batches(eng
     checks.an_idempotency_key_names_one_body_within_a_batch_and_across_batches(engine)
 
 
+def test_a_key_made_meanwhile_by_another_writer_is_the_callers_key(engine):
+    checks.a_key_made_meanwhile_by_another_writer_is_the_callers_key(engine)
+
+
+def test_a_resealed_retry_replaces_its_rows(engine):
+    checks.a_resealed_retry_replaces_its_rows(engine)
+
+
 async def test_on_sqlite_a_batch_is_sealed_on_the_event_loop(engine):
     assert await checks.the_thread_that_seals(engine) == "loop"
 
