@@ -35,8 +35,8 @@ UNIT_ENV = {
 @dataclass
 class BenchConfig:
     quick: bool = False
-    kafka_port: int = 59092
-    http_port: int = 58080
+    kafka_port: int = 27092  # below Linux's ephemeral ports (32768-60999): a client socket cannot hold them
+    http_port: int = 27080
     state_dir: Path = REPO_ROOT / ".state" / "bench"
     out: Path | None = None
     rate: float = 200.0                 # fixed offered load of the latency phase, tickets/s

@@ -318,8 +318,8 @@ def _given(option: T | None, default: T) -> T:
 
 def bench(
     quick: bool = typer.Option(False, "--quick", help="A short run (under 2 minutes): fewer records, shorter phases."),
-    kafka_port: int = typer.Option(59092, help="Port of the broker started for this run (and port+1 for its controller)."),
-    http_port: int = typer.Option(58080, help="Port of the intake HTTP API started for this run."),
+    kafka_port: int = typer.Option(27092, help="Port of the broker started for this run (and port+1 for its controller)."),
+    http_port: int = typer.Option(27080, help="Port of the intake HTTP API started for this run."),
     rate: float = typer.Option(200.0, help="Fixed offered load of the latency phase, tickets/s."),
     latency_seconds: float = typer.Option(None, help="Length of the fixed-load phase (default 5, quick 1)."),
     low_seconds: float = typer.Option(None, help="Length of the below-saturation latency phase (default 20, quick 4)."),
