@@ -69,8 +69,12 @@ async def test_a_running_services_endpoint_reports_its_lag(kafka_bootstrap, uniq
         await producer.stop()
 
     port = _free_port()
+    # The held batch waits in a worker thread, as every batch on PostgreSQL and every larger one does. A small batch
+    # on SQLite is applied on the event loop (apply_on_loop_max_records): held there, it would hold this test's own
+    # scrapes, and the consumer's heartbeats, until the hold timed out.
     settings = ServiceSettings(kafka_bootstrap=kafka_bootstrap, consumer_group=f"metrics-{unique}", batch_timeout_ms=50,
-                               db_url=f"sqlite:///{tmp_path / 'toy.db'}", log_level="WARNING", metrics_port=port)
+                               db_url=f"sqlite:///{tmp_path / 'toy.db'}", log_level="WARNING", metrics_port=port,
+                               apply_on_loop_max_records=0)
     spec = HandlerSpec(topics=[topic], event_types=[ev.TicketSubmitted.event_type], deps=None, handle=hold_the_first)
     app = build_service_app(settings, spec=spec)
     url = f"http://127.0.0.1:{port}/metrics"
