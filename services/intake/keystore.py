@@ -26,7 +26,6 @@ from typing import Any, NamedTuple
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from sqlalchemy import LargeBinary, bindparam
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Column, Field, Session, SQLModel, col, delete, func, select
@@ -35,12 +34,12 @@ from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from domain.privacy import mask_phone, phone_digits, pseudonym
 from services.common.batch_state import table_of
-from services.common.direct_sql import insert_new, insert_rows, select_rows
+from services.common.direct_sql import insert_ignoring_stored, insert_new, insert_rows, select_rows
 from services.common.pipeline import write_lock
 from services.common.store import short_write, short_writes_on_loop, upsert_rows
 
 from .domain import sealed_submission
-from .models import TicketStatus
+from .models import SubmissionKey, TicketStatus
 
 ALGORITHM = "AES-256-GCM"
 
@@ -236,23 +235,23 @@ def seal_many(engine: Engine, secret: str, submissions: Sequence[Submission]) ->
     return [seal_many(engine, secret, [one])[0] for one in submissions]
 
 
+_CLAIMED = select(col(SubmissionKey.scoped_key), col(SubmissionKey.fingerprint), col(SubmissionKey.ticket_id)).where(
+    col(SubmissionKey.scoped_key).in_(bindparam("keys", expanding=True)))
+
+
 def _claim_keys(session: Session, submissions: Sequence[Submission]) -> dict[int, Exception]:
     """Remember what each Idempotency-Key was first used for; the submissions (by index) whose key was first used
     with another body. A retry with the same body is sealed again under the same ticket id (same rows)."""
-    from .models import SubmissionKey
-
     claims = {i: s.claim for i, s in enumerate(submissions) if s.claim is not None}
     if not claims:
         return {}
-    table = table_of(SubmissionKey)
     rows = {c.key: {"scoped_key": c.key, "fingerprint": c.fingerprint, "ticket_id": submissions[i].envelope.ticket_id}
             for i, c in sorted(claims.items(), reverse=True)}  # the first use of a key in the batch wins
-    insert = (postgresql if session.get_bind().dialect.name == "postgresql" else sqlite).insert
-    session.execute(insert(table).on_conflict_do_nothing(), list(rows.values()))
+    connection = session.connection()
+    insert_ignoring_stored(connection, table_of(SubmissionKey), list(rows.values()))
     # Read back: what this batch or anyone before it (another instance included) stored for each key.
-    stored = {k.scoped_key: k for k in session.exec(select(SubmissionKey).where(col(SubmissionKey.scoped_key).in_(rows)))}
-    return {i: KeyReused(stored[c.key].ticket_id) for i, c in claims.items()
-            if c.key in stored and stored[c.key].fingerprint != c.fingerprint}
+    stored = {key: (fingerprint, ticket_id) for key, fingerprint, ticket_id in select_rows(connection, _CLAIMED, {"keys": list(rows)})}
+    return {i: KeyReused(stored[c.key][1]) for i, c in claims.items() if c.key in stored and stored[c.key][0] != c.fingerprint}
 
 
 def _seal_together(session: Session, secret: str, submissions: Sequence[Submission], now: datetime) -> list[Envelope[Any]]:
