@@ -2,16 +2,18 @@
 the broker replaced by `codec.encode` (what a publish serialises), a SQLite store in a temp dir, 16 requests
 at a time like the bench. Deterministic enough to compare two trees on a busy machine (docs/performance.md):
 
-    cd TREE && PYTHONPATH=TREE python benchmarks/intake_request_cpu.py 3000 [--no-startup-freeze]
+    cd TREE && PYTHONPATH=TREE python benchmarks/intake_request_cpu.py 3000 [--no-startup-freeze] [--keyed]
 
 The app's heap is frozen once its lifespan has started, as `cityops intake serve` does
-(services/common/collector.py); `--no-startup-freeze` leaves it to the collector's full scans (A/B). The
-collector's passes during the measured requests are printed with the result.
+(services/common/collector.py); `--no-startup-freeze` leaves it to the collector's full scans (A/B). `--keyed`:
+every request carries an Idempotency-Key of its own, as an app that retries safely sends (the key's claim is
+part of the sealing batch). The collector's passes during the measured requests are printed with the result.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import random
 import sys
@@ -47,16 +49,16 @@ def request_bodies(n: int) -> list[bytes]:
                         "caller_phone": f"138{rng.randrange(10 ** 8):08d}"}).encode() for i in range(n)]
 
 
-async def measure(n: int, freeze: bool = True) -> dict[str, Any]:
+async def measure(n: int, freeze: bool = True, keyed: bool = False) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="intake-cpu-") as scratch:
         engine = make_engine(f"sqlite:///{scratch}/intake.db")
         try:
-            return await _measure(engine, n, freeze)
+            return await _measure(engine, n, freeze, keyed)
         finally:
             engine.dispose()
 
 
-async def _measure(engine: Any, n: int, freeze: bool) -> dict[str, Any]:
+async def _measure(engine: Any, n: int, freeze: bool, keyed: bool) -> dict[str, Any]:
     create_tables(engine, store_tables())
     app = build_api(publish=publish, engine=engine, catalogue=load_catalogue(), now=lambda: datetime.now(UTC), verifier=verifier())
     if freeze:
@@ -65,11 +67,12 @@ async def _measure(engine: Any, n: int, freeze: bool) -> dict[str, Any]:
     statuses: dict[int, int] = {}
 
     async def post(body: bytes) -> None:
+        key = [(b"idempotency-key", hashlib.sha256(body).hexdigest()[:32].encode())] if keyed else []
         scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
                  "path": "/tickets", "raw_path": b"/tickets", "query_string": b"", "root_path": "",
                  "client": ("127.0.0.1", 5000), "server": ("127.0.0.1", 80),
                  "headers": [(b"host", b"x"), (b"content-type", b"application/json"),
-                             (b"content-length", str(len(body)).encode()), *auth]}
+                             (b"content-length", str(len(body)).encode()), *auth, *key]}
         messages = [{"type": "http.request", "body": body, "more_body": False}]
 
         async def receive() -> dict[str, Any]:
@@ -99,9 +102,11 @@ async def _measure(engine: Any, n: int, freeze: bool) -> dict[str, Any]:
         await connections(bodies[WARM_UP:])
         cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
     return {"requests": n, "statuses": statuses, "cpu_us_per_request": round(cpu / n * 1e6),
-            "wall_us_per_request": round(wall / n * 1e6), "startup_heap_frozen": freeze, "garbage_collector": str(pauses)}
+            "wall_us_per_request": round(wall / n * 1e6), "startup_heap_frozen": freeze, "keyed": keyed,
+            "garbage_collector": str(pauses)}
 
 
 if __name__ == "__main__":
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
-    print(json.dumps(asyncio.run(measure(int(args[0]) if args else 3000, freeze="--no-startup-freeze" not in sys.argv))))
+    print(json.dumps(asyncio.run(measure(int(args[0]) if args else 3000, freeze="--no-startup-freeze" not in sys.argv,
+                                         keyed="--keyed" in sys.argv))))
