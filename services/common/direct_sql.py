@@ -318,7 +318,7 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
 _CACHE_MAX = 256  # entries per cache below: callers building new tables or statements per call stay bounded
 _INSERTS: dict[tuple[Table, tuple[str, ...]], _Insert | None] = {}
 _DELETES: dict[tuple[Table, str], tuple[Any, str, Processor]] = {}
-_SELECTS: dict[int, tuple[Any, _SelectPlan | None]] = {}
+_SELECTS: dict[int, tuple[Any, _SelectPlan | None]] = {}  # by the statement's identity; holds the statement
 _UPSERTS: dict[tuple[Table, tuple[str, ...], str], Any] = {}
-_UPSERT_CLAUSES: dict[tuple[Table, tuple[str, ...], str], str] = {}  # by the statement's identity; holds the statement
+_UPSERT_CLAUSES: dict[tuple[Table, tuple[str, ...], str], str] = {}
 _SIZES_MAX = 64

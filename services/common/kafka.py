@@ -193,8 +193,8 @@ async def publish_acknowledged(broker: KafkaBroker, record: KafkaRecord, topic: 
     caller's Idempotency-Key, so the caller's retry is the same event and is applied once."""
     headers = {k: v.decode() for k, v in record.headers}
     try:
-        # A timeout scope, not wait_for: wait_for wraps the publish in a task of its own, which cost more CPU than
-        # the rest of the bound (two acknowledged publishes per HTTP submission: the ticket and its audit record).
+        # A timeout scope, not wait_for: the same bound without wrapping each publish in a task of its own (two
+        # acknowledged publishes per HTTP submission: the ticket and its audit record).
         async with asyncio.timeout(timeout_s):
             await broker.publish(record.value, topic, key=record.key, headers=headers)
     except TimeoutError as exc:
