@@ -29,11 +29,28 @@ Processor = Callable[[Any], Any] | None
 def insert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """INSERT rows given as {column name: value}, one executemany per set of keys (usually one). A column a
     row leaves out gets its default, as with SQLAlchemy."""
-    by_keys: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for row in rows:
-        by_keys.setdefault(tuple(row), []).append(tuple(row.values()))
-    for columns, values in by_keys.items():
+    for columns, values in _by_columns(rows).items():
         insert_values(connection, table, columns, values)
+
+
+def _by_columns(rows: Sequence[Mapping[str, Any]]) -> dict[tuple[str, ...], list[tuple[Any, ...]]]:
+    """Rows given as {column name: value}, as value tuples grouped by their column names (usually one group)."""
+    groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+    for row in rows:
+        groups.setdefault(tuple(row), []).append(tuple(row.values()))
+    return groups
+
+
+def _execute(connection: Connection, sql: str, params: list[tuple[Any, ...]]) -> None:
+    """One statement for every row, on the driver's cursor."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if len(params) == 1:  # one row: a plain execute is much cheaper than an executemany of one
+            cursor.execute(sql, params[0])
+        else:
+            cursor.executemany(sql, params)
+    finally:
+        cursor.close()
 
 
 def insert_values(connection: Connection, table: Table, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]]) -> None:
@@ -44,25 +61,14 @@ def insert_values(connection: Connection, table: Table, columns: tuple[str, ...]
     if statement is None:
         connection.execute(insert(table), [dict(zip(columns, v, strict=True)) for v in values])
         return
-    params = [statement.params(v) for v in values]
-    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-    try:
-        if len(params) == 1:  # one row: a plain execute is much cheaper than an executemany of one
-            cursor.execute(statement.sql(1), params[0])
-        else:
-            cursor.executemany(statement.sql(1), params)
-    finally:
-        cursor.close()
+    _execute(connection, statement.sql(1), [statement.params(v) for v in values])
 
 
 def insert_ignoring_stored(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> int:
     """INSERT rows given as {column name: value}, skipping those whose primary key is stored already (one
     executemany per set of keys, no RETURNING); returns how many were inserted."""
-    by_keys: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for row in rows:
-        by_keys.setdefault(tuple(row), []).append(tuple(row.values()))
     inserted = 0
-    for columns, values in by_keys.items():
+    for columns, values in _by_columns(rows).items():
         statement = _insert_of(connection.dialect, table, columns) if _direct(connection) else None
         if statement is None:
             result: Any = connection.execute(insert_or_ignore(connection.dialect, table),
@@ -111,25 +117,15 @@ def upsert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
     """INSERT ... ON CONFLICT (keys) DO UPDATE of every other column, for rows given as {column name: value}, one
     executemany per set of keys (usually one). As with SQLAlchemy's statement, a column a row leaves out gets its
     default on insert, and the update sets every column that is not a key (one left out: to that default)."""
-    by_keys: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
-    for row in rows:
-        by_keys.setdefault(tuple(row), []).append(tuple(row.values()))
-    for columns, values in by_keys.items():
+    for columns, values in _by_columns(rows).items():
         statement = _insert_of(connection.dialect, table, columns) if _direct(connection) else None
         if statement is None:
             params: Any = dict(zip(columns, values[0], strict=True)) if len(values) == 1 else \
                 [dict(zip(columns, v, strict=True)) for v in values]
             connection.execute(_upsert_of(connection.dialect, table, tuple(keys)), params)
             continue
-        sql = f"{statement.sql(1)} {_on_conflict_update(connection.dialect, table, tuple(keys))}"
-        cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-        try:
-            if len(values) == 1:  # one row: a plain execute is much cheaper than an executemany of one
-                cursor.execute(sql, statement.params(values[0]))
-            else:
-                cursor.executemany(sql, [statement.params(v) for v in values])
-        finally:
-            cursor.close()
+        _execute(connection, f"{statement.sql(1)} {_on_conflict_update(connection.dialect, table, tuple(keys))}",
+                 [statement.params(v) for v in values])
 
 
 def _upsert_of(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> Any:
