@@ -18,12 +18,12 @@ from dataclasses import fields
 from operator import attrgetter
 from typing import Any, Generic, TypeVar
 
-from sqlalchemy import BindParameter, Select, Table, bindparam, select, update
+from sqlalchemy import BindParameter, Select, Table, bindparam, select
 from sqlalchemy import inspect as sa_inspect
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Mapper
 
-from .direct_sql import insert_values
+from .direct_sql import insert_values, select_rows, update_values
 
 Row = TypeVar("Row")
 
@@ -53,9 +53,9 @@ class TableRows(Generic[Row]):
         for chunk in _chunks(wanted):
             if by is None:
                 self.rows.update(dict.fromkeys(chunk))
-            for values in self.connection.execute(statement, {"keys": chunk}):
+            for values in select_rows(self.connection, statement, {"keys": chunk}):
                 if self.rows.get(values[0]) is None:
-                    loaded.append(self.adopt(tuple(values)))
+                    loaded.append(self.adopt(values))
         return loaded
 
     def adopt(self, values: tuple[Any, ...]) -> Row:
@@ -101,14 +101,8 @@ class TableRows(Generic[Row]):
             self._stored.update((values[0], values) for values in new)
             self._new = []
         if changed:
-            # SET comes from the parameters' column names; the key's parameter has its own name, since a
-            # column's name is reserved for its SET value.
-            self.connection.execute(update(self.table).where(self.table.c[self.key] == bindparam("_key")),
-                                    [{"_key": v[0], **self._as_dict(v[1:], self.columns[1:])} for v in changed])
+            update_values(self.connection, self.table, self.columns, changed, (self.key,))
             self._stored.update((v[0], v) for v in changed)
-
-    def _as_dict(self, values: tuple[Any, ...], columns: tuple[str, ...] | None = None) -> dict[str, Any]:
-        return dict(zip(columns or self.columns, values, strict=True))
 
 
 def rows_where_in(table: Table, column: str, order_by: tuple[Any, ...] = ()) -> Select[Any]:

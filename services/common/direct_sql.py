@@ -1,10 +1,11 @@
-"""The per-batch INSERTs, DELETE ... IN and plain SELECTs of the hot paths, on SQLite's own cursor.
+"""The per-batch INSERTs, DELETE ... IN and SELECTs of the hot paths, on SQLite's own cursor.
 
 A batch of a few events writes a handful of rows with a handful of statements, and SQLAlchemy's execution of
 each (parameter processing through the compiled statement, result set-up, events) cost several times what
 SQLite itself spent on it: in the projections' refold at batches of 5, 1.3 s of SQLAlchemy around 0.3 s of
 SQLite (docs/performance.md). These statements are plain enough to write once per table and column list and
-hand to the driver, with each column's own bind conversion (JSON, times, booleans) as SQLAlchemy would apply it.
+hand to the driver, with each column's own conversions (JSON, times, booleans), to the store and back, as SQLAlchemy
+would apply them.
 
 Only on SQLite, inside a transaction the caller already began (so the statements are part of it). Anywhere
 else (PostgreSQL, where SQLAlchemy adds bind casts for JSONB and psycopg pipelines executemany itself) the
@@ -16,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, delete, insert
+from sqlalchemy import Select, Table, bindparam, delete, insert, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -128,6 +129,60 @@ def upsert_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str
                  [statement.params(v) for v in values])
 
 
+def update_rows(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> None:
+    """UPDATE the row whose `keys` columns hold each given row's key values, setting the row's other given columns;
+    rows given as {column name: value}, one executemany per set of keys (usually one)."""
+    for columns, values in _by_columns(rows).items():
+        update_values(connection, table, columns, values, keys)
+
+
+def update_values(connection: Connection, table: Table, columns: tuple[str, ...], values: Sequence[tuple[Any, ...]],
+                  keys: Sequence[str]) -> None:
+    """`update_rows` for rows given as tuples in the order of `columns`, one executemany."""
+    if not values:
+        return
+    statement = _update_of(connection.dialect, table, columns, tuple(keys))
+    if _direct(connection):
+        _execute(connection, statement.sql, [statement.params(v) for v in values])
+    else:
+        connection.execute(statement.through_sqlalchemy, [statement.sqlalchemy_params(v) for v in values])
+
+
+class _Update:
+    """An UPDATE ... SET the given columns WHERE the keys match: SQLAlchemy's statement and the driver's SQL."""
+
+    def __init__(self, dialect: Dialect, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> None:
+        at = {c: i for i, c in enumerate(columns)}
+        missing = [k for k in keys if k not in at]
+        if missing:
+            raise KeyError(f"rows to update in {table.name} lack their key columns {missing}")
+        sets = tuple(c for c in columns if c not in keys)
+        self.order = tuple(at[c] for c in (*sets, *keys))  # the driver's parameters: SET values, then the keys
+        self.processors = _processors(dialect, table, tuple(columns[i] for i in self.order))
+        quote = dialect.identifier_preparer.quote
+        self.sql = (f"UPDATE {dialect.identifier_preparer.format_table(table)} "
+                    f"SET {', '.join(f'{quote(table.c[c].name)} = ?' for c in sets)} "
+                    f"WHERE {' AND '.join(f'{quote(table.c[k].name)} = ?' for k in keys)}")
+        # SQLAlchemy reserves a column's name for its SET value: the keys' parameters are named apart.
+        self.through_sqlalchemy = update(table).where(*(table.c[k] == bindparam(f"_key_{k}") for k in keys))
+        self._names = tuple(f"_key_{c}" if c in keys else c for c in columns)
+
+    def params(self, values: tuple[Any, ...]) -> tuple[Any, ...]:
+        return tuple(v if p is None else p(v) for p, v in zip(self.processors, (values[i] for i in self.order), strict=True))
+
+    def sqlalchemy_params(self, values: tuple[Any, ...]) -> dict[str, Any]:
+        return dict(zip(self._names, values, strict=True))
+
+
+def _update_of(dialect: Dialect, table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> _Update:
+    cache_key = (table, columns, keys, dialect.name)
+    if cache_key not in _UPDATES:
+        if len(_UPDATES) >= _CACHE_MAX:
+            _UPDATES.clear()
+        _UPDATES[cache_key] = _Update(dialect, table, columns, keys)
+    return _UPDATES[cache_key]
+
+
 def _upsert_of(dialect: Dialect, table: Table, keys: tuple[str, ...]) -> Any:
     """SQLAlchemy's upsert of `table` on `keys` (built once: its construction cost more than its execution)."""
     cache_key = (table, keys, dialect.name)
@@ -202,9 +257,10 @@ def _delete_of(dialect: Dialect, table: Table, column: str) -> tuple[Any, str, P
 
 
 def select_rows(connection: Connection, statement: Select[Any] | Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """The rows of a SELECT, as tuples. Straight from the driver when neither its parameters nor its columns need
-    a conversion on this dialect (text, integers: e.g. the ledger's lookups), else through SQLAlchemy. Pass a
-    module-level statement: its compiled form and its expansions for each size of IN list are kept."""
+    """The rows of a SELECT, as tuples. Straight from the driver when its parameters need no conversion on this
+    dialect (text, integers: the usual IN lists of keys), each column converted as SQLAlchemy would convert it
+    (JSON, times, booleans), else through SQLAlchemy. Pass a module-level statement: its compiled form and its
+    expansions for each size of IN list are kept."""
     plan = _select_plan(connection.dialect, statement) if _direct(connection) else None
     if plan is None or not all(params[name] for name in plan.expanding):  # an empty IN list: SQLAlchemy's own SQL for it
         return [tuple(row) for row in connection.execute(statement, params)]
@@ -220,20 +276,23 @@ def select_rows(connection: Connection, statement: Select[Any] | Any, params: Ma
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql, flat)
-        return list(cursor.fetchall())
+        rows: list[tuple[Any, ...]] = list(cursor.fetchall())
     finally:
         cursor.close()
+    return plan.converted(rows)
 
 
 class _SelectPlan:
-    """A SELECT compiled once: its positional parameters' order and its SQL for each size of its IN lists."""
+    """A SELECT compiled once: its positional parameters' order, its SQL for each size of its IN lists, and the
+    conversion of each of its columns (SQLAlchemy's result processor on this dialect, None: none)."""
 
-    def __init__(self, compiled: SQLCompiler) -> None:
+    def __init__(self, compiled: SQLCompiler, converters: tuple[Processor, ...]) -> None:
         self.compiled = compiled
         self.order = tuple(compiled.positiontup or ())
         self.expanding = frozenset(name for name, bind in compiled.binds.items() if bind.expanding)
         self._sizes_of = tuple(sorted(self.expanding))
         self._sql: dict[tuple[int, ...], str | None] = {}
+        self._converting = tuple((i, p) for i, p in enumerate(converters) if p is not None)
 
     def sql_for(self, params: Mapping[str, Any]) -> str | None:
         sizes = tuple(len(params[name]) for name in self._sizes_of)
@@ -244,17 +303,31 @@ class _SelectPlan:
             self._sql[sizes] = None if expanded.processors else expanded.statement
         return self._sql[sizes]
 
+    def converted(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        if not self._converting:
+            return rows
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, convert in self._converting:
+                values[i] = convert(values[i])
+            out.append(tuple(values))
+        return out
+
 
 def _select_plan(dialect: Dialect, statement: Any) -> _SelectPlan | None:
-    key = id(statement)
+    # By the statement's and the dialect's identity: an engine's settings (its JSON parser) are in its processors.
+    key = (id(statement), id(dialect))
     cached = _SELECTS.get(key)
-    if cached is None or cached[0] is not statement:
+    if cached is None or cached[0] is not statement or cached[1] is not dialect:
         if len(_SELECTS) >= _CACHE_MAX:
             _SELECTS.clear()
         compiled = statement.compile(dialect=dialect)
-        converts = any(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.selected_columns)
-        cached = _SELECTS[key] = (statement, None if converts or not compiled.positional else _SelectPlan(compiled))
-    return cached[1]
+        # What SQLAlchemy applies to each column of a result on this dialect. SQLite's driver describes no column
+        # types, so SQLAlchemy asks for the processor with none either (cursor.py, _merge_cursor_description).
+        converters = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in statement.selected_columns)
+        cached = _SELECTS[key] = (statement, dialect, _SelectPlan(compiled, converters) if compiled.positional else None)
+    return cached[2]
 
 
 def _direct(connection: Connection) -> bool:
@@ -314,7 +387,8 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> tup
 _CACHE_MAX = 256  # entries per cache below: callers building new tables or statements per call stay bounded
 _INSERTS: dict[tuple[Table, tuple[str, ...]], _Insert | None] = {}
 _DELETES: dict[tuple[Table, str], tuple[Any, str, Processor]] = {}
-_SELECTS: dict[int, tuple[Any, _SelectPlan | None]] = {}  # by the statement's identity; holds the statement
+_SELECTS: dict[tuple[int, int], tuple[Any, Dialect, _SelectPlan | None]] = {}  # holds what its key identifies
 _UPSERTS: dict[tuple[Table, tuple[str, ...], str], Any] = {}
+_UPDATES: dict[tuple[Table, tuple[str, ...], tuple[str, ...], str], _Update] = {}
 _UPSERT_CLAUSES: dict[tuple[Table, tuple[str, ...], str], str] = {}
 _SIZES_MAX = 64

@@ -23,7 +23,14 @@ from sqlalchemy.orm import Session
 
 from contracts.envelope import Envelope
 from services.common.batch_state import table_of
-from services.common.direct_sql import delete_where_in, insert_ignoring_stored, insert_new, insert_or_ignore, insert_rows
+from services.common.direct_sql import (
+    delete_where_in,
+    insert_ignoring_stored,
+    insert_new,
+    insert_or_ignore,
+    insert_rows,
+    select_rows,
+)
 from services.common.logs import get_logger
 
 from .domain import Fact, Folded, fold, is_projected, task_row, ticket_row, timeline_row
@@ -176,9 +183,9 @@ def _copy_insert_ignore(session: Session, table: Table, rows: Sequence[dict[str,
 def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fact]]:
     ids = sorted(set(ticket_ids))
     out: dict[str, list[Fact]] = defaultdict(list)
+    connection = session.connection()
     for start in range(0, len(ids), _IN_CHUNK):
-        rows = session.execute(_FACTS_OF_TICKETS, {"tickets": ids[start:start + _IN_CHUNK]})
-        for fact in FACTS.of_rows([tuple(row) for row in rows]):
+        for fact in FACTS.of_rows(select_rows(connection, _FACTS_OF_TICKETS, {"tickets": ids[start:start + _IN_CHUNK]})):
             out[fact.ticket_id].append(fact)
     return out
 

@@ -8,13 +8,13 @@ the outbox, published at the next start. So no reminder is lost and none is fire
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BindParameter, Column, DateTime, bindparam, func, select
+from sqlalchemy import JSON, Column, DateTime, bindparam, func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, Session, SQLModel, col
@@ -22,7 +22,7 @@ from sqlmodel import Field, Session, SQLModel, col
 from domain.calendar import Extension, Pause
 from domain.holders import LedgerFact
 from services.common.batch_state import table_of
-from services.common.direct_sql import insert_rows
+from services.common.direct_sql import insert_rows, select_rows, update_rows
 from services.common.store import make_engine
 
 from . import domain
@@ -220,25 +220,28 @@ def ticket_facts(session: Session, ticket_id: str) -> list[LedgerFact]:
 def facts_of_tickets(session: Session, ticket_ids: Sequence[str]) -> dict[str, list[LedgerFact]]:
     """Every fact of these tickets, per ticket in the order they were recorded, with one query per 500 tickets."""
     facts: dict[str, list[LedgerFact]] = defaultdict(list)
+    connection = session.connection()
     for chunk in _chunks(ticket_ids):
-        rows = session.execute(_FACTS_OF_TICKETS, {"tickets": chunk})
-        for ticket, at, kind, task, unit, role, rnd, waiting, detail in rows:
+        for ticket, at, kind, task, unit, role, rnd, waiting, detail in select_rows(connection, _FACTS_OF_TICKETS, {"tickets": chunk}):
             facts[ticket].append(LedgerFact(at, kind, task, unit, role, rnd, bool(waiting), dict(detail or {})))
     return facts
 
 
 _TIMERS = table_of(SlaTimerRow)
-_TIMER_KEY: tuple[BindParameter[str], BindParameter[str]] = (bindparam("key_task_id"), bindparam("key_clock"))
 _TIMERS_OF_TICKETS = select(_TIMERS).where(_TIMERS.c.ticket_id.in_(bindparam("tickets", expanding=True))).with_for_update()
-_UPDATE_TIMER = _TIMERS.update().where(_TIMERS.c.task_id == _TIMER_KEY[0], _TIMERS.c.clock == _TIMER_KEY[1])
+
+
+# A timer row as `timer_rows_of_tickets` reads it: the columns by name, as the ORM's rows have them.
+TimerValues = namedtuple("TimerValues", [c.key for c in _TIMERS.columns])  # type: ignore[misc]  # names known at run time
 
 
 def timer_rows_of_tickets(session: Session, ticket_ids: Sequence[str]) -> list[Any]:
-    """The timer rows of these tickets (plain rows: attribute access like the ORM's, without its cost). Locked
+    """The timer rows of these tickets (`TimerValues`: attribute access like the ORM's, without its cost). Locked
     on PostgreSQL, so a concurrent sweep cannot write a timer between our read and our write."""
     rows: list[Any] = []
+    connection = session.connection()
     for chunk in _chunks(ticket_ids):
-        rows += session.execute(_TIMERS_OF_TICKETS, {"tickets": chunk}).all()
+        rows += map(TimerValues._make, select_rows(connection, _TIMERS_OF_TICKETS, {"tickets": chunk}))
     return rows
 
 
@@ -258,8 +261,8 @@ def write_batch(session: Session, *, facts: list[dict[str, Any]], tasks: list[di
     insert_rows(connection, table_of(SlaTaskRow), tasks)
     insert_rows(connection, _TIMERS, new_timers)
     if changed_timers:
-        session.execute(_UPDATE_TIMER, [{"key_task_id": t.task_id, "key_clock": t.clock, **timer_state(t, due)}
-                                        for t, due in changed_timers])
+        update_rows(connection, _TIMERS, [{"task_id": t.task_id, "clock": t.clock, **timer_state(t, due)}
+                                          for t, due in changed_timers], ("task_id", "clock"))
 
 
 def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:

@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, bindparam, event, insert, select
+from sqlalchemy import JSON, Boolean, Column, DateTime, Integer, MetaData, String, Table, bindparam, event, insert, select, update
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.types import TypeDecorator
 
 from services.common import direct_sql
 from services.common.direct_sql import (
@@ -19,6 +20,7 @@ from services.common.direct_sql import (
     insert_rows,
     insert_values,
     select_rows,
+    update_rows,
     upsert_rows,
 )
 from services.common.store import make_engine
@@ -155,12 +157,37 @@ def test_a_select_of_text_columns_comes_from_the_driver_with_each_in_list_expand
         assert select_rows(connection, statement, {"keys": [], "least": 0}) == []  # an empty list: SQLAlchemy's path
 
 
-def test_a_select_whose_columns_need_converting_goes_through_sqlalchemy(store):
-    engine, direct, _ = store
-    statement = select(direct.c.at, direct.c.payload).where(direct.c.key.in_(bindparam("keys", expanding=True)))
+class _Aware(TypeDecorator):
+    """An aware datetime stored naive (as the services' UtcDateTime): a conversion of SQLAlchemy's and one of ours."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: Any, dialect: Any) -> Any:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+def test_a_select_whose_columns_need_converting_comes_from_the_driver_converted_as_sqlalchemy_converts_them(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    metadata = MetaData()
+    table = _table(metadata)
+    table.append_column(Column("aware", _Aware()))
+    metadata.create_all(engine)
+    statement = select(table).where(table.c.key.in_(bindparam("keys", expanding=True))).order_by(table.c.key)
+    seen: list[str] = []
     with engine.begin() as connection:
-        insert_rows(connection, direct, ROWS[:1])
-        assert select_rows(connection, statement, {"keys": ["a"]}) == [(AT.replace(tzinfo=None), ROWS[0]["payload"])]
+        insert_rows(connection, table, [{**row, "aware": row["at"]} for row in ROWS])
+        event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        rows = select_rows(connection, statement, {"keys": ["a", "b", "c"]})
+        assert seen == []  # not through SQLAlchemy
+        reference = [tuple(r) for r in connection.execute(statement, {"keys": ["a", "b", "c"]})]
+    assert rows == reference
+    assert [type(v) for v in rows[0]] == [type(v) for v in reference[0]]  # True, not 1; a datetime, not its text
+    assert rows[0][1] == ROWS[0]["payload"] and rows[0][3] is True and rows[0][6] == AT  # the JSON, flag and aware time
+    assert rows[1][1] is None and rows[1][6] is None
 
 
 def test_insert_new_skips_stored_keys_and_returns_what_it_inserted_over_several_statements(store):
@@ -245,3 +272,63 @@ def test_upsert_on_a_key_the_table_does_not_have_is_refused(store):
     engine, direct, _ = store
     with engine.begin() as connection, pytest.raises(KeyError, match="colour"):
         upsert_rows(connection, direct, [{"key": "a", "stamped": AT}], ["colour"])
+
+
+def _sqlalchemy_update(table: Table, rows: list[dict[str, Any]], keys: tuple[str, ...]) -> tuple[Any, list[dict[str, Any]]]:
+    statement = update(table).where(*(table.c[k] == bindparam(f"k_{k}") for k in keys))
+    return statement, [{(f"k_{c}" if c in keys else c): v for c, v in row.items()} for row in rows]
+
+
+def test_update_sets_the_given_columns_of_the_rows_the_keys_match_as_sqlalchemys_update_does(store):
+    engine, direct, reference = store
+    changes = [{"payload": {"changed": ["路灯"]}, "at": None, "flag": True, "count": 9, "key": "a", "stamped": AT},
+               {"payload": None, "at": AT, "flag": False, "count": 3, "key": "c", "stamped": AT},
+               {"payload": [], "at": AT, "flag": None, "count": 1, "key": "nobody", "stamped": AT}]  # matches no row
+    seen: list[str] = []
+    with engine.begin() as connection:
+        for table in (direct, reference):
+            insert_rows(connection, table, [{**r, "stamped": AT} for r in ROWS])
+        event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        for rows in (changes, changes[1:2]):  # several rows, then one alone
+            update_rows(connection, direct, rows, ["key"])
+            connection.execute(*_sqlalchemy_update(reference, rows, ("key",)))
+        stored = _stored(connection, direct)
+        assert stored == _stored(connection, reference)
+    assert [r[0] for r in stored] == ["a", "b", "c"]
+    assert stored[0][3:5] == (1, 9) and stored[2][4] == 3  # the changes are there
+    assert not [s for s in seen if s.startswith("UPDATE things")]  # the direct rows went to the cursor
+
+
+def test_update_on_a_two_column_key_changes_only_the_row_matching_both(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    table = Table("clocks", MetaData(), Column("task", String, primary_key=True), Column("clock", String, primary_key=True),
+                  Column("n", Integer))
+    table.metadata.create_all(engine)
+    with engine.begin() as connection:
+        insert_rows(connection, table, [{"task": t, "clock": c, "n": 0} for t in ("t1", "t2") for c in ("a", "b")])
+        update_rows(connection, table, [{"task": "t1", "clock": "b", "n": 5}, {"task": "t2", "clock": "a", "n": 7}],
+                    ("task", "clock"))
+        assert connection.exec_driver_sql("SELECT task, clock, n FROM clocks ORDER BY task, clock").all() == [
+            ("t1", "a", 0), ("t1", "b", 5), ("t2", "a", 7), ("t2", "b", 0)]
+
+
+def test_update_outside_a_transaction_goes_through_sqlalchemy_and_stores_alike(store):
+    engine, direct, reference = store
+    rows = [{"key": "b", "count": 5, "payload": {"x": 1}}]
+    with engine.connect() as connection:
+        for table in (direct, reference):
+            insert_rows(connection, table, [{**r, "stamped": AT} for r in ROWS])
+        connection.commit()
+        assert not connection.in_transaction()
+        update_rows(connection, direct, rows, ["key"])
+        connection.execute(*_sqlalchemy_update(reference, rows, ("key",)))
+        connection.commit()
+    with engine.connect() as connection:
+        assert _stored(connection, direct) == _stored(connection, reference)
+        assert [r[4] for r in _stored(connection, direct)] == [3, 5, None]
+
+
+def test_rows_to_update_without_their_key_are_refused(store):
+    engine, direct, _ = store
+    with engine.begin() as connection, pytest.raises(KeyError, match="lack their key columns"):
+        update_rows(connection, direct, [{"count": 1}], ["key"])

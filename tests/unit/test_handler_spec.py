@@ -124,10 +124,12 @@ def test_table_rows_write_new_rows_with_one_insert_and_changed_rows_with_one_upd
     with engine.begin() as connection:
         rows = TableRows(connection, table, row_class)
         statements = _statements(engine)
-        # On SQLite the INSERT goes to the driver's cursor (direct_sql), which SQLAlchemy's events do not see.
-        insert_values = batch_state.insert_values
+        # On SQLite the INSERT and UPDATE go to the driver's cursor (direct_sql), which SQLAlchemy's events do not see.
+        insert_values, update_values = batch_state.insert_values, batch_state.update_values
         monkeypatch.setattr(batch_state, "insert_values", lambda *args: (statements.append("INSERT (direct)"),
                                                                          insert_values(*args)))
+        monkeypatch.setattr(batch_state, "update_values", lambda *args: (statements.append("UPDATE (direct)"),
+                                                                         update_values(*args)))
         rows.load(["A", "B", "C", "D"])
         assert rows.get("D") is None and [r.ticket_id for r in rows.values()] == ["A", "B", "C"]
         rows.rows["A"].status = "closed"  # type: ignore[union-attr]  # loaded just above
