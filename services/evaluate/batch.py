@@ -16,6 +16,7 @@ from sqlalchemy import bindparam, insert, select, update
 from sqlalchemy.orm import Session
 
 from services.common.batch_state import TableRows, table_of
+from services.common.direct_sql import select_rows
 
 from .models import EvalTask, EvalTicket, EvalTicketLevel, LowestLevelRates, Rates
 
@@ -24,6 +25,11 @@ _TASKS = table_of(EvalTask)
 _RATES = table_of(Rates)
 _LEVELS = table_of(EvalTicketLevel)
 _LOWEST = table_of(LowestLevelRates)
+# Per-batch reads, built once (their IN lists expand at execution) and read on the store's cursor (direct_sql).
+_MASTERS_AMONG = (select(_TICKETS.c.master_ticket_id)
+                  .where(_TICKETS.c.master_ticket_id.in_(bindparam("keys", expanding=True))).distinct())
+_COUNTER_KEYS = {table.name: select(table.c.scope, table.c.key).where(table.c.key.in_(bindparam("keys", expanding=True)))
+                 for table in (_RATES, _LOWEST)}
 COUNTERS = ("assigned", "signed_for", "response_n", "responded", "callbacks", "resolved", "satisfied", "rated", "reopened")
 LOWEST_COUNTERS = ("handled_closed", "solved_lowest", "on_the_spot")
 
@@ -104,9 +110,9 @@ class EvalBatch:
             return
         self.tickets.load(wanted)
         self.levels.load([t for t in wanted if not self.levels.known(t)])
+        connection = self.session.connection()
         for chunk in _chunks(wanted):
-            self.masters_in_store |= set(self.session.execute(
-                select(_TICKETS.c.master_ticket_id).where(_TICKETS.c.master_ticket_id.in_(chunk)).distinct()).scalars())
+            self.masters_in_store |= {master for (master,) in select_rows(connection, _MASTERS_AMONG, {"keys": chunk})}
 
     def ticket(self, ticket_id: str) -> Ticket | None:
         rows = self.tickets.rows  # (read directly: several lookups per event)
@@ -163,9 +169,9 @@ class EvalBatch:
         if not increments:
             return
         stored: set[tuple[str, str]] = set()
+        connection = self.session.connection()
         for chunk in _chunks(sorted({key for _, key in increments})):
-            stored |= {(r.scope, r.key) for r in self.session.execute(select(table.c.scope, table.c.key)
-                                                                       .where(table.c.key.in_(chunk)))}
+            stored |= set(select_rows(connection, _COUNTER_KEYS[table.name], {"keys": chunk}))
         old = [{"b_scope": s, "b_key": k, **{f"by_{c}": v for c, v in inc.items()}}
                for (s, k), inc in increments.items() if (s, k) in stored]
         new = [{"scope": s, "key": k, **inc} for (s, k), inc in increments.items() if (s, k) not in stored]

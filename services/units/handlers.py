@@ -13,13 +13,14 @@ from datetime import timedelta
 from functools import cache
 from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, select
 
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.registry import model_for
 from contracts.topics import UNIT_REPORTS
 from services.common.batch_state import table_of
+from services.common.direct_sql import insert_ignoring_stored
 from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, Tick, settings_as
 
 from . import domain, sdk
@@ -122,15 +123,9 @@ def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> Actions:
 
 
 def finish_batch(ctx: Ctx, rows: Actions) -> None:
-    """Insert the batch's actions with one statement. As before, an action already stored keeps its row:
-    they are looked up with one query for the batch, not one per action."""
-    ids = list(rows)
-    for i in range(0, len(ids), 500):
-        stored = ctx.session.execute(select(_ACTIONS.c.action_id).where(_ACTIONS.c.action_id.in_(ids[i:i + 500]))).scalars()
-        for action_id in stored:
-            del rows[action_id]
-    if rows:
-        ctx.session.execute(insert(_ACTIONS), list(rows.values()))
+    """Insert the batch's actions with one statement; an action already stored keeps its row (the insert skips
+    its key, instead of a query for the stored ones first)."""
+    insert_ignoring_stored(ctx.session.connection(), _ACTIONS, list(rows.values()))
 
 
 BATCH: Batched[UnitDeps, Actions] = Batched(start=start_batch, apply=_apply, finish=finish_batch)
