@@ -119,9 +119,15 @@ def make_engine(url: str, *, immediate: bool = False) -> Engine:
         engine = create_engine(url, connect_args={"check_same_thread": False}, json_deserializer=read_json)
         event.listen(engine, "connect", _tune_sqlite)
         begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql(begin))
+        event.listen(engine, "begin", lambda conn: _begin_on_the_driver(conn, begin))
         return engine
     return create_engine(url, pool_pre_ping=True, json_deserializer=read_json)
+
+
+def _begin_on_the_driver(connection: Any, begin: str) -> None:
+    # Every batch of every service begins a transaction: SQLAlchemy's execution of the one statement cost several
+    # times what SQLite spends on it (as the hot paths' statements in direct_sql).
+    connection.connection.dbapi_connection.execute(begin)
 
 
 def read_json(text: str | bytes) -> Any:
