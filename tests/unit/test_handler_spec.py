@@ -18,9 +18,10 @@ from contracts.envelope import Envelope
 from contracts.examples import build_example
 from services.common import batch_state
 from services.common.batch_state import TableRows, rows_where_in, table_of
+from services.common.handler import Prefetch
 from services.common.pipeline import EventPipeline, HandlerSpec, NoDeps
 from services.common.store import create_tables, make_engine
-from services.intake.handlers import status_spec
+from services.intake.handlers import StatusRow
 from services.intake.models import TicketStatus
 from services.intake.settings import IntakeSettings
 
@@ -53,14 +54,27 @@ def test_a_spec_has_either_a_handler_or_batch_hooks():
         HandlerSpec(topics=["t"], event_types=None, deps=NoDeps())
 
 
+def _mark_status(ctx: Any, envelope: Envelope[Any]) -> list[Any]:
+    """A handler that looks its ticket's row up by id through `ctx.rows`, as discover, triage and consult do."""
+    row = ctx.rows.get(TicketStatus, envelope.ticket_id)
+    if row is None:
+        row = TicketStatus(ticket_id=envelope.ticket_id, status="registered")
+        ctx.rows.add(row)
+    if isinstance(envelope.data, ev.TicketClassified):
+        row.status = "dispatched"
+    return []
+
+
 @pytest.mark.parametrize("cached", [True, False])
 def test_rows_of_a_batch_are_loaded_with_one_query_and_read_from_memory(tmp_path, cached):
-    """The intake status view looks each event's ticket up by id: one SELECT for the whole batch (its prefetch),
+    """A handler that looks each event's ticket up by id (its spec's prefetch): one SELECT for the whole batch,
     none per event, whether the ticket's row exists or is added by an earlier event of the batch. With the
     dict switched off (`cache_rows`), every lookup of a ticket without a row selects (what this test guards)."""
     engine = make_engine(f"sqlite:///{tmp_path / 'status.db'}")
     create_tables(engine, [TicketStatus.__table__])
-    pipeline = EventPipeline(name="intake-status", settings=IntakeSettings(), engine=engine, spec=status_spec())
+    spec = HandlerSpec(topics=["cityops.tickets.v1"], event_types=None, deps=NoDeps(), handle=_mark_status,
+                       prefetch=[Prefetch(TicketStatus, lambda e: e.ticket_id)])
+    pipeline = EventPipeline(name="intake-status", settings=IntakeSettings(), engine=engine, spec=spec)
     pipeline.broker = _Broker()  # type: ignore[assignment]  # a stand-in: only its publish is called
     pipeline.cache_rows = cached
     registered = build_example(ev.TicketRegistered).model_copy(update={"master_ticket_id": None})
@@ -80,29 +94,6 @@ def test_rows_of_a_batch_are_loaded_with_one_query_and_read_from_memory(tmp_path
 
 
 @dataclass(slots=True)
-class _Row:
-    """A row of intake_ticket_status: its columns, in the table's order, with its defaults."""
-
-    ticket_id: str
-    status: str = "registered"
-    category: str | None = None
-    lead: str | None = None
-    co_units: str = ""
-    master_ticket_id: str | None = None
-    consultation_id: str | None = None
-    round: int = 1
-    text: str = ""
-    district: str | None = None
-    grid: str | None = None
-    address: str | None = None
-    lat: float | None = None
-    lon: float | None = None
-    outcome: str | None = None
-    requested_at: datetime | None = None
-    updated_at: datetime | None = None
-
-
-@dataclass(slots=True)
 class _Shuffled:
     """The same columns in another order: refused."""
 
@@ -114,7 +105,7 @@ def test_table_rows_write_new_rows_with_one_insert_and_changed_rows_with_one_upd
     table = table_of(TicketStatus)
     engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
     create_tables(engine, [table])
-    row_class = _Row
+    row_class = StatusRow
     with engine.begin() as connection:
         rows = TableRows(connection, table, row_class)
         rows.load(["A", "B", "C"])
@@ -150,14 +141,14 @@ def test_table_rows_load_by_another_column_in_the_order_asked_with_one_statement
     engine = make_engine(f"sqlite:///{tmp_path / 'rows.db'}")
     create_tables(engine, [table])
     with engine.begin() as connection:
-        rows = TableRows(connection, table, _Row)
+        rows = TableRows(connection, table, StatusRow)
         for key, category in (("C", "roads"), ("A", "roads"), ("B", "noise"), ("D", "water")):
-            rows.add(_Row(ticket_id=key, category=category))
+            rows.add(StatusRow(ticket_id=key, category=category))
         rows.write()
     newest_first = (table.c.ticket_id.desc(),)
     with engine.connect() as connection:
-        first = TableRows(connection, table, _Row).load(["roads", "noise"], by="category", order_by=newest_first)
-        second = TableRows(connection, table, _Row).load(["water"], by="category", order_by=newest_first)
+        first = TableRows(connection, table, StatusRow).load(["roads", "noise"], by="category", order_by=newest_first)
+        second = TableRows(connection, table, StatusRow).load(["water"], by="category", order_by=newest_first)
     assert [r.ticket_id for r in first] == ["C", "B", "A"] and [r.ticket_id for r in second] == ["D"]
     # Two batches, one statement object (SQLAlchemy then finds its compiled form without rebuilding it).
     assert rows_where_in(table, "category", newest_first) is rows_where_in(table, "category", newest_first)
