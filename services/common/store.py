@@ -130,15 +130,30 @@ def _begin_on_the_driver(connection: Any, begin: str) -> None:
     connection.connection.dbapi_connection.execute(begin)
 
 
+# orjson reads an integer past 64 bits as a float without a word (-2**63 - 1 comes back as -9.223372036854776e+18),
+# so text with a run of 19 digits or more, where such an integer could be, goes to the json module; a long run
+# inside a string or a float's mantissa only costs the slower parse. The run is found by mapping every digit to
+# "0" with bytes.translate and looking for nineteen of them: a regular expression took longer than orjson's parse.
+_DIGITS_AS_ZERO = bytes(ord("0") if chr(code) in "0123456789" else code for code in range(256))
+_LONG_DIGIT_RUN = b"0" * 19
+
+
 def read_json(text: str | bytes) -> Any:
-    """A JSON column's value: orjson's parse, with the json module's for what orjson refuses (NaN, integers past
-    64 bits, lone surrogates), so every stored value reads back as before. The stores' JSON values are mostly
-    small lists and maps, and the json module's Python wrapper around its parser was most of their cost: in sla's
-    read of a ticket's clocks, half the CPU (benchmarks/select_cpu.py)."""
+    """A JSON column's value: orjson's parse, with the json module's for what orjson refuses (NaN, lone
+    surrogates) or would read differently (integers past 64 bits), so every stored value reads back as before.
+    The stores' JSON values are mostly small lists and maps, and the json module's Python wrapper around its parser
+    was most of their cost: in sla's read of a ticket's clocks, half the CPU (benchmarks/select_cpu.py)."""
+    if _has_long_digit_run(text):
+        return json.loads(text)
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError:
         return json.loads(text)
+
+
+def _has_long_digit_run(text: str | bytes) -> bool:
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else bytes(text)
+    return _LONG_DIGIT_RUN in raw.translate(_DIGITS_AS_ZERO)
 
 
 class StoreSchemaMismatch(RuntimeError):

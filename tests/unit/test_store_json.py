@@ -7,7 +7,7 @@ import json
 import math
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 from sqlalchemy import JSON, Column, Integer, MetaData, Table, bindparam, select
 
@@ -21,12 +21,15 @@ _values = st.recursive(
 
 
 @given(_values)
+@example(-(2**63) - 1)
+@example({"n": [2**64, -(2**63)]})
 def test_any_value_the_json_module_writes_reads_back_as_the_json_module_reads_it(value):
     text = json.dumps(value)
     assert read_json(text) == json.loads(text)
 
 
-@pytest.mark.parametrize("text", ["NaN", '[Infinity, -Infinity]', str(2**70), '{"n": -' + str(2**65) + "}", '"\\ud800"'])
+@pytest.mark.parametrize("text", ["NaN", '[Infinity, -Infinity]', str(2**70), '{"n": -' + str(2**65) + "}", '"\\ud800"',
+                                  str(-(2**63) - 1), str(2**64), "12345678901234567890123", "0.12345678901234567890123"])
 def test_what_orjson_refuses_and_the_json_module_reads_is_read_by_the_json_module(text):
     read, expected = read_json(text), json.loads(text)
     assert read == expected or (isinstance(read, float) and math.isnan(read) and math.isnan(expected))
