@@ -257,20 +257,23 @@ def _delete_of(dialect: Dialect, table: Table, column: str) -> tuple[Any, str, P
 
 
 def select_rows(connection: Connection, statement: Select[Any] | Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
-    """The rows of a SELECT, as tuples. Straight from the driver when its parameters need no conversion on this
-    dialect (text, integers: the usual IN lists of keys), each column converted as SQLAlchemy would convert it
-    (JSON, times, booleans), else through SQLAlchemy. Pass a module-level statement: its compiled form and its
+    """The rows of a SELECT, as tuples. Straight from the driver unless an IN list's values need a conversion on
+    this dialect (single parameters, such as times, are converted as SQLAlchemy would), each column converted as
+    SQLAlchemy would convert it (JSON, times, booleans), else through SQLAlchemy. Pass a module-level statement: its compiled form and its
     expansions for each size of IN list are kept."""
     plan = _select_plan(connection.dialect, statement) if _direct(connection) else None
     if plan is None or not all(params[name] for name in plan.expanding):  # an empty IN list: SQLAlchemy's own SQL for it
         return [tuple(row) for row in connection.execute(statement, params)]
-    sql = plan.sql_for(params)
-    if sql is None:  # a parameter needs a conversion after all
+    expansion = plan.sql_for(params)
+    if expansion is None:  # an IN list's values need a conversion
         return [tuple(row) for row in connection.execute(statement, params)]
+    sql, converts = expansion
     flat: list[Any] = []
     for name in plan.order:
         if name in plan.expanding:
             flat.extend(params[name])
+        elif name in converts:
+            flat.append(converts[name](params[name]))
         else:
             flat.append(params[name])
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
@@ -293,15 +296,23 @@ class _SelectPlan:
         self._sizes_of = tuple(sorted(self.expanding))
         self._sql: dict[tuple[int, ...], str | None] = {}
         self._converting = tuple((i, p) for i, p in enumerate(converters) if p is not None)
+        # Each single parameter's conversion (a time compared with a time column), as SQLAlchemy would bind it.
+        dialect = compiled.dialect
+        self.converts: dict[str, Callable[[Any], Any]] = {name: convert for name in self.order if name not in self.expanding
+                         and (convert := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))}
 
-    def sql_for(self, params: Mapping[str, Any]) -> str | None:
+    def sql_for(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Callable[[Any], Any]]] | None:
+        """The SQL for these sizes of IN lists, and the conversion of each single parameter that has one;
+        None when an IN list's values need converting (SQLAlchemy's path)."""
         sizes = tuple(len(params[name]) for name in self._sizes_of)
         if sizes not in self._sql:
             if len(self._sql) >= _SIZES_MAX:
                 self._sql.clear()
+            # The expanded state's processors are those of the IN lists' values.
             expanded = self.compiled.construct_expanded_state(dict(params))
             self._sql[sizes] = None if expanded.processors else expanded.statement
-        return self._sql[sizes]
+        sql = self._sql[sizes]
+        return None if sql is None else (sql, self.converts)
 
     def converted(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
         if not self._converting:

@@ -3,7 +3,7 @@ SQLAlchemy's own statements store, belong to the caller's transaction, and fall 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
@@ -332,3 +332,24 @@ def test_rows_to_update_without_their_key_are_refused(store):
     engine, direct, _ = store
     with engine.begin() as connection, pytest.raises(KeyError, match="lack their key columns"):
         update_rows(connection, direct, [{"count": 1}], ["key"])
+
+
+def test_a_select_with_a_time_parameter_comes_from_the_driver_with_the_time_converted_as_sqlalchemy_binds_it(tmp_path):
+    # The time must be bound as the column stores it (text in SQLAlchemy's format on SQLite): the driver's own
+    # adaptation of a datetime ("...T...+00:00") would compare wrongly with the stored text.
+    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
+    metadata = MetaData()
+    table = _table(metadata)
+    table.append_column(Column("aware", _Aware()))
+    metadata.create_all(engine)
+    statement = select(table.c.key).where(table.c.aware >= bindparam("since"), table.c.aware < bindparam("until"),
+                                          table.c.key.in_(bindparam("keys", expanding=True))).order_by(table.c.key)
+    times = [AT.replace(hour=h) for h in range(24)]
+    seen: list[str] = []
+    with engine.begin() as connection:
+        insert_rows(connection, table, [{"key": f"k{h:02d}", "aware": t} for h, t in enumerate(times)])
+        event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        params = {"since": times[5].astimezone(timezone(timedelta(hours=8))), "until": times[9], "keys": ["k04", "k05", "k09", "k06"]}
+        rows = select_rows(connection, statement, params)
+        assert seen == []  # not through SQLAlchemy
+        assert rows == [tuple(r) for r in connection.execute(statement, params)] == [("k05",), ("k06",)]
