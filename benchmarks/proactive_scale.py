@@ -61,7 +61,7 @@ def main() -> None:
     from domain.residents.generate import generate
     from domain.residents.records import Resident, read_residents
     from services.common.handler import HandlerContext
-    from services.discover.handlers import DiscoverDeps, _scan
+    from services.discover.handlers import DiscoverDeps, _scan, known_tickets
     from services.discover.models import KnownTicket, ProactiveRaised, ProactiveScan, ResidentRow, WeatherAlertRow
     from services.discover.settings import DiscoverSettings
     from tools.residents_cli import _sites, base_envelope
@@ -90,7 +90,10 @@ def main() -> None:
     def scan_once(day: date) -> int:
         with Session(engine) as session, session.begin():
             ctx = HandlerContext(session=session, now=lambda: now, source="/cityops/discover", settings=settings, deps=deps)
-            return len(_scan(ctx, day, now, lambda data, tid, i: _envelope(ev, data, tid)))
+            tickets = known_tickets(ctx)
+            raised = _scan(ctx, tickets, day, now, lambda data, tid, i: _envelope(ev, data, tid))
+            tickets.write()
+            return len(raised)
 
     results["scan_first_tickets"] = timed("scan_first", results, lambda: scan_once(today))
     results["scan_again_tickets"] = timed("scan_again", results, lambda: scan_once(today))

@@ -98,6 +98,34 @@ def test_a_closed_ticket_takes_no_more_repeats(tmp_path, hub):
     assert one(out, ev.TicketRegistered, "T-3").data.master_ticket_id is None
 
 
+@pytest.mark.parametrize("together", [True, False], ids=["one-batch", "batch-each"])
+def test_a_repeat_in_the_same_batch_as_its_master_is_merged_into_it(tmp_path, together):
+    # A batch keeps its rows in memory until it ends: the ticket registered earlier in the batch is a candidate.
+    svc = _discover(tmp_path)
+    records = [record_of(submitted("T-1", GARBAGE)), record_of(submitted("T-2", GARBAGE + " again", at=T0 + timedelta(hours=1)))]
+    out = svc.feed(records) if together else svc.feed_each(records)
+    assert one(out, ev.TicketRegistered, "T-1").data.master_ticket_id is None
+    assert one(out, ev.TicketMerged, "T-2").data.master_ticket_id == "T-1"
+    assert {k: r["master_ticket_id"] for k, r in _known(svc).items()} == {"T-1": None, "T-2": "T-1"}
+
+
+def test_a_ticket_closed_earlier_in_the_same_batch_takes_no_repeat(tmp_path, hub):
+    svc = _discover(tmp_path)
+    svc.feed(inputs(svc, hub.log, "T-HAPPY")[:1])  # registered (stored, open)
+    closing = [r for r in inputs(svc, hub.log, "T-HAPPY") if r.type == ev.TicketClosed.event_type]
+    out = svc.feed([*closing, record_of(submitted("T-3", GARBAGE, at=T0 + timedelta(hours=2)))])
+    assert one(out, ev.TicketRegistered, "T-3").data.master_ticket_id is None
+    assert not _known(svc)["T-HAPPY"]["open"]
+
+
+def test_a_stored_open_ticket_takes_a_repeat_of_a_later_batch(tmp_path, hub):
+    # The counterpart of the test above: the same ticket, not closed, is the repeat's master.
+    svc = _discover(tmp_path)
+    svc.feed(inputs(svc, hub.log, "T-HAPPY")[:1])
+    out = svc.feed([record_of(submitted("T-3", GARBAGE, at=T0 + timedelta(hours=2)))])
+    assert one(out, ev.TicketRegistered, "T-3").data.master_ticket_id == "T-HAPPY"
+
+
 def test_the_category_triage_chose_replaces_the_guess_for_repeat_detection(tmp_path, hub):
     svc = _discover(tmp_path)
     out = svc.feed(inputs(svc, hub.log, "T-HAPPY")[:1])
