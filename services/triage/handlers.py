@@ -10,8 +10,9 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import ACT, COMMANDS, TICKETS, TRIAGE
 from domain.catalogue import Catalogue
+from services.common.batch_state import TableRows, table_of
 from services.common.commands import fact_of_command
-from services.common.handler import Emit, HandlerContext, HandlerSpec, Prefetch, settings_as
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, settings_as
 
 from . import domain
 from .modelfile import WatchedModel
@@ -65,10 +66,36 @@ Ctx = HandlerContext[TriageDeps]
 
 
 def spec(deps: TriageDeps) -> HandlerSpec[TriageDeps]:
-    """What the pipeline runs: classify a batch's texts at once (`prepare_batch`), load its tickets' rows at
-    once (the prefetch), then `handle` each event."""
-    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, handle=handle, prepare_batch=prepare_batch,
-                       prefetch=[Prefetch(TriageTicket, lambda e: e.ticket_id)])
+    """What the pipeline runs: classify a batch's texts at once (`prepare_batch`), load its tickets' rows with
+    one query, apply its events to them in memory and write what changed with one statement per kind of change
+    (services/common/batch_state.py)."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, batch=TRIAGE_BATCH, prepare_batch=prepare_batch)
+
+
+_TICKETS = table_of(TriageTicket)
+
+
+@dataclass(slots=True)
+class TicketRow:
+    """A row of triage_tickets as a batch keeps it: the columns and order of `TriageTicket` (checked by TableRows)."""
+
+    ticket_id: str
+    registered_json: str
+    category: str | None = None
+    status: str = "new"
+
+
+Tickets = TableRows[TicketRow]
+
+
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> Tickets:
+    tickets = TableRows(ctx.session.connection(), _TICKETS, TicketRow)
+    tickets.load(e.ticket_id for e in envelopes)
+    return tickets
+
+
+def finish_batch(ctx: Ctx, tickets: Tickets) -> None:
+    tickets.write()
 
 
 def prepare_batch(deps: TriageDeps, envelopes: list[Envelope[Any]]) -> None:
@@ -80,43 +107,45 @@ def prepare_batch(deps: TriageDeps, envelopes: list[Envelope[Any]]) -> None:
 
 
 def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tests, tools): a batch of one."""
+    return TRIAGE_BATCH.one(ctx, envelope)
+
+
+def apply(ctx: Ctx, tickets: Tickets, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
         case ev.TicketRegistered(master_ticket_id=None) | ev.TicketSplit():
-            return triage(ctx, envelope, envelope.data.ticket)
+            return triage(ctx, tickets, envelope, envelope.data.ticket)
         case ev.ManualTriageSubmitted():
-            return resolve_manually(ctx, envelope)
+            return resolve_manually(ctx, tickets, envelope)
         case ev.RerouteRequested():
             return reroute(ctx, envelope)
     return ()  # a registered repeat: its master carries the work
 
 
-def _store(ctx: Ctx, ticket_id: str, ticket: ev.RegisteredTicket, category: str | None, status: str) -> None:
-    row = ctx.rows.get(TriageTicket, ticket_id)
-    if row is None:
-        row = TriageTicket(ticket_id=ticket_id, registered_json=ticket.model_dump_json())
-        ctx.rows.add(row)
+def _store(tickets: Tickets, ticket_id: str, ticket: ev.RegisteredTicket, category: str | None, status: str) -> None:
+    row = tickets.get(ticket_id) or tickets.add(TicketRow(ticket_id=ticket_id, registered_json=ticket.model_dump_json()))
     row.category, row.status = category, status
 
 
-def triage(ctx: Ctx, envelope: Envelope[Any], ticket: ev.RegisteredTicket) -> list[Emit]:
+def triage(ctx: Ctx, tickets: Tickets, envelope: Envelope[Any], ticket: ev.RegisteredTicket) -> list[Emit]:
     catalogue, classifier = ctx.deps.catalogue, ctx.deps.classifier
     choice = domain.choose_category(ticket, classifier, catalogue, settings_as(ctx, TriageSettings).min_confidence)
     # Only a model decision names the model: an operator's or a rule's category owes it nothing.
     version = classifier.version if choice.method == "model" else None
     if choice.category is None:
-        _store(ctx, envelope.ticket_id, ticket, None, "manual-triage")
+        _store(tickets, envelope.ticket_id, ticket, None, "manual-triage")
         data: Any = ev.ManualTriageRequested(candidates=choice.candidates, reason=choice.reason, ticket=ticket,
                                              model_version=version)
     else:
-        _store(ctx, envelope.ticket_id, ticket, choice.category, "classified")
+        _store(tickets, envelope.ticket_id, ticket, choice.category, "classified")
         data = domain.classified(ticket, choice.category, choice.confidence, choice.method, catalogue,
                                  consultation_reason=choice.consultation_reason, model_version=version)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]
 
 
-def resolve_manually(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+def resolve_manually(ctx: Ctx, tickets: Tickets, envelope: Envelope[Any]) -> list[Emit]:
     """An operator's choice (intake's command): the fact ManualTriageResolved, then the classification it causes."""
-    row = ctx.rows.get(TriageTicket, envelope.ticket_id)
+    row = tickets.get(envelope.ticket_id)
     if row is None or row.status != "manual-triage":
         raise ValueError(f"ticket {envelope.ticket_id} is not waiting for manual triage")
     ticket = ev.RegisteredTicket.model_validate_json(row.registered_json)
@@ -146,3 +175,6 @@ def escalate(ctx: Ctx, envelope: Envelope[Any], to_level: ev.Level) -> list[Emit
     data = domain.classified(r.ticket, r.category, 1.0, "reroute", ctx.deps.catalogue, excluding=excluding,
                              escalation_reason=r.escalation_reason or ev.EscalationReason.help_requested)
     return [Emit(TRIAGE.name, envelope.caused(data, source=ctx.source))]
+
+
+TRIAGE_BATCH: Batched[TriageDeps, Tickets] = Batched(start=start_batch, apply=apply, finish=finish_batch)

@@ -67,6 +67,15 @@ def test_an_unsure_classifier_sends_the_ticket_to_the_manual_queue_and_the_opera
     assert _row(svc, "T-MANUAL")["status"] == "classified"
 
 
+def test_a_decision_in_the_same_batch_as_the_request_it_answers_is_applied(tmp_path, hub):
+    # A batch keeps its rows in memory until it ends: the decision finds the row the request made in that batch.
+    svc = _triage(tmp_path)
+    out = svc.feed(inputs(svc, hub.log, "T-MANUAL"))
+    assert one(out, ev.ManualTriageRequested, "T-MANUAL") and one(out, ev.ManualTriageResolved, "T-MANUAL")
+    assert one(out, ev.TicketClassified, "T-MANUAL").data.method == "manual"
+    assert (_row(svc, "T-MANUAL")["status"], _row(svc, "T-MANUAL")["category"]) == ("classified", "city-management.street-cleaning")
+
+
 def test_a_merged_repeat_is_not_triaged_but_a_split_one_is(tmp_path, hub):
     svc = _triage(tmp_path)
     out = svc.feed(inputs(svc, hub.log, "T-REPEAT", "T-SPLIT"))
