@@ -293,8 +293,10 @@ def _surrogate(column: Any) -> bool:
 
 
 def _settings(cls: type, directory: Path, db: str, **overrides: Any) -> Any:
-    return cls(kafka_bootstrap="127.0.0.1:1", state_dir=directory, db_url=f"sqlite:///{directory / db}",
-               log_level="WARNING", log_json=True, **overrides)
+    # A store of a fresh SQLite file in the folder, or the `db_url` given (a PostgreSQL database of its own).
+    db_url = overrides.pop("db_url", None) or f"sqlite:///{directory / db}"
+    return cls(kafka_bootstrap="127.0.0.1:1", state_dir=directory, db_url=db_url, log_level="WARNING", log_json=True,
+               **overrides)
 
 
 def _run_startup_hooks(app: Any) -> None:

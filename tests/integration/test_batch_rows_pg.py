@@ -1,0 +1,58 @@
+"""discover and triage keep a batch's rows in memory and write them at its end (services/common/batch_state.py);
+on PostgreSQL their reads and writes are SQLAlchemy's statements rather than SQLite's cursor. The same stories as
+their unit tests, through each service's real pipeline (tests/harness) on a real PostgreSQL database
+(tests/integration/pg.py): a repeat whose master came earlier in the same batch, a ticket closed earlier in the
+batch that takes no repeat, a split, and a manual decision in the batch of the request it answers."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from contracts import events as ev
+from tests.harness.pipeline import record_of, start
+from tests.harness.workflow import T0, KeywordClassifier, inputs, one, story_hub, submitted
+from tests.integration.pg import postgres_server  # noqa: F401
+
+GARBAGE = "垃圾没人收 garbage not collected for three days"
+
+
+def _rows(svc, table):
+    return {r["ticket_id"]: r for r in svc.rows(table)}
+
+
+def test_discover_merges_splits_and_forgets_closed_tickets_within_one_batch_on_postgresql(tmp_path, postgres_server):  # noqa: F811
+    hub = story_hub(tmp_path / "stories")
+    svc = start("discover", tmp_path, db_url=postgres_server.new_database())
+    out = svc.feed([record_of(submitted("T-1", GARBAGE)), record_of(submitted("T-2", GARBAGE + " again", at=T0 + timedelta(hours=1)))])
+    assert one(out, ev.TicketMerged, "T-2").data.master_ticket_id == "T-1"
+    assert {k: r["master_ticket_id"] for k, r in _rows(svc, "discover_tickets").items()} == {"T-1": None, "T-2": "T-1"}
+
+    closed = start("discover", tmp_path, db_url=postgres_server.new_database())
+    closed.feed(inputs(closed, hub.log, "T-HAPPY")[:1])
+    closing = [r for r in inputs(closed, hub.log, "T-HAPPY") if r.type == ev.TicketClosed.event_type]
+    late = closed.feed([*closing, record_of(submitted("T-3", GARBAGE, at=T0 + timedelta(hours=2)))])
+    assert not _rows(closed, "discover_tickets")["T-HAPPY"]["open"]
+    assert one(late, ev.TicketRegistered, "T-3").data.master_ticket_id is None
+    # Without the close in its batch, the same submission is a repeat of T-HAPPY (the store's read on PostgreSQL).
+    still_open = start("discover", tmp_path, db_url=postgres_server.new_database())
+    still_open.feed(inputs(still_open, hub.log, "T-HAPPY")[:1])
+    repeat = still_open.feed([record_of(submitted("T-3", GARBAGE, at=T0 + timedelta(hours=2)))])
+    assert one(repeat, ev.TicketRegistered, "T-3").data.master_ticket_id == "T-HAPPY"
+
+    records = inputs(svc, hub.log, "T-JOINT", "T-SPLIT")
+    split = one(svc.feed(records), ev.TicketSplit, "T-SPLIT")
+    assert split.data.former_master_ticket_id == "T-JOINT"
+    assert _rows(svc, "discover_tickets")["T-SPLIT"]["master_ticket_id"] is None
+
+
+def test_triage_applies_a_decision_in_the_batch_of_its_request_on_postgresql(tmp_path, postgres_server):  # noqa: F811
+    hub = story_hub(tmp_path / "stories")
+    svc = start("triage", tmp_path, classifier=KeywordClassifier(), db_url=postgres_server.new_database())
+    out = svc.feed(inputs(svc, hub.log, "T-MANUAL"))
+    assert one(out, ev.ManualTriageRequested, "T-MANUAL") and one(out, ev.ManualTriageResolved, "T-MANUAL")
+    assert one(out, ev.TicketClassified, "T-MANUAL").data.method == "manual"
+    row = _rows(svc, "triage_tickets")["T-MANUAL"]
+    assert (row["status"], row["category"]) == ("classified", "city-management.street-cleaning")
+    again = svc.feed(inputs(svc, hub.log, "T-HAPPY"))
+    assert one(again, ev.TicketClassified, "T-HAPPY").data.category == "city-management.garbage-collection"
+    assert _rows(svc, "triage_tickets")["T-HAPPY"]["status"] == "classified"
