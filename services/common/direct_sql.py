@@ -259,8 +259,8 @@ def _delete_of(dialect: Dialect, table: Table, column: str) -> tuple[Any, str, P
 def select_rows(connection: Connection, statement: Select[Any] | Any, params: Mapping[str, Any]) -> list[tuple[Any, ...]]:
     """The rows of a SELECT, as tuples. Straight from the driver unless an IN list's values need a conversion on
     this dialect (single parameters, such as times, are converted as SQLAlchemy would), each column converted as
-    SQLAlchemy would convert it (JSON, times, booleans), else through SQLAlchemy. Pass a module-level statement: its compiled form and its
-    expansions for each size of IN list are kept."""
+    SQLAlchemy would convert it (JSON, times, booleans), else through SQLAlchemy. Pass a module-level statement:
+    its compiled form and its expansions for each size of IN list are kept."""
     plan = _select_plan(connection.dialect, statement) if _direct(connection) else None
     if plan is None or not all(params[name] for name in plan.expanding):  # an empty IN list: SQLAlchemy's own SQL for it
         return [tuple(row) for row in connection.execute(statement, params)]

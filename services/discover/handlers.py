@@ -78,8 +78,8 @@ _KNOWN = table_of(KnownTicket)
 
 @dataclass(slots=True)
 class KnownRow:
-    """A row of discover_tickets as a batch keeps it: the columns, order and defaults of `KnownTicket` (checked
-    by TableRows)."""
+    """A row of discover_tickets as a batch keeps it: the columns and order of `KnownTicket` (checked by
+    TableRows)."""
 
     ticket_id: str
     place_key: str | None
