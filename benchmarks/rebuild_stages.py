@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import shutil
 import sys
 import tempfile
 import time
@@ -31,7 +32,14 @@ def main() -> None:
     ap.add_argument("--log", type=Path, required=True)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="rebuild-stages-"))
+    try:
+        _time_stages(args.log, args.rounds, scratch)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
+
+def _time_stages(log: Path, rounds: int, scratch: Path) -> None:
     from services.common.direct_sql import insert_ignoring_stored
     from services.common.store import make_engine
     from services.projections.facts import Fact
@@ -42,8 +50,7 @@ def main() -> None:
     from services.projections.store import TIMELINE
     from services.projections.timeline import timeline_row
 
-    scratch = Path(tempfile.mkdtemp(prefix="rebuild-stages-"))
-    source = DumpLog(load(args.log), ProjectionsSettings(state_dir=scratch).projected_topics())
+    source = DumpLog(load(log), ProjectionsSettings(state_dir=scratch).projected_topics())
     records = [r for part in source.parts.values() for r in part]
     hold_out_of_collections()
     gc.disable()
@@ -55,7 +62,7 @@ def main() -> None:
         best[stage] = min(best.get(stage, float("inf")), time.process_time() - started)
         return out
 
-    for n in range(args.rounds):
+    for n in range(rounds):
         decoded, _ = timed("decode and validate (codec.decode)", lambda: decode_wanted(records, _WANTED))
         facts = timed("the Fact", lambda d=decoded: [Fact.from_envelope(e) for _, e in d])
         rows = timed("the timeline row", lambda f=facts: [timeline_row(x) for x in f])
@@ -64,7 +71,7 @@ def main() -> None:
         timed("its INSERT and the commit", lambda e=engine, r=rows: _insert(e, TIMELINE, r, insert_ignoring_stored))
         engine.dispose()
     events = len(decoded)
-    print(f"{len(records)} records, {events} events; best of {args.rounds} rounds, CPU per event:")
+    print(f"{len(records)} records, {events} events; best of {rounds} rounds, CPU per event:")
     for stage, seconds in best.items():
         print(f"  {stage}: {seconds / events * 1e6:.1f} us")
     print(f"  total: {sum(best.values()) / events * 1e6:.1f} us")
