@@ -170,12 +170,18 @@ class _Aware(TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def test_a_select_whose_columns_need_converting_comes_from_the_driver_converted_as_sqlalchemy_converts_them(tmp_path):
+def _store_with_an_aware_column(tmp_path: Any) -> tuple[Any, Table]:
+    """The services' kind of engine and the test table with one more column, an aware time stored naive."""
     engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
     metadata = MetaData()
     table = _table(metadata)
     table.append_column(Column("aware", _Aware()))
     metadata.create_all(engine)
+    return engine, table
+
+
+def test_a_select_whose_columns_need_converting_comes_from_the_driver_converted_as_sqlalchemy_converts_them(tmp_path):
+    engine, table = _store_with_an_aware_column(tmp_path)
     statement = select(table).where(table.c.key.in_(bindparam("keys", expanding=True))).order_by(table.c.key)
     seen: list[str] = []
     with engine.begin() as connection:
@@ -337,11 +343,7 @@ def test_rows_to_update_without_their_key_are_refused(store):
 def test_a_select_with_a_time_parameter_comes_from_the_driver_with_the_time_converted_as_sqlalchemy_binds_it(tmp_path):
     # The time must be bound as the column stores it (text in SQLAlchemy's format on SQLite): the driver's own
     # adaptation of a datetime ("...T...+00:00") would compare wrongly with the stored text.
-    engine = make_engine(f"sqlite:///{tmp_path / 'store.db'}")
-    metadata = MetaData()
-    table = _table(metadata)
-    table.append_column(Column("aware", _Aware()))
-    metadata.create_all(engine)
+    engine, table = _store_with_an_aware_column(tmp_path)
     statement = select(table.c.key).where(table.c.aware >= bindparam("since"), table.c.aware < bindparam("until"),
                                           table.c.key.in_(bindparam("keys", expanding=True))).order_by(table.c.key)
     times = [AT.replace(hour=h) for h in range(24)]
