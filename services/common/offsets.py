@@ -11,6 +11,7 @@ wait for it and go in the next one (they include the earlier ones).
 from __future__ import annotations
 
 import asyncio
+import heapq
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -29,6 +30,25 @@ def next_positions(records: Sequence[Any]) -> dict[TopicPartition, int]:
         tp = TopicPartition(r.topic, r.partition)
         out[tp] = max(out.get(tp, 0), r.offset + 1)
     return out
+
+
+def in_time_order(records: Sequence[Any]) -> Sequence[Any]:
+    """The batch's records with its partitions interleaved by record timestamp, each partition's own order kept.
+
+    A fetch hands its records over grouped by partition. Kafka orders records only within a partition, and
+    complaints are keyed by ticket, so two complaints sent a few milliseconds apart land on different
+    partitions and, when one fetch brings both (a consumer that has just joined its group, or has a
+    backlog), the later one could be applied first: discover would then take it as the master of the
+    earlier. Across partitions the producers' timestamps are the best order there is; this is also how
+    Kafka Streams chooses, taking the partition whose next record is the oldest. Records with the same
+    timestamp, or none (a replay's, a test's: time 0), keep the order they came in."""
+    runs: dict[tuple[str, int], list[tuple[int, int, Any]]] = {}
+    for position, record in enumerate(records):
+        runs.setdefault((record.topic, record.partition), []).append((getattr(record, "timestamp", None) or 0, position, record))
+    if len(runs) < 2:
+        return records
+    # (time, position): equal times keep the batch's order, and records are never compared themselves.
+    return [record for _, _, record in heapq.merge(*runs.values())]
 
 
 class BackgroundCommitter:

@@ -2,7 +2,8 @@
 
 One batch at a time (up to `batch_max_records`):
 1. records of event types this service does not handle are skipped without decoding;
-2. each remaining record is decoded; one that cannot be decoded goes to `<topic>.dlq`;
+2. each remaining record is decoded, the partitions interleaved by record time (offsets.in_time_order);
+   one that cannot be decoded goes to `<topic>.dlq`;
 3. in ONE database transaction, each new event is applied by the service's handler, and the
    event id plus the records it produced (the outbox) are stored; an event already applied is
    not applied again, its stored output is re-sent instead; dead letters are outbox rows too;
@@ -110,7 +111,7 @@ from .handler import (
 from .kafka import fetch_pacing, lenient_batch_parser, poll_without_naps
 from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
-from .offsets import BackgroundCommitter, next_positions
+from .offsets import BackgroundCommitter, in_time_order, next_positions
 from .settings import ServiceSettings
 from .store import OutboxRecord, ParkedEvent, lock_tickets, short_write, write_lock
 from .upkeep import expire_parked, prune_applied_ids
@@ -217,7 +218,7 @@ class EventPipeline(Generic[Deps]):
         stamps = [stamp for stamp in (getattr(r, "timestamp", None) for r in records) if isinstance(stamp, int) and stamp > 0]
         if stamps:  # records from the broker; a replay's or a test's may have none
             stage(self.name, "queue", time.time() - min(stamps) / 1000)
-        wanted, undecodable = self._decode_wanted(records)
+        wanted, undecodable = self._decode_wanted(in_time_order(records))
         decoded = time.perf_counter()
         stage(self.name, "decode", decoded - started)
         outputs, cause_ids, causes = await self._apply_where_cheapest(wanted, undecodable)

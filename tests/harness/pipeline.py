@@ -52,7 +52,9 @@ class Record:
     key: bytes | None
     value: bytes | None
     headers: list[tuple[str, bytes]]
-    timestamp: int = 0  # ms, as Kafka's record timestamp
+    # ms, as Kafka's record timestamp; 0 (none, as a replay's) unless a test sets it. The pipeline interleaves a
+    # batch's partitions by it (services/common/offsets.py), so records without one keep the order fed.
+    timestamp: int = 0
 
     def header(self, name: str) -> str | None:
         return next((v.decode() for k, v in self.headers if k == name), None)
@@ -81,8 +83,7 @@ def record_of(envelope: Envelope[Any], *, topic: str | None = None, offset: int 
     """A contract event as a Kafka record, on the topic the catalogue puts its type on (unless told), keyed by
     `key` or else its ticket id (a unit's task topic is keyed by the unit)."""
     rec = codec.encode(envelope, key)
-    return Record(topic or topic_for_event(envelope.type), 0, offset, rec.key, rec.value, list(rec.headers),
-                  int(envelope.time.timestamp() * 1000))
+    return Record(topic or topic_for_event(envelope.type), 0, offset, rec.key, rec.value, list(rec.headers))
 
 
 class Log:

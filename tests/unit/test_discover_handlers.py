@@ -7,6 +7,7 @@ discover does not know changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -107,6 +108,17 @@ def test_a_repeat_in_the_same_batch_as_its_master_is_merged_into_it(tmp_path, to
     assert one(out, ev.TicketRegistered, "T-1").data.master_ticket_id is None
     assert one(out, ev.TicketMerged, "T-2").data.master_ticket_id == "T-1"
     assert {k: r["master_ticket_id"] for k, r in _known(svc).items()} == {"T-1": None, "T-2": "T-1"}
+
+
+def test_a_repeat_fetched_before_its_master_from_another_partition_is_still_merged_into_it(tmp_path):
+    # Complaints are keyed by ticket: a master and its repeat sent 5 ms apart sit on different partitions, and
+    # one fetch hands them over partition by partition, the repeat's first. The earlier complaint is the master.
+    svc = _discover(tmp_path)
+    master = dataclasses.replace(record_of(submitted("T-1", GARBAGE)), partition=5, timestamp=1_000)
+    repeat = dataclasses.replace(record_of(submitted("T-2", GARBAGE + " again")), partition=0, timestamp=1_005)
+    out = svc.feed([repeat, master])
+    assert one(out, ev.TicketRegistered, "T-1").data.master_ticket_id is None
+    assert one(out, ev.TicketMerged, "T-2").data.master_ticket_id == "T-1"
 
 
 def test_a_ticket_closed_earlier_in_the_same_batch_takes_no_repeat(tmp_path, hub):

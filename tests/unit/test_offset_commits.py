@@ -1,5 +1,6 @@
 """Offsets committed behind the next fetch (services/common/offsets.py): one commit in flight per consumer,
-later batches' positions folded into the next commit, a failed commit logged and never raised."""
+later batches' positions folded into the next commit, a failed commit logged and never raised; a fetch's
+partitions interleaved by record time, each partition's order kept."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import SimpleNamespace
 
 from aiokafka.structs import TopicPartition
 
-from services.common.offsets import BackgroundCommitter, next_positions
+from services.common.offsets import BackgroundCommitter, in_time_order, next_positions
 
 
 class SlowConsumer:
@@ -33,6 +34,33 @@ class SlowConsumer:
 
 def records(topic: str, partition: int, *offsets: int) -> list[SimpleNamespace]:
     return [SimpleNamespace(topic=topic, partition=partition, offset=o) for o in offsets]
+
+
+def stamped(topic: str, partition: int, *offset_ms: tuple[int, int | None]) -> list[SimpleNamespace]:
+    return [SimpleNamespace(topic=topic, partition=partition, offset=o, timestamp=ms) for o, ms in offset_ms]
+
+
+def test_a_fetchs_partitions_are_interleaved_by_record_time():
+    # As a fetch hands them over: partition by partition, each in its own order.
+    batch = stamped("t", 0, (7, 300), (8, 500)) + stamped("t", 3, (1, 100), (2, 400)) + stamped("u", 0, (9, 200))
+    assert [(r.topic, r.partition, r.offset) for r in in_time_order(batch)] == [
+        ("t", 3, 1), ("u", 0, 9), ("t", 0, 7), ("t", 3, 2), ("t", 0, 8)]
+
+
+def test_a_partitions_own_order_is_kept_even_when_its_timestamps_go_back():
+    batch = stamped("t", 0, (5, 900), (6, 100)) + stamped("t", 1, (1, 500))
+    ordered = [(r.partition, r.offset) for r in in_time_order(batch)]
+    assert ordered.index((0, 5)) < ordered.index((0, 6)) and ordered == [(1, 1), (0, 5), (0, 6)]
+
+
+def test_records_without_a_time_or_with_the_same_time_keep_the_fetchs_order():
+    batch = stamped("t", 1, (4, None), (5, 0)) + stamped("t", 0, (2, None)) + stamped("u", 2, (1, 50), (2, 50)) + stamped("u", 1, (8, 50))
+    assert [(r.topic, r.partition, r.offset) for r in in_time_order(batch)] == [
+        ("t", 1, 4), ("t", 1, 5), ("t", 0, 2), ("u", 2, 1), ("u", 2, 2), ("u", 1, 8)]
+    interleaved = stamped("t", 0, (1, None)) + stamped("u", 0, (1, None)) + stamped("t", 0, (2, None)) + stamped("t", 1, (3, 0))
+    assert in_time_order(interleaved) == interleaved
+    single = stamped("t", 0, (1, 900), (2, 100))
+    assert in_time_order(single) is single
 
 
 def test_the_position_after_each_partitions_last_record_is_committed():
