@@ -272,10 +272,9 @@ def select_rows(connection: Connection, statement: Select[Any] | Any, params: Ma
     for name in plan.order:
         if name in plan.expanding:
             flat.extend(params[name])
-        elif name in converts:
-            flat.append(converts[name](params[name]))
-        else:
-            flat.append(params[name])
+            continue
+        value = params[name] if name in params else plan.fixed[name]  # a value the statement holds ("status = 'open'")
+        flat.append(converts[name](value) if name in converts else value)
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(sql, flat)
@@ -300,6 +299,9 @@ class _SelectPlan:
         dialect = compiled.dialect
         self.converts: dict[str, Callable[[Any], Any]] = {name: convert for name in self.order if name not in self.expanding
                          and (convert := compiled.binds[name].type.dialect_impl(dialect).bind_processor(dialect))}
+        # The values written in the statement itself (a column compared with a constant): SQLAlchemy binds them too.
+        self.fixed = {name: bind.effective_value for name, bind in compiled.binds.items()
+                      if name in self.order and not bind.expanding and not bind.required}
 
     def sql_for(self, params: Mapping[str, Any]) -> tuple[str, dict[str, Callable[[Any], Any]]] | None:
         """The SQL for these sizes of IN lists, and the conversion of each single parameter that has one;

@@ -355,3 +355,18 @@ def test_a_select_with_a_time_parameter_comes_from_the_driver_with_the_time_conv
         rows = select_rows(connection, statement, params)
         assert seen == []  # not through SQLAlchemy
         assert rows == [tuple(r) for r in connection.execute(statement, params)] == [("k05",), ("k06",)]
+
+
+def test_a_select_comparing_with_constants_binds_the_statements_own_values(tmp_path):
+    # "status = 'open'" in a statement is a parameter SQLAlchemy fills in itself: select_rows must too, converted.
+    engine, table = _store_with_an_aware_column(tmp_path)
+    statement = select(table.c.key).where(table.c.count == 3, table.c.aware <= AT.replace(hour=12),
+                                          table.c.flag == bindparam("flag")).order_by(table.c.key)
+    seen: list[str] = []
+    with engine.begin() as connection:
+        insert_rows(connection, table, [{"key": f"k{h:02d}", "count": 3 + h % 2, "flag": h % 3 == 0,
+                                         "aware": AT.replace(hour=h)} for h in range(24)])
+        event.listen(engine, "before_cursor_execute", lambda *args: seen.append(args[2]))
+        rows = select_rows(connection, statement, {"flag": True})
+        assert seen == []  # not through SQLAlchemy
+        assert rows == [tuple(r) for r in connection.execute(statement, {"flag": True})] == [("k00",), ("k06",), ("k12",)]
