@@ -8,28 +8,17 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlmodel import col, select
-
 from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import COMMANDS, CONSULT, SLA, TRIAGE, UNIT_REPORTS
 from domain.calendar import WorkCalendar
 from domain.reports import opinion_refusal
 from services.common.commands import fact_of_command
-from services.common.handler import (
-    Emit,
-    HandlerContext,
-    HandlerSpec,
-    NotYet,
-    Prefetch,
-    Rejected,
-    Tick,
-    settings_as,
-)
+from services.common.handler import Batched, Emit, HandlerContext, HandlerSpec, NotYet, Rejected, Tick, settings_as
 
 from . import domain
-from .models import Consultation, RoutedTicket
 from .settings import ConsultSettings
+from .state import ConsultationRow, ConsultBatch, RoutedRow
 
 TOPICS = [TRIAGE.name, UNIT_REPORTS.name, COMMANDS.name, SLA.name]
 EVENT_TYPES = [ev.TicketClassified.event_type, ev.OpinionGiven.event_type, ev.SupervisorDecisionSubmitted.event_type,
@@ -46,31 +35,49 @@ class ConsultDeps:
 Ctx = HandlerContext[ConsultDeps]
 
 
+# Statuses a consultation can be superseded or decided from.
+OPEN = frozenset({"open"})
+UNDECIDED = frozenset({"open", "supervisor-review"})
+
+
 def spec(deps: ConsultDeps, tick_s: float) -> HandlerSpec[ConsultDeps]:
-    """What the pipeline runs: `handle` each event, with the batch's routings and consultations loaded with one
-    query per table (most events look their ticket's routing up by id, opinions their consultation), and
-    `overdue` every tick_s."""
-    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, handle=handle,
-                       prefetch=[Prefetch(RoutedTicket, lambda e: e.ticket_id),
-                                 Prefetch(Consultation, lambda e: getattr(e.data, "consultation_id", None))],
-                       ticks=[Tick(overdue, tick_s)])
+    """What the pipeline runs: a batch loads its tickets' routings and consultations with one query per table,
+    applies its events to them in memory and writes what changed with one statement per table and kind of
+    change (services/common/batch_state.py); `overdue` every tick_s."""
+    return HandlerSpec(topics=TOPICS, event_types=EVENT_TYPES, deps=deps, batch=BATCH, ticks=[Tick(overdue, tick_s)])
+
+
+def start_batch(ctx: Ctx, envelopes: list[Envelope[Any]]) -> ConsultBatch:
+    """Load the routings and consultations of these events' tickets, and the consultations opinions name."""
+    batch = ConsultBatch(ctx.session.connection())
+    batch.load((e.ticket_id for e in envelopes), (getattr(e.data, "consultation_id", None) for e in envelopes))
+    return batch
+
+
+def finish_batch(ctx: Ctx, batch: ConsultBatch) -> None:
+    batch.write()
 
 
 def handle(ctx: Ctx, envelope: Envelope[Any]) -> Iterable[Emit]:
+    """One event on its own (tests, tools): a batch of one."""
+    return BATCH.one(ctx, envelope)
+
+
+def apply(ctx: Ctx, batch: ConsultBatch, envelope: Envelope[Any]) -> Iterable[Emit]:
     match envelope.data:
         case ev.TicketClassified():
-            _remember_routing(ctx, envelope)
-            return convene(ctx, envelope) if envelope.data.needs_consultation else ()
+            _remember_routing(batch, envelope)
+            return convene(ctx, batch, envelope) if envelope.data.needs_consultation else ()
         case ev.TicketEscalated(reason="ping-pong"):
-            return arbitrate(ctx, envelope)
+            return arbitrate(ctx, batch, envelope)
         case ev.OpinionGiven():
-            return record_opinion(ctx, envelope)
+            return record_opinion(ctx, batch, envelope)
         case ev.SupervisorDecisionSubmitted():
-            return close_decided(ctx, envelope)
+            return close_decided(ctx, batch, envelope)
     return ()
 
 
-def convene(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+def convene(ctx: Ctx, batch: ConsultBatch, envelope: Envelope[Any]) -> list[Emit]:
     c: ev.TicketClassified = envelope.data
     consultation_id = f"C-{envelope.id[:8]}"
     parties = domain.parties_for(c.routing, c.excluded_units)
@@ -80,31 +87,31 @@ def convene(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
         else c.consultation_reason or "the catalogue requires consultation",
         opinions_due=envelope.time + timedelta(seconds=settings_as(ctx, ConsultSettings).opinion_window_s), ticket=c.ticket,
     )
-    for old in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
-                                                           Consultation.status == "open")).all():
+    for old in batch.of_ticket(envelope.ticket_id, OPEN):
         old.status = "superseded"
-    ctx.rows.add(Consultation(consultation_id=consultation_id, ticket_id=envelope.ticket_id, parties=",".join(parties),
-                                 opinions_due=request.opinions_due, request_json=request.model_dump_json()))
+    batch.consultations.add(ConsultationRow(consultation_id=consultation_id, ticket_id=envelope.ticket_id, status="open",
+                                            parties=",".join(parties), opinions_json="{}",
+                                            opinions_due=request.opinions_due, request_json=request.model_dump_json()))
     # act, the writer of the units' task topics, forwards it to each party.
     return [Emit(CONSULT.name, envelope.caused(request, source=ctx.source))]
 
 
-def _remember_routing(ctx: Ctx, envelope: Envelope[Any]) -> None:
-    row = ctx.rows.get(RoutedTicket, envelope.ticket_id)
+def _remember_routing(batch: ConsultBatch, envelope: Envelope[Any]) -> None:
+    routing_json = envelope.data.routing.model_dump_json()
+    row = batch.routed.get(envelope.ticket_id)
     if row is None:
-        row = RoutedTicket(ticket_id=envelope.ticket_id, routing_json="")
-        ctx.rows.add(row)
-    row.routing_json = envelope.data.routing.model_dump_json()
+        batch.routed.add(RoutedRow(ticket_id=envelope.ticket_id, routing_json=routing_json))
+    else:
+        row.routing_json = routing_json
 
 
-def arbitrate(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+def arbitrate(ctx: Ctx, batch: ConsultBatch, envelope: Envelope[Any]) -> list[Emit]:
     """A ticket bounced between units (退单 ping-pong) goes to a supervisor on its own: nobody owns it."""
-    row = ctx.rows.get(RoutedTicket, envelope.ticket_id)
+    row = batch.routed.get(envelope.ticket_id)
     if row is None:
         raise NotYet(f"consult has not seen ticket {envelope.ticket_id} routed yet")
     row.arbitrations += 1
-    for open_row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
-                                                                Consultation.status == "open")).all():
+    for open_row in batch.of_ticket(envelope.ticket_id, OPEN):
         open_row.status = "superseded"
     review = ev.SupervisorReviewRequested(
         consultation_id=f"A-{envelope.id[:8]}", reason=f"ping-pong: returned too often ({envelope.data.task_id or 'ticket'})",
@@ -112,9 +119,9 @@ def arbitrate(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     return [Emit(CONSULT.name, envelope.caused(review, source=ctx.source))]
 
 
-def record_opinion(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+def record_opinion(ctx: Ctx, batch: ConsultBatch, envelope: Envelope[Any]) -> list[Emit]:
     o: ev.OpinionGiven = envelope.data
-    row = ctx.rows.get(Consultation, o.consultation_id)
+    row = batch.consultations.get(o.consultation_id)
     if row is not None and (refusal := opinion_refusal(row.consultation_id, tuple(row.parties.split(",")), o.unit)):
         raise Rejected(refusal)  # checked whatever its status: a stranger's opinion is refused, not "late"
     if row is None or row.status != "open":
@@ -130,7 +137,7 @@ def record_opinion(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
     return []
 
 
-def _agree(ctx: Ctx, cause: Envelope[Any], row: Consultation) -> Emit:
+def _agree(ctx: Ctx, cause: Envelope[Any], row: ConsultationRow) -> Emit:
     request = ev.ConsultationRequested.model_validate_json(row.request_json)
     row.status = "agreed"
     calendar = ctx.deps.calendar
@@ -140,7 +147,7 @@ def _agree(ctx: Ctx, cause: Envelope[Any], row: Consultation) -> Emit:
     return Emit(CONSULT.name, cause.caused(plan, source=ctx.source, ticket_id=row.ticket_id))
 
 
-def _to_supervisor(ctx: Ctx, cause: Envelope[Any], row: Consultation, reason: str) -> Emit:
+def _to_supervisor(ctx: Ctx, cause: Envelope[Any], row: ConsultationRow, reason: str) -> Emit:
     request = ev.ConsultationRequested.model_validate_json(row.request_json)
     row.status = "supervisor-review"
     opinions = tuple((u, bool(a), p) for u, (a, p) in sorted(json.loads(row.opinions_json).items()))
@@ -149,11 +156,10 @@ def _to_supervisor(ctx: Ctx, cause: Envelope[Any], row: Consultation, reason: st
     return Emit(CONSULT.name, cause.caused(review, source=ctx.source, ticket_id=row.ticket_id))
 
 
-def close_decided(ctx: Ctx, envelope: Envelope[Any]) -> list[Emit]:
+def close_decided(ctx: Ctx, batch: ConsultBatch, envelope: Envelope[Any]) -> list[Emit]:
     """A supervisor's decision (intake's command): the ticket's consultations are decided, and the fact
     SupervisorDecided, which act dispatches, is written here."""
-    for row in ctx.session.exec(select(Consultation).where(Consultation.ticket_id == envelope.ticket_id,
-                                                           col(Consultation.status).in_(["open", "supervisor-review"]))).all():
+    for row in batch.of_ticket(envelope.ticket_id, UNDECIDED):
         row.status = "decided"
     return [Emit(CONSULT.name, fact_of_command(ctx, envelope))]
 
@@ -162,11 +168,15 @@ def overdue(ctx: Ctx) -> list[Emit]:
     """Tick: consultations whose opinions are late go to a supervisor."""
     now = ctx.now()
     out = []
-    rows = ctx.session.exec(select(Consultation).where(Consultation.status == "open", Consultation.opinions_due <= now)).all()
-    for row in rows:
+    batch = ConsultBatch(ctx.session.connection())
+    for row in batch.open_and_due(now):
         request = ev.ConsultationRequested.model_validate_json(row.request_json)
         missing = [p for p in row.parties.split(",") if p not in json.loads(row.opinions_json)]
         origin: Envelope[ev.ConsultationRequested] = Envelope(id=f"timeout-{row.consultation_id}", type=request.event_type, source=ctx.source, time=now,
                           subject=row.ticket_id, ticket_id=row.ticket_id, correlation_id=row.consultation_id, data=request)
         out.append(_to_supervisor(ctx, origin, row, f"no opinion in time from {', '.join(missing)}"))
+    batch.write()
     return out
+
+
+BATCH: Batched[ConsultDeps, ConsultBatch] = Batched(start=start_batch, apply=apply, finish=finish_batch)

@@ -124,6 +124,18 @@ def test_a_ping_pong_escalation_asks_a_supervisor_to_arbitrate_from_the_last_rou
     assert svc.rows("consult_routed_tickets")[0]["arbitrations"] == 1
 
 
+@pytest.mark.parametrize("together", [True, False], ids=["one-batch", "batch-each"])
+def test_convening_again_supersedes_the_open_consultation_even_one_convened_earlier_in_the_batch(tmp_path, hub, together):
+    # A batch keeps its rows in memory until it ends: "the ticket's open consultations" must include its own.
+    svc = _consult(tmp_path)
+    first = _classified(hub, "T-CONSULT")[0]
+    again = record_of(first.envelope().model_copy(update={"id": "again-0001"}), topic=first.topic)
+    out = svc.feed([first, again]) if together else svc.feed_each([first, again])
+    earlier, later = (r.data.consultation_id for r in of_type(out, ev.ConsultationRequested, "T-CONSULT"))
+    assert {c["consultation_id"]: c["status"] for c in _consultations(svc, "T-CONSULT")} == {
+        earlier: "superseded", later: "open"}
+
+
 # ---------------------------------------------------------------------------------------------- delivery
 
 
