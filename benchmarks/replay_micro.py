@@ -61,27 +61,6 @@ class FakeBroker:
         return fut
 
 
-def suggested_prefetch(service: str) -> list[tuple[Any, Any]]:
-    """What-if: the `HandlerSpec.prefetch` declarations other services could make (see services/common/handler.py)."""
-    by_ticket = lambda e: e.ticket_id  # noqa: E731
-    if service == "intake":
-        from services.intake.models import TicketStatus
-        return [(TicketStatus, by_ticket)]
-    if service == "act":
-        from services.act.models import ActTicket
-        return [(ActTicket, by_ticket)]
-    if service == "evaluate":
-        from services.evaluate.models import EvalTicket
-        return [(EvalTicket, by_ticket)]
-    if service == "discover":
-        from services.discover.models import KnownTicket
-        return [(KnownTicket, by_ticket)]
-    if service == "consult":
-        from services.consult.models import RoutedTicket
-        return [(RoutedTicket, by_ticket)]
-    return []
-
-
 def pipelines_of(service: str, state: Path) -> list[Any]:
     os.environ["CITYOPS_STATE_DIR"] = str(state)
     os.environ["CITYOPS_KAFKA_BOOTSTRAP"] = "127.0.0.1:1"  # never connected
@@ -152,10 +131,6 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500)
     ap.add_argument("--limit", type=int, default=0, help="only the first N records of the log")
     ap.add_argument("--profile", action="store_true")
-    ap.add_argument("--plain-session", action="store_true",
-                    help="A/B: the optimistic pass reads rows through the session, not the batch's dict (BatchRows)")
-    ap.add_argument("--what-if-prefetch", action="store_true",
-                    help="add the prefetch declaration this service could make (measurement only)")
     ap.add_argument("--keep-state", type=Path, help="keep the service's scratch store in this new directory (to compare two trees' results)")
     ap.add_argument("--model-cache", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "bench")
     ap.add_argument("--no-startup-freeze", action="store_true",
@@ -179,16 +154,6 @@ def main() -> None:
 
             freeze_startup_heap()  # as `cityops service run` does once the service has started
         pauses = CollectorPauses()
-        if args.plain_session:
-            for p in pipelines:
-                p.cache_rows = False
-        if args.what_if_prefetch:
-            from dataclasses import replace
-
-            from services.common.handler import Prefetch
-
-            for p in pipelines:
-                p.spec = replace(p.spec, prefetch=[Prefetch(m, k) for m, k in suggested_prefetch(args.service)])
         profiler = None
         if args.profile:
             from pyinstrument import Profiler

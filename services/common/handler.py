@@ -2,22 +2,19 @@
 
 A service declares everything the pipeline needs to know about its handler in one place, its spec:
 the topics and event types it consumes, its dependencies (a small frozen dataclass per service,
-reached as `ctx.deps`), and the optional batch-wide parts: rows to prefetch with one query per
-table (`Prefetch`), work to do on the whole batch before its transaction (`prepare_batch`), a
-per-batch working state (`Batched`: start / apply / finish), and time-driven handlers (`Tick`).
+reached as `ctx.deps`), and the optional batch-wide parts: work to do on the whole batch before its
+transaction (`prepare_batch`), a per-batch working state (`Batched`: start / apply / finish), and
+time-driven handlers (`Tick`).
 Nothing is looked up on the handler function itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
-from sqlalchemy import inspect as sa_inspect
-from sqlalchemy import select
-from sqlalchemy.orm import Mapper
 from sqlmodel import Session
 
 from contracts.envelope import Envelope
@@ -28,7 +25,6 @@ Clock = Callable[[], datetime]
 
 Deps = TypeVar("Deps")
 State = TypeVar("State")
-Row = TypeVar("Row")
 
 
 @dataclass(frozen=True)
@@ -65,15 +61,6 @@ class HandlerContext(Generic[Deps]):
     source: str
     settings: ServiceSettings
     deps: Deps
-    # The batch's rows by key (see `BatchRows`), given by the pipeline; a context made by hand (tests,
-    # tools) reads through the session.
-    batch_rows: BatchRows | None = None
-
-    @property
-    def rows(self) -> BatchRows:
-        if self.batch_rows is None:
-            self.batch_rows = BatchRows(self.session)
-        return self.batch_rows
 
 
 Settings = TypeVar("Settings", bound=ServiceSettings)
@@ -101,15 +88,6 @@ class Tick(Generic[Deps]):
 
     handler: TickHandler[Deps]
     every_s: float
-
-
-@dataclass(frozen=True)
-class Prefetch(Generic[Row]):
-    """Rows of `model` (single-column primary key) the handler will look up by `key_of(event)`, loaded for the
-    whole batch with one query and read through `ctx.rows.get(model, key)`."""
-
-    model: type[Row]
-    key_of: Callable[[Envelope[Any]], Hashable | None]
 
 
 @dataclass(frozen=True)
@@ -148,7 +126,6 @@ class HandlerSpec(Generic[Deps]):
     deps: Deps
     handle: Handler[Deps] | None = None
     batch: Batched[Deps, Any] | None = None
-    prefetch: Sequence[Prefetch[Any]] = ()
     # Batch-wide work before the batch's transaction (e.g. classify every text at once); only an
     # optimisation: if it fails, the handler still works event by event.
     prepare_batch: Callable[[Deps, list[Envelope[Any]]], None] | None = None
@@ -199,82 +176,3 @@ class BatchApplier(Applier[Deps]):
 
     def finish(self) -> None:
         self.batched.finish(self.ctx, self.state)
-
-
-class BatchRows:
-    """Rows a handler looks up by primary key, answered from a plain dict during a batch's optimistic pass.
-
-    A handler reads `ctx.rows.get(Model, key)` and adds a new row with `ctx.rows.add(row)`. The pipeline
-    first loads the batch's keys of every `Prefetch` with one query per table (one SELECT per event costs
-    ten times more than its share of one SELECT ... IN) and remembers the keys that have no row. A lookup
-    of a row neither loaded nor added goes to `session.get` without a flush first: the rows of a
-    prefetched model are added through `add` (so they are in the dict), and a row that is neither loaded
-    nor added has no pending change, so the SELECT sees what a flush would have shown. Changes are
-    written by the flush at commit, grouped by table.
-
-    Declare a prefetch only for a table the handler writes through `ctx.rows.add` and the session, not
-    with insert statements (a row such a statement adds in the batch would be missed).
-
-    `cached=False` (the careful pass, contexts made by hand): every call goes to the session as it is;
-    savepoints roll back what one event added, which a dict would not forget.
-    """
-
-    def __init__(self, session: Session, *, cached: bool = False) -> None:
-        self.session = session
-        self.cached = cached
-        self._rows: dict[tuple[type, Hashable], Any] = {}  # (model, key) -> row, or None: no such row
-        self._models: set[type] = set()  # models whose adds go through `add`
-
-    def prefetch(self, declarations: Sequence[Prefetch[Any]], envelopes: Sequence[Envelope[Any]]) -> None:
-        for declaration in declarations:
-            keys = {k for k in map(declaration.key_of, envelopes) if k is not None}
-            if keys:
-                self._load(declaration.model, keys)
-
-    def _load(self, model: type, keys: set[Hashable]) -> None:
-        pk, attr = _primary_key(model)
-        self._models.add(model)
-        found: dict[Hashable, Any] = {}
-        ordered = list(keys)
-        for start in range(0, len(ordered), 500):
-            for row in self.session.execute(select(model).where(pk.in_(ordered[start:start + 500]))).scalars():
-                found[getattr(row, attr)] = row
-        # Kept here for the transaction too: the identity map holds unchanged objects weakly, and a row
-        # collected at once would be selected again by the next lookup.
-        for key in keys:
-            self._rows[(model, key)] = found.get(key)
-
-    def get(self, model: type[Row], key: Hashable) -> Row | None:
-        if not self.cached:
-            return self.session.get(model, key)
-        try:
-            return self._rows[(model, key)]
-        except KeyError:
-            pass
-        if model in self._models:
-            with self.session.no_autoflush:
-                row = self.session.get(model, key)
-        else:
-            row = self.session.get(model, key)
-        if row is not None:
-            self._rows[(model, key)] = row
-        return row
-
-    def add(self, row: Any) -> None:
-        self.session.add(row)
-        if self.cached:
-            model = type(row)
-            self._rows[(model, getattr(row, _primary_key(model)[1]))] = row
-
-
-def _primary_key(model: type) -> tuple[Any, str]:
-    """The single-column primary key of a mapped class, and the attribute that holds it (looked up once)."""
-    found = _PRIMARY_KEYS.get(model)
-    if found is None:
-        mapper: Mapper[Any] = sa_inspect(model)
-        (pk,) = mapper.primary_key
-        found = _PRIMARY_KEYS[model] = (pk, mapper.get_property_by_column(pk).key)
-    return found
-
-
-_PRIMARY_KEYS: dict[type, tuple[Any, str]] = {}

@@ -35,10 +35,9 @@ What keeps it cheap per event (measured with `cityops bench` and benchmarks/repl
 the batch's already-applied and parked ids are read with one query each, not two lookups per
 event; the bookkeeping rows are written with one INSERT per table at the end (bookkeeping.py);
 the batch is first applied without a savepoint per event, and again with savepoints only when a
-handler raised; in that first pass the rows a handler looks up by key come from a plain dict that
-a prefetch filled with one query per table (`BatchRows`), without a flush before each lookup; a
-spec may declare `prepare_batch` (batch-wide work such as classifying every text at once), or keep
-the whole batch's state in memory (`Batched`) and write it with one statement per table; one write
+handler raised; a spec may declare `prepare_batch` (batch-wide work such as classifying every text
+at once), and keeps the batch's rows in memory (`Batched` with batch_state.TableRows: loaded with one
+query per table, written with one statement per table and kind of change); one write
 lock per store keeps a service's own transactions (batches, ticks, outbox clean-up) from failing
 each other with "database is locked".
 
@@ -93,7 +92,6 @@ from .handler import (
     Applier,
     BatchApplier,
     Batched,
-    BatchRows,
     Clock,
     Deps,
     Emit,
@@ -103,7 +101,6 @@ from .handler import (
     NoDeps,
     NotYet,
     OneByOne,
-    Prefetch,
     Rejected,
     Tick,
     TickHandler,
@@ -118,7 +115,7 @@ from .upkeep import expire_parked, prune_applied_ids
 
 # Re-exported: services and tests import the handler's vocabulary from here.
 __all__ = ["Batched", "Clock", "DeadLetter", "Emit", "EventPipeline", "Handler", "HandlerContext", "HandlerSpec",
-           "NoDeps", "NotYet", "Prefetch", "Rejected", "Tick", "TickHandler", "dead_letter_for", "write_lock"]
+           "NoDeps", "NotYet", "Rejected", "Tick", "TickHandler", "dead_letter_for", "write_lock"]
 
 log = get_logger(__name__)
 
@@ -132,9 +129,6 @@ class _Careful(Exception):
 
 class EventPipeline(Generic[Deps]):
     """Binds a service's handler spec to its topics with exactly-once effects."""
-
-    # False: the optimistic pass reads rows through the session too (an A/B switch for benchmarks/replay_micro.py).
-    cache_rows = True
 
     def __init__(self, *, name: str, settings: ServiceSettings, engine: Engine, spec: HandlerSpec[Deps],
                  clock: Clock = utcnow, group_id: str | None = None,
@@ -192,9 +186,9 @@ class EventPipeline(Generic[Deps]):
                 raise
             self.committer.commit_soon(message.consumer, next_positions(message.raw_message))
 
-    def context(self, session: Session, rows: BatchRows | None = None) -> HandlerContext[Deps]:
+    def context(self, session: Session) -> HandlerContext[Deps]:
         return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings,
-                              deps=self.spec.deps, batch_rows=rows)
+                              deps=self.spec.deps)
 
     # ---------------------------------------------------------------- the loop
 
@@ -309,10 +303,8 @@ class EventPipeline(Generic[Deps]):
         envelopes = [envelope for _, envelope in wanted]
         with write_lock(self.engine), Session(self.engine) as session, session.begin():
             lock_tickets(session, self.name, (envelope.ticket_id for envelope in envelopes))  # before the ledger read
-            rows = BatchRows(session, cached=self.cache_rows and not careful)
-            ctx = self.context(session, rows)
+            ctx = self.context(session)
             ledger = BatchLedger.read(session.connection(), self.name, envelopes, careful, self.clock())
-            rows.prefetch(self.spec.prefetch, envelopes)
             for record, reason in undecodable:
                 # A redelivered one re-sends its dead letter if that is still in the outbox, rather than a second one.
                 cause = undecodable_cause(record)

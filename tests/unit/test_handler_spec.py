@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 from sqlalchemy import event, select
-from sqlmodel import Session
 
 from contracts import codec
-from contracts import events as ev
 from contracts.envelope import Envelope
-from contracts.examples import build_example
 from services.common import batch_state
 from services.common.batch_state import TableRows, rows_where_in, table_of
-from services.common.handler import Prefetch
-from services.common.pipeline import EventPipeline, HandlerSpec, NoDeps
+from services.common.pipeline import HandlerSpec, NoDeps
 from services.common.store import create_tables, make_engine
 from services.intake.handlers import StatusRow
 from services.intake.models import TicketStatus
-from services.intake.settings import IntakeSettings
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 
@@ -52,45 +47,6 @@ def _statements(engine: Any) -> list[str]:
 def test_a_spec_has_either_a_handler_or_batch_hooks():
     with pytest.raises(ValueError):
         HandlerSpec(topics=["t"], event_types=None, deps=NoDeps())
-
-
-def _mark_status(ctx: Any, envelope: Envelope[Any]) -> list[Any]:
-    """A handler that looks its ticket's row up by id through `ctx.rows`, as discover, triage and consult do."""
-    row = ctx.rows.get(TicketStatus, envelope.ticket_id)
-    if row is None:
-        row = TicketStatus(ticket_id=envelope.ticket_id, status="registered")
-        ctx.rows.add(row)
-    if isinstance(envelope.data, ev.TicketClassified):
-        row.status = "dispatched"
-    return []
-
-
-@pytest.mark.parametrize("cached", [True, False])
-def test_rows_of_a_batch_are_loaded_with_one_query_and_read_from_memory(tmp_path, cached):
-    """A handler that looks each event's ticket up by id (its spec's prefetch): one SELECT for the whole batch,
-    none per event, whether the ticket's row exists or is added by an earlier event of the batch. With the
-    dict switched off (`cache_rows`), every lookup of a ticket without a row selects (what this test guards)."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'status.db'}")
-    create_tables(engine, [TicketStatus.__table__])
-    spec = HandlerSpec(topics=["cityops.tickets.v1"], event_types=None, deps=NoDeps(), handle=_mark_status,
-                       prefetch=[Prefetch(TicketStatus, lambda e: e.ticket_id)])
-    pipeline = EventPipeline(name="intake-status", settings=IntakeSettings(), engine=engine, spec=spec)
-    pipeline.broker = _Broker()  # type: ignore[assignment]  # a stand-in: only its publish is called
-    pipeline.cache_rows = cached
-    registered = build_example(ev.TicketRegistered).model_copy(update={"master_ticket_id": None})
-    classified = build_example(ev.TicketClassified).model_copy(update={"needs_consultation": False})
-    envelopes = [Envelope.origin(data, source="/t", ticket_id=f"T-{i}", time=NOW + timedelta(seconds=step))
-                 for step, data in enumerate((registered, classified)) for i in range(20)]
-    statements = _statements(engine)
-    asyncio.run(pipeline.handle_records([_Record("cityops.tickets.v1", n, e) for n, e in enumerate(envelopes)]))
-    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT") and "intake_ticket_status" in s]
-    with Session(engine) as session:
-        statuses = session.execute(select(TicketStatus.status)).scalars().all()
-    assert sorted(statuses) == ["dispatched"] * 20
-    if cached:
-        assert len(selects) == 1
-    else:
-        assert len(selects) > 1
 
 
 @dataclass(slots=True)
