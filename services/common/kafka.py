@@ -11,6 +11,7 @@ import dataclasses
 import itertools
 import math
 import ssl
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,18 @@ def fetch_pacing(settings: ServiceSettings) -> FetchPacing:
                        busy_max_wait_ms=settings.fetch_busy_max_wait_ms, busy_records=settings.fetch_busy_records)
 
 
+class PolledRecords(tuple[Any, ...]):
+    """A poll's records, and when the poll returned them: the pipeline splits a batch's wait there (its stages
+    `poll` and `dispatch`, services/common/metrics.py). FastStream hands this very tuple to the handler."""
+
+    polled_at: float
+
+    def __new__(cls, records: Iterable[Any]) -> PolledRecords:
+        polled = super().__new__(cls, records)
+        polled.polled_at = time.time()
+        return polled
+
+
 def poll_without_naps(subscriber: Any, pacing: FetchPacing | None = None) -> Any:
     """A FastStream batch subscriber whose empty polls do not nap (and whose fetches follow `pacing`, if given).
 
@@ -95,7 +108,7 @@ def poll_without_naps(subscriber: Any, pacing: FetchPacing | None = None) -> Any
 
     async def get_msg(consumer: Any) -> tuple[Any, ...]:
         batches = await consumer.getmany(timeout_ms=subscriber.batch_timeout_ms, max_records=subscriber.max_records)
-        records = tuple(itertools.chain.from_iterable(batches.values()))
+        records = PolledRecords(itertools.chain.from_iterable(batches.values()))
         if paced is not None:
             paced.apply(consumer, len(records))
         return records

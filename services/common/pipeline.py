@@ -211,7 +211,7 @@ class EventPipeline(Generic[Deps]):
         stage = self.metrics.stage
         stamps = [stamp for stamp in (getattr(r, "timestamp", None) for r in records) if isinstance(stamp, int) and stamp > 0]
         if stamps:  # records from the broker; a replay's or a test's may have none
-            stage(self.name, "queue", time.time() - min(stamps) / 1000)
+            self._time_the_wait(min(stamps) / 1000, getattr(records, "polled_at", None))
         wanted, undecodable = self._decode_wanted(in_time_order(records))
         decoded = time.perf_counter()
         stage(self.name, "decode", decoded - started)
@@ -225,6 +225,15 @@ class EventPipeline(Generic[Deps]):
         self.stats["batches"] += 1
         log.debug("batch_handled", service=self.name, records=len(records), applied=len(wanted),
                   published=len(outputs), ms=round((time.perf_counter() - started) * 1000, 1))
+
+    def _time_the_wait(self, oldest: float, polled_at: float | None) -> None:
+        """The batch's wait from its oldest record's timestamp: in all (`queue`), and split at the poll that
+        returned it when the subscriber noted that moment (kafka.py `PolledRecords`)."""
+        now = time.time()
+        self.metrics.stage(self.name, "queue", now - oldest)
+        if polled_at is not None:
+            self.metrics.stage(self.name, "poll", polled_at - oldest)
+            self.metrics.stage(self.name, "dispatch", now - polled_at)
 
     async def _apply_where_cheapest(self, wanted: list[tuple[Any, Envelope[Any]]],
                                     undecodable: list[tuple[Any, str]]) -> tuple[Produced, list[str], Causes]:

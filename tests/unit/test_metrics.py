@@ -99,6 +99,22 @@ def test_a_batch_reports_the_time_of_each_stage_and_how_long_its_records_waited(
     assert queue is not None and waited_ms / 1000 <= queue < waited_ms / 1000 + 5
     asyncio.run(pipeline.handle_records([_submitted("T-9", offset=9)]))  # no timestamp (a replay, a test): no queue time
     assert value(m, "cityops_stage_seconds_count", stage="queue") == 1
+    assert value(m, "cityops_stage_seconds_count", stage="poll") is None  # not from a poll: the wait is not split
+
+
+def test_a_polled_batch_splits_its_wait_at_the_poll_that_returned_it(tmp_path: Path) -> None:
+    from services.common.kafka import PolledRecords
+
+    pipeline, _ = _pipeline(tmp_path)
+    stamp = int(datetime.now(UTC).timestamp() * 1000) - 3_000
+    polled = PolledRecords(dataclasses.replace(_submitted(f"T-{i}", offset=i), timestamp=stamp + i) for i in range(2))
+    polled.polled_at -= 1.0  # the poll returned them a second before the handler started
+    asyncio.run(pipeline.handle_records(polled))
+    m = pipeline.metrics
+    in_poll, dispatch = (value(m, "cityops_stage_seconds_sum", stage=s) for s in ("poll", "dispatch"))
+    assert in_poll is not None and 1.9 <= in_poll < 2.5  # 3 s old at the handler, 1 s of it after the poll
+    assert dispatch is not None and 1.0 <= dispatch < 1.5
+    assert abs(value(m, "cityops_stage_seconds_sum", stage="queue") - (in_poll + dispatch)) < 0.05
 
 
 def test_a_failing_batch_shows_as_lag_that_stays_and_an_outbox_that_fills(tmp_path: Path) -> None:

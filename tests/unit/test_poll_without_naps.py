@@ -64,9 +64,11 @@ async def test_faststreams_own_poll_naps_after_an_empty_poll(naps):
 async def test_records_that_arrive_end_a_long_poll_at_once():
     subscriber, consumer = poll_without_naps(batch_subscriber(5_000)), Consumer()
     asyncio.get_running_loop().call_later(0.02, consumer.arrived.set)
-    started = time.monotonic()
-    assert await subscriber.get_msg(consumer) == (1, 2, 3)
+    started, wall = time.monotonic(), time.time()
+    polled = await subscriber.get_msg(consumer)
+    assert polled == (1, 2, 3)
     assert time.monotonic() - started < 1
+    assert wall + 0.015 <= polled.polled_at <= time.time()  # when the poll returned them, for the pipeline's stages
 
 
 def test_only_a_batch_subscriber_is_accepted():
