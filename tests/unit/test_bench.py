@@ -6,6 +6,7 @@ shared, so no timing is asserted.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -121,8 +122,29 @@ def test_below_saturation_the_table_shows_each_steps_p50_and_where_its_batches_s
     assert rows["intake -> assignment @20/s (50% of capacity) p99"]["met"] is False  # 300 > 250 ms
     assert rows["  step discover p50 (input -> output record)"]["met"] is True
     assert rows["  step triage p50 (input -> output record)"]["met"] is False
-    by_stage = rows["  triage p50 by stage: queue / decode / apply / publish / commit"]["value"]
-    assert by_stage == "12.5 / - / 3 / - / -"
+    by_stage = rows["  triage p50 by stage: queue / poll / dispatch / decode / apply / publish / commit"]["value"]
+    assert by_stage == "12.5 / - / - / - / 3 / - / -"
+    assert rows["  step discover p50 (input -> output record)"]["reference"] == "raw hop p50 (x)"  # no hop meanwhile
+
+
+def test_each_steps_p50_is_set_against_a_raw_hop_measured_meanwhile_when_there_is_one():
+    res = _result()
+    res.phases["latency_low"] = {
+        "offered_per_s": 20.0, "intake_to_assignment_seen": {"p50_ms": 60.0, "p99_ms": 300.0},
+        "steps": {"discover": {"p50_ms": 25.0}},
+        "raw_hop_meanwhile": {"offered_per_s": 10.0, "send_to_seen": {"p50_ms": 12.5, "p99_ms": 60.0}}}
+    rows = {r["figure"]: r for r in bench.build_table(res)}
+    assert rows["  raw hop meanwhile p50 (10/s, a process of its own)"]["ratio"] == 2.5  # against 5 ms on the idle hub
+    assert rows["  raw hop meanwhile p99 (10/s, a process of its own)"]["ratio"] == 3.0
+    step = rows["  step discover p50 (input -> output record)"]
+    assert step["reference"] == "raw hop meanwhile p50 (x)" and step["ratio"] == 2.0
+
+
+def test_a_hop_probe_that_cannot_reach_its_broker_fails_with_its_error_not_silently():
+    from tools.bench.probe_hop import start_probe
+
+    with pytest.raises(RuntimeError, match="hop probe"):
+        asyncio.run(start_probe("127.0.0.1:1", "bench.hop.v1", 10, 1, 1, 100, connect_timeout_s=20))
 
 
 def test_a_missing_phase_leaves_its_figures_empty_not_wrong():
@@ -188,6 +210,8 @@ def test_quick_run_writes_the_figures(tmp_path):
     assert phases["pipeline"]["tickets_per_s"] <= phases["pipeline"]["workflow_tickets_per_s"]
     assert phases["latency"]["intake_to_assignment_seen"]["p99_ms"] > 0
     assert phases["latency_low"]["intake_to_assignment_seen"]["p99_ms"] > 0
+    meanwhile = phases["latency_low"]["raw_hop_meanwhile"]
+    assert meanwhile["records"] >= 1 and meanwhile["send_to_seen"]["n"] == meanwhile["records"]  # every probe record seen
     assert phases["http"]["requests_per_s"] > 0 and phases["http"]["latency"]["p99_ms"] > 0
     assert phases["replay"]["events_per_s"] > 0
     peaks = result["processes"]["memory_at_fixed_load"]["peak_bytes"]

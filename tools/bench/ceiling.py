@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tools.bench.kafka_io import assigned_consumer, header_value, make_producer
-from tools.bench.measure import latency_summary
+from tools.bench.probe_hop import HOP_TOPIC, relay_latency
 
 
 async def harvest_records(bootstrap: str, topics: Sequence[str]) -> tuple[list[tuple[bytes, bytes, list[tuple[str, bytes]]]], dict[str, Any]]:
@@ -45,7 +45,7 @@ async def raw_ceiling(bootstrap: str, mix: list[tuple[bytes, bytes, list[tuple[s
     from contracts.topics import TopicSpec
     from services.common.kafka import ensure_topics
 
-    topics = {"produce": "bench.raw.v1", "pipe": "bench.pipe.v1", "hop": "bench.hop.v1"}
+    topics = {"produce": "bench.raw.v1", "pipe": "bench.pipe.v1", "hop": HOP_TOPIC}
     await ensure_topics(bootstrap, [TopicSpec(t, "benchmark scratch", ()) for t in topics.values()])
     out: dict[str, Any] = {"records": n, "linger_ms": linger_ms, "partitions": 3,
                            "producer": "aiokafka, acks=all, idempotent (as the services)"}
@@ -124,44 +124,8 @@ async def raw_ceiling(bootstrap: str, mix: list[tuple[bytes, bytes, list[tuple[s
     progress(f"raw produce+consume: {out['produce_consume_per_s']:,.0f} records/s")
 
     # one hop's latency at the fixed offered load: send -> ack, send -> seen by a consumer
-    consumer = await assigned_consumer(bootstrap, [topics["hop"]], from_end=True, fetch_max_wait_ms=50)
-    producer = make_producer(bootstrap, linger_ms)
-    await producer.start()
-    try:
-        sent: dict[bytes, float] = {}
-        seen: list[float] = []
-        acks: list[float] = []
-        hop_n = max(1, int(hop_rate * hop_s))
-
-        async def watch() -> None:
-            while len(seen) < hop_n:
-                batch = await consumer.getmany(timeout_ms=500)
-                now = time.time()
-                for recs in batch.values():
-                    for r in recs:
-                        seen.append(now - sent[r.key])
-
-        reader = asyncio.create_task(watch())
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        pending = []
-        for i in range(hop_n):
-            delay = start + i / hop_rate - loop.time()
-            if delay > 0.0005:
-                await asyncio.sleep(delay)
-            key, value, headers = records[i % len(records)]
-            k = f"hop-{i}".encode()
-            t = time.time()
-            sent[k] = t
-            fut = await producer.send(topics["hop"], value, key=k, headers=headers)
-            fut.add_done_callback(lambda _f, t=t: acks.append(time.time() - t))
-            pending.append(fut)
-        await asyncio.gather(*pending)
-        await asyncio.wait_for(reader, timeout=60)
-    finally:
-        await producer.stop()
-        await consumer.stop()
-    out["hop_latency"] = {"offered_per_s": hop_rate, "send_to_seen": latency_summary(seen), "send_to_ack": latency_summary(acks)}
+    out["hop_latency"] = await relay_latency(bootstrap, topics["hop"], records, hop_rate, max(1, int(hop_rate * hop_s)),
+                                             linger_ms)
     progress(f"raw hop at {hop_rate:.0f}/s: p50 {out['hop_latency']['send_to_seen']['p50_ms']} ms, "
              f"p99 {out['hop_latency']['send_to_seen']['p99_ms']} ms (ack p99 {out['hop_latency']['send_to_ack']['p99_ms']} ms)")
     return out

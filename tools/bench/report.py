@@ -144,12 +144,21 @@ WORKFLOW_STEPS = ("discover", "triage", "act")  # the steps between intake and a
 
 
 def stage_rows(row: Any, low: dict[str, Any], hop_seen: dict[str, Any]) -> None:
-    """Below saturation: each step's p50 (record to record) and where its batches spent the time."""
+    """Below saturation: a raw hop measured meanwhile, each step's p50 (record to record) against it, and where the
+    steps' batches spent the time."""
+    loaded = low.get("raw_hop_meanwhile", {})
+    loaded_seen = loaded.get("send_to_seen") or {}
+    for q in ("p50", "p99"):
+        v = loaded_seen.get(f"{q}_ms")
+        if v is not None:
+            row(f"  raw hop meanwhile {q} ({loaded.get('offered_per_s', 0):g}/s, a process of its own)", v, "ms",
+                f"raw hop {q} on the idle hub (x)", ratio(v, hop_seen.get(f"{q}_ms")))
+    floor, floor_name = (loaded_seen, "raw hop meanwhile") if loaded_seen.get("p50_ms") else (hop_seen, "raw hop")
     for step in WORKFLOW_STEPS:
         v = low.get("steps", {}).get(step, {}).get("p50_ms")
         if v is not None:
-            row(f"  step {step} p50 (input -> output record)", v, "ms", "raw hop p50 (x)",
-                ratio(v, hop_seen.get("p50_ms")), "<= 30 ms", v <= 30)
+            row(f"  step {step} p50 (input -> output record)", v, "ms", f"{floor_name} p50 (x)",
+                ratio(v, floor.get("p50_ms")), "<= 30 ms", v <= 30)
     for consumer, by_stage in low.get("stages", {}).items():
         for q in ("p50", "p99"):
             parts = " / ".join("-" if by_stage.get(s) is None else f"{by_stage[s][q + '_ms']:g}" for s in STAGES)

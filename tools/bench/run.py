@@ -41,6 +41,7 @@ from tools.bench.measure import (
     proc_status,
 )
 from tools.bench.pipeline import pipeline_phase
+from tools.bench.probe_hop import HOP_TOPIC, LOADED_HOP_RATE, probe_result, start_probe
 from tools.bench.profiling import Profiler
 from tools.bench.replay import dump_log, replay_phase
 from tools.bench.report import Result, build_table, format_table
@@ -178,15 +179,21 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         say(f"latency: {low:.1f} tickets/s ({fraction or 0:.0%} of the measured capacity) for {cfg.low_s:.0f}s")
         subs = uniform_schedule(pool, rng, low, max(1, int(low * cfg.low_s)))
         before = await stages.scrape(hub.metrics_ports)
+        probe = await start_probe(hub.bootstrap, HOP_TOPIC, LOADED_HOP_RATE, subs[-1].at, linger_ms,
+                                  int(res.phases.get("ceiling", {}).get("mean_record_bytes") or 760))
         res.phases["latency_low"] = {"fraction_of_capacity": fraction, "waited_for_caught_up_s": waited,
                                      **await latency_phase(hub, watcher, subs, linger_ms, cfg),
-                                     "steps": await hop_breakdown(hub.bootstrap, subs)}
+                                     "steps": await hop_breakdown(hub.bootstrap, subs),
+                                     "raw_hop_meanwhile": await probe_result(probe)}
         res.phases["latency_low"]["stages"] = stages.summary(stages.difference(await stages.scrape(hub.metrics_ports), before))
         lat = res.phases["latency_low"]["intake_to_assignment_seen"]
         steps = res.phases["latency_low"]["steps"]
         say(f"  p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms; p50 by step: "
             + ", ".join(f"{k} {v['p50_ms']} ms" for k, v in steps.items() if isinstance(v, dict))
             + f" ({steps['consulted_share'] or 0:.0%} of tickets consulted first)")
+        hop = res.phases["latency_low"]["raw_hop_meanwhile"].get("send_to_seen") or {}
+        say(f"  a raw aiokafka hop meanwhile ({LOADED_HOP_RATE:.0f}/s, a process of its own): p50 {hop.get('p50_ms')} ms, "
+            f"p99 {hop.get('p99_ms')} ms")
         for consumer, by_stage in res.phases["latency_low"]["stages"].items():
             say(f"    {consumer}: p50/p99 ms by stage: " + ", ".join(
                 f"{stage} {v['p50_ms']}/{v['p99_ms']}" for stage, v in by_stage.items()))
