@@ -16,9 +16,12 @@ from typing import Any
 
 import typer
 from fastapi import FastAPI
+from faststream import FastStream
 
 from services.common.collector import frozen_once_serving, frozen_once_started
 from services.common.logs import configure_logging
+from services.common.priority import yield_cpu_as_configured
+from services.common.settings import ServiceSettings
 
 # Consumer services (FastStream apps), the unit bridge and the console (HTTP apps with a consumer inside). intake
 # is HTTP and is started by `cityops intake serve`.
@@ -54,9 +57,19 @@ def run(names: list[str] = typer.Argument(..., help="Service(s) to run, e.g. tri
     create_app = load_factory(name)
     service = create_app()
     if isinstance(service, FastAPI):
+        yield_cpu_as_configured([service.state.settings])
         serve_http(service)
     else:
+        yield_cpu_as_configured([settings_of(service)])
         run_on_fast_loop(frozen_once_started(service).run())
+
+
+def settings_of(service: FastStream) -> ServiceSettings:
+    """The settings a consumer service was built with (every app factory keeps them in its app's context)."""
+    settings = service.context.get("settings")
+    if not isinstance(settings, ServiceSettings):
+        raise TypeError(f"the app has no ServiceSettings in its context under 'settings' (got {type(settings).__name__})")
+    return settings
 
 
 def run_on_fast_loop(main: Coroutine[Any, Any, Any]) -> Any:
@@ -85,6 +98,7 @@ def run_packed(names: list[str]) -> None:
         if isinstance(service, FastAPI):
             raise typer.BadParameter(f"{name} is an HTTP service: it runs in a process of its own", param_hint="NAMES")
         apps[name] = frozen_once_started(service)
+    yield_cpu_as_configured(settings_of(service) for service in apps.values())
     try:
         run_on_fast_loop(run_together(apps))
     except MemberCrashed as exc:

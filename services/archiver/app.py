@@ -73,6 +73,7 @@ def create_app(settings: ArchiverSettings | None = None, *, broker: KafkaBroker 
         stats["stored"] += stored
 
     app = FastStream(broker, logger=None)
+    app.context.set_global("settings", settings)
     app.context.set_global("archiver_stats", stats)
     app.context.set_global("metrics", metrics)
 

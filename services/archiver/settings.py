@@ -15,6 +15,7 @@ class ArchiverSettings(ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOPS_ARCHIVER_", extra="ignore")
 
     service_name: ClassVar[str] = "archiver"
+    read_side: ClassVar[bool] = True
 
     topic_prefix: str = Field(default="", description="Prefix before every topic name (a test namespace); empty in production.")
     # The machine channel (plain JSON with callers' names and phones, kept one day) and its DLQ are left out:

@@ -47,6 +47,7 @@ def build_service_app(
     pipeline.subscribe(broker)
     app = FastStream(broker, logger=None)
     app.context.set_global("pipeline", pipeline)
+    app.context.set_global("settings", settings)  # what `cityops service run` reads (tools/run.py settings_of)
     stop = asyncio.Event()
     tasks: list[asyncio.Task[None]] = []
     # A process running several services (tools/packed.py) watches these: a dead tick or upkeep stops it.

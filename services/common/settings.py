@@ -18,6 +18,8 @@ from domain.catalogue import CITY_CATALOGUES, DEFAULT_CITY, catalogue_path_for_c
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_PREFIX = "CITYOPS_"
+# The read side's default niceness: its processes get about a tenth of a core's share against a workflow step's.
+READ_SIDE_NICE = 10
 
 
 class KafkaClientSettings(BaseSettings):
@@ -51,6 +53,8 @@ class ServiceSettings(KafkaClientSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOPS_SERVICE_", extra="ignore")
 
     service_name: ClassVar[str] = "service"
+    # Views, archive and timers: work that may lag the workflow by a moment, and yields the CPU to it.
+    read_side: ClassVar[bool] = False
 
     mode: Literal["demo", "production"] = Field(
         default="production", description="demo (`cityops up`, the tests) accepts the built-in secrets; production refuses to start with them.")
@@ -77,6 +81,13 @@ class ServiceSettings(KafkaClientSettings):
     # the hop to a worker thread cost more than the batch. 0: every batch in a worker thread.
     apply_on_loop_max_records: int = Field(default=8, ge=0, description="Batches of at most this many records are applied "
                                            "on the event loop on a SQLite store (0: always in a worker thread).")
+    # On a machine the services share, the kernel then serves a workflow step first when both are ready to run:
+    # the read side is throughput work that catches up in idle time, while each step's wait for a core is what
+    # a ticket's latency is made of. A process never raises its own priority, and a process running several
+    # services takes its most urgent member's (tools/run.py).
+    cpu_nice: int | None = Field(default=None, ge=0, le=19, description="How much this service's process yields the CPU "
+                                 f"to others (Unix niceness 0-19); default {READ_SIDE_NICE} for the read side (sla, "
+                                 "projections, archiver), 0 for the rest. Applied by `cityops service run`.")
     outbox_clear_delay_s: float = Field(default=0.25, ge=0, le=60, description="How long confirmed outbox rows wait "
                                        "to be deleted together (one transaction for several batches).")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
@@ -109,6 +120,12 @@ class ServiceSettings(KafkaClientSettings):
     def catalogue_file(self) -> Path:
         """The catalogue this service reads: an explicit `catalogue_path`, else the one of `city`."""
         return self.catalogue_path or catalogue_path_for_city(self.city)
+
+    def niceness(self) -> int:
+        """The niceness this service's process asks for: `cpu_nice`, else the read side's or 0."""
+        if self.cpu_nice is not None:
+            return self.cpu_nice
+        return READ_SIDE_NICE if self.read_side else 0
 
     @property
     def group_id(self) -> str:

@@ -12,6 +12,7 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
     import uvicorn
 
     from services.common.collector import frozen_once_serving
+    from services.common.priority import yield_cpu_as_configured
 
     from .app import create_app
     from .settings import IntakeSettings
@@ -21,5 +22,6 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
     if app.state.auth_problem is not None:
         typer.echo(f"intake refuses to start: {app.state.auth_problem}", err=True)
         raise typer.Exit(2)
+    yield_cpu_as_configured([settings])
     uvicorn.run(frozen_once_serving(app), host=host or settings.http_host, port=port or settings.http_port,
                 log_level="warning", access_log=False)

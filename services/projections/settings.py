@@ -16,6 +16,7 @@ class ProjectionsSettings(CalendarServiceSettings):
     model_config = SettingsConfigDict(env_prefix="CITYOPS_PROJECTIONS_", extra="ignore")
 
     service_name: ClassVar[str] = "projections"
+    read_side: ClassVar[bool] = True
 
     topic_prefix: str = Field(default="", description="Prefix put before every topic name (a test or scratch namespace); empty in production.")
     archive_url: str | None = Field(default=None, description="SQLAlchemy URL of the archiver's store, for --from-archive; default the archiver's SQLite file in state_dir.")

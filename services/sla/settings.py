@@ -21,6 +21,7 @@ class SlaSettings(CalendarServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix="CITYOPS_SLA_", extra="ignore")
     service_name: ClassVar[str] = "sla"
+    read_side: ClassVar[bool] = True
 
     reminder_fractions: tuple[float, ...] = Field(
         default=(0.5, 0.8), description="Shares of a limit at which the unit is reminded (催办), e.g. [0.5, 0.8].")

@@ -20,6 +20,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope
 from contracts.topics import INTAKE, TICKETS, TRIAGE
 from services.common.kafka import ensure_topics, kafka_access
+from services.common.settings import READ_SIDE_NICE
 from tools.supervisor import Supervisor
 from tools.topics_cli import hub_topics
 
@@ -69,13 +70,19 @@ async def test_two_services_in_one_process_carry_a_ticket_through_both(kafka_nod
     env.update(CITYOPS_KAFKA_BOOTSTRAP=kafka_bootstrap, CITYOPS_STATE_DIR=str(tmp_path), CITYOPS_LOG_JSON="true",
                CITYOPS_MODE="demo", PYTHONUNBUFFERED="1",
                # a group per run, so a reused broker's earlier offsets do not hide this run's ticket
-               CITYOPS_DISCOVER_CONSUMER_GROUP=f"cityops-discover-{run}", CITYOPS_TRIAGE_CONSUMER_GROUP=f"cityops-triage-{run}")
+               CITYOPS_DISCOVER_CONSUMER_GROUP=f"cityops-discover-{run}", CITYOPS_TRIAGE_CONSUMER_GROUP=f"cityops-triage-{run}",
+               CITYOPS_ARCHIVER_CONSUMER_GROUP=f"cityops-archiver-{run}")
     supervisor = Supervisor(tmp_path / "logs", env=env, stop_timeout=30, kafka_env=kafka_node.client_env)
     with supervisor:
         pid = supervisor.start_packed(["discover", "triage"])
         name = "discover+triage"
         await asyncio.to_thread(supervisor.wait_ready, name, lambda: supervisor.log_path(name).read_text(
             errors="replace").count('"service_started"') == 2, 240)
+        # the workflow's steps keep their priority; a read-side service's process yields the CPU to them
+        reader = supervisor.start_service("archiver")
+        await asyncio.to_thread(supervisor.wait_started, "archiver")
+        assert (os.getpriority(os.PRIO_PROCESS, pid), os.getpriority(os.PRIO_PROCESS, reader)) == (0, READ_SIDE_NICE)
+        supervisor.stop("archiver")
         ticket_id = f"T-PACKED-{run}"
         submitted = Envelope.origin(ev.TicketSubmitted(channel="phone", text="小区门口的路灯坏了好几天了，晚上很黑",
                                                        submitted_at=datetime.now(UTC)), source="/test", ticket_id=ticket_id)
