@@ -33,7 +33,6 @@ async def relay_latency(bootstrap: str, topic: str, records: Sequence[Record], r
     """Send `n` of `records` (cycled) to `topic` at `rate` per second; send -> seen and send -> ack summaries."""
     consumer = await assigned_consumer(bootstrap, [topic], from_end=True, fetch_max_wait_ms=50)
     producer = make_producer(bootstrap, linger_ms)
-    await producer.start()
     sent: dict[bytes, float] = {}
     seen: list[float] = []
     acks: list[float] = []
@@ -46,6 +45,7 @@ async def relay_latency(bootstrap: str, topic: str, records: Sequence[Record], r
             seen.extend(now - sent[r.key] for recs in batch.values() for r in recs if r.key in sent)
 
     try:
+        await producer.start()  # inside: a producer that cannot start still closes the consumer
         if announce_ready:
             print(READY, flush=True)
         reader = asyncio.create_task(watch())
