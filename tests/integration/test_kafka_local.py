@@ -213,6 +213,18 @@ def test_jvm_dying_during_start_raises_with_its_log_tail(kafka_settings: KafkaLo
     assert not kafka.pid_file.exists()
 
 
+def test_the_jvm_flags_setting_reaches_the_brokers_command_line(kafka_settings: KafkaLocalSettings) -> None:
+    # A flag the JVM does not know stops it at once, with its own message: proof the setting is on the command line.
+    odd_settings = kafka_settings.model_copy(update={"jvm_flags": "-XX:+UseG1GC -XX:+NoSuchCityopsFlag"})
+    kafka = LocalKafka(odd_settings, name="odd-flags", port=find_free_ports(2, *PORT_RANGE), fresh=True)
+    try:
+        with pytest.raises(KafkaLocalError, match="NoSuchCityopsFlag"):
+            kafka.start(timeout=60)
+    finally:
+        kafka.stop()
+    assert kafka.running_pid() is None
+
+
 @pytest.fixture
 def cluster(kafka_settings: KafkaLocalSettings) -> Iterator[LocalKafkaCluster]:
     """A started 3-node cluster; always stopped afterwards, even if the test failed."""

@@ -69,11 +69,20 @@ def cpu_budget(cpu_seconds: Mapping[str, float], reads_before: Mapping[str, floa
     }
 
 
+def broker_threads(used: Mapping[str, float], tickets: int) -> dict[str, float]:
+    """The broker's CPU per closed ticket by kind of JVM thread (measure.JvmThreadWatch), largest first."""
+    if not tickets:
+        return {}
+    return {kind: round(seconds * 1000 / tickets, 2) for kind, seconds in sorted(used.items(), key=lambda kv: -kv[1])}
+
+
 def describe(budget: Mapping[str, Any]) -> str:
     """One paragraph for the run's log."""
     heavy = ", ".join(f"{name} {p['cpu_ms_per_ticket']} ms ({p['records_read_per_ticket']} reads x {p['us_per_record_read']} µs)"
                       if p["us_per_record_read"] else f"{name} {p['cpu_ms_per_ticket']} ms"
                       for name, p in list(budget["processes"].items())[:6])
+    threads = budget.get("broker_threads") or {}
+    split = ("; the broker's per ticket by thread: " + ", ".join(f"{kind} {ms} ms" for kind, ms in threads.items())) if threads else ""
     return (f"CPU budget: {budget['cpu_ms_per_ticket']} ms of CPU per closed ticket ({budget['cpu_us_per_event']} µs per event, "
             f"each event read {budget['records_read_per_event']} times); on {budget['cores']} cores that caps the hub at "
-            f"{budget['ceiling_tickets_per_s']} tickets/s = {budget['ceiling_events_per_s']} events/s. Heaviest: {heavy}")
+            f"{budget['ceiling_tickets_per_s']} tickets/s = {budget['ceiling_events_per_s']} events/s. Heaviest: {heavy}{split}")

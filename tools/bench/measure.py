@@ -118,6 +118,57 @@ def proc_cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15 of stat)
 
 
+# HotSpot names its threads and /proc keeps the first 15 characters of each name: enough to tell the JIT
+# compilers and the collector from Kafka's own threads. The broker's network and request-handler threads both
+# start "data-plane-kafk" and cannot be told apart this way.
+JVM_THREAD_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("jit compiler", ("C1 CompilerThre", "C2 CompilerThre")),
+    ("garbage collector", ("GC Thread", "G1 ", "VM Thread")),
+    ("requests (network and handler threads)", ("data-plane-kafk",)),
+    ("group coordinator", ("group-coordinat",)),
+)
+
+
+def jvm_thread_kind(name: str) -> str:
+    return next((kind for kind, prefixes in JVM_THREAD_KINDS if name.startswith(prefixes)), "other")
+
+
+def thread_cpu_by_kind(pid: int) -> dict[str, float]:
+    """CPU seconds a JVM's threads have used so far, summed by kind (empty if the process is gone or not Linux)."""
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue  # a thread that ended between the listing and the read
+        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
+        kind = jvm_thread_kind(name)
+        out[kind] = out.get(kind, 0.0) + (int(rest[11]) + int(rest[12])) / tick
+    return out
+
+
+class JvmThreadWatch:
+    """A JVM's CPU seconds during a phase, by kind of thread: how much of the broker's share is its JIT warming up."""
+
+    def __init__(self, pid: int | None) -> None:
+        self.pid = pid
+        self.start: dict[str, float] = {}
+        self.used: dict[str, float] = {}
+
+    def __enter__(self) -> JvmThreadWatch:
+        self.start = thread_cpu_by_kind(self.pid) if self.pid else {}
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        now = thread_cpu_by_kind(self.pid) if self.pid else {}
+        self.used = {kind: round(seconds - self.start.get(kind, 0.0), 2) for kind, seconds in now.items()}
+
+
 class CpuWatch:
     """CPU seconds each process (and this benchmark) used during a phase: where a saturated hub's time goes."""
 

@@ -124,6 +124,9 @@ def budget_rows(row: Any, pl: dict[str, Any], raw: dict[str, Any]) -> None:
         per_read = proc.get("us_per_record_read")
         row(f"    {name}: CPU per ticket" + (f" ({proc['records_read_per_ticket']} reads x {per_read} µs)" if per_read else ""),
             proc["cpu_ms_per_ticket"], "ms", "", None)
+        if name == "kafka-broker":
+            for kind, ms in (b.get("broker_threads") or {}).items():
+                row(f"      of which the JVM's {kind}", ms, "ms", "", None)
 
 
 def http_alone_rows(row: Any, ha: dict[str, Any]) -> None:

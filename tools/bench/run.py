@@ -13,7 +13,7 @@ import signal
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 
@@ -34,6 +34,7 @@ from tools.bench.kafka_io import LagWatch, Watcher, hop_breakdown
 from tools.bench.latency import latency_phase
 from tools.bench.measure import (
     CpuWatch,
+    JvmThreadWatch,
     MemoryWatch,
     commit_info,
     library_versions,
@@ -54,7 +55,16 @@ from tools.bench.workload import (
 )
 from tools.packed import chosen_groups, parse_groups
 
+if TYPE_CHECKING:
+    from tools.kafka import KafkaLocalSettings
+
 # ============================================================================================ the run
+
+
+def broker_description(settings: KafkaLocalSettings) -> dict[str, Any]:
+    """What the run's broker was, for the JSON: a run with other JVM flags or properties is another experiment."""
+    return {"version": settings.version, "mode": "KRaft, single node, 127.0.0.1", "heap": settings.heap,
+            "jvm_flags": settings.jvm_flags, "properties": settings.properties}
 
 
 async def settled_hub(lags: LagWatch, cfg: BenchConfig, say: Any, before: str) -> float | None:
@@ -131,7 +141,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         subs = uniform_schedule(pool, rng, 0, cfg.burst)
         prof = Profiler(REPO_ROOT / "benchmarks" / "profiles", hub.pids(), 20) if cfg.profile else contextlib.nullcontext()
         reads_before = await budget.scrape_reads(hub.metrics_ports)
-        with prof, CpuWatch(hub.pids()) as cpu:
+        with prof, CpuWatch(hub.pids()) as cpu, JvmThreadWatch(hub.broker_pid) as broker_threads:
             res.phases["pipeline"] = await pipeline_phase(hub, watcher, lags, subs, linger_ms, cfg, all_topics)
         reads_after = await budget.scrape_reads(hub.metrics_ports)
         if cfg.profile:
@@ -140,6 +150,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         pl["cpu"] = cpu.report(pl.get("events_total") or 0)
         pl["cpu_budget"] = budget.cpu_budget(cpu.used, reads_before, reads_after, pl.get("closed") or 0,
                                              pl.get("events_total") or 0, os.cpu_count() or 1)
+        pl["cpu_budget"]["broker_threads"] = budget.broker_threads(broker_threads.used, pl.get("closed") or 0)
         say(f"  {pl.get('tickets_per_s')} tickets/s, {pl.get('events_per_s')} events/s until every service caught up "
             f"(the workflow alone: {pl.get('workflow_tickets_per_s')} tickets/s to the last close; peak {pl.get('events_per_s_peak')} "
             f"events/s; {pl.get('events_per_ticket')} events per ticket); {pl['closed']}/{pl['tickets']} closed")
@@ -268,8 +279,7 @@ def run_bench(cfg: BenchConfig) -> Result:
     cfg.state_dir.mkdir(parents=True)
     res = Result(started_at=datetime.now(UTC).isoformat(timespec="seconds"),
                  config={k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
-                 machine=machine_info(), kafka={"version": KafkaLocalSettings().version, "mode": "KRaft, single node, 127.0.0.1",
-                                                "heap": KafkaLocalSettings().heap},
+                 machine=machine_info(), kafka=broker_description(KafkaLocalSettings()),
                  code={**commit_info(), "libraries": library_versions()})
     res.notes += [
         "Ratios are measured within this run on this broker; the machine is shared, so compare ratios, not absolute numbers.",

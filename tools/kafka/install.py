@@ -28,6 +28,10 @@ class KafkaLocalSettings(BaseSettings):
     state_dir: Path = REPO_ROOT / ".state" / "kafka"
     pom: Path = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
     heap: str = "-Xms128m -Xmx512m"
+    # The collector and JIT flags, replaceable as a whole (two collectors on one command line is an error).
+    jvm_flags: str = "-XX:+UseG1GC -XX:MaxGCPauseMillis=20 -XX:InitiatingHeapOccupancyPercent=35 -XX:+ExplicitGCInvokesConcurrent"
+    # Server properties over the defaults node.py writes, e.g. CITYOPS_KAFKA_PROPERTIES='{"num.io.threads": 2}'.
+    properties: dict[str, str | int] = {}
     port: int = 9092
     cluster_base_port: int = 9192
     cluster_size: int = 3

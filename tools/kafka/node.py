@@ -66,14 +66,10 @@ STARTED_MESSAGE = "Kafka Server started"
 BROKER_MAIN_CLASS = "kafka.Kafka"
 STORAGE_TOOL_CLASS = "kafka.tools.StorageTool"
 
-# The flags Kafka's own kafka-run-class.sh gives the broker, plus: die on OOM rather than limp
-# along half-working, which in a test run would look like a hang.
+# The flags Kafka's own kafka-run-class.sh gives the broker, besides the collector's (settings.jvm_flags),
+# plus: die on OOM rather than limp along half-working, which in a test run would look like a hang.
 BROKER_JVM_FLAGS = [
     "-server",
-    "-XX:+UseG1GC",
-    "-XX:MaxGCPauseMillis=20",
-    "-XX:InitiatingHeapOccupancyPercent=35",
-    "-XX:+ExplicitGCInvokesConcurrent",
     "-XX:+ExitOnOutOfMemoryError",
     "-Djava.awt.headless=true",
 ]
@@ -233,6 +229,7 @@ class LocalKafka:
             # The cleaner's 128 MB default dedupe buffer alone would eat a quarter of a 512 MB heap.
             "log.cleaner.dedupe.buffer.size": 8 * 1024 * 1024,
         }
+        properties.update(self.settings.properties)
         properties.update(self.extra_properties)
         return properties
 
@@ -358,7 +355,7 @@ class LocalKafka:
         if self.console_log.exists():
             self.console_log.replace(self.console_log.with_suffix(".out.previous"))
         command = [
-            java_executable(), *shlex.split(self.settings.heap), *BROKER_JVM_FLAGS,
+            java_executable(), *shlex.split(self.settings.heap), *shlex.split(self.settings.jvm_flags), *BROKER_JVM_FLAGS,
             f"-Dlog4j2.configurationFile={self.log4j_file}",
             f"-Dkafka.logs.dir={self.log_dir}",
             "-cp", self._classpath(), BROKER_MAIN_CLASS, str(self.properties_file),
