@@ -76,3 +76,23 @@ def test_the_local_brokers_collector_flags_and_properties_come_from_its_settings
     assert KafkaLocalSettings(state_dir=tmp_path).properties == {"num.io.threads": 2, "num.partitions": 6}
     monkeypatch.delenv("CITYOPS_KAFKA_JVM_FLAGS")
     assert "-XX:+UseG1GC" in KafkaLocalSettings(state_dir=tmp_path).jvm_flags  # the default collector is Kafka's own
+
+
+def test_the_jit_warm_up_stops_once_the_compilers_share_of_a_burst_is_small_and_counts_what_cannot_be_seen_as_warm():
+    from tools.bench.jit_warmup import jit_share, settled
+
+    assert jit_share({"jit compiler": 3.0, "requests (network and handler threads)": 6.0, "other": 1.0}) == 0.3
+    assert jit_share({}) is None  # no broker pid, or not Linux: nothing measured
+    assert not settled(0.3, 0.1) and settled(0.08, 0.1)
+    assert settled(None, 0.1)  # never loop on what cannot be measured
+
+
+def test_the_table_says_how_warm_the_broker_was_before_the_measured_phases():
+    from .test_bench import _result
+
+    res = _result()
+    res.phases["jit_warmup"] = {"rounds": [{"jit_share": 0.31}, {"jit_share": 0.07}], "jit_cpu_seconds": 9.5,
+                                "settled": True, "settled_share": 0.1}
+    rows = [r for r in bench.build_table(res) if r["figure"].startswith("broker JIT warm-up")]
+    assert len(rows) == 1 and rows[0]["value"] == 0.07 and rows[0]["met"] is True
+    assert "2 bursts" in rows[0]["figure"] and "9.5 s" in rows[0]["reference"]

@@ -55,6 +55,9 @@ class BenchConfig:
     raw_records: int = 50_000
     hop_s: float = 10.0
     warmup: int = 40
+    jit_warmup_rounds: int = 4          # bursts before the ceiling until the broker's JIT settles (jit_warmup.py); 0: none
+    jit_warmup_burst: int = 500
+    jit_settled_share: float = 0.1      # the compiler threads' share of the broker's CPU in a burst that counts as warm
     drain_timeout_s: float = 150.0      # longest wait for a phase's tickets to close (the next phase starts clean)
     services: tuple[str, ...] = ()      # empty: the same set `cityops up` starts
     groups: str = ""                    # services sharing a process, e.g. "discover+triage,act+evaluate" (tools/packed.py)
@@ -67,7 +70,8 @@ class BenchConfig:
     @classmethod
     def quick_mode(cls, **overrides: Any) -> BenchConfig:
         quick = cls(quick=True, latency_s=1.0, low_s=4.0, nyc_speedup=300.0, nyc_s=4.0, burst=150, http_s=3.0,
-                    raw_records=10_000, hop_s=2.0, warmup=10, drain_timeout_s=30.0)
+                    raw_records=10_000, hop_s=2.0, warmup=10, drain_timeout_s=30.0,
+                    jit_warmup_rounds=1, jit_warmup_burst=100)
         return dataclasses.replace(quick, **overrides)
 
 

@@ -30,6 +30,7 @@ from tools.bench.config import (
 )
 from tools.bench.http_intake import complaint_bodies, http_alone_phase, http_phase
 from tools.bench.hub import BenchHub
+from tools.bench.jit_warmup import warm_broker_jit
 from tools.bench.kafka_io import LagWatch, Watcher, hop_breakdown
 from tools.bench.latency import latency_phase
 from tools.bench.measure import (
@@ -126,6 +127,16 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         if warm["closed"] < len(subs):
             raise RuntimeError(f"warm-up: only {warm['closed']} of {len(subs)} tickets closed; see {cfg.state_dir / 'logs'}")
 
+        await lags.start()  # after the warm-up: every group of the hub exists and has committed
+
+        # -- the broker's JIT, warmed before anything is measured (jit_warmup.py)
+        if cfg.jit_warmup_rounds > 0:
+            say(f"JIT warm-up: bursts of {cfg.jit_warmup_burst} tickets until the broker's compiler threads take at most "
+                f"{cfg.jit_settled_share:.0%} of its CPU in a burst (at most {cfg.jit_warmup_rounds})")
+            res.phases["jit_warmup"] = await warm_broker_jit(hub, watcher, lags, pool, linger_ms, cfg, all_topics, say)
+            if not res.phases["jit_warmup"]["settled"]:
+                say("  the broker's JIT had not settled; the phases below include some of its compiling")
+
         # -- ceiling
         mix, sizes = await harvest_records(hub.bootstrap, all_topics)
         res.phases["record_sizes"] = sizes
@@ -133,8 +144,6 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
             f"{len(sizes['by_type'])} event types), raw aiokafka on the same broker")
         res.phases["ceiling"] = await raw_ceiling(hub.bootstrap, mix, cfg.raw_records, cfg.rate, cfg.hop_s, linger_ms, say,
                                                   hub.broker_pid)
-
-        await lags.start()  # after the warm-up: every group of the hub exists and has committed
 
         # -- pipeline rate (first: the fixed-load phases are read against the capacity it finds)
         say(f"pipeline: burst of {cfg.burst} tickets, intake -> closed, events on every topic")
@@ -348,6 +357,8 @@ def bench(
     http_seconds: float = typer.Option(None, help="Length of the HTTP phase (default 10, quick 3)."),
     http_concurrency: int = typer.Option(16, help="Concurrent HTTP clients."),
     raw_records: int = typer.Option(None, help="Records for the raw produce/consume ceiling (default 50000, quick 10000)."),
+    jit_warmup_rounds: int = typer.Option(None, help="Bursts fed before anything is measured, until the broker's JIT "
+                                          "compiler settles (default at most 4 of 500 tickets, quick 1 of 100; 0: measure a cold broker)."),
     services: str = typer.Option("", help="Comma-separated services to start (default: what `cityops up` starts)."),
     groups: str = typer.Option("", envvar="CITYOPS_UP_GROUPS", help="Services sharing one process, as `cityops up --groups`."),
     packed: bool = typer.Option(None, "--packed/--separate", show_default=False,
@@ -381,7 +392,8 @@ def bench(
         latency_s=_given(latency_seconds, mode.latency_s), low_s=_given(low_seconds, mode.low_s),
         low_rate=_given(low_rate, mode.low_rate), nyc_speedup=_given(nyc_speedup, mode.nyc_speedup),
         nyc_s=_given(nyc_seconds, mode.nyc_s), burst=_given(burst, mode.burst), http_s=_given(http_seconds, mode.http_s),
-        raw_records=_given(raw_records, mode.raw_records))
+        raw_records=_given(raw_records, mode.raw_records),
+        jit_warmup_rounds=_given(jit_warmup_rounds, mode.jit_warmup_rounds))
     if cities:
         _city_bench(dataclasses.replace(cfg, cities=parse_cities(cities), city_lookups=city_lookups))
         return
