@@ -94,5 +94,5 @@ def test_the_table_says_how_warm_the_broker_was_before_the_measured_phases():
     res.phases["jit_warmup"] = {"rounds": [{"jit_share": 0.31}, {"jit_share": 0.07}], "jit_cpu_seconds": 9.5,
                                 "settled": True, "settled_share": 0.1}
     rows = [r for r in bench.build_table(res) if r["figure"].startswith("broker JIT warm-up")]
-    assert len(rows) == 1 and rows[0]["value"] == 0.07 and rows[0]["met"] is True
+    assert len(rows) == 1 and rows[0]["value"] == 0.07 and rows[0]["met"] is None  # a state of the run, not a target
     assert "2 bursts" in rows[0]["figure"] and "9.5 s" in rows[0]["reference"]
