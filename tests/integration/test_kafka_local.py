@@ -201,28 +201,21 @@ async def _committed_offset(bootstrap: KafkaClientSettings, group: str, partitio
     return offsets[partition].offset if partition in offsets else None
 
 
-def test_jvm_dying_during_start_raises_with_its_log_tail(kafka_settings: KafkaLocalSettings) -> None:
-    doomed_settings = kafka_settings.model_copy(update={"heap": "-Xmx1k"})  # the JVM refuses to boot
-    kafka = LocalKafka(doomed_settings, name="doomed", port=find_free_ports(2, *PORT_RANGE), fresh=True)
+@pytest.mark.parametrize(("name", "update", "message"), [
+    ("doomed", {"heap": "-Xmx1k"}, "Too small maximum heap"),  # the JVM refuses to boot
+    # A flag the JVM does not know stops it at once, with its own message: proof the setting is on the command line.
+    ("odd-flags", {"jvm_flags": "-XX:+UseG1GC -XX:+NoSuchCityopsFlag"}, "NoSuchCityopsFlag"),
+])
+def test_jvm_dying_during_start_raises_with_its_log_tail(kafka_settings: KafkaLocalSettings, name: str,
+                                                         update: dict[str, str], message: str) -> None:
+    kafka = LocalKafka(kafka_settings.model_copy(update=update), name=name, port=find_free_ports(2, *PORT_RANGE), fresh=True)
     try:
-        with pytest.raises(KafkaLocalError, match="Too small maximum heap"):
+        with pytest.raises(KafkaLocalError, match=message):
             kafka.start(timeout=60)
     finally:
         kafka.stop()
     assert kafka.running_pid() is None
     assert not kafka.pid_file.exists()
-
-
-def test_the_jvm_flags_setting_reaches_the_brokers_command_line(kafka_settings: KafkaLocalSettings) -> None:
-    # A flag the JVM does not know stops it at once, with its own message: proof the setting is on the command line.
-    odd_settings = kafka_settings.model_copy(update={"jvm_flags": "-XX:+UseG1GC -XX:+NoSuchCityopsFlag"})
-    kafka = LocalKafka(odd_settings, name="odd-flags", port=find_free_ports(2, *PORT_RANGE), fresh=True)
-    try:
-        with pytest.raises(KafkaLocalError, match="NoSuchCityopsFlag"):
-            kafka.start(timeout=60)
-    finally:
-        kafka.stop()
-    assert kafka.running_pid() is None
 
 
 @pytest.fixture
