@@ -109,13 +109,18 @@ def proc_status(pid: int) -> dict[str, int]:
     return out
 
 
+def stat_cpu_seconds(stat: str) -> float:
+    """User + system CPU seconds in a /proc .../stat line (its name, in parentheses, may hold spaces)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15 of stat)
+
+
 def proc_cpu_seconds(pid: int) -> float | None:
     """User + system CPU seconds a process has used so far (None if it is gone)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return stat_cpu_seconds(Path(f"/proc/{pid}/stat").read_text())
     except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime (fields 14, 15 of stat)
 
 
 # HotSpot names its threads and /proc keeps the first 15 characters of each name: enough to tell the JIT
@@ -136,7 +141,6 @@ def jvm_thread_kind(name: str) -> str:
 def thread_cpu_by_kind(pid: int) -> dict[str, float]:
     """CPU seconds a JVM's threads have used so far, summed by kind (empty if the process is gone or not Linux)."""
     out: dict[str, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
     except OSError:
@@ -146,9 +150,8 @@ def thread_cpu_by_kind(pid: int) -> dict[str, float]:
             stat = (task / "stat").read_text()
         except OSError:
             continue  # a thread that ended between the listing and the read
-        name, rest = stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
-        kind = jvm_thread_kind(name)
-        out[kind] = out.get(kind, 0.0) + (int(rest[11]) + int(rest[12])) / tick
+        kind = jvm_thread_kind(stat[stat.index("(") + 1:stat.rindex(")")])
+        out[kind] = out.get(kind, 0.0) + stat_cpu_seconds(stat)
     return out
 
 
