@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from contextvars import ContextVar, Token
 from typing import Any
 
@@ -54,7 +55,7 @@ def get_logger(name: str | None = None) -> Any:
 _handled: ContextVar[Any] = ContextVar("cityops_handled_event", default=None)
 
 
-def add_handled_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+def add_handled_event(logger: Any, method_name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: the ids of the event being handled (`bound_event`), unless the line names its own."""
     envelope = _handled.get()
     if envelope is not None:

@@ -68,7 +68,7 @@ def test_nested_events_restore_the_outer_one_even_after_an_error() -> None:
 
 
 async def test_concurrent_tasks_each_see_their_own_event() -> None:
-    seen: dict[int, dict[str, object]] = {}
+    seen: dict[int, object] = {}
 
     async def handle(n: int) -> None:
         with bound_event(_envelope(n)):
