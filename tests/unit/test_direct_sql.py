@@ -370,3 +370,68 @@ def test_a_select_comparing_with_constants_binds_the_statements_own_values(tmp_p
         rows = select_rows(connection, statement, {"flag": True})
         assert seen == []  # not through SQLAlchemy
         assert rows == [tuple(r) for r in connection.execute(statement, {"flag": True})] == [("k00",), ("k06",), ("k12",)]
+
+
+class _NaiveUtc(TypeDecorator[datetime]):
+    """As sla's UtcDateTime: an aware time stored as naive UTC."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.astimezone(UTC).replace(tzinfo=None)
+
+
+def _times_table(metadata: MetaData, name: str) -> Table:
+    from sqlmodel.sql.sqltypes import UTCDateTime
+    return Table(
+        name, metadata,
+        Column("key", Integer, primary_key=True),
+        Column("plain", DateTime),
+        Column("aware", UTCDateTime()),
+        Column("naive_utc", _NaiveUtc()),
+        Column("own_format", sqlite.DATETIME(storage_format="%(year)04d/%(month)02d/%(day)02d %(hour)02d:%(minute)02d")),
+    )
+
+
+EAST8 = timezone(timedelta(hours=8))
+TIMES = [AT, AT.replace(microsecond=0), AT.astimezone(EAST8), datetime(1, 1, 1, tzinfo=UTC),
+         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), datetime(2026, 2, 28, 23, 0, tzinfo=timezone(timedelta(hours=-5))), None]
+
+
+def test_times_are_stored_exactly_as_sqlalchemy_stores_them_whatever_their_zone_and_column_type(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'times.db'}")
+    metadata = MetaData()
+    direct, reference = _times_table(metadata, "direct"), _times_table(metadata, "reference")
+    metadata.create_all(engine)
+    rows = [{"key": i, "plain": t, "aware": t, "naive_utc": t, "own_format": t} for i, t in enumerate(TIMES)]
+    rows.append({"key": 99, "plain": AT.date(), "aware": None, "naive_utc": None, "own_format": AT.date()})  # a date
+    with engine.begin() as connection:
+        insert_rows(connection, direct, rows)
+        connection.execute(insert(reference), rows)
+        stored = connection.exec_driver_sql('SELECT * FROM "direct" ORDER BY "key"').all()
+        assert stored == connection.exec_driver_sql('SELECT * FROM "reference" ORDER BY "key"').all()
+        assert stored[2][2] == stored[0][2] == "2026-03-02 09:30:15.123456"  # +08:00 stored as its UTC instant
+        # Read back through the direct SELECT, converted as SQLAlchemy converts them (a text of its own format
+        # would need its own pattern to be read: left out).
+        def readable(table: Table) -> Any:
+            return select(table.c.key, table.c.plain, table.c.aware, table.c.naive_utc).order_by(table.c.key)
+        assert select_rows(connection, readable(direct), {}) == [tuple(r) for r in connection.execute(readable(reference))]
+
+
+def test_a_naive_time_for_an_aware_column_is_refused_as_sqlalchemy_refuses_it(tmp_path):
+    engine = make_engine(f"sqlite:///{tmp_path / 'times.db'}")
+    metadata = MetaData()
+    table = _times_table(metadata, "direct")
+    metadata.create_all(engine)
+    with engine.begin() as connection, pytest.raises(ValueError, match="timezone"):
+        insert_rows(connection, table, [{"key": 1, "aware": datetime(2026, 1, 1)}])  # noqa: DTZ001 - the point
+    with pytest.raises(Exception, match="timezone"), engine.begin() as connection:
+        connection.execute(insert(table), [{"key": 1, "aware": datetime(2026, 1, 1)}])  # noqa: DTZ001
+
+
+def test_a_column_whose_conversion_turns_none_into_a_value_still_gets_it(store):
+    engine, direct, _ = store
+    with engine.begin() as connection:
+        insert_rows(connection, direct, [{"key": "n", "payload": None}, {"key": "m", "payload": None}])
+        assert [r[1] for r in _stored(connection, direct)] == ["null", "null"]  # JSON null, not SQL NULL
