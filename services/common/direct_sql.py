@@ -398,19 +398,19 @@ def _bind_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
     processor = type_.bind_processor(dialect)
     if processor is None or dialect.name != "sqlite":
         return processor
-    return _datetime_text_processor(type_, dialect, processor) or processor
+    return _datetime_text_processor(type_, dialect) or processor
 
 
 _SQLITE_DATETIME_TEXT = sqlite.DATETIME._storage_format  # SQLite's default text for a datetime
 
 
-def _datetime_text_processor(type_: TypeEngine[Any], dialect: Dialect, processor: Callable[[Any], Any]) -> Processor:
+def _datetime_text_processor(type_: TypeEngine[Any], dialect: Dialect) -> Processor:
     """SQLAlchemy's bind processor of a SQLite DATETIME column (or a TypeDecorator over one, such as the stores'
     UTC times), the same text written faster; None for any other column.
 
     SQLite's DATETIME builds a dict of a datetime's seven fields and %-formats it into 'YYYY-MM-DD HH:MM:SS.ffffff':
-    the first 26 characters of `isoformat(" ", "microseconds")` are that text, at a third of the cost (a refold
-    writes about 6,000 times per batch of 500 events). Anything but a plain datetime (None, a date, a wrong type)
+    the first 26 characters of `isoformat(" ", "microseconds")` are that text (an aware time through the stores'
+    UTC column: 1.8 -> 1.3 us; a refold writes about 6,000 per batch of 500 events). Anything but a plain datetime (None, a date, a wrong type)
     goes to SQLAlchemy's own processor, and a TypeDecorator's own conversion runs first, as in SQLAlchemy."""
     decorated = type_ if isinstance(type_, TypeDecorator) else None
     stored = decorated.impl_instance if decorated is not None else type_
