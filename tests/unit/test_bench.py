@@ -237,6 +237,19 @@ def test_cities_are_parsed_and_checked():
         assert "--cities" in str(caught.value)
 
 
+@pytest.mark.parametrize(("url", "said"), [("sqlite:///rebuild.db", "'sqlite'"), ("not a url", "not a database URL")])
+def test_a_rebuild_pg_that_is_not_postgresql_is_refused_before_anything_starts(tmp_path, url, said):
+    from typer.testing import CliRunner
+
+    from tools.bench.run import app
+
+    state = tmp_path / "state"
+    result = CliRunner().invoke(app, ["--quick", "--rebuild-pg", url, "--state-dir", str(state)])
+    assert result.exit_code == 2, result.output
+    assert "--rebuild-pg" in result.output and said in result.output
+    assert not state.exists()  # refused before the run made its scratch directory, let alone a broker
+
+
 def test_each_service_reads_the_city_catalogue_from_the_env_the_bench_sets(monkeypatch):
     """The bench puts the hub on a city through the one city setting, and the units list parses: a typo would
     leave a service on the small city without a word."""

@@ -62,6 +62,7 @@ class BenchConfig:
     services: tuple[str, ...] = ()      # empty: the same set `cityops up` starts
     groups: str = ""                    # services sharing a process, e.g. "discover+triage,act+evaluate" (tools/packed.py)
     profile: bool = False
+    rebuild_pg: str | None = None       # a PostgreSQL URL whose user may CREATE DATABASE: the rebuild runs there too
     dump_log: Path | None = None        # write every record of the run (JSON lines) here, for offline profiling
     service_env: tuple[str, ...] = ()   # extra KEY=VALUE settings for every service (experiments; recorded)
     cities: tuple[str, ...] = ()        # the city dimension (tools/bench/city.py): these cities side by side

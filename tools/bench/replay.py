@@ -1,5 +1,5 @@
-"""Phase 7: every projection rebuilt from the log into a fresh SQLite database, against a bare read
-of the same log."""
+"""Phase 7: every projection rebuilt from the log into a fresh SQLite database (and, with `--rebuild-pg`, a fresh
+PostgreSQL database), against a bare read of the same log."""
 
 from __future__ import annotations
 
@@ -64,43 +64,126 @@ async def raw_log_read(bootstrap: str, topics: Sequence[str]) -> dict[str, Any]:
 
 
 async def replay_phase(hub: BenchHub, cfg: BenchConfig) -> dict[str, Any]:
+    """Every projection rebuilt from the log into a fresh SQLite database and, with `--rebuild-pg`, into a fresh
+    PostgreSQL database as well; both against one bare read of the same log."""
     from services.common.store import make_engine
 
     target = cfg.state_dir / "replay"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        from services.projections.logsource import KafkaLog
-        from services.projections.rebuild import rebuild
+        from services.projections.rebuild import checksum
         from services.projections.settings import ProjectionsSettings
     except ImportError as exc:
         return await fallback_replay(hub, target, f"services.projections.rebuild not importable ({exc})")
     settings = ProjectionsSettings(kafka_bootstrap=hub.bootstrap, state_dir=target)
     topics = settings.projected_topics()
     ceiling = await raw_log_read(hub.bootstrap, topics)
+    db = target / "projections-rebuild.db"
+    try:
+        sqlite = await rebuild_from_log(hub.bootstrap, topics, settings, f"sqlite:///{db}", ceiling["records"])
+    except Exception as exc:  # the projections service is new: fall back rather than lose the run
+        log(f"  projections rebuild failed ({exc!r}); replaying through the shared pipeline instead")
+        return await fallback_replay(hub, target, f"services.projections.rebuild failed: {exc!r}")
+    result = {"mode": "services.projections.rebuild (every projection, fresh SQLite)", "topics": topics,
+              "events_per_s": sqlite["report"].get("events_per_second"), **sqlite, "raw_read_same_log": ceiling}
+    if cfg.rebuild_pg:
+        engine = make_engine(f"sqlite:///{db}")
+        try:
+            sqlite_digest = (await asyncio.to_thread(checksum, engine)).digest
+        finally:
+            engine.dispose()
+        result["postgresql"] = await postgres_rebuild(hub.bootstrap, topics, settings, cfg.rebuild_pg,
+                                                      ceiling["records"], sqlite_digest)
+    return result
+
+
+async def rebuild_from_log(bootstrap: str, topics: Sequence[str], settings: Any, url: str, expected: int) -> dict[str, Any]:
+    """`services.projections.rebuild` of the whole log into the (fresh) store at `url`: its report and attempts."""
+    from services.common.store import make_engine
+    from services.projections.logsource import KafkaLog
+    from services.projections.rebuild import rebuild
+
     attempts = 0
     while True:
         attempts += 1
-        db = target / f"projections-rebuild-{attempts}.db"
-        engine = make_engine(f"sqlite:///{db}")
-        source = KafkaLog(hub.bootstrap, topics)
+        engine = make_engine(url)
+        source = KafkaLog(bootstrap, topics)
         try:
             report = await rebuild(engine, source, batch=settings.rebuild_batch, fold_batch=settings.fold_batch)
-        except Exception as exc:  # the projections service is new: fall back rather than lose the run
-            log(f"  projections rebuild failed ({exc!r}); replaying through the shared pipeline instead")
-            return await fallback_replay(hub, target, f"services.projections.rebuild failed: {exc!r}")
         finally:
             with contextlib.suppress(Exception):
                 await source.close()
             engine.dispose()
         # KafkaLog lists partitions from the consumer's cluster metadata right after start; on a busy
-        # machine that metadata can still be empty and the rebuild reads nothing: try again.
-        if report.records_read or not ceiling["records"] or attempts >= 3:
-            break
-        log(f"  rebuild read 0 of {ceiling['records']} records (attempt {attempts}); trying again")
-    r = report.as_dict() if hasattr(report, "as_dict") else dict(report.__dict__)
-    return {"mode": "services.projections.rebuild (every projection, fresh SQLite)", "topics": topics,
-            "events_per_s": r.get("events_per_second"), "report": r, "attempts": attempts, "raw_read_same_log": ceiling}
+        # machine that metadata can still be empty and the rebuild reads nothing: try again (a rebuild resumes).
+        if report.records_read or not expected or attempts >= 3:
+            return {"report": report.as_dict(), "attempts": attempts}
+        log(f"  rebuild read 0 of {expected} records (attempt {attempts}); trying again")
+
+
+async def postgres_rebuild(bootstrap: str, topics: Sequence[str], settings: Any, admin_url: str, expected: int,
+                           sqlite_digest: str) -> dict[str, Any]:
+    """The same rebuild into a database created for it through `admin_url` (dropped afterwards, failures included),
+    and whether it holds what the SQLite rebuild holds (the projections' checksum)."""
+    from services.common.store import make_engine
+    from services.projections.rebuild import checksum
+
+    url = await asyncio.to_thread(create_scratch_database, admin_url)
+    try:
+        rebuilt = await rebuild_from_log(bootstrap, topics, settings, url, expected)
+        engine = make_engine(url)
+        try:
+            digest = (await asyncio.to_thread(checksum, engine)).digest
+        finally:
+            engine.dispose()
+    finally:
+        await asyncio.to_thread(drop_database, admin_url, url)
+    return {"mode": "services.projections.rebuild (every projection, fresh PostgreSQL database)",
+            "events_per_s": rebuilt["report"].get("events_per_second"), **rebuilt,
+            "server_version": await asyncio.to_thread(server_version, admin_url),
+            "checksum": digest, "same_checksum_as_sqlite": digest == sqlite_digest}
+
+
+def create_scratch_database(admin_url: str) -> str:
+    """A new, uniquely named database on the server of `admin_url` (whose user may CREATE DATABASE); its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = f"cityops_bench_rebuild_{uuid.uuid4().hex[:10]}"
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    finally:
+        engine.dispose()
+    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
+
+
+def drop_database(admin_url: str, url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    name = make_url(url).database
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+def server_version(admin_url: str) -> str:
+    from sqlalchemy import create_engine, text
+
+    engine = create_engine(admin_url)
+    try:
+        with engine.connect() as conn:
+            return str(conn.execute(text("SHOW server_version")).scalar())
+    finally:
+        engine.dispose()
 
 
 async def fallback_replay(hub: BenchHub, target: Path, why: str) -> dict[str, Any]:

@@ -254,10 +254,15 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
     hub.stop_services()
     res.processes["exit_codes"] = hub.exit_codes()
 
-    say("replay: rebuild every projection from the log into a fresh SQLite database")
+    say("replay: rebuild every projection from the log into a fresh SQLite database"
+        + (" and a fresh PostgreSQL database" if cfg.rebuild_pg else ""))
     res.phases["replay"] = await replay_phase(hub, cfg)
     rp = res.phases["replay"]
     say(f"  {rp.get('events_per_s')} events/s ({rp['mode']}); bare read of the same log {rp['raw_read_same_log']['per_s']}/s")
+    if "postgresql" in rp:
+        pg = rp["postgresql"]
+        say(f"  PostgreSQL {pg['server_version']}: {pg['events_per_s']} events/s; "
+            f"{'the same' if pg['same_checksum_as_sqlite'] else 'NOT the same'} checksum as SQLite's")
 
     # Last: its tickets stay on the intake topic with nobody left to read them, so no other phase sees them.
     if "intake" in names:
@@ -338,6 +343,20 @@ def write_result(res: Result, cfg: BenchConfig) -> Path:
 T = TypeVar("T")
 
 
+def check_postgres_url(url: str) -> None:
+    """Refuse a `--rebuild-pg` that is not a PostgreSQL URL before the run starts, not after its first minutes."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError as exc:
+        raise typer.BadParameter(f"not a database URL: {exc}", param_hint="--rebuild-pg") from exc
+    if parsed.get_backend_name() != "postgresql":
+        raise typer.BadParameter(f"a PostgreSQL URL (postgresql+psycopg://USER@HOST:PORT/DB), not {parsed.get_backend_name()!r}",
+                                 param_hint="--rebuild-pg")
+
+
 def _given(option: T | None, default: T) -> T:
     return default if option is None else option
 
@@ -367,6 +386,10 @@ def bench(
     state_dir: Path = typer.Option(REPO_ROOT / ".state" / "bench", help="Scratch directory (wiped at start)."),
     out: Path = typer.Option(None, help="JSON result file (default benchmarks/results/bench-<time>.json)."),
     profile: bool = typer.Option(False, help="Record py-spy profiles of every service during the pipeline phase (needs py-spy)."),
+    rebuild_pg: str = typer.Option(None, "--rebuild-pg", envvar="CITYOPS_BENCH_PG_URL", metavar="URL",
+                                   help="Also rebuild every projection into PostgreSQL: the URL of a database whose user "
+                                        "may CREATE DATABASE (postgresql+psycopg://...); the bench creates a fresh database "
+                                        "there and drops it afterwards."),
     dump_log: Path = typer.Option(None, help="Also write every record of the run here (JSON lines), for offline profiling."),
     env: list[str] = typer.Option([], "--env", help="KEY=VALUE setting for every service, e.g. CITYOPS_LINGER_MS=0 (repeatable; recorded in the JSON)."),
     cities: str = typer.Option("", "--cities", help="Run the city dimension instead: these cities side by side (demo, yantai; "
@@ -377,6 +400,8 @@ def bench(
     bad = [e for e in env if "=" not in e or not e.startswith("CITYOPS_")]
     if bad:
         raise typer.BadParameter(f"--env takes CITYOPS_<SETTING>=VALUE, not {bad}")
+    if rebuild_pg:
+        check_postgres_url(rebuild_pg)
     try:
         groups = chosen_groups(groups, packed)
         parse_groups(groups)
@@ -388,7 +413,7 @@ def bench(
         mode, kafka_port=kafka_port, http_port=http_port, rate=rate, http_concurrency=http_concurrency,
         services=tuple(s.strip() for s in services.split(",") if s.strip()), state_dir=state_dir, out=out,
         groups=groups,
-        profile=profile, dump_log=dump_log, service_env=tuple(env), nyc_sample=nyc_sample,
+        profile=profile, dump_log=dump_log, rebuild_pg=rebuild_pg, service_env=tuple(env), nyc_sample=nyc_sample,
         latency_s=_given(latency_seconds, mode.latency_s), low_s=_given(low_seconds, mode.low_s),
         low_rate=_given(low_rate, mode.low_rate), nyc_speedup=_given(nyc_speedup, mode.nyc_speedup),
         nyc_s=_given(nyc_seconds, mode.nyc_s), burst=_given(burst, mode.burst), http_s=_given(http_seconds, mode.http_s),
