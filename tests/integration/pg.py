@@ -17,13 +17,12 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
+
+from tools.postgres import create_database
 
 # Below Linux's ephemeral range (32768-60999): at 55432 an outgoing connection of a concurrent test (a Kafka
 # client's) could hold the port, and the server's bind failed although nothing was listening there.
@@ -99,18 +98,6 @@ class LocalPostgres:
 
     def new_database(self, prefix: str = "cityops") -> str:
         return create_database(self.admin_url, prefix)
-
-
-def create_database(admin_url: str, prefix: str = "cityops") -> str:
-    """Create a uniquely named database through `admin_url`; return its URL."""
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
 
 
 class _External:

@@ -66,13 +66,10 @@ async def raw_log_read(bootstrap: str, topics: Sequence[str]) -> dict[str, Any]:
 async def replay_phase(hub: BenchHub, cfg: BenchConfig) -> dict[str, Any]:
     """Every projection rebuilt from the log into a fresh SQLite database and, with `--rebuild-pg`, into a fresh
     PostgreSQL database as well; both against one bare read of the same log."""
-    from services.common.store import make_engine
-
     target = cfg.state_dir / "replay"
     shutil.rmtree(target, ignore_errors=True)
     target.mkdir(parents=True)
     try:
-        from services.projections.rebuild import checksum
         from services.projections.settings import ProjectionsSettings
     except ImportError as exc:
         return await fallback_replay(hub, target, f"services.projections.rebuild not importable ({exc})")
@@ -88,11 +85,7 @@ async def replay_phase(hub: BenchHub, cfg: BenchConfig) -> dict[str, Any]:
     result = {"mode": "services.projections.rebuild (every projection, fresh SQLite)", "topics": topics,
               "events_per_s": sqlite["report"].get("events_per_second"), **sqlite, "raw_read_same_log": ceiling}
     if cfg.rebuild_pg:
-        engine = make_engine(f"sqlite:///{db}")
-        try:
-            sqlite_digest = (await asyncio.to_thread(checksum, engine)).digest
-        finally:
-            engine.dispose()
+        sqlite_digest = await store_checksum(f"sqlite:///{db}")
         result["postgresql"] = await postgres_rebuild(hub.bootstrap, topics, settings, cfg.rebuild_pg,
                                                       ceiling["records"], sqlite_digest)
     return result
@@ -126,17 +119,12 @@ async def postgres_rebuild(bootstrap: str, topics: Sequence[str], settings: Any,
                            sqlite_digest: str) -> dict[str, Any]:
     """The same rebuild into a database created for it through `admin_url` (dropped afterwards, failures included),
     and whether it holds what the SQLite rebuild holds (the projections' checksum)."""
-    from services.common.store import make_engine
-    from services.projections.rebuild import checksum
+    from tools.postgres import create_database, drop_database, server_version
 
-    url = await asyncio.to_thread(create_scratch_database, admin_url)
+    url = await asyncio.to_thread(create_database, admin_url, "cityops_bench_rebuild")
     try:
         rebuilt = await rebuild_from_log(bootstrap, topics, settings, url, expected)
-        engine = make_engine(url)
-        try:
-            digest = (await asyncio.to_thread(checksum, engine)).digest
-        finally:
-            engine.dispose()
+        digest = await store_checksum(url)
     finally:
         await asyncio.to_thread(drop_database, admin_url, url)
     return {"mode": "services.projections.rebuild (every projection, fresh PostgreSQL database)",
@@ -145,43 +133,14 @@ async def postgres_rebuild(bootstrap: str, topics: Sequence[str], settings: Any,
             "checksum": digest, "same_checksum_as_sqlite": digest == sqlite_digest}
 
 
-def create_scratch_database(admin_url: str) -> str:
-    """A new, uniquely named database on the server of `admin_url` (whose user may CREATE DATABASE); its URL."""
-    import uuid
+async def store_checksum(url: str) -> str:
+    """The projections' checksum (services.projections.rebuild `checksum`) of the store at `url`."""
+    from services.common.store import make_engine
+    from services.projections.rebuild import checksum
 
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = f"cityops_bench_rebuild_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    engine = make_engine(url)
     try:
-        with engine.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-    finally:
-        engine.dispose()
-    return make_url(admin_url).set(database=name).render_as_string(hide_password=False)
-
-
-def drop_database(admin_url: str, url: str) -> None:
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    name = make_url(url).database
-    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    try:
-        with engine.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    finally:
-        engine.dispose()
-
-
-def server_version(admin_url: str) -> str:
-    from sqlalchemy import create_engine, text
-
-    engine = create_engine(admin_url)
-    try:
-        with engine.connect() as conn:
-            return str(conn.execute(text("SHOW server_version")).scalar())
+        return (await asyncio.to_thread(checksum, engine)).digest
     finally:
         engine.dispose()
 
