@@ -250,6 +250,16 @@ def test_a_rebuild_pg_that_is_not_postgresql_is_refused_before_anything_starts(t
     assert not state.exists()  # refused before the run made its scratch directory, let alone a broker
 
 
+def test_the_result_keeps_the_rebuild_pg_url_without_its_password():
+    from tools.bench.config import BenchConfig
+    from tools.bench.run import recorded_config
+
+    kept = recorded_config(BenchConfig(rebuild_pg="postgresql+psycopg://bench:s3cret@db.example:5432/postgres"))
+    assert "s3cret" not in json.dumps(kept)
+    assert kept["rebuild_pg"] == "postgresql+psycopg://bench:***@db.example:5432/postgres"
+    assert recorded_config(BenchConfig())["rebuild_pg"] is None
+
+
 def test_each_service_reads_the_city_catalogue_from_the_env_the_bench_sets(monkeypatch):
     """The bench puts the hub on a city through the one city setting, and the units list parses: a typo would
     leave a service on the small city without a word."""

@@ -292,7 +292,7 @@ def run_bench(cfg: BenchConfig) -> Result:
         shutil.rmtree(cfg.state_dir)
     cfg.state_dir.mkdir(parents=True)
     res = Result(started_at=datetime.now(UTC).isoformat(timespec="seconds"),
-                 config={k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()},
+                 config=recorded_config(cfg),
                  machine=machine_info(), kafka=broker_description(KafkaLocalSettings()),
                  code={**commit_info(), "libraries": library_versions()})
     res.notes += [
@@ -341,6 +341,16 @@ def write_result(res: Result, cfg: BenchConfig) -> Path:
 
 
 T = TypeVar("T")
+
+
+def recorded_config(cfg: BenchConfig) -> dict[str, Any]:
+    """The run's settings as the result JSON keeps them: a `--rebuild-pg` password is not written down."""
+    from sqlalchemy.engine import make_url
+
+    config = {k: (str(v) if isinstance(v, Path) else v) for k, v in cfg.__dict__.items()}
+    if cfg.rebuild_pg:
+        config["rebuild_pg"] = make_url(cfg.rebuild_pg).render_as_string(hide_password=True)
+    return config
 
 
 def check_postgres_url(url: str) -> None:
