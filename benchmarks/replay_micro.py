@@ -171,6 +171,8 @@ def main() -> None:
     ap.add_argument("--model-cache", type=Path, default=Path(__file__).resolve().parents[1] / ".cache" / "bench")
     ap.add_argument("--no-startup-freeze", action="store_true",
                     help="A/B: leave the service's startup heap to the collector's full scans (tools/run.py freezes it)")
+    ap.add_argument("--gc-full-pass-every-s", type=float, default=None,
+                    help="the services' setting of that name (default: the settings' own; 0 = batches' survivors left to the collector)")
     args = ap.parse_args()
     records = load(args.log)
     if args.limit:
@@ -189,6 +191,11 @@ def main() -> None:
             from services.common.collector import freeze_startup_heap
 
             freeze_startup_heap()  # as `cityops service run` does once the service has started
+            from services.common.collector import freeze_batch_survivors
+            from services.common.settings import ServiceSettings
+
+            every_s = args.gc_full_pass_every_s
+            freeze_batch_survivors(ServiceSettings().gc_full_pass_every_s if every_s is None else every_s)
         pauses = CollectorPauses()
         profiler = None
         if args.profile:
@@ -214,6 +221,8 @@ def main() -> None:
                   f"{cpu / max(n, 1) * 1e6:,.0f} us CPU/record ({n / cpu if cpu else 0:,.0f} records per CPU-second); "
                   f"stats {p.stats}")
         print(f"garbage collector: {pauses}")
+        gc.unfreeze()  # what the frozen batches' survivors held as reference cycles, found by one last full pass
+        print(f"a final full pass found {gc.collect()} unreachable objects")
         if profiler:
             profiler.stop()
             print(profiler.output_text(unicode=False, color=False, show_all=False))

@@ -18,7 +18,7 @@ import typer
 from fastapi import FastAPI
 from faststream import FastStream
 
-from services.common.collector import frozen_once_serving, frozen_once_started
+from services.common.collector import freeze_batch_survivors_as_configured, frozen_once_serving, frozen_once_started
 from services.common.logs import configure_logging
 from services.common.priority import yield_cpu_as_configured
 from services.common.settings import ServiceSettings
@@ -56,11 +56,12 @@ def run(names: list[str] = typer.Argument(..., help="Service(s) to run, e.g. tri
     name = names[0]
     create_app = load_factory(name)
     service = create_app()
+    settings = service.state.settings if isinstance(service, FastAPI) else settings_of(service)
+    yield_cpu_as_configured([settings])
+    freeze_batch_survivors_as_configured([settings])
     if isinstance(service, FastAPI):
-        yield_cpu_as_configured([service.state.settings])
         serve_http(service)
     else:
-        yield_cpu_as_configured([settings_of(service)])
         run_on_fast_loop(frozen_once_started(service).run())
 
 
@@ -99,6 +100,7 @@ def run_packed(names: list[str]) -> None:
             raise typer.BadParameter(f"{name} is an HTTP service: it runs in a process of its own", param_hint="NAMES")
         apps[name] = frozen_once_started(service)
     yield_cpu_as_configured(settings_of(service) for service in apps.values())
+    freeze_batch_survivors_as_configured(settings_of(service) for service in apps.values())
     try:
         run_on_fast_loop(run_together(apps))
     except MemberCrashed as exc:

@@ -78,6 +78,7 @@ from .bookkeeping import (
     tick_cause,
     undecodable_cause,
 )
+from .collector import settle_after_batch
 from .delivery import (
     OutputTooLarge,
     backoff_s,
@@ -202,6 +203,7 @@ class EventPipeline(Generic[Deps]):
             await self._pause_after(records, exc)
             raise
         self._failures = 0
+        settle_after_batch()
         dead = self.stats["dead_lettered"] - before["dead_lettered"]
         self.metrics.batch_handled(self.name, records, highwater, time.perf_counter() - started, BatchCounts(
             self.stats["applied"] - before["applied"], dead, self.stats.get("parked", 0) - before.get("parked", 0)))

@@ -88,6 +88,12 @@ class ServiceSettings(KafkaClientSettings):
     cpu_nice: int | None = Field(default=None, ge=0, le=19, description="How much this service's process yields the CPU "
                                  f"to others (Unix niceness 0-19); default {READ_SIDE_NICE} for the read side (sla, "
                                  "projections, archiver), 0 for the rest. Applied by `cityops service run`.")
+    # A long-lived service's state (the projections' memo of facts, sla's clocks) would otherwise be re-read by each
+    # of the collector's full scans (services/common/collector.py has the measurements).
+    gc_full_pass_every_s: float = Field(default=600.0, ge=0, description="A running service freezes what survives each batch "
+                                        "out of Python's cyclic collector's scans and scans everything once every this "
+                                        "many seconds (freeing reference cycles among the frozen); 0 = off, the collector's "
+                                        "own thresholds. Applied by `cityops service run` and `cityops intake serve`.")
     outbox_clear_delay_s: float = Field(default=0.25, ge=0, le=60, description="How long confirmed outbox rows wait "
                                        "to be deleted together (one transaction for several batches).")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")

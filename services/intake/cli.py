@@ -11,7 +11,7 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
     """Serve the hotline HTTP API, the Open311 edge and the machine-channel consumer (OpenAPI docs at /docs)."""
     import uvicorn
 
-    from services.common.collector import frozen_once_serving
+    from services.common.collector import freeze_batch_survivors_as_configured, frozen_once_serving
     from services.common.priority import yield_cpu_as_configured
 
     from .app import create_app
@@ -23,5 +23,6 @@ def serve(host: str = typer.Option(None, help="Listen address (default from CITY
         typer.echo(f"intake refuses to start: {app.state.auth_problem}", err=True)
         raise typer.Exit(2)
     yield_cpu_as_configured([settings])
+    freeze_batch_survivors_as_configured([settings])
     uvicorn.run(frozen_once_serving(app), host=host or settings.http_host, port=port or settings.http_port,
                 log_level="warning", access_log=False)
