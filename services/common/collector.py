@@ -10,8 +10,8 @@ full scans a measurable share of the CPU (docs/performance.md, "Stop 26"):
   out of every generation (`gc.freeze`), so the full scans see only what was allocated since;
 * a running service keeps growing and churning long-lived state (the projections' memo of 20,000 facts, sla's
   clocks), and each full scan re-read all of it: in the projections' offline replay 23 full scans took 3.1 s of
-  its 24.8 s. Once `freeze_batch_survivors()` has switched it on (`cityops service run` and `cityops intake serve`
-  do, from the settings' `gc_full_pass_every_s`), the pipeline calls `settle_after_batch()` after each batch it
+  its 24.8 s. Once `freeze_batch_survivors()` has switched it on (`cityops service run` does, from the settings'
+  `gc_full_pass_every_s`: by default for the read side only), the pipeline calls `settle_after_batch()` after each batch it
   handled, which freezes what is alive then, in constant time, and once every that many seconds first unfreezes
   and scans everything, which frees the reference cycles that formed among the frozen meanwhile;
 * a rebuild keeps tens of thousands of facts for its fold, and each full scan re-read all of them. Within
@@ -74,9 +74,9 @@ def freeze_batch_survivors(full_pass_every_s: float) -> None:
 
 
 def freeze_batch_survivors_as_configured(settings: Iterable[ServiceSettings]) -> float:
-    """`freeze_batch_survivors` at the process's services' `gc_full_pass_every_s`: the shortest, so that no member
-    keeps cyclic garbage longer than it allows (0, off, if any member asks so); returns it."""
-    every_s = min((s.gc_full_pass_every_s for s in settings), default=0.0)
+    """`freeze_batch_survivors` at the shortest interval the process's services ask for (`full_pass_every_s()`),
+    so that none keeps cyclic garbage longer than it allows; off when none asks. Returns it."""
+    every_s = min((s for s in (c.full_pass_every_s() for c in settings) if s > 0), default=0.0)
     freeze_batch_survivors(every_s)
     return every_s
 

@@ -20,6 +20,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 HUB_PREFIX = "CITYOPS_"
 # The read side's default niceness: its processes get about a tenth of a core's share against a workflow step's.
 READ_SIDE_NICE = 10
+READ_SIDE_GC_FULL_PASS_EVERY_S = 600.0
 
 
 class KafkaClientSettings(BaseSettings):
@@ -88,12 +89,14 @@ class ServiceSettings(KafkaClientSettings):
     cpu_nice: int | None = Field(default=None, ge=0, le=19, description="How much this service's process yields the CPU "
                                  f"to others (Unix niceness 0-19); default {READ_SIDE_NICE} for the read side (sla, "
                                  "projections, archiver), 0 for the rest. Applied by `cityops service run`.")
-    # A long-lived service's state (the projections' memo of facts, sla's clocks) would otherwise be re-read by each
-    # of the collector's full scans (services/common/collector.py has the measurements).
-    gc_full_pass_every_s: float = Field(default=600.0, ge=0, description="A running service freezes what survives each batch "
-                                        "out of Python's cyclic collector's scans and scans everything once every this "
-                                        "many seconds (freeing reference cycles among the frozen); 0 = off, the collector's "
-                                        "own thresholds. Applied by `cityops service run` and `cityops intake serve`.")
+    # The read side's state (the projections' memo of facts, sla's clocks) was re-read by each of the collector's
+    # full scans; the workflow steps hold little, and in the whole hub freezing their batches measured nothing to
+    # win and some CPU to lose (services/common/collector.py, docs/performance.md "Stop 36").
+    gc_full_pass_every_s: float | None = Field(
+        default=None, ge=0, description="A running service freezes what survives each batch out of Python's cyclic "
+        "collector's scans and scans everything once every this many seconds (freeing reference cycles among the "
+        f"frozen); 0 = off, the collector's own thresholds. Default {READ_SIDE_GC_FULL_PASS_EVERY_S:g} for the read "
+        "side (sla, projections, archiver), 0 for the rest. Applied by `cityops service run` and `cityops intake serve`.")
     outbox_clear_delay_s: float = Field(default=0.25, ge=0, le=60, description="How long confirmed outbox rows wait "
                                        "to be deleted together (one transaction for several batches).")
     consumer_group: str | None = Field(default=None, description="Consumer group id; default cityops-<service>.")
@@ -132,6 +135,12 @@ class ServiceSettings(KafkaClientSettings):
         if self.cpu_nice is not None:
             return self.cpu_nice
         return READ_SIDE_NICE if self.read_side else 0
+
+    def full_pass_every_s(self) -> float:
+        """How often this service's process scans its whole heap, batches' survivors frozen in between; 0: off."""
+        if self.gc_full_pass_every_s is not None:
+            return self.gc_full_pass_every_s
+        return READ_SIDE_GC_FULL_PASS_EVERY_S if self.read_side else 0.0
 
     @property
     def group_id(self) -> str:

@@ -173,3 +173,30 @@ def test_a_parked_event_leaves_no_trace_in_what_the_batch_writes_for_the_others(
     assert len(parked) == 1
     assert written == expected
     assert 1 in handler.starts  # the careful pass wrapped each event of the failed batch in its own start/finish
+
+
+# ---------------------------------------------------------------------------- the collector after each batch
+
+
+def test_a_started_service_freezes_what_survives_each_batch_it_handled(tmp_path):
+    import gc
+
+    from services.common import collector
+
+    pipeline = _sla_pipeline(tmp_path, "frozen")
+    records = _records(_stories(3))
+    try:
+        collector.freeze_startup_heap()
+        collector.freeze_batch_survivors(600)
+        before = gc.get_freeze_count()
+        asyncio.run(_feed(pipeline, records, len(records)))
+        after_on = gc.get_freeze_count()
+        collector.freeze_batch_survivors(0)
+        asyncio.run(_feed(pipeline, _records(_stories(3)), len(records)))
+        after_off = gc.get_freeze_count()
+    finally:
+        collector.freeze_batch_survivors(0)
+        collector._startup_frozen = False
+        gc.unfreeze()
+    assert after_on > before  # the batch's survivors (the store's clocks, the session's caches) left the scans
+    assert after_off == after_on  # switched off: the collector's own thresholds again
