@@ -172,7 +172,8 @@ def main() -> None:
     ap.add_argument("--no-startup-freeze", action="store_true",
                     help="A/B: leave the service's startup heap to the collector's full scans (tools/run.py freezes it)")
     ap.add_argument("--gc-full-pass-every-s", type=float, default=None,
-                    help="the services' setting of that name (default: the settings' own; 0 = batches' survivors left to the collector)")
+                    help="A/B: the services' setting of that name (default: the service's own, 600 s for the read side, "
+                         "0 for the rest; 0 = batches' survivors left to the collector)")
     args = ap.parse_args()
     records = load(args.log)
     if args.limit:
@@ -191,11 +192,12 @@ def main() -> None:
             from services.common.collector import freeze_startup_heap
 
             freeze_startup_heap()  # as `cityops service run` does once the service has started
-            from services.common.collector import freeze_batch_survivors
-            from services.common.settings import ServiceSettings
+            from services.common.collector import freeze_batch_survivors, freeze_batch_survivors_as_configured
 
-            every_s = args.gc_full_pass_every_s
-            freeze_batch_survivors(ServiceSettings().gc_full_pass_every_s if every_s is None else every_s)
+            if args.gc_full_pass_every_s is None:
+                freeze_batch_survivors_as_configured(p.settings for p in pipelines)  # as `cityops service run`
+            else:
+                freeze_batch_survivors(args.gc_full_pass_every_s)
         pauses = CollectorPauses()
         profiler = None
         if args.profile:
