@@ -13,7 +13,9 @@ full scans a measurable share of the CPU (docs/performance.md, "Stop 26"):
   its 24.8 s. Once `freeze_batch_survivors()` has switched it on (`cityops service run` does, from the settings'
   `gc_full_pass_every_s`: by default for the read side only), the pipeline calls `settle_after_batch()` after each batch it
   handled, which freezes what is alive then, in constant time, and once every that many seconds first unfreezes
-  and scans everything, which frees the reference cycles that formed among the frozen meanwhile;
+  and scans everything, which frees the reference cycles that formed among the frozen meanwhile (an idle process
+  keeps them until its next batch). The workflow steps hold little such state, and freezing their batches made them
+  spend more CPU per record in the whole hub (docs/performance.md, "Stop 36"), so they are not switched on;
 * a rebuild keeps tens of thousands of facts for its fold, and each full scan re-read all of them. Within
   `bulk_collection()` automatic collection is off; after each unit of work (a batch) the job calls `unit_done()`,
   which freezes what is alive, in constant time. Every `full_every` units one full pass frees whatever reference
