@@ -189,11 +189,13 @@ def main() -> None:
         configure_logging("WARNING", json=False)
         pipelines = pipelines_of(args.service, state)
         if not args.no_startup_freeze:
-            from services.common.collector import freeze_startup_heap
+            from services.common.collector import (
+                freeze_batch_survivors,
+                freeze_batch_survivors_as_configured,
+                freeze_startup_heap,
+            )
 
             freeze_startup_heap()  # as `cityops service run` does once the service has started
-            from services.common.collector import freeze_batch_survivors, freeze_batch_survivors_as_configured
-
             if args.gc_full_pass_every_s is None:
                 freeze_batch_survivors_as_configured(p.settings for p in pipelines)  # as `cityops service run`
             else:
