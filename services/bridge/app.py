@@ -73,7 +73,6 @@ def create_app(settings: BridgeSettings | None = None, *, broker: KafkaBroker | 
             async with pipeline.upkeep_running():
                 yield
         finally:
-            await pipeline.confirm_pending()  # the last batch's acknowledgements (`confirm_behind`)
             await pipeline.flush_outbox()  # confirmed outputs are not sent again at the next start
             await broker.stop()
             if server is not None:

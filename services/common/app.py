@@ -82,7 +82,6 @@ def build_service_app(
         stop.set()
         for task in tasks:
             await task
-        await pipeline.confirm_pending()  # the last batch's acknowledgements (`confirm_behind`), then its offsets
         await pipeline.committer.flush()  # a clean stop leaves no handled batch to be delivered again
         await pipeline.flush_outbox()  # nor confirmed outputs to be sent again at the next start
         for server in servers:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka.errors import (
@@ -116,44 +115,25 @@ def positions(records: Sequence[Any]) -> list[str]:
     return [f"{topic}[{partition}]@{min(offsets)}-{max(offsets)}" for (topic, partition), offsets in sorted(spans.items())]
 
 
-@dataclass
-class Sending:
-    """Outputs handed to the producer whose acknowledgements are not yet awaited (`start_sending`, `confirmed`)."""
-
-    count: int
-    pending: list[tuple[Output, Any]] = field(default_factory=list)
-    refused: list[tuple[Output, BaseException]] = field(default_factory=list)
-
-
 async def send_all(broker: Any, outputs: Sequence[Output]) -> list[tuple[Output, BaseException]]:
     """Send every output without waiting for each acknowledgement, then await them all. Returns the outputs
     the broker will never take, with why; raises the first transient error after every send has settled
     (what was confirmed stays confirmed; the rest is re-sent when the batch comes back)."""
-    return await confirmed(broker, await start_sending(broker, outputs))
-
-
-async def start_sending(broker: Any, outputs: Sequence[Output]) -> Sending:
-    """Hand every output to the producer, awaiting no acknowledgement: the first half of `send_all`."""
-    sending = Sending(len(outputs))
+    pending: list[tuple[Output, Any]] = []
+    refused: list[tuple[Output, BaseException]] = []
     for output in outputs:
         _, topic, rec = output
         try:
-            sending.pending.append((output, await broker.publish(rec.value, topic, key=rec.key,
-                                                                 headers=str_headers(rec.headers), no_confirm=True)))
+            pending.append((output, await broker.publish(rec.value, topic, key=rec.key, headers=str_headers(rec.headers),
+                                                         no_confirm=True)))
         except Exception as exc:  # the producer refuses some records before sending them (too large, no metadata)
             if not unpublishable(exc):
-                await _settle(sending.pending)
+                await _settle(pending)
                 raise
-            sending.refused.append((output, exc))
-    return sending
-
-
-async def confirmed(broker: Any, sending: Sending) -> list[tuple[Output, BaseException]]:
-    """Await the acknowledgements of what `start_sending` handed over: the second half of `send_all`."""
-    refused = list(sending.refused)
+            refused.append((output, exc))
     transient: BaseException | None = None
     too_large_in_flight: list[Output] = []
-    for (output, _), result in zip(sending.pending, await _settle(sending.pending), strict=True):
+    for (output, _), result in zip(pending, await _settle(pending), strict=True):
         if result is None:
             continue
         if too_large(result):

@@ -60,10 +60,9 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 
 # producer) to the handler's start, and its two parts: `poll` to the poll that returned the batch (the broker, the
 # fetch's gathering, the client's buffer while the previous batch was handled) and `dispatch` from that poll to the
 # handler (the framework, and the process's other tasks ahead on the event loop); then `decode`, `apply` (handlers
-# and the transaction with the outbox), `behind` (with `confirm_behind`: the wait for the batch before's
-# confirmation), `publish` (sent and every acknowledgement awaited), `commit` (the offsets).
+# and the transaction with the outbox), `publish` (sent and every acknowledgement awaited), `commit` (the offsets).
 # `cityops bench` reads them per step.
-STAGES = ("queue", "poll", "dispatch", "decode", "apply", "behind", "publish", "commit")
+STAGES = ("queue", "poll", "dispatch", "decode", "apply", "publish", "commit")
 
 # (topic, partition) -> the partition's high watermark (the offset the next record will get), or None if unknown.
 Highwater = Callable[[str, int], int | None]

@@ -7,9 +7,7 @@ One batch at a time (up to `batch_max_records`):
 3. in ONE database transaction, each new event is applied by the service's handler, and the
    event id plus the records it produced (the outbox) are stored; an event already applied is
    not applied again, its stored output is re-sent instead; dead letters are outbox rows too;
-4. every produced record is sent without waiting for each acknowledgement, then all are awaited (with
-   `confirm_behind`, in the background while the next batch is fetched and applied; that batch's outputs
-   are sent only once these are confirmed, and a failed confirmation is retried from the outbox);
+4. every produced record is sent without waiting for each acknowledgement, then all are awaited;
    an output the broker will never take (too large, no such topic, not authorised) dead-letters
    the event that produced it, with the reason, instead of failing the batch (delivery.py);
 5. only then are its offsets committed, in the background while the next batch is fetched
@@ -83,15 +81,12 @@ from .bookkeeping import (
 from .collector import settle_after_batch
 from .delivery import (
     OutputTooLarge,
-    Sending,
     backoff_s,
     check_size,
-    confirmed,
     dead_letter_refused,
     failure_kind,
     positions,
     send_all,
-    start_sending,
     stops_the_batch,
 )
 from .handler import (
@@ -164,7 +159,6 @@ class EventPipeline(Generic[Deps]):
         self._clear_now: tuple[asyncio.AbstractEventLoop, asyncio.Event] | None = None  # flush_outbox cuts the wait short
         self.stats = {"batches": 0, "applied": 0, "duplicates": 0, "dead_lettered": 0, "skipped": 0, "published": 0}
         self._failures = 0  # consecutive failed batches: the backoff before the next redelivery
-        self._behind: asyncio.Task[None] | None = None  # the last batch's confirmation (`confirm_behind`)
         self.committer = BackgroundCommitter(name, lambda seconds: self.metrics.stage(self.name, "commit", seconds))
 
     # ---------------------------------------------------------------- wiring
@@ -186,13 +180,12 @@ class EventPipeline(Generic[Deps]):
 
         @subscriber
         async def on_batch(message: KafkaMessage) -> None:
-            handled = next_positions(message.raw_message)
             try:
-                await self.handle_records(message.raw_message, highwater_of(message.consumer),
-                                          confirmed=lambda: self.committer.commit_soon(message.consumer, handled))
+                await self.handle_records(message.raw_message, highwater_of(message.consumer))
             except Exception:
                 await message.nack()  # rewinds to the batch's first records: redelivered after the backoff
                 raise
+            self.committer.commit_soon(message.consumer, next_positions(message.raw_message))
 
     def context(self, session: Session) -> HandlerContext[Deps]:
         return HandlerContext(session=session, now=self.clock, source=self.source, settings=self.settings,
@@ -200,14 +193,11 @@ class EventPipeline(Generic[Deps]):
 
     # ---------------------------------------------------------------- the loop
 
-    async def handle_records(self, records: Sequence[Any], highwater: Highwater | None = None,
-                             confirmed: Callable[[], None] | None = None) -> None:
-        """Handle one batch; `confirmed` (its offsets' commit) runs once the broker has confirmed every output.
-        With `confirm_behind` that happens in the background, while the next batch is fetched and applied."""
+    async def handle_records(self, records: Sequence[Any], highwater: Highwater | None = None) -> None:
         started, before = time.perf_counter(), dict(self.stats)
         self.metrics.batch_started(self.name, records, highwater)
         try:
-            await self._handle(records, started, confirmed)
+            await self._handle(records, started)
         except Exception as exc:
             self.metrics.batch_failed(self.name, time.perf_counter() - started)
             await self._pause_after(records, exc)
@@ -218,7 +208,7 @@ class EventPipeline(Generic[Deps]):
         self.metrics.batch_handled(self.name, records, highwater, time.perf_counter() - started, BatchCounts(
             self.stats["applied"] - before["applied"], dead, self.stats.get("parked", 0) - before.get("parked", 0)))
 
-    async def _handle(self, records: Sequence[Any], started: float, confirmed: Callable[[], None] | None) -> None:
+    async def _handle(self, records: Sequence[Any], started: float) -> None:
         """Handle one batch (see the module docstring)."""
         stage = self.metrics.stage
         stamps = [stamp for stamp in (getattr(r, "timestamp", None) for r in records) if isinstance(stamp, int) and stamp > 0]
@@ -230,81 +220,13 @@ class EventPipeline(Generic[Deps]):
         outputs, cause_ids, causes = await self._apply_where_cheapest(wanted, undecodable)
         applied = time.perf_counter()
         stage(self.name, "apply", applied - decoded)
-        if self.settings.confirm_behind:
-            await self._confirmation_behind()  # the batch before's outputs go first, confirmed
-            sending = await start_sending(self.broker, outputs)
-            self._behind = asyncio.create_task(self._confirm(sending, cause_ids, causes, applied, confirmed))
-        else:
-            await self._settle(await start_sending(self.broker, outputs), causes)
-            self._confirmed(cause_ids, applied, confirmed)
+        await self._publish(outputs, causes)
+        stage(self.name, "publish", time.perf_counter() - applied)
+        if cause_ids:
+            self._clear_later(cause_ids)
         self.stats["batches"] += 1
         log.debug("batch_handled", service=self.name, records=len(records), applied=len(wanted),
                   published=len(outputs), ms=round((time.perf_counter() - started) * 1000, 1))
-
-    def _confirmed(self, cause_ids: list[str], sent_at: float, then: Callable[[], None] | None) -> None:
-        self.metrics.stage(self.name, "publish", time.perf_counter() - sent_at)
-        if cause_ids:
-            self._clear_later(cause_ids)
-        if then is not None:
-            then()
-
-    # ---------------------------------------------------------------- confirming behind (`confirm_behind`)
-
-    async def _confirm(self, sending: Sending, cause_ids: list[str], causes: Causes, sent_at: float,
-                       then: Callable[[], None] | None) -> None:
-        """Await a batch's acknowledgements off its path. On a transient failure this is where the batch's retry
-        happens: what the outbox still holds for its events is sent again after the backoff, until confirmed,
-        and the next batch's outputs wait (their order behind this batch's is kept); its offsets are committed
-        only then, so a crash meanwhile redelivers the batch and its stored outputs are sent again."""
-        try:
-            await self._settle(sending, causes)
-        except Exception as exc:
-            await self._resend_until_confirmed(cause_ids, causes, exc)
-        self._confirmed(cause_ids, sent_at, then)
-
-    async def _resend_until_confirmed(self, cause_ids: list[str], causes: Causes, exc: Exception) -> None:
-        failures = 0
-        while True:
-            failures += 1
-            delay = backoff_s(failures, self.settings.retry_backoff_s, self.settings.retry_backoff_max_s)
-            log.error("outputs_not_confirmed", service=self.name, events=len(cause_ids), cause=failure_kind(exc),
-                      error=repr(exc), attempt=failures, retry_in_s=round(delay, 3))
-            self.metrics.failed.labels(self.name).inc()
-            await asyncio.sleep(delay)
-            try:
-                await self._publish(await asyncio.to_thread(self._stored_outputs_of, cause_ids), causes)
-                return
-            except Exception as again:
-                exc = again
-
-    def _stored_outputs_of(self, cause_ids: list[str]) -> Produced:
-        with Session(self.engine) as session:
-            rows = [row for chunk in range(0, len(cause_ids), 500)
-                    for row in session.execute(select(OutboxRecord).where(
-                        col(OutboxRecord.consumer) == self.name,
-                        col(OutboxRecord.cause_id).in_(cause_ids[chunk:chunk + 500]))).scalars().all()]
-            return [row_to_output(r) for r in rows]
-
-    async def _confirmation_behind(self) -> None:
-        """Wait until the batch before this one is confirmed (it never raises: it retries until it is)."""
-        task = self._behind  # kept until the next batch's replaces it: a stop meanwhile still finds it
-        if task is not None and not task.done():
-            waited = time.perf_counter()
-            await asyncio.wait({task})
-            self.metrics.stage(self.name, "behind", time.perf_counter() - waited)
-
-    async def confirm_pending(self, timeout_s: float = 10.0) -> None:
-        """At a stop: wait up to `timeout_s` for the last batch's confirmation, then give it up (its offsets stay
-        uncommitted and its outputs in the outbox: the next start sends them again)."""
-        task, self._behind = self._behind, None
-        if task is None or task.done():
-            return
-        _, running = await asyncio.wait({task}, timeout=timeout_s)
-        for late in running:
-            late.cancel()
-            log.warning("outputs_unconfirmed_at_stop", service=self.name)
-            with contextlib.suppress(asyncio.CancelledError):
-                await late
 
     def _time_the_wait(self, oldest: float, polled_at: float | None) -> None:
         """The batch's wait from its oldest record's timestamp: in all (`queue`), and split at the poll that
@@ -552,12 +474,8 @@ class EventPipeline(Generic[Deps]):
         """Send the outputs and await their confirmation; an output the broker will never take dead-letters its
         cause (the record in `causes`, else the output itself) through the outbox. Raises on a transient failure."""
         assert self.broker is not None, "subscribe() first"
-        await self._settle(await start_sending(self.broker, outputs), causes)
-
-    async def _settle(self, sending: Sending, causes: Causes | None = None) -> None:
-        """The second half of `_publish`: await what was handed to the producer."""
-        refused = await confirmed(self.broker, sending)
-        self.stats["published"] += sending.count - len(refused)
+        refused = await send_all(self.broker, outputs)
+        self.stats["published"] += len(outputs) - len(refused)
         if refused:
             letters = await asyncio.to_thread(dead_letter_refused, self.engine, self.name, refused, causes or {})
             self.stats["dead_lettered"] += len(letters)

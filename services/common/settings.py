@@ -78,11 +78,6 @@ class ServiceSettings(KafkaClientSettings):
     # Every record of a batch is sent before any acknowledgement is awaited, so they share produce requests
     # even at linger 0; a longer linger only delays the last one (same hop: p50 23.5 ms at 5 ms, 18.8 at 1).
     linger_ms: int = Field(default=1, ge=0, description="Producer linger: small batches of output records.")
-    # A batch's acknowledgements take 3-6 ms (acks=all) in which its consumer could fetch and apply the next batch.
-    # On: they are awaited in the background, the next batch is applied meanwhile, and its outputs are sent only
-    # once the batch before's are confirmed (pipeline.py `_confirm`), so outputs keep their order.
-    confirm_behind: bool = Field(default=False, description="Await a batch's publish acknowledgements while the next "
-                                 "batch is fetched and applied (its outputs are sent only after them).")
     # A batch this small is applied on the event loop when the store is SQLite (pipeline.py `_apply_where_cheapest`):
     # the hop to a worker thread cost more than the batch. 0: every batch in a worker thread.
     apply_on_loop_max_records: int = Field(default=8, ge=0, description="Batches of at most this many records are applied "

@@ -140,7 +140,6 @@ def create_app(settings: IntakeSettings | None = None, *, broker: KafkaBroker | 
                 yield
         finally:
             for pipeline in (channel, status):
-                await pipeline.confirm_pending()  # the last batch's acknowledgements (`confirm_behind`)
                 await pipeline.flush_outbox()  # confirmed outputs are not sent again at the next start
             await broker.stop()
             if server is not None:

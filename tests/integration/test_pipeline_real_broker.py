@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from sqlmodel import Session, select
 
 from contracts import codec
@@ -97,9 +97,9 @@ def _encoded(envelope: Envelope) -> tuple[bytes, bytes, list]:
     return rec.value, rec.key, rec.headers
 
 
-def _registrar(bootstrap: str, unique: str, engine: Any, src: str, out: str, **more: Any) -> tuple[Any, EventPipeline]:
+def _registrar(bootstrap: str, unique: str, engine: Any, src: str, out: str) -> tuple[Any, EventPipeline]:
     """A broker and the `_register` pipeline from `src` to `out`, subscribed, not started."""
-    settings = ServiceSettings(kafka_bootstrap=bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50, **more)
+    settings = ServiceSettings(kafka_bootstrap=bootstrap, consumer_group=f"g-{unique}", batch_timeout_ms=50)
     broker = make_broker(settings)
     spec = HandlerSpec(topics=[src], event_types=[ev.TicketSubmitted.event_type], deps=out, handle=_register)
     pipeline = EventPipeline(name="registrar", settings=settings, engine=engine, spec=spec)
@@ -147,29 +147,6 @@ async def test_redelivered_events_change_nothing_and_resend_the_same_ids(kafka_b
     ids = [dict(r.headers)["ce_id"] for r in outputs]
     # Duplicates are re-sent only while still in the outbox; whatever was sent carries derived ids.
     assert len(set(ids)) == 5 and pipeline.stats["applied"] == 5 and pipeline.stats["duplicates"] == 5
-
-
-async def test_confirmed_behind_every_output_comes_in_order_once_and_the_offsets_follow_the_confirmations(
-        kafka_bootstrap, unique, tmp_path):
-    """`confirm_behind` on a real broker, in batches of at most 7: each batch's acknowledgements awaited while the
-    next is applied. The outputs come in the inputs' order, none twice, and the committed position is the end."""
-    src, out, engine = await _topics_and_store(kafka_bootstrap, unique, tmp_path)
-    events = [_submitted(f"complaint {i}", f"T-{i}") for i in range(120)]
-    await _produce(kafka_bootstrap, src, [_encoded(e) for e in events])
-    broker, pipeline = _registrar(kafka_bootstrap, unique, engine, src, out, confirm_behind=True, batch_max_records=7)
-    async with broker:
-        await broker.start()
-        outputs = await read_all(kafka_bootstrap, out, 120)
-        await pipeline.confirm_pending()
-        await pipeline.committer.flush()
-    assert [codec.decode(r.key, r.value, r.headers).data.ticket.text for r in outputs] == [f"complaint {i}" for i in range(120)]
-    assert pipeline.stats["batches"] >= 120 // 7 and pipeline.stats["published"] == 120
-    consumer = AIOKafkaConsumer(**kafka_access(kafka_bootstrap).options, group_id=f"g-{unique}", enable_auto_commit=False)
-    await consumer.start()
-    try:
-        assert await consumer.committed(TopicPartition(src, 0)) == 120
-    finally:
-        await consumer.stop()
 
 
 async def test_a_record_with_binary_header_bytes_is_dead_lettered_not_stuck(kafka_bootstrap, unique, tmp_path):
