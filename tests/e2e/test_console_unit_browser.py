@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -36,6 +35,7 @@ from services.console.settings import ConsoleSettings
 from tests.harness import browser
 from tests.harness.auth import TEST_KEY, token, verifier
 from tests.harness.bridge import GRID, assigned, consultation
+from tests.harness.ports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.kafka]
 
@@ -65,17 +65,12 @@ def _consultation(ticket_id: str, at: datetime) -> Any:
     return envelope.model_copy(update={"data": data})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class Served:
     """An ASGI app served by uvicorn on its own thread and event loop (the browser test itself is synchronous)."""
 
     def __init__(self, app: Any) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -12,8 +12,8 @@ import sys
 from sqlalchemy import create_engine, text
 
 from services.common.settings import REPO_ROOT
+from tests.harness.ports import free_port, free_port_pair
 from tests.integration.pg import postgres_server  # noqa: F401
-from tools.kafka import find_free_ports
 
 
 def _databases(admin_url: str) -> set[str]:
@@ -26,8 +26,7 @@ def _databases(admin_url: str) -> set[str]:
 
 
 def test_quick_run_rebuilds_into_postgresql_too(tmp_path, postgres_server):  # noqa: F811
-    kafka_port = find_free_ports(2, 59000, 59999)
-    http_port = find_free_ports(1, 58000, 58999)
+    kafka_port, http_port = free_port_pair(), free_port()
     out = tmp_path / "bench.json"
     before = _databases(postgres_server.admin_url)
     proc = subprocess.run(

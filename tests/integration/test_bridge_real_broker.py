@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from unittest import mock
@@ -25,14 +24,10 @@ from services.bridge.settings import BridgeSettings
 from services.common.auth import Principal, Role, mint_token
 from services.common.kafka import ensure_topics, kafka_access
 from tests.harness.bridge import assigned
+from tests.harness.ports import free_port
 
 KEY = "integration-bridge-key-" + "x" * 32
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _auth(unit: str) -> dict[str, str]:
@@ -71,7 +66,7 @@ async def test_a_unit_completes_its_task_over_http_and_another_unit_is_refused(k
                               db_url=f"sqlite:///{tmp_path / 'bridge.db'}", state_dir=tmp_path)
     with mock.patch.dict(os.environ, {"CITYOPS_AUTH_KEY": KEY}):
         app = create_app(settings)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     try:
@@ -137,7 +132,7 @@ async def test_a_grid_gets_its_own_tasks_from_the_shared_area_topic_and_skips_th
         app = create_app(settings)
     pipeline = app.state.pipelines["bridge"]
     assert AREA_TASKS.name in pipeline.topics and not any(t.startswith("cityops.unit.") for t in pipeline.topics)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import socket
 import threading
 from datetime import UTC, datetime
 from typing import Any
@@ -23,16 +22,12 @@ from services.common.kafka import ensure_topics, kafka_access
 from services.common.metrics import STAGES
 from services.common.pipeline import HandlerSpec
 from services.common.settings import ServiceSettings
+from tests.harness.ports import free_port
 from tools.bench import stages
 from tools.status_cli import fetch_metrics, hub_status, pid_alive, sums, write_process_table
 
 pytestmark = pytest.mark.kafka
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 async def _scrape_until(url: str, wanted: Any, timeout: float = 30.0) -> dict[str, float]:
@@ -68,7 +63,7 @@ async def test_a_running_services_endpoint_reports_its_lag(kafka_bootstrap, uniq
     finally:
         await producer.stop()
 
-    port = _free_port()
+    port = free_port()
     # The held batch waits in a worker thread, as every batch on PostgreSQL and every larger one does. A small batch
     # on SQLite is applied on the event loop (apply_on_loop_max_records): held there, it would hold this test's own
     # scrapes, and the consumer's heartbeats, until the hold timed out.

@@ -4,7 +4,6 @@ request through intake's HTTP API (served for the test), not by writing a step t
 from __future__ import annotations
 
 import asyncio
-import socket
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,12 +23,7 @@ from services.intake.models import TicketStatus
 from services.units.app import create_app
 from services.units.settings import UnitSettings
 from tests.harness.auth import token, verifier
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.harness.ports import free_port
 
 
 async def _records_of(bootstrap: str, topic: str, key: bytes) -> list[Any]:
@@ -57,7 +51,7 @@ async def test_the_simulated_callback_operator_goes_through_intake(kafka_bootstr
     create_tables(intake_engine, [TicketStatus.__table__])
     with Session(intake_engine) as s, s.begin():
         s.add(TicketStatus(ticket_id=ticket_id, status="awaiting-callback", requested_at=now, updated_at=now))
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(build_api(publish=publish, engine=intake_engine, catalogue=load_catalogue(),
                                                      now=lambda: now, verifier=verifier()),
                                            host="127.0.0.1", port=port, log_level="warning", lifespan="off"))

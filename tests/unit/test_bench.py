@@ -16,9 +16,9 @@ import typer
 from aiokafka.structs import OffsetAndMetadata, TopicPartition
 
 from services.common.settings import REPO_ROOT
+from tests.harness.ports import free_port, free_port_pair
 from tools import bench
 from tools.bench.kafka_io import hub_lag
-from tools.kafka import find_free_ports
 
 
 def test_percentiles_are_nearest_rank():
@@ -187,8 +187,7 @@ async def test_hub_lag_counts_each_hub_group_behind_the_end_of_its_partitions():
 
 
 def test_quick_run_writes_the_figures(tmp_path):
-    kafka_port = find_free_ports(2, 59000, 59999)
-    http_port = find_free_ports(1, 58000, 58999)
+    kafka_port, http_port = free_port_pair(), free_port()
     out = tmp_path / "bench.json"
     proc = subprocess.run(
         [sys.executable, "-m", "tools.bench", "--quick", "--kafka-port", str(kafka_port), "--http-port", str(http_port),

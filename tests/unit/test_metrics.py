@@ -22,6 +22,7 @@ from services.common.pipeline import Emit, EventPipeline, HandlerSpec, NotYet
 from services.common.settings import ServiceSettings
 from services.common.store import create_tables, make_engine
 from tests.harness.pipeline import CapturingBroker, Clock, Record, record_of, start
+from tests.harness.ports import free_port
 
 SOURCE, OUTPUT = "test.metrics.in", "test.metrics.out"
 
@@ -169,17 +170,12 @@ def test_sla_reports_the_timers_that_are_due(tmp_path: Path) -> None:
     assert due() == 0
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_the_metrics_port_serves_the_registry_without_a_token(tmp_path: Path) -> None:
     pipeline, _ = _pipeline(tmp_path)
     asyncio.run(pipeline.handle_records([_submitted("T-1")], lambda t, p: 3))
     assert serve_metrics(pipeline.metrics, ServiceSettings(metrics_port=0)) is None  # 0: no endpoint
-    port = _free_port()
+    port = free_port()
     server = serve_metrics(pipeline.metrics, ServiceSettings(metrics_port=port))
     assert server is not None
     try:
@@ -193,7 +189,6 @@ def test_the_metrics_port_serves_the_registry_without_a_token(tmp_path: Path) ->
 
 
 def test_a_metrics_port_already_taken_costs_the_endpoint_not_the_service() -> None:
-    import socket
 
     from services.common.metrics import MetricsServer, ServiceMetrics
 

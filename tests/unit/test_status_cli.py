@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 from typer.testing import CliRunner
 
 from services.common.metrics import BatchCounts, ServiceMetrics, serve_metrics
 from services.common.settings import ServiceSettings
+from tests.harness.ports import free_port
 from tools.status_cli import ProcessStatus, hub_status, read_process_table, render, status, write_process_table
 
 DEAD_PID = 2**22 + 12345  # above the kernel's pid_max default: no process has it
@@ -67,23 +67,18 @@ def test_the_table_names_what_is_down_and_sums_the_hub() -> None:
     assert lines[-1] == "2/3 up | lag 7 | dead-lettered 1 | parked 2 | outbox 4 | DOWN: triage"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 def test_the_command_reads_a_real_endpoint_and_fails_when_a_process_is_down(tmp_path: Path) -> None:
     metrics = ServiceMetrics()
     metrics.batch_handled("archiver", [_R("cityops.intake.v1", 0, 41)], lambda t, p: 50, 0.01, BatchCounts(applied=1))
-    port = _free_port()
+    port = free_port()
     server = serve_metrics(metrics, ServiceSettings(metrics_port=port))
     assert server is not None
     runner = CliRunner()
     try:
         write_process_table(tmp_path, "", {"archiver": (os.getpid(), port)})
         ok = runner.invoke(_app(), ["--state-dir", str(tmp_path), "--json"])
-        write_process_table(tmp_path, "", {"archiver": (os.getpid(), port), "act": (DEAD_PID, _free_port())})
+        write_process_table(tmp_path, "", {"archiver": (os.getpid(), port), "act": (DEAD_PID, free_port())})
         down = runner.invoke(_app(), ["--state-dir", str(tmp_path)])
     finally:
         server.stop()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,7 +122,7 @@ class BenchHub:
 
 
 def free_port() -> int:
-    """A port nothing listens on now (the OS's choice), for a process about to bind it."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A port nothing listens on now, for a process about to bind it."""
+    from tools.kafka import free_listen_port
+
+    return free_listen_port()

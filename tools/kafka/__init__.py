@@ -20,6 +20,7 @@ from tools.kafka.probe import (
     NodeStatus,
     broker_ids_seen_by,
     find_free_ports,
+    free_listen_port,
     new_cluster_id,
     port_is_free,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "broker_ids_seen_by",
     "fetch_kafka",
     "find_free_ports",
+    "free_listen_port",
     "java_executable",
     "new_cluster_id",
     "port_is_free",

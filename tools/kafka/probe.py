@@ -54,6 +54,18 @@ def find_free_ports(count: int, low: int = 29000, high: int = 29999) -> int:
     raise KafkaLocalError(f"no {count} consecutive free ports in {low}-{high}")
 
 
+# For a server a test or the bench starts on a port it picks: below Linux's ephemeral range (32768-60999),
+# where a port found free can still be taken by an outgoing connection (a Kafka client's, PostgreSQL's)
+# before the server binds it ("address already in use" failed a CI run at 58464). Clear of the local-Kafka
+# tests' 29000-29999 and of the fixed ports (19092, 25432, 27080, 27092).
+LISTEN_PORTS = (30000, 32767)
+
+
+def free_listen_port(count: int = 1) -> int:
+    """The first of `count` consecutive free ports in LISTEN_PORTS."""
+    return find_free_ports(count, *LISTEN_PORTS)
+
+
 def process_is_alive(pid: int) -> bool:
     # A zombie keeps its /proc entry but is dead for our purposes. While a multi-threaded JVM
     # exits, its main thread already shows "Z" while other threads still run, so every thread
