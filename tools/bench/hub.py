@@ -77,12 +77,13 @@ class BenchHub:
         """Start every service; `city_env` puts them on another city (tools/bench/city.py), logging to its own
         `logs` folder (a start is read from the log: an earlier hub's lines must not be in it)."""
         self.service_state.mkdir(parents=True, exist_ok=True)
+        from tools.kafka import free_listen_port
         from tools.packed import parse_groups, process_plan
 
         env = {**self.env(), **(city_env or {})}
         self.supervisor = Supervisor(self.config.state_dir / logs, env=env, kafka_env=self.kafka.client_env)
         for members in process_plan(self.service_names(), parse_groups(self.config.groups)):
-            ports = {name: free_port() for name in members}
+            ports = {name: free_listen_port() for name in members}
             self.metrics_ports.update(ports)
             if len(members) > 1:
                 self.supervisor.start_packed(members, env={n: {"CITYOPS_METRICS_PORT": str(p)} for n, p in ports.items()})
@@ -119,10 +120,3 @@ class BenchHub:
 
     def log_tail(self, name: str, lines: int = 20) -> str:
         return self.supervisor.log_tail(name, lines) if self.supervisor else ""
-
-
-def free_port() -> int:
-    """A port nothing listens on now, for a process about to bind it."""
-    from tools.kafka import free_listen_port
-
-    return free_listen_port()
