@@ -32,6 +32,17 @@ def next_positions(records: Sequence[Any]) -> dict[TopicPartition, int]:
     return out
 
 
+def oldest_stamp_by_topic(records: Sequence[Any]) -> dict[str, int]:
+    """Per topic, the batch's oldest record timestamp (ms, set by its producer); topics whose records carry none
+    (a replay's, a test's: 0 or missing) are left out."""
+    out: dict[str, int] = {}
+    for r in records:
+        stamp = getattr(r, "timestamp", None)
+        if isinstance(stamp, int) and stamp > 0 and stamp < out.get(r.topic, stamp + 1):
+            out[r.topic] = stamp
+    return out
+
+
 def in_time_order(records: Sequence[Any]) -> Sequence[Any]:
     """The batch's records with its partitions interleaved by record timestamp, each partition's own order kept.
 

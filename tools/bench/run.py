@@ -82,6 +82,12 @@ async def settled_hub(lags: LagWatch, cfg: BenchConfig, say: Any, before: str) -
     return waited
 
 
+async def stage_breakdown(hub: BenchHub, before: stages.Scrape) -> dict[str, Any]:
+    """Where the consumers' batches spent a phase (since the scrape `before`): per stage, and the wait per topic read."""
+    diff = stages.difference(await stages.scrape(hub.metrics_ports), before)
+    return {"stages": stages.summary(diff), "topic_waits": stages.topic_summary(diff)}
+
+
 async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> None:
     from services.common.kafka import ensure_topics
     from services.common.logs import configure_logging
@@ -182,7 +188,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
         with memory:
             res.phases["latency"] = await latency_phase(hub, watcher, subs, linger_ms, cfg)
         res.phases["latency"]["steps"] = await hop_breakdown(hub.bootstrap, subs)
-        res.phases["latency"]["stages"] = stages.summary(stages.difference(await stages.scrape(hub.metrics_ports), before))
+        res.phases["latency"].update(await stage_breakdown(hub, before))
         peaks = memory.peaks()
         res.processes["memory_at_fixed_load"] = {
             "offered_per_s": cfg.rate, "peak_bytes": peaks, "sum_of_peaks_bytes": sum(peaks.values()),
@@ -205,7 +211,7 @@ async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> 
                                      **await latency_phase(hub, watcher, subs, linger_ms, cfg),
                                      "steps": await hop_breakdown(hub.bootstrap, subs),
                                      "raw_hop_meanwhile": await probe_result(probe)}
-        res.phases["latency_low"]["stages"] = stages.summary(stages.difference(await stages.scrape(hub.metrics_ports), before))
+        res.phases["latency_low"].update(await stage_breakdown(hub, before))
         lat = res.phases["latency_low"]["intake_to_assignment_seen"]
         steps = res.phases["latency_low"]["steps"]
         say(f"  p50 {lat['p50_ms']} ms, p95 {lat['p95_ms']} ms, p99 {lat['p99_ms']} ms; p50 by step: "
