@@ -13,7 +13,7 @@ so tests can build many services in one process, and serves it:
 
 Metric names (every one labelled with the pipeline's `consumer` name):
 `cityops_consumer_lag{topic,partition}`, `cityops_batch_seconds` (histogram), `cityops_stage_seconds{stage}`
-(histogram, STAGES), `cityops_topic_wait_seconds{topic,stage}` (histogram, TOPIC_STAGES),
+(histogram, STAGES), `cityops_record_wait_seconds{topic}` (histogram),
 `cityops_batches_failed_total`, `cityops_records_read_total`, `cityops_records_applied_total`, `cityops_records_dead_lettered_total`,
 `cityops_records_parked_total`, `cityops_parked_events`, `cityops_outbox_records`, and the service's own
 store gauges (sla: `cityops_timers_due`).
@@ -63,9 +63,6 @@ STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 
 # and the transaction with the outbox), `publish` (sent and every acknowledgement awaited), `commit` (the offsets).
 # `cityops bench` reads them per step.
 STAGES = ("queue", "poll", "dispatch", "decode", "apply", "publish", "commit")
-# The same wait per topic a batch read (`queue` and `poll`, from that topic's oldest record in the batch): for a
-# consumer of several topics, the wait of the records a ticket's next step depends on.
-TOPIC_STAGES = ("queue", "poll")
 
 # (topic, partition) -> the partition's high watermark (the offset the next record will get), or None if unknown.
 Highwater = Callable[[str, int], int | None]
@@ -93,10 +90,9 @@ class ServiceMetrics:
                                        ["consumer"], buckets=BATCH_BUCKETS, registry=r)
         self.stage_seconds = Histogram("cityops_stage_seconds", "Time of one batch in each stage: " + ", ".join(STAGES) + ".",
                                        ["consumer", "stage"], buckets=STAGE_BUCKETS, registry=r)
-        self.topic_wait_seconds = Histogram(
-            "cityops_topic_wait_seconds", "Per topic a batch read, the wait of its oldest record of that topic: "
-            + ", ".join(TOPIC_STAGES) + " (as in cityops_stage_seconds).",
-            ["consumer", "topic", "stage"], buckets=STAGE_BUCKETS, registry=r)
+        self.record_wait_seconds = Histogram(
+            "cityops_record_wait_seconds", "Each record's wait, by topic, from its timestamp to the poll that returned it "
+            "(to its batch's handler when that moment is unknown).", ["consumer", "topic"], buckets=STAGE_BUCKETS, registry=r)
         self.failed = Counter("cityops_batches_failed", "Batches that raised (redelivered).", ["consumer"], registry=r)
         self.applied = Counter("cityops_records_applied", "Events applied.", ["consumer"], registry=r)
         self.read = Counter("cityops_records_read", "Records fetched, those of event types the consumer skips undecoded "
@@ -127,8 +123,13 @@ class ServiceMetrics:
     def stage(self, consumer: str, stage: str, seconds: float) -> None:
         self.stage_seconds.labels(consumer, stage).observe(max(0.0, seconds))  # clocks of two processes: never below 0
 
-    def topic_wait(self, consumer: str, topic: str, stage: str, seconds: float) -> None:
-        self.topic_wait_seconds.labels(consumer, topic, stage).observe(max(0.0, seconds))
+    def record_waits(self, consumer: str, stamps_by_topic: Mapping[str, Sequence[int]], until: float) -> None:
+        """Each record's wait from its timestamp (ms) to `until` (epoch seconds), by topic: one observation per record
+        (about 1 µs each), the one per-record cost of the metrics."""
+        for topic, stamps in stamps_by_topic.items():
+            observe = self.record_wait_seconds.labels(consumer, topic).observe
+            for stamp in stamps:
+                observe(max(0.0, until - stamp / 1000))  # clocks of two processes: never below 0
 
     def batch_failed(self, consumer: str, seconds: float) -> None:
         self.batch_seconds.labels(consumer).observe(seconds)

@@ -32,14 +32,14 @@ def next_positions(records: Sequence[Any]) -> dict[TopicPartition, int]:
     return out
 
 
-def oldest_stamp_by_topic(records: Sequence[Any]) -> dict[str, int]:
-    """Per topic, the batch's oldest record timestamp (ms, set by its producer); topics whose records carry none
+def stamps_by_topic(records: Sequence[Any]) -> dict[str, list[int]]:
+    """Per topic, the timestamps (ms, set by their producers) of the batch's records; records that carry none
     (a replay's, a test's: 0 or missing) are left out."""
-    out: dict[str, int] = {}
+    out: dict[str, list[int]] = {}
     for r in records:
         stamp = getattr(r, "timestamp", None)
-        if isinstance(stamp, int) and stamp > 0 and stamp < out.get(r.topic, stamp + 1):
-            out[r.topic] = stamp
+        if isinstance(stamp, int) and stamp > 0:
+            out.setdefault(r.topic, []).append(stamp)
     return out
 
 

@@ -109,7 +109,7 @@ from .handler import (
 from .kafka import fetch_pacing, lenient_batch_parser, poll_without_naps
 from .logs import bound_event, get_logger
 from .metrics import BatchCounts, Highwater, ServiceMetrics, highwater_of
-from .offsets import BackgroundCommitter, in_time_order, next_positions, oldest_stamp_by_topic
+from .offsets import BackgroundCommitter, in_time_order, next_positions, stamps_by_topic
 from .settings import ServiceSettings
 from .store import OutboxRecord, ParkedEvent, lock_tickets, short_write, write_lock
 from .upkeep import expire_parked, prune_applied_ids
@@ -211,9 +211,9 @@ class EventPipeline(Generic[Deps]):
     async def _handle(self, records: Sequence[Any], started: float) -> None:
         """Handle one batch (see the module docstring)."""
         stage = self.metrics.stage
-        oldest = oldest_stamp_by_topic(records)
-        if oldest:  # records from the broker; a replay's or a test's may have none
-            self._time_the_wait(oldest, getattr(records, "polled_at", None))
+        stamps = stamps_by_topic(records)
+        if stamps:  # records from the broker; a replay's or a test's may have none
+            self._time_the_wait(stamps, getattr(records, "polled_at", None))
         wanted, undecodable = self._decode_wanted(in_time_order(records))
         decoded = time.perf_counter()
         stage(self.name, "decode", decoded - started)
@@ -228,21 +228,19 @@ class EventPipeline(Generic[Deps]):
         log.debug("batch_handled", service=self.name, records=len(records), applied=len(wanted),
                   published=len(outputs), ms=round((time.perf_counter() - started) * 1000, 1))
 
-    def _time_the_wait(self, oldest_by_topic: dict[str, int], polled_at: float | None) -> None:
+    def _time_the_wait(self, stamps: dict[str, list[int]], polled_at: float | None) -> None:
         """The batch's wait from its oldest record's timestamp: in all (`queue`), and split at the poll that
-        returned it when the subscriber noted that moment (kafka.py `PolledRecords`). The same per topic read
-        (`topic_wait`): a consumer of several topics handles many batches without the record a ticket's next
-        step waits for, and the per-batch figures weigh those as much as the ones that carry it."""
+        returned it when the subscriber noted that moment (kafka.py `PolledRecords`). Then each record's own wait to
+        that poll, by topic (`record_waits`): the per-batch figures weigh a batch of one record as much as one of
+        fifty, while the batches that waited longest carry the most records, and a consumer of several topics
+        handles many batches without the record a ticket's next step waits for."""
         now = time.time()
-        oldest = min(oldest_by_topic.values()) / 1000
+        oldest = min(min(topic_stamps) for topic_stamps in stamps.values()) / 1000
         self.metrics.stage(self.name, "queue", now - oldest)
         if polled_at is not None:
             self.metrics.stage(self.name, "poll", polled_at - oldest)
             self.metrics.stage(self.name, "dispatch", now - polled_at)
-        for topic, stamp in oldest_by_topic.items():
-            self.metrics.topic_wait(self.name, topic, "queue", now - stamp / 1000)
-            if polled_at is not None:
-                self.metrics.topic_wait(self.name, topic, "poll", polled_at - stamp / 1000)
+        self.metrics.record_waits(self.name, stamps, now if polled_at is None else polled_at)
 
     async def _apply_where_cheapest(self, wanted: list[tuple[Any, Envelope[Any]]],
                                     undecodable: list[tuple[Any, str]]) -> tuple[Produced, list[str], Causes]:

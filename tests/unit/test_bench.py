@@ -127,17 +127,16 @@ def test_below_saturation_the_table_shows_each_steps_p50_and_where_its_batches_s
     assert rows["  step discover p50 (input -> output record)"]["reference"] == "raw hop p50 (x)"  # no hop meanwhile
 
 
-def test_below_saturation_the_table_shows_each_steps_wait_per_topic_it_reads():
+def test_below_saturation_the_table_shows_each_steps_record_wait_by_topic_it_reads():
     res = _result()
     res.phases["latency_low"] = {
         "offered_per_s": 20.0, "intake_to_assignment_seen": {"p50_ms": 60.0, "p99_ms": 300.0},
-        "topic_waits": {"act": {"cityops.triage.v1": {"queue": {"batches": 40, "p50_ms": 31.5, "p99_ms": 90.0},
-                                                      "poll": {"batches": 40, "p50_ms": 28.0, "p99_ms": 80.0}},
-                                "cityops.tickets.v1": {"queue": {"batches": 70, "p50_ms": 12.0, "p99_ms": 50.0}}},
-                        "sla": {"cityops.triage.v1": {"queue": {"batches": 9, "p50_ms": 1.0, "p99_ms": 2.0}}}}}
+        "record_waits": {"act": {"cityops.triage.v1": {"records": 400, "p50_ms": 31.5, "p99_ms": 90.0},
+                                 "cityops.tickets.v1": {"records": 700, "p50_ms": 12.0, "p99_ms": None}},
+                         "sla": {"cityops.triage.v1": {"records": 9, "p50_ms": 1.0, "p99_ms": 2.0}}}}
     rows = {r["figure"]: r for r in bench.build_table(res)}
-    assert rows["  act p50 wait by topic read: queue / poll (batches)"]["value"] == "triage 31.5 / 28 (40), tickets 12 / - (70)"
-    assert rows["  act p99 wait by topic read: queue / poll (batches)"]["value"] == "triage 90 / 80 (40), tickets 50 / - (70)"
+    assert rows["  act p50 record wait to its poll, by topic (records)"]["value"] == "triage 31.5 (400), tickets 12 (700)"
+    assert rows["  act p99 record wait to its poll, by topic (records)"]["value"] == "triage 90 (400), tickets - (700)"
     assert not [f for f in rows if f.startswith("  sla") and "by topic" in f]  # the workflow's steps only
 
 

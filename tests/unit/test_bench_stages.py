@@ -35,20 +35,16 @@ def test_quantiles_of_an_empty_histogram_and_beyond_the_last_bound() -> None:
     assert stages.quantile(0.99, {0.01: 1.0, 30.0: 1.0, float("inf"): 5.0}) == 30.0  # all we know: above 30 s
 
 
-def test_the_wait_per_topic_is_read_per_consumer_and_topic_from_its_own_metric() -> None:
+def test_the_records_waits_are_read_per_consumer_and_topic_from_their_own_metric() -> None:
     metrics = ServiceMetrics(CollectorRegistry())
-    metrics.topic_wait("act", "cityops.triage.v1", "queue", 1.0)  # an earlier phase
-    before = stages.parse(_text(metrics), stages.TOPIC_METRIC)
-    for _ in range(10):
-        metrics.topic_wait("act", "cityops.triage.v1", "queue", 0.004)
-        metrics.topic_wait("act", "cityops.triage.v1", "poll", 0.001)
-    metrics.topic_wait("act", "cityops.tickets.v1", "queue", 0.04)
-    metrics.stage("act", "queue", 0.04)  # the per-stage metric is not a topic's
-    diff = stages.difference(stages.parse(_text(metrics), stages.TOPIC_METRIC), before)
-    got = stages.topic_summary(diff)
+    metrics.record_waits("act", {"cityops.triage.v1": [1_000]}, 2.0)  # an earlier phase: 1 s
+    before = stages.parse(_text(metrics), stages.RECORD_METRIC)
+    metrics.record_waits("act", {"cityops.triage.v1": [1_000] * 9 + [1_000 - 40], "cityops.tickets.v1": [1_000]}, 1.004)
+    metrics.stage("act", "queue", 0.04)  # the per-stage metric is not a record's
+    diff = stages.difference(stages.parse(_text(metrics), stages.RECORD_METRIC), before)
+    got = stages.record_summary(diff)
     assert set(got) == {"act"} and set(got["act"]) == {"cityops.triage.v1", "cityops.tickets.v1"}
     triage = got["act"]["cityops.triage.v1"]
-    assert triage["queue"]["batches"] == 10 and 2 < triage["queue"]["p50_ms"] <= 5
-    assert triage["poll"]["batches"] == 10 and 0.5 < triage["poll"]["p50_ms"] <= 1
-    assert list(got["act"]["cityops.tickets.v1"]) == ["queue"]  # only what was observed
-    assert stages.summary(diff) == {}  # no per-stage keys in the topic metric's scrape
+    assert triage["records"] == 10 and 2 < triage["p50_ms"] <= 5 and 30 < triage["p99_ms"] <= 50  # 4 ms, one of 44
+    assert got["act"]["cityops.tickets.v1"]["records"] == 1
+    assert stages.summary(diff) == {}  # no per-stage keys in the records' metric's scrape

@@ -118,7 +118,7 @@ def test_a_polled_batch_splits_its_wait_at_the_poll_that_returned_it(tmp_path: P
     assert abs(value(m, "cityops_stage_seconds_sum", stage="queue") - (in_poll + dispatch)) < 0.05
 
 
-def test_a_batch_of_several_topics_reports_the_wait_of_each_topics_oldest_record(tmp_path: Path) -> None:
+def test_each_record_reports_its_own_wait_until_the_poll_by_topic(tmp_path: Path) -> None:
     from services.common.kafka import PolledRecords
 
     pipeline, _ = _pipeline(tmp_path)
@@ -126,15 +126,18 @@ def test_a_batch_of_several_topics_reports_the_wait_of_each_topics_oldest_record
     old, recent = (dataclasses.replace(_submitted(f"T-{i}", offset=i), timestamp=now_ms - ago) for i, ago in ((0, 4_000), (1, 1_000)))
     other = dataclasses.replace(_submitted("T-2", offset=0), topic="test.metrics.other", timestamp=now_ms - 2_000)
     polled = PolledRecords([recent, other, old])
-    polled.polled_at -= 0.5
+    polled.polled_at -= 0.5  # the poll returned them half a second before the handler started
     asyncio.run(pipeline.handle_records(polled))
     m = pipeline.metrics
-    waits = {(topic, stage): value(m, "cityops_topic_wait_seconds_sum", topic=topic, stage=stage)
-             for topic in (SOURCE, "test.metrics.other") for stage in ("queue", "poll")}
-    assert 4.0 <= waits[(SOURCE, "queue")] < 4.5 and 3.5 <= waits[(SOURCE, "poll")] < 4.0  # its oldest, 4 s
-    assert 2.0 <= waits[("test.metrics.other", "queue")] < 2.5 and 1.5 <= waits[("test.metrics.other", "poll")] < 2.0
-    assert value(m, "cityops_topic_wait_seconds_count", topic=SOURCE, stage="queue") == 1  # once per batch, not per record
-    assert abs(value(m, "cityops_stage_seconds_sum", stage="queue") - waits[(SOURCE, "queue")]) < 0.05  # the batch's oldest
+
+    def waited(topic: str, name: str = "sum") -> float | None:
+        return value(m, f"cityops_record_wait_seconds_{name}", topic=topic)
+
+    assert waited(SOURCE, "count") == 2 and waited("test.metrics.other", "count") == 1  # one per record, not per batch
+    assert 3.5 + 0.5 <= waited(SOURCE) < 4.0 + 0.6  # 3.5 s and 0.5 s until the poll, not until the handler
+    assert 1.5 <= waited("test.metrics.other") < 1.6
+    buckets = {le: value(m, "cityops_record_wait_seconds_bucket", topic=SOURCE, le=le) for le in ("1.0", "5.0")}
+    assert buckets == {"1.0": 1, "5.0": 2}  # each record in its own bucket: the recent one under a second
 
 
 def test_a_failing_batch_shows_as_lag_that_stays_and_an_outbox_that_fills(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 from aiokafka.structs import TopicPartition
 
-from services.common.offsets import BackgroundCommitter, in_time_order, next_positions, oldest_stamp_by_topic
+from services.common.offsets import BackgroundCommitter, in_time_order, next_positions, stamps_by_topic
 
 
 class SlowConsumer:
@@ -63,11 +63,11 @@ def test_records_without_a_time_or_with_the_same_time_keep_the_fetchs_order():
     assert in_time_order(single) is single
 
 
-def test_each_topics_oldest_record_time_across_its_partitions_records_without_one_left_out():
+def test_each_topics_record_times_across_its_partitions_records_without_one_left_out():
     batch = (stamped("a", 0, (1, 300), (2, 250)) + stamped("b", 0, (7, 900)) + stamped("a", 1, (4, 280), (5, 120))
              + stamped("c", 0, (1, 0), (2, None)))
-    assert oldest_stamp_by_topic(batch) == {"a": 120, "b": 900}
-    assert oldest_stamp_by_topic(records("a", 0, 1, 2)) == {}  # no timestamps at all (a replay's records)
+    assert stamps_by_topic(batch) == {"a": [300, 250, 280, 120], "b": [900]}
+    assert stamps_by_topic(records("a", 0, 1, 2)) == {}  # no timestamps at all (a replay's records)
 
 
 def test_the_position_after_each_partitions_last_record_is_committed():

@@ -176,19 +176,18 @@ def stage_rows(row: Any, low: dict[str, Any], hop_seen: dict[str, Any]) -> None:
         for q in ("p50", "p99"):
             parts = " / ".join("-" if by_stage.get(s) is None else f"{by_stage[s][q + '_ms']:g}" for s in STAGES)
             row(f"  {consumer} {q} by stage: {' / '.join(STAGES)}", parts, "ms", "", None)
-    topic_wait_rows(row, low.get("topic_waits", {}))
+    record_wait_rows(row, low.get("record_waits", {}))
 
 
-def topic_wait_rows(row: Any, topic_waits: dict[str, Any]) -> None:
-    """Each workflow step's wait per topic it reads (the batches that carried records of that topic): the topic its
-    input comes from is the one its step p50 follows."""
+def record_wait_rows(row: Any, record_waits: dict[str, Any]) -> None:
+    """Each workflow step's records' wait until their poll, by topic read (records counted): the topic its input comes
+    from is the one its step p50 follows, record by record, as the per-batch stages cannot show."""
     for consumer in WORKFLOW_STEPS:
-        by_topic = topic_waits.get(consumer) or {}
+        by_topic = record_waits.get(consumer) or {}
         for q in ("p50", "p99"):
-            parts = ", ".join(f"{short_topic(topic)} {_ms(waits.get('queue'), q)} / {_ms(waits.get('poll'), q)} "
-                              f"({(waits.get('queue') or {}).get('batches', 0)})" for topic, waits in by_topic.items())
+            parts = ", ".join(f"{short_topic(topic)} {_ms(waits, q)} ({waits.get('records', 0)})" for topic, waits in by_topic.items())
             if parts:
-                row(f"  {consumer} {q} wait by topic read: queue / poll (batches)", parts, "ms", "", None)
+                row(f"  {consumer} {q} record wait to its poll, by topic (records)", parts, "ms", "", None)
 
 
 def short_topic(topic: str) -> str:

@@ -83,9 +83,10 @@ async def settled_hub(lags: LagWatch, cfg: BenchConfig, say: Any, before: str) -
 
 
 async def stage_breakdown(hub: BenchHub, before: stages.Scrape) -> dict[str, Any]:
-    """Where the consumers' batches spent a phase (since the scrape `before`): per stage, and the wait per topic read."""
+    """Where the consumers' batches spent a phase (since the scrape `before`): per stage, and each record's wait until
+    its poll, by topic."""
     diff = stages.difference(await stages.scrape(hub.metrics_ports), before)
-    return {"stages": stages.summary(diff), "topic_waits": stages.topic_summary(diff)}
+    return {"stages": stages.summary(diff), "record_waits": stages.record_summary(diff)}
 
 
 async def _run(cfg: BenchConfig, hub: BenchHub, res: Result, started: float) -> None:

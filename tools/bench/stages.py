@@ -1,6 +1,6 @@
 """Per-hop breakdown from the services' own metrics: where each consumer's batches spent their time in a
 phase (queue wait, decode, apply, publish, commit: `cityops_stage_seconds`, services/common/metrics.py), and
-the wait per topic read (`cityops_topic_wait_seconds`).
+each record's wait by topic (`cityops_record_wait_seconds`).
 
 Each service process of the run serves its metrics on a port of its own (BenchHub); a phase's breakdown is
 the difference of two scrapes, one before it and one after, so earlier phases do not count. Quantiles are
@@ -16,23 +16,23 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from services.common.metrics import STAGES, TOPIC_STAGES
+from services.common.metrics import STAGES
 
 METRIC = "cityops_stage_seconds"
-TOPIC_METRIC = "cityops_topic_wait_seconds"
+RECORD_METRIC = "cityops_record_wait_seconds"
 # (consumer, stage) -> {"buckets": {upper bound: cumulative count}, "sum": seconds, "count": batches};
-# for TOPIC_METRIC the key is (consumer, stage, topic).
+# for RECORD_METRIC the key is (consumer, "record", topic) and the count is records.
 Scrape = dict[tuple[str, ...], dict[str, Any]]
 
 
 def parse(text: str, metric: str = METRIC) -> Scrape:
-    """One metric's histograms (the stages', or the waits per topic) in one exposition text."""
+    """One metric's histograms (the stages', or the records' waits by topic) in one exposition text."""
     out: Scrape = defaultdict(lambda: {"buckets": {}, "sum": 0.0, "count": 0.0})
     for family in text_string_to_metric_families(text):
         if family.name != metric:
             continue
         for sample in family.samples:
-            key: tuple[str, ...] = (sample.labels.get("consumer", "?"), sample.labels.get("stage", "?"))
+            key: tuple[str, ...] = (sample.labels.get("consumer", "?"), sample.labels.get("stage", "record"))
             if "topic" in sample.labels:
                 key += (sample.labels["topic"],)
             if sample.name.endswith("_bucket"):
@@ -75,9 +75,9 @@ def quantile(q: float, buckets: Mapping[float, float]) -> float | None:
 Figures = dict[str, float | None]
 
 
-def _figures(h: dict[str, Any]) -> Figures:
+def _figures(h: dict[str, Any], counted: str = "batches") -> Figures:
     ms = lambda s: None if s is None else round(s * 1000, 2)  # noqa: E731
-    return {"batches": int(h["count"]), "mean_ms": ms(h["sum"] / h["count"]),
+    return {counted: int(h["count"]), "mean_ms": ms(h["sum"] / h["count"]),
             "p50_ms": ms(quantile(0.5, h["buckets"])), "p99_ms": ms(quantile(0.99, h["buckets"]))}
 
 
@@ -91,20 +91,18 @@ def summary(diff: Scrape) -> dict[str, dict[str, Figures]]:
     return out
 
 
-def topic_summary(diff: Scrape) -> dict[str, dict[str, dict[str, Figures]]]:
-    """consumer -> topic -> stage (queue, poll) -> batches that read the topic, mean, p50, p99 in ms."""
-    out: dict[str, dict[str, dict[str, Figures]]] = defaultdict(dict)
-    for consumer, topic in sorted({(key[0], key[2]) for key in diff if len(key) == 3}):
-        waits = {stage: _figures(h) for stage in TOPIC_STAGES
-                 if (h := diff.get((consumer, stage, topic))) and h["count"] > 0}
-        if waits:
-            out[consumer][topic] = waits
+def record_summary(diff: Scrape) -> dict[str, dict[str, Figures]]:
+    """consumer -> topic -> records read, mean, p50, p99 of their wait until the poll that returned them, in ms."""
+    out: dict[str, dict[str, Figures]] = defaultdict(dict)
+    for key, h in sorted(diff.items()):
+        if len(key) == 3 and h["count"] > 0:
+            out[key[0]][key[2]] = _figures(h, "records")
     return dict(out)
 
 
 async def scrape(ports: Mapping[str, int]) -> Scrape:
-    """The stage histograms and the waits per topic of every process (one that does not answer is left out):
-    `summary` and `topic_summary` each take their own keys from it."""
+    """The stage histograms and the records' waits of every process (one that does not answer is left out):
+    `summary` and `record_summary` each take their own keys from it."""
     import httpx
 
     merged: Scrape = {}
@@ -114,7 +112,7 @@ async def scrape(ports: Mapping[str, int]) -> Scrape:
                 text = (await client.get(f"http://127.0.0.1:{port}/metrics")).text
             except httpx.HTTPError:
                 return {}
-            return {**parse(text), **parse(text, TOPIC_METRIC)}
+            return {**parse(text), **parse(text, RECORD_METRIC)}
         for part in await asyncio.gather(*(one(p) for p in ports.values() if p)):
             merged.update(part)  # consumer names are unique across the hub's processes
     return merged
