@@ -32,13 +32,13 @@ from sqlmodel import col
 from services.common.batch_state import table_of
 from services.common.collector import BulkCollector, bulk_collection
 from services.common.logs import get_logger
+from services.common.progress import Meter, NullMeter
 from services.common.store import upsert_rows as upsert
 
 from .domain import PROJECTED_TYPES, Fact, as_utc
 from .logsource import LogRecord, LogSource, Position, decode_wanted
 from .migrate import upgrade
 from .models import VIEW_TABLES, ProjMeta, ProjRebuildPending, ProjRebuildPosition, ProjTimelineEntry
-from .progress import Meter, NullMeter
 from .store import FACTS, bulk_insert_ignore, refold, store_facts
 
 log = get_logger(__name__)

@@ -18,12 +18,12 @@ from sqlalchemy.engine import Engine
 
 from contracts import events as ev
 from contracts.envelope import Envelope, Event
+from services.common.progress import Meter, NullMeter
 
 from . import queries
 from .domain import (PROJECTED_TYPES, Fact, Folded, Holding, Ranked, aggregate, as_utc, event_units, fold, holdings,
                      parse_facts, rank, task_row, ticket_row, timeline_row)
 from .logsource import KafkaLog, LogRecord, LogSource, Position, decode_wanted
-from .progress import Meter, NullMeter
 from .queries import ENTRY_COLUMNS, EventFilter
 
 _WANTED = frozenset(t.encode() for t in PROJECTED_TYPES)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import sys
 from collections.abc import Coroutine
 from datetime import datetime
 from pathlib import Path
@@ -30,12 +29,12 @@ from rich.console import Console
 from rich.table import Table
 
 from services.common.logs import configure_logging
+from services.common.progress import Meter, meter_for
 from services.common.settings import ServiceSettings
 from services.common.store import make_engine
 
 from .domain import use_calendar
 from .logsource import ArchiveLog, KafkaLog, LogSource
-from .progress import Meter, NullMeter, RichMeter
 from .queries import EventFilter, parse_time
 from .settings import ProjectionsSettings
 
@@ -69,7 +68,7 @@ def _log(settings: ProjectionsSettings, from_archive: bool, topics: list[str] | 
 
 
 def _meter(progress: bool) -> Meter:
-    return RichMeter() if progress and sys.stderr.isatty() else NullMeter()
+    return meter_for(progress, phase_units={"fold": "tickets"})  # the rebuild's fold phase counts tickets
 
 
 def _run(coro: Coroutine[Any, Any, T]) -> T:

@@ -36,10 +36,10 @@ from contracts.topics import EVALUATE, TICKETS, TRIAGE
 from domain import rates as rate_rules
 from domain.catalogue import Catalogue, UnknownCategoryError
 from domain.consultation import consultation_cue
+from services.common.progress import Meter
 
 from .domain import Fact, rank
 from .logsource import LogSource
-from .progress import Meter
 from .replay import scan
 
 # The topics a what-if needs: tickets (the registrations: text, place, operator's category), triage (what was
