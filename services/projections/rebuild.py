@@ -217,7 +217,9 @@ class _Rebuild:
                                        .order_by(col(ProjRebuildPending.ticket_id)).limit(self.fold_batch)).scalars())
             if ids:
                 session.execute(delete(ProjRebuildPending).where(col(ProjRebuildPending.ticket_id).in_(ids)))
-                refold(session, ids)
+                # Each ticket is folded once here. Remembering the facts parsed for it would evict, once the log
+                # holds more events than FACTS keeps, the facts the load phase kept for the tickets still to come.
+                refold(session, ids, once=True)
                 self._fold_cursor = ids[-1]
             return len(ids)
 

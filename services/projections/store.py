@@ -180,12 +180,13 @@ def _copy_insert_ignore(session: Session, table: Table, rows: Sequence[dict[str,
     return int(inserted)
 
 
-def load_facts(session: Session, ticket_ids: Iterable[str]) -> dict[str, list[Fact]]:
+def load_facts(session: Session, ticket_ids: Iterable[str], *, remember: bool = True) -> dict[str, list[Fact]]:
     ids = sorted(set(ticket_ids))
     out: dict[str, list[Fact]] = defaultdict(list)
     connection = session.connection()
     for start in range(0, len(ids), _IN_CHUNK):
-        for fact in FACTS.of_rows(select_rows(connection, _FACTS_OF_TICKETS, {"tickets": ids[start:start + _IN_CHUNK]})):
+        rows = select_rows(connection, _FACTS_OF_TICKETS, {"tickets": ids[start:start + _IN_CHUNK]})
+        for fact in FACTS.of_rows(rows, remember=remember):
             out[fact.ticket_id].append(fact)
     return out
 
@@ -224,9 +225,10 @@ class FactMemo:
     def of_row(self, row: tuple[Any, ...]) -> Fact:
         return self.of_rows([row])[0]
 
-    def of_rows(self, rows: Sequence[tuple[Any, ...]]) -> list[Fact]:
-        """The facts of these rows, in their order; those not remembered are parsed and remembered together
-        (a rebuild of more events than the memo holds misses on most rows, one `_put` per row cost 12 us)."""
+    def of_rows(self, rows: Sequence[tuple[Any, ...]], *, remember: bool = True) -> list[Fact]:
+        """The facts of these rows, in their order; those not remembered are parsed, and remembered together
+        (one `_put` per row cost 12 us) unless `remember` is False: a reader that will not read them again
+        (a rebuild's fold) would only push out facts that are still to be read."""
         found: list[Fact | None] = []
         with self._lock:
             for row in rows:
@@ -236,7 +238,8 @@ class FactMemo:
                 found.append(fact)
         parsed = [(row, _parse_row(row)) for row, fact in zip(rows, found, strict=True) if fact is None]
         if parsed:
-            self._put(parsed)
+            if remember:
+                self._put(parsed)
             new = iter(fact for _, fact in parsed)
             return [fact if fact is not None else next(new) for fact in found]
         return found  # type: ignore[return-value]  # every row was remembered
@@ -273,14 +276,15 @@ class FactMemo:
 FACTS = FactMemo(20_000)  # about 30 MB when full
 
 
-def refold(session: Session, ticket_ids: Iterable[str]) -> list[Folded]:
+def refold(session: Session, ticket_ids: Iterable[str], *, once: bool = False) -> list[Folded]:
     """Recompute the rows of these tickets from their stored events and replace the old ones.
 
     A ticket whose fold fails keeps its old rows and is listed in `proj_rebuild_pending` for a
-    later refold, so one bad ticket never blocks the others or the partition."""
+    later refold, so one bad ticket never blocks the others or the partition. `once`: these tickets
+    will not be refolded again soon (a rebuild), so the facts parsed for them are not remembered."""
     ids = sorted(set(ticket_ids))
     lock_tickets(session, ids)
-    facts = load_facts(session, ids)
+    facts = load_facts(session, ids, remember=not once)
     folds, failed = [], []
     for ticket_id in ids:
         try:

@@ -183,6 +183,21 @@ def test_the_fact_memo_answers_rows_in_order_whether_remembered_or_parsed(engine
     assert set(memo._facts) == set(rows)
 
 
+def test_facts_read_without_remembering_them_are_parsed_alike_and_leave_the_memo_as_it_was(engine):
+    with Session(engine) as session, session.begin():
+        store_facts(session, [Fact.from_envelope(e) for e in HISTORY])
+    with Session(engine) as session:
+        rows = [tuple(r) for r in session.execute(select(*store_module._FACT_COLUMNS))]
+    memo = store_module.FactMemo(len(rows))
+    memo.of_rows(rows[::3])
+    before = set(memo._facts)
+
+    facts = memo.of_rows(rows, remember=False)
+
+    assert facts == [store_module._parse_row(row) for row in rows]
+    assert set(memo._facts) == before
+
+
 # ---------------------------------------------------------------------------------------------- rebuild
 
 class ListLog:
@@ -255,6 +270,43 @@ def test_an_interrupted_rebuild_resumes_where_it_stopped(tmp_path, engine):
     report = asyncio.run(rebuild(rebuilt, log, batch=200))
     assert report.resumed and report.events_loaded + stopped.value.report.events_loaded <= len(HISTORY)
     assert checksum(rebuilt) == checksum(engine)
+
+
+class ParsesPerPhase:
+    """A progress meter that notes how many timeline rows had been parsed when each phase began."""
+
+    def __init__(self, parses: list[int]) -> None:
+        self.parses, self.at_start = parses, {}
+
+    def phase(self, name, total):
+        self.at_start[name] = len(self.parses)
+
+    def advance(self, amount):
+        return None
+
+    def close(self):
+        return None
+
+
+def test_a_rebuild_longer_than_the_fact_memo_still_finds_every_fact_the_load_kept(tmp_path, engine, monkeypatch):
+    """The fold reads each ticket once: the facts it has to parse must not push out those the load kept for
+    tickets still to come (which made a rebuild of a log longer than the memo parse nearly every event)."""
+    _apply_in_batches(engine, HISTORY)
+    kept = 300
+    parses: list[int] = []
+    real_parse = store_module._parse_row
+    monkeypatch.setattr(store_module, "_parse_row", lambda row: parses.append(1) or real_parse(row))
+    monkeypatch.setattr("services.projections.rebuild._FACTS_KEPT", kept)
+    monkeypatch.setattr(store_module.FACTS, "size", kept)
+    store_module.FACTS.clear()
+    rebuilt = make_engine(f"sqlite:///{tmp_path / 'rebuilt.db'}")
+    meter = ParsesPerPhase(parses)
+
+    asyncio.run(rebuild(rebuilt, ListLog(HISTORY), batch=250, fold_batch=20, meter=meter))
+
+    assert len(parses) - meter.at_start["fold"] == len(HISTORY) - kept  # the kept facts were all found
+    assert checksum(rebuilt) == checksum(engine)
+    store_module.FACTS.clear()
 
 
 def test_rebuild_refuses_a_store_that_is_not_a_rebuild(engine):
