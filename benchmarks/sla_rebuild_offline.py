@@ -1,6 +1,6 @@
 """CPU of the sla service's rebuild over a `cityops bench --dump-log` log, without Kafka.
 
-Runs `services.sla.rebuild`'s apply and mark steps (what `cityops sla rebuild` does once it has read the log) over
+Runs `services.sla.rebuild`'s apply, mark and reschedule steps (what `cityops sla rebuild` does once it has read the log) over
 the dumped records into a fresh SQLite store, and prints CPU per record and the garbage collector's passes.
 `--collector-on` leaves automatic collection on, as before stop 26 (A/B of services/common/collector.py):
 
@@ -63,6 +63,7 @@ def main() -> None:
     with (collector_left_on() if args.collector_on else bulk_collection()) as collector:
         applied = rebuild._apply(engine, settings, runtime, workflow, collector)  # type: ignore[arg-type]
         marks = rebuild._mark(engine, runtime, own)
+        rebuild._reschedule(engine, runtime, collector)  # type: ignore[arg-type]
     cpu = time.process_time() - cpu
     print(f"sla rebuild: {len(workflow)} records, {applied} applied, {marks} marks; {cpu:.2f}s CPU = "
           f"{cpu / max(len(workflow), 1) * 1e6:,.0f} us CPU/record; garbage collector: {pauses}")

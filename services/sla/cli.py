@@ -93,11 +93,15 @@ def returns_index(db_url: str | None = DB_URL) -> None:
 
 
 @app.command("rebuild")
-def rebuild(db_url: str | None = DB_URL) -> None:
+def rebuild(db_url: str | None = DB_URL,
+            progress: bool = typer.Option(True, "--progress/--no-progress",
+                                          help="Show a progress bar per phase with rate and ETA.")) -> None:
     """Rebuild the store from the log, with the service stopped: the timers from the workflow topics, what
     they already fired from cityops.sla.v1 (so nothing is sent twice); then the service's consumer group is
     committed where the rebuild stopped reading. The store must be empty (a new file or database)."""
     import asyncio
+
+    from services.common.progress import meter_for
 
     from .app import load_catalogue_or_none
     from .handlers import build_runtime
@@ -112,7 +116,11 @@ def rebuild(db_url: str | None = DB_URL) -> None:
             typer.echo("the store is not empty: point --db-url at a new store (or remove this one) first", err=True)
             raise typer.Exit(1)
     runtime = build_runtime(settings, load_catalogue_or_none(settings.catalogue_file()))
-    report = asyncio.run(rebuild_from_log(settings, engine, runtime))
+    meter = meter_for(progress, phase_units={"timers": "timers"})
+    try:
+        report = asyncio.run(rebuild_from_log(settings, engine, runtime, meter))
+    finally:
+        meter.close()
     typer.echo(f"applied {report.workflow_events} workflow events and {report.marks} past firings; "
                f"group {settings.group_id} committed at {len(report.positions)} partition ends")
 

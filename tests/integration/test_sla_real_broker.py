@@ -30,6 +30,7 @@ from contracts.topics import AREA_TASKS, SLA, WORKFLOW_TOPICS, unit_topic_spec
 from domain.catalogue import load_catalogue
 from services.common.kafka import ensure_topics, kafka_access
 from services.common.store import create_tables, make_engine
+from services.sla import rebuild as sla_rebuild
 from services.sla.app import create_app
 from services.sla.handlers import TOPICS, build_runtime
 from services.sla.models import TABLES, SlaFactRow, SlaTaskRow, SlaTimerRow, make_store_engine
@@ -265,7 +266,8 @@ def _set_clock(path: Path, moment: datetime) -> None:
     tmp.replace(path)  # atomic: the service never reads half a timestamp
 
 
-async def test_kill_minus_nine_mid_sweep_and_restart_fire_every_escalation_exactly_once(kafka_bootstrap, unique, tmp_path):
+async def test_kill_minus_nine_mid_sweep_and_restart_fire_every_escalation_exactly_once(kafka_bootstrap, unique, tmp_path,
+                                                                                     monkeypatch):
     prefix = f"KILL{unique}"
     await ensure_topics(kafka_bootstrap, list(WORKFLOW_TOPICS) + UNIT_TOPICS)
     all_stories, _, _ = stories(prefix)
@@ -323,7 +325,17 @@ async def test_kill_minus_nine_mid_sweep_and_restart_fire_every_escalation_exact
     # ---- the store lost: rebuilt from the log alone, the service fires nothing it had already sent
     rebuilt_url = f"sqlite:///{tmp_path / 'rebuilt.db'}"
     settings = settings_for(kafka_bootstrap, unique, rebuilt_url)
-    await rebuild_from_log(settings, make_store_engine(rebuilt_url), build_runtime(settings, load_catalogue()))
+    # A fetch of 50 records at a time, each applied in its own transaction, as a log too long to hold is read.
+    monkeypatch.setattr(sla_rebuild, "READ_BATCH", 50)
+    stretches: list[int] = []
+    apply_stretch = sla_rebuild._apply
+    monkeypatch.setattr(sla_rebuild, "_apply", lambda *args: stretches.append(len(args[3])) or apply_stretch(*args))
+    meter = PhaseMeter()
+    await rebuild_from_log(settings, make_store_engine(rebuilt_url), build_runtime(settings, load_catalogue()), meter)
+    assert len(stretches) > 1 and max(stretches) <= 50
+    assert list(meter.phases) == ["workflow", "fired", "timers"]
+    assert meter.phases["workflow"] == [meter.totals["workflow"], sum(stretches)]  # every record read, counted
+    assert meter.phases["timers"][0] == meter.phases["timers"][1] > 0
     assert _marks(make_engine(rebuilt_url), prefix) == _marks(engine, prefix)
     records_before = len(topic.records)
     app = create_app(settings, clock=FakeClock(at(11, 7, 18)))
@@ -333,6 +345,24 @@ async def test_kill_minus_nine_mid_sweep_and_restart_fire_every_escalation_exact
     finally:
         await app.stop()
     assert len(await topic.read()) == records_before
+
+
+class PhaseMeter:
+    """A progress meter that keeps each phase's [total, advanced]."""
+
+    def __init__(self) -> None:
+        self.phases: dict[str, list[int]] = {}
+        self.totals: dict[str, int] = {}
+        self._current = ""
+
+    def phase(self, name, total):
+        self._current, self.totals[name], self.phases[name] = name, total, [total, 0]
+
+    def advance(self, amount):
+        self.phases[self._current][1] += amount
+
+    def close(self):
+        return None
 
 
 def _marks(engine, prefix: str) -> dict:

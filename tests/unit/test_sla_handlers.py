@@ -373,3 +373,42 @@ def test_a_rebuild_skips_a_report_the_live_service_refused_and_records_it_dead_l
     assert {t.status for t in rebuilt.timers().values()} == {"running"}
     with Session(rebuilt.engine) as session:
         assert session.get(ProcessedEvent, ("sla", forged.id)).outcome == "dead-lettered"
+
+
+def test_a_rebuild_read_in_stretches_equals_one_read_and_applies_a_re_sent_copy_once(tmp_path, monkeypatch):
+    """`cityops sla rebuild` applies the log a fetch at a time (its length is not bounded by memory): a copy of an
+    event re-sent in a later stretch is found in the ledger, and every timer's next due time is set in chunks."""
+    from sqlalchemy import func, select, update
+
+    from services.common.collector import bulk_collection
+    from services.common.store import ProcessedEvent
+    from services.sla import rebuild
+    from services.sla.models import SlaTimerRow
+    from tests.harness.pipeline import record_of
+
+    def due_times(store: Sla) -> dict[tuple[str, str], datetime | None]:
+        with Session(store.engine) as session:
+            return {(t.task_id, t.clock): t.next_due_at for t in session.execute(select(SlaTimerRow)).scalars()}
+
+    stories = [grid_story(f"T-G{n}") for n in range(4)]
+    for story, task in stories:
+        story.signed_for(at(11, 3, 10), task)
+    records = [record_of(e) for story, _ in stories for e in story.events]
+    copy = records[1]  # an outbox re-send, read again later
+    whole, stretched = Sla(tmp_path / "whole"), Sla(tmp_path / "stretched")
+    monkeypatch.setattr(rebuild, "TIMER_BATCH", 3)
+    with bulk_collection() as collector:
+        applied_once = rebuild._apply(whole.engine, whole.settings, whole.runtime, records, collector)
+        applied = sum(rebuild._apply(stretched.engine, stretched.settings, stretched.runtime, part, collector)
+                      for part in (records[:5], records[5:11], records[11:] + [copy]))
+        with Session(stretched.engine) as session, session.begin():
+            session.execute(update(SlaTimerRow).values(next_due_at=None))  # so that the reschedule must set each
+        rebuild._reschedule(stretched.engine, stretched.runtime, collector)
+
+    assert applied == applied_once == len(records)
+    assert stretched.timers() == whole.timers()
+    expected = due_times(whole)
+    assert sum(due is not None for due in expected.values()) > rebuild.TIMER_BATCH  # more than one chunk to set
+    assert due_times(stretched) == expected
+    with Session(stretched.engine) as session:
+        assert session.execute(select(func.count()).select_from(ProcessedEvent)).scalar() == len(records)
