@@ -31,7 +31,7 @@ from contracts import events as ev
 from contracts.envelope import Envelope, utcnow
 from contracts.topics import SLA
 from services.common.batch_state import table_of
-from services.common.bookkeeping import chunks
+from services.common.bookkeeping import BatchLedger
 from services.common.collector import BulkCollector, bulk_collection
 from services.common.handler import HandlerContext, Rejected
 from services.common.kafka import kafka_access
@@ -164,16 +164,14 @@ def _apply(engine: Engine, settings: SlaSettings, runtime: SlaRuntime, records: 
 
 
 def _first_copies(session: Session, decoded: Iterable[tuple[Any, Envelope[Any]]]) -> list[tuple[Any, Envelope[Any]]]:
-    """The first copy of each event: not seen earlier in this stretch, nor in the ledger of those applied before."""
+    """The first copy of each event: not seen earlier in this stretch, nor applied in an earlier one (the ledger
+    the live service reads for the same purpose)."""
     unique: dict[str, tuple[Any, Envelope[Any]]] = {}
     for record, envelope in decoded:
         unique.setdefault(envelope.id, (record, envelope))
-    ledger = table_of(ProcessedEvent)
-    for ids in chunks(list(unique)):
-        for (event_id,) in session.execute(select(ledger.c.event_id).where(
-                ledger.c.consumer == "sla", ledger.c.event_id.in_(ids))):
-            del unique[event_id]
-    return list(unique.values())
+    applied = BatchLedger.read(session.connection(), "sla", [envelope for _, envelope in unique.values()],
+                               careful=False, now=utcnow()).processed
+    return [pair for event_id, pair in unique.items() if event_id not in applied]
 
 
 def _mark(engine: Engine, runtime: SlaRuntime, records: list[Any]) -> int:
